@@ -1,0 +1,297 @@
+"""Load and validate a problem file: the one thing a user writes.
+
+A problem file is trusted code written by the user. It is loaded in the engine (to build inputs and run the
+trusted `score`) and, separately, inside every sandbox (to run the untrusted `solve` with a candidate's functions).
+Every mistake in it is reported as one `ProblemError` naming the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import importlib.util
+import math
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+EVOLVE_MARK = "__evoforge_evolve__"
+
+
+def evolve(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a function as the one evolution rewrites; its body in the problem file is the seed program."""
+    setattr(fn, EVOLVE_MARK, True)
+    return fn
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A cascade stage: inputs to evaluate first and the score a candidate must reach to go on."""
+
+    inputs: tuple[str, ...]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-problem evaluation settings; every field can be overridden with `--set field=value`."""
+
+    maximize: bool = True  # higher score is better; False for costs such as excess bins
+    time_limit_s: float = 30.0  # wall-clock limit for solve() on one input
+    memory_limit_mb: int = 2048  # address-space limit of the sandboxed process
+    numba: bool = False  # compile the evolved functions with numba.njit (falls back to Python if it cannot)
+
+
+class ProblemError(Exception):
+    """A problem file is unusable; the message names the file, the line and what to change."""
+
+
+class InvalidOutput(Exception):
+    """The trusted score rejected a candidate's output (or returned something that is not a finite number)."""
+
+
+@dataclass(frozen=True)
+class EvolvedFunction:
+    """One `@evolve` function: its name and seed source (the `def` without decorators)."""
+
+    name: str
+    source: str
+    lineno: int
+
+
+@dataclass
+class Problem:
+    """A loaded problem: description, seed, settings, inputs and the trusted scoring functions."""
+
+    path: Path
+    name: str
+    description: str
+    source: str
+    evolved: tuple[EvolvedFunction, ...]
+    settings: Settings
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    held_out: dict[str, Any]
+    module: ModuleType = field(repr=False)
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def seed_code(self) -> str:
+        """The starting program: the evolved functions' seed sources, in file order."""
+        return "\n\n".join(f.source for f in self.evolved) + "\n"
+
+    @property
+    def evolved_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.evolved)
+
+    @property
+    def source_hash(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def score_output(self, input_value: Any, output: Any) -> float:
+        """Run the trusted score on one output; raise InvalidOutput unless it accepts it with a finite number."""
+        try:
+            value = self.module.score(input_value, output)
+        except Exception as exc:  # the trusted check rejecting an output is the normal way to say "invalid"
+            raise InvalidOutput(f"score() rejected the output: {type(exc).__name__}: {exc}") from exc
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise InvalidOutput(f"score() returned {type(value).__name__}, not a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise InvalidOutput(f"score() returned {value}, not a finite number")
+        return value
+
+    def aggregate(self, scores: Mapping[str, float], inputs: Mapping[str, Any]) -> float:
+        """Combine per-input scores into the program's score (the problem's `aggregate`, else the mean)."""
+        custom = getattr(self.module, "aggregate", None)
+        names = list(scores)
+        if custom is None:
+            return float(sum(scores[n] for n in names) / len(names))
+        return float(custom([scores[n] for n in names], [inputs[n] for n in names]))
+
+    def is_better(self, a: float, b: float | None) -> bool:
+        """True if score a beats score b under this problem's direction (anything beats None)."""
+        if b is None:
+            return True
+        return a > b if self.settings.maximize else a < b
+
+
+def _error(path: Path, line: int | None, what: str, fix: str) -> ProblemError:
+    where = f"{path}:{line}" if line else str(path)
+    return ProblemError(f"{where}: {what}\n  fix: {fix}")
+
+
+def _coerce(key: str, raw: str, default: Any, path: Path) -> Any:
+    """Turn a `--set` string into the type of the default it replaces."""
+    try:
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, str) or default is None:
+            return raw
+        value = ast.literal_eval(raw)
+        if not isinstance(value, type(default)):
+            raise ValueError(f"expected a {type(default).__name__} literal, got {raw!r}")
+        return value
+    except ValueError as exc:
+        raise _error(path, None, f"--set {key}={raw}: {exc}",
+                     f"give {key} a value of type {type(default).__name__} (default {default!r})") from None
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Parse `key=value` strings from the command line into a dict, refusing malformed ones."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ProblemError(f"--set {pair!r}: expected key=value, e.g. --set time_limit_s=5")
+        result[key.strip()] = value
+    return result
+
+
+def _exec_module(path: Path, source: str) -> ModuleType:
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise _error(path, exc.lineno, f"syntax error: {exc.msg}",
+                     "correct the Python syntax on that line") from None
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    name = f"evoforge_problem_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        exec(code, module.__dict__)
+    except Exception as exc:
+        line = _line_in_file(exc, path)
+        sys.modules.pop(name, None)
+        raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
+                     "make the file import cleanly with `python -c 'import runpy; runpy.run_path(\"FILE\")'`") from None
+    return module
+
+
+def _line_in_file(exc: BaseException, path: Path) -> int | None:
+    """The deepest traceback line that lies in the problem file, to point the user at it."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename) == path:
+            line = frame.lineno
+    return line
+
+
+def _find_evolved(path: Path, source: str, module: ModuleType) -> tuple[EvolvedFunction, ...]:
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        if not getattr(getattr(module, node.name, None), EVOLVE_MARK, False):
+            continue
+        body = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        found.append(EvolvedFunction(name=node.name, source=body, lineno=node.lineno))
+    if not found:
+        raise _error(path, None, "no function is marked @evolve, so there is nothing to evolve",
+                     "add `from engine import evolve` and put `@evolve` on the function(s) the search should rewrite")
+    return tuple(found)
+
+
+def _require_callable(path: Path, module: ModuleType, name: str, fix: str) -> None:
+    if not callable(getattr(module, name, None)):
+        raise _error(path, None, f"no function `{name}` is defined", fix)
+
+
+def _named_inputs(path: Path, module: ModuleType, func_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    func = getattr(module, func_name)
+    try:
+        value = func(params)
+    except Exception as exc:
+        raise _error(path, _line_in_file(exc, path), f"{func_name}(params) raised {type(exc).__name__}: {exc}",
+                     f"make {func_name}(params) return the inputs for these parameters") from None
+    if isinstance(value, Mapping):
+        named = {str(k): v for k, v in value.items()}
+    elif isinstance(value, (list, tuple)):
+        named = {str(i): v for i, v in enumerate(value)}
+    else:
+        raise _error(path, func.__code__.co_firstlineno, f"{func_name}(params) returned {type(value).__name__}",
+                     "return a dict of name -> input, or a list of inputs")
+    return named
+
+
+def _settings_from(path: Path, module: ModuleType) -> Settings:
+    raw = getattr(module, "SETTINGS", None)
+    if raw is None:
+        return Settings()
+    if isinstance(raw, Settings):
+        return raw
+    if isinstance(raw, Mapping):
+        known = {f.name for f in dataclasses.fields(Settings)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise _error(path, None, f"SETTINGS has unknown key(s) {unknown}", f"use only {sorted(known)}")
+        return Settings(**raw)
+    raise _error(path, None, f"SETTINGS is a {type(raw).__name__}", "set SETTINGS = Settings(...) or a dict")
+
+
+def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
+                     overrides: Mapping[str, str]) -> tuple[Settings, dict[str, Any]]:
+    setting_names = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)}
+    new_settings: dict[str, Any] = {}
+    params = dict(params)
+    for key, raw in overrides.items():
+        if key in params:
+            params[key] = _coerce(key, raw, params[key], path)
+        elif key in setting_names:
+            new_settings[key] = _coerce(key, raw, setting_names[key], path)
+        else:
+            valid = sorted(params) + sorted(setting_names)
+            raise _error(path, None, f"--set {key}: no such parameter or setting",
+                         f"use one of {valid}")
+    return dataclasses.replace(settings, **new_settings), params
+
+
+def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -> Problem:
+    """Load a problem file, apply `--set` overrides, and check that it has everything a search needs."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ProblemError(f"{path}: no such problem file\n  fix: pass the path of a .py problem file, "
+                           "e.g. problems/bin_packing.py")
+    source = path.read_text()
+    module = _exec_module(path, source)
+    description = (module.__doc__ or "").strip()
+    if not description:
+        raise _error(path, 1, "the problem file has no module docstring",
+                     "start the file with a docstring describing the problem; it goes into every prompt")
+    evolved = _find_evolved(path, source, module)
+    _require_callable(path, module, "solve", "define solve(input) that runs the evolved function(s) on one input "
+                      "and returns plain data (numbers, lists, numpy arrays)")
+    _require_callable(path, module, "score", "define score(input, output) -> float that checks the output and "
+                      "raises on an invalid one")
+    _require_callable(path, module, "inputs", "define inputs(params) returning a dict of name -> input")
+    raw_params = getattr(module, "PARAMS", {})
+    if not isinstance(raw_params, Mapping):
+        raise _error(path, None, f"PARAMS is a {type(raw_params).__name__}", "set PARAMS to a dict of defaults")
+    settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
+    inputs = _named_inputs(path, module, "inputs", params)
+    if not inputs:
+        raise _error(path, None, "inputs(params) returned no inputs", "return at least one input to score on")
+    held_out = _named_inputs(path, module, "held_out_inputs", params) if callable(
+        getattr(module, "held_out_inputs", None)) else {}
+    return Problem(path=path, name=path.stem, description=description, source=source, evolved=evolved,
+                   settings=settings, params=params, inputs=inputs, held_out=held_out, module=module,
+                   overrides=dict(overrides or {}))
