@@ -5,11 +5,10 @@ from evaluators.problem import (
     Problem,
     ProblemError,
     Settings,
-    Stage,
     evolve,
     load_problem,
     parse_overrides,
 )
 
-__all__ = ["InvalidOutput", "Problem", "ProblemError", "Settings", "Stage", "evolve", "load_problem",
+__all__ = ["InvalidOutput", "Problem", "ProblemError", "Settings", "evolve", "load_problem",
            "parse_overrides"]

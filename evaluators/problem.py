@@ -30,14 +30,6 @@ def evolve(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @dataclass(frozen=True)
-class Stage:
-    """A cascade stage: inputs to evaluate first and the score a candidate must reach to go on."""
-
-    inputs: tuple[str, ...]
-    threshold: float
-
-
-@dataclass(frozen=True)
 class Settings:
     """Per-problem evaluation settings; every field can be overridden with `--set field=value`."""
 
