@@ -1,0 +1,20 @@
+"""The FunSearch island model over program ids: signature clusters, temperature-controlled parent sampling, resets.
+
+Pure in-memory logic (numpy only, no database, no clock). Randomness comes from the `numpy.random.Generator`
+passed in; resets are planned and applied in two steps so a resumed run can replay them exactly.
+"""
+
+from islands.config import IslandConfig, IslandConfigError
+from islands.model import EmptyIslandError, IslandModel
+from islands.reset import ResetPlan
+from islands.softmax import sample_distinct, softmax
+
+__all__ = [
+    "EmptyIslandError",
+    "IslandConfig",
+    "IslandConfigError",
+    "IslandModel",
+    "ResetPlan",
+    "sample_distinct",
+    "softmax",
+]

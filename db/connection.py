@@ -1,0 +1,128 @@
+"""Opening a database and running one transaction on it, with driver errors turned into ``StoreError``."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from db.errors import StoreError
+
+_WRITE = "evoforge_write"
+
+# Messages of driver errors that a bounded retry can fix: locks, timeouts, dropped connections.
+_TRANSIENT_WORDS = ("locked", "busy", "timeout", "timed out", "connection", "server closed", "deadlock", "serialize")
+
+
+def masked(url: URL) -> str:
+    """The URL with its password hidden, fit for error messages and logs."""
+    return url.render_as_string(hide_password=True)
+
+
+def is_sqlite_memory(url: URL) -> bool:
+    """Whether the URL names a private in-memory SQLite database."""
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def open_engine(url: str | URL, *, timeout_s: float) -> tuple[Engine, threading.RLock | None]:
+    """An engine for the URL, plus a lock that callers hold around each transaction when all share one connection.
+
+    SQLite gets WAL (readers never wait for the writer, and a killed writer loses only its open transaction),
+    ``synchronous=NORMAL`` (no fsync per commit; WAL keeps the file consistent), a busy timeout, foreign keys, and
+    explicit BEGIN so writes can take the lock up front with BEGIN IMMEDIATE.
+    """
+    try:
+        url = make_url(url)
+    except exc.ArgumentError as err:
+        raise StoreError(f"cannot parse database URL {url!r}: {err}; write it like sqlite:///runs/evoforge.db") from err
+    shared_lock = None
+    kwargs: dict = {}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout_s}
+        if is_sqlite_memory(url):
+            # One in-memory database exists per connection: share one, and take turns on it.
+            kwargs["poolclass"] = StaticPool
+            shared_lock = threading.RLock()
+        elif url.database and not url.database.startswith("file:"):
+            _make_parent(url)
+    else:
+        # A server may drop idle connections during a long run: test each one as it leaves the pool.
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
+        raise StoreError(
+            f"cannot open database {masked(url)}: {err}; install the driver the URL names or fix the URL"
+        ) from err
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine, timeout_s)
+    return engine, shared_lock
+
+
+def _make_parent(url: URL) -> None:
+    parent = Path(url.database).expanduser().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(
+            f"cannot create folder {parent} for database {masked(url)}: {err}; choose a writable --db"
+        ) from err
+
+
+def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's begin event, not the sqlite3 module, decide when and how a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A write takes the write lock at BEGIN and waits for it under busy_timeout; a deferred read transaction
+        # that later writes would instead fail at once with SQLITE_BUSY when another writer got in between.
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def transaction(engine: Engine, lock: threading.RLock | None, *, write: bool) -> Iterator[Connection]:
+    """One transaction: commits on success, rolls back on error, raises driver errors as ``StoreError``."""
+    if lock is not None:
+        lock.acquire()
+    try:
+        with engine.connect() as connection:
+            if write:
+                connection.execution_options(**{_WRITE: True})
+            with connection.begin():
+                yield connection
+    except exc.IntegrityError as err:
+        raise StoreError(
+            f"database {masked(engine.url)} refused a write: {_orig(err)}; this is a bug or a conflicting record, "
+            "not a transient fault, so it is not retried",
+            transient=False,
+        ) from err
+    except exc.DBAPIError as err:
+        transient = err.connection_invalidated or any(w in str(err.orig).lower() for w in _TRANSIENT_WORDS)
+        raise StoreError(
+            f"database {masked(engine.url)} failed: {_orig(err)}; check that it is reachable and writable "
+            "(for SQLite: the file and its folder are writable, on a local disk, and no other process holds "
+            "a long write lock)",
+            transient=transient,
+        ) from err
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _orig(err: exc.DBAPIError) -> str:
+    return f"{type(err.orig).__name__}: {err.orig}" if err.orig is not None else str(err)

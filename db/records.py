@@ -1,0 +1,287 @@
+"""Plain frozen dataclasses that go into and come out of the store.
+
+Inputs (``New*``) check themselves when built, so a bad record fails where it is made, not inside a transaction.
+Outputs (``*Info``, ``ProgramSummary``, ``EventInfo``) are detached copies of rows: safe to keep, share between
+threads and compare, unlike live ORM objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
+
+from db.models import EVALUATION_KINDS, EVALUATION_STATUSES, ORIGINS, PROGRAM_STATUSES
+
+PROPOSED_ORIGINS = ("offline", "llm")
+
+
+def _check_one_of(what: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} {value!r} is not one of {', '.join(allowed)}")
+
+
+def _check_score(what: str, value: Optional[float]) -> None:
+    # SQLite stores NaN as NULL and PostgreSQL's JSON rejects it: refuse it here, where the caller can see why.
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{what} is {value}; record a non-finite result as status 'invalid' with score None")
+
+
+def _check_scores(what: str, scores: Mapping[str, float]) -> None:
+    for name, value in scores.items():
+        _check_score(f"{what}[{name!r}]", value)
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class NewProposal:
+    """One LLM call or offline mutation to record.
+
+    ``applied`` (the response produced a program) follows from whether the candidate has a program; when given it
+    must agree.
+    """
+
+    island: int
+    model: str
+    prompt: str
+    parent_ids: Sequence[int] = ()
+    response: Optional[str] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    error: Optional[str] = None
+    applied: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("a proposal names its model ('offline' for the offline mutator)")
+        if not isinstance(self.prompt, str):
+            raise ValueError("a proposal's prompt is the messages as JSON text: pass json.dumps(messages)")
+        for name in ("prompt_tokens", "completion_tokens", "cost", "latency_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"proposal {name} is {value}; it must be a finite number >= 0")
+
+
+@dataclass(frozen=True)
+class NewProgram:
+    """A program to record.
+
+    ``code_length`` is ``len(code)`` and ``held_out_score`` is the score of the candidate's held-out evaluation;
+    both are filled in by the store, and checked against those when given.
+    """
+
+    island: int
+    origin: str
+    code: str
+    code_hash: str
+    status: str
+    parent_ids: Sequence[int] = ()
+    score: Optional[float] = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    error: Optional[str] = None
+    duplicate_of: Optional[int] = None
+    code_length: Optional[int] = None
+    held_out_score: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _check_one_of("program origin", self.origin, ORIGINS)
+        if self.code_length is not None and self.code_length != len(self.code):
+            raise ValueError(f"code_length {self.code_length} is not len(code) = {len(self.code)}; leave it out")
+        _check_one_of("program status", self.status, PROGRAM_STATUSES)
+        _check_score("program score", self.score)
+        _check_scores("program scores", self.scores)
+        if (self.status == "duplicate") != (self.duplicate_of is not None):
+            raise ValueError("a program has status 'duplicate' exactly when duplicate_of names the original")
+
+
+@dataclass(frozen=True)
+class NewEvaluation:
+    """One evaluation result to record against a program."""
+
+    kind: str
+    status: str
+    score: Optional[float] = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    error: Optional[str] = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+    compiled: Optional[bool] = None
+    node: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check_one_of("evaluation kind", self.kind, EVALUATION_KINDS)
+        _check_one_of("evaluation status", self.status, EVALUATION_STATUSES)
+        _check_score("evaluation score", self.score)
+        _check_scores("evaluation scores", self.scores)
+
+
+@dataclass(frozen=True)
+class NewCandidate:
+    """A finished candidate: a failed proposal has no program; a duplicate has a program and no evaluations."""
+
+    proposal: Optional[NewProposal] = None
+    program: Optional[NewProgram] = None
+    evaluations: Sequence[NewEvaluation] = ()
+
+    def __post_init__(self) -> None:
+        if self.proposal is None and self.program is None:
+            raise ValueError("a candidate needs a proposal, a program, or both")
+        if self.proposal is not None and self.proposal.applied not in (None, self.program is not None):
+            raise ValueError(
+                "a proposal is applied exactly when its candidate has a program; "
+                + ("pass the program" if self.proposal.applied else "set applied=True or leave it out")
+            )
+        if self.program is None:
+            if self.evaluations:
+                raise ValueError("evaluations need a program to belong to")
+            return
+        proposed = self.program.origin in PROPOSED_ORIGINS
+        if proposed != (self.proposal is not None):
+            raise ValueError(
+                f"a program of origin {self.program.origin!r} "
+                + ("needs the proposal that produced it" if proposed else "has no proposal (seed and human programs)")
+            )
+        if self.program.status == "duplicate" and self.evaluations:
+            raise ValueError("a duplicate is never evaluated: record it without evaluations")
+        held_out = [e for e in self.evaluations if e.kind == "held_out"]
+        if len(held_out) > 1:
+            raise ValueError("a candidate has at most one held-out evaluation")
+        given = self.program.held_out_score
+        if given is not None and (not held_out or held_out[0].score != given):
+            raise ValueError(
+                f"held_out_score {given} must be the score of the candidate's held-out evaluation; leave it out"
+            )
+
+
+# --------------------------------------------------------------------------------------------------- outputs
+
+
+def as_utc(value: Optional[datetime]) -> Optional[datetime]:
+    """The timestamp as an aware UTC datetime (SQLite hands back naive ones)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class RecordedCandidate:
+    """Ids and history position the store gave a recorded candidate."""
+
+    seq: int
+    proposal_id: Optional[int]
+    program_id: Optional[int]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as stored."""
+
+    id: int
+    name: str
+    problem_name: str
+    problem_path: str
+    problem_source: str
+    problem_hash: str
+    config: dict[str, Any]
+    seed: int
+    status: str
+    created_at: datetime
+    finished_at: Optional[datetime]
+    evoforge_version: str
+
+
+@dataclass(frozen=True)
+class ProposalInfo:
+    """A proposal (LLM call or offline mutation) as stored."""
+
+    id: int
+    run_id: int
+    seq: int
+    island: int
+    parent_ids: tuple[int, ...]
+    model: str
+    prompt: str
+    response: Optional[str]
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    latency_s: float
+    error: Optional[str]
+    applied: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """A program as stored, code included."""
+
+    id: int
+    run_id: int
+    proposal_id: Optional[int]
+    seq: int
+    island: int
+    parent_ids: tuple[int, ...]
+    origin: str
+    code: str
+    code_hash: str
+    code_length: int
+    status: str
+    score: Optional[float]
+    scores: dict[str, float]
+    held_out_score: Optional[float]
+    error: Optional[str]
+    duplicate_of: Optional[int]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EvaluationInfo:
+    """An evaluation as stored."""
+
+    id: int
+    program_id: int
+    kind: str
+    status: str
+    score: Optional[float]
+    scores: dict[str, float]
+    error: Optional[str]
+    timings: dict[str, float]
+    compiled: Optional[bool]
+    node: Optional[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ProgramSummary:
+    """A program in a run's history: what island state needs, without the code."""
+
+    kind: ClassVar[str] = "program"
+    """Tells a program from an event when walking a history; no event may take this kind."""
+
+    id: int
+    seq: int
+    island: int
+    origin: str
+    status: str
+    score: Optional[float]
+    scores: dict[str, float]
+    code_length: int
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """An event in a run's history."""
+
+    id: int
+    seq: int
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+HistoryItem = Union[ProgramSummary, EventInfo]
+"""One step of a run's history, in seq order: a program or an event."""

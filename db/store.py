@@ -1,0 +1,357 @@
+"""``Store``: the one object the rest of evoforge uses to write and read a run's record.
+
+Every method is one short transaction (see ``db.connection.transaction``) and returns frozen dataclasses, so a
+``Store`` can be shared by threads and nothing it returns goes stale or touches the database later.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from importlib import metadata
+from operator import attrgetter
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
+
+from sqlalchemy import Connection, Row, exc, func, insert, select, update
+
+from db.connection import masked, open_engine, transaction
+from db.errors import StoreError
+from db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Run, utcnow
+from db.records import (
+    EvaluationInfo,
+    EventInfo,
+    HistoryItem,
+    NewCandidate,
+    NewEvaluation,
+    NewProgram,
+    NewProposal,
+    ProgramInfo,
+    ProgramSummary,
+    ProposalInfo,
+    RecordedCandidate,
+    RunInfo,
+    as_utc,
+)
+from db.schema import check_schema, create_schema
+from db.writes import evaluation_row, insert_candidates, no_run, reserve_seqs
+
+T = TypeVar("T")
+
+
+class Store:
+    """An evoforge database at a SQLAlchemy URL: ``sqlite:///runs/evoforge.db``, ``sqlite://`` (in memory), or
+    ``postgresql+psycopg://user:pw@host/db``. Opening creates a new database or checks an existing one's schema."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0, retries: int = 3) -> None:
+        self._engine, self._lock = open_engine(url, timeout_s=timeout_s)
+        self._retries = retries
+        self.url = masked(self._engine.url)
+        """The database URL with its password hidden."""
+        # Check under a read transaction first, so opening an existing database never waits for the write lock.
+        if not self._read(lambda c: check_schema(c, self.url)):
+            self._write(lambda c: create_schema(c, self.url))
+
+    def close(self) -> None:
+        """Close all pooled connections; the store is unusable afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # ------------------------------------------------------------------------------------------------ runs
+
+    def create_run(
+        self,
+        *,
+        name: str,
+        problem_name: str,
+        problem_path: str,
+        problem_source: str,
+        problem_hash: str,
+        config: Mapping[str, Any],
+        seed: int,
+        evoforge_version: Optional[str] = None,
+    ) -> RunInfo:
+        """Create a run named ``name``; ``config`` must hold everything needed to replay it, as JSON."""
+        try:
+            json.dumps(config, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise StoreError(f"config of run {name!r} is not plain JSON ({err}); convert it before storing") from err
+        version = evoforge_version or _installed_version()
+
+        def create(c: Connection) -> RunInfo:
+            if c.execute(select(Run.id).where(Run.name == name)).first() is not None:
+                raise _run_exists(name)
+            run_id = c.execute(
+                insert(Run).values(
+                    name=name,
+                    problem_name=problem_name,
+                    problem_path=problem_path,
+                    problem_source=problem_source,
+                    problem_hash=problem_hash,
+                    config=dict(config),
+                    seed=seed,
+                    status="running",
+                    created_at=utcnow(),
+                    evoforge_version=version,
+                    next_seq=0,
+                )
+            ).inserted_primary_key[0]
+            return _run_info(c.execute(_RUN_COLUMNS.where(Run.id == run_id)).one())
+
+        try:
+            return self._write(create)
+        except StoreError as err:
+            # Another process created the same name between our check and insert (PostgreSQL; SQLite serialises).
+            if isinstance(err.__cause__, exc.IntegrityError) and self.get_run(name) is not None:
+                raise _run_exists(name) from err
+            raise
+
+    def get_run(self, name: str) -> Optional[RunInfo]:
+        """The run named ``name``, or None."""
+        row = self._read(lambda c: c.execute(_RUN_COLUMNS.where(Run.name == name)).first())
+        return None if row is None else _run_info(row)
+
+    def list_runs(self) -> list[RunInfo]:
+        """All runs, oldest first."""
+        return [_run_info(r) for r in self._read(lambda c: c.execute(_RUN_COLUMNS.order_by(Run.id)).all())]
+
+    def set_run_status(self, run_id: int, status: str) -> None:
+        """Set a run's status; any status but 'running' stamps finished_at, 'running' (a resume) clears it."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+        finished_at = None if status == "running" else utcnow()
+
+        def set_status(c: Connection) -> None:
+            done = c.execute(update(Run).where(Run.id == run_id).values(status=status, finished_at=finished_at))
+            if done.rowcount == 0:
+                raise no_run(run_id, self.url)
+
+        self._write(set_status)
+
+    # ----------------------------------------------------------------------------------------------- writes
+
+    def record_candidate(
+        self,
+        run_id: int,
+        *,
+        proposal: Optional[NewProposal] = None,
+        program: Optional[NewProgram] = None,
+        evaluations: Sequence[NewEvaluation] = (),
+    ) -> RecordedCandidate:
+        """Record one finished candidate in one transaction; its proposal and program share one new seq."""
+        candidate = NewCandidate(proposal=proposal, program=program, evaluations=tuple(evaluations))
+        return self.record_candidates(run_id, [candidate])[0]
+
+    def record_candidates(self, run_id: int, candidates: Sequence[NewCandidate]) -> list[RecordedCandidate]:
+        """Record several candidates in one transaction (seeds, imported human programs) with consecutive seqs."""
+        if not candidates:
+            return []
+
+        def record(c: Connection) -> list[RecordedCandidate]:
+            first = reserve_seqs(c, run_id, len(candidates), self.url)
+            return insert_candidates(c, run_id, first, candidates)
+
+        return self._write(record)
+
+    def add_evaluation(
+        self, program_id: int, evaluation: NewEvaluation, held_out_score: Optional[float] = None
+    ) -> int:
+        """Record a later evaluation and return its id; a held-out one also sets the program's held_out_score
+        (``held_out_score`` if given, else the evaluation's score) in the same transaction."""
+        if evaluation.kind != "held_out" and held_out_score is not None:
+            raise ValueError("held_out_score goes with a 'held_out' evaluation, not a 'train' one")
+        if evaluation.kind == "held_out" and held_out_score is None:
+            held_out_score = evaluation.score
+
+        def add(c: Connection) -> int:
+            if evaluation.kind == "held_out":
+                done = c.execute(
+                    update(Program).where(Program.id == program_id).values(held_out_score=held_out_score)
+                )
+                if done.rowcount == 0:
+                    raise _no_program([program_id], self.url)
+            row = evaluation_row(program_id, evaluation, utcnow())
+            return c.execute(insert(Evaluation).values(row)).inserted_primary_key[0]
+
+        return self._write(add)
+
+    def record_event(self, run_id: int, kind: str, data: Mapping[str, Any]) -> int:
+        """Record an event (reset, stop, resume, ...) and return its seq in the run's history."""
+        if not kind or kind == ProgramSummary.kind:
+            raise ValueError(f"an event needs a kind other than {ProgramSummary.kind!r}, e.g. 'reset'")
+
+        def record(c: Connection) -> int:
+            seq = reserve_seqs(c, run_id, 1, self.url)
+            c.execute(insert(Event).values(run_id=run_id, seq=seq, kind=kind, data=dict(data), created_at=utcnow()))
+            return seq
+
+        return self._write(record)
+
+    # ------------------------------------------------------------------------------------------------ reads
+
+    def find_by_hash(self, run_id: int, code_hash: str) -> Optional[int]:
+        """Id of the first non-duplicate program of the run with this normalised-code hash, or None."""
+        query = (
+            select(Program.id)
+            .where(Program.run_id == run_id, Program.code_hash == code_hash, Program.status != "duplicate")
+            .order_by(Program.seq)
+            .limit(1)
+        )
+        return self._read(lambda c: c.execute(query).scalar_one_or_none())
+
+    def get_program(self, program_id: int) -> ProgramInfo:
+        """The program with this id; StoreError if there is none."""
+        return self.get_programs([program_id])[0]
+
+    def get_programs(self, ids: Sequence[int]) -> list[ProgramInfo]:
+        """The programs with these ids, in the order given; StoreError if any is missing."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        rows = self._read(lambda c: c.execute(_PROGRAM_COLUMNS.where(Program.id.in_(set(wanted)))).all())
+        by_id = {row.id: row for row in rows}
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            raise _no_program(missing, self.url)
+        return [_program_info(by_id[i]) for i in wanted]
+
+    def best_programs(self, run_id: int, n: int, *, maximize: bool) -> list[ProgramInfo]:
+        """The ``n`` best programs of status 'ok', best first; ties go to the earlier program."""
+        order = Program.score.desc() if maximize else Program.score.asc()
+        query = (
+            _PROGRAM_COLUMNS.where(Program.run_id == run_id, Program.status == "ok", Program.score.is_not(None))
+            .order_by(order, Program.seq)
+            .limit(n)
+        )
+        return [_program_info(r) for r in self._read(lambda c: c.execute(query).all())]
+
+    def evaluations(self, program_id: int) -> list[EvaluationInfo]:
+        """All evaluations of a program, in the order they were recorded."""
+        query = select(*Evaluation.__table__.c).where(Evaluation.program_id == program_id).order_by(Evaluation.id)
+        return [_evaluation_info(r) for r in self._read(lambda c: c.execute(query).all())]
+
+    def get_proposal(self, proposal_id: int) -> ProposalInfo:
+        """The proposal with this id; StoreError if there is none."""
+        row = self._read(lambda c: c.execute(_PROPOSAL_COLUMNS.where(Proposal.id == proposal_id)).first())
+        if row is None:
+            raise StoreError(f"no proposal with id {proposal_id} in {self.url}; take it from a program's proposal_id")
+        return _proposal_info(row)
+
+    def proposals(self, run_id: int) -> list[ProposalInfo]:
+        """All proposals of a run, in seq order, prompts and responses included."""
+        query = _PROPOSAL_COLUMNS.where(Proposal.run_id == run_id).order_by(Proposal.seq)
+        return [_proposal_info(r) for r in self._read(lambda c: c.execute(query).all())]
+
+    def history(self, run_id: int) -> list[HistoryItem]:
+        """The run's programs (without code) and events in seq order, for rebuilding island state on resume."""
+        programs = select(
+            Program.id, Program.seq, Program.island, Program.origin, Program.status, Program.score, Program.scores,
+            Program.code_length,
+        ).where(Program.run_id == run_id).order_by(Program.seq)
+        events = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at).where(
+            Event.run_id == run_id
+        ).order_by(Event.seq)
+
+        def read(c: Connection) -> tuple[list[Row], list[Row]]:
+            # Both in one read transaction, so they are one consistent snapshot.
+            return c.execute(programs).all(), c.execute(events).all()
+
+        program_rows, event_rows = self._read(read)
+        summaries = [ProgramSummary(*row) for row in program_rows]
+        infos = [EventInfo(r.id, r.seq, r.kind, r.data, as_utc(r.created_at)) for r in event_rows]
+        return list(heapq.merge(summaries, infos, key=attrgetter("seq")))
+
+    def attempts(self, run_id: int) -> int:
+        """Candidates recorded so far, which is what the attempt budget counts: every proposal (applied or
+        failed) plus every program recorded without one (seed and human programs)."""
+        proposals = select(func.count()).select_from(Proposal).where(Proposal.run_id == run_id)
+        unproposed = select(func.count()).select_from(Program).where(
+            Program.run_id == run_id, Program.proposal_id.is_(None)
+        )
+        return self._read(lambda c: c.execute(proposals).scalar_one() + c.execute(unproposed).scalar_one())
+
+    def total_cost(self, run_id: int) -> float:
+        """Money spent on the run's proposals so far, in USD."""
+        query = select(func.coalesce(func.sum(Proposal.cost), 0.0)).where(Proposal.run_id == run_id)
+        return float(self._read(lambda c: c.execute(query).scalar_one()))
+
+    def status_counts(self, run_id: int) -> dict[str, int]:
+        """Number of the run's programs per status (failed proposals have no program and are not counted)."""
+        query = select(Program.status, func.count()).where(Program.run_id == run_id).group_by(Program.status)
+        return {status: count for status, count in self._read(lambda c: c.execute(query).all())}
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        return self._retrying(work, write=True)
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        return self._retrying(work, write=False)
+
+    def _retrying(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        # Only locks, timeouts and dropped connections are retried, a bounded number of times; the transaction
+        # is rerun whole, so a retry never writes half a candidate twice.
+        for attempt in range(self._retries + 1):
+            try:
+                with transaction(self._engine, self._lock, write=write) as connection:
+                    return work(connection)
+            except StoreError as err:
+                if not err.transient or attempt == self._retries:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+_RUN_COLUMNS = select(*(Run.__table__.c[name] for name in RunInfo.__dataclass_fields__))
+_PROGRAM_COLUMNS = select(*Program.__table__.c)
+_PROPOSAL_COLUMNS = select(*Proposal.__table__.c)
+
+
+def _run_info(row: Row) -> RunInfo:
+    m = row._mapping
+    return RunInfo(**{**m, "created_at": as_utc(m["created_at"]), "finished_at": as_utc(m["finished_at"])})
+
+
+def _program_info(row: Row) -> ProgramInfo:
+    m = row._mapping
+    return ProgramInfo(**{**m, "parent_ids": tuple(m["parent_ids"]), "created_at": as_utc(m["created_at"])})
+
+
+def _proposal_info(row: Row) -> ProposalInfo:
+    m = row._mapping
+    return ProposalInfo(**{**m, "parent_ids": tuple(m["parent_ids"]), "created_at": as_utc(m["created_at"])})
+
+
+def _evaluation_info(row: Row) -> EvaluationInfo:
+    m = row._mapping
+    return EvaluationInfo(**{**m, "created_at": as_utc(m["created_at"])})
+
+
+def _installed_version() -> str:
+    try:
+        return metadata.version("evoforge")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _run_exists(name: str) -> StoreError:
+    return StoreError(
+        f"run '{name}' already exists in DB; resume it with `evoforge resume {name}` or choose another --name"
+    )
+
+
+def _no_program(ids: Iterable[int], where: str) -> StoreError:
+    return StoreError((
+        f"no program with id {', '.join(map(str, ids))} in {where}; "
+        "take program ids from this database (record_candidate, history, best_programs)"
+    ))

@@ -1,0 +1,61 @@
+"""Settings of the island model, validated when built so that a bad value fails before a run starts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+class IslandConfigError(ValueError):
+    """An `IslandConfig` field has an unusable value; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class IslandConfig:
+    """How the population is split, how parents are sampled and how often weak islands restart."""
+
+    num_islands: int = 4
+    """Independent sub-populations. More islands keep more diversity; 1 disables resets (no worst half)."""
+
+    parents_per_prompt: int = 2
+    """k: parents shown in one prompt, drawn from distinct clusters while the island has enough of them."""
+
+    temperature_init: float = 0.1
+    """Cluster-sampling temperature at the start of each period, on scores normalised to [0, 1] per island."""
+
+    temperature_period: int = 30_000
+    """Registrations on one island after which its temperature returns to `temperature_init` (FunSearch's saw-tooth:
+    T = init * (1 - (n % period) / period), so selection sharpens as an island grows, then loosens again)."""
+
+    reset_period: int = 400
+    """After this many `register` calls (all islands together) `needs_reset()` turns true: the worst half restarts."""
+
+    length_temperature: float = 1.0
+    """Temperature of the within-cluster choice; lower prefers the shortest program of a cluster more strongly."""
+
+    def __post_init__(self) -> None:
+        _positive_int("num_islands", self.num_islands)
+        _positive_int("parents_per_prompt", self.parents_per_prompt)
+        _positive_float("temperature_init", self.temperature_init)
+        _positive_int("temperature_period", self.temperature_period)
+        _positive_int("reset_period", self.reset_period)
+        _positive_float("length_temperature", self.length_temperature)
+
+
+def _positive_int(name: str, value: object) -> None:
+    # bool is an int subclass; `num_islands=True` is a typo, not a count.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise IslandConfigError(
+            f"IslandConfig.{name} must be an int, got {type(value).__name__} {value!r}; pass a whole number >= 1"
+        )
+    if value < 1:
+        raise IslandConfigError(f"IslandConfig.{name} must be >= 1, got {value}; pass a whole number >= 1")
+
+
+def _positive_float(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise IslandConfigError(
+            f"IslandConfig.{name} must be a number, got {type(value).__name__} {value!r}; pass a finite number > 0"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise IslandConfigError(f"IslandConfig.{name} must be finite and > 0, got {value!r}; pass e.g. 0.1")

@@ -1,0 +1,232 @@
+"""The FunSearch island model over program ids: register, select parents, and reset the worst islands.
+
+Pure in-memory state with no database and no clock. Its whole state is a function of the sequence of `register`
+and `apply_reset` calls, so a resumed run rebuilds it by replaying them from its database. Randomness comes only
+from the `numpy.random.Generator` passed to each call. Not thread-safe: the controller's event loop owns it.
+
+Which island to sample from is the caller's choice: `pick_island(rng)` draws one uniformly (FunSearch), and
+round-robin over `range(num_islands)` is equally fine.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from islands.cluster import Signature
+from islands.config import IslandConfig
+from islands.island import Island
+from islands.reset import ResetPlan, plan_reset
+
+
+class EmptyIslandError(LookupError):
+    """Parents were requested from an island that has no programs yet."""
+
+
+class IslandModel:
+    """Islands of programs clustered by signature, with FunSearch's parent sampling and periodic resets."""
+
+    def __init__(self, config: IslandConfig, maximize: bool) -> None:
+        if not isinstance(config, IslandConfig):
+            raise TypeError(f"IslandModel: config must be an IslandConfig, got {type(config).__name__}")
+        if not isinstance(maximize, bool):
+            raise TypeError(f"IslandModel: maximize must be True or False, got {maximize!r}")
+        self.config = config
+        self.maximize = maximize
+        self._islands = [Island(maximize) for _ in range(config.num_islands)]
+        self._programs: dict[int, tuple[Signature, float, int]] = {}  # kept so a reset can copy a founder
+        self._num_registered = 0
+        self._since_reset = 0
+
+    # ---- updates -------------------------------------------------------------------------------------------------
+
+    def register(
+        self, program_id: int, island: int, signature: Sequence[float], score: float, code_length: int
+    ) -> None:
+        """Add a valid program to an island's cluster for its signature; each program id is registered once."""
+        pid = _as_int("program_id", program_id)
+        i = self._check_island(island)
+        if pid in self._programs:
+            raise ValueError(
+                f"IslandModel.register: program {pid} is already registered; register each program once "
+                "(apply_reset copies founders itself)"
+            )
+        sig = _as_signature(signature)
+        s = _as_score(score)
+        length = _as_int("code_length", code_length)
+        if length < 0:
+            raise ValueError(f"IslandModel.register: code_length must be >= 0, got {length}")
+        cluster = self._islands[i].cluster_of(sig)
+        if cluster is not None and cluster.score != s:
+            raise ValueError(
+                f"IslandModel.register: program {pid} has score {s!r} but signature {sig} already scored "
+                f"{cluster.score!r} on island {i}; the score must be a function of the signature"
+            )
+        self._islands[i].add(pid, sig, s, length)
+        self._programs[pid] = (sig, s, length)
+        self._num_registered += 1
+        self._since_reset += 1
+
+    def register_everywhere(self, program_id: int, signature: Sequence[float], score: float,
+                            code_length: int) -> None:
+        """Put one program (the seed) on every island, FunSearch's start; it counts as one registration."""
+        self.register(program_id, 0, signature, score, code_length)
+        sig, s, length = self._programs[program_id]
+        for island in self._islands[1:]:
+            island.add(program_id, sig, s, length)
+
+    def needs_reset(self) -> bool:
+        """Return True once `reset_period` programs were registered since the last reset (or the start)."""
+        return self._since_reset >= self.config.reset_period
+
+    def plan_reset(self, rng: np.random.Generator) -> ResetPlan:
+        """Return which islands to reset (the worst half by best score) and each one's founder; changes nothing."""
+        bests = [isl.best for isl in self._islands]
+        sign = 1.0 if self.maximize else -1.0
+        goodness = [-math.inf if b is None else sign * b[1] for b in bests]
+        return plan_reset(goodness, [None if b is None else b[0] for b in bests], rng)
+
+    def apply_reset(self, plan: ResetPlan) -> None:
+        """Clear the plan's islands, register each one's founder alone in it, and restart the reset counter."""
+        if not isinstance(plan, ResetPlan):
+            raise TypeError(f"IslandModel.apply_reset: expected a ResetPlan, got {type(plan).__name__}")
+        for i in (*plan.islands, *plan.source_islands):
+            self._check_island(i)
+        for f in plan.founders:
+            if f not in self._programs:
+                raise ValueError(f"IslandModel.apply_reset: founder {f} was never registered; the plan is not ours")
+        for i, founder in zip(plan.islands, plan.founders):
+            sig, score, length = self._programs[founder]
+            self._islands[i] = Island(self.maximize)
+            self._islands[i].add(founder, sig, score, length)
+        self._since_reset = 0
+
+    # ---- sampling ------------------------------------------------------------------------------------------------
+
+    def pick_island(self, rng: np.random.Generator) -> int:
+        """Return an island drawn uniformly at random (callers may use round-robin instead)."""
+        return int(rng.integers(self.config.num_islands))
+
+    def temperature(self, island: int) -> float:
+        """Return the island's cluster temperature: init * (1 - (n % period) / period), n = programs on it."""
+        n = len(self._islands[self._check_island(island)])
+        period = self.config.temperature_period
+        return self.config.temperature_init * (1 - (n % period) / period)
+
+    def select_parents(self, island: int, rng: np.random.Generator) -> list[int]:
+        """Return up to k parent ids from distinct clusters where possible, ordered worst to best score."""
+        i = self._check_island(island)
+        if len(self._islands[i]) == 0:
+            raise EmptyIslandError(
+                f"IslandModel.select_parents: island {i} has no programs; register the seed program on every "
+                "island before sampling"
+            )
+        return self._islands[i].select(
+            self.config.parents_per_prompt, self.temperature(i), self.config.length_temperature, rng
+        )
+
+    def cluster_probabilities(self, island: int) -> dict[Signature, float]:
+        """Return each cluster's probability of being drawn first on the island at its current temperature."""
+        isl = self._islands[self._check_island(island)]
+        if len(isl) == 0:
+            return {}
+        probs = isl.cluster_probabilities(self.temperature(island))
+        return {c.signature: float(p) for c, p in zip(isl.clusters, probs)}
+
+    # ---- queries -------------------------------------------------------------------------------------------------
+
+    @property
+    def num_registered(self) -> int:
+        """Return how many `register` calls succeeded (founders copied by resets are not counted)."""
+        return self._num_registered
+
+    @property
+    def registrations_since_reset(self) -> int:
+        """Return the counter that `needs_reset` compares with `reset_period`."""
+        return self._since_reset
+
+    def best(self, island: int | None = None) -> tuple[int, float] | None:
+        """Return (program_id, score) of the best program on an island, or on all (lowest island on a tie)."""
+        if island is not None:
+            return self._islands[self._check_island(island)].best
+        sign = 1.0 if self.maximize else -1.0
+        result: tuple[int, float] | None = None
+        for isl in self._islands:
+            b = isl.best
+            if b is not None and (result is None or sign * b[1] > sign * result[1]):
+                result = b
+        return result
+
+    def island_sizes(self) -> list[int]:
+        """Return the number of programs on each island."""
+        return [len(isl) for isl in self._islands]
+
+    def island_best_scores(self) -> list[float | None]:
+        """Return each island's best score (None for an empty island)."""
+        return [None if isl.best is None else isl.best[1] for isl in self._islands]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the full state as plain JSON-able data, for checks (replay gives an equal snapshot) and debugging."""
+        return {
+            "maximize": self.maximize,
+            "num_registered": self._num_registered,
+            "registrations_since_reset": self._since_reset,
+            "islands": [
+                {
+                    "size": len(isl),
+                    "best": None if isl.best is None else list(isl.best),
+                    "clusters": [
+                        {
+                            "signature": list(c.signature),
+                            "score": c.score,
+                            "program_ids": c.program_ids.tolist(),
+                            "lengths": [int(x) for x in c.lengths],
+                        }
+                        for c in isl.clusters
+                    ],
+                }
+                for isl in self._islands
+            ],
+        }
+
+    def _check_island(self, island: int) -> int:
+        i = _as_int("island", island)
+        if not 0 <= i < self.config.num_islands:
+            last = self.config.num_islands - 1
+            raise IndexError(f"IslandModel: island {i} is out of range; this model has islands 0..{last}")
+        return i
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"IslandModel: {name} must be an int, got bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"IslandModel: {name} must be an int, got {type(value).__name__} {value!r}") from None
+
+
+def _as_score(score: Any) -> float:
+    try:
+        s = float(score)
+    except (TypeError, ValueError):
+        raise TypeError(f"IslandModel.register: score must be a number, got {type(score).__name__}") from None
+    if not math.isfinite(s):
+        raise ValueError(f"IslandModel.register: score must be finite, got {s}; register only status-ok programs")
+    return s
+
+
+def _as_signature(signature: Sequence[float]) -> Signature:
+    try:
+        sig = tuple(float(x) for x in signature)
+    except (TypeError, ValueError):
+        raise TypeError(f"IslandModel.register: signature must be a sequence of numbers, got {signature!r}") from None
+    if not sig:
+        raise ValueError("IslandModel.register: signature is empty; it needs one score per input")
+    if not all(math.isfinite(x) for x in sig):
+        raise ValueError(f"IslandModel.register: signature {sig} has a non-finite entry; register only ok programs")
+    return sig

@@ -1,0 +1,378 @@
+"""engine.llm against a real HTTP server speaking the OpenAI API (tests/openai_server.py); no provider is reached."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openai_server import Fault, OpenAIServer, count_tokens, openai_server, sequence  # noqa: F401 - a fixture
+
+from engine.llm import LLMProposer, LLMResult, ModelSpec
+
+REPO = Path(__file__).resolve().parent.parent
+MESSAGES = [
+    {"role": "system", "content": "You improve Python functions."},
+    {"role": "user", "content": "Make priority() faster please"},
+]
+
+
+def spec(server: OpenAIServer, name: str = "openai/test-model", **overrides) -> ModelSpec:
+    """A ModelSpec that points litellm at the test server."""
+    fields = {"api_base": server.base_url, "api_key": "sk-test", "timeout_s": 5.0, **overrides}
+    return ModelSpec(name, **fields)
+
+
+def propose(proposer: LLMProposer, messages=MESSAGES, seed: int = 0) -> LLMResult:
+    return asyncio.run(proposer.propose(messages, np.random.default_rng(seed)))
+
+
+# -- the happy path ---------------------------------------------------------------------------------------------------
+
+
+def test_propose_returns_text_tokens_latency_and_sends_the_exact_messages():
+    reply = "def priority(el, n):\n    return 0.0"
+    with OpenAIServer(reply) as server:
+        result = propose(LLMProposer([spec(server, temperature=0.3, max_tokens=123)]))
+        [request] = server.completion_requests
+
+    assert result.ok and result.error is None
+    assert result.text == reply
+    assert result.model == "openai/test-model"
+    assert result.finish_reason == "stop"
+    assert result.prompt_tokens == sum(count_tokens(m["content"]) for m in MESSAGES) == 8
+    assert result.completion_tokens == count_tokens(reply) == 5
+    assert result.latency_s > 0
+    assert result.attempts == 1
+    assert result.messages == MESSAGES
+    assert request.messages == MESSAGES
+    assert request.body["model"] == "test-model"  # litellm strips the "openai/" provider prefix
+    assert request.body["temperature"] == 0.3
+    assert request.body["max_tokens"] == 123
+    assert request.headers["authorization"] == "Bearer sk-test"
+
+
+def test_null_content_gives_empty_text_and_truncation_is_reported():
+    with OpenAIServer(sequence(Fault.null_content(), Fault.truncated("def f(x):\n    return"))) as server:
+        proposer = LLMProposer([spec(server)])
+        empty = propose(proposer)
+        cut = propose(proposer)
+
+    assert empty.ok and empty.text == "" and empty.completion_tokens == 0
+    assert cut.ok and cut.text == "def f(x):\n    return" and cut.finish_reason == "length"
+
+
+def test_concurrent_proposals_overlap_on_one_event_loop(openai_server):
+    openai_server.responder = lambda request: Fault.delay(0.3, then=request["messages"][-1]["content"].upper())
+    proposer = LLMProposer([spec(openai_server)])
+
+    async def many() -> list[LLMResult]:
+        rng = np.random.default_rng(0)
+        return await asyncio.gather(*(proposer.propose([{"role": "user", "content": f"c{i}"}], rng) for i in range(8)))
+
+    results = asyncio.run(many())
+
+    assert [r.text for r in results] == [f"C{i}" for i in range(8)]
+    assert max(r.latency_s for r in results) < 8 * 0.3  # in flight together, not one after another
+    assert len(openai_server.completion_requests) == 8
+
+
+# -- choosing the model -----------------------------------------------------------------------------------------------
+
+
+def test_strong_prob_zero_never_and_one_always_calls_the_strong_model():
+    with OpenAIServer("ok") as server:
+        cheap, strong = spec(server, "openai/cheap-model"), spec(server, "openai/strong-model")
+        never = [propose(LLMProposer([cheap], strong=[strong], strong_prob=0.0), seed=s) for s in range(3)]
+        always = [propose(LLMProposer([cheap], strong=[strong], strong_prob=1.0), seed=s) for s in range(3)]
+        answered = [r.body["model"] for r in server.completion_requests]
+
+    assert [r.model for r in never] == ["openai/cheap-model"] * 3
+    assert [r.model for r in always] == ["openai/strong-model"] * 3
+    assert answered == ["cheap-model"] * 3 + ["strong-model"] * 3  # the server saw the model each result names
+
+
+def test_choice_follows_strong_prob_and_weights_and_is_reproducible_with_a_seed():
+    cheap = [ModelSpec("openai/a", weight=3.0), ModelSpec("openai/b", weight=1.0), ModelSpec("openai/z", weight=0.0)]
+    proposer = LLMProposer(cheap, strong=[ModelSpec("openai/strong")], strong_prob=0.2)
+
+    rng = np.random.default_rng(7)
+    names = [proposer.choose(rng).name for _ in range(4000)]
+    counts = {name: names.count(name) for name in set(names)}
+
+    assert counts["openai/strong"] / 4000 == pytest.approx(0.2, abs=0.03)
+    assert counts["openai/a"] / counts["openai/b"] == pytest.approx(3.0, rel=0.15)
+    assert "openai/z" not in counts  # weight 0 is never picked
+    rng_again = np.random.default_rng(7)
+    assert [proposer.choose(rng_again).name for _ in range(4000)] == names
+
+
+# -- retries ----------------------------------------------------------------------------------------------------------
+
+
+def test_a_500_is_retried_once_then_succeeds():
+    with OpenAIServer(sequence(Fault.http(500), "fixed")) as server:
+        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+        requests = server.completion_requests
+
+    assert result.ok and result.text == "fixed"
+    assert result.attempts == 2
+    assert len(requests) == 2  # litellm's and the OpenAI SDK's own retries are off
+    assert requests[0].messages == requests[1].messages == MESSAGES
+
+
+def test_a_503_is_retried():
+    with OpenAIServer(sequence(Fault.http(503), Fault.http(503), "up again")) as server:
+        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+
+    assert result.ok and result.text == "up again" and result.attempts == 3
+
+
+def test_a_429_waits_for_retry_after_then_succeeds():
+    with OpenAIServer(sequence(Fault.http(429, "slow down", retry_after=1), "thanks")) as server:
+        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+        first, second = server.completion_requests
+
+    assert result.ok and result.text == "thanks" and result.attempts == 2
+    assert second.received_at - first.received_at >= 0.95  # Retry-After wins over the 0.01 s backoff
+    assert result.latency_s >= 0.95
+
+
+def test_retry_after_is_capped_by_max_backoff():
+    with OpenAIServer(sequence(Fault.http(429, retry_after=30), "ok")) as server:
+        result = propose(LLMProposer([spec(server)], backoff_s=0.01, max_backoff_s=0.2))
+
+    assert result.ok and result.attempts == 2
+    assert result.latency_s < 5
+
+
+def test_a_connection_reset_is_retried():
+    with OpenAIServer(sequence(Fault.reset(), "after reset")) as server:
+        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+
+    assert result.ok and result.text == "after reset" and result.attempts == 2
+    assert len(server.completion_requests) == 2
+
+
+def test_a_server_slower_than_timeout_s_is_a_timeout_after_max_retries():
+    with OpenAIServer(Fault.delay(5.0, then="too late")) as server:
+        proposer = LLMProposer([spec(server, timeout_s=0.4)], max_retries=2, backoff_s=0.01)
+        result = propose(proposer)
+        requests = server.completion_requests
+
+    assert not result.ok and result.text == ""
+    assert "timed out" in result.error and "0.4 s" in result.error and "gave up after 3 attempts" in result.error
+    assert result.attempts == 3 == len(requests)
+    assert 3 * 0.4 <= result.latency_s < 4
+
+
+def test_exponential_backoff_grows_between_attempts():
+    with OpenAIServer(Fault.http(500)) as server:
+        result = propose(LLMProposer([spec(server)], max_retries=3, backoff_s=0.1))
+        times = [r.received_at for r in server.completion_requests]
+
+    assert result.attempts == 4 and "HTTP 500" in result.error
+    gaps = np.diff(times)
+    # Waits are backoff_s * 2**k scaled by a jitter in [0.5, 1]: 0.05-0.1, 0.1-0.2, 0.2-0.4 s.
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.1 and gaps[2] >= 0.2
+    assert gaps[2] > gaps[0]
+
+
+def test_no_retries_when_max_retries_is_zero():
+    with OpenAIServer(Fault.http(503)) as server:
+        result = propose(LLMProposer([spec(server)], max_retries=0))
+
+    assert result.attempts == 1 == len(server.completion_requests)
+    assert "HTTP 503" in result.error and "gave up after 1 attempts" in result.error
+
+
+# -- faults that are reported at once --------------------------------------------------------------------------------
+
+
+def test_a_401_is_not_retried_and_the_error_names_the_key():
+    with OpenAIServer("never", api_key="sk-right") as server:
+        result = propose(LLMProposer([spec(server, api_key="sk-wrong")], backoff_s=0.01))
+
+    assert not result.ok and result.attempts == 1 == len(server.completion_requests)
+    assert "401" in result.error and "API key" in result.error and "ModelSpec.api_key" in result.error
+
+
+def test_a_missing_key_names_the_environment_variable_litellm_reads(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with OpenAIServer("never") as server:
+        result = propose(LLMProposer([spec(server, api_key=None)], backoff_s=0.01))
+        proposer = LLMProposer([spec(server, api_key=None)])
+
+    assert not result.ok and result.attempts == 1
+    assert server.completion_requests == []  # the client refused to send a request without a key
+    assert "OPENAI_API_KEY" in result.error
+    assert proposer.missing_env_keys() == {"openai/test-model": ["OPENAI_API_KEY"]}
+
+
+def test_an_unknown_model_404_is_not_retried_and_says_to_check_the_name():
+    with OpenAIServer("never", models=("test-model",)) as server:
+        result = propose(LLMProposer([spec(server, "openai/tset-model")], backoff_s=0.01))
+
+    assert not result.ok and result.attempts == 1 == len(server.completion_requests)
+    assert "404" in result.error and "tset-model" in result.error and "model name" in result.error
+
+
+def test_a_400_is_not_retried():
+    with OpenAIServer(Fault.http(400, "maximum context length exceeded")) as server:
+        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+
+    assert not result.ok and result.attempts == 1 == len(server.completion_requests)
+    assert "HTTP 400" in result.error and "maximum context length" in result.error
+
+
+def test_an_unknown_provider_is_reported_without_a_request():
+    result = propose(LLMProposer([ModelSpec("nosuchprovider/some-model", api_key="k")], backoff_s=0.01))
+
+    assert not result.ok and result.attempts == 1
+    assert "nosuchprovider/some-model" in result.error and "Provider" in result.error
+
+
+def test_a_garbage_body_is_an_error_not_an_exception():
+    with OpenAIServer(Fault.garbage()) as server:
+        result = propose(LLMProposer([spec(server)], max_retries=1, backoff_s=0.01))
+
+    assert not result.ok and result.text == "" and result.cost == 0.0
+    assert result.attempts == 2 == len(server.completion_requests)  # a broken gateway can recover: bounded retry
+    assert "openai/test-model" in result.error
+
+
+def test_an_unreachable_server_is_a_connection_error_after_retries():
+    with OpenAIServer("unused") as server:
+        dead_base = server.base_url
+    result = propose(LLMProposer([ModelSpec("openai/m", api_base=dead_base, api_key="k")], max_retries=1,
+                                 backoff_s=0.01))
+
+    assert not result.ok and result.attempts == 2
+    assert dead_base in result.error and "gave up after 2 attempts" in result.error
+
+
+# -- cost -------------------------------------------------------------------------------------------------------------
+
+
+def test_user_prices_give_the_cost_of_a_model_missing_from_litellms_map():
+    with OpenAIServer("one two three four") as server:
+        priced = propose(LLMProposer([spec(server, input_cost_per_token=2e-6, output_cost_per_token=8e-6)]))
+        unpriced = propose(LLMProposer([spec(server)]))
+
+    assert priced.prompt_tokens == 8 and priced.completion_tokens == 4
+    assert priced.cost == pytest.approx(8 * 2e-6 + 4 * 8e-6)
+    assert unpriced.ok and unpriced.cost == 0.0  # "test-model" has no price in litellm's map
+
+
+def test_litellms_cost_map_prices_a_known_model():
+    with OpenAIServer("one two three four") as server:
+        result = propose(LLMProposer([spec(server, "openai/gpt-4o-mini")]))
+
+    assert result.ok and result.cost > 0
+
+
+# -- validation and import hygiene ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"name": ""}, "litellm model string"),
+        ({"name": "m", "weight": -1.0}, "weight"),
+        ({"name": "m", "timeout_s": 0.0}, "timeout_s"),
+        ({"name": "m", "max_tokens": 0}, "max_tokens"),
+        ({"name": "m", "input_cost_per_token": float("nan")}, "input_cost_per_token"),
+    ],
+)
+def test_model_spec_rejects_invalid_fields(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ModelSpec(**fields)
+
+
+def test_proposer_rejects_inconsistent_settings():
+    with pytest.raises(ValueError, match="no strong model"):
+        LLMProposer([ModelSpec("m")], strong_prob=0.5)
+    with pytest.raises(ValueError, match="strong_prob"):
+        LLMProposer([ModelSpec("m")], strong=[ModelSpec("s")], strong_prob=1.5)
+    with pytest.raises(ValueError, match="at least one ModelSpec"):
+        LLMProposer([])
+    with pytest.raises(ValueError, match="weights sum to 0"):
+        LLMProposer([ModelSpec("m", weight=0.0)])
+
+
+def test_importing_engine_llm_does_not_import_litellm():
+    code = "import sys, engine.llm; print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_creating_a_proposer_imports_litellm_offline():
+    code = (
+        "import os, sys, engine.llm\n"
+        "os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP', None)\n"
+        "engine.llm.LLMProposer([engine.llm.ModelSpec('gpt-4o-mini')])\n"
+        "import litellm\n"
+        "print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'], 'gpt-4o-mini' in litellm.model_cost, litellm.telemetry)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "False"]
+    assert "fetch" not in out.stderr.lower()  # no attempt to download the cost map
+
+
+# -- the test server keeps the OpenAI contract ------------------------------------------------------------------------
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_server_answers_the_openai_chat_completion_shape_and_lists_models():
+    with OpenAIServer("a b c") as server:
+        status, body = _post(f"{server.base_url}/chat/completions", {"model": "m", "messages": MESSAGES})
+        with urllib.request.urlopen(f"{server.base_url}/models", timeout=5) as response:
+            models = json.loads(response.read())
+        stream_status, stream_body = _post(f"{server.base_url}/chat/completions",
+                                           {"model": "m", "messages": MESSAGES, "stream": True})
+        recorded = server.requests
+
+    assert status == 200
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-") and body["model"] == "m"
+    assert isinstance(body["created"], int)
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "a b c"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"] == {"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11}
+    assert models["object"] == "list" and models["data"][0]["id"] == "test-model"
+    assert stream_status == 400 and "stream" in stream_body["error"]["message"]
+    assert [(r.method, r.path) for r in recorded] == [
+        ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions")]
+
+
+def test_server_sends_retry_after_with_a_429():
+    with OpenAIServer(Fault.http(429, "slow down", retry_after=2)) as server:
+        request = urllib.request.Request(f"{server.base_url}/chat/completions",
+                                         json.dumps({"model": "m", "messages": MESSAGES}).encode())
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+
+    assert caught.value.code == 429 and caught.value.headers["Retry-After"] == "2"
+    assert json.loads(caught.value.read())["error"]["message"] == "slow down"

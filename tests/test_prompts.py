@@ -1,0 +1,109 @@
+"""The prompt: a golden string for a small case, parent ordering, failed parents, and determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.patching import apply_response
+from engine.prompts import ERROR_CHARS, SYSTEM_PROMPT, ParentView, build_messages
+
+WORST = ParentView("def priority(item, bins):\n    return bins\n", None, "error", "ZeroDivisionError: division by zero")
+MIDDLE = ParentView("def priority(item, bins):\n    return -bins\n", -0.05, "ok")
+BEST = ParentView("def priority(item, bins):\n    return -(bins - item)\n", 0.9625, "ok")
+
+GOLDEN = '''Online bin packing: minimise the number of bins.
+
+Below are previous versions of priority(...), ordered from worst to best; Version 2 is the best.
+
+## Version 0 (failed: error)
+Error: ZeroDivisionError: division by zero
+```python
+def priority(item, bins):
+    return bins
+```
+
+## Version 1 (score -0.05)
+```python
+def priority(item, bins):
+    return -bins
+```
+
+## Version 2 (score 0.9625)
+```python
+def priority(item, bins):
+    return -(bins - item)
+```
+
+## Task
+Write an improved version of priority(...) that scores better than Version 2. Only priority(...) may change: \
+no imports or other top-level code (the problem's imports, such as np, stay available; define helpers inside the \
+function).
+Answer in one of two formats:
+1. One or more SEARCH/REPLACE blocks that edit Version 2; each SEARCH section must copy lines of Version 2 exactly, \
+indentation included:
+<<<<<<< SEARCH
+(exact lines from Version 2)
+=======
+(the new lines)
+>>>>>>> REPLACE
+2. The complete new function in one ```python block.
+
+## Further instructions
+Keep it short.'''
+
+
+def test_golden_prompt():
+    messages = build_messages("Online bin packing: minimise the number of bins.\n", ["priority"],
+                              [WORST, MIDDLE, BEST], instructions="Keep it short.")
+    assert messages == [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": GOLDEN}]
+
+
+def test_same_inputs_same_text():
+    one = build_messages("Problem.", ["priority"], [MIDDLE, BEST])
+    two = build_messages("Problem.", ["priority"], [MIDDLE, BEST])
+    assert one == two
+    assert "## Further instructions" not in one[1]["content"]
+
+
+def test_parents_keep_the_callers_order_and_the_last_is_best():
+    text = build_messages("Problem.", ["priority"], [BEST, MIDDLE])[1]["content"]
+    assert text.index("## Version 0 (score 0.9625)") < text.index("## Version 1 (score -0.05)")
+    assert "Version 1 is the best" in text
+    assert "that edit Version 1;" in text
+
+
+def test_single_parent():
+    text = build_messages("Problem.", ["priority"], [BEST])[1]["content"]
+    assert "Below is the current version of priority(...)." in text
+    assert "## Version 0 (score 0.9625)" in text
+
+
+def test_failed_parent_error_is_truncated_to_its_end():
+    traceback = "Traceback (most recent call last):\n" + "  frame\n" * 200 + "ValueError: the real reason"
+    failed = ParentView("def priority(item, bins):\n    return 1 / 0\n", None, "timeout", traceback)
+    text = build_messages("Problem.", ["priority"], [failed, BEST])[1]["content"]
+    assert "## Version 0 (failed: timeout)" in text
+    assert "ValueError: the real reason" in text
+    assert "Traceback (most recent call last)" not in text
+    shown = text.split("Error: ", 1)[1].split("\n```python", 1)[0]
+    assert shown.startswith("...") and len(shown) == ERROR_CHARS + 3
+
+
+def test_several_evolved_functions_are_named():
+    text = build_messages("Problem.", ["priority", "tiebreak"], [BEST])[1]["content"]
+    assert "Only priority(...) and tiebreak(...) may change" in text
+    assert "The complete new functions in one ```python block." in text
+
+
+def test_needs_a_parent():
+    with pytest.raises(ValueError, match="at least one parent"):
+        build_messages("Problem.", ["priority"], [])
+
+
+def test_the_example_format_in_the_prompt_is_what_patching_accepts():
+    # An answer that follows the prompt's own example literally is parsed as a SEARCH/REPLACE block.
+    text = build_messages("Problem.", ["priority"], [BEST])[1]["content"]
+    example = text[text.index("<<<<<<< SEARCH"):text.index(">>>>>>> REPLACE") + len(">>>>>>> REPLACE")]
+    answer = example.replace("(exact lines from Version 0)", "    return -(bins - item)").replace(
+        "(the new lines)", "    return -(bins - item) ** 2")
+    assert apply_response(answer, BEST.code, ["priority"]).endswith("return -(bins - item) ** 2\n")
