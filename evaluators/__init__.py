@@ -1,4 +1,10 @@
-"""Evaluation: load problems, run candidates in sandboxes, score their outputs on the trusted side."""
+"""Evaluation: load problems, run candidates in sandboxes, score their outputs on the trusted side.
+
+Problem files import `engine`, which imports `evaluators.problem`, inside every sandbox; so the sandbox machinery
+(`SandboxPool`, `Evaluation`, ...) is imported lazily, on first use of those names.
+"""
+
+from typing import Any
 
 from evaluators.problem import (
     InvalidOutput,
@@ -10,5 +16,15 @@ from evaluators.problem import (
     parse_overrides,
 )
 
-__all__ = ["InvalidOutput", "Problem", "ProblemError", "Settings", "evolve", "load_problem",
-           "parse_overrides"]
+_LAZY = {"STATUSES", "Evaluation", "SandboxError", "SandboxPool"}
+
+__all__ = ["STATUSES", "Evaluation", "InvalidOutput", "Problem", "ProblemError", "SandboxError", "SandboxPool",
+           "Settings", "evolve", "load_problem", "parse_overrides"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from evaluators import sandbox
+
+        return getattr(sandbox, name)
+    raise AttributeError(f"module 'evaluators' has no attribute {name!r}")

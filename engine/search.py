@@ -1,0 +1,113 @@
+"""Start or resume a search: build the collaborators from a RunConfig and hand them to the Controller.
+
+This is the Python API behind `evoforge run` and `evoforge resume`:
+
+    from engine.search import run_search
+    result = run_search(RunConfig(problem="problems/bin_packing.py", name="bp", budget=100), "sqlite:///runs/e.db")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from db import RunInfo, Store
+from engine.config import RunConfig
+from engine.controller import Controller, RunRef
+from engine.executor import LocalExecutor
+from engine.progress import ProgressDisplay
+from engine.proposers import make_proposer
+from engine.stats import RunStats
+from evaluators import Problem, ProblemError, SandboxPool, load_problem
+from islands import IslandConfig, IslandModel
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a finished (or stopped) search reports back."""
+
+    run_name: str
+    status: str  # finished | stopped
+    best_score: float | None
+    best_program_id: int | None
+    stats: RunStats
+
+
+def default_run_name(problem_path: str) -> str:
+    from pathlib import Path
+
+    return f"{Path(problem_path).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def stored_config(config: RunConfig, problem: Problem) -> dict[str, Any]:
+    """What the database keeps: the run's config plus the problem's resolved settings and parameters."""
+    return {"run": config.to_dict(), "settings": dataclasses.asdict(problem.settings), "params": problem.params}
+
+
+def run_search(config: RunConfig, db_url: str, *, progress: bool = True) -> SearchResult:
+    """Create a new run in the database and search until its budget is spent (or Ctrl-C)."""
+    problem = load_problem(config.problem, config.overrides)
+    store = Store(db_url)
+    try:
+        run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
+                               problem_source=problem.source, problem_hash=problem.source_hash,
+                               config=stored_config(config, problem), seed=config.seed)
+        return _drive(problem, store, run, config, fresh=True, progress=progress)
+    finally:
+        store.close()
+
+
+def resume_search(name: str, db_url: str, *, budget: int | None = None, progress: bool = True) -> SearchResult:
+    """Continue a stopped or killed run from what its database holds; `budget` raises its total budget."""
+    store = Store(db_url)
+    try:
+        run = store.get_run(name)
+        if run is None:
+            names = ", ".join(r.name for r in store.list_runs()) or "none"
+            raise ProblemError(f"no run named '{name}' in {db_url} (runs there: {names})")
+        config = RunConfig.from_dict(run.config["run"])
+        if budget is not None:
+            config = RunConfig.from_dict({**config.to_dict(), "budget": budget})
+        problem = load_problem(config.problem, config.overrides)
+        if problem.source_hash != run.problem_hash:
+            raise ProblemError(f"{problem.path} changed since run '{name}' started, so resuming would mix two "
+                               "problems\n  fix: restore the file (its original text is stored with the run) or "
+                               "start a new run")
+        return _drive(problem, store, run, config, fresh=False, progress=progress)
+    finally:
+        store.close()
+
+
+def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
+           progress: bool) -> SearchResult:
+    islands = IslandModel(IslandConfig(**vars(config.islands)), maximize=problem.settings.maximize)
+    proposer = make_proposer(config.models, problem.description, problem.evolved_names)
+    stats = RunStats(budget=config.budget)
+    concurrency = config.workers if config.models.offline else 2 * config.workers
+    store.set_run_status(run.id, "running")
+    executor = LocalExecutor(SandboxPool(problem, config.workers))
+    status = "failed"
+    try:
+        with ProgressDisplay(run.name, stats, enabled=progress) as display:
+            controller = Controller(problem=problem, store=store, run=RunRef(run.id, run.name, config.seed),
+                                    islands=islands, proposer=proposer, executor=executor, stats=stats,
+                                    concurrency=concurrency, on_progress=display.update)
+            asyncio.run(_search(controller, fresh))
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "stopped"
+    finally:
+        executor.close()
+        store.set_run_status(run.id, status)
+    return SearchResult(run_name=run.name, status=status, best_score=stats.best_score,
+                        best_program_id=stats.best_program_id, stats=stats)
+
+
+async def _search(controller: Controller, fresh: bool) -> None:
+    # A run killed before its seed was recorded has nothing to restore, so it starts from the seed again.
+    if fresh or not controller.restore():
+        await controller.evaluate_seed()
+    await controller.run_to_budget()

@@ -1,0 +1,279 @@
+"""What runs in the candidate's own process: lock it down, install its functions, run solve, send plain data.
+
+`run_child` is called in a freshly forked child of the fork server and never returns. Order matters: the process
+is put in its own session, its fds are reduced to stdin (/dev/null), stdout/stderr (the capped capture pipe) and
+fd 3 (the result pipe), rlimits are set, no_new_privs is set and the uid is dropped *before* any candidate code
+runs. Frames on fd 3 (see `evaluators.server.Watch`): loaded, compile begin/end, output per input, done or fail.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import linecache
+import os
+import random
+import resource
+import signal
+import sys
+import traceback
+import types
+from typing import Any, NoReturn
+
+import numpy as np
+
+from evaluators import seccomp
+from evaluators.problem import Problem, load_problem
+from evaluators.wire import WireError, encode_value, write_frame
+
+CANDIDATE_FILE = "<candidate>"
+RESULT_FD = 3
+SETUP_FAILED = 71  # exit status of a child whose lock-down failed before any candidate code ran
+SEED = 0
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+# Imported by the server so that a candidate can use them even where its uid cannot read the Python install.
+PRELOAD = ("math", "random", "itertools", "functools", "collections", "heapq", "bisect", "operator", "statistics",
+           "fractions", "decimal", "dataclasses", "typing", "copy", "string", "re", "cmath", "array")
+
+_numba_seed: Any = None
+
+
+def load(problem_path: str, overrides: dict[str, str]) -> Problem:
+    """Load the problem once in the server and warm up everything a candidate would otherwise pay for."""
+    global _numba_seed
+    problem = load_problem(problem_path, overrides)
+    for name in PRELOAD:
+        __import__(name)
+    np.random.seed(SEED)  # numpy.random loads lazily: load it here, not in every candidate
+    random.seed(SEED)
+    _libc()
+    seccomp.prepare()
+    if problem.settings.numba:
+        import numba
+
+        @numba.njit(cache=False)
+        def seed(value):  # numba keeps its own RNG; seeding it needs a jitted call
+            np.random.seed(value)
+
+        @numba.njit(cache=False)
+        def warm(xs, k):
+            total = 0.0
+            for i in range(xs.shape[0]):
+                total += xs[i] * k + np.random.random()
+            return total
+
+        seed(SEED)
+        warm(np.zeros(4), 2)
+        warm(np.zeros(4, dtype=np.int64), 2.5)
+        _numba_seed = seed
+    return problem
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def _lock_down(result_w: int, out_w: int, scratch: str, uid: int | None, limits: dict[str, int]) -> None:
+    os.setsid()
+    libc = _libc()
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.dup2(out_w, 1)
+    os.dup2(out_w, 2)
+    os.dup2(result_w, RESULT_FD)
+    os.set_inheritable(RESULT_FD, False)
+    os.closerange(RESULT_FD + 1, 1 << 16)  # the engine's pipes, the server's pidfds, everything else
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    as_bytes = limits["as_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
+    os.chdir(scratch)
+    os.environ["HOME"] = scratch
+    os.environ["TMPDIR"] = scratch
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    if uid is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise OSError("the uid switch did not take")
+    random.seed(SEED)
+    np.random.seed(SEED)
+    if _numba_seed is not None:
+        _numba_seed(SEED)
+    seccomp.install(libc)  # last: from here on only the candidate's code runs
+
+
+def _send(payload: dict[str, Any]) -> None:
+    write_frame(RESULT_FD, payload)
+
+
+def _tail(exc: BaseException) -> str:
+    """The traceback from the first frame that is not the harness: what a program author needs to see."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return text[-4000:]
+
+
+def run_child(problem: Problem, code: str, names: list[str], held_out: bool, result_w: int, out_w: int,
+              req_fd: int, scratch: str, uid: int | None, limits: dict[str, int]) -> NoReturn:
+    """Lock this forked process down, run the candidate on the named inputs, report, and exit."""
+    try:
+        _lock_down(result_w, out_w, scratch, uid, limits)
+    except BaseException as exc:  # nothing of the candidate has run: a setup failure is the sandbox's
+        try:
+            os.write(2, f"sandbox setup failed: {exc!r}\n".encode())
+        finally:
+            os._exit(SETUP_FAILED)
+    try:
+        _run(problem, code, names, held_out)
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        status = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
+
+
+def _run(problem: Problem, code: str, names: list[str], held_out: bool) -> None:
+    inputs = problem.held_out if held_out else problem.inputs
+    try:
+        _install(problem, code)
+        _send({"t": "loaded"})
+        solve = problem.module.solve
+        for name in names:
+            output = solve(inputs[name])
+            try:
+                encoded = encode_value(output)
+            except WireError as exc:
+                _flush()
+                _send({"t": "fail", "kind": "invalid", "message": f"input {name!r}: {exc}"})
+                return
+            _send({"t": "output", "name": name, "value": encoded})
+        _flush()
+        _send({"t": "done"})
+    except MemoryError:
+        _flush()
+        _send({"t": "fail", "kind": "memory", "message": f"MemoryError (limit {problem.settings.memory_limit_mb} MB)"})
+    except Exception as exc:
+        _flush()
+        _send({"t": "fail", "kind": "error", "message": _tail(exc)})
+
+
+def _flush() -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def _install(problem: Problem, code: str) -> None:
+    """Exec the candidate into the problem's module so that its functions replace the evolved ones."""
+    ns = problem.module.__dict__
+    evolved = problem.evolved_names
+    for name in evolved:
+        ns.pop(name, None)
+    linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
+    exec(compile(code, CANDIDATE_FILE, "exec"), ns)
+    missing = [n for n in evolved if not callable(ns.get(n))]
+    if missing:
+        raise NameError(f"the program does not define {', '.join(missing)}; it must define every evolved "
+                        f"function: {', '.join(evolved)}")
+    if problem.settings.numba:
+        _jit(ns, evolved)
+
+
+def _jit(ns: dict[str, Any], evolved: tuple[str, ...]) -> None:
+    """Put a first-call guard in place of each evolved function: it compiles with numba or falls back to Python."""
+    import numba
+    from numba.core.registry import CPUDispatcher
+
+    # The jitted copies see a namespace where every candidate function is jitted too, so they can call each
+    # other; solve() sees the guards. Numba freezes globals at compile time, so the copy changes nothing for it.
+    jit_ns = dict(ns)
+    for key, value in list(ns.items()):
+        if isinstance(value, types.FunctionType) and value.__code__.co_filename == CANDIDATE_FILE:
+            clone = types.FunctionType(value.__code__, jit_ns, value.__name__, value.__defaults__, value.__closure__)
+            clone.__kwdefaults__ = value.__kwdefaults__
+            try:
+                jit_ns[key] = numba.njit(cache=False)(clone)
+            except Exception:
+                pass
+    python = {n: ns[n] for n in evolved}
+    for name in evolved:
+        ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher)
+
+
+class _FirstCall:
+    """Stands in for an evolved function until its first call decides: compiled dispatcher, or plain Python."""
+
+    def __init__(self, ns: dict[str, Any], name: str, jitted: Any, python: Any, dispatcher_type: type):
+        self.ns, self.name, self.jitted, self.python = ns, name, jitted, python
+        self.dispatcher_type = dispatcher_type
+        self.target: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.target is not None:  # solve() may hold on to the guard itself
+            return self.target(*args, **kwargs)
+        if not isinstance(self.jitted, self.dispatcher_type):
+            _send({"t": "compile", "phase": "begin"})
+            _send({"t": "compile", "phase": "end", "ok": False})
+            print(f"[evoforge] numba could not wrap {self.name}; it ran as plain Python", file=sys.stderr)
+            return self._decide(self.python)(*args, **kwargs)
+        import numba
+
+        _send({"t": "compile", "phase": "begin"})
+        if kwargs:  # no signature to compile ahead from: compile by calling
+            before = len(self.jitted.signatures)
+            try:
+                result = self.jitted(*args, **kwargs)
+            except MemoryError:
+                raise
+            except Exception as exc:
+                if len(self.jitted.signatures) > before:  # it compiled; the error is the program's own
+                    _send({"t": "compile", "phase": "end", "ok": True})
+                    self._decide(self.jitted)
+                    raise
+                return self._fall_back(exc)(*args, **kwargs)
+            _send({"t": "compile", "phase": "end", "ok": True})
+            self._decide(self.jitted)
+            return result
+        try:  # compile without running, so the program's own run time is not counted as compile time
+            self.jitted.compile(tuple(numba.typeof(a) for a in args))
+        except MemoryError:
+            raise
+        except Exception as exc:
+            return self._fall_back(exc)(*args)
+        _send({"t": "compile", "phase": "end", "ok": True})
+        return self._decide(self.jitted)(*args)
+
+    def _fall_back(self, exc: Exception) -> Any:
+        _send({"t": "compile", "phase": "end", "ok": False})
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = "\n".join(lines[:6])[:800] or type(exc).__name__
+        print(f"[evoforge] numba could not compile {self.name}; it ran as plain Python. {type(exc).__name__}: "
+              f"{detail}", file=sys.stderr)
+        return self._decide(self.python)
+
+    def _decide(self, target: Any) -> Any:
+        self.target = target
+        self.ns[self.name] = target
+        return target

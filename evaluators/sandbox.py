@@ -1,0 +1,404 @@
+"""The engine's side of evaluation: a pool of sandbox fork servers, and trusted scoring of what they return.
+
+`SandboxPool(problem, workers)` starts one fork server per worker (see `evaluators.server`) at the strongest
+isolation level this machine offers (`evaluators.isolation`). `evaluate(code)` sends a candidate to a free server,
+waits for its plain-data outputs, decodes them defensively and scores them with the problem's trusted `score`.
+Whatever the candidate does, `evaluate` returns an `Evaluation`; a server that dies is restarted on its next use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluators import isolation
+from evaluators.problem import InvalidOutput, Problem
+from evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
+from evaluators.wire import FrameReader, WireError, decode_value, inputs_digest, write_frame
+
+STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed")
+MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)
+START_TIMEOUT_S = 120.0  # a server must load the problem (and warm numba) within this
+REPLY_SLACK_S = 30.0  # beyond the server's own deadlines, before the engine gives up on a server
+UID_BASE = 1_900_000_000  # candidates run as uid UID_BASE + n (as root): ids no real account uses
+UID_SPAN = 10_000_000
+BASELINE_HEADROOM_MB = 64
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What evaluating one program produced: status, scores, the reason for a failure, timings in seconds."""
+
+    status: str  # ok | invalid | error | timeout | memory | crashed
+    score: float | None  # the aggregate score, only when ok
+    scores: dict[str, float]  # per input name, only when ok
+    error: str | None  # human-readable reason when not ok
+    timings: dict[str, float]  # sandbox_start, compile, solve, score, total (seconds)
+    compiled: bool | None  # True numba compiled, False numba fell back to Python, None numba not requested
+    stdout: str = field(default="", repr=False)  # the candidate's stdout+stderr, capped at 64 KiB
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class SandboxError(RuntimeError):
+    """A sandbox server could not be started; the message says why and what to do."""
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+def _timings(**values: float) -> dict[str, float]:
+    base = {"sandbox_start": 0.0, "compile": 0.0, "solve": 0.0, "score": 0.0, "total": 0.0}
+    base.update(values)
+    return base
+
+
+class _Worker:
+    """One fork server process and the pipes to it."""
+
+    def __init__(self, pool: SandboxPool, index: int):
+        self.pool = pool
+        self.index = index
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: FrameReader | None = None
+        self.log: Any = None
+        self.info: dict[str, Any] = {}
+        self.next_id = 0
+        self.uid = 0
+        self.scratch = ""
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(self) -> None:
+        pool = self.pool
+        serial = pool.serial()
+        self.uid = UID_BASE + (os.getpid() * 1000 + serial) % UID_SPAN if isolation.is_root() else 0
+        if pool.isolation == "rlimits-only":  # no private /tmp: each server gets its own folder in ours
+            self.scratch = os.path.join(pool.host_scratch, f"server-{serial}")
+            os.mkdir(self.scratch, 0o711)
+        else:
+            self.scratch = "/tmp"
+        args = [str(pool.problem.path), json.dumps(pool.problem.overrides), str(self.uid), pool.isolation,
+                self.scratch, os.getcwd()]
+        plan = isolation.launch_plan(pool.isolation, pool.problem.path, args, pool.host_scratch)
+        self.log = tempfile.TemporaryFile(prefix="evoforge-sandbox-log-")
+        # Spawned from one long-lived thread: bwrap --die-with-parent follows the thread that forked it.
+        self.proc = pool.spawner.submit(
+            subprocess.Popen, plan.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            env=plan.env, start_new_session=True, close_fds=True, cwd="/").result()
+        assert self.proc.stdout is not None
+        self.reader = FrameReader(self.proc.stdout.fileno(), MAX_REPLY)
+
+    def wait_ready(self) -> None:
+        assert self.reader is not None
+        try:
+            info = self.reader.read(time.monotonic() + START_TIMEOUT_S)
+        except WireError as exc:
+            self.kill()
+            raise SandboxError(f"sandbox server ({self.pool.isolation}) for {self.pool.problem.path} did not start: "
+                               f"{exc}\n{self.log_tail()}") from None
+        if info.get("ready") is not True:
+            self.kill()
+            raise SandboxError(f"sandbox server could not load {self.pool.problem.path}: {info.get('error')}")
+        self.info = info
+        self.pool.check_ready(info)
+
+    def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def log_tail(self) -> str:
+        if self.log is None:
+            return ""
+        try:
+            self.log.seek(0, os.SEEK_END)
+            size = self.log.tell()
+            self.log.seek(max(0, size - 2000))
+            return self.log.read().decode("utf-8", errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def call(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None and self.reader is not None
+        self.next_id += 1
+        request = dict(request, id=self.next_id)
+        try:
+            write_frame(self.proc.stdin.fileno(), request)
+            while True:
+                reply = self.reader.read(time.monotonic() + timeout_s)
+                if reply.get("id") == self.next_id:
+                    return reply
+        except (OSError, WireError) as exc:
+            reason = "did not answer in time" if isinstance(exc, TimeoutError) or "deadline" in str(exc) else str(exc)
+            self.kill()
+            code = self.proc.returncode
+            tail = self.log_tail()
+            raise _WorkerDied(f"the sandbox server died or broke the protocol ({reason}; exit status {code})"
+                              + (f": {tail[-500:]}" if tail else "")) from None
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if self.pool.isolation == "rlimits-only":
+            self._clean_up_after_server()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def _clean_up_after_server(self) -> None:
+        """Without a pid namespace, what a dead server's candidates left (processes, files) is removed here."""
+        if self.uid:
+            for _ in range(100):
+                strays = _processes_of(self.uid)
+                if not strays:
+                    break
+                for pid in strays:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                time.sleep(0.01)
+            for directory in SHARED_TMP_DIRS:
+                remove_owned_by(directory, self.uid)
+        if self.scratch.startswith(self.pool.host_scratch):
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Ask the server to exit (EOF on its stdin), then make sure it has."""
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+        if self.log is not None:
+            self.log.close()
+
+
+class SandboxPool:
+    """A pool of sandboxed fork servers for one problem; `evaluate` is blocking and thread-safe."""
+
+    isolation: str  # 'bwrap' | 'unshare' | 'rlimits-only': what this machine gave us
+    seccomp: bool  # whether candidates also run under the seccomp filter (x86_64 only)
+
+    def __init__(self, problem: Problem, workers: int, *, level: str | None = None):
+        if workers < 1:
+            raise ValueError(f"workers={workers}: a sandbox pool needs at least one worker")
+        self.problem = problem
+        self.isolation = isolation.detect_level(problem.path, level)
+        self._digests = {"inputs": inputs_digest(problem.inputs), "held_out": inputs_digest(problem.held_out)}
+        self._serial = 0
+        self._serial_lock = threading.Lock()
+        self._closed = False
+        self.host_scratch = tempfile.mkdtemp(prefix="evoforge-sandbox-")
+        os.chmod(self.host_scratch, 0o711)  # candidates traverse it to their own 0700 directory
+        self.spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evoforge-sandbox-spawner")
+        self._workers = [_Worker(self, i) for i in range(workers)]
+        self._free: queue.Queue[_Worker] = queue.Queue()
+        try:
+            for worker in self._workers:  # start all, then wait for all: they load in parallel
+                worker.spawn()
+            for worker in self._workers:
+                worker.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        for worker in self._workers:
+            self._free.put(worker)
+        self.seccomp = bool(self._workers[0].info.get("seccomp"))
+
+    def serial(self) -> int:
+        with self._serial_lock:
+            self._serial += 1
+            return self._serial
+
+    def check_ready(self, info: dict[str, Any]) -> None:
+        """Refuse a server whose problem differs from ours (other inputs) or whose baseline exceeds the limit."""
+        if info.get("inputs") != list(self.problem.inputs) or info.get("held_out") != list(self.problem.held_out):
+            raise SandboxError(f"{self.problem.path}: the sandbox computed other input names than the engine "
+                               f"({info.get('inputs')} vs {list(self.problem.inputs)}); make inputs(params) "
+                               "deterministic")
+        if info.get("source_hash") != self.problem.source_hash:
+            raise SandboxError(f"{self.problem.path} changed on disk after the engine loaded it; the sandbox would "
+                               "run another version. Reload the problem (restart the run) to use the new file.")
+        baseline = float(info.get("baseline_mb") or 0)
+        limit = self.problem.settings.memory_limit_mb
+        if baseline + BASELINE_HEADROOM_MB > limit:
+            raise SandboxError(f"{self.problem.path}: memory_limit_mb={limit} is below what the sandbox itself "
+                               f"needs ({baseline:.0f} MB of address space with numpy"
+                               f"{' and numba' if self.problem.settings.numba else ''} loaded); "
+                               f"set memory_limit_mb to at least {int(baseline + 256)}")
+        for key in ("inputs", "held_out"):
+            theirs = info.get("digests", {}).get(key) if isinstance(info.get("digests"), dict) else None
+            ours = self._digests[key]
+            if theirs and ours and theirs != ours:
+                warnings.warn(f"{self.problem.path}: the sandbox computed different {key} than the engine; scores "
+                              "will not match the outputs. Make inputs(params) deterministic (seed its RNG).",
+                              stacklevel=3)
+
+    # -- evaluation
+
+    def evaluate(self, code: str, input_names: Sequence[str] | None = None, *,
+                 held_out: bool = False) -> Evaluation:
+        """Run `code` (the evolved function(s)) on the named inputs in a sandbox and score it on the trusted side."""
+        if self._closed:
+            raise RuntimeError("this SandboxPool is closed")
+        source = self.problem.held_out if held_out else self.problem.inputs
+        names = list(source) if input_names is None else list(input_names)
+        unknown = [n for n in names if n not in source]
+        if unknown or not names:
+            kind = "held-out inputs" if held_out else "inputs"
+            raise ValueError(f"unknown {kind} {unknown} for {self.problem.path}; it has {list(source)}"
+                             if unknown else f"no {kind} to evaluate on")
+        worker = self._free.get()
+        t0 = time.perf_counter()
+        try:
+            reply = self._run(worker, code, names, held_out)
+        finally:
+            self._free.put(worker)
+        if isinstance(reply, Evaluation):
+            return _with_total(reply, time.perf_counter() - t0)
+        return self._score(reply, names, source, t0)
+
+    def _run(self, worker: _Worker, code: str, names: list[str], held_out: bool) -> dict[str, Any] | Evaluation:
+        if not worker.alive:
+            worker.kill()
+            try:
+                worker.start()
+            except SandboxError as exc:
+                return Evaluation("crashed", None, {}, f"could not restart the sandbox server: {exc}",
+                                  _timings(), None)
+        limit = self.problem.settings.time_limit_s
+        timeout = limit * (len(names) + 1) + COMPILE_ALLOWANCE_S + 5 + REPLY_SLACK_S
+        try:
+            return worker.call({"op": "eval", "code": code, "inputs": names, "held_out": held_out}, timeout)
+        except _WorkerDied as exc:
+            return Evaluation("crashed", None, {}, str(exc), _timings(), None)
+
+    def _score(self, reply: dict[str, Any], names: list[str], source: dict[str, Any], t0: float) -> Evaluation:
+        status = reply.get("status")
+        error = reply.get("error")
+        stdout = reply.get("stdout") if isinstance(reply.get("stdout"), str) else ""
+        compiled = reply.get("compiled") if isinstance(reply.get("compiled"), bool) else None
+        if not self.problem.settings.numba:
+            compiled = None
+        raw_timings = reply.get("timings") if isinstance(reply.get("timings"), dict) else {}
+        timings = _timings(**{k: float(v) for k, v in raw_timings.items()
+                              if k in ("sandbox_start", "compile", "solve") and isinstance(v, (int, float))
+                              and not isinstance(v, bool)})
+
+        def result(status: str, error: str | None, score: float | None = None,
+                   scores: dict[str, float] | None = None) -> Evaluation:
+            timings["total"] = time.perf_counter() - t0
+            return Evaluation(status, score, scores or {}, error, timings, compiled, stdout)
+
+        if status not in STATUSES or not (error is None or isinstance(error, str)):
+            return result("crashed", f"malformed reply from the sandbox (status {str(status)[:40]!r})")
+        if status != "ok":
+            return result(status, error or f"{status} (no reason given)")
+        outputs = reply.get("outputs")
+        if not isinstance(outputs, dict) or set(outputs) != set(names):
+            return result("crashed", "the sandbox reply lacks some outputs")
+        t_score = time.perf_counter()
+        scores: dict[str, float] = {}
+        for name in names:
+            try:
+                value = decode_value(outputs[name])
+            except WireError as exc:
+                timings["score"] = time.perf_counter() - t_score
+                return result("invalid", f"input {name!r}: the output could not be decoded: {exc}")
+            try:
+                scores[name] = self.problem.score_output(source[name], value)
+            except InvalidOutput as exc:
+                timings["score"] = time.perf_counter() - t_score
+                return result("invalid", f"input {name!r}: {exc}")
+        try:
+            score = self.problem.aggregate(scores, source)
+        except Exception as exc:  # the trusted aggregate refusing these scores makes the program invalid
+            timings["score"] = time.perf_counter() - t_score
+            return result("invalid", f"aggregate() raised {type(exc).__name__}: {exc}")
+        timings["score"] = time.perf_counter() - t_score
+        if score != score or score in (float("inf"), float("-inf")):
+            return result("invalid", f"aggregate() returned {score}, not a finite number")
+        return result("ok", None, score, scores)
+
+    # -- lifecycle
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    def close(self) -> None:
+        """Stop every server and remove the pool's scratch space (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self._workers:
+            worker.stop()
+        self.spawner.shutdown(wait=False)
+        shutil.rmtree(self.host_scratch, ignore_errors=True)
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _processes_of(uid: int) -> list[int]:
+    """Live (non-zombie) processes whose /proc entry belongs to uid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except (OSError, IndexError):
+            continue
+        found.append(int(entry))
+    return found
+
+
+def _with_total(evaluation: Evaluation, total: float) -> Evaluation:
+    timings = dict(evaluation.timings, total=total)
+    return Evaluation(evaluation.status, evaluation.score, evaluation.scores, evaluation.error, timings,
+                      evaluation.compiled, evaluation.stdout)

@@ -1,0 +1,131 @@
+"""A small seccomp filter for candidate processes: no sockets but Unix ones, no namespaces, no kernel attack surface.
+
+Installed by the candidate's own process (after no_new_privs, before any candidate code) with
+prctl(PR_SET_SECCOMP). It is a deny list on top of the namespaces and the uid switch, so it also gives the
+`rlimits-only` level a network block. It denies:
+- `socket` for every family but AF_UNIX (EACCES): no TCP/UDP/raw/netlink, even without a network namespace;
+- `unshare`, `setns`, and `clone` with any namespace flag (EPERM); `clone3` answers ENOSYS so that libc falls back
+  to `clone`, whose flags can be checked;
+- mount and friends, ptrace and process_vm_*, keyrings, bpf, perf_event_open, userfaultfd, io_uring, module and
+  kexec calls, reboot, swap, acct, syslog (EPERM);
+- any syscall made through another ABI (i386 `int 0x80`, x32): the process is killed.
+Only x86_64 is covered (the numbers are that ABI's); elsewhere `install` returns False and the level says so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import platform
+import struct
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_BIT = 0x40000000
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+RET_KILL_PROCESS = 0x80000000
+RET_ALLOW = 0x7FFF0000
+RET_ERRNO = 0x00050000
+AF_UNIX = 1
+NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
+                   | 0x40000000)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+
+# x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl).
+X86_64 = {
+    "socket": 41, "clone": 56, "ptrace": 101, "syslog": 103, "vhangup": 153, "pivot_root": 155, "chroot": 161,
+    "acct": 163, "mount": 165, "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169, "init_module": 175,
+    "delete_module": 176, "quotactl": 179, "lookup_dcookie": 212, "kexec_load": 246, "add_key": 248,
+    "request_key": 249, "keyctl": 250, "unshare": 272, "perf_event_open": 298, "open_by_handle_at": 304,
+    "setns": 308, "process_vm_readv": 310, "process_vm_writev": 311, "finit_module": 313, "kexec_file_load": 320,
+    "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+    "clone3": 435, "mount_setattr": 442,
+}
+DENIED = tuple(sorted(set(X86_64) - {"socket", "clone", "clone3"}))
+
+# Classic BPF opcodes.
+LD_W_ABS = 0x20
+JEQ_K = 0x15
+JGE_K = 0x35
+JSET_K = 0x45
+RET_K = 0x06
+OFF_NR, OFF_ARCH, OFF_ARG0 = 0, 4, 16
+
+
+def _program() -> list[tuple[int, int, int, int]]:
+    """The filter as (code, jt, jf, k) instructions; jumps are resolved from labels."""
+    # Each entry: (code, true_label_or_offset, false_label_or_offset, k) with labels as strings.
+    prog: list[tuple[int, object, object, int]] = [
+        (LD_W_ABS, 0, 0, OFF_ARCH),
+        (JEQ_K, 0, "kill", AUDIT_ARCH_X86_64),
+        (LD_W_ABS, 0, 0, OFF_NR),
+        (JGE_K, "kill", 0, X32_BIT),
+        (JEQ_K, "socket", 0, X86_64["socket"]),
+        (JEQ_K, "clone", 0, X86_64["clone"]),
+        (JEQ_K, "enosys", 0, X86_64["clone3"]),
+    ]
+    for name in DENIED:
+        prog.append((JEQ_K, "eperm", 0, X86_64[name]))
+    labels: dict[str, int] = {}
+
+    def label(name: str) -> None:
+        labels[name] = len(prog)
+
+    prog.append((RET_K, 0, 0, RET_ALLOW))  # every syscall not named above
+    label("socket")
+    prog.append((LD_W_ABS, 0, 0, OFF_ARG0))
+    prog.append((JEQ_K, "allow", "eacces", AF_UNIX))
+    label("clone")
+    prog.append((LD_W_ABS, 0, 0, OFF_ARG0))
+    prog.append((JSET_K, "eperm", "allow", NAMESPACE_FLAGS))
+    label("eperm")
+    prog.append((RET_K, 0, 0, RET_ERRNO | errno.EPERM))
+    label("eacces")
+    prog.append((RET_K, 0, 0, RET_ERRNO | errno.EACCES))
+    label("enosys")
+    prog.append((RET_K, 0, 0, RET_ERRNO | errno.ENOSYS))
+    label("kill")
+    prog.append((RET_K, 0, 0, RET_KILL_PROCESS))
+    label("allow")
+    prog.append((RET_K, 0, 0, RET_ALLOW))
+    resolved = []
+    for i, (code, jt, jf, k) in enumerate(prog):
+        def target(t: object) -> int:
+            if isinstance(t, str):
+                offset = labels[t] - i - 1
+                if not 0 <= offset <= 255:
+                    raise ValueError(f"seccomp jump to {t} out of range")
+                return offset
+            return int(t)  # type: ignore[call-overload]
+        resolved.append((code, target(jt), target(jf), k))
+    return resolved
+
+
+def supported() -> bool:
+    return platform.machine() in ("x86_64", "AMD64")
+
+
+_FILTER: bytes | None = None
+
+
+def prepare() -> None:
+    """Build the filter once (in the server), so that installing it in a candidate costs one syscall."""
+    global _FILTER
+    if supported():
+        _FILTER = b"".join(struct.pack("HBBI", *ins) for ins in _program())
+
+
+def install(libc: ctypes.CDLL) -> bool:
+    """Install the filter on this process (no_new_privs must be set); False where unsupported. Raises on failure."""
+    if _FILTER is None:
+        prepare()
+    if _FILTER is None:
+        return False
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    prog = SockFprog(len(_FILTER) // 8, _FILTER)
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+    return True

@@ -1,0 +1,429 @@
+"""The fork server that runs inside a sandbox: `python -m evaluators.server PROBLEM OVERRIDES_JSON UID LEVEL`.
+
+It loads the problem once (numpy, numba and the inputs stay warm), then for each request from the engine forks a
+fresh child that becomes the candidate: new session, rlimits, private scratch directory, unprivileged uid, captured
+and capped stdout/stderr, seeded RNGs. The server alone enforces the wall-clock deadline per input (it does not
+rely on the candidate's cooperation) and, when the candidate is done or out of time, kills it and every process it
+left behind: the server is a child subreaper, so orphans come back to it, and it kills its children until none
+is left. It talks to the engine over its stdin/stdout with the frames of `evaluators.wire`; nothing it receives
+from the child is trusted beyond being data.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any
+
+from evaluators import harness, seccomp
+from evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
+
+MAX_REQUEST = 16 * 1024 * 1024  # a candidate's code and the input names
+MAX_RESULT = 64 * 1024 * 1024  # one output frame from a candidate (JSON); larger outputs are 'invalid'
+STDOUT_CAP = 64 * 1024  # bytes of a candidate's stdout/stderr kept; the rest is read and dropped
+COMPILE_ALLOWANCE_S = 60.0  # numba compile time per candidate that does not count against any input's limit
+FILE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE: the largest file a candidate may write
+NOFILE_LIMIT = 64
+NPROC_LIMIT = 16  # per sandbox uid, so it only binds after the uid switch
+PR_SET_CHILD_SUBREAPER = 36
+SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def main(argv: list[str]) -> int:
+    problem_path, overrides_json, uid_text, level, scratch_root, workdir = argv
+    # Move the engine's pipes out of the way so that a forked candidate can be handed clean fds 0-2.
+    req_fd, resp_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    uid = int(uid_text)
+    try:
+        os.chdir(workdir)  # relative paths in the overrides resolve as they did for the engine
+        problem = harness.load(problem_path, json.loads(overrides_json))
+        os.chdir("/")
+    except BaseException as exc:  # the engine loaded the same file, so this is rare: report it and stop
+        write_frame(resp_fd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    vm_mb = _vm_size_mb()
+    digests = {"inputs": inputs_digest(problem.inputs), "held_out": inputs_digest(problem.held_out)}
+    write_frame(resp_fd, {"ready": True, "pid": os.getpid(), "level": level, "uid": uid,
+                          "seccomp": seccomp.supported(), "inputs": list(problem.inputs),
+                          "held_out": list(problem.held_out), "baseline_mb": vm_mb,
+                          "source_hash": problem.source_hash, "digests": digests})
+    reader = FrameReader(req_fd, MAX_REQUEST)
+    server = Server(problem, uid, scratch_root, level)
+    while True:
+        try:
+            request = reader.read(None)
+        except WireError:
+            return 0  # the engine went away (or broke the protocol): a sandbox has nothing to do alone
+        try:
+            reply = server.evaluate(request, req_fd)
+        except Exception:  # a bug here must reach the engine as a reason, not as a dead server
+            reply = {"status": "crashed", "error": "sandbox server error:\n" + traceback.format_exc()[-2000:]}
+        reply["id"] = request.get("id")
+        write_frame(resp_fd, reply)
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _vm_size_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Server:
+    """Runs one candidate at a time in a forked child and turns what happened into a reply."""
+
+    def __init__(self, problem: Any, uid: int, scratch_root: str, level: str):
+        self.problem = problem
+        self.uid = uid
+        self.scratch_root = scratch_root
+        self.switch_uid = os.geteuid() == 0 and uid > 0
+        # Without a private /tmp, what the candidate's uid (ours alone) left in shared temp dirs is removed.
+        self.sweep_dirs = SHARED_TMP_DIRS if level == "rlimits-only" and self.switch_uid else ()
+
+    def evaluate(self, request: dict[str, Any], req_fd: int) -> dict[str, Any]:
+        code = request.get("code")
+        names = request.get("inputs")
+        held_out = bool(request.get("held_out"))
+        source = self.problem.held_out if held_out else self.problem.inputs
+        if not isinstance(code, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return {"status": "crashed", "error": "malformed request"}
+        unknown = [n for n in names if n not in source]
+        if unknown:
+            return {"status": "crashed", "error": f"unknown input(s) {unknown}"}
+        settings = self.problem.settings
+        scratch = tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root)
+        if self.switch_uid:
+            os.chown(scratch, self.uid, self.uid)
+        os.chmod(scratch, 0o700)
+        result_r, result_w = os.pipe()
+        out_r, out_w = os.pipe()
+        cpu_s = math.ceil(settings.time_limit_s * (len(names) + 1) + COMPILE_ALLOWANCE_S) + 1
+        t_fork = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the candidate: never returns
+            os.close(result_r)
+            os.close(out_r)
+            harness.run_child(self.problem, code, names, held_out, result_w, out_w, req_fd, scratch,
+                              uid=self.uid if self.switch_uid else None,
+                              limits={"as_mb": settings.memory_limit_mb, "cpu_s": cpu_s, "fsize": FILE_LIMIT,
+                                      "nofile": NOFILE_LIMIT, "nproc": NPROC_LIMIT})
+        os.close(result_w)
+        os.close(out_w)
+        try:
+            watch = Watch(pid, result_r, out_r, names, settings.time_limit_s, t_fork, settings.memory_limit_mb,
+                          settings.numba)
+            reply = watch.run()
+        finally:
+            _kill_all_children(pid)
+            os.close(result_r)
+            os.close(out_r)
+            shutil.rmtree(scratch, ignore_errors=True)
+            for directory in self.sweep_dirs:
+                remove_owned_by(directory, self.uid)
+        return reply
+
+
+class Watch:
+    """Supervises one candidate child: reads its frames and output, runs the clocks, decides the status."""
+
+    def __init__(self, pid: int, result_fd: int, out_fd: int, names: list[str], limit_s: float, t_fork: float,
+                 memory_mb: int, numba: bool):
+        self.pid = pid
+        self.results = FrameReader(result_fd, MAX_RESULT)
+        self.out_fd = out_fd
+        self.out_open = True
+        self.memory_bytes = memory_mb * 1024 * 1024
+        self.numba = numba  # compile frames (which pause the clock) are only accepted when numba is on
+        self.names = names
+        self.limit_s = limit_s
+        self.t_fork = t_fork
+        self.stdout = bytearray()
+        self.stdout_dropped = 0
+        self.outputs: dict[str, Any] = {}
+        self.input_seconds: dict[str, float] = {}
+        self.timings = {"sandbox_start": 0.0, "compile": 0.0, "solve": 0.0}
+        self.compiled: bool | None = None
+        self.phase = "loading the candidate"
+        self.deadline = t_fork + limit_s + 5.0  # loading gets the input limit plus the fork and setup
+        self.paused_remaining: float | None = None
+        self.compile_started = 0.0
+        self.compile_left = COMPILE_ALLOWANCE_S
+        self.input_started = 0.0
+        self.input_compile = 0.0
+        self.status: str | None = None
+        self.error: str | None = None
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    # -- main loop
+
+    def run(self) -> dict[str, Any]:
+        exited = None
+        try:
+            while self.status is None:
+                now = time.monotonic()
+                if now >= self.deadline:
+                    self._on_deadline()
+                    break
+                fds = [fd for fd, live in ((self.results.fd, not self.results.closed), (self.out_fd, self.out_open))
+                       if live]
+                if self.pidfd is not None:
+                    fds.append(self.pidfd)
+                wait = self.deadline - now if self.pidfd is not None else min(self.deadline - now, 0.005)
+                ready, _, _ = select.select(fds, [], [], wait)
+                if self.out_fd in ready:
+                    self._read_stdout()
+                if self.results.fd in ready:
+                    self._read_results()
+                if self.status is not None:
+                    break
+                exited = self._poll_exit(block=self.pidfd is not None and self.pidfd in ready)
+                if exited is not None:
+                    self._drain()
+                    if self.status is None:
+                        self._on_exit(*exited)
+        finally:
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+        return self._reply()
+
+    def _poll_exit(self, block: bool) -> tuple[int, Any] | None:
+        try:
+            pid, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return (0, None)
+        if pid == 0:
+            return None
+        return status, usage
+
+    def _drain(self) -> None:
+        """After the child exits, read what it left in the pipes (without waiting for its descendants)."""
+        for _ in range(10_000):
+            fds = [fd for fd, live in ((self.results.fd, not self.results.closed), (self.out_fd, self.out_open))
+                   if live]
+            if not fds or self.status is not None:
+                return
+            ready, _, _ = select.select(fds, [], [], 0)
+            if not ready:
+                return
+            if self.out_fd in ready:
+                self._read_stdout()
+            if self.results.fd in ready:
+                self._read_results()
+
+    # -- input
+
+    def _read_stdout(self) -> None:
+        chunk = os.read(self.out_fd, 1 << 16)
+        if not chunk:
+            self.out_open = False
+            return
+        room = STDOUT_CAP - len(self.stdout)
+        if room > 0:
+            self.stdout += chunk[:room]
+        self.stdout_dropped += max(0, len(chunk) - max(room, 0))
+
+    def _read_results(self) -> None:
+        try:
+            self.results.feed()
+            while self.status is None:
+                frame = self.results.pop()
+                if frame is None:
+                    break
+                self._on_frame(frame)
+        except WireError as exc:
+            self._finish("invalid" if "exceeds the limit" in str(exc) else "crashed",
+                         f"the candidate's result could not be read: {exc}")
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("t")
+        now = time.monotonic()
+        if kind == "loaded" and self.phase == "loading the candidate":
+            self.timings["sandbox_start"] = now - self.t_fork
+            self._start_input(now)
+        elif (kind == "compile" and frame.get("phase") == "begin" and self.paused_remaining is None and self.numba
+              and self.phase.startswith("solving")):
+            self.paused_remaining = max(0.0, self.deadline - now)
+            self.compile_started = now
+            self.deadline = now + max(0.0, self.compile_left)
+            self.phase_before_compile = self.phase
+            self.phase = f"compiling with numba ({self.phase})"
+        elif kind == "compile" and frame.get("phase") == "end" and self.paused_remaining is not None:
+            spent = now - self.compile_started
+            self.compile_left -= spent
+            self.timings["compile"] += spent
+            self.input_compile += spent
+            self.deadline = now + self.paused_remaining
+            self.paused_remaining = None
+            self.phase = self.phase_before_compile
+            ok = frame.get("ok")
+            if isinstance(ok, bool):
+                self.compiled = ok if self.compiled is None else (self.compiled and ok)
+        elif kind == "output" and self.paused_remaining is None and len(self.outputs) < len(self.names):
+            name = self.names[len(self.outputs)]
+            if frame.get("name") != name or "value" not in frame:
+                self._finish("crashed", f"the candidate sent a result out of order (expected input {name!r})")
+                return
+            seconds = max(0.0, now - self.input_started - self.input_compile)
+            self.outputs[name] = frame["value"]
+            self.input_seconds[name] = seconds
+            self.timings["solve"] += seconds
+            if len(self.outputs) < len(self.names):
+                self._start_input(now)
+            else:
+                self.phase = "finishing"
+                self.deadline = now + 5.0
+        elif kind == "done" and len(self.outputs) == len(self.names):
+            self._finish("ok", None)
+        elif kind == "fail" and frame.get("kind") in ("error", "memory", "invalid"):
+            message = frame.get("message")
+            self._finish(frame["kind"], message[-4000:] if isinstance(message, str) else "no message")
+        else:
+            self._finish("crashed", f"the candidate sent an unexpected message {str(kind)[:40]!r} "
+                                    f"while {self.phase}")
+
+    def _start_input(self, now: float) -> None:
+        name = self.names[len(self.outputs)] if len(self.outputs) < len(self.names) else None
+        self.phase = f"solving input {name!r}" if name is not None else "finishing"
+        self.input_started = now
+        self.input_compile = 0.0
+        self.deadline = now + self.limit_s
+
+    # -- endings
+
+    def _finish(self, status: str, error: str | None) -> None:
+        self.status = status
+        self.error = error
+
+    def _on_deadline(self) -> None:
+        if self.phase.startswith("compiling"):
+            self._finish("timeout", f"numba compilation took more than {COMPILE_ALLOWANCE_S:.0f} s "
+                                    f"({self.phase})")
+        elif self.phase == "finishing":
+            self._finish("crashed", "the candidate did not finish after returning its outputs")
+        else:
+            self._finish("timeout", f"time limit of {self.limit_s:g} s exceeded while {self.phase}")
+
+    def _on_exit(self, status: int, usage: Any) -> None:
+        if usage is None:
+            self._finish("crashed", "the candidate process vanished")
+            return
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+            if sig == signal.SIGXCPU:
+                self._finish("timeout", f"CPU time limit exceeded while {self.phase}")
+            elif sig == signal.SIGKILL and usage.ru_maxrss * 1024 > 0.9 * self.memory_bytes:
+                self._finish("memory", f"killed by SIGKILL near the memory limit while {self.phase}")
+            elif sig == signal.SIGXFSZ:
+                self._finish("crashed", f"killed by SIGXFSZ: wrote a file larger than {FILE_LIMIT} bytes")
+            else:
+                self._finish("crashed", f"killed by {name} while {self.phase}")
+            return
+        code = os.WEXITSTATUS(status)
+        if code == harness.SETUP_FAILED:
+            detail = self.stdout.decode("utf-8", errors="replace").strip()[-500:]
+            self._finish("crashed", f"the sandbox could not set up the candidate's process: {detail}")
+            return
+        self._finish("crashed", f"the candidate process exited with code {code} while {self.phase} "
+                                "(sys.exit, os._exit or a fatal error) before returning a result")
+
+    def _reply(self) -> dict[str, Any]:
+        text = self.stdout.decode("utf-8", errors="replace")
+        if self.stdout_dropped:
+            text += f"\n[... {self.stdout_dropped} more bytes of output dropped]"
+        reply: dict[str, Any] = {"status": self.status, "error": self.error, "timings": self.timings,
+                                 "input_seconds": self.input_seconds, "compiled": self.compiled, "stdout": text}
+        if self.status == "ok":
+            reply["outputs"] = self.outputs
+        return reply
+
+
+def _kill_all_children(pid: int) -> None:
+    """Kill the candidate's process group, then every child of this server (orphans come here) until none is left."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    me = os.getpid()
+    for _ in range(1000):
+        children = _children(me)
+        if not children:
+            return
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for child in children:
+            try:
+                os.waitpid(child, 0)
+            except ChildProcessError:
+                pass
+
+
+def remove_owned_by(directory: str, uid: int) -> None:
+    """Remove the entries of a shared directory that belong to uid (the candidates' own uid)."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != uid:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    found = []  # a kernel without CONFIG_PROC_CHILDREN: scan /proc for our children
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
