@@ -25,8 +25,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 RUN_STATUSES = ("running", "finished", "stopped", "failed")
-PROGRAM_STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "duplicate")
-EVALUATION_STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed")
+# "culled": stopped by a cascade stage (its score on the cheap inputs missed the threshold), never fully scored.
+PROGRAM_STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled", "duplicate")
+EVALUATION_STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled")
 ORIGINS = ("seed", "offline", "llm", "human")
 EVALUATION_KINDS = ("train", "held_out")
 
@@ -133,6 +134,10 @@ class Program(Base):
     error: Mapped[Optional[str]] = mapped_column(Text)
     duplicate_of: Mapped[Optional[int]] = mapped_column(ForeignKey("programs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A person took this program out of selection (a reward hack, say): who, why and when.
+    rejected_by: Mapped[Optional[str]] = mapped_column(String(200))
+    rejected_reason: Mapped[Optional[str]] = mapped_column(Text)
+    rejected_at: Mapped[Optional[datetime]]
 
 
 class Evaluation(Base):
@@ -155,6 +160,7 @@ class Evaluation(Base):
     timings: Mapped[dict[str, Any]]
     compiled: Mapped[Optional[bool]]
     node: Mapped[Optional[str]] = mapped_column(String(200))
+    stage: Mapped[Optional[int]] = mapped_column(Integer)  # the cascade stage that culled it; None if none did
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -111,6 +111,7 @@ class NewEvaluation:
     timings: Mapping[str, float] = field(default_factory=dict)
     compiled: Optional[bool] = None
     node: Optional[str] = None
+    stage: Optional[int] = None
 
     def __post_init__(self) -> None:
         _check_one_of("evaluation kind", self.kind, EVALUATION_KINDS)
@@ -236,6 +237,9 @@ class ProgramInfo:
     error: Optional[str]
     duplicate_of: Optional[int]
     created_at: datetime
+    rejected_by: Optional[str]
+    rejected_reason: Optional[str]
+    rejected_at: Optional[datetime]
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,7 @@ class EvaluationInfo:
     timings: dict[str, float]
     compiled: Optional[bool]
     node: Optional[str]
+    stage: Optional[int]
     created_at: datetime
 
 
@@ -270,6 +275,7 @@ class ProgramSummary:
     score: Optional[float]
     scores: dict[str, float]
     code_length: int
+    rejected: bool = False  # a person took it out of selection
 
 
 @dataclass(frozen=True)

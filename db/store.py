@@ -254,7 +254,7 @@ class Store:
         """The run's programs (without code) and events in seq order, for rebuilding island state on resume."""
         programs = select(
             Program.id, Program.seq, Program.island, Program.origin, Program.status, Program.score, Program.scores,
-            Program.code_length,
+            Program.code_length, Program.rejected_at.is_not(None),
         ).where(Program.run_id == run_id).order_by(Program.seq)
         events = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at).where(
             Event.run_id == run_id
@@ -324,7 +324,8 @@ def _run_info(row: Row) -> RunInfo:
 
 def _program_info(row: Row) -> ProgramInfo:
     m = row._mapping
-    return ProgramInfo(**{**m, "parent_ids": tuple(m["parent_ids"]), "created_at": as_utc(m["created_at"])})
+    return ProgramInfo(**{**m, "parent_ids": tuple(m["parent_ids"]), "created_at": as_utc(m["created_at"]),
+                          "rejected_at": as_utc(m["rejected_at"])})
 
 
 def _proposal_info(row: Row) -> ProposalInfo:

@@ -125,5 +125,6 @@ def evaluation_row(program_id: int, e: NewEvaluation, now: datetime) -> dict[str
         timings=dict(e.timings),
         compiled=e.compiled,
         node=e.node,
+        stage=e.stage,
         created_at=now,
     )

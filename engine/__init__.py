@@ -4,6 +4,6 @@ Problem files run inside every sandbox, so importing `engine` must stay cheap: o
 imported here; the loop, proposers and CLI are imported from their own modules when used.
 """
 
-from evaluators.problem import Settings, evolve
+from evaluators.problem import Settings, Stage, evolve
 
-__all__ = ["Settings", "evolve"]
+__all__ = ["Settings", "Stage", "evolve"]

@@ -1,4 +1,4 @@
-"""The `evoforge` command line: run, resume, eval, and a first look at what a run found.
+"""The `evoforge` command line: run, resume and eval here; the inspection commands in engine.cli_inspect.
 
 argparse (standard library) parses; every user mistake becomes one clear message and exit status 2.
 """
@@ -10,23 +10,22 @@ import json
 import sys
 from collections.abc import Sequence
 
-from engine.config import DEFAULT_DB_URL, ConfigError, IslandSettings, ModelConfig, RunConfig
+from db import StoreError
+from engine.cli_common import Handler, add_db_option
+from engine.cli_inspect import add_inspect_commands
+from engine.config import ConfigError, IslandSettings, ModelConfig, RunConfig
+from engine.controller import SeedFailed
 from evaluators import ProblemError, parse_overrides
 
 
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=DEFAULT_DB_URL,
-                        help=f"SQLAlchemy URL of the database (default {DEFAULT_DB_URL})")
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="evoforge", description="Evolutionary program search with LLMs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start a search on a problem file")
     run.add_argument("problem", help="problem file, e.g. problems/bin_packing.py")
     run.add_argument("--name", help="run name (default: PROBLEM-DATE-TIME)")
-    _add_db(run)
+    add_db_option(run)
     run.add_argument("--budget", type=int, default=200, help="candidates to propose (default 200)")
     run.add_argument("--islands", type=int, default=IslandSettings.num_islands, help="number of islands")
     run.add_argument("--reset-period", type=int, default=IslandSettings.reset_period,
@@ -48,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run")
     resume.add_argument("name")
-    _add_db(resume)
+    add_db_option(resume)
     resume.add_argument("--budget", type=int, help="new total budget (default: the run's own)")
     resume.add_argument("--quiet", action="store_true")
 
@@ -58,21 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
-    runs = sub.add_parser("runs", help="list the runs in a database")
-    _add_db(runs)
-    runs.add_argument("--json", action="store_true")
-
-    show = sub.add_parser("show", help="summary of a run")
-    show.add_argument("name")
-    _add_db(show)
-    show.add_argument("--json", action="store_true")
-
-    best = sub.add_parser("best", help="the best programs of a run")
-    best.add_argument("name")
-    _add_db(best)
-    best.add_argument("-n", type=int, default=1, help="how many (default 1)")
-    best.add_argument("--json", action="store_true")
-    return parser
+    inspect_commands = add_inspect_commands(sub)
+    return parser, inspect_commands
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -115,27 +101,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0 if report["status"] == "ok" else 1
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from engine import inspect as views
-
-    handler = {"runs": views.runs, "show": views.show, "best": views.best}[args.command]
-    print(handler(args))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `evoforge` console script."""
-    args = _parser().parse_args(argv)
-    commands = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "runs": _cmd_inspect,
-                "show": _cmd_inspect, "best": _cmd_inspect}
+    parser, inspect_commands = _parser()
+    args = parser.parse_args(argv)
+    commands: dict[str, Handler] = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, **inspect_commands}
     try:
         return commands[args.command](args)
-    except (ProblemError, ConfigError) as exc:
+    except (ProblemError, ConfigError, StoreError, SeedFailed) as exc:
         print(f"evoforge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("evoforge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (e.g. `| head`) went away: nothing more to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from evaluators.problem import (
     Problem,
     ProblemError,
     Settings,
+    Stage,
     evolve,
     load_problem,
     parse_overrides,
@@ -18,7 +19,7 @@ from evaluators.problem import (
 
 _LAZY = {"STATUSES", "Evaluation", "SandboxError", "SandboxPool"}
 
-__all__ = ["STATUSES", "Evaluation", "InvalidOutput", "Problem", "ProblemError", "SandboxError", "SandboxPool",
+__all__ = ["STATUSES", "Evaluation", "InvalidOutput", "Problem", "ProblemError", "SandboxError", "SandboxPool", "Stage",
            "Settings", "evolve", "load_problem", "parse_overrides"]
 
 

@@ -30,6 +30,18 @@ def evolve(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A cascade stage: evaluate these inputs first, and go on only if their aggregate score reaches threshold.
+
+    Cheap inputs in an early stage let a weak candidate be culled before the expensive inputs run. Inputs named in
+    no stage form the last stage, which has no threshold.
+    """
+
+    inputs: tuple[str, ...]
+    threshold: float
+
+
+@dataclass(frozen=True)
 class Settings:
     """Per-problem evaluation settings; every field can be overridden with `--set field=value`."""
 
@@ -71,6 +83,7 @@ class Problem:
     held_out: dict[str, Any]
     module: ModuleType = field(repr=False)
     overrides: dict[str, str] = field(default_factory=dict)
+    cascade: tuple[Stage, ...] = ()  # early stages; the inputs they do not name are evaluated last
 
     @property
     def seed_code(self) -> str:
@@ -105,6 +118,10 @@ class Problem:
         if custom is None:
             return float(sum(scores[n] for n in names) / len(names))
         return float(custom([scores[n] for n in names], [inputs[n] for n in names]))
+
+    def passes(self, stage: Stage, score: float) -> bool:
+        """Whether an aggregate score over a stage's inputs is good enough to go on to the next stage."""
+        return score >= stage.threshold if self.settings.maximize else score <= stage.threshold
 
     def is_better(self, a: float, b: float | None) -> bool:
         """True if score a beats score b under this problem's direction (anything beats None)."""
@@ -257,6 +274,36 @@ def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
     return dataclasses.replace(settings, **new_settings), params
 
 
+def _cascade_from(path: Path, module: ModuleType, params: dict[str, Any], inputs: Mapping[str, Any]
+                  ) -> tuple[Stage, ...]:
+    raw = getattr(module, "CASCADE", ())
+    if callable(raw):
+        try:
+            raw = raw(params)
+        except Exception as exc:
+            raise _error(path, _line_in_file(exc, path), f"CASCADE(params) raised {type(exc).__name__}: {exc}",
+                         "make CASCADE(params) return a list of Stage(inputs=(...), threshold=...)") from None
+    stages = tuple(raw)
+    seen: set[str] = set()
+    for number, stage in enumerate(stages, 1):
+        if not isinstance(stage, Stage):
+            raise _error(path, None, f"CASCADE stage {number} is a {type(stage).__name__}",
+                         "build each stage with Stage(inputs=(...), threshold=...) from engine")
+        unknown = [name for name in stage.inputs if name not in inputs]
+        if unknown or not stage.inputs:
+            raise _error(path, None, f"CASCADE stage {number} names unknown inputs {unknown}" if unknown
+                         else f"CASCADE stage {number} names no inputs", f"use names from inputs(): {list(inputs)}")
+        repeated = seen.intersection(stage.inputs)
+        if repeated:
+            raise _error(path, None, f"CASCADE stage {number} repeats inputs {sorted(repeated)}",
+                         "name each input in one stage at most")
+        if not math.isfinite(stage.threshold):
+            raise _error(path, None, f"CASCADE stage {number} threshold is {stage.threshold}",
+                         "give a finite threshold")
+        seen.update(stage.inputs)
+    return stages
+
+
 def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -> Problem:
     """Load a problem file, apply `--set` overrides, and check that it has everything a search needs."""
     path = Path(path).resolve()
@@ -284,6 +331,7 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -
         raise _error(path, None, "inputs(params) returned no inputs", "return at least one input to score on")
     held_out = _named_inputs(path, module, "held_out_inputs", params) if callable(
         getattr(module, "held_out_inputs", None)) else {}
+    cascade = _cascade_from(path, module, params, inputs)
     return Problem(path=path, name=path.stem, description=description, source=source, evolved=evolved,
                    settings=settings, params=params, inputs=inputs, held_out=held_out, module=module,
-                   overrides=dict(overrides or {}))
+                   overrides=dict(overrides or {}), cascade=cascade)
