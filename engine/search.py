@@ -19,7 +19,7 @@ from engine.config import RunConfig
 from engine.controller import Controller, RunRef
 from engine.executor import LocalExecutor
 from engine.progress import ProgressDisplay
-from engine.proposers import make_proposer
+from engine.proposers import Proposer, make_proposer
 from engine.stats import RunStats
 from evaluators import Problem, ProblemError, SandboxPool, load_problem
 from islands import IslandConfig, IslandModel
@@ -47,15 +47,19 @@ def stored_config(config: RunConfig, problem: Problem) -> dict[str, Any]:
     return {"run": config.to_dict(), "settings": dataclasses.asdict(problem.settings), "params": problem.params}
 
 
-def run_search(config: RunConfig, db_url: str, *, progress: bool = True) -> SearchResult:
-    """Create a new run in the database and search until its budget is spent (or Ctrl-C)."""
+def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
+               proposer: Proposer | None = None) -> SearchResult:
+    """Create a new run in the database and search until its budget is spent (or Ctrl-C).
+
+    `proposer` replaces the one the config names (offline or litellm), e.g. a custom proposer from Python.
+    """
     problem = load_problem(config.problem, config.overrides)
     store = Store(db_url)
     try:
         run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
                                problem_source=problem.source, problem_hash=problem.source_hash,
                                config=stored_config(config, problem), seed=config.seed)
-        return _drive(problem, store, run, config, fresh=True, progress=progress)
+        return _drive(problem, store, run, config, fresh=True, progress=progress, proposer=proposer)
     finally:
         store.close()
 
@@ -76,15 +80,16 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
             raise ProblemError(f"{problem.path} changed since run '{name}' started, so resuming would mix two "
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
                                "start a new run")
-        return _drive(problem, store, run, config, fresh=False, progress=progress)
+        return _drive(problem, store, run, config, fresh=False, progress=progress, proposer=None)
     finally:
         store.close()
 
 
 def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
-           progress: bool) -> SearchResult:
+           progress: bool, proposer: Proposer | None) -> SearchResult:
     islands = IslandModel(IslandConfig(**vars(config.islands)), maximize=problem.settings.maximize)
-    proposer = make_proposer(config.models, problem.description, problem.evolved_names)
+    if proposer is None:
+        proposer = make_proposer(config.models, problem.description, problem.evolved_names)
     stats = RunStats(budget=config.budget)
     concurrency = config.workers if config.models.offline else 2 * config.workers
     store.set_run_status(run.id, "running")
