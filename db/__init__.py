@@ -16,16 +16,19 @@ from db.records import (
     NewEvaluation,
     NewProgram,
     NewProposal,
+    ProgramBrief,
     ProgramInfo,
     ProgramSummary,
     ProposalInfo,
     RecordedCandidate,
     RunInfo,
+    Spend,
 )
-from db.schema import SCHEMA_VERSION
-from db.store import Store
+from db.schema import SCHEMA_VERSION, upgrade_database
+from db.store import DEFAULT_PATIENCE_S, Store
 
 __all__ = [
+    "DEFAULT_PATIENCE_S",
     "SCHEMA_VERSION",
     "EvaluationInfo",
     "EventInfo",
@@ -34,11 +37,14 @@ __all__ = [
     "NewEvaluation",
     "NewProgram",
     "NewProposal",
+    "ProgramBrief",
     "ProgramInfo",
     "ProgramSummary",
     "ProposalInfo",
     "RecordedCandidate",
     "RunInfo",
+    "Spend",
     "Store",
     "StoreError",
+    "upgrade_database",
 ]

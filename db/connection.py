@@ -51,13 +51,17 @@ def open_engine(url: str | URL, *, timeout_s: float) -> tuple[Engine, threading.
         elif url.database and not url.database.startswith("file:"):
             _make_parent(url)
     else:
-        # A server may drop idle connections during a long run: test each one as it leaves the pool.
+        # A server may drop idle connections during a long run: test each one as it leaves the pool. A server
+        # that is down must fail a connection attempt in bounded time, so the store's retries can take over.
         kwargs["pool_pre_ping"] = True
+        if url.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": max(1, int(timeout_s))}
     try:
         engine = create_engine(url, **kwargs)
     except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
         raise StoreError(
-            f"cannot open database {masked(url)}: {err}; install the driver the URL names or fix the URL"
+            f"cannot open database {masked(url)}: {err}; install the driver the URL names (for "
+            "postgresql+psycopg: pip install 'evoforge[postgres]') or fix the URL"
         ) from err
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine, timeout_s)
@@ -112,7 +116,11 @@ def transaction(engine: Engine, lock: threading.RLock | None, *, write: bool) ->
             transient=False,
         ) from err
     except exc.DBAPIError as err:
-        transient = err.connection_invalidated or any(w in str(err.orig).lower() for w in _TRANSIENT_WORDS)
+        # A server's OperationalError is about the connection or the server (down, restarting, out of slots);
+        # SQLite raises it for a missing table too, so there only the message tells a lock from a bug.
+        server_fault = isinstance(err, exc.OperationalError) and engine.dialect.name != "sqlite"
+        transient = (err.connection_invalidated or server_fault
+                     or any(w in str(err.orig).lower() for w in _TRANSIENT_WORDS))
         raise StoreError(
             f"database {masked(engine.url)} failed: {_orig(err)}; check that it is reachable and writable "
             "(for SQLite: the file and its folder are writable, on a local disk, and no other process holds "

@@ -101,6 +101,9 @@ class Proposal(Base):
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[Optional[str]] = mapped_column(Text)
     applied: Mapped[bool]
+    attempts: Mapped[int] = mapped_column(Integer, default=1)  # calls made for it, retries included
+    # How it was made: model choice (and the bandit's values), instruction id, cache or replay hit, outcome.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

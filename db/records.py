@@ -55,6 +55,8 @@ class NewProposal:
     latency_s: float = 0.0
     error: Optional[str] = None
     applied: Optional[bool] = None
+    attempts: int = 1
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -213,6 +215,8 @@ class ProposalInfo:
     latency_s: float
     error: Optional[str]
     applied: bool
+    attempts: int
+    details: dict[str, Any]
     created_at: datetime
 
 
@@ -289,5 +293,33 @@ class EventInfo:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class ProgramBrief:
+    """A program without its code: what curves, lineages and listings of a whole run need."""
+
+    id: int
+    seq: int
+    island: int
+    parent_ids: tuple[int, ...]
+    origin: str
+    status: str
+    score: Optional[float]
+    held_out_score: Optional[float]
+    proposal_id: Optional[int]
+    duplicate_of: Optional[int]
+    code_length: int
+    created_at: datetime
+    rejected: bool  # a person took it out of selection
+
+
 HistoryItem = Union[ProgramSummary, EventInfo]
 """One step of a run's history, in seq order: a program or an event."""
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a run's LLM calls have used so far."""
+
+    calls: int
+    tokens: int
+    cost: float

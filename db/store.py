@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import sys
 import time
 from importlib import metadata
 from operator import attrgetter
@@ -26,11 +27,13 @@ from db.records import (
     NewEvaluation,
     NewProgram,
     NewProposal,
+    ProgramBrief,
     ProgramInfo,
     ProgramSummary,
     ProposalInfo,
     RecordedCandidate,
     RunInfo,
+    Spend,
     as_utc,
 )
 from db.schema import check_schema, create_schema
@@ -38,14 +41,22 @@ from db.writes import evaluation_row, insert_candidates, no_run, reserve_seqs
 
 T = TypeVar("T")
 
+DEFAULT_PATIENCE_S = 120.0
+_QUIET_DELAY_S = 0.8  # after ~1.5 s of failed retries the outage is reported
+_MAX_DELAY_S = 10.0
+
 
 class Store:
     """An evoforge database at a SQLAlchemy URL: ``sqlite:///runs/evoforge.db``, ``sqlite://`` (in memory), or
     ``postgresql+psycopg://user:pw@host/db``. Opening creates a new database or checks an existing one's schema."""
 
-    def __init__(self, url: str, *, timeout_s: float = 30.0, retries: int = 3) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 30.0, patience_s: float = DEFAULT_PATIENCE_S,
+                 notify: Callable[[str], None] | None = None) -> None:
+        """``patience_s``: how long a lock, timeout or lost connection is retried (with backoff) before giving
+        up; ``notify`` gets a line when the database stops answering and when it is back (default: stderr)."""
         self._engine, self._lock = open_engine(url, timeout_s=timeout_s)
-        self._retries = retries
+        self._patience_s = patience_s
+        self._notify = notify or _to_stderr
         self.url = masked(self._engine.url)
         """The database URL with its password hidden."""
         # Check under a read transaction first, so opening an existing database never waits for the write lock.
@@ -195,6 +206,28 @@ class Store:
 
         return self._write(record)
 
+    def reject_program(self, program_id: int, *, by: str, why: str) -> ProgramInfo:
+        """Mark a program as rejected by a person (who, why, now) and return it; once only."""
+        if not by.strip() or not why.strip():
+            raise ValueError("a rejection records who rejected the program and why: give both")
+
+        def reject(c: Connection) -> None:
+            done = c.execute(
+                update(Program)
+                .where(Program.id == program_id, Program.rejected_at.is_(None))
+                .values(rejected_by=by, rejected_reason=why, rejected_at=utcnow())
+            )
+            if done.rowcount == 1:
+                return
+            row = c.execute(select(Program.rejected_by, Program.rejected_reason).where(Program.id == program_id))
+            earlier = row.first()
+            if earlier is None:
+                raise _no_program([program_id], self.url)
+            raise StoreError(f"program {program_id} was already rejected by {earlier[0]}: {earlier[1]}")
+
+        self._write(reject)
+        return self.get_program(program_id)
+
     # ------------------------------------------------------------------------------------------------ reads
 
     def find_by_hash(self, run_id: int, code_hash: str) -> Optional[int]:
@@ -224,10 +257,11 @@ class Store:
         return [_program_info(by_id[i]) for i in wanted]
 
     def best_programs(self, run_id: int, n: int, *, maximize: bool) -> list[ProgramInfo]:
-        """The ``n`` best programs of status 'ok', best first; ties go to the earlier program."""
+        """The ``n`` best programs of status 'ok' that no person rejected, best first; ties go to the earlier."""
         order = Program.score.desc() if maximize else Program.score.asc()
         query = (
-            _PROGRAM_COLUMNS.where(Program.run_id == run_id, Program.status == "ok", Program.score.is_not(None))
+            _PROGRAM_COLUMNS.where(Program.run_id == run_id, Program.status == "ok", Program.score.is_not(None),
+                                   Program.rejected_at.is_(None))
             .order_by(order, Program.seq)
             .limit(n)
         )
@@ -283,10 +317,37 @@ class Store:
         query = select(func.coalesce(func.sum(Proposal.cost), 0.0)).where(Proposal.run_id == run_id)
         return float(self._read(lambda c: c.execute(query).scalar_one()))
 
+    def llm_spend(self, run_id: int) -> Spend:
+        """LLM calls made for the run (cache and replay hits excluded: they made none), their tokens and cost."""
+        query = select(
+            func.count(), func.coalesce(func.sum(Proposal.prompt_tokens + Proposal.completion_tokens), 0),
+            func.coalesce(func.sum(Proposal.cost), 0.0),
+        ).where(Proposal.run_id == run_id, Proposal.model != "offline", Proposal.attempts > 0)
+        calls, tokens, cost = self._read(lambda c: c.execute(query).one())
+        return Spend(calls=int(calls), tokens=int(tokens), cost=float(cost))
+
+    def statuses_by_proposal(self, run_id: int) -> dict[int, str]:
+        """The status of the program each applied proposal produced, by proposal id."""
+        query = select(Program.proposal_id, Program.status).where(
+            Program.run_id == run_id, Program.proposal_id.is_not(None))
+        return {pid: status for pid, status in self._read(lambda c: c.execute(query).all())}
+
     def status_counts(self, run_id: int) -> dict[str, int]:
         """Number of the run's programs per status (failed proposals have no program and are not counted)."""
         query = select(Program.status, func.count()).where(Program.run_id == run_id).group_by(Program.status)
         return {status: count for status, count in self._read(lambda c: c.execute(query).all())}
+
+    def program_briefs(self, run_id: int) -> list[ProgramBrief]:
+        """Every program of the run without its code, in seq order: for curves, lineages and listings."""
+        query = select(
+            Program.id, Program.seq, Program.island, Program.parent_ids, Program.origin, Program.status,
+            Program.score, Program.held_out_score, Program.proposal_id, Program.duplicate_of, Program.code_length,
+            Program.created_at, Program.rejected_at.is_not(None),
+        ).where(Program.run_id == run_id).order_by(Program.seq)
+        return [
+            ProgramBrief(*row[:3], tuple(row[3]), *row[4:11], as_utc(row[11]), bool(row[12]))
+            for row in self._read(lambda c: c.execute(query).all())
+        ]
 
     # ------------------------------------------------------------------------------------------- internals
 
@@ -297,17 +358,37 @@ class Store:
         return self._retrying(work, write=False)
 
     def _retrying(self, work: Callable[[Connection], T], *, write: bool) -> T:
-        # Only locks, timeouts and dropped connections are retried, a bounded number of times; the transaction
-        # is rerun whole, so a retry never writes half a candidate twice.
-        for attempt in range(self._retries + 1):
+        # Only locks, timeouts and dropped connections are retried, with backoff, for at most patience_s; the
+        # transaction is rerun whole, so a retry never writes half a candidate twice. Meanwhile the caller (the
+        # controller, the only writer) waits, holding its finished results, so an outage stalls the run instead of
+        # losing them.
+        started: float | None = None
+        delay = 0.05
+        while True:
             try:
                 with transaction(self._engine, self._lock, write=write) as connection:
-                    return work(connection)
+                    result = work(connection)
             except StoreError as err:
-                if not err.transient or attempt == self._retries:
+                if not err.transient:
                     raise
-                time.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")
+                now = time.monotonic()
+                started = now if started is None else started
+                if now - started >= self._patience_s:
+                    raise StoreError(
+                        f"{err}\n  gave up after retrying for {self._patience_s:g} s; what was committed is kept: "
+                        "continue with `evoforge resume NAME` once the database is back, or give a longer "
+                        "--db-patience",
+                        transient=True,
+                    ) from err
+                if delay >= _QUIET_DELAY_S:  # short lock waits are routine; a longer outage is worth a line
+                    self._notify(f"database {self.url} is not answering ({_first_line(err)}); retrying for up to "
+                                 f"{self._patience_s - (now - started):.0f} s more (--db-patience)")
+                time.sleep(min(delay, self._patience_s - (now - started)))
+                delay = min(2 * delay, _MAX_DELAY_S)
+                continue
+            if delay > _QUIET_DELAY_S:
+                self._notify(f"database {self.url} is answering again; continuing")
+            return result
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -336,6 +417,14 @@ def _proposal_info(row: Row) -> ProposalInfo:
 def _evaluation_info(row: Row) -> EvaluationInfo:
     m = row._mapping
     return EvaluationInfo(**{**m, "created_at": as_utc(m["created_at"])})
+
+
+def _to_stderr(message: str) -> None:
+    print(f"evoforge: {message}", file=sys.stderr, flush=True)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0][:300]
 
 
 def _installed_version() -> str:

@@ -84,6 +84,8 @@ def _proposal_row(run_id: int, seq: int, cand: NewCandidate, now: datetime) -> d
         latency_s=p.latency_s,
         error=p.error,
         applied=cand.program is not None,
+        attempts=p.attempts,
+        details=dict(p.details),
         created_at=now,
     )
 

@@ -10,10 +10,12 @@ import json
 import sys
 from collections.abc import Sequence
 
-from db import StoreError
+from db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_database
 from engine.cli_common import Handler, add_db_option
 from engine.cli_inspect import add_inspect_commands
-from engine.config import ConfigError, IslandSettings, ModelConfig, RunConfig
+from engine.cli_models import add_model_options, limits_from_args, models_from_args
+from engine.config import ConfigError, ExecutorSettings, ModelConfig, RunConfig
+from islands import IslandConfig, IslandConfigError
 from engine.controller import SeedFailed
 from evaluators import ProblemError, parse_overrides
 
@@ -27,20 +29,20 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--name", help="run name (default: PROBLEM-DATE-TIME)")
     add_db_option(run)
     run.add_argument("--budget", type=int, default=200, help="candidates to propose (default 200)")
-    run.add_argument("--islands", type=int, default=IslandSettings.num_islands, help="number of islands")
-    run.add_argument("--reset-period", type=int, default=IslandSettings.reset_period,
+    run.add_argument("--islands", type=int, default=IslandConfig.num_islands, help="number of islands")
+    run.add_argument("--reset-period", type=int, default=IslandConfig.reset_period,
                      help="registrations between resets of the worst half of the islands")
-    run.add_argument("--parents", type=int, default=IslandSettings.parents_per_prompt,
+    run.add_argument("--parents", type=int, default=IslandConfig.parents_per_prompt,
                      help="parents shown per prompt")
     run.add_argument("--seed", type=int, default=0, help="seed for selection, the offline proposer and sampling")
     run.add_argument("--workers", type=int, default=1, help="sandbox workers evaluating at once")
-    run.add_argument("--model", help="cheap LLM (litellm model string); none = offline mutation proposer")
-    run.add_argument("--strong-model", help="strong LLM used with probability --strong-prob")
-    run.add_argument("--strong-prob", type=float, default=0.0)
-    run.add_argument("--api-base", help="OpenAI-compatible server URL for the models (vLLM, Ollama, ...)")
-    run.add_argument("--temperature", type=float, default=ModelConfig.temperature, help="LLM sampling temperature")
-    run.add_argument("--max-tokens", type=int, default=ModelConfig.max_tokens, help="LLM answer length limit")
-    run.add_argument("--llm-timeout", type=float, default=ModelConfig.timeout_s, help="seconds per LLM call")
+    run.add_argument("--concurrency", type=int,
+                     help="candidates in flight (default: --workers offline, twice that with an LLM)")
+    run.add_argument("--ray", action="store_true", help="evaluate in Ray actors on a local Ray instance")
+    run.add_argument("--ray-address", metavar="HOST:PORT",
+                     help="evaluate in Ray actors on the cluster at this address (or 'auto'); --workers actors")
+    _add_patience_option(run)
+    add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -50,6 +52,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     add_db_option(resume)
     resume.add_argument("--budget", type=int, help="new total budget (default: the run's own)")
     resume.add_argument("--quiet", action="store_true")
+    _add_patience_option(resume)
+
+    upgrade = sub.add_parser("upgrade", help="upgrade a database written by an older evoforge (back it up first)")
+    add_db_option(upgrade)
 
     ev = sub.add_parser("eval", help="evaluate the seed, or a candidate file, exactly as a search would")
     ev.add_argument("problem")
@@ -64,23 +70,37 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from engine.search import default_run_name, run_search
 
-    models = ModelConfig(model=args.model, strong_model=args.strong_model, strong_prob=args.strong_prob,
-                         api_base=args.api_base, temperature=args.temperature, max_tokens=args.max_tokens,
-                         timeout_s=args.llm_timeout)
+    models = models_from_args(args, _replayed_models(args))
     config = RunConfig(problem=args.problem, name=args.name or default_run_name(args.problem), budget=args.budget,
                        seed=args.seed, workers=args.workers, overrides=parse_overrides(args.overrides),
-                       islands=IslandSettings(num_islands=args.islands, parents_per_prompt=args.parents,
+                       islands=IslandConfig(num_islands=args.islands, parents_per_prompt=args.parents,
                                               reset_period=args.reset_period),
-                       models=models)
-    result = run_search(config, args.db, progress=not args.quiet)
+                       models=models, limits=limits_from_args(args), concurrency=args.concurrency,
+                       executor=ExecutorSettings(ray=args.ray or args.ray_address is not None,
+                                                 ray_address=args.ray_address))
+    result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)
     _print_result(result, args.db)
     return 0 if result.status == "finished" else 130
+
+
+def _replayed_models(args: argparse.Namespace) -> ModelConfig | None:
+    """The models of the run that --replay names, so a replay needs no model options of its own."""
+    if not args.replay:
+        return None
+    from db import Store
+
+    with Store(args.db) as store:
+        run = store.get_run(args.replay)
+    if run is None:
+        raise ConfigError(f"--replay {args.replay}: no run of that name in {args.db}")
+    return RunConfig.from_dict(run.config["run"]).models
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from engine.search import resume_search
 
-    result = resume_search(args.name, args.db, budget=args.budget, progress=not args.quiet)
+    result = resume_search(args.name, args.db, budget=args.budget, progress=not args.quiet,
+                           db_patience_s=args.db_patience)
     _print_result(result, args.db)
     return 0 if result.status == "finished" else 130
 
@@ -101,14 +121,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0 if report["status"] == "ok" else 1
 
 
+def _add_patience_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db-patience", type=float, default=DEFAULT_PATIENCE_S, metavar="SECONDS",
+                        help="how long the run waits (retrying) for a database that stopped answering "
+                             f"(default {DEFAULT_PATIENCE_S:g})")
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    steps = upgrade_database(args.db)
+    print(f"{args.db}: " + ("; ".join(steps) if steps else f"already at schema version {SCHEMA_VERSION}"))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `evoforge` console script."""
     parser, inspect_commands = _parser()
     args = parser.parse_args(argv)
-    commands: dict[str, Handler] = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, **inspect_commands}
+    commands: dict[str, Handler] = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval,
+                                    "upgrade": _cmd_upgrade, **inspect_commands}
     try:
         return commands[args.command](args)
-    except (ProblemError, ConfigError, StoreError, SeedFailed) as exc:
+    except (ProblemError, ConfigError, IslandConfigError, StoreError, SeedFailed) as exc:
         print(f"evoforge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

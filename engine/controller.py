@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from db import NewEvaluation, NewProgram, NewProposal, Store
+from db import NewEvaluation, NewProgram, NewProposal, ProgramInfo, Store
 from engine.codeutil import code_hash
-from engine.executor import Executor
+from engine.config import Limits
+from engine.executor import Executor, NodeEvaluation
 from engine.patching import PatchError, apply_response
 from engine.prompts import ParentView
 from engine.proposers import Proposal, Proposer
@@ -43,20 +45,32 @@ def _evaluation_record(ev: Evaluation, kind: str, extra_timings: dict[str, float
     timings = dict(ev.timings)
     timings.update(extra_timings or {})
     return NewEvaluation(kind=kind, status=ev.status, score=ev.score, scores=dict(ev.scores), error=ev.error,
-                         timings=timings, compiled=ev.compiled)
+                         timings=timings, compiled=ev.compiled, stage=ev.stage,
+                         node=ev.node if isinstance(ev, NodeEvaluation) else None)
 
 
-def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str | None = None) -> NewProposal:
+def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str | None = None, *,
+                     improved: bool = False) -> NewProposal:
     return NewProposal(island=island, parent_ids=parent_ids, model=p.model, prompt=p.prompt, response=p.text,
                        prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens, cost=p.cost,
-                       latency_s=p.latency_s, error=error)
+                       latency_s=p.latency_s, error=error, attempts=p.attempts,
+                       details={**p.details, "improved": improved})
+
+
+FEEDBACK_ITEMS = 3  # recent failures per island shown in the next prompt
+
+
+def _without_founders(plan: ResetPlan, rejected: set[int]) -> ResetPlan:
+    """The reset without the islands a rejected program would found: those islands keep what they had."""
+    kept = [step for step in zip(plan.islands, plan.founders, plan.source_islands) if step[1] not in rejected]
+    return ResetPlan(*(tuple(column) for column in zip(*kept))) if kept else ResetPlan((), (), ())
 
 
 class Controller:
     """Drives one run to its budget; collaborators are passed in so each can be tested and swapped alone."""
 
     def __init__(self, *, problem: Problem, store: Store, run: RunRef, islands: IslandModel, proposer: Proposer,
-                 executor: Executor, stats: RunStats, concurrency: int = 1,
+                 executor: Executor, stats: RunStats, concurrency: int = 1, limits: Limits | None = None,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -66,6 +80,9 @@ class Controller:
         self.executor = executor
         self.stats = stats
         self.concurrency = max(1, concurrency)
+        self.limits = limits or Limits()
+        # Why recent candidates from each island failed: shown in the island's next prompts as feedback.
+        self._feedback: dict[int, deque[str]] = defaultdict(lambda: deque(maxlen=FEEDBACK_ITEMS))
         self._on_progress = on_progress or (lambda _stats: None)
         self._in_flight_hashes: dict[str, asyncio.Future[int | None]] = {}
 
@@ -104,12 +121,15 @@ class Controller:
         """
         found = False
         unproposed = 0  # the seed and human-written programs: recorded, but not part of the budget
-        for item in self.store.history(self.run.id):
+        history = self.store.history(self.run.id)
+        # A program a person rejected stays out of selection, also where a reset copied it as a founder.
+        rejected = {item.id for item in history if item.kind == "program" and item.rejected}
+        for item in history:
             if item.kind == "program" and item.origin in ("seed", "human"):
                 unproposed += 1
             if item.kind == "reset":
-                self.islands.apply_reset(ResetPlan.from_dict(item.data))
-            elif item.kind == "program" and item.status == "ok" and item.score is not None:
+                self.islands.apply_reset(_without_founders(ResetPlan.from_dict(item.data), rejected))
+            elif item.kind == "program" and item.status == "ok" and item.score is not None and not item.rejected:
                 if item.origin == "seed":
                     self._register_seed(item.id, item.score, item.scores, item.code_length)
                 else:
@@ -118,7 +138,8 @@ class Controller:
                 self._note_best(item.id, item.score)
                 found = True
         self.stats.attempts = self.stats.done = self.store.attempts(self.run.id) - unproposed
-        self.stats.cost = self.store.total_cost(self.run.id)
+        spend = self.store.llm_spend(self.run.id)
+        self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
         return found
 
     def _note_best(self, program_id: int, score: float) -> bool:
@@ -134,8 +155,8 @@ class Controller:
         """Propose and evaluate candidates until the budget is spent; cancellation keeps what was recorded."""
         pending: set[asyncio.Task[None]] = set()
         try:
-            while self.stats.attempts < self.stats.budget or pending:
-                while self.stats.attempts < self.stats.budget and len(pending) < self.concurrency:
+            while self._may_start() or pending:
+                while self._may_start() and len(pending) < self.concurrency:
                     attempt = self.stats.attempts
                     self.stats.attempts += 1
                     pending.add(asyncio.create_task(self._one_candidate(attempt)))
@@ -151,6 +172,21 @@ class Controller:
                 await asyncio.gather(*pending, return_exceptions=True)
         return self.stats
 
+    def _may_start(self) -> bool:
+        """Whether another candidate may start: budget left and no spending limit reached (which is noted)."""
+        if self.stats.attempts >= self.stats.budget or self.stats.stop_reason is not None:
+            return False
+        limits, stats = self.limits, self.stats
+        reached = [what for what, value, limit in (
+            ("calls", stats.calls, limits.max_calls), ("tokens", stats.tokens, limits.max_tokens),
+            ("cost", stats.cost, limits.max_cost), ("wall time", stats.elapsed, limits.max_wall_s),
+        ) if limit is not None and value >= limit]
+        if reached:
+            stats.stop_reason = f"{reached[0]} limit reached"
+            self.store.record_event(self.run.id, "stop", {"reason": stats.stop_reason, "attempts": stats.attempts})
+            return False
+        return True
+
     async def _one_candidate(self, attempt: int) -> None:
         rng = np.random.default_rng([self.run.seed, attempt])
         island = attempt % self.islands.config.num_islands
@@ -159,11 +195,13 @@ class Controller:
         views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error) for p in parents]
 
         start = time.perf_counter()
-        proposal = await self.proposer.propose(views, rng)
+        proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]))
         self.stats.add_time("propose", time.perf_counter() - start)
-        self.stats.cost += proposal.cost
+        self._count_spend(proposal)
         if proposal.error is not None:
             self._record_failed(proposal, island, parent_ids, f"proposer failed: {proposal.error}")
+            if not proposal.details.get("llm_error"):
+                self.proposer.observe(proposal, False, rng)
             return
 
         start = time.perf_counter()
@@ -172,6 +210,8 @@ class Controller:
         except PatchError as exc:
             self.stats.add_time("patch", time.perf_counter() - start)
             self._record_failed(proposal, island, parent_ids, f"response could not be applied: {exc}")
+            self._feedback[island].append(f"an answer could not be applied: {exc}")
+            self.proposer.observe(proposal, False, rng)
             return
         self.stats.add_time("patch", time.perf_counter() - start)
 
@@ -179,15 +219,25 @@ class Controller:
         original = await self._find_original(digest)
         if original is not None:
             await self._record_duplicate(proposal, island, parent_ids, code, digest, original)
+            self.proposer.observe(proposal, False, rng)
             return
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._in_flight_hashes[digest] = future
         program_id: int | None = None
         try:
-            program_id = await self._evaluate_and_record(proposal, island, parent_ids, code, digest)
+            program_id, improved = await self._evaluate_and_record(proposal, island, parents, code, digest)
+            self.proposer.observe(proposal, improved, rng)
         finally:
             future.set_result(program_id)
             del self._in_flight_hashes[digest]
+
+    def _count_spend(self, proposal: Proposal) -> None:
+        self.stats.cost += proposal.cost
+        if proposal.is_call:
+            self.stats.calls += 1
+            self.stats.tokens += proposal.prompt_tokens + proposal.completion_tokens
+            self.stats.retries += max(0, proposal.attempts - 1)
+            self.stats.failed_calls += proposal.error is not None
 
     async def _find_original(self, digest: str) -> int | None:
         waiting = self._in_flight_hashes.get(digest)
@@ -195,8 +245,10 @@ class Controller:
             return await asyncio.shield(waiting)
         return self.store.find_by_hash(self.run.id, digest)
 
-    async def _evaluate_and_record(self, proposal: Proposal, island: int, parent_ids: list[int], code: str,
-                                   digest: str) -> int:
+    async def _evaluate_and_record(self, proposal: Proposal, island: int, parents: list[ProgramInfo], code: str,
+                                   digest: str) -> tuple[int, bool]:
+        """Evaluate a new program, record it, and return its id and whether it beat its best parent."""
+        parent_ids = [p.id for p in parents]
         start = time.perf_counter()
         ev = await self.executor.evaluate(code)
         self.stats.add_time("evaluate", time.perf_counter() - start)
@@ -211,8 +263,13 @@ class Controller:
         evaluations = [_evaluation_record(ev, "train", {"propose": proposal.latency_s})]
         if held is not None:
             evaluations.append(_evaluation_record(held, "held_out"))
+        best_parent = parents[-1].score
+        improved = (ev.status == "ok" and ev.score is not None and best_parent is not None
+                    and self.problem.is_better(ev.score, best_parent))
         start = time.perf_counter()
-        recorded = self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids), program=program, evaluations=evaluations)
+        recorded = self.store.record_candidate(
+            self.run.id, proposal=_proposal_record(proposal, island, parent_ids, improved=improved),
+            program=program, evaluations=evaluations)
         self.stats.add_time("database", time.perf_counter() - start)
         self.stats.evaluated += 1
         if ev.status == "ok" and ev.score is not None:
@@ -220,7 +277,9 @@ class Controller:
             self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
             self._note_best(recorded.program_id, ev.score)
             self._maybe_reset(recorded.seq)
-        return recorded.program_id
+        else:
+            self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")
+        return recorded.program_id, improved
 
     async def _held_out(self, code: str) -> Evaluation | None:
         if not self.problem.held_out:

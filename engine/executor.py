@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
+from dataclasses import dataclass
 from typing import Protocol
 
-from evaluators import Evaluation, SandboxPool
+from engine.config import ConfigError, RunConfig
+from evaluators import Evaluation, Problem, SandboxPool
+
+
+@dataclass(frozen=True)
+class NodeEvaluation(Evaluation):
+    """An evaluation together with the machine (or Ray node) whose sandbox ran it, which the database records."""
+
+    node: str | None = None
+
+    @classmethod
+    def of(cls, evaluation: Evaluation, node: str) -> NodeEvaluation:
+        """``evaluation`` marked as run on ``node``."""
+        return cls(**{f.name: getattr(evaluation, f.name) for f in dataclasses.fields(evaluation)}, node=node)
 
 
 class Executor(Protocol):
@@ -21,9 +37,22 @@ class LocalExecutor:
 
     def __init__(self, pool: SandboxPool) -> None:
         self.pool = pool
+        self.node = socket.gethostname()
 
-    async def evaluate(self, code: str, *, held_out: bool = False) -> Evaluation:
-        return await asyncio.to_thread(self.pool.evaluate, code, held_out=held_out)
+    async def evaluate(self, code: str, *, held_out: bool = False) -> NodeEvaluation:
+        evaluation = await asyncio.to_thread(self.pool.evaluate, code, held_out=held_out)
+        return NodeEvaluation.of(evaluation, self.node)
 
     def close(self) -> None:
         self.pool.close()
+
+
+def make_executor(problem: Problem, config: RunConfig) -> Executor:
+    """The executor the run's settings name: sandbox workers here, or Ray actors (Ray is imported only then)."""
+    if not config.executor.ray:
+        return LocalExecutor(SandboxPool(problem, config.workers))
+    try:
+        from engine.ray_executor import RayExecutor
+    except ImportError as err:
+        raise ConfigError(f"--ray needs Ray, which is not installed ({err}); pip install 'evoforge[ray]'") from err
+    return RayExecutor.start(problem, config.overrides, config.workers, address=config.executor.ray_address)

@@ -17,12 +17,15 @@ import os
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from engine.model_choice import ModelChooser, TierChoice
+from engine.model_health import ModelHealth
 
 __all__ = ["LLMProposer", "LLMResult", "ModelSpec"]
 
@@ -36,6 +39,8 @@ class ModelSpec:
 
     name: str
     """litellm model string: "gpt-4o-mini", "anthropic/claude-...", "openai/NAME" for an OpenAI-compatible server."""
+    tier: str = "cheap"
+    """"cheap" (answers most prompts) or "strong" (answers with probability strong_prob)."""
     weight: float = 1.0
     """Relative probability of picking this model within its tier (cheap or strong)."""
     api_base: str | None = None
@@ -100,6 +105,8 @@ class LLMResult:
     """How many requests were made (1 + retries)."""
     finish_reason: str | None = None
     """The provider's finish reason: "stop", or "length" when the text was cut at max_tokens."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Why this model was chosen (the chooser's explanation), stored with the proposal."""
 
     @property
     def ok(self) -> bool:
@@ -108,7 +115,11 @@ class LLMResult:
 
 
 class LLMProposer:
-    """Asks a cheap or, with probability `strong_prob`, a strong model for a completion."""
+    """Asks a cheap or, with probability `strong_prob`, a strong model for a completion.
+
+    Which model answers is the `chooser`'s decision (fixed tiers and weights by default, or a bandit); a model that
+    keeps failing is rested by `health` and the others answer meanwhile.
+    """
 
     def __init__(
         self,
@@ -119,11 +130,13 @@ class LLMProposer:
         max_retries: int = 3,
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
+        chooser: ModelChooser | None = None,
+        health: ModelHealth | None = None,
     ) -> None:
         """`max_retries` retries follow a first attempt; waits double from `backoff_s` and never exceed
         `max_backoff_s`, which also caps a provider's Retry-After."""
-        self.models = _tier(models, "models")
-        self.strong = _tier(strong, "strong") if strong else ()
+        self.models = tuple(replace(m, tier="cheap") for m in _tier(models, "models"))
+        self.strong = tuple(replace(m, tier="strong") for m in _tier(strong, "strong")) if strong else ()
         _require(math.isfinite(strong_prob) and 0.0 <= strong_prob <= 1.0, "LLMProposer strong_prob", strong_prob,
                  "a probability in [0, 1]")
         if strong_prob > 0 and not self.strong:
@@ -139,14 +152,15 @@ class LLMProposer:
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self._jitter = random.Random()  # backoff jitter must not consume the search's seeded rng
+        self.chooser: ModelChooser = chooser or TierChoice(self.strong_prob)
+        self.health = health or ModelHealth()
         self._litellm = _import_litellm()
 
     def choose(self, rng: np.random.Generator) -> ModelSpec:
-        """The model for the next call: strong with probability strong_prob, else cheap; by weight within a tier."""
-        use_strong = rng.random() < self.strong_prob  # always drawn, so the rng stream doesn't depend on the tiers
-        tier = self.strong if use_strong else self.models
-        weights = np.array([m.weight for m in tier], dtype=float)
-        return tier[int(rng.choice(len(tier), p=weights / weights.sum()))]
+        """The model for the next call among those not resting (by default: strong with probability strong_prob,
+        else cheap; by weight within a tier)."""
+        available, _ = self.health.available((*self.models, *self.strong))
+        return self.chooser.choose(available or (*self.models, *self.strong), rng)[0]
 
     def missing_env_keys(self) -> dict[str, list[str]]:
         """Environment variables litellm expects but cannot find, per model that has no api_key (empty: all set)."""
@@ -160,7 +174,25 @@ class LLMProposer:
 
     async def propose(self, messages: list[dict[str, Any]], rng: np.random.Generator) -> LLMResult:
         """Call a chosen model with `messages`; never raises for a provider fault (see LLMResult.error)."""
-        spec = self.choose(rng)
+        spec, details = await self.pick(rng)
+        return replace(await self.call(spec, messages), details=details)
+
+    async def pick(self, rng: np.random.Generator) -> tuple[ModelSpec, dict[str, Any]]:
+        """The chooser's model among those not resting, and its explanation; waits if every model rests."""
+        every = (*self.models, *self.strong)
+        available, wait_s = self.health.available(every)
+        if not available:  # every model is resting: wait for the first to come back rather than fail the call
+            await asyncio.sleep(wait_s)
+            available, _ = self.health.available(every)
+        return self.chooser.choose(available or every, rng)
+
+    async def call(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> LLMResult:
+        """One call to `spec` with retries; its outcome counts toward the model's health."""
+        result = await self._call(spec, messages)
+        self.health.record(spec.name, result.ok)
+        return result
+
+    async def _call(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> LLMResult:
         messages = [dict(m) for m in messages]
         start = time.monotonic()
         attempt = 0

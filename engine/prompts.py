@@ -53,8 +53,13 @@ def _version(index: int, parent: ParentView) -> str:
 
 
 def build_messages(description: str, evolved_names: Sequence[str], parents: Sequence[ParentView], *,
-                   instructions: str | None = None) -> list[dict]:
-    """Chat messages (system, user) asking for an improvement of the last, best parent; parents go worst to best."""
+                   instructions: str | None = None, feedback: Sequence[str] = (),
+                   full_rewrite: bool = False) -> list[dict]:
+    """Chat messages (system, user) asking for an improvement of the last, best parent; parents go worst to best.
+
+    `feedback` lists why recent attempts from these parents failed, so the model does not repeat them;
+    `full_rewrite` asks for whole functions only, for models that cannot write exact diffs.
+    """
     if not parents:
         raise ValueError("build_messages needs at least one parent: the prompt asks to improve the best of them")
     if not evolved_names:
@@ -64,11 +69,29 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
     plural = len(evolved_names) > 1
     intro = (f"Below are previous versions of {names}, ordered from worst to best; "
              f"Version {best} is the best." if len(parents) > 1 else f"Below is the current version of {names}.")
-    task = "\n".join([
+    rules = [
         "## Task",
         f"Write an improved version of {names} that scores better than Version {best}. "
         f"Only {names} may change: no imports or other top-level code (the problem's imports, such as np, "
         "stay available; define helpers inside the function).",
+    ]
+    if full_rewrite:
+        rules.append(f"Answer with the complete new {'functions' if plural else 'function'} in one ```python block.")
+        task = "\n".join(rules)
+    else:
+        task = _two_formats(rules, best, plural)
+    sections = [description.strip(), intro, *(_version(i, p) for i, p in enumerate(parents))]
+    if feedback:
+        sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
+    sections.append(task)
+    if instructions and instructions.strip():
+        sections.append("## Further instructions\n" + instructions.strip())
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]
+
+
+def _two_formats(rules: list[str], best: int, plural: bool) -> str:
+    return "\n".join([
+        *rules,
         "Answer in one of two formats:",
         f"1. One or more SEARCH/REPLACE blocks that edit Version {best}; each SEARCH section must copy lines "
         f"of Version {best} exactly, indentation included:",
@@ -79,7 +102,3 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
         ">>>>>>> REPLACE",
         f"2. The complete new {'functions' if plural else 'function'} in one ```python block.",
     ])
-    sections = [description.strip(), intro, *(_version(i, p) for i, p in enumerate(parents)), task]
-    if instructions and instructions.strip():
-        sections.append("## Further instructions\n" + instructions.strip())
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]

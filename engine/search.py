@@ -14,15 +14,17 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from db import RunInfo, Store
+from db import DEFAULT_PATIENCE_S, RunInfo, Store
 from engine.config import RunConfig
 from engine.controller import Controller, RunRef
-from engine.executor import LocalExecutor
+from engine.executor import make_executor
 from engine.progress import ProgressDisplay
+from engine.instructions import InstructionPool
+from engine.llm_memory import ReplaySource, ResponseCache
 from engine.proposers import Proposer, make_proposer
 from engine.stats import RunStats
-from evaluators import Problem, ProblemError, SandboxPool, load_problem
-from islands import IslandConfig, IslandModel
+from evaluators import Problem, ProblemError, load_problem
+from islands import IslandModel
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,14 @@ def stored_config(config: RunConfig, problem: Problem) -> dict[str, Any]:
 
 
 def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
-               proposer: Proposer | None = None) -> SearchResult:
+               proposer: Proposer | None = None, db_patience_s: float = DEFAULT_PATIENCE_S) -> SearchResult:
     """Create a new run in the database and search until its budget is spent (or Ctrl-C).
 
     `proposer` replaces the one the config names (offline or litellm), e.g. a custom proposer from Python.
+    `db_patience_s`: how long the run waits for a database that stopped answering before it fails.
     """
     problem = load_problem(config.problem, config.overrides)
-    store = Store(db_url)
+    store = Store(db_url, patience_s=db_patience_s)
     try:
         run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
                                problem_source=problem.source, problem_hash=problem.source_hash,
@@ -64,9 +67,10 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
         store.close()
 
 
-def resume_search(name: str, db_url: str, *, budget: int | None = None, progress: bool = True) -> SearchResult:
+def resume_search(name: str, db_url: str, *, budget: int | None = None, progress: bool = True,
+                  db_patience_s: float = DEFAULT_PATIENCE_S) -> SearchResult:
     """Continue a stopped or killed run from what its database holds; `budget` raises its total budget."""
-    store = Store(db_url)
+    store = Store(db_url, patience_s=db_patience_s)
     try:
         run = store.get_run(name)
         if run is None:
@@ -87,19 +91,19 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
 
 def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
            progress: bool, proposer: Proposer | None) -> SearchResult:
-    islands = IslandModel(IslandConfig(**vars(config.islands)), maximize=problem.settings.maximize)
+    islands = IslandModel(config.islands, maximize=problem.settings.maximize)
     if proposer is None:
-        proposer = make_proposer(config.models, problem.description, problem.evolved_names)
+        proposer = _llm_aware_proposer(config, problem, store, run, fresh)
     stats = RunStats(budget=config.budget)
-    concurrency = config.workers if config.models.offline else 2 * config.workers
     store.set_run_status(run.id, "running")
-    executor = LocalExecutor(SandboxPool(problem, config.workers))
+    executor = make_executor(problem, config)
     status = "failed"
     try:
         with ProgressDisplay(run.name, stats, enabled=progress) as display:
             controller = Controller(problem=problem, store=store, run=RunRef(run.id, run.name, config.seed),
                                     islands=islands, proposer=proposer, executor=executor, stats=stats,
-                                    concurrency=concurrency, on_progress=display.update)
+                                    concurrency=config.in_flight, limits=config.limits,
+                                    on_progress=display.update)
             asyncio.run(_search(controller, fresh))
         status = "finished"
     except KeyboardInterrupt:
@@ -109,6 +113,34 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
         store.set_run_status(run.id, status)
     return SearchResult(run_name=run.name, status=status, best_score=stats.best_score,
                         best_program_id=stats.best_program_id, stats=stats)
+
+
+def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: RunInfo, fresh: bool) -> Proposer:
+    """The configured proposer, with its memory of this run (cache, instructions) and any run it replays."""
+    models = config.models
+    if models.offline:
+        return make_proposer(models, problem.description, problem.evolved_names)
+    own = [] if fresh else store.proposals(run.id)
+    replay = None
+    if models.replay:
+        source = store.get_run(models.replay)
+        if source is None:
+            raise ProblemError(f"--replay {models.replay}: no such run in {store.url}")
+        replay = ReplaySource(source.name, store.proposals(source.id))
+    instructions = None
+    if models.evolve_instructions:
+        instructions = InstructionPool(on_new=lambda member: store.record_event(run.id, "instruction",
+                                                                                 member.as_event()))
+        recorded = [e.data for e in store.history(run.id) if e.kind == "instruction"] if not fresh else []
+        if recorded:
+            outcomes = [(int(p.details["instruction"]), bool(p.details.get("improved"))) for p in own
+                        if "instruction" in p.details]
+            instructions.restore(recorded, outcomes)
+        else:
+            instructions.start()
+    cache = ResponseCache(own) if models.cache else None
+    return make_proposer(models, problem.description, problem.evolved_names, cache=cache, replay=replay,
+                         instructions=instructions)
 
 
 async def _search(controller: Controller, fresh: bool) -> None:

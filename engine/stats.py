@@ -20,7 +20,12 @@ class RunStats:
     duplicates: int = 0
     best_score: float | None = None
     best_program_id: int | None = None
-    cost: float = 0.0
+    cost: float = 0.0  # USD spent on LLM calls (including before a resume)
+    calls: int = 0  # LLM calls made (including before a resume); cache and replay hits are not calls
+    tokens: int = 0  # prompt plus completion tokens of those calls
+    retries: int = 0  # extra requests made by retrying transient faults (this process)
+    failed_calls: int = 0  # calls that failed after their retries (this process)
+    stop_reason: str | None = None  # why the run stopped early (a spending limit), None if it ran its budget
     started: float = field(default_factory=time.perf_counter)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 

@@ -13,10 +13,14 @@ import linecache
 import os
 import random
 import resource
+import shutil
 import signal
 import sys
+import tempfile
+import time
 import traceback
 import types
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -35,7 +39,16 @@ PR_SET_NO_NEW_PRIVS = 38
 PRELOAD = ("math", "random", "itertools", "functools", "collections", "heapq", "bisect", "operator", "statistics",
            "fractions", "decimal", "dataclasses", "typing", "copy", "string", "re", "cmath", "array")
 
+TRIAL_CALLS = 100  # under numba="auto", calls timed after compiling to check that compiled is faster
 _numba_seed: Any = None
+
+
+@dataclass(frozen=True)
+class JitPlan:
+    """How the server wants this candidate compiled: where its cached compilation lives, and when to compile."""
+
+    cache_dir: str | None = None  # numba's on-disk cache for this program (its code hash); None: no cache
+    compile_after_s: float = 0.0  # run as Python until the functions have used this long; 0: at the first call
 
 
 def load(problem_path: str, overrides: dict[str, str]) -> Problem:
@@ -66,7 +79,30 @@ def load(problem_path: str, overrides: dict[str, str]) -> Problem:
         warm(np.zeros(4), 2)
         warm(np.zeros(4, dtype=np.int64), 2.5)
         _numba_seed = seed
+        _warm_cache()
     return problem
+
+
+def _warm_cache() -> None:
+    """Save one compilation to numba's on-disk cache and load it back, so that the modules this needs are
+    imported here, where the Python install is readable, and not in a candidate that may not read it."""
+    import numba
+    from numba.core import config
+
+    folder = tempfile.mkdtemp(prefix="evoforge-numba-warm-")
+    old = config.CACHE_DIR
+    try:
+        config.CACHE_DIR = folder
+        path = os.path.join(folder, "warm.py")
+        with open(path, "w") as f:
+            f.write("def warm(x):\n    return x + 1\n")
+        for _ in range(2):
+            ns: dict[str, Any] = {}
+            exec(compile("def warm(x):\n    return x + 1\n", path, "exec"), ns)
+            numba.njit(cache=True)(ns["warm"])(1)
+    finally:
+        config.CACHE_DIR = old
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _LIBC: Any = None
@@ -129,7 +165,7 @@ def _tail(exc: BaseException) -> str:
 
 
 def run_child(problem: Problem, code: str, names: list[str], held_out: bool, result_w: int, out_w: int,
-              req_fd: int, scratch: str, uid: int | None, limits: dict[str, int]) -> NoReturn:
+              scratch: str, uid: int | None, limits: dict[str, int], jit: JitPlan | None = None) -> NoReturn:
     """Lock this forked process down, run the candidate on the named inputs, report, and exit."""
     try:
         _lock_down(result_w, out_w, scratch, uid, limits)
@@ -139,7 +175,7 @@ def run_child(problem: Problem, code: str, names: list[str], held_out: bool, res
         finally:
             os._exit(SETUP_FAILED)
     try:
-        _run(problem, code, names, held_out)
+        _run(problem, code, names, held_out, jit)
         status = 0
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
@@ -152,10 +188,10 @@ def run_child(problem: Problem, code: str, names: list[str], held_out: bool, res
         os._exit(status)
 
 
-def _run(problem: Problem, code: str, names: list[str], held_out: bool) -> None:
+def _run(problem: Problem, code: str, names: list[str], held_out: bool, jit: JitPlan | None) -> None:
     inputs = problem.held_out if held_out else problem.inputs
     try:
-        _install(problem, code)
+        _install(problem, code, jit)
         _send({"t": "loaded"})
         solve = problem.module.solve
         for name in names:
@@ -185,54 +221,100 @@ def _flush() -> None:
         pass
 
 
-def _install(problem: Problem, code: str) -> None:
+def _install(problem: Problem, code: str, jit: JitPlan | None) -> None:
     """Exec the candidate into the problem's module so that its functions replace the evolved ones."""
     ns = problem.module.__dict__
     evolved = problem.evolved_names
     for name in evolved:
         ns.pop(name, None)
-    linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
-    exec(compile(code, CANDIDATE_FILE, "exec"), ns)
+    # With a compile cache the code must come from a file: numba keys its on-disk cache by the source file.
+    filename = os.path.join(jit.cache_dir, "candidate.py") if jit and jit.cache_dir else CANDIDATE_FILE
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    exec(compile(code, filename, "exec"), ns)
     missing = [n for n in evolved if not callable(ns.get(n))]
     if missing:
         raise NameError(f"the program does not define {', '.join(missing)}; it must define every evolved "
                         f"function: {', '.join(evolved)}")
     if problem.settings.numba:
-        _jit(ns, evolved)
+        _jit(ns, evolved, filename, jit or JitPlan())
 
 
-def _jit(ns: dict[str, Any], evolved: tuple[str, ...]) -> None:
-    """Put a first-call guard in place of each evolved function: it compiles with numba or falls back to Python."""
+def cached(cache_dir: str | None) -> bool:
+    """Whether numba's cache for this program already holds a compiled function (an index file)."""
+    if not cache_dir:
+        return False
+    for _, _, files in os.walk(cache_dir):
+        if any(f.endswith(".nbi") for f in files):
+            return True
+    return False
+
+
+def _jit(ns: dict[str, Any], evolved: tuple[str, ...], filename: str, plan: JitPlan) -> None:
+    """Put a guard in place of each evolved function: it compiles with numba (or falls back to Python) once
+    the plan says so; until then the function runs as Python and the guard times it."""
     import numba
+    from numba.core import config as numba_config
     from numba.core.registry import CPUDispatcher
+
+    if plan.cache_dir:
+        numba_config.CACHE_DIR = plan.cache_dir
+    after_s = 0.0 if cached(plan.cache_dir) else plan.compile_after_s
 
     # The jitted copies see a namespace where every candidate function is jitted too, so they can call each
     # other; solve() sees the guards. Numba freezes globals at compile time, so the copy changes nothing for it.
     jit_ns = dict(ns)
     for key, value in list(ns.items()):
-        if isinstance(value, types.FunctionType) and value.__code__.co_filename == CANDIDATE_FILE:
+        if isinstance(value, types.FunctionType) and value.__code__.co_filename == filename:
             clone = types.FunctionType(value.__code__, jit_ns, value.__name__, value.__defaults__, value.__closure__)
             clone.__kwdefaults__ = value.__kwdefaults__
             try:
-                jit_ns[key] = numba.njit(cache=False)(clone)
+                jit_ns[key] = numba.njit(cache=bool(plan.cache_dir))(clone)
             except Exception:
-                pass
+                try:  # e.g. no cache locator for this file: compile without the cache
+                    jit_ns[key] = numba.njit(cache=False)(clone)
+                except Exception:
+                    pass
     python = {n: ns[n] for n in evolved}
     for name in evolved:
-        ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher)
+        ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher, after_s)
 
 
 class _FirstCall:
-    """Stands in for an evolved function until its first call decides: compiled dispatcher, or plain Python."""
+    """Stands in for an evolved function until a call decides: compiled dispatcher, or plain Python.
 
-    def __init__(self, ns: dict[str, Any], name: str, jitted: Any, python: Any, dispatcher_type: type):
+    With `after_s` > 0 ("auto"), calls run as Python and are timed until they add up to after_s (about what a
+    compilation costs), and only then compile: a candidate run on small inputs never pays for numba, and one on
+    large inputs pays at most that much extra before it runs compiled (the ski-rental rule). The next
+    TRIAL_CALLS calls are timed too, and if the compiled function is slower per call than Python was (numba's
+    dispatch costs more than a tiny function saves), the rest run as Python.
+    """
+
+    def __init__(self, ns: dict[str, Any], name: str, jitted: Any, python: Any, dispatcher_type: type,
+                 after_s: float = 0.0):
         self.ns, self.name, self.jitted, self.python = ns, name, jitted, python
         self.dispatcher_type = dispatcher_type
         self.target: Any = None
+        self.auto = after_s > 0
+        self.python_left_s = after_s
+        self.python_calls = 0
+        self.python_s = 0.0
+        self.trial_left = 0
+        self.trial_s = 0.0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.target is not None:  # solve() may hold on to the guard itself
             return self.target(*args, **kwargs)
+        if self.trial_left > 0:
+            return self._trial(*args, **kwargs)
+        if self.python_left_s > 0:
+            start = time.perf_counter()
+            try:
+                return self.python(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - start
+                self.python_left_s -= spent
+                self.python_s += spent
+                self.python_calls += 1
         if not isinstance(self.jitted, self.dispatcher_type):
             _send({"t": "compile", "phase": "begin"})
             _send({"t": "compile", "phase": "end", "ok": False})
@@ -263,7 +345,32 @@ class _FirstCall:
         except Exception as exc:
             return self._fall_back(exc)(*args)
         _send({"t": "compile", "phase": "end", "ok": True})
+        if self.auto and self.python_calls:
+            self.trial_left = TRIAL_CALLS
+            return self._trial(*args)
         return self._decide(self.jitted)(*args)
+
+    def _trial(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.jitted(*args, **kwargs)
+        finally:
+            self.trial_s += time.perf_counter() - start
+            self.trial_left -= 1
+            if self.trial_left == 0:
+                self._judge()
+
+    def _judge(self) -> None:
+        """Keep the compiled function only if it is faster per call than the Python one was."""
+        compiled_us = 1e6 * self.trial_s / TRIAL_CALLS
+        python_us = 1e6 * self.python_s / self.python_calls
+        if compiled_us <= python_us:
+            self._decide(self.jitted)
+            return
+        _send({"t": "jit", "compiled": False})
+        print(f"[evoforge] numba: compiled {self.name} took {compiled_us:.2f} us per call, Python "
+              f"{python_us:.2f} us; it runs as Python", file=sys.stderr)
+        self._decide(self.python)
 
     def _fall_back(self, exc: Exception) -> Any:
         _send({"t": "compile", "phase": "end", "ok": False})

@@ -48,7 +48,14 @@ class Settings:
     maximize: bool = True  # higher score is better; False for costs such as excess bins
     time_limit_s: float = 30.0  # wall-clock limit for solve() on one input
     memory_limit_mb: int = 2048  # address-space limit of the sandboxed process
-    numba: bool = False  # compile the evolved functions with numba.njit (falls back to Python if it cannot)
+    # Compile the evolved functions with numba.njit (falling back to Python if it cannot): True compiles at the
+    # first call; "auto" runs them as Python until they have used about what a compilation costs, then compiles,
+    # so that only candidates evaluated over large inputs pay for numba; False never compiles.
+    numba: bool | str = False
+
+    def __post_init__(self) -> None:
+        if self.numba not in (True, False, "auto"):
+            raise ValueError(f"Settings(numba={self.numba!r}): use True, False or 'auto'")
 
 
 class ProblemError(Exception):
@@ -138,8 +145,10 @@ def _error(path: Path, line: int | None, what: str, fix: str) -> ProblemError:
 def _coerce(key: str, raw: str, default: Any, path: Path) -> Any:
     """Turn a `--set` string into the type of the default it replaces."""
     try:
-        if isinstance(default, bool):
+        if isinstance(default, bool) or key == "numba":
             lowered = raw.strip().lower()
+            if key == "numba" and lowered == "auto":
+                return "auto"
             if lowered in ("1", "true", "yes", "on"):
                 return True
             if lowered in ("0", "false", "no", "off"):

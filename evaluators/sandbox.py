@@ -2,7 +2,8 @@
 
 `SandboxPool(problem, workers)` starts one fork server per worker (see `evaluators.server`) at the strongest
 isolation level this machine offers (`evaluators.isolation`). `evaluate(code)` sends a candidate to a free server,
-waits for its plain-data outputs, decodes them defensively and scores them with the problem's trusted `score`.
+and scores its plain-data outputs with the problem's trusted `score` as they stream in (`evaluators.scoring`),
+stopping it early when one is invalid or a cascade stage misses its threshold.
 Whatever the candidate does, `evaluate` returns an `Evaluation`; a server that dies is restarted on its next use.
 """
 
@@ -18,17 +19,18 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evaluators import isolation
-from evaluators.problem import InvalidOutput, Problem
+from evaluators.problem import Problem
+from evaluators.scoring import StreamScorer, plan_steps
 from evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
-from evaluators.wire import FrameReader, WireError, decode_value, inputs_digest, write_frame
+from evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
 
-STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed")
+STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled")
 MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)
 START_TIMEOUT_S = 120.0  # a server must load the problem (and warm numba) within this
 REPLY_SLACK_S = 30.0  # beyond the server's own deadlines, before the engine gives up on a server
@@ -41,13 +43,14 @@ BASELINE_HEADROOM_MB = 64
 class Evaluation:
     """What evaluating one program produced: status, scores, the reason for a failure, timings in seconds."""
 
-    status: str  # ok | invalid | error | timeout | memory | crashed
+    status: str  # ok | invalid | error | timeout | memory | crashed | culled
     score: float | None  # the aggregate score, only when ok
-    scores: dict[str, float]  # per input name, only when ok
+    scores: dict[str, float]  # per input name: all when ok, those scored before the cull when culled
     error: str | None  # human-readable reason when not ok
     timings: dict[str, float]  # sandbox_start, compile, solve, score, total (seconds)
-    compiled: bool | None  # True numba compiled, False numba fell back to Python, None numba not requested
+    compiled: bool | None  # True numba compiled, False the functions ran as Python, None numba not requested
     stdout: str = field(default="", repr=False)  # the candidate's stdout+stderr, capped at 64 KiB
+    stage: int | None = None  # the 1-based cascade stage that culled it (status 'culled'); None otherwise
 
     @property
     def ok(self) -> bool:
@@ -135,16 +138,25 @@ class _Worker:
         except (OSError, ValueError):
             return ""
 
-    def call(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    def call(self, request: dict[str, Any], timeout_s: float,
+             on_output: Callable[[Any, Any], bool]) -> dict[str, Any]:
+        """Send one request; pass each streamed output to on_output (False: stop the candidate); return the reply."""
         assert self.proc is not None and self.proc.stdin is not None and self.reader is not None
         self.next_id += 1
         request = dict(request, id=self.next_id)
+        deadline = time.monotonic() + timeout_s
+        stopped = False
         try:
             write_frame(self.proc.stdin.fileno(), request)
             while True:
-                reply = self.reader.read(time.monotonic() + timeout_s)
-                if reply.get("id") == self.next_id:
+                reply = self.reader.read(deadline)
+                if reply.get("id") != self.next_id:
+                    continue
+                if reply.get("t") != "output":
                     return reply
+                if not on_output(reply.get("name"), reply.get("value")) and not stopped:
+                    write_frame(self.proc.stdin.fileno(), {"op": "stop", "id": self.next_id})
+                    stopped = True
         except (OSError, WireError) as exc:
             reason = "did not answer in time" if isinstance(exc, TimeoutError) or "deadline" in str(exc) else str(exc)
             self.kill()
@@ -273,9 +285,13 @@ class SandboxPool:
 
     # -- evaluation
 
-    def evaluate(self, code: str, input_names: Sequence[str] | None = None, *,
-                 held_out: bool = False) -> Evaluation:
-        """Run `code` (the evolved function(s)) on the named inputs in a sandbox and score it on the trusted side."""
+    def evaluate(self, code: str, input_names: Sequence[str] | None = None, *, held_out: bool = False,
+                 cascade: bool = True) -> Evaluation:
+        """Run `code` (the evolved function(s)) on the named inputs in a sandbox and score it on the trusted side.
+
+        A training evaluation of all inputs follows the problem's cascade (`cascade=False` turns that off): its
+        stages run first, and a stage whose score misses its threshold stops the candidate with status 'culled'.
+        """
         if self._closed:
             raise RuntimeError("this SandboxPool is closed")
         source = self.problem.held_out if held_out else self.problem.inputs
@@ -285,17 +301,20 @@ class SandboxPool:
             kind = "held-out inputs" if held_out else "inputs"
             raise ValueError(f"unknown {kind} {unknown} for {self.problem.path}; it has {list(source)}"
                              if unknown else f"no {kind} to evaluate on")
+        steps = plan_steps(self.problem, names, cascade and not held_out and input_names is None)
+        scorer = StreamScorer(self.problem, source, steps)
         worker = self._free.get()
         t0 = time.perf_counter()
         try:
-            reply = self._run(worker, code, names, held_out)
+            reply = self._run(worker, code, scorer.order, held_out, scorer.add)
         finally:
             self._free.put(worker)
         if isinstance(reply, Evaluation):
-            return _with_total(reply, time.perf_counter() - t0)
-        return self._score(reply, names, source, t0)
+            return replace(reply, timings=dict(reply.timings, total=time.perf_counter() - t0))
+        return self._conclude(reply, names, scorer, t0)
 
-    def _run(self, worker: _Worker, code: str, names: list[str], held_out: bool) -> dict[str, Any] | Evaluation:
+    def _run(self, worker: _Worker, code: str, names: list[str], held_out: bool,
+             on_output: Callable[[Any, Any], bool]) -> dict[str, Any] | Evaluation:
         if not worker.alive:
             worker.kill()
             try:
@@ -306,56 +325,46 @@ class SandboxPool:
         limit = self.problem.settings.time_limit_s
         timeout = limit * (len(names) + 1) + COMPILE_ALLOWANCE_S + 5 + REPLY_SLACK_S
         try:
-            return worker.call({"op": "eval", "code": code, "inputs": names, "held_out": held_out}, timeout)
+            return worker.call({"op": "eval", "code": code, "inputs": names, "held_out": held_out}, timeout,
+                               on_output)
         except _WorkerDied as exc:
             return Evaluation("crashed", None, {}, str(exc), _timings(), None)
 
-    def _score(self, reply: dict[str, Any], names: list[str], source: dict[str, Any], t0: float) -> Evaluation:
+    def _conclude(self, reply: dict[str, Any], names: list[str], scorer: StreamScorer, t0: float) -> Evaluation:
+        """Turn the server's reply and what the scorer saw into the Evaluation; the scorer's verdict comes first."""
         status = reply.get("status")
         error = reply.get("error")
         stdout = reply.get("stdout") if isinstance(reply.get("stdout"), str) else ""
         compiled = reply.get("compiled") if isinstance(reply.get("compiled"), bool) else None
         if not self.problem.settings.numba:
             compiled = None
+        elif compiled is None:  # numba was on, but nothing was compiled: the functions ran as Python
+            compiled = False
         raw_timings = reply.get("timings") if isinstance(reply.get("timings"), dict) else {}
         timings = _timings(**{k: float(v) for k, v in raw_timings.items()
                               if k in ("sandbox_start", "compile", "solve") and isinstance(v, (int, float))
                               and not isinstance(v, bool)})
 
-        def result(status: str, error: str | None, score: float | None = None,
-                   scores: dict[str, float] | None = None) -> Evaluation:
+        def result(status: str, error: str | None, score: float | None = None, stage: int | None = None
+                   ) -> Evaluation:
+            timings["score"] = scorer.seconds
             timings["total"] = time.perf_counter() - t0
-            return Evaluation(status, score, scores or {}, error, timings, compiled, stdout)
+            scores = dict(scorer.scores) if status in ("ok", "culled") else {}
+            return Evaluation(status, score, scores, error, timings, compiled, stdout, stage)
 
-        if status not in STATUSES or not (error is None or isinstance(error, str)):
+        # What the trusted side decided on streamed outputs stands, whatever the candidate did after.
+        if scorer.verdict is not None:
+            return result(scorer.verdict.status, scorer.verdict.error, stage=scorer.verdict.stage)
+        if status not in STATUSES or status == "culled" or not (error is None or isinstance(error, str)):
             return result("crashed", f"malformed reply from the sandbox (status {str(status)[:40]!r})")
         if status != "ok":
             return result(status, error or f"{status} (no reason given)")
-        outputs = reply.get("outputs")
-        if not isinstance(outputs, dict) or set(outputs) != set(names):
+        if not scorer.complete:
             return result("crashed", "the sandbox reply lacks some outputs")
-        t_score = time.perf_counter()
-        scores: dict[str, float] = {}
-        for name in names:
-            try:
-                value = decode_value(outputs[name])
-            except WireError as exc:
-                timings["score"] = time.perf_counter() - t_score
-                return result("invalid", f"input {name!r}: the output could not be decoded: {exc}")
-            try:
-                scores[name] = self.problem.score_output(source[name], value)
-            except InvalidOutput as exc:
-                timings["score"] = time.perf_counter() - t_score
-                return result("invalid", f"input {name!r}: {exc}")
-        try:
-            score = self.problem.aggregate(scores, source)
-        except Exception as exc:  # the trusted aggregate refusing these scores makes the program invalid
-            timings["score"] = time.perf_counter() - t_score
-            return result("invalid", f"aggregate() raised {type(exc).__name__}: {exc}")
-        timings["score"] = time.perf_counter() - t_score
-        if score != score or score in (float("inf"), float("-inf")):
-            return result("invalid", f"aggregate() returned {score}, not a finite number")
-        return result("ok", None, score, scores)
+        score = scorer.final(names)
+        if scorer.verdict is not None:
+            return result(scorer.verdict.status, scorer.verdict.error)
+        return result("ok", None, score)
 
     # -- lifecycle
 
@@ -396,9 +405,3 @@ def _processes_of(uid: int) -> list[int]:
             continue
         found.append(int(entry))
     return found
-
-
-def _with_total(evaluation: Evaluation, total: float) -> Evaluation:
-    timings = dict(evaluation.timings, total=total)
-    return Evaluation(evaluation.status, evaluation.score, evaluation.scores, evaluation.error, timings,
-                      evaluation.compiled, evaluation.stdout)

@@ -1,9 +1,11 @@
-"""A small seccomp filter for candidate processes: no sockets but Unix ones, no namespaces, no kernel attack surface.
+"""A small seccomp filter for candidate processes: no sockets, no namespaces, little kernel attack surface.
 
 Installed by the candidate's own process (after no_new_privs, before any candidate code) with
 prctl(PR_SET_SECCOMP). It is a deny list on top of the namespaces and the uid switch, so it also gives the
 `rlimits-only` level a network block. It denies:
-- `socket` for every family but AF_UNIX (EACCES): no TCP/UDP/raw/netlink, even without a network namespace;
+- `socket` for every family (EACCES): no TCP/UDP/raw/netlink even without a network namespace, and no Unix
+  sockets either, since a network namespace hides abstract ones but not a socket file on a read-only mount (the
+  system D-Bus, say). `socketpair` stays allowed: an unconnected pair reaches nothing;
 - `unshare`, `setns`, and `clone` with any namespace flag (EPERM); `clone3` answers ENOSYS so that libc falls back
   to `clone`, whose flags can be checked;
 - mount and friends, ptrace and process_vm_*, keyrings, bpf, perf_event_open, userfaultfd, io_uring, module and
@@ -26,7 +28,6 @@ SECCOMP_MODE_FILTER = 2
 RET_KILL_PROCESS = 0x80000000
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
-AF_UNIX = 1
 NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
                    | 0x40000000)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 
@@ -60,7 +61,7 @@ def _program() -> list[tuple[int, int, int, int]]:
         (JEQ_K, 0, "kill", AUDIT_ARCH_X86_64),
         (LD_W_ABS, 0, 0, OFF_NR),
         (JGE_K, "kill", 0, X32_BIT),
-        (JEQ_K, "socket", 0, X86_64["socket"]),
+        (JEQ_K, "eacces", 0, X86_64["socket"]),
         (JEQ_K, "clone", 0, X86_64["clone"]),
         (JEQ_K, "enosys", 0, X86_64["clone3"]),
     ]
@@ -72,9 +73,6 @@ def _program() -> list[tuple[int, int, int, int]]:
         labels[name] = len(prog)
 
     prog.append((RET_K, 0, 0, RET_ALLOW))  # every syscall not named above
-    label("socket")
-    prog.append((LD_W_ABS, 0, 0, OFF_ARG0))
-    prog.append((JEQ_K, "allow", "eacces", AF_UNIX))
     label("clone")
     prog.append((LD_W_ABS, 0, 0, OFF_ARG0))
     prog.append((JSET_K, "eperm", "allow", NAMESPACE_FLAGS))

@@ -6,22 +6,29 @@ and capped stdout/stderr, seeded RNGs. The server alone enforces the wall-clock 
 rely on the candidate's cooperation) and, when the candidate is done or out of time, kills it and every process it
 left behind: the server is a child subreaper, so orphans come back to it, and it kills its children until none
 is left. It talks to the engine over its stdin/stdout with the frames of `evaluators.wire`; nothing it receives
-from the child is trusted beyond being data.
+from the child is trusted beyond being data. Each output goes to the engine as soon as the child sends it, and
+the engine may answer `stop` (an invalid output, or a cascade stage below its threshold): the child is then killed.
+With numba on, each program's compilation is kept in numba's on-disk cache under its code hash (`CompileCache`),
+so that evaluating the same program again (held-out inputs, a replay) loads it instead of compiling.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
+import hashlib
 import json
 import math
 import os
 import select
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from evaluators import harness, seccomp
@@ -31,6 +38,9 @@ MAX_REQUEST = 16 * 1024 * 1024  # a candidate's code and the input names
 MAX_RESULT = 64 * 1024 * 1024  # one output frame from a candidate (JSON); larger outputs are 'invalid'
 STDOUT_CAP = 64 * 1024  # bytes of a candidate's stdout/stderr kept; the rest is read and dropped
 COMPILE_ALLOWANCE_S = 60.0  # numba compile time per candidate that does not count against any input's limit
+COMPILE_CACHE_PROGRAMS = 64  # programs whose numba compilations a server keeps on disk (least recently used go)
+COMPILE_ESTIMATE_S = 0.3  # what a compilation is assumed to cost under numba="auto" until this server has seen some
+COMPILE_SAMPLES = 16  # recent compile times whose median is the estimate
 FILE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE: the largest file a candidate may write
 NOFILE_LIMIT = 64
 NPROC_LIMIT = 16  # per sandbox uid, so it only binds after the uid switch
@@ -61,18 +71,22 @@ def main(argv: list[str]) -> int:
                           "held_out": list(problem.held_out), "baseline_mb": vm_mb,
                           "source_hash": problem.source_hash, "digests": digests})
     reader = FrameReader(req_fd, MAX_REQUEST)
-    server = Server(problem, uid, scratch_root, level)
+    server = Server(problem, uid, scratch_root, level, reader, resp_fd)
     while True:
         try:
             request = reader.read(None)
         except WireError:
             return 0  # the engine went away (or broke the protocol): a sandbox has nothing to do alone
+        if request.get("op") == "stop":
+            continue  # a stop for a candidate that had already finished
         try:
-            reply = server.evaluate(request, req_fd)
+            reply = server.evaluate(request)
         except Exception:  # a bug here must reach the engine as a reason, not as a dead server
             reply = {"status": "crashed", "error": "sandbox server error:\n" + traceback.format_exc()[-2000:]}
         reply["id"] = request.get("id")
         write_frame(resp_fd, reply)
+        if reader.closed:
+            return 0
 
 
 def _prctl(option: int, value: int) -> None:
@@ -96,15 +110,23 @@ def _vm_size_mb() -> float:
 class Server:
     """Runs one candidate at a time in a forked child and turns what happened into a reply."""
 
-    def __init__(self, problem: Any, uid: int, scratch_root: str, level: str):
+    def __init__(self, problem: Any, uid: int, scratch_root: str, level: str, requests: FrameReader,
+                 resp_fd: int):
         self.problem = problem
+        self.requests = requests  # read during an evaluation too: the engine may stop a candidate early
+        self.resp_fd = resp_fd
         self.uid = uid
         self.scratch_root = scratch_root
         self.switch_uid = os.geteuid() == 0 and uid > 0
         # Without a private /tmp, what the candidate's uid (ours alone) left in shared temp dirs is removed.
         self.sweep_dirs = SHARED_TMP_DIRS if level == "rlimits-only" and self.switch_uid else ()
+        # Compilations are cached only where candidates run under another uid than ours: the server can then
+        # make each program's cache writable by that program's evaluations alone.
+        numba = problem.settings.numba
+        self.compile_cache = CompileCache(scratch_root, uid) if numba and self.switch_uid else None
+        self.compile_times: collections.deque[float] = collections.deque(maxlen=COMPILE_SAMPLES)
 
-    def evaluate(self, request: dict[str, Any], req_fd: int) -> dict[str, Any]:
+    def evaluate(self, request: dict[str, Any]) -> dict[str, Any]:
         code = request.get("code")
         names = request.get("inputs")
         held_out = bool(request.get("held_out"))
@@ -122,20 +144,27 @@ class Server:
         result_r, result_w = os.pipe()
         out_r, out_w = os.pipe()
         cpu_s = math.ceil(settings.time_limit_s * (len(names) + 1) + COMPILE_ALLOWANCE_S) + 1
+        jit = self._jit_plan(code) if settings.numba else None
+        cached = jit is not None and harness.cached(jit.cache_dir)
         t_fork = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the candidate: never returns
             os.close(result_r)
             os.close(out_r)
-            harness.run_child(self.problem, code, names, held_out, result_w, out_w, req_fd, scratch,
+            harness.run_child(self.problem, code, names, held_out, result_w, out_w, scratch,
                               uid=self.uid if self.switch_uid else None,
                               limits={"as_mb": settings.memory_limit_mb, "cpu_s": cpu_s, "fsize": FILE_LIMIT,
-                                      "nofile": NOFILE_LIMIT, "nproc": NPROC_LIMIT})
+                                      "nofile": NOFILE_LIMIT, "nproc": NPROC_LIMIT}, jit=jit)
         os.close(result_w)
         os.close(out_w)
         try:
+            request_id = request.get("id")
+
+            def emit(name: str, value: Any) -> None:
+                write_frame(self.resp_fd, {"id": request_id, "t": "output", "name": name, "value": value})
+
             watch = Watch(pid, result_r, out_r, names, settings.time_limit_s, t_fork, settings.memory_limit_mb,
-                          settings.numba)
+                          settings.numba, emit=emit, requests=self.requests, request_id=request_id)
             reply = watch.run()
         finally:
             _kill_all_children(pid)
@@ -144,15 +173,81 @@ class Server:
             shutil.rmtree(scratch, ignore_errors=True)
             for directory in self.sweep_dirs:
                 remove_owned_by(directory, self.uid)
+            if jit is not None and jit.cache_dir and self.compile_cache is not None:
+                self.compile_cache.seal(jit.cache_dir)
+        if reply.get("compiled") and not cached and reply["timings"]["compile"] > 0:
+            self.compile_times.append(reply["timings"]["compile"])
+        reply["cached"] = cached
         return reply
+
+    def _jit_plan(self, code: str) -> harness.JitPlan:
+        """Where this program's compilation is cached, and (numba="auto") how long it runs as Python first."""
+        cache_dir = self.compile_cache.open(code) if self.compile_cache is not None else None
+        if self.problem.settings.numba != "auto":
+            return harness.JitPlan(cache_dir, 0.0)
+        estimate = statistics.median(self.compile_times) if self.compile_times else COMPILE_ESTIMATE_S
+        return harness.JitPlan(cache_dir, min(max(estimate, 0.02), 5.0))
+
+
+class CompileCache:
+    """numba's on-disk cache, one directory per program (by code hash), in the server's private scratch root.
+
+    A directory belongs to the candidate's uid only while that same program is evaluated, and to the server
+    (root) otherwise, files included: a program can reuse or spoil its own compilation, never another's.
+    """
+
+    def __init__(self, scratch_root: str, uid: int):
+        self.root = os.path.join(scratch_root, "evoforge-numba-cache")
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        self.uid = uid
+        self.recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def open(self, code: str) -> str:
+        """The program's cache directory, with its source file, handed to the candidate's uid."""
+        digest = hashlib.sha256(code.encode()).hexdigest()[:32]
+        path = os.path.join(self.root, digest)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        source = os.path.join(path, "candidate.py")
+        try:
+            with open(source) as f:
+                same = f.read() == code
+        except OSError:
+            same = False
+        if not same:
+            with open(source, "w") as f:
+                f.write(code)
+            os.chmod(source, 0o644)
+        _chown_tree(path, self.uid, self.uid)  # numba reads a cache only from a directory it could write to
+        self.recent[digest] = None
+        self.recent.move_to_end(digest)
+        while len(self.recent) > COMPILE_CACHE_PROGRAMS:
+            old, _ = self.recent.popitem(last=False)
+            shutil.rmtree(os.path.join(self.root, old), ignore_errors=True)
+        return path
+
+    def seal(self, path: str) -> None:
+        """Give the directory and all in it back to the server, so that other programs cannot change it."""
+        _chown_tree(path, os.getuid(), os.getgid())
+
+
+def _chown_tree(path: str, uid: int, gid: int) -> None:
+    """chown a directory and everything in it, never following a symbolic link."""
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
 
 class Watch:
     """Supervises one candidate child: reads its frames and output, runs the clocks, decides the status."""
 
     def __init__(self, pid: int, result_fd: int, out_fd: int, names: list[str], limit_s: float, t_fork: float,
-                 memory_mb: int, numba: bool):
+                 memory_mb: int, numba: bool, *, emit: Callable[[str, Any], None], requests: FrameReader,
+                 request_id: Any):
         self.pid = pid
+        self.emit = emit  # each output goes to the engine as it arrives, so that it can score and stop early
+        self.requests = requests
+        self.request_id = request_id
         self.results = FrameReader(result_fd, MAX_RESULT)
         self.out_fd = out_fd
         self.out_open = True
@@ -191,12 +286,16 @@ class Watch:
                 if now >= self.deadline:
                     self._on_deadline()
                     break
-                fds = [fd for fd, live in ((self.results.fd, not self.results.closed), (self.out_fd, self.out_open))
-                       if live]
+                fds = [fd for fd, live in ((self.results.fd, not self.results.closed), (self.out_fd, self.out_open),
+                                           (self.requests.fd, not self.requests.closed)) if live]
                 if self.pidfd is not None:
                     fds.append(self.pidfd)
                 wait = self.deadline - now if self.pidfd is not None else min(self.deadline - now, 0.005)
                 ready, _, _ = select.select(fds, [], [], wait)
+                if self.requests.fd in ready:
+                    self._read_requests()
+                    if self.status is not None:
+                        break
                 if self.out_fd in ready:
                     self._read_stdout()
                 if self.results.fd in ready:
@@ -249,6 +348,21 @@ class Watch:
             self.stdout += chunk[:room]
         self.stdout_dropped += max(0, len(chunk) - max(room, 0))
 
+    def _read_requests(self) -> None:
+        """The engine may stop this candidate (it scored an early output invalid or below a cascade threshold)."""
+        try:
+            if not self.requests.feed():
+                self._finish("crashed", "the engine closed its end of the sandbox pipe")
+                return
+            while self.status is None:
+                frame = self.requests.pop()
+                if frame is None:
+                    return
+                if frame.get("op") == "stop" and frame.get("id") == self.request_id:
+                    self._finish("stopped", "stopped by the engine")
+        except WireError as exc:
+            self._finish("crashed", f"the engine sent a malformed frame: {exc}")
+
     def _read_results(self) -> None:
         try:
             self.results.feed()
@@ -285,6 +399,8 @@ class Watch:
             ok = frame.get("ok")
             if isinstance(ok, bool):
                 self.compiled = ok if self.compiled is None else (self.compiled and ok)
+        elif kind == "jit" and self.numba and frame.get("compiled") is False and self.paused_remaining is None:
+            self.compiled = False  # numba="auto" compiled, found it slower than Python, and went back
         elif kind == "output" and self.paused_remaining is None and len(self.outputs) < len(self.names):
             name = self.names[len(self.outputs)]
             if frame.get("name") != name or "value" not in frame:
@@ -292,6 +408,7 @@ class Watch:
                 return
             seconds = max(0.0, now - self.input_started - self.input_compile)
             self.outputs[name] = frame["value"]
+            self.emit(name, frame["value"])
             self.input_seconds[name] = seconds
             self.timings["solve"] += seconds
             if len(self.outputs) < len(self.names):
@@ -358,11 +475,10 @@ class Watch:
         text = self.stdout.decode("utf-8", errors="replace")
         if self.stdout_dropped:
             text += f"\n[... {self.stdout_dropped} more bytes of output dropped]"
-        reply: dict[str, Any] = {"status": self.status, "error": self.error, "timings": self.timings,
-                                 "input_seconds": self.input_seconds, "compiled": self.compiled, "stdout": text}
-        if self.status == "ok":
-            reply["outputs"] = self.outputs
-        return reply
+        # The outputs themselves went to the engine one by one as they arrived (see `emit`).
+        return {"status": self.status, "error": self.error, "timings": self.timings,
+                "input_seconds": self.input_seconds, "compiled": self.compiled, "stdout": text,
+                "outputs": len(self.outputs)}
 
 
 def _kill_all_children(pid: int) -> None:

@@ -7,6 +7,10 @@ The cap set is built greedily: every vector of F_3^n gets a priority from `prior
 order of decreasing priority and each is added unless it would complete a line with two vectors already chosen.
 Improve `priority` so that the greedy construction finds a larger cap set. `el` is a tuple of n ints in {0, 1, 2};
 the function returns a float. numpy is available as `np`.
+
+The program is run for every dimension from 3 up to n (default 8); its score is the cap set size in dimension n.
+The smaller dimensions are cheap and come first, so a program that is clearly worse than the trivial one there
+is dropped before the expensive dimension n runs.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ import itertools
 
 import numpy as np
 
-from engine import Settings, evolve
+from engine import Settings, Stage, evolve
 
 PARAMS = {"n": 8}
 SETTINGS = Settings(maximize=True, time_limit_s=60.0, memory_limit_mb=2048, numba=False)
 
 # Best sizes known per dimension (n=8: FunSearch, Nature 2023); for reference in reports, never used in scoring.
 REFERENCE_SIZES = {3: 9, 4: 20, 5: 45, 6: 112, 7: 236, 8: 512}
+SMALLEST_N = 3
+# The seed finds 2^d in dimension d (the vectors of {0, 1}^d); a cascade stage lets a program go on to larger d
+# only if it reaches this fraction of that in its stage's largest dimension.
+CULL_BELOW = 0.75
 
 
 @evolve
@@ -69,4 +77,18 @@ def score(n: int, output: object) -> float:
 
 
 def inputs(params: dict) -> dict[str, int]:
-    return {f"n{params['n']}": int(params["n"])}
+    """Every dimension from 3 to n, named n3 ... n8; the cascade runs the small ones first."""
+    return {f"n{d}": d for d in range(SMALLEST_N, int(params["n"]) + 1)}
+
+
+def aggregate(scores: list[float], dims: list[int]) -> float:
+    """The cap set size in the largest dimension evaluated: n for a full evaluation, a stage's top one in a cascade."""
+    return float(scores[dims.index(max(dims))])
+
+
+def CASCADE(params: dict) -> list[Stage]:
+    """Dimensions 3-5, then 6 up to n-1, each stage culling programs below CULL_BELOW x 2^d; n itself runs last."""
+    n = int(params["n"])
+    groups = [range(SMALLEST_N, min(6, n)), range(6, n)]
+    return [Stage(inputs=tuple(f"n{d}" for d in group), threshold=CULL_BELOW * 2 ** max(group))
+            for group in groups if len(group)]

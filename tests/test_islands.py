@@ -457,3 +457,12 @@ def test_sample_distinct_draws_follow_the_softmax(k):
     assert sorted(sample_distinct(logits, 1.0, 10, rng).tolist()) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="k must be"):
         sample_distinct(logits, 1.0, 0, rng)
+
+
+def test_register_everywhere_founds_every_island_as_one_registration() -> None:
+    model = IslandModel(IslandConfig(num_islands=3, reset_period=10), maximize=True)
+    model.register_everywhere(7, (1.0, 2.0), 1.5, 40)
+    assert model.island_sizes() == [1, 1, 1]
+    assert model.num_registered == 1
+    rng = np.random.default_rng(0)
+    assert all(model.select_parents(i, rng) == [7] for i in range(3))

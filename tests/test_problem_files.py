@@ -132,6 +132,21 @@ def test_bin_packing_reproduces_published_or3_and_weibull_figures(repo: Path, bi
         assert round(run_seed(problem), 2) == first_fit
 
 
+def funsearch_weibull_priority(item: float, bins: np.ndarray) -> np.ndarray:
+    """The Weibull heuristic published with FunSearch (google-deepmind/funsearch, bin_packing notebook)."""
+    score = (bins - max(bins)) ** 2 / item + bins**2 / item**2
+    score += bins**2 / item**3
+    score[bins > item] = -score[bins > item]
+    score[1:] -= score[:-1]
+    return score
+
+
+def test_bin_packing_funsearch_heuristic_reproduces_its_weibull_figure(repo: Path, bin_packing_data: Path) -> None:
+    problem = load_problem(repo / "problems" / "bin_packing.py", {"dataset": str(bin_packing_data / "weibull_5k.json")})
+    problem.module.priority = funsearch_weibull_priority
+    assert round(run_seed(problem), 2) == problem.module.REFERENCES["weibull_5k"]["funsearch"] == 0.68
+
+
 def test_bin_packing_score_rejects_overfull_bin(repo: Path) -> None:
     problem = load_problem(repo / "problems" / "bin_packing.py")
     instance = {"capacity": 10, "items": [6, 6]}

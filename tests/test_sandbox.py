@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from untouched import MARKER, Untouched
 
 from evaluators import SandboxPool, load_problem
 from evaluators.isolation import available_levels
@@ -40,6 +41,16 @@ def pool(problem, request):
             os.environ.pop("OPENAI_API_KEY", None)
         else:
             os.environ["OPENAI_API_KEY"] = old
+
+
+@pytest.fixture(autouse=True)
+def untouched(request):
+    """Each test that uses `pool` is checked to leave the engine, other processes and outside files alone."""
+    if "pool" not in request.fixturenames:
+        yield None
+        return
+    with Untouched(request.getfixturevalue("pool")) as guard:
+        yield guard
 
 
 def _processes_matching(pred) -> list[int]:
@@ -100,7 +111,7 @@ def test_candidate_helpers_and_imports(pool):
 
 def test_determinism(pool):
     code = ("import random\nimport numpy as np\n\ndef f(x):\n"
-            "    return x + np.random.random() + random.random() + np.random.default_rng().random() * 0\n")
+            "    return x + np.random.random() + random.random() + hash('evoforge') % 1000\n")
     scores = {pool.evaluate(code).score for _ in range(10)}
     assert len(scores) == 1
 
@@ -303,7 +314,7 @@ def test_no_new_namespaces_but_threads_work(pool):
 
 
 def test_writes_leave_nothing_behind(pool):
-    name = f"evoforge-marker-{uuid.uuid4().hex}"
+    name = f"{MARKER}{uuid.uuid4().hex}"
     targets = [Path("/tmp") / name, FIXTURES / name, Path.home() / name, Path("/var/tmp") / name]
     body = (f"for path in {[str(t) for t in targets]!r}:\n    try:\n        open(path, 'w').write('x')\n"
             "    except OSError:\n        pass\nopen('scratch.txt', 'w').write('ok')\nreturn x * 2")

@@ -14,7 +14,8 @@ import pytest
 from openai_server import OpenAIServer
 
 from db import Store
-from engine.config import IslandSettings, ModelConfig, RunConfig
+from engine.config import ModelConfig, ModelEntry, RunConfig
+from islands import IslandConfig
 from engine.search import resume_search, run_search
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ SMALL = {"num_items": "300", "num_instances": "3", "held_out_instances": "2"}
 
 def small_config(name: str, budget: int, **kwargs) -> RunConfig:
     return RunConfig(problem=BIN_PACKING, name=name, budget=budget, overrides=dict(SMALL),
-                     islands=IslandSettings(num_islands=2, reset_period=15), **kwargs)
+                     islands=IslandConfig(num_islands=2, reset_period=15), **kwargs)
 
 
 def programs_of(db_url: str, name: str) -> list[tuple[str, str, float | None]]:
@@ -87,9 +88,10 @@ def test_llm_search_against_a_real_openai_server(tmp_path: Path, monkeypatch: py
 
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     with OpenAIServer(responder) as server:
-        config = small_config("llm", 8, models=ModelConfig(model="openai/cheap", strong_model="openai/strong",
-                                                           strong_prob=0.5, api_base=server.base_url,
-                                                           timeout_s=10))
+        models = ModelConfig(models=(ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=10),
+                                     ModelEntry("openai/strong", tier="strong", api_base=server.base_url,
+                                                timeout_s=10)), strong_prob=0.5)
+        config = small_config("llm", 8, models=models)
         result = run_search(config, db, progress=False)
         requests = server.completion_requests
     assert result.status == "finished"
@@ -179,3 +181,31 @@ def test_cli_reports_a_broken_problem_file_in_one_message(tmp_path: Path) -> Non
     assert out.returncode == 2
     assert "no function is marked @evolve" in out.stderr and str(broken) in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", BIN_PACKING, "--name", "interrupted",
+                             "--db", db, "--budget", "100000", "--quiet", *sets], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            if len(programs_of(db, "interrupted")) >= 10:
+                break
+        except Exception:  # the database or the run row may not exist yet
+            continue
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped" in out
+    with Store(db) as store:
+        run = store.get_run("interrupted")
+        assert run is not None and run.status == "stopped"
+    before = programs_of(db, "interrupted")
+    assert len(before) >= 10
+    resumed = _cli("resume", "interrupted", "--db", db, "--budget", str(len(before) + 5), "--quiet", cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr
+    assert programs_of(db, "interrupted")[: len(before)] == before

@@ -1,0 +1,38 @@
+"""Ordered schema migrations: step N turns a version N-1 database into version N, in one transaction.
+
+A new database is created from ``db.models`` directly; these steps exist for databases an older evoforge made.
+Each step is a module ``vNNNN_what.py`` with ``VERSION`` and ``upgrade(op)``, where ``op`` is Alembic's
+``Operations`` (portable ALTER TABLE, batch mode for SQLite). tests/test_migrations.py checks that upgrading the
+oldest database gives exactly the tables, columns and indexes the models describe, so a model change without its
+step fails there.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Connection
+
+from db.migrations import v0001_baseline, v0002_proposal_attempts_details
+
+STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details)
+"""Every step in order; step i has VERSION i + 1."""
+
+LATEST = STEPS[-1].VERSION
+"""The schema version this evoforge reads and writes."""
+
+assert [step.VERSION for step in STEPS] == list(range(1, LATEST + 1)), "migration steps must be numbered 1, 2, ..."
+
+
+def apply(connection: Connection, found: int, target: int = LATEST) -> list[str]:
+    """Run the steps after version ``found`` up to ``target`` on an open transaction; return what each did."""
+    if not 0 <= found <= target <= LATEST:
+        raise ValueError(f"cannot migrate from schema version {found} to {target} (this evoforge knows 0..{LATEST})")
+    op = Operations(MigrationContext.configure(connection))
+    done = []
+    for step in STEPS[found:target]:
+        step.upgrade(op)
+        done.append(f"{step.VERSION}: {step.__doc__.strip().splitlines()[0]}")
+    return done

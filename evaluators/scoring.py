@@ -1,0 +1,129 @@
+"""Trusted scoring of a candidate's outputs as they stream out of the sandbox, with the cascade's early stops.
+
+The sandbox sends each input's output as soon as `solve` returns it. `StreamScorer` decodes and scores it at once
+on the trusted side, so an invalid output, or a cascade stage whose aggregate misses its threshold, stops the
+candidate while it is still running the expensive inputs. Nothing here trusts the data: decoding is plain JSON
+(`evaluators.wire`), and the only code that runs is the problem's own `score` and `aggregate`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evaluators.problem import InvalidOutput, Problem, Stage
+from evaluators.wire import WireError, decode_value
+
+
+@dataclass(frozen=True)
+class Step:
+    """Inputs scored together; `gate` is the cascade stage whose threshold they must reach (None: no gate)."""
+
+    inputs: tuple[str, ...]
+    gate: Stage | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why scoring stopped before the end: the status, its reason, and the 1-based cascade stage if one culled."""
+
+    status: str  # invalid | culled | crashed
+    error: str
+    stage: int | None = None
+
+
+def plan_steps(problem: Problem, names: Sequence[str], cascade: bool) -> list[Step]:
+    """The order to evaluate `names` in: the cascade's stages first, then the rest (one step when no cascade).
+
+    The last step never has a gate: a threshold exists to save the work that follows it, and nothing follows.
+    """
+    if not cascade or not problem.cascade:
+        return [Step(tuple(names), None)]
+    steps = [Step(stage.inputs, stage) for stage in problem.cascade]
+    staged = {name for stage in problem.cascade for name in stage.inputs}
+    rest = tuple(name for name in names if name not in staged)
+    if rest:
+        steps.append(Step(rest, None))
+    steps[-1] = Step(steps[-1].inputs, None)
+    return steps
+
+
+class StreamScorer:
+    """Scores outputs in the planned order; `add` returns False as soon as the candidate should be stopped."""
+
+    def __init__(self, problem: Problem, source: Mapping[str, Any], steps: Sequence[Step]):
+        self.problem = problem
+        self.source = source
+        self.steps = list(steps)
+        self.order = [name for step in self.steps for name in step.inputs]
+        self.scores: dict[str, float] = {}
+        self.verdict: Verdict | None = None
+        self.seconds = 0.0  # time spent in the trusted score/aggregate
+        self._step = 0
+
+    def add(self, name: Any, encoded: Any) -> bool:
+        """Score one streamed output; False means stop the candidate (a verdict was reached)."""
+        if self.verdict is not None:
+            return False
+        start = time.perf_counter()
+        try:
+            self._add(name, encoded)
+        finally:
+            self.seconds += time.perf_counter() - start
+        return self.verdict is None
+
+    def _add(self, name: Any, encoded: Any) -> None:
+        if len(self.scores) >= len(self.order) or name != self.order[len(self.scores)]:
+            self.verdict = Verdict("crashed", f"the sandbox sent an output for {str(name)[:80]!r} out of order")
+            return
+        try:
+            value = decode_value(encoded)
+        except WireError as exc:
+            self.verdict = Verdict("invalid", f"input {name!r}: the output could not be decoded: {exc}")
+            return
+        try:
+            self.scores[name] = self.problem.score_output(self.source[name], value)
+        except InvalidOutput as exc:
+            self.verdict = Verdict("invalid", f"input {name!r}: {exc}")
+            return
+        step = self.steps[self._step]
+        if not all(n in self.scores for n in step.inputs):
+            return
+        self._step += 1
+        if step.gate is None:
+            return
+        score = self._aggregate(step.inputs)
+        if score is None or self.problem.passes(step.gate, score):
+            return
+        relation = "below" if self.problem.settings.maximize else "above"
+        self.verdict = Verdict("culled", f"culled at cascade stage {self._step}: its score {score:g} on "
+                                         f"{', '.join(step.inputs)} is {relation} the threshold "
+                                         f"{step.gate.threshold:g}", self._step)
+
+    def _aggregate(self, names: Sequence[str]) -> float | None:
+        """The problem's aggregate over names; None (with an 'invalid' verdict) if it refuses or is not finite."""
+        try:
+            score = self.problem.aggregate({n: self.scores[n] for n in names}, self.source)
+        except Exception as exc:  # the trusted aggregate refusing these scores makes the program invalid
+            self.verdict = Verdict("invalid", f"aggregate() raised {type(exc).__name__}: {exc}")
+            return None
+        if not math.isfinite(score):
+            self.verdict = Verdict("invalid", f"aggregate() returned {score}, not a finite number")
+            return None
+        return score
+
+    def final(self, names: Sequence[str]) -> float | None:
+        """The aggregate over every input, in the caller's order (None with a verdict if it is refused)."""
+        start = time.perf_counter()
+        try:
+            self.scores = {name: self.scores[name] for name in names}
+            return self._aggregate(names)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    @property
+    def complete(self) -> bool:
+        return len(self.scores) == len(self.order)

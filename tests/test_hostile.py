@@ -1,0 +1,297 @@
+"""Hostile candidates, one per case of issue 3, at every isolation level this machine offers.
+
+Each test runs inside `Untouched` (tests/untouched.py): after the evaluation the engine, bystander processes and
+the files outside the candidate's scratch directory are checked to be as they were. The cases that tamper with the
+skeleton use cap_set, whose trusted score really verifies the output.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from untouched import MARKER, REPO, Untouched
+
+from evaluators import SandboxPool, load_problem
+from evaluators.isolation import available_levels
+from evaluators.scoring import plan_steps
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TOY = FIXTURES / "toy_problem.py"
+CAP_SET = REPO / "problems" / "cap_set.py"
+LIMIT_S = 1.0
+SEED_SCORES = {"a": 2.0, "b": 4.0}
+
+
+@pytest.fixture(scope="module", params=available_levels(TOY))
+def pool(request):
+    with SandboxPool(load_problem(TOY, {"time_limit_s": str(LIMIT_S)}), 2, level=request.param) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def cap_pool():
+    with SandboxPool(load_problem(CAP_SET, {"n": "4", "time_limit_s": "5"}), 1) as pool:
+        yield pool
+
+
+@pytest.fixture(autouse=True)
+def untouched(request):
+    """Every test here is checked to have left the engine, other processes and outside files alone."""
+    name = "cap_pool" if "cap_pool" in request.fixturenames else "pool"
+    with Untouched(request.getfixturevalue(name)) as guard:
+        yield guard
+
+
+def fn(body: str) -> str:
+    """A candidate `f(x)` with the given body (indented for you)."""
+    return "def f(x):\n" + "\n".join("    " + line for line in body.strip("\n").splitlines()) + "\n"
+
+
+def marker() -> str:
+    return f"{MARKER}{uuid.uuid4().hex[:12]}"
+
+
+# ---------------------------------------------------------------- processes and threads
+
+
+def test_threads_and_child_processes_do_not_outlive_it(pool):
+    body = ("import os, threading, time\nif x == 1:\n"
+            "    for _ in range(4):\n        if os.fork() == 0:\n            os.setsid()\n"
+            "            os.execv('/bin/sleep', ['sleep', '600'])\n"
+            "    for _ in range(8):\n        threading.Thread(target=lambda: time.sleep(600)).start()\n"
+            "    threading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n"
+            "return x * 2")
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
+def test_alarm_handler_that_ignores_the_limit_times_out(pool):
+    body = ("import signal\nsignal.signal(signal.SIGALRM, lambda *a: signal.alarm(1))\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.alarm(1)\nwhile True:\n    pass")
+    t0 = time.monotonic()
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "timeout" and time.monotonic() - t0 < LIMIT_S + 1.5
+
+
+@pytest.mark.parametrize("attack", [
+    "os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)",
+    "os.kill(-1, signal.SIGKILL)",
+    "os.kill(-1, signal.SIGSTOP)",
+    "os.killpg(os.getpgid(0), signal.SIGKILL)",
+])
+def test_killing_parent_group_or_everything_leaves_the_engine_running(pool, attack):
+    ev = pool.evaluate(fn(f"import os, signal\ntry:\n    {attack}\nexcept OSError:\n    pass\nreturn x * 2"))
+    assert ev.status in ("ok", "crashed", "error"), ev
+    for _ in range(3):
+        assert pool.evaluate(fn("return x * 2")).scores == SEED_SCORES
+
+
+# ---------------------------------------------------------------- crashes
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    ("import ctypes\nctypes.memset(0, 1, 8)", "crashed", "SIGSEGV"),  # a real write through a NULL pointer
+    ("import ctypes\nctypes.CDLL(None).abort()", "crashed", "SIGABRT"),
+    ("import sys\nsys.setrecursionlimit(10 ** 8)\ndef deep(n):\n    return list(map(deep, [n + 1]))\n"
+     "return deep(0)", "crashed", "SIGSEGV"),  # recursion through C code: the C stack overflows
+    ("def deep(n):\n    return deep(n + 1) + 1\nreturn deep(0)", "error", "RecursionError"),
+    ("raise SystemExit(0)", "crashed", "exited with code 0"),
+    ("import os\nos._exit(0)", "crashed", "exited with code 0"),
+])
+def test_crashes_are_recorded_with_the_reason(pool, body, status, reason):
+    ev = pool.evaluate(fn(body))
+    assert ev.status == status and reason in ev.error, ev
+    assert pool.evaluate(fn("return x * 2")).status == "ok"
+
+
+def test_printing_without_end_is_capped_and_timed_out(pool):
+    body = "import os\nchunk = b'z' * (1 << 20)\nwhile True:\n    os.write(1, chunk)"
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "timeout"
+    assert len(ev.stdout) < 70_000 and "dropped" in ev.stdout
+
+
+# ---------------------------------------------------------------- network
+
+
+class _Listeners:
+    """TCP, UDP and Unix (abstract and file) servers on this machine that note any connection or datagram."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.abstract_name = "\0" + marker()
+        self.abstract = socket.socket(socket.AF_UNIX)
+        self.abstract.bind(self.abstract_name)
+        self.path = str(tmp / "engine.sock")
+        self.unix = socket.socket(socket.AF_UNIX)
+        self.unix.bind(self.path)
+        os.chmod(tmp, 0o777)
+        os.chmod(self.path, 0o777)
+        self.sockets = [self.tcp, self.udp, self.abstract, self.unix]
+        for s in (self.tcp, self.abstract, self.unix):
+            s.listen(4)
+        for s in self.sockets:
+            s.setblocking(False)
+        self.heard: list[str] = []
+
+    def poll(self) -> list[str]:
+        for s in self.sockets:
+            try:
+                s.accept() if s is not self.udp else s.recvfrom(100)
+                self.heard.append(repr(s))
+            except BlockingIOError:
+                pass
+        return self.heard
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def test_no_connection_is_ever_made(pool, tmp_path):
+    listeners = _Listeners(tmp_path)
+    port = listeners.tcp.getsockname()[1]
+    targets = [(int(family), int(kind), address) for family, kind, address in [
+        (socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", port)),
+        (socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", listeners.udp.getsockname()[1])),
+        (socket.AF_INET, socket.SOCK_STREAM, ("192.0.2.1", 80)),  # TEST-NET-1: somewhere else
+        (socket.AF_INET, socket.SOCK_STREAM, ("1.1.1.1", 53)),
+        (socket.AF_INET6, socket.SOCK_STREAM, ("::1", port)),
+        (socket.AF_UNIX, socket.SOCK_STREAM, listeners.abstract_name),
+        (socket.AF_UNIX, socket.SOCK_STREAM, listeners.path)]]
+    # Where the candidate cannot read the Python install (rlimits-only, another uid), it calls libc directly:
+    # there even creating a socket counts as reaching out.
+    body = ("reached = []\ntry:\n    import socket\nexcept ImportError:\n    import ctypes\n"
+            "    libc = ctypes.CDLL(None)\n"
+            f"    reached = [k for f, k, _ in {targets!r} if libc.socket(f, k, 0) >= 0]\n"
+            "    socket = None\n"
+            f"for family, kind, address in {targets!r} if socket else []:\n"
+            "    try:\n        s = socket.socket(family, kind)\n        s.settimeout(0.3)\n"
+            "        s.connect(address)\n        s.send(b'x')\n        reached.append(address)\n"
+            "    except OSError:\n        pass\n"
+            "return -1000 if reached else x * 2")
+    try:
+        ev = pool.evaluate(fn(body))
+        time.sleep(0.05)
+        assert listeners.poll() == []
+    finally:
+        listeners.close()
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
+# ---------------------------------------------------------------- files and secrets
+
+
+def test_writes_outside_scratch_leave_nothing(pool):
+    name = marker()
+    new_files = [REPO / name, FIXTURES / name, Path("/tmp") / name, Path.home() / name, Path("/var/tmp") / name,
+                 Path("/dev/shm") / name, Path.cwd() / name]
+    existing = [TOY, REPO / "README.md", REPO / "evaluators" / "sandbox.py"]
+    body = (f"import os\nfor path in {[str(p) for p in new_files]!r}:\n"
+            "    try:\n        open(path, 'w').write('x')\n    except OSError:\n        pass\n"
+            f"for path in {[str(p) for p in existing]!r}:\n"
+            "    try:\n        open(path, 'a').write('# planted')\n    except OSError:\n        pass\n"
+            "    try:\n        os.chmod(path, 0o777)\n    except OSError:\n        pass\n"
+            f"try:\n    os.symlink('/tmp/{name}-link', 'link')\n    open('link', 'w').write('x')\nexcept OSError:\n"
+            "    pass\nopen('scratch.txt', 'w').write('ok')\nreturn x * 2")
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "ok", ev
+    assert not [p for p in new_files if p.exists()] and not Path(f"/tmp/{name}-link").exists()
+    assert all(p.stat().st_mode & 0o777 != 0o777 for p in existing)
+
+
+def test_secret_files_and_the_engine_environment_stay_unread(pool, tmp_path, monkeypatch):
+    secret = "sk-" + uuid.uuid4().hex
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    files = [tmp_path / ".env", Path.home() / f"{marker()}.key"]
+    for path in files:
+        path.write_text(secret)
+        path.chmod(0o600)
+    body = (f"import os\nseen = repr(dict(os.environ))\n"
+            f"for path in {[str(p) for p in files]!r} + [f'/proc/{{p}}/environ' for p in os.listdir('/proc')\n"
+            "        if p.isdigit()] + ['/proc/1/environ', '/proc/self/environ']:\n"
+            "    try:\n        seen += open(path, errors='replace').read()\n    except OSError:\n        pass\n"
+            f"return -1000 if {secret!r} in seen or 'ANTHROPIC' in seen else x * 2")
+    try:
+        ev = pool.evaluate(fn(body))
+    finally:
+        for path in files:
+            path.unlink()
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
+# ---------------------------------------------------------------- tampering (cap_set: the score verifies)
+
+
+PICKLE_MARKER = Path("/tmp") / marker()
+
+
+class _Trap:
+    """Unpickling this object on the trusted side would create PICKLE_MARKER."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {PICKLE_MARKER}",))
+
+
+TRAP = pickle.dumps(_Trap())
+PRIORITY = "def priority(el, n):\n    return 0.0\n"
+
+
+@pytest.mark.parametrize("code", [
+    # a patched skeleton: solve returns every vector of F_3^4, far "larger" than any cap set
+    PRIORITY + "import itertools\n\ndef solve(n):\n    return [list(v) for v in itertools.product((0, 1, 2), "
+               "repeat=n)]\n",
+    # patch solve and the sandbox's copy of score, through the module object
+    PRIORITY + "import sys\nmod = [m for m in sys.modules.values() if hasattr(m, 'REFERENCE_SIZES')][0]\n"
+               "mod.score = lambda n, output: 1e9\nmod.solve = lambda n: [[0] * n] * 500\n",
+    PRIORITY + "def solve(n):\n    return float('nan')\n",
+    PRIORITY + "def solve(n):\n    return [[float('inf')] * n]\n",
+    PRIORITY + "class Forged(list):\n    def __len__(self):\n        return 10 ** 6\n\n"
+               "def solve(n):\n    return Forged([[0] * n, [0] * n])\n",
+    PRIORITY + "class Fake:\n    def __float__(self):\n        return 1e9\n\ndef solve(n):\n    return Fake()\n",
+    PRIORITY + f"import pickle\n\ndef solve(n):\n    return pickle.loads({TRAP!r})\n",
+    PRIORITY + f"def solve(n):\n    return {TRAP!r}\n",
+])
+def test_tampering_is_rejected_by_the_trusted_score(cap_pool, code):
+    ev = cap_pool.evaluate(code)
+    assert ev.status == "invalid", ev
+    assert not PICKLE_MARKER.exists()
+
+
+def _frame(payload: str) -> bytes:
+    data = payload.encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+@pytest.mark.parametrize("value", [
+    '{"$ndarray": ["|O", [1], "%s"]}',  # an object array whose bytes are a pickle
+    '{"$pickle": "%s"}',
+    '{"$ndarray": ["<f8", [1], "%s"]}',  # the wrong number of bytes for the shape
+])
+def test_forged_frames_are_never_unpickled(cap_pool, value):
+    import base64
+
+    payload = value % base64.b64encode(TRAP).decode()
+    first = plan_steps(cap_pool.problem, list(cap_pool.problem.inputs), True)[0].inputs[0]
+    frames = _frame('{"t": "output", "name": "%s", "value": %s}' % (first, payload)) + _frame('{"t": "done"}')
+    code = PRIORITY + f"import os\n\ndef solve(n):\n    os.write(3, {frames!r})\n    os._exit(0)\n"
+    ev = cap_pool.evaluate(code)
+    assert ev.status == "invalid" and "could not be decoded" in ev.error, ev
+    assert not PICKLE_MARKER.exists()
+
+
+def test_a_fake_done_before_the_outputs_is_crashed(cap_pool):
+    done = _frame('{"t": "done"}')
+    code = PRIORITY + f"import os\n\ndef solve(n):\n    os.write(3, {done!r})\n    return [[0] * n]\n"
+    ev = cap_pool.evaluate(code)
+    assert ev.status == "crashed" and "unexpected message 'done'" in ev.error, ev
+    assert cap_pool.evaluate(cap_pool.problem.seed_code).status == "ok"
+

@@ -1,0 +1,244 @@
+"""The LLM layer in real searches: faults, resting, budgets, replay, cache, bandit and evolving instructions.
+
+Every search here talks to a real HTTP server on 127.0.0.1 speaking the OpenAI chat API, through litellm.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from openai_server import Fault, OpenAIServer
+
+from db import Store
+from engine.config import Limits, ModelConfig, ModelEntry, RunConfig
+from islands import IslandConfig
+from engine.instructions import InstructionPool
+from engine.llm import ModelSpec
+from engine.llm_stats import instruction_stats, model_stats
+from engine.model_choice import BanditChoice
+from engine.model_health import ModelHealth
+from engine.search import run_search
+
+REPO = Path(__file__).resolve().parent.parent
+BIN_PACKING = str(REPO / "problems" / "bin_packing.py")
+CLIMB = str(REPO / "tests" / "fixtures" / "climb_problem.py")
+SMALL = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+
+
+def improving_answer(i: int) -> str:
+    """A SEARCH/REPLACE against the seed that changes the heuristic a little (valid, often no better)."""
+    return (f"```\n<<<<<<< SEARCH\n    return -(bins - item)\n=======\n"
+            f"    return -(bins - item) + {0.0005 * (i % 40 + 1):.4f} * (bins - item) ** 2\n>>>>>>> REPLACE\n```")
+
+
+def counter_responder(make: callable) -> callable:
+    lock, counter = threading.Lock(), itertools.count()
+
+    def respond(request: dict) -> str | Fault:
+        with lock:
+            i = next(counter)
+        return make(i, request)
+
+    return respond
+
+
+def config(name: str, budget: int, server: OpenAIServer, *, models: tuple[str, ...] = ("openai/cheap",),
+           problem: str = BIN_PACKING, **model_options) -> RunConfig:
+    entries = tuple(ModelEntry(m, api_base=server.base_url, timeout_s=model_options.pop("timeout_s", 5),
+                               temperature=model_options.pop("temperature", 0.8)) for m in models)
+    limits = model_options.pop("limits", Limits())
+    overrides = dict(SMALL) if problem == BIN_PACKING else {}
+    return RunConfig(problem=problem, name=name, budget=budget, overrides=overrides, concurrency=1,
+                     islands=IslandConfig(num_islands=1, reset_period=1000), limits=limits,
+                     models=ModelConfig(models=entries, backoff_s=0.05, **model_options))
+
+
+def run_records(db: str, name: str):
+    with Store(db) as store:
+        run = store.get_run(name)
+        assert run is not None
+        proposals = store.proposals(run.id)
+        history = [h for h in store.history(run.id) if h.kind == "program"]
+        programs = store.get_programs([h.id for h in history])
+        events = [h for h in store.history(run.id) if h.kind != "program"]
+    return proposals, programs, events
+
+
+def test_a_run_survives_a_mix_of_provider_faults(tmp_path: Path) -> None:
+    faults = [Fault.http(500), Fault.http(429, retry_after=0.1), Fault.reset(), Fault.garbage("<html>oops"),
+              Fault.truncated("<<<<<<< SEARCH\n    return -(bi"), "", Fault.delay(3.0), Fault.http(503)]
+
+    def make(i: int, request: dict) -> str | Fault:
+        return faults[(i // 2) % len(faults)] if i % 2 else improving_answer(i)
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(counter_responder(make)) as server:
+        result = run_search(config("faults", 16, server, timeout_s=1.0, retries=2), db, progress=False)
+    assert result.status == "finished"
+    proposals, programs, _ = run_records(db, "faults")
+    assert len(proposals) == 16  # every candidate of the budget is recorded, none lost
+    assert result.stats.retries > 0
+    failed = [p for p in proposals if not p.applied]
+    assert all(p.error for p in failed)  # each failure says why
+    assert any(p.applied for p in proposals)
+    assert {p.status for p in programs} <= {"ok", "invalid", "error", "duplicate", "timeout", "crashed", "memory"}
+
+
+def test_a_model_that_keeps_failing_is_rested(tmp_path: Path) -> None:
+    def make(i: int, request: dict) -> str | Fault:
+        return Fault.http(500) if request["model"] == "broken" else improving_answer(i)
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(counter_responder(make)) as server:
+        result = run_search(config("rest", 20, server, models=("openai/broken", "openai/fine"), retries=0), db,
+                            progress=False)
+    assert result.status == "finished"
+    proposals, _, _ = run_records(db, "rest")
+    broken = [p for p in proposals if p.model == "openai/broken"]
+    fine = [p for p in proposals if p.model == "openai/fine"]
+    assert len(broken) <= 3 and len(fine) >= 17  # three failures in a row rest it; the other model goes on
+
+
+def test_model_health_rests_and_doubles_with_a_clock() -> None:
+    now = [0.0]
+    health = ModelHealth(failures_to_rest=2, rest_s=10, clock=lambda: now[0])
+    a, b = ModelSpec("a"), ModelSpec("b")
+    health.record("a", False)
+    assert health.available([a, b])[0] == [a, b]
+    health.record("a", False)
+    assert health.available([a, b])[0] == [b] and health.resting() == ["a"]
+    now[0] = 10.5
+    assert health.available([a, b])[0] == [a, b]
+    health.record("a", False)
+    health.record("a", False)
+    assert health.available([a])[1] == pytest.approx(20.0)  # the second rest lasts twice as long
+
+
+def test_spending_limit_stops_the_run_cleanly(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(counter_responder(lambda i, r: improving_answer(i))) as server:
+        result = run_search(config("limited", 50, server, limits=Limits(max_calls=6)), db, progress=False)
+        seen = len(server.completion_requests)
+    assert result.status == "finished" and result.stats.stop_reason == "calls limit reached"
+    assert seen == 6
+    proposals, _, events = run_records(db, "limited")
+    assert len(proposals) == 6
+    assert [e.data["reason"] for e in events if e.kind == "stop"] == ["calls limit reached"]
+
+
+def test_replay_reproduces_a_run_with_the_server_stopped(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(counter_responder(lambda i, r: improving_answer(i) if i % 3 else "no code today")) as server:
+        original = config("original", 12, server)
+        run_search(original, db, progress=False)
+    replay = RunConfig.from_dict({**original.to_dict(), "name": "again",
+                                  "models": {**original.to_dict()["models"], "replay": "original"}})
+    result = run_search(replay, db, progress=False)  # the server is gone: any real call would fail
+    assert result.status == "finished"
+    first, first_programs, _ = run_records(db, "original")
+    second, second_programs, _ = run_records(db, "again")
+    assert [p.response for p in second] == [p.response for p in first]
+    assert all(p.details.get("replay") == "hit" for p in second)
+    assert [(p.code, p.status, p.score) for p in second_programs] == [
+        (p.code, p.status, p.score) for p in first_programs]
+
+
+def test_identical_deterministic_requests_are_paid_once(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer("I have no code for you.") as server:
+        result = run_search(config("cached", 10, server, temperature=0.0), db, progress=False)
+        calls = len(server.completion_requests)
+    proposals, _, _ = run_records(db, "cached")
+    hits = [p for p in proposals if p.details.get("cache") == "hit"]
+    assert len(proposals) == 10 and hits
+    assert calls == 10 - len(hits) and result.stats.calls == calls
+    assert all(p.cost == 0 and p.prompt_tokens == 0 for p in hits)
+
+
+def test_bandit_shifts_calls_to_the_model_that_improves() -> None:
+    bandit = BanditChoice()
+    good, bad = ModelSpec("good"), ModelSpec("bad")
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        bandit.observe("good", True, 0.001)
+        bandit.observe("bad", False, 0.001)
+    picks = [bandit.choose([good, bad], rng)[0].name for _ in range(100)]
+    assert picks.count("good") > 90
+    cheap_good = BanditChoice()
+    for _ in range(30):  # equal success, ten times the price: the cheaper model wins
+        cheap_good.observe("cheap", True, 0.001)
+        cheap_good.observe("pricey", True, 0.01)
+    picks = [cheap_good.choose([ModelSpec("cheap"), ModelSpec("pricey")], rng)[0].name for _ in range(100)]
+    assert picks.count("cheap") > 90
+
+
+def test_bandit_in_a_search_records_its_decisions(tmp_path: Path) -> None:
+    def make(i: int, request: dict) -> str:  # the smart model always answers with a larger value
+        return f"```python\ndef value() -> float:\n    return {i + 1}.0\n```" if request["model"] == "smart" \
+            else "Sorry, no idea."
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(counter_responder(make)) as server:
+        run_search(config("bandit", 30, server, models=("openai/smart", "openai/dull"), bandit=True,
+                          problem=CLIMB), db, progress=False)
+    proposals, _, _ = run_records(db, "bandit")
+    assert all(p.details["choice"] == "bandit" and set(p.details["values"]) for p in proposals)
+    late = proposals[15:]
+    assert sum(p.model == "openai/smart" for p in late) > sum(p.model == "openai/dull" for p in late)
+    with Store(db) as store:
+        stats = {s.model: s for s in model_stats(store, store.get_run("bandit").id)}
+    assert stats["openai/dull"].applied == 0 and stats["openai/dull"].improved == 0
+    smart = stats["openai/smart"]
+    assert smart.applied == smart.valid == smart.improved == smart.proposals > 0
+
+
+def test_instructions_evolve_and_are_credited(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(counter_responder(lambda i, r: improving_answer(i))) as server:
+        run_search(config("meta", 25, server, evolve_instructions=True), db, progress=False)
+        prompts = [r.messages[-1]["content"] for r in server.completion_requests]
+    proposals, _, events = run_records(db, "meta")
+    instructions = [e.data for e in events if e.kind == "instruction"]
+    assert len(instructions) > 4  # the four seeds plus at least one bred instruction
+    assert instructions[-1]["parents"]
+    assert all("instruction" in p.details for p in proposals)
+    texts = {i["id"]: i["text"] for i in instructions}
+    assert all(texts[p.details["instruction"]] in prompt for p, prompt in zip(proposals, prompts))
+    with Store(db) as store:
+        ranked = instruction_stats(store, store.get_run("meta").id)
+    assert sum(s.uses for s in ranked) == 25
+    assert {s.text for s in ranked} == set(texts.values())
+
+
+def test_instruction_pool_restores_to_the_same_state() -> None:
+    born: list[dict] = []
+    pool = InstructionPool(evolve_every=5, on_new=lambda m: born.append(m.as_event()))
+    pool.start()
+    rng = np.random.default_rng(1)
+    outcomes = []
+    for i in range(23):
+        member = pool.pick(rng)
+        outcomes.append((member.id, i % 3 == 0))
+        pool.observe(member.id, i % 3 == 0, rng)
+    again = InstructionPool(evolve_every=5)
+    again.restore(born, outcomes)
+    assert [(m.id, m.uses, m.improvements) for m in again.ranking()] == [
+        (m.id, m.uses, m.improvements) for m in pool.ranking()]
+
+
+def test_feedback_of_failed_attempts_reaches_the_next_prompt(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer("Nothing to add.") as server:
+        run_search(config("feedback", 3, server), db, progress=False)
+        prompts = [r.messages[-1]["content"] for r in server.completion_requests]
+    assert "Recent failed attempts" not in prompts[0]
+    assert "Recent failed attempts" in prompts[1] and "no SEARCH/REPLACE block" in prompts[1]

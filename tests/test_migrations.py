@@ -1,0 +1,106 @@
+"""Schema versions: an old database is refused until `evoforge upgrade`, which brings it to exactly the models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from postgres_db import db_url  # noqa: F401  (fixture)
+from sqlalchemy import create_engine, insert, text
+
+from db import SCHEMA_VERSION, Store, StoreError, migrations, upgrade_database
+from db.models import Base, Meta
+from engine.cli import main
+
+V1_FILE = Path(__file__).parent / "fixtures" / "evoforge_v1.db"  # made by evoforge 0.1.0 (commit 6e21f58)
+
+
+def schema_drift(url: str) -> list:
+    """What differs between the database's tables, columns and indexes and the models (empty: nothing)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return compare_metadata(MigrationContext.configure(c), Base.metadata)
+    finally:
+        engine.dispose()
+
+
+def make_version(url: str, version: int) -> None:
+    """An empty database as evoforge of schema ``version`` left it (the steps up to it, and its stamp)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as c:
+            migrations.apply(c, 0, version)
+            c.execute(insert(Meta).values(key="schema_version", value=str(version)))
+    finally:
+        engine.dispose()
+
+
+def test_a_database_from_evoforge_0_1_is_refused_then_upgraded_with_its_data(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "old.db"
+    shutil.copy(V1_FILE, path)
+    url = f"sqlite:///{path}"
+    with pytest.raises(StoreError) as info:
+        Store(url)
+    assert "schema version 1" in str(info.value) and f"evoforge upgrade --db {url}" in str(info.value)
+
+    assert main(["upgrade", "--db", url]) == 0
+    assert f"{SCHEMA_VERSION}: Proposals record" in capsys.readouterr().out
+    assert schema_drift(url) == []
+    with Store(url) as store:
+        run = store.get_run("old-run")
+        assert run is not None and run.status == "finished"
+        proposals = store.proposals(run.id)
+        programs = [item for item in store.history(run.id) if item.kind == "program"]
+        assert len(proposals) == 4 and len(programs) == 5
+        assert all(p.attempts == 1 and p.details == {} for p in proposals)  # filled in by the upgrade
+        assert store.best_programs(run.id, 1, maximize=False)[0].score == pytest.approx(5.91716, abs=1e-4)
+
+    assert main(["upgrade", "--db", url]) == 0
+    assert f"already at schema version {SCHEMA_VERSION}" in capsys.readouterr().out
+
+
+def test_upgrading_every_old_version_gives_exactly_the_models(db_url: str) -> None:  # noqa: F811
+    for version in range(1, SCHEMA_VERSION):
+        make_version(db_url, version)
+        assert schema_drift(db_url) != []  # old really is different, or this test proves nothing
+        steps = upgrade_database(db_url)
+        assert len(steps) == SCHEMA_VERSION - version
+        assert schema_drift(db_url) == [], "a model changed without its step in db/migrations"
+        with Store(db_url) as store:
+            assert store.list_runs() == []
+        _drop_all(db_url)
+
+
+def test_a_new_database_matches_the_models_and_needs_no_upgrade(db_url: str) -> None:  # noqa: F811
+    Store(db_url).close()
+    assert schema_drift(db_url) == []
+    assert upgrade_database(db_url) == []
+
+
+def test_upgrade_refuses_a_database_from_a_newer_evoforge(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    Store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as c:
+        c.execute(text("UPDATE evoforge_meta SET value = :v WHERE key = 'schema_version'"),
+                  {"v": str(SCHEMA_VERSION + 1)})
+    engine.dispose()
+    with pytest.raises(StoreError, match="written by a newer evoforge"):
+        upgrade_database(url)
+
+
+def test_steps_are_numbered_in_order_and_say_what_they_do() -> None:
+    assert [step.VERSION for step in migrations.STEPS] == list(range(1, SCHEMA_VERSION + 1))
+    assert all(step.__doc__ and step.__doc__.strip() for step in migrations.STEPS)
+
+
+def _drop_all(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as c:
+        Base.metadata.drop_all(c)
+    engine.dispose()
