@@ -1,18 +1,21 @@
 """Candidates per second of the same search with the local executor and with Ray actors, and Ray's cost per candidate.
 
-    .venv/bin/python benchmarks/ray_overhead.py [--budget 150] [--workers 2] [--problem problems/bin_packing.py]
-                                                [--set key=value ...] [--ray-address HOST:PORT]
+    .venv/bin/python benchmarks/ray_overhead.py [--budget 150] [--workers 2] [--repeats 1]
+                                                [--problem problems/bin_packing.py] [--set key=value ...]
+                                                [--ray-address HOST:PORT]
 
 Both runs use the offline proposer, the same seed and the same number of sandbox workers (Ray: one actor per
 worker, on a local Ray instance with this machine's CPUs unless --ray-address names a cluster). Throughput is the
 steady state: candidates recorded between the first and the last proposal's commit, so starting Ray or the
 sandboxes is not counted (the start-up time is printed apart). Overhead per candidate is
-1/ray_rate - 1/local_rate; the target is Ray within 15% of local throughput at equal workers.
+1/ray_rate - 1/local_rate; the target is Ray within 15% of local throughput at equal workers. With --repeats R the
+two alternate R times and each row is the median, which damps other load on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,20 +48,26 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--problem", default=str(REPO / "problems" / "bin_packing.py"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the two this many times")
     parser.add_argument("--ray-address", help="a running Ray cluster (default: start a local Ray instance)")
     args = parser.parse_args()
     executors = {
         "local": ExecutorSettings(),
         "ray": ExecutorSettings(ray=True, ray_address=args.ray_address),
     }
-    rows = {}
+    samples: dict[str, list[dict[str, float]]] = {label: [] for label in executors}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, executor in executors.items():
-            config = RunConfig(problem=args.problem, name=f"overhead-{label}", budget=args.budget, seed=1,
-                               workers=args.workers, overrides=parse_overrides(args.overrides), executor=executor)
-            rows[label] = measure(config, f"sqlite:///{Path(tmp) / (label + '.db')}")
+        for repeat in range(args.repeats):
+            for label, executor in executors.items():
+                config = RunConfig(problem=args.problem, name=f"overhead-{label}-{repeat}", budget=args.budget,
+                                   seed=1, workers=args.workers, overrides=parse_overrides(args.overrides),
+                                   executor=executor)
+                samples[label].append(measure(config, f"sqlite:///{Path(tmp) / (label + '.db')}"))
+    rows = {label: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+            for label, runs in samples.items()}
     local, ray = rows["local"], rows["ray"]
-    print(f"{Path(args.problem).name}, offline proposer, budget {args.budget}, workers {args.workers}")
+    print(f"{Path(args.problem).name}, offline proposer, budget {args.budget}, workers {args.workers}, "
+          f"median of {args.repeats}")
     print("executor | cand/s (steady) | start-up s | wall s | valid")
     print("--- | --- | --- | --- | ---")
     for label, row in rows.items():

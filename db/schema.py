@@ -59,7 +59,7 @@ def upgrade_schema(connection: Connection, where: str) -> list[str]:
     if found is None:
         create_schema(connection, where)
         return [f"created version {SCHEMA_VERSION}"]
-    if found > SCHEMA_VERSION:
+    if not 1 <= found <= SCHEMA_VERSION:
         raise StoreError(_version_message(where, found))
     done = migrations.apply(connection, found)
     connection.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))

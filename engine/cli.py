@@ -52,6 +52,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     add_db_option(resume)
     resume.add_argument("--budget", type=int, help="new total budget (default: the run's own)")
     resume.add_argument("--quiet", action="store_true")
+    where = resume.add_mutually_exclusive_group()
+    where.add_argument("--ray-address", metavar="HOST:PORT",
+                       help="evaluate on this Ray cluster instead of the one stored with the run")
+    where.add_argument("--local", action="store_true", help="evaluate with local sandbox workers, not Ray")
     _add_patience_option(resume)
 
     upgrade = sub.add_parser("upgrade", help="upgrade a database written by an older evoforge (back it up first)")
@@ -99,8 +103,10 @@ def _replayed_models(args: argparse.Namespace) -> ModelConfig | None:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from engine.search import resume_search
 
+    executor = (ExecutorSettings(ray=True, ray_address=args.ray_address) if args.ray_address
+                else ExecutorSettings() if args.local else None)
     result = resume_search(args.name, args.db, budget=args.budget, progress=not args.quiet,
-                           db_patience_s=args.db_patience)
+                           db_patience_s=args.db_patience, executor=executor)
     _print_result(result, args.db)
     return 0 if result.status == "finished" else 130
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from db import DEFAULT_PATIENCE_S, RunInfo, Store
-from engine.config import RunConfig
+from engine.config import ExecutorSettings, RunConfig
 from engine.controller import Controller, RunRef
 from engine.executor import make_executor
 from engine.progress import ProgressDisplay
@@ -68,8 +68,11 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
 
 
 def resume_search(name: str, db_url: str, *, budget: int | None = None, progress: bool = True,
-                  db_patience_s: float = DEFAULT_PATIENCE_S) -> SearchResult:
-    """Continue a stopped or killed run from what its database holds; `budget` raises its total budget."""
+                  db_patience_s: float = DEFAULT_PATIENCE_S, executor: ExecutorSettings | None = None) -> SearchResult:
+    """Continue a stopped or killed run from what its database holds; `budget` raises its total budget.
+
+    `executor` replaces the run's stored evaluation settings for this invocation (a Ray cluster that moved).
+    """
     store = Store(db_url, patience_s=db_patience_s)
     try:
         run = store.get_run(name)
@@ -79,6 +82,8 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
         config = RunConfig.from_dict(run.config["run"])
         if budget is not None:
             config = RunConfig.from_dict({**config.to_dict(), "budget": budget})
+        if executor is not None:
+            config = dataclasses.replace(config, executor=executor)
         problem = load_problem(config.problem, config.overrides)
         if problem.source_hash != run.problem_hash:
             raise ProblemError(f"{problem.path} changed since run '{name}' started, so resuming would mix two "

@@ -4,9 +4,10 @@
 unit square [0, 1] x [0, 1] (x - r >= 0, x + r <= 1, and the same for y) and no two circles may overlap
 (the distance between two centres must be at least the sum of their radii; touching is allowed). These conditions
 are checked exactly, on the exact values of the floats returned, with no tolerance: a packing that overlaps by
-1e-17 is rejected. Leave a tiny margin (say 1e-12) rather than rely on rounding. The score is the sum of the
-radii; higher is better. The best known sum for n=26 is 2.6358628 (AlphaEvolve, 2025; 2.634 before it).
-numpy is available as `np`.
+1e-17 is rejected. Leave a tiny margin (say 1e-12) rather than rely on rounding. `safe_radii(centres)` is
+available: for an (n, 2) array of centres it returns radii that always pass (each circle as large as the walls and
+half the distance to its nearest neighbour allow, less 1e-12). The score is the sum of the radii; higher is
+better. The best known sum for n=26 is 2.6358628 (AlphaEvolve, 2025; 2.634 before it). numpy is available as `np`.
 """
 
 from __future__ import annotations
@@ -28,13 +29,26 @@ REFERENCES = {
 }
 
 
+MARGIN = 1e-12  # what safe_radii leaves between circles, far above float rounding (about 1e-16 here)
+
+
+def safe_radii(centres: np.ndarray) -> np.ndarray:
+    """Radii that make a valid packing around these centres: each the smallest of the distances to the four walls
+    and half the distance to the nearest other centre, less MARGIN (so r_i + r_j <= d_ij - 2 MARGIN)."""
+    centres = np.asarray(centres, dtype=np.float64)
+    x, y = centres[:, 0], centres[:, 1]
+    walls = np.minimum.reduce([x, y, 1 - x, 1 - y])
+    gaps = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+    np.fill_diagonal(gaps, np.inf)
+    return np.minimum(walls, gaps.min(axis=1) / 2) - MARGIN
+
+
 @evolve
 def pack(n: int) -> np.ndarray:
     """Returns n circles [x, y, r] inside the unit square that do not overlap."""
     k = math.ceil(math.sqrt(n))
-    r = 0.5 / k * (1 - 1e-9)  # a hair smaller than half the grid spacing, so neighbours do not touch
-    cells = [((i + 0.5) / k, (j + 0.5) / k) for j in range(k) for i in range(k)]
-    return np.array([[x, y, r] for x, y in cells[:n]])
+    centres = np.array([((i + 0.5) / k, (j + 0.5) / k) for j in range(k) for i in range(k)][:n])
+    return np.column_stack([centres, safe_radii(centres)])
 
 
 def solve(n: int) -> np.ndarray:

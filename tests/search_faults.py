@@ -44,7 +44,8 @@ def assert_each_candidate_once(db_url: str, name: str, budget: int) -> None:
     assert sorted(set(seqs) | events) == list(range(len(seqs) + len(events)))
 
 
-def kill_controller_then_resume(db_url: str, name: str, *extra: str, env: dict[str, str] | None = None) -> None:
+def kill_controller_then_resume(db_url: str, name: str, *extra: str, env: dict[str, str] | None = None,
+                                resume_extra: tuple[str, ...] = ()) -> None:
     """Start `evoforge run`, SIGKILL it once 15 programs are committed, resume it, and check nothing was lost."""
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", BIN_PACKING, "--name", name, "--db", db_url,
@@ -65,8 +66,8 @@ def kill_controller_then_resume(db_url: str, name: str, *extra: str, env: dict[s
         proc.wait()
     before = programs_of(db_url, name)
     resumed = subprocess.run([sys.executable, "-m", "engine.cli", "resume", name, "--db", db_url,
-                              "--budget", str(len(before) + 8), "--quiet"], cwd=REPO, capture_output=True,
-                             text=True, timeout=300, env=env)
+                              "--budget", str(len(before) + 8), "--quiet", *resume_extra], cwd=REPO,
+                             capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr
     after = programs_of(db_url, name)
     assert after[: len(before)] == before, "a committed program changed or vanished"

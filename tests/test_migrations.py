@@ -82,16 +82,18 @@ def test_a_new_database_matches_the_models_and_needs_no_upgrade(db_url: str) -> 
     assert upgrade_database(db_url) == []
 
 
-def test_upgrade_refuses_a_database_from_a_newer_evoforge(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'new.db'}"
+@pytest.mark.parametrize(("version", "refusal"), [(SCHEMA_VERSION + 1, "written by a newer evoforge"),
+                                                  (0, "no migration from version 0")])
+def test_upgrade_refuses_a_version_it_has_no_steps_for(tmp_path: Path, version: int, refusal: str) -> None:
+    url = f"sqlite:///{tmp_path / 'other.db'}"
     Store(url).close()
     engine = create_engine(url)
     with engine.begin() as c:
-        c.execute(text("UPDATE evoforge_meta SET value = :v WHERE key = 'schema_version'"),
-                  {"v": str(SCHEMA_VERSION + 1)})
+        c.execute(text("UPDATE evoforge_meta SET value = :v WHERE key = 'schema_version'"), {"v": str(version)})
     engine.dispose()
-    with pytest.raises(StoreError, match="written by a newer evoforge"):
+    with pytest.raises(StoreError, match=refusal):
         upgrade_database(url)
+    assert main(["upgrade", "--db", url]) == 2  # one clear message, no traceback
 
 
 def test_steps_are_numbered_in_order_and_say_what_they_do() -> None:

@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from db import Store, StoreError
 from engine.config import RunConfig
-from islands import IslandConfig
 from engine.search import resume_search, run_search
+from islands import IslandConfig
 
 
 def small_config(name: str, budget: int, **kwargs) -> RunConfig:

@@ -67,8 +67,17 @@ def test_cap_set_best_known_caps_in_dimensions_3_and_4_score_9_and_20() -> None:
 # --- circle packing ----------------------------------------------------------------------------------------------
 
 def test_circle_packing_seed_is_a_grid_just_short_of_touching() -> None:
-    assert round(evaluate("circle_packing")["score"], 9) == round(26 / 12 * (1 - 1e-9), 9)
-    assert round(evaluate("circle_packing", n="32")["score"], 9) == round(32 / 12 * (1 - 1e-9), 9)
+    assert evaluate("circle_packing")["score"] == pytest.approx(26 / 12 - 26e-12, abs=1e-14)
+    assert evaluate("circle_packing", n="32")["score"] == pytest.approx(32 / 12 - 32e-12, abs=1e-14)
+
+
+def test_circle_packing_safe_radii_always_pass_the_exact_check() -> None:
+    problem = load_problem(PROBLEMS / "circle_packing.py", {"n": "40"})
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        centres = rng.uniform(0.05, 0.95, (40, 2))
+        circles = np.column_stack([centres, problem.module.safe_radii(centres)])
+        assert problem.score_output(40, circles) == pytest.approx(circles[:, 2].sum())
 
 
 @pytest.mark.skipif(not CIRCLE_DATA.is_file(), reason=f"AlphaEvolve constructions not found at {CIRCLE_DATA}")

@@ -72,16 +72,15 @@ def test_evoforge_run_with_ray_starts_a_local_instance_and_searches(tmp_path: Pa
 @dataclass(frozen=True)
 class Cluster:
     address: str
-    process_groups: tuple[int, ...]  # every process of its nodes, actors included, is in one of these
+    sessions: tuple[int, ...]  # every process of its nodes, actors included, is in one of these sessions
 
     def actor_pids(self) -> list[int]:
         """This cluster's evaluation actors (Ray titles their processes ``ray::EvaluationActor...``)."""
         found = []
-        for entry in Path("/proc").iterdir():
+        for pid in (pid for session in self.sessions for pid in _session_members(session)):
             try:
-                if (entry.name.isdigit() and os.getpgid(int(entry.name)) in self.process_groups
-                        and (entry / "cmdline").read_bytes().startswith(f"ray::{ACTOR_CLASS}".encode())):
-                    found.append(int(entry.name))
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(f"ray::{ACTOR_CLASS}".encode()):
+                    found.append(pid)
             except OSError:
                 continue
         return found
@@ -112,11 +111,24 @@ def _stop_node(proc: subprocess.Popen) -> None:
         proc.wait(timeout=3)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    # Actors (and their sandboxes) make process groups of their own, but stay in the node's session.
+    for pid in [proc.pid, *_session_members(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.getsid(int(entry.name)) == session:
+                members.append(int(entry.name))
+        except OSError:
+            continue
+    return members
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +167,8 @@ def test_evaluations_are_spread_over_both_nodes(cluster: Cluster, db_url: str) -
     assert min(nodes.values()) >= 5, nodes
 
 
-def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(  # noqa: F811
-        cluster: Cluster, db_url: str, capfd: pytest.CaptureFixture) -> None:
+def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(
+        cluster: Cluster, db_url: str, capfd: pytest.CaptureFixture) -> None:  # noqa: F811
     killed: list[int] = []
 
     def kill_one_actor() -> None:
@@ -189,3 +201,15 @@ def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(  # no
 def test_controller_killed_with_sigkill_resumes_on_the_cluster(cluster: Cluster, db_url: str) -> None:  # noqa: F811
     kill_controller_then_resume(db_url, "ray-killed", "--ray-address", cluster.address, "--workers", "2",
                                 env={**os.environ, **NO_TOKEN})
+    # The resume replayed the stored cluster address; naming it again (a cluster that moved) works the same way.
+    with Store(db_url) as store:
+        run = store.get_run("ray-killed")
+        assert run is not None and run.config["run"]["executor"] == {"ray": True, "ray_address": cluster.address}
+        budget = store.attempts(run.id) + 3
+    again = subprocess.run([sys.executable, "-m", "engine.cli", "resume", "ray-killed", "--db", db_url, "--quiet",
+                            "--budget", str(budget), "--ray-address", cluster.address], cwd=REPO,
+                           env={**os.environ, **NO_TOKEN}, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    with Store(db_url) as store:
+        run = store.get_run("ray-killed")
+        assert run is not None and store.attempts(run.id) == budget + 1  # the budget's proposals plus the seed
