@@ -123,6 +123,15 @@ def _mask_plan(problem_path: Path) -> list[tuple[Path, list[Path]]]:
     return [(m, binds) for m, binds in sorted(masks.items()) if not any(o in m.parents for o in masks)]
 
 
+PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp")  # each sandbox gets its own empty tmpfs here
+
+
+def _under_private_tmp(problem_path: Path) -> list[Path]:
+    """Needed paths (a problem in /tmp/x, say) that the sandbox's private /tmp would hide: bound back read-only."""
+    roots = [Path(d) for d in PRIVATE_TMP_DIRS if os.path.isdir(d)]
+    return [p for p in needed_paths(problem_path) if any(r in p.parents for r in roots)]
+
+
 def bwrap_argv(problem_path: Path, server_argv: list[str]) -> list[str]:
     """The bubblewrap command line around the server."""
     argv = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -137,6 +146,11 @@ def bwrap_argv(problem_path: Path, server_argv: list[str]) -> list[str]:
              "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
     if os.path.isdir("/var/tmp"):
         argv += ["--perms", "1777", "--size", str(16 * 1024 * 1024), "--tmpfs", "/var/tmp"]
+    for path in _under_private_tmp(problem_path):
+        for parent in reversed(path.parents):
+            if any(Path(d) in parent.parents for d in PRIVATE_TMP_DIRS):
+                argv += ["--perms", "0755", "--dir", str(parent)]
+        argv += ["--ro-bind", str(path), str(path)]
     for mask, binds in _mask_plan(problem_path):
         argv += ["--perms", "0755", "--tmpfs", str(mask)]
         for path in binds:
@@ -150,11 +164,21 @@ def bwrap_argv(problem_path: Path, server_argv: list[str]) -> list[str]:
 
 def unshare_argv(problem_path: Path, server_argv: list[str]) -> list[str]:
     """The util-linux unshare command line, with a shell prelude that builds the same filesystem view as bwrap."""
-    lines = ["set -e", "umask 022",
-             f"mount -t tmpfs -o mode=1777,size={TMPFS_BYTES},nosuid,nodev evoforge-tmp /tmp"]
+    lines = ["set -e", "umask 022"]
+    kept = _under_private_tmp(problem_path)
+    if kept:  # stage them on a tmpfs over /mnt (this namespace only) before the private /tmp hides them
+        lines.append("mount -t tmpfs -o mode=0755,size=1m evoforge-keep /mnt")
+        for i, path in enumerate(kept):
+            lines += [f"mkdir -p /mnt/{i}", f"mount --rbind {shlex.quote(str(path))} /mnt/{i}"]
+    lines.append(f"mount -t tmpfs -o mode=1777,size={TMPFS_BYTES},nosuid,nodev evoforge-tmp /tmp")
     for extra in ("/var/tmp", "/dev/shm"):
         if os.path.isdir(extra):
             lines.append(f"mount -t tmpfs -o mode=1777,size=16m,nosuid,nodev evoforge-tmp {extra}")
+    for i, path in enumerate(kept):
+        q = shlex.quote(str(path))
+        lines += [f"mkdir -p {q}", f"mount --move /mnt/{i} {q}", f"mount -o remount,bind,ro {q}"]
+    if kept:
+        lines.append("umount /mnt")
     stage = 0
     for mask, binds in _mask_plan(problem_path):
         staged = []

@@ -209,3 +209,16 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
     resumed = _cli("resume", "interrupted", "--db", db, "--budget", str(len(before) + 5), "--quiet", cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr
     assert programs_of(db, "interrupted")[: len(before)] == before
+
+
+@pytest.mark.parametrize("level", ["bwrap", "unshare", "rlimits-only"])
+def test_a_problem_file_under_tmp_is_visible_in_the_sandbox(tmp_path: Path, level: str) -> None:
+    from evaluators import SandboxPool, load_problem
+    from evaluators.isolation import available_levels
+
+    if level not in available_levels(tmp_path / "mine.py"):
+        pytest.skip(f"sandbox level {level} is not available on this machine")
+    problem_file = tmp_path / "mine.py"  # pytest's tmp_path lies under /tmp, which each sandbox replaces
+    problem_file.write_text((REPO / "tests" / "fixtures" / "climb_problem.py").read_text())
+    with SandboxPool(load_problem(problem_file), workers=1, level=level) as pool:
+        assert pool.evaluate("def value() -> float:\n    return 3.0\n").score == 3.0
