@@ -11,7 +11,7 @@ from typing import Any
 from db import ProgramBrief, ProgramInfo, Store
 from engine import analysis
 from engine import textfmt as fmt
-from engine.llm_stats import ModelStats
+from engine.llm_stats import ModelStats, instruction_stats
 from engine.overfit import WIDENING_LIMIT, Gap
 
 
@@ -91,6 +91,11 @@ def model_cells(m: ModelStats) -> list[str]:
             fmt.cost(m.cost)]
 
 
+def summary_calls(models: list[ModelStats]) -> str:
+    """LLM calls and tokens spent so far, over every model."""
+    return f"{sum(m.calls for m in models)} LLM calls, {sum(m.tokens for m in models)} tokens"
+
+
 def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     """A run's summary: settings, statuses, models, islands, best programs with their held-out gap, rejections."""
     run = analysis.open_run(store, name)
@@ -102,13 +107,15 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     models = analysis.models(store, run)
     islands = analysis.islands(run, briefs)
     rejected = analysis.rejected(briefs)
+    instructions = instruction_stats(store, run.id)
     if as_json:
         return _dumps({**summary.to_dict(), "problem_path": run.problem_path, "config": run.config,
                        "statuses": counts, "models": [vars(m) for m in models],
                        "islands": [vars(i) for i in islands], "seed_gap": baseline,
                        "best": [{"rank": r.rank, "id": r.program.id, "score": r.program.score,
                                  "held_out_score": r.program.held_out_score, "gap": r.gap.to_dict()} for r in ranked],
-                       "rejected": [{"id": p.id, "score": p.score} for p in rejected]})
+                       "rejected": [{"id": p.id, "score": p.score} for p in rejected],
+                       "instructions": [vars(i) for i in instructions]})
     direction = "maximise" if analysis.maximize(run) else "minimise"
     params = {**run.config["params"]}
     run_config = without(run.config["run"], "name", "problem", "overrides")
@@ -120,10 +127,14 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
              *fmt.field("candidates", f"{summary.candidates} recorded; "
                         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))),
              f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",
-             f"cost       {fmt.cost(summary.cost)}", ""]
+             f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}", ""]
     lines += fmt.table(MODEL_HEADER, [[fmt.fit(m.model, 24), *model_cells(m)] for m in models])
     if not models:
         lines.append("(no proposals yet)")
+    if instructions:
+        lines += ["", "evolved instructions, most successful first (uses, improvements):"]
+        for i in instructions[:5]:
+            lines += fmt.field(f"{i.uses}/{i.improved}", i.text)
     lines += ["", *fmt.table(["island", "programs", "best", "program"],
                              [[str(i.island), str(i.programs), fmt.score(i.best_score),
                                "-" if i.best_program_id is None else str(i.best_program_id)] for i in islands], left=0)]

@@ -217,6 +217,12 @@ def test_instructions_evolve_and_are_credited(tmp_path: Path) -> None:
         ranked = instruction_stats(store, store.get_run("meta").id)
     assert sum(s.uses for s in ranked) == 25
     assert {s.text for s in ranked} == set(texts.values())
+    from engine.inspect import show
+
+    with Store(db) as store:
+        shown = show(store, "meta", as_json=False)
+    assert "evolved instructions" in shown and ranked[0].text.split()[0] in shown
+    assert "25 LLM calls" in shown
 
 
 def test_instruction_pool_restores_to_the_same_state() -> None:
