@@ -141,6 +141,8 @@ class Program(Base):
     rejected_by: Mapped[Optional[str]] = mapped_column(String(200))
     rejected_reason: Mapped[Optional[str]] = mapped_column(Text)
     rejected_at: Mapped[Optional[datetime]]
+    # Digest of its outputs on the first inputs: a later candidate with the same one is a near-duplicate.
+    behaviour: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class Evaluation(Base):

@@ -87,6 +87,7 @@ class NewProgram:
     scores: Mapping[str, float] = field(default_factory=dict)
     error: Optional[str] = None
     duplicate_of: Optional[int] = None
+    behaviour: Optional[str] = None
     code_length: Optional[int] = None
     held_out_score: Optional[float] = None
 
@@ -244,6 +245,7 @@ class ProgramInfo:
     rejected_by: Optional[str]
     rejected_reason: Optional[str]
     rejected_at: Optional[datetime]
+    behaviour: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,7 @@ class ProgramSummary:
     scores: dict[str, float]
     code_length: int
     rejected: bool = False  # a person took it out of selection
+    behaviour: Optional[str] = None  # digest of its outputs on the first inputs
 
 
 @dataclass(frozen=True)

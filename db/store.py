@@ -288,7 +288,7 @@ class Store:
         """The run's programs (without code) and events in seq order, for rebuilding island state on resume."""
         programs = select(
             Program.id, Program.seq, Program.island, Program.origin, Program.status, Program.score, Program.scores,
-            Program.code_length, Program.rejected_at.is_not(None),
+            Program.code_length, Program.rejected_at.is_not(None), Program.behaviour,
         ).where(Program.run_id == run_id).order_by(Program.seq)
         events = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at).where(
             Event.run_id == run_id

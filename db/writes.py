@@ -111,6 +111,7 @@ def _program_row(
         held_out_score=next((e.score for e in cand.evaluations if e.kind == "held_out"), None),
         error=g.error,
         duplicate_of=g.duplicate_of,
+        behaviour=g.behaviour,
         created_at=now,
     )
 

@@ -42,6 +42,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--ray-address", metavar="HOST:PORT",
                      help="evaluate in Ray actors on the cluster at this address (or 'auto'); --workers actors")
     _add_patience_option(run)
+    run.add_argument("--same-behaviour", choices=("reject", "keep"),
+                     help="a candidate whose outputs on the first inputs equal an earlier program's: reject it "
+                     "before its other inputs run (default with an LLM), or keep evaluating it (default offline)")
     add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")
@@ -80,6 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        islands=IslandConfig(num_islands=args.islands, parents_per_prompt=args.parents,
                                               reset_period=args.reset_period),
                        models=models, limits=limits_from_args(args), concurrency=args.concurrency,
+                       same_behaviour=args.same_behaviour,
                        executor=ExecutorSettings(ray=args.ray or args.ray_address is not None,
                                                  ray_address=args.ray_address))
     result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)

@@ -134,6 +134,9 @@ class RunConfig:
     models: ModelConfig = field(default_factory=ModelConfig)
     limits: Limits = field(default_factory=Limits)
     concurrency: int | None = None  # candidates in flight; None: workers (offline) or 2 x workers (LLM)
+    # Reject a candidate whose outputs on the first inputs equal an earlier program's, before its other inputs
+    # run. None: on with an LLM (calls are dear), off offline (free mutations drift neutrally toward better ones).
+    same_behaviour: str | None = None  # "reject" | "keep" | None
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
@@ -143,6 +146,15 @@ class RunConfig:
             raise ConfigError(f"--workers {self.workers}: must be >= 1")
         if self.concurrency is not None and self.concurrency < 1:
             raise ConfigError(f"--concurrency {self.concurrency}: must be >= 1")
+        if self.same_behaviour not in (None, "reject", "keep"):
+            raise ConfigError(f"--same-behaviour {self.same_behaviour}: use reject or keep")
+
+    @property
+    def rejects_same_behaviour(self) -> bool:
+        """Whether near-duplicates by behaviour are rejected (see same_behaviour)."""
+        if self.same_behaviour is None:
+            return not self.models.offline
+        return self.same_behaviour == "reject"
 
     @property
     def in_flight(self) -> int:

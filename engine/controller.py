@@ -71,6 +71,7 @@ class Controller:
 
     def __init__(self, *, problem: Problem, store: Store, run: RunRef, islands: IslandModel, proposer: Proposer,
                  executor: Executor, stats: RunStats, concurrency: int = 1, limits: Limits | None = None,
+                 reject_same_behaviour: bool = False,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -85,6 +86,9 @@ class Controller:
         self._feedback: dict[int, deque[str]] = defaultdict(lambda: deque(maxlen=FEEDBACK_ITEMS))
         self._on_progress = on_progress or (lambda _stats: None)
         self._in_flight_hashes: dict[str, asyncio.Future[int | None]] = {}
+        # Behaviour digest (outputs on the first inputs) -> the first valid program that showed it.
+        self._behaviours: dict[str, int] = {}
+        self.reject_same_behaviour = reject_same_behaviour
 
     # ----------------------------------------------------------------- seed and history
 
@@ -99,14 +103,21 @@ class Controller:
                              "  fix: make the @evolve seed, solve() and score() work together; try "
                              f"`evoforge eval {self.problem.path}` to see the details")
         held = await self._held_out(code)
-        program = NewProgram(island=0, parent_ids=[], origin="seed", code=code, code_hash=code_hash(code), status="ok", score=ev.score, scores=dict(ev.scores), error=None)
+        program = NewProgram(island=0, parent_ids=[], origin="seed", code=code, code_hash=code_hash(code),
+                             status="ok", score=ev.score, scores=dict(ev.scores), error=None,
+                             behaviour=ev.behaviour)
         evaluations = [_evaluation_record(ev, "train")]
         if held is not None:
             evaluations.append(_evaluation_record(held, "held_out"))
         recorded = self.store.record_candidate(self.run.id, proposal=None, program=program, evaluations=evaluations)
         self._register_seed(recorded.program_id, ev.score, ev.scores, len(code))
         self._note_best(recorded.program_id, ev.score)
+        self._remember_behaviour(ev.behaviour, recorded.program_id)
         return recorded.program_id
+
+    def _remember_behaviour(self, behaviour: str | None, program_id: int) -> None:
+        if behaviour is not None:
+            self._behaviours.setdefault(behaviour, program_id)
 
     def _register_seed(self, program_id: int, score: float, scores: dict[str, float], length: int) -> None:
         self.islands.register_everywhere(program_id, self._signature(scores), score, length)
@@ -136,6 +147,7 @@ class Controller:
                     self.islands.register(item.id, item.island, self._signature(item.scores), item.score,
                                           item.code_length)
                 self._note_best(item.id, item.score)
+                self._remember_behaviour(item.behaviour, item.id)
                 found = True
         self.stats.attempts = self.stats.done = self.store.attempts(self.run.id) - unproposed
         spend = self.store.llm_spend(self.run.id)
@@ -250,16 +262,24 @@ class Controller:
         """Evaluate a new program, record it, and return its id and whether it beat its best parent."""
         parent_ids = [p.id for p in parents]
         start = time.perf_counter()
-        ev = await self.executor.evaluate(code)
+        probe = self._behaviours.get if self.reject_same_behaviour else None
+        ev = await self.executor.evaluate(code, probe=probe)
         self.stats.add_time("evaluate", time.perf_counter() - start)
         for part in ("sandbox_start", "compile", "solve", "score"):
             self.stats.add_time(part, ev.timings.get(part, 0.0))
+        original = ev.duplicate_of if ev.status == "duplicate" else None
+        if probe is not None and ev.status == "ok" and ev.behaviour is not None:
+            original = probe(ev.behaviour)  # an executor that could not probe early (Ray): compare afterwards
+        if original is not None:
+            await self._record_duplicate(proposal, island, parent_ids, code, digest, original)
+            self.stats.behaviour_duplicates += 1
+            return original, False
         held = None
         if ev.status == "ok" and ev.score is not None and self.problem.is_better(ev.score, self.stats.best_score):
             held = await self._held_out(code)
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status=ev.status, score=ev.score,
-                             scores=dict(ev.scores), error=ev.error)
+                             scores=dict(ev.scores), error=ev.error, behaviour=ev.behaviour)
         evaluations = [_evaluation_record(ev, "train", {"propose": proposal.latency_s})]
         if held is not None:
             evaluations.append(_evaluation_record(held, "held_out"))
@@ -276,6 +296,7 @@ class Controller:
             self.stats.valid += 1
             self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
             self._note_best(recorded.program_id, ev.score)
+            self._remember_behaviour(ev.behaviour, recorded.program_id)
             self._maybe_reset(recorded.seq)
         else:
             self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from engine.config import ConfigError, RunConfig
 from evaluators import Evaluation, Problem, SandboxPool
+from evaluators.scoring import BehaviourProbe
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,11 @@ class NodeEvaluation(Evaluation):
 class Executor(Protocol):
     """Evaluates a program's code on the training (or held-out) inputs without blocking the loop."""
 
-    async def evaluate(self, code: str, *, held_out: bool = False) -> Evaluation: ...
+    async def evaluate(self, code: str, *, held_out: bool = False, probe: BehaviourProbe | None = None
+                       ) -> Evaluation:
+        """`probe` lets a near-duplicate stop after its first inputs; an executor may ignore it (the controller
+        then compares the evaluation's behaviour digest afterwards)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -39,8 +44,9 @@ class LocalExecutor:
         self.pool = pool
         self.node = socket.gethostname()
 
-    async def evaluate(self, code: str, *, held_out: bool = False) -> NodeEvaluation:
-        evaluation = await asyncio.to_thread(self.pool.evaluate, code, held_out=held_out)
+    async def evaluate(self, code: str, *, held_out: bool = False, probe: BehaviourProbe | None = None
+                       ) -> NodeEvaluation:
+        evaluation = await asyncio.to_thread(self.pool.evaluate, code, held_out=held_out, probe=probe)
         return NodeEvaluation.of(evaluation, self.node)
 
     def close(self) -> None:

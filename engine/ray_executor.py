@@ -24,6 +24,7 @@ from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayT
 from engine.config import ConfigError
 from engine.executor import NodeEvaluation
 from evaluators import Evaluation, Problem, ProblemError, SandboxPool, load_problem
+from evaluators.scoring import BehaviourProbe
 
 ACTOR_CLASS = "EvaluationActor"
 """The actors' class name; Ray titles their processes ``ray::EvaluationActor...``."""
@@ -85,8 +86,13 @@ class RayExecutor:
                 ray.shutdown()
             raise
 
-    async def evaluate(self, code: str, *, held_out: bool = False) -> Evaluation:
-        """Evaluate on the next free actor; on an actor's death, on another (``max_attempts`` in all)."""
+    async def evaluate(self, code: str, *, held_out: bool = False, probe: BehaviourProbe | None = None
+                       ) -> Evaluation:
+        """Evaluate on the next free actor; on an actor's death, on another (``max_attempts`` in all).
+
+        `probe` is not sent to the actors (it reads the controller's memory); the controller compares the
+        behaviour digest of the finished evaluation instead.
+        """
         failures: list[str] = []
         for _ in range(self.max_attempts):
             actor = await self._idle.get()

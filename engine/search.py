@@ -108,6 +108,7 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
             controller = Controller(problem=problem, store=store, run=RunRef(run.id, run.name, config.seed),
                                     islands=islands, proposer=proposer, executor=executor, stats=stats,
                                     concurrency=config.in_flight, limits=config.limits,
+                                    reject_same_behaviour=config.rejects_same_behaviour,
                                     on_progress=display.update)
             asyncio.run(_search(controller, fresh))
         status = "finished"

@@ -17,7 +17,8 @@ class RunStats:
     evaluated: int = 0  # candidates evaluated in a sandbox by this process
     valid: int = 0  # of those, status ok
     failed_proposals: int = 0  # the model failed, or its answer could not be applied
-    duplicates: int = 0
+    duplicates: int = 0  # same normalised code, or (behaviour_duplicates of them) same outputs on the first inputs
+    behaviour_duplicates: int = 0
     best_score: float | None = None
     best_program_id: int | None = None
     cost: float = 0.0  # USD spent on LLM calls (including before a resume)

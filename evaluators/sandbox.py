@@ -26,7 +26,7 @@ from typing import Any
 
 from evaluators import isolation
 from evaluators.problem import Problem
-from evaluators.scoring import StreamScorer, plan_steps
+from evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
 from evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
 from evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
 
@@ -51,6 +51,8 @@ class Evaluation:
     compiled: bool | None  # True numba compiled, False the functions ran as Python, None numba not requested
     stdout: str = field(default="", repr=False)  # the candidate's stdout+stderr, capped at 64 KiB
     stage: int | None = None  # the 1-based cascade stage that culled it (status 'culled'); None otherwise
+    behaviour: str | None = None  # digest of its outputs on the first inputs (see evaluators.scoring)
+    duplicate_of: int | None = None  # status 'duplicate': the program that behaved the same on the first inputs
 
     @property
     def ok(self) -> bool:
@@ -286,11 +288,13 @@ class SandboxPool:
     # -- evaluation
 
     def evaluate(self, code: str, input_names: Sequence[str] | None = None, *, held_out: bool = False,
-                 cascade: bool = True) -> Evaluation:
+                 cascade: bool = True, probe: BehaviourProbe | None = None) -> Evaluation:
         """Run `code` (the evolved function(s)) on the named inputs in a sandbox and score it on the trusted side.
 
         A training evaluation of all inputs follows the problem's cascade (`cascade=False` turns that off): its
         stages run first, and a stage whose score misses its threshold stops the candidate with status 'culled'.
+        `probe`, given the digest of the outputs on the first inputs, names a program that behaved the same; the
+        candidate then stops there with status 'duplicate'.
         """
         if self._closed:
             raise RuntimeError("this SandboxPool is closed")
@@ -302,7 +306,7 @@ class SandboxPool:
             raise ValueError(f"unknown {kind} {unknown} for {self.problem.path}; it has {list(source)}"
                              if unknown else f"no {kind} to evaluate on")
         steps = plan_steps(self.problem, names, cascade and not held_out and input_names is None)
-        scorer = StreamScorer(self.problem, source, steps)
+        scorer = StreamScorer(self.problem, source, steps, probe=None if held_out else probe)
         worker = self._free.get()
         t0 = time.perf_counter()
         try:
@@ -350,7 +354,9 @@ class SandboxPool:
             timings["score"] = scorer.seconds
             timings["total"] = time.perf_counter() - t0
             scores = dict(scorer.scores) if status in ("ok", "culled") else {}
-            return Evaluation(status, score, scores, error, timings, compiled, stdout, stage)
+            duplicate_of = scorer.verdict.duplicate_of if scorer.verdict is not None else None
+            return Evaluation(status, score, scores, error, timings, compiled, stdout, stage, scorer.behaviour,
+                              duplicate_of)
 
         # What the trusted side decided on streamed outputs stands, whatever the candidate did after.
         if scorer.verdict is not None:

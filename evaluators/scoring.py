@@ -8,9 +8,11 @@ candidate while it is still running the expensive inputs. Nothing here trusts th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +32,10 @@ class Step:
 class Verdict:
     """Why scoring stopped before the end: the status, its reason, and the 1-based cascade stage if one culled."""
 
-    status: str  # invalid | culled | crashed
+    status: str  # invalid | culled | crashed | duplicate
     error: str
     stage: int | None = None
+    duplicate_of: int | None = None  # status duplicate: the program with the same behaviour
 
 
 def plan_steps(problem: Problem, names: Sequence[str], cascade: bool) -> list[Step]:
@@ -51,14 +54,35 @@ def plan_steps(problem: Problem, names: Sequence[str], cascade: bool) -> list[St
     return steps
 
 
-class StreamScorer:
-    """Scores outputs in the planned order; `add` returns False as soon as the candidate should be stopped."""
+BehaviourProbe = Callable[[str], "int | None"]
+"""Given a behaviour digest, the id of a program that behaved the same, or None."""
 
-    def __init__(self, problem: Problem, source: Mapping[str, Any], steps: Sequence[Step]):
+
+def behaviour_window(problem: Problem, steps: Sequence[Step]) -> tuple[str, ...]:
+    """The inputs whose outputs fingerprint a candidate: the first cascade stage, else the first input."""
+    if problem.cascade and len(steps) > 1:
+        return steps[0].inputs
+    return steps[0].inputs[:1]
+
+
+class StreamScorer:
+    """Scores outputs in the planned order; `add` returns False as soon as the candidate should be stopped.
+
+    It also fingerprints the candidate's behaviour: a digest of its encoded outputs on the first inputs. Two
+    programs with the same digest answer those inputs identically; with a `probe` the candidate stops there as a
+    near-duplicate of the program the probe names, before the expensive inputs run.
+    """
+
+    def __init__(self, problem: Problem, source: Mapping[str, Any], steps: Sequence[Step], *,
+                 probe: BehaviourProbe | None = None):
         self.problem = problem
         self.source = source
         self.steps = list(steps)
         self.order = [name for step in self.steps for name in step.inputs]
+        self.window = behaviour_window(problem, self.steps)
+        self.behaviour: str | None = None
+        self._probe = probe
+        self._digests: list[str] = []
         self.scores: dict[str, float] = {}
         self.verdict: Verdict | None = None
         self.seconds = 0.0  # time spent in the trusted score/aggregate
@@ -89,6 +113,10 @@ class StreamScorer:
         except InvalidOutput as exc:
             self.verdict = Verdict("invalid", f"input {name!r}: {exc}")
             return
+        if len(self._digests) < len(self.window):
+            self._fingerprint(encoded)
+            if self.verdict is not None:
+                return
         step = self.steps[self._step]
         if not all(n in self.scores for n in step.inputs):
             return
@@ -102,6 +130,16 @@ class StreamScorer:
         self.verdict = Verdict("culled", f"culled at cascade stage {self._step}: its score {score:g} on "
                                          f"{', '.join(step.inputs)} is {relation} the threshold "
                                          f"{step.gate.threshold:g}", self._step)
+
+    def _fingerprint(self, encoded: Any) -> None:
+        self._digests.append(hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest())
+        if len(self._digests) < len(self.window):
+            return
+        self.behaviour = hashlib.sha256("".join(self._digests).encode()).hexdigest()
+        original = self._probe(self.behaviour) if self._probe is not None else None
+        if original is not None:
+            self.verdict = Verdict("duplicate", f"same outputs as program {original} on {', '.join(self.window)}",
+                                   duplicate_of=original)
 
     def _aggregate(self, names: Sequence[str]) -> float | None:
         """The problem's aggregate over names; None (with an 'invalid' verdict) if it refuses or is not finite."""

@@ -248,3 +248,28 @@ def test_feedback_of_failed_attempts_reaches_the_next_prompt(tmp_path: Path) -> 
         prompts = [r.messages[-1]["content"] for r in server.completion_requests]
     assert "Recent failed attempts" not in prompts[0]
     assert "Recent failed attempts" in prompts[1] and "no SEARCH/REPLACE block" in prompts[1]
+
+
+def test_same_behaviour_on_the_first_inputs_is_rejected_before_the_rest(tmp_path: Path) -> None:
+    # Each answer is new code (a new dead variable), but packs exactly as best fit does: a near-duplicate.
+    def make(i: int, request: dict) -> str:
+        return (f"```python\ndef priority(item: float, bins: np.ndarray) -> np.ndarray:\n    unused = {i}\n"
+                f"    return -(bins - item)\n```")
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(counter_responder(make)) as server:
+        result = run_search(config("same", 6, server), db, progress=False)
+    assert result.stats.behaviour_duplicates == 6
+    proposals, programs, _ = run_records(db, "same")
+    seed = programs[0]
+    assert seed.origin == "seed" and seed.behaviour
+    rest = programs[1:]
+    assert len(rest) == 6 and all(p.status == "duplicate" and p.duplicate_of == seed.id for p in rest)
+    with Store(db) as store:
+        assert all(not store.evaluations(p.id) for p in rest)  # stopped after the first input, never recorded
+
+    with OpenAIServer(counter_responder(make)) as server:
+        kept = RunConfig.from_dict({**config("kept", 3, server).to_dict(), "same_behaviour": "keep"})
+        run_search(kept, db, progress=False)
+    _, kept_programs, _ = run_records(db, "kept")
+    assert [p.status for p in kept_programs[1:]] == ["ok", "ok", "ok"]

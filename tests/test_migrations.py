@@ -49,7 +49,8 @@ def test_a_database_from_evoforge_0_1_is_refused_then_upgraded_with_its_data(tmp
     assert "schema version 1" in str(info.value) and f"evoforge upgrade --db {url}" in str(info.value)
 
     assert main(["upgrade", "--db", url]) == 0
-    assert f"{SCHEMA_VERSION}: Proposals record" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2: Proposals record" in out and f"{SCHEMA_VERSION}: Programs record a digest" in out
     assert schema_drift(url) == []
     with Store(url) as store:
         run = store.get_run("old-run")

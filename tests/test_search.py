@@ -91,7 +91,7 @@ def test_llm_search_against_a_real_openai_server(tmp_path: Path, monkeypatch: py
         models = ModelConfig(models=(ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=10),
                                      ModelEntry("openai/strong", tier="strong", api_base=server.base_url,
                                                 timeout_s=10)), strong_prob=0.5)
-        config = small_config("llm", 8, models=models)
+        config = small_config("llm", 8, models=models, same_behaviour="keep")
         result = run_search(config, db, progress=False)
         requests = server.completion_requests
     assert result.status == "finished"
