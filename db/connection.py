@@ -14,6 +14,7 @@ from sqlalchemy.pool import StaticPool
 from db.errors import StoreError
 
 _WRITE = "evoforge_write"
+WAL_SAFETY_NET_PAGES = 10_000
 
 # Messages of driver errors that a bounded retry can fix: locks, timeouts, dropped connections.
 _TRANSIENT_WORDS = ("locked", "busy", "timeout", "timed out", "connection", "server closed", "deadlock", "serialize")
@@ -33,8 +34,9 @@ def open_engine(url: str | URL, *, timeout_s: float) -> tuple[Engine, threading.
     """An engine for the URL, plus a lock that callers hold around each transaction when all share one connection.
 
     SQLite gets WAL (readers never wait for the writer, and a killed writer loses only its open transaction),
-    ``synchronous=NORMAL`` (no fsync per commit; WAL keeps the file consistent), a busy timeout, foreign keys, and
-    explicit BEGIN so writes can take the lock up front with BEGIN IMMEDIATE.
+    ``synchronous=NORMAL`` (no fsync per commit; WAL keeps the file consistent), a busy timeout, foreign keys,
+    explicit BEGIN so writes can take the lock up front with BEGIN IMMEDIATE, and automatic checkpoints only as a
+    safety net (see ``db.checkpoint``; the last connection to close still checkpoints, as SQLite always does).
     """
     try:
         url = make_url(url)
@@ -88,6 +90,9 @@ def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Commits leave copying the log back into the file to a Store's WalCheckpointer (db.checkpoint); only a
+        # log the background thread has let grow past ~40 MiB (10,000 pages) makes a commit checkpoint itself.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_SAFETY_NET_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import json
 import sys
+import threading
 import time
 from importlib import metadata
 from operator import attrgetter
@@ -16,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from sqlalchemy import Connection, Row, exc, func, insert, select, update
 
+from db.checkpoint import WalCheckpointer
 from db.connection import masked, open_engine, transaction
 from db.errors import StoreError
 from db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Run, utcnow
@@ -57,6 +59,8 @@ class Store:
         self._engine, self._lock = open_engine(url, timeout_s=timeout_s)
         self._patience_s = patience_s
         self._notify = notify or _to_stderr
+        self._checkpointer: WalCheckpointer | None = None
+        self._checkpointer_lock = threading.Lock()
         self.url = masked(self._engine.url)
         """The database URL with its password hidden."""
         # Check under a read transaction first, so opening an existing database never waits for the write lock.
@@ -65,6 +69,8 @@ class Store:
 
     def close(self) -> None:
         """Close all pooled connections; the store is unusable afterwards."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -352,7 +358,15 @@ class Store:
     # ------------------------------------------------------------------------------------------- internals
 
     def _write(self, work: Callable[[Connection], T]) -> T:
+        if self._checkpointer is None and self._engine.dialect.name == "sqlite" and self._lock is None:
+            self._start_checkpointer()
         return self._retrying(work, write=True)
+
+    def _start_checkpointer(self) -> None:
+        # Started by the first write, so a store that only reads (evoforge show, a notebook) runs no thread.
+        with self._checkpointer_lock:
+            if self._checkpointer is None:
+                self._checkpointer = WalCheckpointer(self._engine)
 
     def _read(self, work: Callable[[Connection], T]) -> T:
         return self._retrying(work, write=False)

@@ -14,6 +14,21 @@ def _as_dict(ev: Evaluation) -> dict[str, Any]:
             "timings": dict(ev.timings), "compiled": ev.compiled}
 
 
+def _numba_note(ev: Evaluation, numba: bool | str) -> str | None:
+    """Why the evolved functions ran as they did under numba, from the sandbox's own notes in its output."""
+    if ev.compiled is None:
+        return None
+    if ev.compiled:
+        return "compiled"
+    notes = [line.removeprefix("[evoforge] ").strip() for line in ev.stdout.splitlines()
+             if line.startswith("[evoforge] numba")]
+    if notes:
+        return "ran as Python: " + " ".join(notes)
+    if numba == "auto":
+        return "ran as Python: numba='auto' judged the inputs too small for compiling to pay"
+    return "ran as Python"
+
+
 def evaluate_file(problem_path: str, candidate_path: str | None, overrides: Mapping[str, str]) -> dict[str, Any]:
     """Evaluate on the training inputs and, when the problem has them, the held-out inputs."""
     problem = load_problem(problem_path, overrides)
@@ -24,7 +39,8 @@ def evaluate_file(problem_path: str, candidate_path: str | None, overrides: Mapp
     report = {"problem": str(problem.path), "candidate": candidate_path or "seed",
               "maximize": problem.settings.maximize, "isolation": pool.isolation, **_as_dict(train),
               "held_out_score": held.score if held else None,
-              "held_out": _as_dict(held) if held else None}
+              "held_out": _as_dict(held) if held else None,
+              "numba": _numba_note(train, problem.settings.numba), "warnings": list(problem.warnings)}
     return report
 
 
@@ -41,7 +57,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"error      {report['error']}")
     timings = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in report["timings"].items())
     lines.append(f"timings    {timings}")
-    if report["compiled"] is not None:
-        lines.append(f"numba      {'compiled' if report['compiled'] else 'fell back to Python'}")
+    if report["numba"] is not None:
+        lines.append(f"numba      {report['numba']}")
     lines.append(f"sandbox    {report['isolation']}")
+    lines.extend(f"warning    {warning}" for warning in report["warnings"])
     return "\n".join(lines)

@@ -6,16 +6,19 @@ small vocabulary that works on numpy arrays and scalars alike, add a thresholded
 take a statement from another parent. The SEARCH section is the statement's exact source lines, so comments
 elsewhere survive, and every answer is checked with `apply_response` before it is returned.
 
-The vocabulary uses `np`: it assumes the problem module imports numpy as np, as the bundled problems do.
+The vocabulary uses `np` where the problem module imports numpy as np, as the bundled problems do. Given the
+problem module's global names, a mutation that would use a name the candidate cannot see (`np` in a problem that
+does not import numpy) is discarded and another one tried, so every proposal at least resolves its names.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +30,7 @@ __all__ = ["KINDS", "NoMutationFound", "OfflineProposal", "OfflineProposer"]
 
 # Mutation kinds and how often each is tried; operator swaps have few outcomes, so they get less weight.
 KINDS = ("constant", "operator", "insert", "condition", "recombine")
+_BUILTIN_NAMES = frozenset(dir(builtins))
 _WEIGHTS = {"constant": 4.0, "operator": 1.0, "insert": 4.0, "condition": 2.0, "recombine": 2.0}
 _SAYS = {
     "constant": "perturb a numeric constant",
@@ -89,10 +93,13 @@ class _Site:
 class OfflineProposer:
     """Proposes mutations of the best parent as SEARCH/REPLACE text; deterministic for a given rng state."""
 
-    def __init__(self, *, max_tries: int = 50) -> None:
+    def __init__(self, *, max_tries: int = 50, global_names: Collection[str] | None = None) -> None:
+        """``global_names``: the names the evolved functions can see besides builtins (the problem module's
+        globals); None trusts every name, as for the bundled problems, which import numpy as np."""
         if max_tries < 1:
             raise ValueError(f"max_tries must be at least 1, got {max_tries}")
         self.max_tries = max_tries
+        self.global_names = None if global_names is None else frozenset(global_names) | _BUILTIN_NAMES
 
     def propose(self, parents: Sequence[str], evolved_names: Sequence[str], rng: np.random.Generator) -> str:
         """A SEARCH/REPLACE answer that changes the last (best) parent; parents are ordered worst to best."""
@@ -131,10 +138,30 @@ class OfflineProposer:
             if proposal is None:
                 continue
             normal = normalize_code(proposal.code)
-            if normal in known or _divides_by_zero(ast.parse(proposal.code)):
+            tree = ast.parse(proposal.code)
+            if normal in known or _divides_by_zero(tree) or self._unresolved(tree, best):
                 continue
             return proposal
         raise NoMutationFound(f"no valid new program from {len(parents)} parent(s) in {self.max_tries} tries")
+
+
+    def _unresolved(self, tree: ast.Module, parent: str) -> bool:
+        """Whether the new program reads a global name that neither the module nor the parent provides."""
+        if self.global_names is None:
+            return False
+        known = self.global_names | _names(ast.parse(parent), read=True) | _names(tree, read=False)
+        return any(n.id not in known for n in ast.walk(tree) if isinstance(n, ast.Name))
+
+
+def _names(tree: ast.AST, *, read: bool) -> set[str]:
+    """The names a program binds (assignments, arguments, functions, imports), and with ``read`` those it reads."""
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and (read or not isinstance(n.ctx, ast.Load))}
+    names |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    names |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                ast.ClassDef))}
+    names |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import,
+              ast.ImportFrom)) for a in n.names}
+    return names
 
 
 def _normal_or_none(code: str) -> str | None:

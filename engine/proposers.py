@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,9 +56,9 @@ class Proposer(Protocol):
 class OfflineMutationProposer:
     """Program mutations with no LLM: keeps the loop working with no network and no key."""
 
-    def __init__(self, evolved_names: Sequence[str]) -> None:
+    def __init__(self, evolved_names: Sequence[str], global_names: Collection[str] | None = None) -> None:
         self._names = tuple(evolved_names)
-        self._mutator = OfflineProposer()
+        self._mutator = OfflineProposer(global_names=global_names)
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
                       feedback: Sequence[str] = ()) -> Proposal:
@@ -152,10 +152,12 @@ def _from_memory(model: str, messages: list[dict[str, Any]], answer: StoredAnswe
 
 
 def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence[str], *,
+                  global_names: Collection[str] | None = None,
                   cache: ResponseCache | None = None, replay: ReplaySource | None = None,
                   instructions: InstructionPool | None = None) -> Proposer:
-    """The offline mutator when no model is configured, else the litellm proposer."""
+    """The offline mutator when no model is configured (``global_names``: what the evolved functions can see),
+    else the litellm proposer."""
     if models.offline:
-        return OfflineMutationProposer(evolved_names)
+        return OfflineMutationProposer(evolved_names, global_names)
     return LiteLLMProposer(description, evolved_names, models, cache=cache, replay=replay,
                            instructions=instructions)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,8 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
     `db_patience_s`: how long the run waits for a database that stopped answering before it fails.
     """
     problem = load_problem(config.problem, config.overrides)
+    for warning in problem.warnings:
+        print(f"warning: {problem.path}: {warning}", file=sys.stderr)
     store = Store(db_url, patience_s=db_patience_s)
     try:
         run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
@@ -125,7 +128,8 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     """The configured proposer, with its memory of this run (cache, instructions) and any run it replays."""
     models = config.models
     if models.offline:
-        return make_proposer(models, problem.description, problem.evolved_names)
+        return make_proposer(models, problem.description, problem.evolved_names,
+                             global_names=vars(problem.module).keys())
     own = [] if fresh else store.proposals(run.id)
     replay = None
     if models.replay:

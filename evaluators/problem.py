@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import hashlib
 import importlib.util
+import inspect
 import math
 import sys
 import traceback
@@ -54,6 +56,12 @@ class Settings:
     numba: bool | str = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.maximize, bool):
+            raise ValueError(f"Settings(maximize={self.maximize!r}): use True or False (not a string)")
+        for name in ("time_limit_s", "memory_limit_mb"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"Settings({name}={value!r}): use a positive number")
         if self.numba not in (True, False, "auto"):
             raise ValueError(f"Settings(numba={self.numba!r}): use True, False or 'auto'")
 
@@ -91,6 +99,7 @@ class Problem:
     module: ModuleType = field(repr=False)
     overrides: dict[str, str] = field(default_factory=dict)
     cascade: tuple[Stage, ...] = ()  # early stages; the inputs they do not name are evaluated last
+    warnings: tuple[str, ...] = ()  # likely mistakes that do not stop the problem from loading
 
     @property
     def seed_code(self) -> str:
@@ -199,7 +208,8 @@ def _exec_module(path: Path, source: str) -> ModuleType:
         line = _line_in_file(exc, path)
         sys.modules.pop(name, None)
         raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
-                     "make the file import cleanly with `python -c 'import runpy; runpy.run_path(\"FILE\")'`") from None
+                     "correct that line; check that the file imports cleanly with "
+                     f"`{sys.executable} -c 'import runpy; runpy.run_path(\"{path}\")'`") from None
     return module
 
 
@@ -231,7 +241,52 @@ def _find_evolved(path: Path, source: str, module: ModuleType) -> tuple[EvolvedF
 
 def _require_callable(path: Path, module: ModuleType, name: str, fix: str) -> None:
     if not callable(getattr(module, name, None)):
-        raise _error(path, None, f"no function `{name}` is defined", fix)
+        near = _near_names(module, name)
+        hint = f" (is {near[0]!r} meant to be {name!r}?)" if near else ""
+        raise _error(path, None, f"no function `{name}` is defined{hint}", fix)
+
+
+# The functions a problem file defines, with the parameters the engine calls them with.
+_CALLED_AS = {"solve": ("input",), "score": ("input", "output"), "inputs": ("params",),
+              "held_out_inputs": ("params",), "aggregate": ("scores", "inputs")}
+# Optional names the engine looks up; a near miss of one that is absent is most likely a typo.
+_OPTIONAL_NAMES = ("SETTINGS", "PARAMS", "CASCADE", "held_out_inputs", "aggregate")
+
+
+def _check_signatures(path: Path, module: ModuleType) -> None:
+    """Refuse a solve/score/inputs/... that cannot take the arguments the engine passes, naming its line."""
+    for name, arguments in _CALLED_AS.items():
+        func = getattr(module, name, None)
+        if not callable(func):
+            continue
+        try:
+            inspect.signature(func).bind(*arguments)
+        except TypeError:
+            line = getattr(getattr(func, "__code__", None), "co_firstlineno", None)
+            raise _error(path, line, f"{name} cannot be called as {name}({', '.join(arguments)})",
+                         f"define it as `def {name}({', '.join(arguments)}):`") from None
+        except ValueError:
+            continue  # a builtin or C function without a signature: it will tell at run time
+
+
+def _near_names(module: ModuleType, name: str) -> list[str]:
+    """Module-level names that look like a misspelling of ``name``."""
+    defined = [n for n, value in vars(module).items() if not n.startswith("__") and n != name
+               and not isinstance(value, (type, ModuleType))]  # an imported class (Settings) is no typo
+    lowered = {n.lower(): n for n in defined}
+    return [lowered[n] for n in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.8)]
+
+
+def _misspellings(module: ModuleType) -> tuple[str, ...]:
+    """Warnings for names that look like a misspelt optional name the engine would otherwise silently ignore."""
+    found = []
+    for name in _OPTIONAL_NAMES:
+        if hasattr(module, name):
+            continue
+        for near in _near_names(module, name):
+            found.append(f"{near!r} is not read by evoforge; if it is meant as {name!r}, rename it "
+                         f"(without {name}, the engine uses its default)")
+    return tuple(found)
 
 
 def _named_inputs(path: Path, module: ModuleType, func_name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +317,10 @@ def _settings_from(path: Path, module: ModuleType) -> Settings:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise _error(path, None, f"SETTINGS has unknown key(s) {unknown}", f"use only {sorted(known)}")
-        return Settings(**raw)
+        try:
+            return Settings(**raw)
+        except ValueError as exc:
+            raise _error(path, None, f"SETTINGS: {exc}", "correct that value") from None
     raise _error(path, None, f"SETTINGS is a {type(raw).__name__}", "set SETTINGS = Settings(...) or a dict")
 
 
@@ -280,7 +338,10 @@ def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
             valid = sorted(params) + sorted(setting_names)
             raise _error(path, None, f"--set {key}: no such parameter or setting",
                          f"use one of {valid}")
-    return dataclasses.replace(settings, **new_settings), params
+    try:
+        return dataclasses.replace(settings, **new_settings), params
+    except ValueError as exc:
+        raise _error(path, None, f"--set: {exc}", "give the setting a valid value") from None
 
 
 def _cascade_from(path: Path, module: ModuleType, params: dict[str, Any], inputs: Mapping[str, Any]
@@ -334,13 +395,17 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -
     raw_params = getattr(module, "PARAMS", {})
     if not isinstance(raw_params, Mapping):
         raise _error(path, None, f"PARAMS is a {type(raw_params).__name__}", "set PARAMS to a dict of defaults")
+    _check_signatures(path, module)
     settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
     inputs = _named_inputs(path, module, "inputs", params)
     if not inputs:
-        raise _error(path, None, "inputs(params) returned no inputs", "return at least one input to score on")
+        used = f" with {', '.join(f'{k}={v!r}' for k, v in params.items())}" if params else ""
+        raise _error(path, getattr(module.inputs, "__code__", None) and module.inputs.__code__.co_firstlineno,
+                     f"inputs(params) returned no inputs{used}",
+                     "return at least one input to score on" + (" (check your --set values)" if overrides else ""))
     held_out = _named_inputs(path, module, "held_out_inputs", params) if callable(
         getattr(module, "held_out_inputs", None)) else {}
     cascade = _cascade_from(path, module, params, inputs)
     return Problem(path=path, name=path.stem, description=description, source=source, evolved=evolved,
                    settings=settings, params=params, inputs=inputs, held_out=held_out, module=module,
-                   overrides=dict(overrides or {}), cascade=cascade)
+                   overrides=dict(overrides or {}), cascade=cascade, warnings=_misspellings(module))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -471,3 +472,27 @@ def test_sqlite_file_uses_wal(file_url: str, tmp_path: Path) -> None:
     Store(file_url).close()
     with sqlite3.connect(tmp_path / "evoforge.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_write_ahead_log_is_moved_into_the_file_in_the_background_not_by_commits(file_url: str) -> None:
+    """Commits append to the log only; the store's own thread copies it into the database file while it is open."""
+    path = Path(file_url.removeprefix("sqlite:///"))
+    checkpointers = lambda: sum(t.name == "evoforge-wal-checkpoint" for t in threading.enumerate())  # noqa: E731
+    others = checkpointers()  # stores other tests left open
+    with Store(file_url) as opened:
+        run = make_run(opened)
+        before = path.stat().st_size
+        for i in range(200):
+            code = f"def f():\n    return {i}\n"
+            opened.record_candidate(run.id, proposal=proposal(), evaluations=[train(float(i))],
+                                    program=program(code, origin="offline", score=float(i)))
+        # 200 small commits stay far below the 10,000-page safety net: only the background thread grows the file.
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > before
+        assert opened.best_programs(run.id, 1, maximize=True)[0].score == 199.0
+    # Closing stops the thread after a last checkpoint; every commit is in the file itself.
+    assert checkpointers() == others
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT count(*) FROM programs").fetchone()[0] == 200

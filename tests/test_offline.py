@@ -211,3 +211,31 @@ def test_structured_parent_with_branches_loops_and_repeated_lines():
             failures += 1
     assert failures < 15
     assert {"constant", "operator", "insert", "condition"} <= set(kinds)
+
+
+PLAIN_SEED = '''def weight(value: float, sizes: list[float]) -> float:
+    """How much an item is worth per unit of size, in a problem that imports no numpy."""
+    total = sum(sizes)
+    return value / (1.0 + total)
+'''
+
+
+def test_a_problem_without_numpy_gets_only_mutations_whose_names_it_can_resolve():
+    proposer, rng = OfflineProposer(global_names={"math", "weight", "solve", "score"}), np.random.default_rng(3)
+    kinds = collections.Counter()
+    for _ in range(150):
+        proposal = proposer.propose_detailed([PLAIN_SEED], ["weight"], rng)
+        kinds[proposal.kind] += 1
+        namespace: dict = {"math": __import__("math")}  # what the problem module gives, with no np in it
+        exec(compile(proposal.code, "<candidate>", "exec"), namespace)
+        try:
+            namespace["weight"](3.0, [1.0, 2.0, 0.5])
+        except NameError as exc:  # the failure this guards against; arithmetic errors are a candidate's own
+            pytest.fail(f"{proposal.kind} mutation uses a name the problem does not define: {exc}\n{proposal.code}")
+        except (ArithmeticError, TypeError, ValueError):
+            pass  # e.g. a list compared with a number: a poor mutation, not an unresolved name
+    assert kinds["insert"] > 0  # the numpy-free part of the vocabulary still adds terms
+    # The same seed with numpy in the problem's globals does use np.
+    with_numpy = OfflineProposer(global_names={"np", "weight"})
+    codes = [with_numpy.propose_detailed([PLAIN_SEED], ["weight"], rng).code for _ in range(150)]
+    assert any("np." in code for code in codes)

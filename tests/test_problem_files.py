@@ -83,6 +83,12 @@ def test_malformed_set_pair() -> None:
     (lambda s: s.replace('"""Toy problem: double a number."""\n', ""), "no module docstring", None),
     (lambda s: s + "\nraise RuntimeError('boom')\n", "RuntimeError: boom", ":20:"),
     (lambda s: s.replace('return {"one": 1, "k": params["k"]}', "return 3"), "returned int", None),
+    (lambda s: s.replace("maximize=True", 'maximize="False"'), "use True or False", ":5:"),
+    (lambda s: s.replace("time_limit_s=5.0", "time_limit_s=-1"), "time_limit_s=-1", ":5:"),
+    (lambda s: s.replace("def solve(x):", "def solve(x, params):"), "cannot be called as solve(input)", ":11:"),
+    (lambda s: s.replace("def score(x, out):", "def score(out):"), "score(input, output)", ":14:"),
+    (lambda s: s.replace("def inputs(params):", "def inputs():"), "inputs(params)", ":17:"),
+    (lambda s: s.replace("def score(x, out):", "def scroe(x, out):"), "is 'scroe' meant to be 'score'", None),
 ])
 def test_broken_problem_files_get_one_clear_message(tmp_path: Path, edit, message: str, line: str | None) -> None:
     path = write(tmp_path, edit(GOOD))
@@ -94,6 +100,23 @@ def test_broken_problem_files_get_one_clear_message(tmp_path: Path, edit, messag
     assert "fix:" in text
     if line:
         assert line in text
+
+
+@pytest.mark.parametrize("pairs, message", [(["time_limit_s=0"], "use a positive number"),
+                                             (["memory_limit_mb=-5"], "use a positive number")])
+def test_set_values_a_setting_cannot_take_are_refused(tmp_path: Path, pairs: list[str], message: str) -> None:
+    with pytest.raises(ProblemError, match=message):
+        load_problem(write(tmp_path, GOOD), parse_overrides(pairs))
+
+
+def test_a_misspelt_optional_name_is_warned_about_not_silently_ignored(tmp_path: Path) -> None:
+    text = GOOD.replace("SETTINGS = Settings(", "SETTING = Settings(").replace(
+        "def inputs(params):", "def held_out_input(params):\n    return [3]\n\ndef inputs(params):")
+    problem = load_problem(write(tmp_path, text))
+    assert problem.settings.maximize  # the default, since SETTINGS is missing: which is why it is worth a warning
+    assert any("'SETTING'" in w and "'SETTINGS'" in w for w in problem.warnings)
+    assert any("'held_out_input'" in w for w in problem.warnings)
+    assert load_problem(write(tmp_path, GOOD, "good.py")).warnings == ()  # the imported Settings class is no typo
 
 
 def test_missing_file_says_so(tmp_path: Path) -> None:
