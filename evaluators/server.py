@@ -22,6 +22,7 @@ import math
 import os
 import select
 import shutil
+import stat
 import signal
 import statistics
 import sys
@@ -206,16 +207,17 @@ class CompileCache:
         digest = hashlib.sha256(code.encode()).hexdigest()[:32]
         path = os.path.join(self.root, digest)
         os.makedirs(path, mode=0o700, exist_ok=True)
+        # The directory was the candidate's before: whatever it left there (a link to a file of root's, a FIFO,
+        # /dev/zero, a hard link) is never followed, read past its size, or written through.
         source = os.path.join(path, "candidate.py")
-        try:
-            with open(source) as f:
-                same = f.read() == code
-        except OSError:
-            same = False
-        if not same:
-            with open(source, "w") as f:
+        if not _holds_exactly(source, code):
+            try:
+                os.unlink(source)  # unlink removes a link itself, never its target
+            except FileNotFoundError:
+                pass
+            fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as f:
                 f.write(code)
-            os.chmod(source, 0o644)
         _chown_tree(path, self.uid, self.uid)  # numba reads a cache only from a directory it could write to
         self.recent[digest] = None
         self.recent.move_to_end(digest)
@@ -229,12 +231,34 @@ class CompileCache:
         _chown_tree(path, os.getuid(), os.getgid())
 
 
+def _holds_exactly(path: str, code: str) -> bool:
+    """Whether path is a plain file (not a link, FIFO or device) whose content is exactly code."""
+    expected = code.encode()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size != len(expected):
+            return False
+        return os.read(fd, len(expected) + 1) == expected
+    finally:
+        os.close(fd)
+
+
 def _chown_tree(path: str, uid: int, gid: int) -> None:
-    """chown a directory and everything in it, never following a symbolic link."""
+    """chown a directory and everything in it, never following a link: an entry that is neither a directory
+    nor a plain file with one name (a symbolic or hard link to someone else's file, a FIFO) is deleted."""
     os.chown(path, uid, gid, follow_symlinks=False)
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
-            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+            entry = os.path.join(root, name)
+            info = os.lstat(entry)
+            if stat.S_ISDIR(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
+                os.chown(entry, uid, gid, follow_symlinks=False)
+            else:
+                os.unlink(entry)
 
 
 class Watch:
