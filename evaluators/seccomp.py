@@ -9,7 +9,7 @@ prctl(PR_SET_SECCOMP). It is a deny list on top of the namespaces and the uid sw
 - `unshare`, `setns`, and `clone` with any namespace flag (EPERM); `clone3` answers ENOSYS so that libc falls back
   to `clone`, whose flags can be checked;
 - mount and friends, ptrace and process_vm_*, keyrings, bpf, perf_event_open, userfaultfd, io_uring, module and
-  kexec calls, reboot, swap, acct, syslog (EPERM);
+  kexec calls, reboot, swap, acct, syslog, and System V shared memory, semaphores and message queues (EPERM);
 - any syscall made through another ABI (i386 `int 0x80`, x32): the process is killed.
 Only x86_64 is covered (the numbers are that ABI's); elsewhere `install` returns False and the level says so.
 """
@@ -41,6 +41,10 @@ X86_64 = {
     "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
     "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
     "clone3": 435, "mount_setattr": 442,
+    # System V IPC: a shared memory segment is charged to no process's address space (so it escapes the memory
+    # limit) and outlives its creator; semaphores and message queues would let candidates talk to each other.
+    "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66, "shmdt": 67,
+    "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220,
 }
 DENIED = tuple(sorted(set(X86_64) - {"socket", "clone", "clone3"}))
 

@@ -210,6 +210,16 @@ def test_writes_outside_scratch_leave_nothing(pool):
     assert all(p.stat().st_mode & 0o777 != 0o777 for p in existing)
 
 
+def test_system_v_shared_memory_is_refused(pool):
+    """A SysV segment is charged to no process's memory limit and outlives the candidate: shmget must fail."""
+    body = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "segment = libc.shmget(0x5EC0 + x, 64 << 20, 0o1000 | 0o600)\n"
+            "if segment != -1:\n    raise RuntimeError(f'shmget gave segment {segment}')\n"
+            "return x * 2")
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
 @pytest.mark.parametrize("target", ["file", "/dev/zero"])
 def test_links_left_in_the_compile_cache_are_never_followed_by_the_server(pool, target):
     """numba's per-program cache folder is the candidate's while it runs: swapping its source file for a link
