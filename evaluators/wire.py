@@ -23,7 +23,11 @@ import numpy as np
 
 _HEADER = struct.Struct(">I")
 MAX_DEPTH = 64  # nesting deeper than this is refused (a recursion bomb must not crash the decoder)
-MAX_ITEMS = 10_000_000  # total containers + leaves in one value
+MAX_ITEMS = 2_000_000  # total containers + leaves in one value; larger numeric outputs travel as numpy arrays
+# JSON tokens that can start a value ("[", "{", ","): a frame with more is refused before json.loads, which
+# would otherwise turn 64 MiB of "{}," into gigabytes of dicts before any item count could look at them.
+MAX_TOKENS = 2 * MAX_ITEMS
+MAX_SAME_HASH = 64  # distinct set elements or dict keys with one hash: more is a hash-flooding attack
 _ARRAY_KINDS = frozenset("biufc")  # bool, int, uint, float, complex: dtypes whose bytes cannot hide objects
 
 
@@ -87,6 +91,10 @@ class FrameReader:
             return None
         raw = bytes(self._buf[_HEADER.size : _HEADER.size + length])
         del self._buf[: _HEADER.size + length]
+        tokens = raw.count(b"[") + raw.count(b"{") + raw.count(b",")
+        if tokens > MAX_TOKENS:
+            raise WireError(f"frame holds about {tokens} JSON values, more than {MAX_TOKENS}; return large "
+                            "numeric data as a numpy array")
         try:
             value = json.loads(raw)
         except (ValueError, RecursionError) as exc:
@@ -176,22 +184,38 @@ def _decode(data: Any, depth: int, counter: list[int]) -> Any:
     if tag == "$tuple":
         return tuple(_decode(v, depth + 1, counter) for v in body)
     if tag == "$set":
-        try:
-            return {_decode(v, depth + 1, counter) for v in body}
-        except TypeError as exc:
-            raise WireError(f"set element is unhashable: {exc}") from None
+        elements = [_decode(v, depth + 1, counter) for v in body]
+        _refuse_hash_flood(elements, "set element")
+        return set(elements)
     if tag == "$dict":
-        result = {}
+        pairs = []
         for pair in body:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise WireError("dict entry is not a [key, value] pair")
-            key = _decode(pair[0], depth + 1, counter)
-            try:
-                result[key] = _decode(pair[1], depth + 1, counter)
-            except TypeError as exc:
-                raise WireError(f"dict key is unhashable: {exc}") from None
-        return result
+            pairs.append((_decode(pair[0], depth + 1, counter), _decode(pair[1], depth + 1, counter)))
+        _refuse_hash_flood([key for key, _ in pairs], "dict key")
+        return dict(pairs)
     raise WireError(f"unknown tag {tag[:40]!r} in an encoded output")
+
+
+def _refuse_hash_flood(keys: list[Any], what: str) -> None:
+    """Refuse keys that would make building a set or dict quadratic: many distinct values with one hash.
+
+    Hashes of ints, floats and tuples are predictable (strings' are salted), so a candidate can send 100,000 ints
+    that all hash alike and make the trusted side spend minutes inserting them. Counting hashes is linear.
+    """
+    by_hash: dict[int, list[Any]] = {}
+    for key in keys:
+        try:
+            digest = hash(key)
+        except TypeError as exc:
+            raise WireError(f"{what} is unhashable: {exc}") from None
+        same = by_hash.setdefault(digest, [])
+        if len(same) < MAX_SAME_HASH + 1 and not any(key == other for other in same):
+            same.append(key)
+            if len(same) > MAX_SAME_HASH:
+                raise WireError(f"more than {MAX_SAME_HASH} distinct {what}s share one hash value (hash "
+                                "flooding); return a list instead")
 
 
 def _decode_array(body: Any) -> np.ndarray:

@@ -98,3 +98,36 @@ def test_garbage_frames_raise_wire_error():
     with pytest.raises(PeerClosed):
         reader.read(None)
     os.close(r)
+
+
+def test_hash_flooding_sets_and_dicts_are_refused_in_linear_time():
+    """Ints that all hash alike would make building the set quadratic on the trusted side (minutes)."""
+    modulus = 2 ** 61 - 1  # CPython hashes an int to itself modulo this prime
+    colliding = [7 + k * modulus for k in range(50_000)]
+    assert len({hash(v) for v in colliding}) == 1
+    for encoded in ({"$set": colliding}, {"$dict": [[v, 0] for v in colliding]}):
+        with pytest.raises(WireError, match="hash flooding"):
+            decode_value(encoded)
+    # Repeats of one value and a few honest collisions (-1 and -2 hash alike) are fine.
+    assert decode_value({"$set": [5] * 10_000 + [-1, -2]}) == {5, -1, -2}
+
+
+def test_a_frame_of_many_tiny_values_is_refused_before_it_is_parsed():
+    """64 MiB of '{},' would become gigabytes of dicts inside json.loads, before any item count could look."""
+    read_fd, write_fd = os.pipe()
+    try:
+        count = 4_100_000
+        body = b'{"t": "output", "value": [' + b"{}," * count + b"{}]}"
+        os.set_blocking(read_fd, False)
+        reader = FrameReader(read_fd, 64 * 1024 * 1024)
+        payload = len(body).to_bytes(4, "big") + body
+        view = memoryview(payload)
+        with pytest.raises(WireError, match="numpy array"):
+            while True:
+                sent = os.write(write_fd, view[:1 << 16])
+                view = view[sent:]
+                reader.feed()
+                reader.pop()
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
