@@ -6,6 +6,7 @@ import ast
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.codeutil import PatchError, check_program
 from evaluators import Problem, ProblemError
 
 
@@ -25,7 +26,13 @@ def read_candidate(path: str | Path, problem: Problem) -> str:
         raise ProblemError(f"{path}: defines none of the evolved functions {list(problem.evolved_names)}\n"
                            "  fix: define at least one of them at the top level of the file")
     parts = [found.get(f.name, f.source) for f in problem.evolved]
-    return "\n\n".join(parts) + "\n"
+    code = "\n\n".join(parts) + "\n"
+    try:
+        check_program(code, problem.evolved_names)  # the rules a search's candidates follow
+    except PatchError as exc:
+        raise ProblemError(f"{path}: {exc}\n  fix: keep each evolved function a plain def with literal defaults "
+                           "and plain annotations") from None
+    return code
 
 
 def _function_sources(source: str, tree: ast.Module, names: Sequence[str]) -> dict[str, str]:

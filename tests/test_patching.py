@@ -220,3 +220,18 @@ def test_normalize_ignores_comments_layout_and_docstrings():
     assert len(code_hash(SEED)) == 64
     assert code_hash(SQUARED) != code_hash(SEED)
     assert normalize_code('def f():\n    """doc"""\n') == normalize_code("def f():\n    pass\n")
+
+
+@pytest.mark.parametrize("header", [
+    "def priority(item, bins, _hijack=exec('solve = None')):",
+    "def priority(item, bins, *, k=len(globals())):",
+    "def priority(item: __import__('os').system('true'), bins):",
+    "def priority(item, bins) -> (lambda: 0)():",
+])
+def test_code_that_would_run_when_the_def_is_loaded_is_refused(header):
+    """Defaults and annotations run at definition time, before solve() calls anything: only literals and types."""
+    code = header + "\n    return -(bins - item)\n"
+    with pytest.raises(PatchError, match="not a literal|not a plain type"):
+        check_program(code, ["priority"])
+    fine = "def priority(item: float, bins: np.ndarray | None, k: int = -2, s=(1, 'a')) -> np.ndarray:\n    return bins\n"
+    check_program(fine, ["priority"])
