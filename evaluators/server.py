@@ -46,7 +46,8 @@ FILE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE: the largest file a candidate may 
 NOFILE_LIMIT = 64
 NPROC_LIMIT = 16  # per sandbox uid, so it only binds after the uid switch
 PR_SET_CHILD_SUBREAPER = 36
-SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+SWEEP_DEPTH = 4  # world-writable folders inside those, this deep, are swept too
 
 
 def main(argv: list[str]) -> int:
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> int:
                           "held_out": list(problem.held_out), "baseline_mb": vm_mb,
                           "source_hash": problem.source_hash, "digests": digests})
     reader = FrameReader(req_fd, MAX_REQUEST)
-    server = Server(problem, uid, scratch_root, level, reader, resp_fd)
+    server = Server(problem, uid, scratch_root, reader, resp_fd)
     while True:
         try:
             request = reader.read(None)
@@ -111,7 +112,7 @@ def _vm_size_mb() -> float:
 class Server:
     """Runs one candidate at a time in a forked child and turns what happened into a reply."""
 
-    def __init__(self, problem: Any, uid: int, scratch_root: str, level: str, requests: FrameReader,
+    def __init__(self, problem: Any, uid: int, scratch_root: str, requests: FrameReader,
                  resp_fd: int):
         self.problem = problem
         self.requests = requests  # read during an evaluation too: the engine may stop a candidate early
@@ -119,8 +120,10 @@ class Server:
         self.uid = uid
         self.scratch_root = scratch_root
         self.switch_uid = os.geteuid() == 0 and uid > 0
-        # Without a private /tmp, what the candidate's uid (ours alone) left in shared temp dirs is removed.
-        self.sweep_dirs = SHARED_TMP_DIRS if level == "rlimits-only" and self.switch_uid else ()
+        # What the candidate's uid (this server's alone) left in temp dirs is removed after each candidate: from
+        # the machine's own without a private /tmp, from the server's private ones otherwise, so that candidates
+        # of one server neither read each other's leftovers nor inherit a full /tmp.
+        self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else ()
         # Compilations are cached only where candidates run under another uid than ours: the server can then
         # make each program's cache writable by that program's evaluations alone.
         numba = problem.settings.numba
@@ -527,17 +530,22 @@ def _kill_all_children(pid: int) -> None:
                 pass
 
 
-def remove_owned_by(directory: str, uid: int) -> None:
-    """Remove the entries of a shared directory that belong to uid (the candidates' own uid)."""
+def remove_owned_by(directory: str, uid: int, depth: int = 0) -> None:
+    """Remove what uid (the candidates' own uid) left in a shared directory, and in the world-writable folders
+    inside it (a /tmp/ray/session_* any uid may write to), so the next candidate finds none of it."""
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return
     for entry in entries:
         try:
-            if entry.stat(follow_symlinks=False).st_uid != uid:
+            info = entry.stat(follow_symlinks=False)
+            is_dir = stat.S_ISDIR(info.st_mode)
+            if info.st_uid != uid:
+                if is_dir and info.st_mode & stat.S_IWOTH and depth < SWEEP_DEPTH:
+                    remove_owned_by(entry.path, uid, depth + 1)
                 continue
-            if entry.is_dir(follow_symlinks=False):
+            if is_dir:
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.unlink(entry.path)

@@ -210,6 +210,26 @@ def test_writes_outside_scratch_leave_nothing(pool):
     assert all(p.stat().st_mode & 0o777 != 0o777 for p in existing)
 
 
+def test_what_one_candidate_leaves_in_temp_folders_the_next_never_sees(pool):
+    """Two candidates on one server: the second finds none of the first's files in /tmp, /var/tmp or /dev/shm."""
+    name = marker()
+    folders = ["/tmp", "/var/tmp", "/dev/shm"]
+    writer = (f"import os\nfor d in {folders!r}:\n    try:\n"
+              f"        os.makedirs(d + '/{name}-dir', exist_ok=True)\n"
+              f"        open(d + '/{name}-dir/f', 'w').write('x' * 1000)\n"
+              f"        open(d + '/{name}', 'w').write('left')\n    except OSError:\n        pass\n"
+              "return x * 2")
+    reader = (f"import os\nfor d in {folders!r}:\n"
+              f"    if os.path.exists(d + '/{name}') or os.path.exists(d + '/{name}-dir'):\n"
+              "        raise RuntimeError('found what the previous candidate left in ' + d)\n"
+              "return x * 2")
+    problem = load_problem(TOY, {"time_limit_s": str(LIMIT_S)})
+    with SandboxPool(problem, 1, level=pool.isolation) as one_server:
+        for code in (fn(writer), fn(reader)):
+            ev = one_server.evaluate(code)
+            assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
 def test_system_v_shared_memory_is_refused(pool):
     """A SysV segment is charged to no process's memory limit and outlives the candidate: shmget must fail."""
     body = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
