@@ -13,9 +13,11 @@ import threading
 import time
 from importlib import metadata
 from operator import attrgetter
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from sqlalchemy import Connection, Row, exc, func, insert, select, update
+from sqlalchemy.engine import make_url
 
 from db.checkpoint import WalCheckpointer
 from db.connection import masked, open_engine, transaction
@@ -53,9 +55,13 @@ class Store:
     ``postgresql+psycopg://user:pw@host/db``. Opening creates a new database or checks an existing one's schema."""
 
     def __init__(self, url: str, *, timeout_s: float = 30.0, patience_s: float = DEFAULT_PATIENCE_S,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None, create: bool = True) -> None:
         """``patience_s``: how long a lock, timeout or lost connection is retried (with backoff) before giving
-        up; ``notify`` gets a line when the database stops answering and when it is back (default: stderr)."""
+        up; ``notify`` gets a line when the database stops answering and when it is back (default: stderr);
+        ``create=False`` (for commands that only look) refuses a database that does not exist yet instead of
+        leaving an empty one behind."""
+        if not create:
+            _require_existing_file(url)
         self._engine, self._lock = open_engine(url, timeout_s=timeout_s)
         self._patience_s = patience_s
         self._notify = notify or _to_stderr
@@ -65,6 +71,10 @@ class Store:
         """The database URL with its password hidden."""
         # Check under a read transaction first, so opening an existing database never waits for the write lock.
         if not self._read(lambda c: check_schema(c, self.url)):
+            if not create:
+                self._engine.dispose()
+                raise StoreError(f"{self.url} holds no evoforge runs; run a search into it first, or pass the "
+                                 "--db of an existing one")
             self._write(lambda c: create_schema(c, self.url))
 
     def close(self) -> None:
@@ -431,6 +441,18 @@ def _proposal_info(row: Row) -> ProposalInfo:
 def _evaluation_info(row: Row) -> EvaluationInfo:
     m = row._mapping
     return EvaluationInfo(**{**m, "created_at": as_utc(m["created_at"])})
+
+
+def _require_existing_file(url: str) -> None:
+    """For SQLite files: refuse a path with no file, before connecting would create one."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        return  # open_engine explains a malformed URL
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not parsed.database.startswith("file:") and not Path(parsed.database).expanduser().exists():
+        raise StoreError(f"no evoforge database at {parsed.database}; run a search first (evoforge run PROBLEM "
+                         "writes runs/evoforge.db), or pass --db with the URL of an existing one")
 
 
 def _to_stderr(message: str) -> None:

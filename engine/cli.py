@@ -97,7 +97,7 @@ def _replayed_models(args: argparse.Namespace) -> ModelConfig | None:
         return None
     from db import Store
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         run = store.get_run(args.replay)
     if run is None:
         raise ConfigError(f"--replay {args.replay}: no run of that name in {args.db}")

@@ -81,7 +81,7 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
 def _runs(args: argparse.Namespace) -> int:
     from engine import inspect
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         print(inspect.runs(store, as_json=args.json))
     return 0
 
@@ -89,7 +89,7 @@ def _runs(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from engine import inspect
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         print(inspect.show(store, args.name, as_json=args.json))
     return 0
 
@@ -97,7 +97,7 @@ def _show(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     from engine import inspect
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         if args.held_out:
             from engine import analysis
             from engine.held_out import score_held_out
@@ -111,7 +111,7 @@ def _best(args: argparse.Namespace) -> int:
 def _program(args: argparse.Namespace) -> int:
     from engine import inspect
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         print(inspect.program(store, args.id, as_json=args.json))
     return 0
 
@@ -119,7 +119,7 @@ def _program(args: argparse.Namespace) -> int:
 def _lineage(args: argparse.Namespace) -> int:
     from engine import inspect
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         print(inspect.lineage(store, args.id, as_json=args.json))
     return 0
 
@@ -127,7 +127,7 @@ def _lineage(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from engine import analysis, plots
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         run = analysis.open_run(store, args.name)
         curve = analysis.curve(store, run)
     _note(f"plotting {len(curve.evaluated)} evaluated candidates of run {run.name}")
@@ -138,7 +138,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from engine import report
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         print(report.write(store, args.name, args.output, top=args.n, note=_note))
     return 0
 
@@ -147,7 +147,7 @@ def _export(args: argparse.Namespace) -> int:
     from engine import analysis, export
     from evaluators import ProblemError
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         run = analysis.open_run(store, args.name)
         if args.program is None:
             ranked = analysis.best(store, run, 1)
@@ -167,7 +167,7 @@ def _export(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     from engine import oversight
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         added = oversight.add_program(store, args.name, args.file, island=args.island, note=_note)
     p = added.program
     print(f"program {p.id} added to run {added.run_name}, island {p.island}: {p.status}\n"
@@ -180,7 +180,7 @@ def _add(args: argparse.Namespace) -> int:
 def _reject(args: argparse.Namespace) -> int:
     from engine import oversight
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         p = oversight.reject_program(store, args.id, why=args.why, by=args.by)
     print(f"program {p.id} rejected by {p.rejected_by}: {p.rejected_reason}\n"
           "it stays in the record, marked rejected, and is out of selection from the next resume on")

@@ -330,3 +330,11 @@ def test_gap_rule_flags_a_gap_that_widened_past_the_seeds() -> None:
     assert gap(100.0, 100.0 - 100 * edge - 0.01, maximize=True, baseline=0.05).flagged
     missing = gap(4.0, None, maximize=False, baseline=seed)
     assert missing.relative is None and not missing.flagged and missing.describe() == "-"
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "insp"], ["best", "insp"], ["program", "1"]])
+def test_looking_at_a_database_that_is_not_there_says_so_and_creates_nothing(capsys, tmp_path: Path, command):
+    missing = tmp_path / "typo" / "evoforge.db"
+    rc, _out, err = cli(capsys, *command, "--db", f"sqlite:///{missing}")
+    assert rc != 0 and "no evoforge database at" in err and "--db" in err
+    assert not missing.exists() and not missing.parent.exists()
