@@ -7,6 +7,7 @@ Every method is one short transaction (see ``db.connection.transaction``) and re
 from __future__ import annotations
 
 import heapq
+from datetime import datetime
 import json
 import sys
 import threading
@@ -209,6 +210,34 @@ class Store:
             return c.execute(insert(Evaluation).values(row)).inserted_primary_key[0]
 
         return self._write(add)
+
+    def set_run_config(self, run_id: int, config: Mapping[str, Any]) -> None:
+        """Replace a run's stored config (a resume that raised the budget), so it shows what the run now does."""
+
+        def update_config(c: Connection) -> None:
+            done = c.execute(update(Run).where(Run.id == run_id).values(config=dict(config)))
+            if done.rowcount == 0:
+                raise no_run(run_id, self.url)
+
+        self._write(update_config)
+
+    def events(self, run_id: int, kind: str) -> list[EventInfo]:
+        """The run's events of one kind, in order."""
+        query = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at).where(
+            Event.run_id == run_id, Event.kind == kind).order_by(Event.seq)
+        rows = self._read(lambda c: c.execute(query).all())
+        return [EventInfo(r.id, r.seq, r.kind, r.data, as_utc(r.created_at)) for r in rows]
+
+    def last_activity(self, run_id: int, before: datetime | None = None) -> datetime | None:
+        """When the run last recorded a program or a proposal (before a time, if given); None if never."""
+        times = []
+        for model in (Program, Proposal):
+            query = select(func.max(model.created_at)).where(model.run_id == run_id)
+            if before is not None:
+                query = query.where(model.created_at < before)
+            times.append(self._read(lambda c, q=query: c.execute(q).scalar_one()))
+        found = [as_utc(t) for t in times if t is not None]
+        return max(found) if found else None
 
     def record_event(self, run_id: int, kind: str, data: Mapping[str, Any]) -> int:
         """Record an event (reset, stop, resume, ...) and return its seq in the run's history."""

@@ -79,7 +79,7 @@ class RunSummary:
     best_program_id: int | None
     cost: float
     started: datetime
-    duration_s: float | None  # until it finished or stopped; None while it runs (or was killed)
+    duration_s: float | None  # time spent searching (idle gaps before a resume left out); None: never active
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "started": self.started.isoformat(timespec="seconds")}
@@ -90,11 +90,26 @@ def summarize(store: Store, run: RunInfo) -> RunSummary:
     counts = store.status_counts(run.id)
     best = store.best_programs(run.id, 1, maximize=maximize(run))
     evaluated = sum(n for status, n in counts.items() if status != "duplicate")
-    duration = (run.finished_at - run.created_at).total_seconds() if run.finished_at else None
+    duration = active_seconds(store, run)
     return RunSummary(name=run.name, problem=run.problem_name, status=run.status, candidates=store.attempts(run.id),
                       evaluated=evaluated, valid_rate=counts.get("ok", 0) / evaluated if evaluated else 0.0,
                       best_score=best[0].score if best else None, best_program_id=best[0].id if best else None,
                       cost=store.total_cost(run.id), started=run.created_at, duration_s=duration)
+
+
+def active_seconds(store: Store, run: RunInfo) -> float | None:
+    """How long the run spent searching: each session from its start (creation, or a resume) to its last record
+    (or the finish), so the days a stopped run waited before `evoforge resume` do not count."""
+    starts = [run.created_at, *(e.created_at for e in store.events(run.id, "resume"))]
+    total, active = 0.0, False
+    for start, following in zip(starts, [*starts[1:], None]):
+        end = store.last_activity(run.id, before=following)
+        if following is None and run.finished_at is not None:
+            end = max(end, run.finished_at) if end is not None else run.finished_at
+        if end is not None and end > start:
+            total += (end - start).total_seconds()
+            active = True
+    return total if active else None
 
 
 def program_records(store: Store, run: RunInfo) -> list[dict[str, Any]]:

@@ -92,6 +92,9 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
             raise ProblemError(f"{problem.path} changed since run '{name}' started, so resuming would mix two "
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
                                "start a new run")
+        if budget is not None:
+            store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
+        store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
         return _drive(problem, store, run, config, fresh=False, progress=progress, proposer=None)
     finally:
         store.close()

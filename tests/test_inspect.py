@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -252,7 +253,9 @@ def test_export_is_a_problem_file_that_scores_alone(capsys, db: str, tmp_path: P
     rc, out, _ = cli(capsys, "export", "insp", "--db", db, "-o", str(path))
     assert rc == 0 and "program" in out
     run, best = best_of(db)
-    assert load_problem(path, OVERRIDES).seed_code.strip() == best.code.strip()
+    exported = load_problem(path)  # the run's --set values are written into the file: none needed here
+    assert exported.seed_code.strip() == best.code.strip()
+    assert exported.params == run.config["params"] and exported.params["num_instances"] == 2
     done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     train = re.search(r"^training score (\S+)", done.stdout, re.M)
@@ -338,3 +341,15 @@ def test_looking_at_a_database_that_is_not_there_says_so_and_creates_nothing(cap
     rc, _out, err = cli(capsys, *command, "--db", f"sqlite:///{missing}")
     assert rc != 0 and "no evoforge database at" in err and "--db" in err
     assert not missing.exists() and not missing.parent.exists()
+
+
+def test_a_resume_shows_its_new_budget_and_its_idle_gap_is_not_counted(capsys, db: str) -> None:
+    rc, out, _ = cli(capsys, "show", "insp", "--db", db, "--json")
+    assert rc == 0 and json.loads(out)["config"]["run"]["budget"] == 50  # resumed with --budget 50, not 20
+    with Store(db) as store:
+        run = analysis.open_run(store, "insp")
+        before = analysis.active_seconds(store, run)
+        time.sleep(1.5)  # a stopped run waiting: this must not count as searching
+        store.record_event(run.id, "resume", {"budget": 50})
+        after = analysis.active_seconds(store, analysis.open_run(store, "insp"))
+    assert before is not None and after == pytest.approx(before, abs=0.2)
