@@ -181,3 +181,19 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Receipt(Base):
+    """Proof that a batch of candidates was committed, by a token the writer chose before its first try.
+
+    A connection can drop after the server committed but before the client heard so. The retry then finds the
+    receipt and returns what was recorded instead of recording the candidates a second time.
+    """
+
+    __tablename__ = "receipts"
+    __table_args__ = (Index("ix_receipts_run_id", "run_id"),)
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    first_seq: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)

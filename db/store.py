@@ -11,6 +11,7 @@ from datetime import datetime
 import json
 import sys
 import threading
+import uuid
 import time
 from importlib import metadata
 from operator import attrgetter
@@ -23,7 +24,7 @@ from sqlalchemy.engine import make_url
 from db.checkpoint import WalCheckpointer
 from db.connection import masked, open_engine, transaction
 from db.errors import StoreError
-from db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Run, utcnow
+from db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Receipt, Run, utcnow
 from db.records import (
     EvaluationInfo,
     EventInfo,
@@ -42,7 +43,7 @@ from db.records import (
     as_utc,
 )
 from db.schema import check_schema, create_schema
-from db.writes import evaluation_row, insert_candidates, no_run, reserve_seqs
+from db.writes import evaluation_row, insert_candidates, no_run, recorded_by_receipt, reserve_seqs
 
 T = TypeVar("T")
 
@@ -183,9 +184,20 @@ class Store:
         if not candidates:
             return []
 
+        token = uuid.uuid4().hex
+        tries = 0
+
         def record(c: Connection) -> list[RecordedCandidate]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:  # the last try may have committed with its acknowledgement lost: never record twice
+                earlier = recorded_by_receipt(c, token)
+                if earlier is not None:
+                    return earlier
             first = reserve_seqs(c, run_id, len(candidates), self.url)
-            return insert_candidates(c, run_id, first, candidates)
+            recorded = insert_candidates(c, run_id, first, candidates)
+            c.execute(insert(Receipt).values(token=token, run_id=run_id, first_seq=first, count=len(candidates)))
+            return recorded
 
         return self._write(record)
 

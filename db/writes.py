@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 from sqlalchemy import Connection, insert, select, update
 
 from db.errors import StoreError
-from db.models import Evaluation, Program, Proposal, Run, utcnow
+from db.models import Evaluation, Program, Proposal, Receipt, Run, utcnow
 from db.records import NewCandidate, NewEvaluation, RecordedCandidate
 
 
@@ -50,6 +50,21 @@ def insert_candidates(
     if evaluation_rows:
         c.execute(insert(Evaluation), evaluation_rows)
     return [RecordedCandidate(*fields) for fields in zip(seqs, proposal_ids, program_ids)]
+
+
+def recorded_by_receipt(c: Connection, token: str) -> list[RecordedCandidate] | None:
+    """What the transaction that left this receipt recorded, or None if none committed under the token."""
+    receipt = c.execute(select(Receipt.run_id, Receipt.first_seq, Receipt.count).where(Receipt.token == token)).first()
+    if receipt is None:
+        return None
+    run_id, first_seq, count = receipt
+    seqs = range(first_seq, first_seq + count)
+    found = {}
+    for model in (Proposal, Program):
+        rows = c.execute(select(model.seq, model.id).where(model.run_id == run_id,
+                                                           model.seq.between(seqs[0], seqs[-1]))).all()
+        found[model] = dict(rows)
+    return [RecordedCandidate(seq, found[Proposal].get(seq), found[Program].get(seq)) for seq in seqs]
 
 
 def _insert_returning_ids(c: Connection, model: Any, rows: list[dict[str, Any]]) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sqlite3
@@ -496,3 +497,32 @@ def test_the_write_ahead_log_is_moved_into_the_file_in_the_background_not_by_com
     assert checkpointers() == others
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM programs").fetchone()[0] == 200
+
+
+def test_a_retry_after_a_lost_acknowledgement_records_nothing_twice(file_url: str, monkeypatch) -> None:
+    """The commit reached the database but the answer was lost (a dropped connection): the store retries, finds
+    the batch's receipt, and returns the ids of what was recorded instead of recording it again."""
+    import db.store as store_module
+    from db.errors import StoreError as Error
+
+    real = store_module.transaction
+    lost = {"left": 1}
+
+    @contextlib.contextmanager
+    def ack_lost_once(engine, lock, *, write):
+        with real(engine, lock, write=write) as connection:
+            yield connection
+        if write and lost["left"]:  # committed; now the answer goes missing
+            lost["left"] -= 1
+            raise Error("server closed the connection unexpectedly", transient=True)
+
+    with Store(file_url, notify=lambda _line: None) as opened:
+        run = make_run(opened)
+        monkeypatch.setattr(store_module, "transaction", ack_lost_once)
+        recorded = opened.record_candidate(run.id, proposal=proposal(), evaluations=[train(2.0)],
+                                           program=program("def f():\n    return 2\n", origin="offline", score=2.0))
+        monkeypatch.setattr(store_module, "transaction", real)
+        assert lost["left"] == 0  # the fault did happen
+        assert opened.attempts(run.id) == 1
+        assert [p.id for p in opened.program_briefs(run.id)] == [recorded.program_id]
+        assert opened.get_program(recorded.program_id).proposal_id == recorded.proposal_id

@@ -50,7 +50,8 @@ def test_a_database_from_evoforge_0_1_is_refused_then_upgraded_with_its_data(tmp
 
     assert main(["upgrade", "--db", url]) == 0
     out = capsys.readouterr().out
-    assert "2: Proposals record" in out and f"{SCHEMA_VERSION}: Programs record a digest" in out
+    assert "2: Proposals record" in out and "3: Programs record a digest" in out
+    assert f"{SCHEMA_VERSION}: Receipts of committed candidate batches" in out
     assert schema_drift(url) == []
     with Store(url) as store:
         run = store.get_run("old-run")

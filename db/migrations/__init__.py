@@ -15,9 +15,15 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Connection
 
-from db.migrations import v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour
+from db.migrations import (
+    v0001_baseline,
+    v0002_proposal_attempts_details,
+    v0003_program_behaviour,
+    v0004_receipts,
+)
 
-STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour)
+STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour,
+                                 v0004_receipts)
 """Every step in order; step i has VERSION i + 1."""
 
 LATEST = STEPS[-1].VERSION
