@@ -66,6 +66,8 @@ def suite(data: Path) -> list[Entry]:
               "AlphaEvolve"),
         Entry("min_max_distance (16, 2D)", "min_max_distance", {},
               lambda m: m.REFERENCES[(16, 2)]["alphaevolve"], "AlphaEvolve"),
+        Entry("heilbronn (11, square)", "heilbronn", {}, lambda m: m.REFERENCES[11]["best_known"],
+              "Comellas-Yebra"),
         Entry("symbolic_regression", "symbolic_regression", {}, lambda m: m.REFERENCES["true_law"], "true law"),
         Entry("train_classifier", "train_classifier", {}, lambda m: m.REFERENCES["adam_mlp"], "Adam MLP (tests)"),
     ]

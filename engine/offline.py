@@ -603,15 +603,15 @@ def _mutate_condition(func: ast.FunctionDef, lines: list[str], rng: np.random.Ge
         value = _Substitute(v, local).visit(copy.deepcopy(value))
         v = ast.Name(local, ast.Load())
     if isinstance(value, ast.Name):
-        score = value.id
+        result = value.id
     else:
-        score = _fresh(func, "score")
-        body.append(_assign(score, value))
+        result = _fresh(func, "result")  # not "score": that is the problem's trusted function
+        body.append(_assign(result, value))
     op = (ast.Lt, ast.Gt, ast.LtE, ast.GtE)[int(rng.integers(4))]()
     condition = ast.Compare(left=v, ops=[op], comparators=[_num(_threshold(rng))])
-    adjusted = _term(ast.Name(score, ast.Load()), condition, rng)
-    body.append(_assign(score, adjusted))
-    body.append(ast.Return(value=ast.Name(score, ast.Load())))
+    adjusted = _term(ast.Name(result, ast.Load()), condition, rng)
+    body.append(_assign(result, adjusted))
+    body.append(ast.Return(value=ast.Name(result, ast.Load())))
     indent = _indent(lines[span[0]])
     new = [indent + line for s in body for line in ast.unparse(s).split("\n")]
     return _Edit(span[0], span[1], new, func.name)

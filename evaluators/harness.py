@@ -132,6 +132,7 @@ def _lock_down(result_w: int, out_w: int, scratch: str, uid: int | None, limits:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
+    os.sched_setaffinity(0, {limits["cpu"]})  # one core for the candidate and all it starts (seccomp keeps it so)
     os.chdir(scratch)
     os.environ["HOME"] = scratch
     os.environ["TMPDIR"] = scratch

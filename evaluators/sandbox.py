@@ -91,6 +91,12 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _cpu(self) -> int:
+        """The CPU this worker's candidates are pinned to: all their threads and children share that one core,
+        and workers spread over the CPUs the engine may use."""
+        allowed = sorted(os.sched_getaffinity(0))
+        return allowed[self.index % len(allowed)]
+
     def spawn(self) -> None:
         pool = self.pool
         serial = pool.serial()
@@ -101,7 +107,7 @@ class _Worker:
         else:
             self.scratch = "/tmp"
         args = [str(pool.problem.path), json.dumps(pool.problem.overrides), str(self.uid), pool.isolation,
-                self.scratch, os.getcwd()]
+                self.scratch, os.getcwd(), str(self._cpu())]
         plan = isolation.launch_plan(pool.isolation, pool.problem.path, args, pool.host_scratch)
         self.log = tempfile.TemporaryFile(prefix="evoforge-sandbox-log-")
         # Spawned from one long-lived thread: bwrap --die-with-parent follows the thread that forked it.

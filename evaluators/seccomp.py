@@ -9,7 +9,8 @@ prctl(PR_SET_SECCOMP). It is a deny list on top of the namespaces and the uid sw
 - `unshare`, `setns`, and `clone` with any namespace flag (EPERM); `clone3` answers ENOSYS so that libc falls back
   to `clone`, whose flags can be checked;
 - mount and friends, ptrace and process_vm_*, keyrings, bpf, perf_event_open, userfaultfd, io_uring, module and
-  kexec calls, reboot, swap, acct, syslog, and System V shared memory, semaphores and message queues (EPERM);
+  kexec calls, reboot, swap, acct, syslog, System V shared memory, semaphores and message queues, and
+  sched_setaffinity, which would move the candidate off the one CPU it is pinned to (EPERM);
 - any syscall made through another ABI (i386 `int 0x80`, x32): the process is killed.
 Only x86_64 is covered (the numbers are that ABI's); elsewhere `install` returns False and the level says so.
 """
@@ -45,6 +46,8 @@ X86_64 = {
     # limit) and outlives its creator; semaphores and message queues would let candidates talk to each other.
     "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66, "shmdt": 67,
     "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220,
+    # The candidate is pinned to one CPU; moving itself or its children off it would use more than its share.
+    "sched_setaffinity": 203,
 }
 DENIED = tuple(sorted(set(X86_64) - {"socket", "clone", "clone3"}))
 

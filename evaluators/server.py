@@ -51,7 +51,7 @@ SWEEP_DEPTH = 4  # world-writable folders inside those, this deep, are swept too
 
 
 def main(argv: list[str]) -> int:
-    problem_path, overrides_json, uid_text, level, scratch_root, workdir = argv
+    problem_path, overrides_json, uid_text, level, scratch_root, workdir, cpu_text = argv
     # Move the engine's pipes out of the way so that a forked candidate can be handed clean fds 0-2.
     req_fd, resp_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
                           "held_out": list(problem.held_out), "baseline_mb": vm_mb,
                           "source_hash": problem.source_hash, "digests": digests})
     reader = FrameReader(req_fd, MAX_REQUEST)
-    server = Server(problem, uid, scratch_root, reader, resp_fd)
+    server = Server(problem, uid, scratch_root, reader, resp_fd, cpu=int(cpu_text))
     while True:
         try:
             request = reader.read(None)
@@ -113,12 +113,13 @@ class Server:
     """Runs one candidate at a time in a forked child and turns what happened into a reply."""
 
     def __init__(self, problem: Any, uid: int, scratch_root: str, requests: FrameReader,
-                 resp_fd: int):
+                 resp_fd: int, *, cpu: int):
         self.problem = problem
         self.requests = requests  # read during an evaluation too: the engine may stop a candidate early
         self.resp_fd = resp_fd
         self.uid = uid
         self.scratch_root = scratch_root
+        self.cpu = cpu  # every candidate process runs on this one CPU: forks and threads cannot use more
         self.switch_uid = os.geteuid() == 0 and uid > 0
         # What the candidate's uid (this server's alone) left in temp dirs is removed after each candidate: from
         # the machine's own without a private /tmp, from the server's private ones otherwise, so that candidates
@@ -158,7 +159,7 @@ class Server:
             harness.run_child(self.problem, code, names, held_out, result_w, out_w, scratch,
                               uid=self.uid if self.switch_uid else None,
                               limits={"as_mb": settings.memory_limit_mb, "cpu_s": cpu_s, "fsize": FILE_LIMIT,
-                                      "nofile": NOFILE_LIMIT, "nproc": NPROC_LIMIT}, jit=jit)
+                                      "nofile": NOFILE_LIMIT, "nproc": NPROC_LIMIT, "cpu": self.cpu}, jit=jit)
         os.close(result_w)
         os.close(out_w)
         try:

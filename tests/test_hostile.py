@@ -71,6 +71,25 @@ def test_threads_and_child_processes_do_not_outlive_it(pool):
     assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
 
 
+def test_forked_children_share_one_cpu_and_cannot_move_off_it(pool):
+    """Children each get their own CPU-time limit, so the real bound is the one CPU they are all pinned to."""
+    body = ("import os, resource, time\n"
+            "if len(os.sched_getaffinity(0)) != 1:\n    raise RuntimeError('not pinned to one CPU')\n"
+            "try:\n    os.sched_setaffinity(0, set(range(os.cpu_count())))\n"
+            "    raise RuntimeError('the candidate moved itself to every CPU')\nexcept PermissionError:\n    pass\n"
+            "before = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "t0 = time.monotonic()\nkids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+            "        end = time.monotonic() + 0.5\n        while time.monotonic() < end:\n            pass\n"
+            "        os._exit(0)\n    kids.append(pid)\nfor pid in kids:\n    os.waitpid(pid, 0)\n"
+            "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\nwall = time.monotonic() - t0\n"
+            "cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime\n"
+            "if cpu > 1.25 * wall:\n"
+            "    raise RuntimeError(f'children used {cpu:.2f} s of CPU in {wall:.2f} s')\n"
+            "return x * 2")
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
 def test_alarm_handler_that_ignores_the_limit_times_out(pool):
     body = ("import signal\nsignal.signal(signal.SIGALRM, lambda *a: signal.alarm(1))\n"
             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.alarm(1)\nwhile True:\n    pass")
