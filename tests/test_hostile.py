@@ -53,6 +53,12 @@ def fn(body: str) -> str:
     return "def f(x):\n" + "\n".join("    " + line for line in body.strip("\n").splitlines()) + "\n"
 
 
+def assert_scores_like_the_seed(pool, body: str) -> None:
+    """The candidate's attack was contained: it ran to the end and scored what the seed scores."""
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
 def marker() -> str:
     return f"{MARKER}{uuid.uuid4().hex[:12]}"
 
@@ -67,8 +73,7 @@ def test_threads_and_child_processes_do_not_outlive_it(pool):
             "    for _ in range(8):\n        threading.Thread(target=lambda: time.sleep(600)).start()\n"
             "    threading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n"
             "return x * 2")
-    ev = pool.evaluate(fn(body))
-    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+    assert_scores_like_the_seed(pool, body)
 
 
 def test_forked_children_share_one_cpu_and_cannot_move_off_it(pool):
@@ -86,8 +91,7 @@ def test_forked_children_share_one_cpu_and_cannot_move_off_it(pool):
             "if cpu > 1.25 * wall:\n"
             "    raise RuntimeError(f'children used {cpu:.2f} s of CPU in {wall:.2f} s')\n"
             "return x * 2")
-    ev = pool.evaluate(fn(body))
-    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+    assert_scores_like_the_seed(pool, body)
 
 
 def test_alarm_handler_that_ignores_the_limit_times_out(pool):
@@ -255,8 +259,7 @@ def test_system_v_shared_memory_is_refused(pool):
             "segment = libc.shmget(0x5EC0 + x, 64 << 20, 0o1000 | 0o600)\n"
             "if segment != -1:\n    raise RuntimeError(f'shmget gave segment {segment}')\n"
             "return x * 2")
-    ev = pool.evaluate(fn(body))
-    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+    assert_scores_like_the_seed(pool, body)
 
 
 @pytest.mark.parametrize("target", ["file", "/dev/zero"])
