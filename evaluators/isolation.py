@@ -19,6 +19,7 @@ sandbox); as an ordinary user no uid switch is possible and bwrap/unshare add a 
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import shlex
@@ -123,6 +124,38 @@ def _mask_plan(problem_path: Path) -> list[tuple[Path, list[Path]]]:
     return [(m, binds) for m, binds in sorted(masks.items()) if not any(o in m.parents for o in masks)]
 
 
+# Names in the engine's working folder, the problem's folder and the repo that may hold secrets or other runs'
+# results: files are covered with /dev/null and folders with an empty tmpfs inside bwrap/unshare.
+SECRET_FILE_PATTERNS = (".env", ".env.*", "*.env", ".netrc", ".pgpass", ".git-credentials", ".npmrc", ".pypirc",
+                        "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", "credentials", "credentials.*",
+                        "secrets.*", "*.db", "*.db-wal", "*.db-shm", "*.sqlite", "*.sqlite3")
+SECRET_DIR_NAMES = ("runs", ".git", ".ssh", ".aws", ".gnupg", ".config", ".docker", ".kube")
+
+
+def secret_paths(problem_path: Path) -> tuple[list[Path], list[Path]]:
+    """Files and folders to hide, found at the top of the folders the sandbox must see anyway (the working
+    folder, the problem's folder, the repo): a `.env` with API keys, the run database, `.git`."""
+    files: set[Path] = set()
+    folders: set[Path] = set()
+    for folder in {Path.cwd().resolve(), problem_path.resolve().parent, REPO_ROOT}:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir() and entry.name in SECRET_DIR_NAMES:
+                    folders.add(Path(entry.path).resolve())
+                elif entry.is_file() and any(fnmatch.fnmatch(entry.name, p) for p in SECRET_FILE_PATTERNS):
+                    files.add(Path(entry.path).resolve())
+            except OSError:
+                continue
+    needed = set(needed_paths(problem_path)) | {problem_path.resolve()}
+    # Never hide what the server needs (a problem file itself named like a secret, or Python under .config).
+    keep = lambda p: not any(p == n or p in n.parents for n in needed)  # noqa: E731
+    return sorted(filter(keep, files)), sorted(filter(keep, folders))
+
+
 PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp")  # each sandbox gets its own empty tmpfs here
 
 
@@ -158,6 +191,11 @@ def bwrap_argv(problem_path: Path, server_argv: list[str]) -> list[str]:
                 if mask in parent.parents:
                     argv += ["--perms", "0755", "--dir", str(parent)]
             argv += ["--ro-bind", str(path), str(path)]
+    secret_files, secret_folders = secret_paths(problem_path)
+    for path in secret_folders:
+        argv += ["--perms", "0755", "--size", str(1024 * 1024), "--tmpfs", str(path)]
+    for path in secret_files:
+        argv += ["--ro-bind", "/dev/null", str(path)]
     argv += ["--chdir", "/", "--"]
     return argv + server_argv
 
@@ -192,6 +230,11 @@ def unshare_argv(problem_path: Path, server_argv: list[str]) -> list[str]:
             q = shlex.quote(str(path))
             lines += [f"mkdir -p {q}", f"mount --move {where} {q}", f"mount -o remount,bind,ro {q}"]
     lines.append("rm -rf /tmp/.evoforge-stage")
+    secret_files, secret_folders = secret_paths(problem_path)
+    for path in secret_folders:
+        lines.append(f"mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev evoforge-mask {shlex.quote(str(path))}")
+    for path in secret_files:
+        lines.append(f"mount --bind /dev/null {shlex.quote(str(path))}")
     lines.append('exec "$@"')
     argv = ["unshare", "--fork", "--pid", "--mount-proc", "--net", "--ipc", "--uts", "--mount",
             "--propagation", "private", "--kill-child"]

@@ -303,6 +303,31 @@ def test_secret_files_and_the_engine_environment_stay_unread(pool, tmp_path, mon
     assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
 
 
+def test_secrets_and_run_databases_in_the_working_folder_stay_hidden(pool, tmp_path, monkeypatch):
+    """The engine's working folder is visible to the sandbox (for relative --set paths), but a `.env` with keys,
+    the run database and `.git` in it are covered. rlimits-only shares the host's files: see the README."""
+    if pool.isolation == "rlimits-only":
+        pytest.skip("rlimits-only shares the host's filesystem (README: where isolation is missing)")
+    secret = "sk-" + uuid.uuid4().hex
+    project = tmp_path / "project"
+    (project / "runs").mkdir(parents=True)
+    (project / ".git").mkdir()
+    targets = [project / ".env", project / "runs" / "evoforge.db", project / ".git" / "config",
+               project / "prod.key"]
+    for path in targets:
+        path.write_text(secret)
+    (project / "data.json").write_text("[1, 2]")  # an ordinary file stays readable
+    monkeypatch.chdir(project)
+    body = (f"seen = ''\nfor path in {[str(p) for p in targets]!r}:\n"
+            "    try:\n        seen += open(path).read()\n    except OSError:\n        pass\n"
+            f"if {secret!r} in seen:\n    raise RuntimeError('read a secret')\n"
+            f"if open({str(project / 'data.json')!r}).read() != '[1, 2]':\n    raise RuntimeError('data hidden')\n"
+            "return x * 2")
+    with SandboxPool(load_problem(TOY, {"time_limit_s": str(LIMIT_S)}), 1, level=pool.isolation) as here:
+        ev = here.evaluate(fn(body))
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
 # ---------------------------------------------------------------- tampering (cap_set: the score verifies)
 
 
