@@ -520,5 +520,5 @@ def _run_exists(name: str) -> StoreError:
 def _no_program(ids: Iterable[int], where: str) -> StoreError:
     return StoreError((
         f"no program with id {', '.join(map(str, ids))} in {where}; "
-        "take program ids from this database (record_candidate, history, best_programs)"
+        "list the programs of a run with `evoforge best RUN -n 20` or `evoforge show RUN`"
     ))

@@ -6,6 +6,7 @@ argparse (standard library) parses; every user mistake becomes one clear message
 from __future__ import annotations
 
 import argparse
+import shlex
 import json
 import sys
 from collections.abc import Sequence
@@ -88,7 +89,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                                  ray_address=args.ray_address))
     result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)
     _print_result(result, args.db)
-    return 0 if result.status == "finished" else 130
+    return {"finished": 0, "stopped": 130}.get(result.status, 1)
 
 
 def _replayed_models(args: argparse.Namespace) -> ModelConfig | None:
@@ -112,7 +113,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     result = resume_search(args.name, args.db, budget=args.budget, progress=not args.quiet,
                            db_patience_s=args.db_patience, executor=executor)
     _print_result(result, args.db)
-    return 0 if result.status == "finished" else 130
+    return {"finished": 0, "stopped": 130}.get(result.status, 1)
 
 
 def _print_result(result: object, db: str) -> None:
@@ -120,7 +121,9 @@ def _print_result(result: object, db: str) -> None:
 
     print(f"run {result.run_name}: {result.status}; best score {format_score(result.best_score)} "
           f"(program {result.best_program_id}); {status_line(result.stats)}")
-    print(f"inspect it: evoforge best {result.run_name} --db {db}")
+    if result.stats.stop_reason:
+        print(f"stopped early: {result.stats.stop_reason}")
+    print(f"inspect it: evoforge best {shlex.quote(result.run_name)} --db {shlex.quote(db)}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

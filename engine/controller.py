@@ -188,6 +188,11 @@ class Controller:
         """Whether another candidate may start: budget left and no spending limit reached (which is noted)."""
         if self.stats.attempts >= self.stats.budget or self.stats.stop_reason is not None:
             return False
+        hopeless = getattr(self.proposer, "stop_reason", lambda: None)()  # custom proposers may not say
+        if hopeless is not None:
+            self.stats.stop_reason, self.stats.stopped_by_failure = hopeless, True
+            self.store.record_event(self.run.id, "stop", {"reason": hopeless, "attempts": self.stats.attempts})
+            return False
         limits, stats = self.limits, self.stats
         reached = [what for what, value, limit in (
             ("calls", stats.calls, limits.max_calls), ("tokens", stats.tokens, limits.max_tokens),

@@ -117,6 +117,8 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                        "rejected": [{"id": p.id, "score": p.score} for p in rejected],
                        "instructions": [vars(i) for i in instructions]})
     direction = "maximise" if analysis.maximize(run) else "minimise"
+    unapplied = summary.candidates - sum(counts.values())  # proposals that gave no program (failed calls, bad diffs)
+    stops = store.events(run.id, "stop")
     params = {**run.config["params"]}
     run_config = without(run.config["run"], "name", "problem", "overrides")
     lines = [f"run        {run.name}  ({run.status})", *fmt.field("problem", f"{run.problem_name}  {run.problem_path}"),
@@ -125,7 +127,9 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
              *fmt.field("settings", ", ".join([direction, *_flat(without(run.config["settings"], "maximize"))])),
              *fmt.field("params", ", ".join(_flat(params)) or "-"),
              *fmt.field("candidates", f"{summary.candidates} recorded; "
-                        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))),
+                        + ", ".join([f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
+                                    + ([f"no program {unapplied}"] if unapplied else []))),
+             *(fmt.field("stopped", stops[-1].data.get("reason", "?")) if stops else []),
              f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",
              f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}", ""]
     lines += fmt.table(MODEL_HEADER, [[fmt.fit(m.model, 24), *model_cells(m)] for m in models])

@@ -15,6 +15,7 @@ import asyncio
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -107,6 +108,8 @@ class LLMResult:
     """The provider's finish reason: "stop", or "length" when the text was cut at max_tokens."""
     details: dict[str, Any] = field(default_factory=dict)
     """Why this model was chosen (the chooser's explanation), stored with the proposal."""
+    permanent: bool = False
+    """A failure that retrying cannot fix: no or a refused key, an unknown model, a rejected request."""
 
     @property
     def ok(self) -> bool:
@@ -155,6 +158,8 @@ class LLMProposer:
         self.chooser: ModelChooser = chooser or TierChoice(self.strong_prob)
         self.health = health or ModelHealth()
         self._litellm = _import_litellm()
+        self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
+        self._answered: set[str] = set()  # models that have answered at least once
 
     def choose(self, rng: np.random.Generator) -> ModelSpec:
         """The model for the next call among those not resting (by default: strong with probability strong_prob,
@@ -190,7 +195,21 @@ class LLMProposer:
         """One call to `spec` with retries; its outcome counts toward the model's health."""
         result = await self._call(spec, messages)
         self.health.record(spec.name, result.ok)
+        if result.ok:
+            self._answered.add(spec.name)
+        elif result.permanent and spec.name not in self._unfixable:
+            self._unfixable[spec.name] = result.error or ""
+            print(f"evoforge: {result.error}", file=sys.stderr)  # at once: it will not fix itself
         return result
+
+    def hopeless(self) -> str | None:
+        """Why no call can succeed, once every model has failed in a way retrying cannot fix and none ever
+        answered (a missing key, say); None while some model may still answer."""
+        every = [spec.name for spec in (*self.models, *self.strong)]
+        if self._answered or not all(name in self._unfixable for name in every):
+            return None
+        return "every model failed with an error that retrying cannot fix: " + "; ".join(
+            self._unfixable[name] for name in dict.fromkeys(every))
 
     async def _call(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> LLMResult:
         messages = [dict(m) for m in messages]
@@ -203,7 +222,7 @@ class LLMProposer:
             except Exception as exc:  # noqa: BLE001 - every provider fault becomes LLMResult.error
                 failure = _classify(self._litellm, spec, exc)
                 if not failure.transient:
-                    return _failed(spec, messages, failure.message, start, attempt)
+                    return replace(_failed(spec, messages, failure.message, start, attempt), permanent=True)
                 if attempt > self.max_retries:
                     message = f"{failure.message} (gave up after {attempt} attempts)"
                     return _failed(spec, messages, message, start, attempt)

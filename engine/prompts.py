@@ -16,7 +16,7 @@ __all__ = ["ERROR_CHARS", "SYSTEM_PROMPT", "ParentView", "build_messages"]
 ERROR_CHARS = 400  # a failed parent's error is cut to its last this-many characters (the end of a traceback)
 
 SYSTEM_PROMPT = ("You are an expert Python programmer taking part in an evolutionary search for better programs. "
-                 "A trusted evaluator runs and scores every version you write; higher-scoring versions survive.")
+                 "A trusted evaluator runs and scores every version you write; better-scoring versions survive.")
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,12 @@ def _version(index: int, parent: ParentView) -> str:
 
 def build_messages(description: str, evolved_names: Sequence[str], parents: Sequence[ParentView], *,
                    instructions: str | None = None, feedback: Sequence[str] = (),
-                   full_rewrite: bool = False) -> list[dict]:
+                   full_rewrite: bool = False, maximize: bool = True) -> list[dict]:
     """Chat messages (system, user) asking for an improvement of the last, best parent; parents go worst to best.
 
     `feedback` lists why recent attempts from these parents failed, so the model does not repeat them;
-    `full_rewrite` asks for whole functions only, for models that cannot write exact diffs.
+    `full_rewrite` asks for whole functions only, for models that cannot write exact diffs; `maximize` says
+    which way scores improve.
     """
     if not parents:
         raise ValueError("build_messages needs at least one parent: the prompt asks to improve the best of them")
@@ -71,7 +72,8 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
              f"Version {best} is the best." if len(parents) > 1 else f"Below is the current version of {names}.")
     rules = [
         "## Task",
-        f"Write an improved version of {names} that scores better than Version {best}. "
+        f"Write an improved version of {names} that scores better than Version {best} "
+        f"({'higher' if maximize else 'lower'} scores are better). "
         f"Only {names} may change: no imports or other top-level code (the problem's imports, such as np, "
         "stay available; define helpers inside the function).",
     ]

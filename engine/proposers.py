@@ -52,6 +52,10 @@ class Proposer(Protocol):
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None: ...
 
+    def stop_reason(self) -> str | None:
+        """Why no proposal can ever succeed (every model refuses the key, say), so the run should stop; or None."""
+        ...
+
 
 class OfflineMutationProposer:
     """Program mutations with no LLM: keeps the loop working with no network and no key."""
@@ -73,19 +77,24 @@ class OfflineMutationProposer:
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
         """Random mutations learn nothing."""
 
+    def stop_reason(self) -> str | None:
+        """Mutations need nothing that could fail for good."""
+        return None
+
 
 class LiteLLMProposer:
     """Prompts the model ensemble through litellm, with cache, replay and (optionally) evolving instructions."""
 
     def __init__(self, description: str, evolved_names: Sequence[str], models: ModelConfig, *,
                  cache: ResponseCache | None = None, replay: ReplaySource | None = None,
-                 instructions: InstructionPool | None = None) -> None:
+                 instructions: InstructionPool | None = None, maximize: bool = True) -> None:
         from engine.llm import LLMProposer, ModelSpec  # imported here: a search with no LLM never loads litellm
         from engine.model_choice import BanditChoice
 
         self._description = description
         self._names = tuple(evolved_names)
         self._full_rewrite = models.full_rewrite
+        self._maximize = maximize
         self._temperature = {m.name: m.temperature for m in models.models}
         self._cache = cache
         self._replay = replay
@@ -107,7 +116,7 @@ class LiteLLMProposer:
         instruction: Instruction | None = self.instructions.pick(rng) if self.instructions else None
         messages = build_messages(self._description, self._names, parents, feedback=feedback,
                                   instructions=instruction.text if instruction else None,
-                                  full_rewrite=self._full_rewrite)
+                                  full_rewrite=self._full_rewrite, maximize=self._maximize)
         details: dict[str, Any] = {"instruction": instruction.id} if instruction else {}
         spec, choice = await self.llm.pick(rng)
         details.update(choice)
@@ -126,6 +135,9 @@ class LiteLLMProposer:
                         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                         cost=result.cost, latency_s=result.latency_s, error=result.error, attempts=result.attempts,
                         details=details)
+
+    def stop_reason(self) -> str | None:
+        return self.llm.hopeless()
 
     def _replayed(self, model: str, messages: list[dict[str, Any]], key: str, details: dict[str, Any]) -> Proposal:
         assert self._replay is not None
@@ -152,7 +164,7 @@ def _from_memory(model: str, messages: list[dict[str, Any]], answer: StoredAnswe
 
 
 def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence[str], *,
-                  global_names: Collection[str] | None = None,
+                  global_names: Collection[str] | None = None, maximize: bool = True,
                   cache: ResponseCache | None = None, replay: ReplaySource | None = None,
                   instructions: InstructionPool | None = None) -> Proposer:
     """The offline mutator when no model is configured (``global_names``: what the evolved functions can see),
@@ -160,4 +172,4 @@ def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence
     if models.offline:
         return OfflineMutationProposer(evolved_names, global_names)
     return LiteLLMProposer(description, evolved_names, models, cache=cache, replay=replay,
-                           instructions=instructions)
+                           instructions=instructions, maximize=maximize)

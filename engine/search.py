@@ -58,6 +58,7 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
     `db_patience_s`: how long the run waits for a database that stopped answering before it fails.
     """
     problem = load_problem(config.problem, config.overrides)
+    config = dataclasses.replace(config, problem=str(problem.path))  # absolute: resume works from any folder
     for warning in problem.warnings:
         print(f"warning: {problem.path}: {warning}", file=sys.stderr)
     store = Store(db_url, patience_s=db_patience_s)
@@ -76,7 +77,7 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
 
     `executor` replaces the run's stored evaluation settings for this invocation (a Ray cluster that moved).
     """
-    store = Store(db_url, patience_s=db_patience_s)
+    store = Store(db_url, patience_s=db_patience_s, create=False)
     try:
         run = store.get_run(name)
         if run is None:
@@ -87,7 +88,8 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
             config = RunConfig.from_dict({**config.to_dict(), "budget": budget})
         if executor is not None:
             config = dataclasses.replace(config, executor=executor)
-        problem = load_problem(config.problem, config.overrides)
+        # The absolute path the run recorded: a relative one would mean another file from another folder.
+        problem = load_problem(run.problem_path, config.overrides)
         if problem.source_hash != run.problem_hash:
             raise ProblemError(f"{problem.path} changed since run '{name}' started, so resuming would mix two "
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
@@ -117,7 +119,7 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                     reject_same_behaviour=config.rejects_same_behaviour,
                                     on_progress=display.update)
             asyncio.run(_search(controller, fresh))
-        status = "finished"
+        status = "failed" if stats.stopped_by_failure else "finished"
     except KeyboardInterrupt:
         status = "stopped"
     finally:
@@ -153,7 +155,7 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
             instructions.start()
     cache = ResponseCache(own) if models.cache else None
     return make_proposer(models, problem.description, problem.evolved_names, cache=cache, replay=replay,
-                         instructions=instructions)
+                         instructions=instructions, maximize=problem.settings.maximize)
 
 
 async def _search(controller: Controller, fresh: bool) -> None:

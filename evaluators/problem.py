@@ -119,7 +119,10 @@ class Problem:
         try:
             value = self.module.score(input_value, output)
         except Exception as exc:  # the trusted check rejecting an output is the normal way to say "invalid"
-            raise InvalidOutput(f"score() rejected the output: {type(exc).__name__}: {exc}") from exc
+            line = _line_in_file(exc, self.path)
+            where = f" (raised at {self.path.name}:{line})" if line else ""
+            returned = "solve() returned None; " if output is None else ""
+            raise InvalidOutput(f"{returned}score() rejected the output: {type(exc).__name__}: {exc}{where}") from exc
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
             raise InvalidOutput(f"score() returned {type(value).__name__}, not a number")
         value = float(value)
@@ -169,9 +172,12 @@ def _coerce(key: str, raw: str, default: Any, path: Path) -> Any:
             return float(raw)
         if isinstance(default, str) or default is None:
             return raw
-        value = ast.literal_eval(raw)
+        try:
+            value = ast.literal_eval(raw)
+        except (SyntaxError, ValueError):
+            value = None  # not a Python literal at all: said below
         if not isinstance(value, type(default)):
-            raise ValueError(f"expected a {type(default).__name__} literal, got {raw!r}")
+            raise ValueError(f"expected a Python {type(default).__name__} literal such as {default!r}, got {raw!r}")
         return value
     except ValueError as exc:
         raise _error(path, None, f"--set {key}={raw}: {exc}",
@@ -207,6 +213,10 @@ def _exec_module(path: Path, source: str) -> ModuleType:
     except Exception as exc:
         line = _line_in_file(exc, path)
         sys.modules.pop(name, None)
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
+                         f"install it where evoforge runs: `{sys.executable} -m pip install {exc.name}` "
+                         "(the package name may differ from the module's)") from None
         raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
                      "correct that line; check that the file imports cleanly with "
                      f"`{sys.executable} -c 'import runpy; runpy.run_path(\"{path}\")'`") from None

@@ -35,9 +35,9 @@ def priority(item, bins):
 ```
 
 ## Task
-Write an improved version of priority(...) that scores better than Version 2. Only priority(...) may change: \
-no imports or other top-level code (the problem's imports, such as np, stay available; define helpers inside the \
-function).
+Write an improved version of priority(...) that scores better than Version 2 (lower scores are better). Only \
+priority(...) may change: no imports or other top-level code (the problem's imports, such as np, stay available; \
+define helpers inside the function).
 Answer in one of two formats:
 1. One or more SEARCH/REPLACE blocks that edit Version 2; each SEARCH section must copy lines of Version 2 exactly, \
 indentation included:
@@ -54,8 +54,10 @@ Keep it short.'''
 
 def test_golden_prompt():
     messages = build_messages("Online bin packing: minimise the number of bins.\n", ["priority"],
-                              [WORST, MIDDLE, BEST], instructions="Keep it short.")
+                              [WORST, MIDDLE, BEST], instructions="Keep it short.", maximize=False)
     assert messages == [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": GOLDEN}]
+    maximising = build_messages("Cap sets.", ["priority"], [WORST, MIDDLE, BEST])[1]["content"]
+    assert "scores better than Version 2 (higher scores are better)" in maximising
 
 
 def test_same_inputs_same_text():
