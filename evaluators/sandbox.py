@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evaluators import isolation
+from evaluators.cleanup import remove_tree
 from evaluators.problem import Problem
 from evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
 from evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
@@ -35,7 +36,7 @@ MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is cappe
 START_TIMEOUT_S = 120.0  # a server must load the problem (and warm numba) within this
 REPLY_SLACK_S = 30.0  # beyond the server's own deadlines, before the engine gives up on a server
 UID_BASE = 1_900_000_000  # candidates run as uid UID_BASE + n (as root): ids no real account uses
-UID_SPAN = 10_000_000
+UID_SPAN = 2_000_000_000  # drawn at random: two pools on one machine (Ray actors, say) must not share a uid
 BASELINE_HEADROOM_MB = 64
 
 
@@ -100,7 +101,7 @@ class _Worker:
     def spawn(self) -> None:
         pool = self.pool
         serial = pool.serial()
-        self.uid = UID_BASE + (os.getpid() * 1000 + serial) % UID_SPAN if isolation.is_root() else 0
+        self.uid = UID_BASE + secrets.randbelow(UID_SPAN) if isolation.is_root() else 0
         if pool.isolation == "rlimits-only":  # no private /tmp: each server gets its own folder in ours
             self.scratch = os.path.join(pool.host_scratch, f"server-{serial}")
             os.mkdir(self.scratch, 0o711)
@@ -210,7 +211,7 @@ class _Worker:
             for directory in SHARED_TMP_DIRS:
                 remove_owned_by(directory, self.uid)
         if self.scratch.startswith(self.pool.host_scratch):
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            remove_tree(self.scratch)
 
     def stop(self) -> None:
         """Ask the server to exit (EOF on its stdin), then make sure it has."""
@@ -230,6 +231,28 @@ class _Worker:
             self.log.close()
 
 
+SCRATCH_PREFIX = "evoforge-sandbox-"  # + the engine's pid + "-": a folder whose engine died is removed later
+
+
+def _remove_scratch_of_dead_engines() -> None:
+    """Remove the scratch folders of engines that were killed (kill -9 leaves no chance to clean up)."""
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            remove_tree(os.path.join(root, name))
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 class SandboxPool:
     """A pool of sandboxed fork servers for one problem; `evaluate` is blocking and thread-safe."""
 
@@ -245,7 +268,8 @@ class SandboxPool:
         self._serial = 0
         self._serial_lock = threading.Lock()
         self._closed = False
-        self.host_scratch = tempfile.mkdtemp(prefix="evoforge-sandbox-")
+        _remove_scratch_of_dead_engines()
+        self.host_scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         os.chmod(self.host_scratch, 0o711)  # candidates traverse it to their own 0700 directory
         self.spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evoforge-sandbox-spawner")
         self._workers = [_Worker(self, i) for i in range(workers)]
@@ -392,7 +416,7 @@ class SandboxPool:
         for worker in self._workers:
             worker.stop()
         self.spawner.shutdown(wait=False)
-        shutil.rmtree(self.host_scratch, ignore_errors=True)
+        remove_tree(self.host_scratch)
 
     def __enter__(self) -> SandboxPool:
         return self

@@ -105,7 +105,9 @@ class StreamScorer:
             return
         try:
             value = decode_value(encoded)
-        except WireError as exc:
+        except (WireError, ValueError, TypeError, OverflowError, MemoryError, RecursionError) as exc:
+            # WireError is the decoder's word for a malformed output; anything else it raised is a decoder
+            # bug a hostile output found, and must end this candidate, not the engine.
             self.verdict = Verdict("invalid", f"input {name!r}: the output could not be decoded: {exc}")
             return
         try:

@@ -10,7 +10,8 @@ prctl(PR_SET_SECCOMP). It is a deny list on top of the namespaces and the uid sw
   to `clone`, whose flags can be checked;
 - mount and friends, ptrace and process_vm_*, keyrings, bpf, perf_event_open, userfaultfd, io_uring, module and
   kexec calls, reboot, swap, acct, syslog, System V shared memory, semaphores and message queues, and
-  sched_setaffinity, which would move the candidate off the one CPU it is pinned to (EPERM);
+  sched_setaffinity, which would move the candidate off the one CPU it is pinned to, POSIX message queues,
+  kernel AIO, and `connect`, `bind`, `sendmsg` and addressed `sendto`, so a `socketpair` reaches nothing (EPERM);
 - any syscall made through another ABI (i386 `int 0x80`, x32): the process is killed.
 Only x86_64 is covered (the numbers are that ABI's); elsewhere `install` returns False and the level says so.
 """
@@ -48,8 +49,15 @@ X86_64 = {
     "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220,
     # The candidate is pinned to one CPU; moving itself or its children off it would use more than its share.
     "sched_setaffinity": 203,
+    # A socketpair socket reaches nothing until it is given an address: no connect, bind or addressed send
+    # (a datagram to a host socket file such as /dev/log), and no sendmsg, which could address or pass fds.
+    "connect": 42, "bind": 49, "sendto": 44, "sendmsg": 46, "sendmmsg": 307,
+    # POSIX message queues outlive their creator and connect candidates; kernel AIO contexts are a machine-wide
+    # pool (aio-max-nr) one candidate could drain.
+    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244,
+    "mq_getsetattr": 245, "io_setup": 206, "io_submit": 209,
 }
-DENIED = tuple(sorted(set(X86_64) - {"socket", "clone", "clone3"}))
+DENIED = tuple(sorted(set(X86_64) - {"socket", "clone", "clone3", "sendto"}))
 
 # Classic BPF opcodes.
 LD_W_ABS = 0x20
@@ -58,6 +66,7 @@ JGE_K = 0x35
 JSET_K = 0x45
 RET_K = 0x06
 OFF_NR, OFF_ARCH, OFF_ARG0 = 0, 4, 16
+OFF_ARG4_LOW, OFF_ARG4_HIGH = OFF_ARG0 + 4 * 8, OFF_ARG0 + 4 * 8 + 4  # sendto's dest_addr (x86_64, little endian)
 
 
 def _program() -> list[tuple[int, int, int, int]]:
@@ -71,6 +80,7 @@ def _program() -> list[tuple[int, int, int, int]]:
         (JEQ_K, "eacces", 0, X86_64["socket"]),
         (JEQ_K, "clone", 0, X86_64["clone"]),
         (JEQ_K, "enosys", 0, X86_64["clone3"]),
+        (JEQ_K, "sendto", 0, X86_64["sendto"]),
     ]
     for name in DENIED:
         prog.append((JEQ_K, "eperm", 0, X86_64[name]))
@@ -83,6 +93,11 @@ def _program() -> list[tuple[int, int, int, int]]:
     label("clone")
     prog.append((LD_W_ABS, 0, 0, OFF_ARG0))
     prog.append((JSET_K, "eperm", "allow", NAMESPACE_FLAGS))
+    label("sendto")  # send() is sendto with no address: allowed; an address is refused
+    prog.append((LD_W_ABS, 0, 0, OFF_ARG4_LOW))
+    prog.append((JEQ_K, 0, "eperm", 0))
+    prog.append((LD_W_ABS, 0, 0, OFF_ARG4_HIGH))
+    prog.append((JEQ_K, "allow", "eperm", 0))
     label("eperm")
     prog.append((RET_K, 0, 0, RET_ERRNO | errno.EPERM))
     label("eacces")

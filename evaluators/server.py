@@ -21,7 +21,6 @@ import json
 import math
 import os
 import select
-import shutil
 import stat
 import signal
 import statistics
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from evaluators import harness, seccomp
+from evaluators.cleanup import remove_tree
 from evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
 
 MAX_REQUEST = 16 * 1024 * 1024  # a candidate's code and the input names
@@ -40,6 +40,10 @@ MAX_RESULT = 64 * 1024 * 1024  # one output frame from a candidate (JSON); large
 STDOUT_CAP = 64 * 1024  # bytes of a candidate's stdout/stderr kept; the rest is read and dropped
 COMPILE_ALLOWANCE_S = 60.0  # numba compile time per candidate that does not count against any input's limit
 COMPILE_CACHE_PROGRAMS = 64  # programs whose numba compilations a server keeps on disk (least recently used go)
+COMPILE_CACHE_MAX_BYTES = 32 * 1024 * 1024  # one program's cache folder beyond this was stuffed, not compiled
+COMPILE_CACHE_MAX_ENTRIES = 256
+MEMORY_POLL_S = 0.05  # how often the memory of a candidate's processes together is summed
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 COMPILE_ESTIMATE_S = 0.3  # what a compilation is assumed to cost under numba="auto" until this server has seen some
 COMPILE_SAMPLES = 16  # recent compile times whose median is the estimate
 FILE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE: the largest file a candidate may write
@@ -175,7 +179,7 @@ class Server:
             _kill_all_children(pid)
             os.close(result_r)
             os.close(out_r)
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
             for directory in self.sweep_dirs:
                 remove_owned_by(directory, self.uid)
             if jit is not None and jit.cache_dir and self.compile_cache is not None:
@@ -206,8 +210,21 @@ class CompileCache:
         self.uid = uid
         self.recent: collections.OrderedDict[str, None] = collections.OrderedDict()
 
-    def open(self, code: str) -> str:
-        """The program's cache directory, with its source file, handed to the candidate's uid."""
+    def open(self, code: str) -> str | None:
+        """The program's cache directory, with its source file, handed to the candidate's uid; None (compile
+        without a cache) if the scratch space is full even after every other program's cache is dropped."""
+        try:
+            return self._open(code)
+        except OSError:
+            for old in list(self.recent):
+                remove_tree(os.path.join(self.root, old))
+            self.recent.clear()
+        try:
+            return self._open(code)
+        except OSError:
+            return None
+
+    def _open(self, code: str) -> str:
         digest = hashlib.sha256(code.encode()).hexdigest()[:32]
         path = os.path.join(self.root, digest)
         os.makedirs(path, mode=0o700, exist_ok=True)
@@ -227,12 +244,35 @@ class CompileCache:
         self.recent.move_to_end(digest)
         while len(self.recent) > COMPILE_CACHE_PROGRAMS:
             old, _ = self.recent.popitem(last=False)
-            shutil.rmtree(os.path.join(self.root, old), ignore_errors=True)
+            remove_tree(os.path.join(self.root, old))
         return path
 
     def seal(self, path: str) -> None:
-        """Give the directory and all in it back to the server, so that other programs cannot change it."""
+        """Give the directory and all in it back to the server, so that other programs cannot change it; a
+        folder the candidate stuffed beyond what a compilation needs is dropped instead of kept."""
+        if _tree_size(path, COMPILE_CACHE_MAX_ENTRIES) > COMPILE_CACHE_MAX_BYTES:
+            remove_tree(path)
+            self.recent.pop(os.path.basename(path), None)
+            return
         _chown_tree(path, os.getuid(), os.getgid())
+
+
+def _tree_size(path: str, max_entries: int) -> float:
+    """Bytes under path (lstat sizes); infinity past max_entries entries, so that counting stays cheap."""
+    total, seen = 0, 0
+    try:
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                seen += 1
+                if seen > max_entries:
+                    return math.inf
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+    except RecursionError:  # nested deeper than any compilation nests
+        return math.inf
+    return total
 
 
 def _holds_exactly(path: str, code: str) -> bool:
@@ -279,6 +319,7 @@ class Watch:
         self.out_fd = out_fd
         self.out_open = True
         self.memory_bytes = memory_mb * 1024 * 1024
+        self.next_memory_check = 0.0
         self.numba = numba  # compile frames (which pause the clock) are only accepted when numba is on
         self.names = names
         self.limit_s = limit_s
@@ -318,7 +359,11 @@ class Watch:
                 if self.pidfd is not None:
                     fds.append(self.pidfd)
                 wait = self.deadline - now if self.pidfd is not None else min(self.deadline - now, 0.005)
-                ready, _, _ = select.select(fds, [], [], wait)
+                ready, _, _ = select.select(fds, [], [], min(wait, MEMORY_POLL_S))
+                if time.monotonic() >= self.next_memory_check:
+                    self._check_tree_memory()
+                    if self.status is not None:
+                        break
                 if self.requests.fd in ready:
                     self._read_requests()
                     if self.status is not None:
@@ -337,7 +382,27 @@ class Watch:
         finally:
             if self.pidfd is not None:
                 os.close(self.pidfd)
+        self._read_pending_stdout()
         return self._reply()
+
+    def _read_pending_stdout(self) -> None:
+        """What the candidate printed before its last frame: the `done` frame can be read before the output pipe
+        (both ready in one select), and the output must not be lost for it."""
+        for _ in range(64):
+            if not self.out_open or not select.select([self.out_fd], [], [], 0)[0]:
+                return
+            self._read_stdout()
+
+    def _check_tree_memory(self) -> None:
+        """RLIMIT_AS bounds each process; this bounds them together, since each fork gets the limit afresh."""
+        self.next_memory_check = time.monotonic() + MEMORY_POLL_S
+        processes = _descendants(os.getpid())
+        if len(processes) < 2:
+            return  # one process: its own RLIMIT_AS is the bound
+        used = sum(_private_resident_bytes(p) for p in processes)
+        if used > self.memory_bytes:
+            self._finish("memory", f"the candidate's {len(processes)} processes together hold "
+                                   f"{used / 2**20:.0f} MB, over the limit of {self.memory_bytes / 2**20:.0f} MB")
 
     def _poll_exit(self, block: bool) -> tuple[int, Any] | None:
         try:
@@ -547,11 +612,41 @@ def remove_owned_by(directory: str, uid: int, depth: int = 0) -> None:
                     remove_owned_by(entry.path, uid, depth + 1)
                 continue
             if is_dir:
-                shutil.rmtree(entry.path, ignore_errors=True)
+                remove_tree(entry.path)
             else:
                 os.unlink(entry.path)
         except OSError:
             pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid (children of any of its threads, and theirs), breadth first."""
+    found, queue = [], [pid]
+    while queue and len(found) < 4096:
+        parent = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(p) for p in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(kids)
+            queue.extend(kids)
+    return found
+
+
+def _private_resident_bytes(pid: int) -> int:
+    """Resident memory not backed by files (statm: resident - shared), which forked copies pay for themselves."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            fields = f.read().split()
+        return max(0, int(fields[1]) - int(fields[2])) * PAGE_BYTES
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _children(pid: int) -> list[int]:

@@ -239,7 +239,10 @@ def _decode_array(body: Any) -> np.ndarray:
     if count * dtype.itemsize != len(raw):
         raise WireError(f"array of shape {tuple(shape)} and dtype {dtype} needs {count * dtype.itemsize} bytes, "
                         f"got {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    try:
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # e.g. shape [0, 2**63]: no real array
+        raise WireError(f"array of shape {tuple(shape)[:8]} cannot be built: {exc}") from None
 
 
 def inputs_digest(inputs: dict[str, Any]) -> str | None:

@@ -69,6 +69,9 @@ def score(instance: dict, output: object) -> float:
         raise ValueError(f"expected one integer bin index per item ({len(items)}), got shape {assignment.shape}")
     if assignment.min() < 0:
         raise ValueError("bin indices must be non-negative")
+    if assignment.max() >= len(items):  # also keeps bincount from allocating a huge array for a huge index
+        raise ValueError(f"bin index {int(assignment.max())} is not below the number of items ({len(items)}); "
+                         "no packing needs more bins than items")
     loads = np.bincount(assignment, weights=np.asarray(items, dtype=np.float64))
     if loads.max() > instance["capacity"]:
         raise ValueError(f"bin {int(loads.argmax())} holds {loads.max()} > capacity {instance['capacity']}")

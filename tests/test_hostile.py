@@ -253,6 +253,46 @@ def test_what_one_candidate_leaves_in_temp_folders_the_next_never_sees(pool):
             assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
 
 
+def test_forked_children_share_one_memory_limit(pool):
+    """RLIMIT_AS is per process and each fork gets it afresh: the server sums the candidate's processes."""
+    body = ("import os, time\nimport numpy as np\nif x == 1:\n    for _ in range(4):\n        if os.fork() == 0:\n"
+            "            block = np.ones(400 * 2 ** 20 // 8)\n            time.sleep(30)\n            os._exit(0)\n"
+            "    time.sleep(30)\nreturn x * 2")
+    problem = load_problem(TOY, {"time_limit_s": "20"})  # memory_limit_mb is 1024: 4 x 400 MB is over it
+    with SandboxPool(problem, 1, level=pool.isolation) as roomy:
+        t0 = time.monotonic()
+        ev = roomy.evaluate(fn(body))
+    assert ev.status == "memory" and "processes together" in (ev.error or ""), ev
+    assert time.monotonic() - t0 < 15
+
+
+def test_a_folder_nested_thousands_deep_does_not_break_the_cleanup(pool):
+    """shutil.rmtree gives up with RecursionError at about a thousand levels; the next candidates must not care."""
+    body = "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nreturn x * 2"
+    with SandboxPool(load_problem(TOY, {"time_limit_s": "5"}), 1, level=pool.isolation) as one_server:
+        for code in (fn(body), fn("return x * 2"), fn("return x * 2")):
+            ev = one_server.evaluate(code)
+            assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
+@pytest.mark.parametrize("attempt", [
+    "libc.mq_open(b'/evoforge-q', 0o100 | 0o2, 0o600, None)",  # POSIX message queue
+    "libc.syscall(206, 64, ctypes.byref(ctypes.c_ulong(0)))",  # io_setup: kernel AIO
+    "libc.syscall(42, pair[0], b'\\x01\\x00/dev/log\\x00', 11)",  # connect a socketpair end to a host socket
+    "libc.syscall(44, pair[0], b'x', 1, 0, b'\\x01\\x00/dev/log\\x00', 11)",  # sendto with an address
+])
+def test_ways_out_of_a_socketpair_and_kernel_pools_are_refused(pool, attempt):
+    # Only ctypes (imported by the harness already): at rlimits-only the candidate's uid may not be able to read
+    # a Python installed under /root to import anything new.
+    body = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "fds = (ctypes.c_int * 2)()\nassert libc.socketpair(1, 2, 0, fds) == 0\npair = (fds[0], fds[1])\n"
+            f"result = {attempt}\n"
+            "if result != -1:\n    raise RuntimeError(f'allowed: {result}')\n"
+            "assert os.write(pair[0], b'plain writes on the pair still work') > 0 and os.read(pair[1], 100)\n"
+            "return x * 2")
+    assert_scores_like_the_seed(pool, body)
+
+
 def test_system_v_shared_memory_is_refused(pool):
     """A SysV segment is charged to no process's memory limit and outlives the candidate: shmget must fail."""
     body = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
