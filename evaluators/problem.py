@@ -149,6 +149,22 @@ class Problem:
         return a > b if self.settings.maximize else a < b
 
 
+def _assigned_at(path: Path, name: str) -> int | None:
+    """The line of the module-level assignment to name (SETTINGS, CASCADE, PARAMS), to point an error at it."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return node.lineno
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node.lineno
+    return None
+
+
 def _error(path: Path, line: int | None, what: str, fix: str) -> ProblemError:
     where = f"{path}:{line}" if line else str(path)
     return ProblemError(f"{where}: {what}\n  fix: {fix}")
@@ -304,8 +320,13 @@ def _named_inputs(path: Path, module: ModuleType, func_name: str, params: dict[s
     try:
         value = func(params)
     except Exception as exc:
+        fix = f"make {func_name}(params) return the inputs for these parameters"
+        if isinstance(exc, KeyError) and exc.args and exc.args[0] not in params:
+            near = difflib.get_close_matches(str(exc.args[0]), [str(k) for k in params], n=1)
+            fix = (f"params holds the PARAMS keys {sorted(map(str, params))}"
+                   + (f"; did you mean {near[0]!r}?" if near else "; add the key to PARAMS"))
         raise _error(path, _line_in_file(exc, path), f"{func_name}(params) raised {type(exc).__name__}: {exc}",
-                     f"make {func_name}(params) return the inputs for these parameters") from None
+                     fix) from None
     if isinstance(value, Mapping):
         named = {str(k): v for k, v in value.items()}
     elif isinstance(value, (list, tuple)):
@@ -326,12 +347,14 @@ def _settings_from(path: Path, module: ModuleType) -> Settings:
         known = {f.name for f in dataclasses.fields(Settings)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise _error(path, None, f"SETTINGS has unknown key(s) {unknown}", f"use only {sorted(known)}")
+            raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS has unknown key(s) {unknown}",
+                         f"use only {sorted(known)}")
         try:
             return Settings(**raw)
         except ValueError as exc:
-            raise _error(path, None, f"SETTINGS: {exc}", "correct that value") from None
-    raise _error(path, None, f"SETTINGS is a {type(raw).__name__}", "set SETTINGS = Settings(...) or a dict")
+            raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS: {exc}", "correct that value") from None
+    raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS is a {type(raw).__name__}",
+                 "set SETTINGS = Settings(...) or a dict")
 
 
 def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
@@ -367,18 +390,18 @@ def _cascade_from(path: Path, module: ModuleType, params: dict[str, Any], inputs
     seen: set[str] = set()
     for number, stage in enumerate(stages, 1):
         if not isinstance(stage, Stage):
-            raise _error(path, None, f"CASCADE stage {number} is a {type(stage).__name__}",
+            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} is a {type(stage).__name__}",
                          "build each stage with Stage(inputs=(...), threshold=...) from engine")
         unknown = [name for name in stage.inputs if name not in inputs]
         if unknown or not stage.inputs:
-            raise _error(path, None, f"CASCADE stage {number} names unknown inputs {unknown}" if unknown
+            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} names unknown inputs {unknown}" if unknown
                          else f"CASCADE stage {number} names no inputs", f"use names from inputs(): {list(inputs)}")
         repeated = seen.intersection(stage.inputs)
         if repeated:
-            raise _error(path, None, f"CASCADE stage {number} repeats inputs {sorted(repeated)}",
+            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} repeats inputs {sorted(repeated)}",
                          "name each input in one stage at most")
         if not math.isfinite(stage.threshold):
-            raise _error(path, None, f"CASCADE stage {number} threshold is {stage.threshold}",
+            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} threshold is {stage.threshold}",
                          "give a finite threshold")
         seen.update(stage.inputs)
     return stages
@@ -404,7 +427,8 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -
     _require_callable(path, module, "inputs", "define inputs(params) returning a dict of name -> input")
     raw_params = getattr(module, "PARAMS", {})
     if not isinstance(raw_params, Mapping):
-        raise _error(path, None, f"PARAMS is a {type(raw_params).__name__}", "set PARAMS to a dict of defaults")
+        raise _error(path, _assigned_at(path, "PARAMS"), f"PARAMS is a {type(raw_params).__name__}",
+                     "set PARAMS to a dict of defaults")
     _check_signatures(path, module)
     settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
     inputs = _named_inputs(path, module, "inputs", params)

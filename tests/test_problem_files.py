@@ -89,6 +89,9 @@ def test_malformed_set_pair() -> None:
     (lambda s: s.replace("def score(x, out):", "def score(out):"), "score(input, output)", ":14:"),
     (lambda s: s.replace("def inputs(params):", "def inputs():"), "inputs(params)", ":17:"),
     (lambda s: s.replace("def score(x, out):", "def scroe(x, out):"), "is 'scroe' meant to be 'score'", None),
+    (lambda s: s.replace('params["k"]', 'params["kk"]'), "did you mean 'k'", ":18:"),
+    (lambda s: s.replace("SETTINGS = Settings(maximize=True, time_limit_s=5.0)", 'SETTINGS = {"maximise": True}'),
+     "SETTINGS has unknown key", ":5:"),
 ])
 def test_broken_problem_files_get_one_clear_message(tmp_path: Path, edit, message: str, line: str | None) -> None:
     path = write(tmp_path, edit(GOOD))
