@@ -154,8 +154,14 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
         else:
             instructions.start()
     cache = ResponseCache(own) if models.cache else None
-    return make_proposer(models, problem.description, problem.evolved_names, cache=cache, replay=replay,
-                         instructions=instructions, maximize=problem.settings.maximize)
+    proposer = make_proposer(models, problem.description, problem.evolved_names, cache=cache, replay=replay,
+                             instructions=instructions, maximize=problem.settings.maximize)
+    llm = getattr(proposer, "llm", None)
+    if llm is not None and replay is None:
+        for model, keys in llm.missing_env_keys().items():  # said before the first call, not after it fails
+            print(f"warning: model {model!r} expects {' or '.join(keys)} in the environment, which is not set",
+                  file=sys.stderr)
+    return proposer
 
 
 async def _search(controller: Controller, fresh: bool) -> None:
