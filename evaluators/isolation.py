@@ -130,29 +130,47 @@ SECRET_FILE_PATTERNS = (".env", ".env.*", "*.env", ".netrc", ".pgpass", ".git-cr
                         "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", "credentials", "credentials.*",
                         "secrets.*", "*.db", "*.db-wal", "*.db-shm", "*.sqlite", "*.sqlite3")
 SECRET_DIR_NAMES = ("runs", ".git", ".ssh", ".aws", ".gnupg", ".config", ".docker", ".kube")
+SECRET_SCAN_DEPTH = 3  # sub-folders looked into below each folder (config/.env, deploy/keys/server.key)
+SECRET_SCAN_ENTRIES = 20_000  # per folder scanned; a huge tree is scanned only this far
+NOT_SCANNED_DIRS = (".venv", "venv", "site-packages", "node_modules", "__pycache__", ".tox", ".mypy_cache",
+                    ".pytest_cache", ".ruff_cache")
 
 
 def secret_paths(problem_path: Path) -> tuple[list[Path], list[Path]]:
-    """Files and folders to hide, found at the top of the folders the sandbox must see anyway (the working
-    folder, the problem's folder, the repo): a `.env` with API keys, the run database, `.git`."""
+    """Files and folders to hide, found in and a few levels below the folders the sandbox must see anyway (the
+    working folder, the problem's folder, the repo): a `.env` with API keys, the run database, `.git`."""
     files: set[Path] = set()
     folders: set[Path] = set()
-    for folder in {Path.cwd().resolve(), problem_path.resolve().parent, REPO_ROOT}:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
+    for root in {Path.cwd().resolve(), problem_path.resolve().parent, REPO_ROOT}:
+        budget = SECRET_SCAN_ENTRIES
+        pending = [(root, 0)]
+        while pending and budget > 0:
+            folder, depth = pending.pop()
             try:
-                if entry.is_dir() and entry.name in SECRET_DIR_NAMES:
-                    folders.add(Path(entry.path).resolve())
-                elif entry.is_file() and any(fnmatch.fnmatch(entry.name, p) for p in SECRET_FILE_PATTERNS):
-                    files.add(Path(entry.path).resolve())
+                entries = list(os.scandir(folder))
             except OSError:
                 continue
-    needed = set(needed_paths(problem_path)) | {problem_path.resolve()}
-    # Never hide what the server needs (a problem file itself named like a secret, or Python under .config).
-    keep = lambda p: not any(p == n or p in n.parents for n in needed)  # noqa: E731
+            budget -= len(entries)
+            for entry in entries:
+                try:
+                    if entry.is_dir():  # a link to a folder counts: bwrap covers where it leads
+                        if entry.name in SECRET_DIR_NAMES:
+                            folders.add(Path(entry.path).resolve())
+                        elif depth < SECRET_SCAN_DEPTH and entry.name not in NOT_SCANNED_DIRS:
+                            pending.append((Path(entry.path), depth + 1))
+                    elif entry.is_file() and any(fnmatch.fnmatch(entry.name, p) for p in SECRET_FILE_PATTERNS):
+                        files.add(Path(entry.path).resolve())
+                except OSError:
+                    continue
+    visible = needed_paths(problem_path)
+    needed = set(visible) | {problem_path.resolve()}
+
+    def keep(path: Path) -> bool:
+        # Never hide what the server needs (a problem file named like a secret, Python under .config), and cover
+        # only what lies in a folder the sandbox shows (a link may lead to one it hides already, such as /root).
+        return (not any(path == n or path in n.parents for n in needed)
+                and any(v in path.parents for v in visible))
+
     return sorted(filter(keep, files)), sorted(filter(keep, folders))
 
 

@@ -11,7 +11,8 @@ prctl(PR_SET_SECCOMP). It is a deny list on top of the namespaces and the uid sw
 - mount and friends, ptrace and process_vm_*, keyrings, bpf, perf_event_open, userfaultfd, io_uring, module and
   kexec calls, reboot, swap, acct, syslog, System V shared memory, semaphores and message queues, and
   sched_setaffinity, which would move the candidate off the one CPU it is pinned to, POSIX message queues,
-  kernel AIO, and `connect`, `bind`, `sendmsg` and addressed `sendto`, so a `socketpair` reaches nothing (EPERM);
+  kernel AIO, memfd_create and memfd_secret (whose pages escape the memory limit), and `connect`, `bind`,
+  `sendmsg` and addressed `sendto`, so a `socketpair` reaches nothing (EPERM);
 - any syscall made through another ABI (i386 `int 0x80`, x32): the process is killed.
 Only x86_64 is covered (the numbers are that ABI's); elsewhere `install` returns False and the level says so.
 """
@@ -56,6 +57,9 @@ X86_64 = {
     # pool (aio-max-nr) one candidate could drain.
     "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244,
     "mq_getsetattr": 245, "io_setup": 206, "io_submit": 209,
+    # Anonymous files: their pages count against no process's address space (unmapped) or as "shared" (mapped),
+    # so they would escape the memory limit.
+    "memfd_create": 319, "memfd_secret": 447,
 }
 DENIED = tuple(sorted(set(X86_64) - {"socket", "clone", "clone3", "sendto"}))
 

@@ -42,6 +42,7 @@ COMPILE_ALLOWANCE_S = 60.0  # numba compile time per candidate that does not cou
 COMPILE_CACHE_PROGRAMS = 64  # programs whose numba compilations a server keeps on disk (least recently used go)
 COMPILE_CACHE_MAX_BYTES = 32 * 1024 * 1024  # one program's cache folder beyond this was stuffed, not compiled
 COMPILE_CACHE_MAX_ENTRIES = 256
+MAX_TEMP_FILES = 100_000  # files and folders one candidate may create in /tmp and /var/tmp
 MEMORY_POLL_S = 0.05  # how often the memory of a candidate's processes together is summed
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 COMPILE_ESTIMATE_S = 0.3  # what a compilation is assumed to cost under numba="auto" until this server has seen some
@@ -51,6 +52,7 @@ NOFILE_LIMIT = 64
 NPROC_LIMIT = 16  # per sandbox uid, so it only binds after the uid switch
 PR_SET_CHILD_SUBREAPER = 36
 SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # a fresh tmpfs each under bwrap and unshare
 SWEEP_DEPTH = 4  # world-writable folders inside those, this deep, are swept too
 
 
@@ -77,7 +79,7 @@ def main(argv: list[str]) -> int:
                           "held_out": list(problem.held_out), "baseline_mb": vm_mb,
                           "source_hash": problem.source_hash, "digests": digests})
     reader = FrameReader(req_fd, MAX_REQUEST)
-    server = Server(problem, uid, scratch_root, reader, resp_fd, cpu=int(cpu_text))
+    server = Server(problem, uid, scratch_root, reader, resp_fd, cpu=int(cpu_text), private_tmp=level != "rlimits-only")
     while True:
         try:
             request = reader.read(None)
@@ -117,7 +119,7 @@ class Server:
     """Runs one candidate at a time in a forked child and turns what happened into a reply."""
 
     def __init__(self, problem: Any, uid: int, scratch_root: str, requests: FrameReader,
-                 resp_fd: int, *, cpu: int):
+                 resp_fd: int, *, cpu: int, private_tmp: bool):
         self.problem = problem
         self.requests = requests  # read during an evaluation too: the engine may stop a candidate early
         self.resp_fd = resp_fd
@@ -128,7 +130,9 @@ class Server:
         # What the candidate's uid (this server's alone) left in temp dirs is removed after each candidate: from
         # the machine's own without a private /tmp, from the server's private ones otherwise, so that candidates
         # of one server neither read each other's leftovers nor inherit a full /tmp.
-        self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else ()
+        # Without a uid of their own (not root), candidates share ours: then only a private /tmp may be swept,
+        # never the machine's, where our uid's files are the user's own.
+        self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else PRIVATE_TMP_DIRS if private_tmp else ()
         # Compilations are cached only where candidates run under another uid than ours: the server can then
         # make each program's cache writable by that program's evaluations alone.
         numba = problem.settings.numba
@@ -181,7 +185,7 @@ class Server:
             os.close(out_r)
             remove_tree(scratch)
             for directory in self.sweep_dirs:
-                remove_owned_by(directory, self.uid)
+                remove_owned_by(directory, self.uid if self.switch_uid else os.getuid())
             if jit is not None and jit.cache_dir and self.compile_cache is not None:
                 self.compile_cache.seal(jit.cache_dir)
         if reply.get("compiled") and not cached and reply["timings"]["compile"] > 0:
@@ -320,6 +324,7 @@ class Watch:
         self.out_open = True
         self.memory_bytes = memory_mb * 1024 * 1024
         self.next_memory_check = 0.0
+        self.files_before = _files_in_temp()
         self.numba = numba  # compile frames (which pause the clock) are only accepted when numba is on
         self.names = names
         self.limit_s = limit_s
@@ -396,6 +401,11 @@ class Watch:
     def _check_tree_memory(self) -> None:
         """RLIMIT_AS bounds each process; this bounds them together, since each fork gets the limit afresh."""
         self.next_memory_check = time.monotonic() + MEMORY_POLL_S
+        created = _files_in_temp() - self.files_before
+        if created > MAX_TEMP_FILES:  # empty files cost kernel memory that no limit counts, and a slow sweep
+            self._finish("memory", f"the candidate created {created} files in the temp folders, more than "
+                                   f"{MAX_TEMP_FILES}")
+            return
         processes = _descendants(os.getpid())
         if len(processes) < 2:
             return  # one process: its own RLIMIT_AS is the bound
@@ -617,6 +627,18 @@ def remove_owned_by(directory: str, uid: int, depth: int = 0) -> None:
                 os.unlink(entry.path)
         except OSError:
             pass
+
+
+def _files_in_temp() -> int:
+    """Inodes in use on the temp folders' file systems (a candidate's files and folders are counted here)."""
+    used = 0
+    for folder in ("/tmp", "/var/tmp"):
+        try:
+            info = os.statvfs(folder)
+        except OSError:
+            continue
+        used += info.f_files - info.f_ffree
+    return used
 
 
 def _descendants(pid: int) -> list[int]:

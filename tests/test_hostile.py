@@ -293,6 +293,25 @@ def test_ways_out_of_a_socketpair_and_kernel_pools_are_refused(pool, attempt):
     assert_scores_like_the_seed(pool, body)
 
 
+def test_anonymous_memory_files_are_refused(pool):
+    """memfd pages count against no address space (unmapped) or as shared (mapped): they would escape the limit."""
+    body = ("import os\ntry:\n    os.memfd_create('hoard')\n    raise RuntimeError('memfd_create worked')\n"
+            "except PermissionError:\n    pass\nreturn x * 2")
+    assert_scores_like_the_seed(pool, body)
+
+
+def test_millions_of_empty_files_end_the_candidate(pool):
+    """Empty files use inodes, not the tmpfs's bytes: kernel memory no limit counts, so the count is capped."""
+    body = ("import os\nos.mkdir('many')\nfor i in range(10 ** 7):\n    open(f'many/{i}', 'w').close()\n"
+            "return x * 2")
+    with SandboxPool(load_problem(TOY, {"time_limit_s": "60"}), 1, level=pool.isolation) as roomy:
+        t0 = time.monotonic()
+        ev = roomy.evaluate(fn(body))
+        assert ev.status == "memory" and "files" in (ev.error or ""), ev
+        assert time.monotonic() - t0 < 30
+        assert roomy.evaluate(fn("return x * 2")).status == "ok"  # and the server is fine afterwards
+
+
 def test_system_v_shared_memory_is_refused(pool):
     """A SysV segment is charged to no process's memory limit and outlives the candidate: shmget must fail."""
     body = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
@@ -352,8 +371,9 @@ def test_secrets_and_run_databases_in_the_working_folder_stay_hidden(pool, tmp_p
     project = tmp_path / "project"
     (project / "runs").mkdir(parents=True)
     (project / ".git").mkdir()
+    (project / "config" / "deploy").mkdir(parents=True)
     targets = [project / ".env", project / "runs" / "evoforge.db", project / ".git" / "config",
-               project / "prod.key"]
+               project / "prod.key", project / "config" / ".env", project / "config" / "deploy" / "server.pem"]
     for path in targets:
         path.write_text(secret)
     (project / "data.json").write_text("[1, 2]")  # an ordinary file stays readable
