@@ -138,6 +138,9 @@ class Controller:
         for item in history:
             if item.kind == "program" and item.origin in ("seed", "human"):
                 unproposed += 1
+            elif item.kind == "program" and item.status != "duplicate":  # the valid rate continues where it was
+                self.stats.evaluated += 1
+                self.stats.valid += item.status == "ok" and item.score is not None
             if item.kind == "reset":
                 self.islands.apply_reset(_without_founders(ResetPlan.from_dict(item.data), rejected))
             elif item.kind == "program" and item.status == "ok" and item.score is not None and not item.rejected:

@@ -62,7 +62,7 @@ def test_offline_search_records_every_candidate_and_improves(tmp_path: Path) -> 
 
 def test_same_seed_same_run_and_resume_continues_exactly(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
-    run_search(small_config("a", 40, seed=7), db, progress=False)
+    whole = run_search(small_config("a", 40, seed=7), db, progress=False)
     run_search(small_config("b", 40, seed=7), db, progress=False)
     assert programs_of(db, "a") == programs_of(db, "b")
 
@@ -70,6 +70,8 @@ def test_same_seed_same_run_and_resume_continues_exactly(tmp_path: Path) -> None
     resumed = resume_search("c", db, budget=40, progress=False)
     assert resumed.status == "finished"
     assert programs_of(db, "c") == programs_of(db, "a")
+    # The progress bar's totals continue too: the resumed run reports what the uninterrupted one did.
+    assert (resumed.stats.evaluated, resumed.stats.valid) == (whole.stats.evaluated, whole.stats.valid)
 
     run_search(small_config("d", 40, seed=8), db, progress=False)
     assert programs_of(db, "d") != programs_of(db, "a")
