@@ -26,6 +26,7 @@ from typing import Any
 
 from evaluators import isolation
 from evaluators.cleanup import remove_tree
+from evaluators.cpus import CpuClaim, claim_cpu
 from evaluators.problem import Problem
 from evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
 from evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
@@ -87,16 +88,18 @@ class _Worker:
         self.next_id = 0
         self.uid = 0
         self.scratch = ""
+        self.cpu_claim: CpuClaim | None = None
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def _cpu(self) -> int:
-        """The CPU this worker's candidates are pinned to: all their threads and children share that one core,
-        and workers spread over the CPUs the engine may use."""
-        allowed = sorted(os.sched_getaffinity(0))
-        return allowed[self.index % len(allowed)]
+        """The CPU this worker's candidates are pinned to (all their threads and children share that one core),
+        claimed once so that workers of every pool on the machine spread over the CPUs."""
+        if self.cpu_claim is None:
+            self.cpu_claim = claim_cpu(self.index)
+        return self.cpu_claim.cpu
 
     def spawn(self) -> None:
         pool = self.pool
@@ -229,6 +232,9 @@ class _Worker:
         self.kill()
         if self.log is not None:
             self.log.close()
+        if self.cpu_claim is not None:
+            self.cpu_claim.release()
+            self.cpu_claim = None
 
 
 SCRATCH_PREFIX = "evoforge-sandbox-"  # + the engine's pid + "-": a folder whose engine died is removed later

@@ -379,3 +379,12 @@ def test_numba_helpers_compile_and_are_deterministic(numba_pool):
 def test_numba_runtime_error_is_error(numba_pool):
     ev = numba_pool.evaluate("def priority(x):\n    a = [1.0]\n    return a[5]\n")
     assert ev.status == "error" and ev.compiled is True
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to spread over")
+def test_pools_in_one_machine_pin_their_workers_to_different_cpus(problem):
+    """Each Ray actor has a one-worker pool of its own: they must not all pin their candidates to CPU 0."""
+    code = "import os\n\ndef f(x):\n    return 1000 * min(os.sched_getaffinity(0)) + x * 2\n"
+    with SandboxPool(problem, 1) as first, SandboxPool(problem, 1) as second:
+        cpus = [pool.evaluate(code).scores["a"] // 1000 for pool in (first, second)]
+    assert cpus[0] != cpus[1]
