@@ -3,15 +3,19 @@
 A claim is an advisory lock (flock) on a file per CPU in the temp folder, held by the engine for the worker's
 life and dropped by the kernel when the engine exits, however it exits. Pools in other processes (the Ray
 actors of one node, two searches at once) thereby spread over the CPUs instead of all starting at CPU 0. When
-every CPU is claimed, workers share them round robin.
+every CPU is claimed, further workers share them round robin (per process, offset by the process id).
 """
 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass
+
+
+_shared = itertools.count()  # fallback claims of this process, so that they rotate over the CPUs
 
 
 @dataclass
@@ -43,4 +47,4 @@ def claim_cpu(preferred: int) -> CpuClaim:
             os.close(fd)
             continue
         return CpuClaim(cpu, fd)
-    return CpuClaim(allowed[preferred % len(allowed)], None)
+    return CpuClaim(allowed[(os.getpid() + next(_shared)) % len(allowed)], None)
