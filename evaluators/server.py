@@ -52,7 +52,7 @@ NOFILE_LIMIT = 64
 NPROC_LIMIT = 16  # per sandbox uid, so it only binds after the uid switch
 PR_SET_CHILD_SUBREAPER = 36
 SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
-PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # a fresh tmpfs each under bwrap and unshare
+PRIVATE_SWEEP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # a fresh tmpfs each under bwrap and unshare
 SWEEP_DEPTH = 4  # world-writable folders inside those, this deep, are swept too
 
 
@@ -132,7 +132,7 @@ class Server:
         # of one server neither read each other's leftovers nor inherit a full /tmp.
         # Without a uid of their own (not root), candidates share ours: then only a private /tmp may be swept,
         # never the machine's, where our uid's files are the user's own.
-        self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else PRIVATE_TMP_DIRS if private_tmp else ()
+        self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else PRIVATE_SWEEP_DIRS if private_tmp else ()
         # Compilations are cached only where candidates run under another uid than ours: the server can then
         # make each program's cache writable by that program's evaluations alone.
         numba = problem.settings.numba
