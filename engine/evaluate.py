@@ -9,6 +9,9 @@ from engine.candidates import read_candidate
 from evaluators import Evaluation, SandboxPool, load_problem
 
 
+PRINTED_LINES = 20  # of the candidate's output, shown by `evoforge eval` (all of it with --json)
+
+
 def _as_dict(ev: Evaluation) -> dict[str, Any]:
     return {"status": ev.status, "score": ev.score, "scores": dict(ev.scores), "error": ev.error,
             "timings": dict(ev.timings), "compiled": ev.compiled}
@@ -40,7 +43,8 @@ def evaluate_file(problem_path: str, candidate_path: str | None, overrides: Mapp
               "maximize": problem.settings.maximize, "isolation": pool.isolation, **_as_dict(train),
               "held_out_score": held.score if held else None,
               "held_out": _as_dict(held) if held else None,
-              "numba": _numba_note(train, problem.settings.numba), "warnings": list(problem.warnings)}
+              "numba": _numba_note(train, problem.settings.numba), "warnings": list(problem.warnings),
+              "stdout": train.stdout}
     return report
 
 
@@ -61,4 +65,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"numba      {report['numba']}")
     lines.append(f"sandbox    {report['isolation']}")
     lines.extend(f"warning    {warning}" for warning in report["warnings"])
+    printed = report["stdout"].rstrip("\n").splitlines()
+    if printed:  # what the candidate printed (capped at 64 KiB by the sandbox): its last lines
+        shown = f", the last {PRINTED_LINES}" if len(printed) > PRINTED_LINES else ""
+        lines.append(f"printed    {len(printed)} line(s){shown}:")
+        lines.extend(f"  {line}" for line in printed[-PRINTED_LINES:])
     return "\n".join(lines)

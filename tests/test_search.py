@@ -224,3 +224,13 @@ def test_a_problem_file_under_tmp_is_visible_in_the_sandbox(tmp_path: Path, leve
     problem_file.write_text((REPO / "tests" / "fixtures" / "climb_problem.py").read_text())
     with SandboxPool(load_problem(problem_file), workers=1, level=level) as pool:
         assert pool.evaluate("def value() -> float:\n    return 3.0\n").score == 3.0
+
+
+def test_cli_eval_shows_what_the_candidate_printed(tmp_path: Path) -> None:
+    talker = tmp_path / "talker.py"
+    talker.write_text("def priority(el, n):\n    print('looking at', el)\n    return 0.0\n")
+    out = _cli("eval", "problems/cap_set.py", str(talker), "--set", "n=3", cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "printed    27 line(s), the last 20:" in out.stdout and "  looking at (2, 2, 2)" in out.stdout
+    report = json.loads(_cli("eval", "problems/cap_set.py", str(talker), "--set", "n=3", "--json", cwd=REPO).stdout)
+    assert report["stdout"].count("looking at") == 27
