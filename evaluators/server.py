@@ -645,19 +645,9 @@ def _descendants(pid: int) -> list[int]:
     """Every process below pid (children of any of its threads, and theirs), breadth first."""
     found, queue = [], [pid]
     while queue and len(found) < 4096:
-        parent = queue.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children") as f:
-                    kids = [int(p) for p in f.read().split()]
-            except (OSError, ValueError):
-                continue
-            found.extend(kids)
-            queue.extend(kids)
+        kids = _children(queue.pop())
+        found.extend(kids)
+        queue.extend(kids)
     return found
 
 
@@ -672,10 +662,18 @@ def _private_resident_bytes(pid: int) -> int:
 
 
 def _children(pid: int) -> list[int]:
+    """The children of pid, whichever of its threads forked them."""
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        kids: list[int] = []
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids.extend(int(p) for p in f.read().split())
+        return kids
+    except FileNotFoundError:
+        if not os.path.exists(f"/proc/{pid}"):
+            return []  # gone
+    except (OSError, ValueError):
         pass
     found = []  # a kernel without CONFIG_PROC_CHILDREN: scan /proc for our children
     for entry in os.listdir("/proc"):
