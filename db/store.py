@@ -7,12 +7,12 @@ Every method is one short transaction (see ``db.connection.transaction``) and re
 from __future__ import annotations
 
 import heapq
-from datetime import datetime
 import json
 import sys
 import threading
-import uuid
 import time
+import uuid
+from datetime import datetime
 from importlib import metadata
 from operator import attrgetter
 from pathlib import Path
@@ -235,19 +235,19 @@ class Store:
 
     def events(self, run_id: int, kind: str) -> list[EventInfo]:
         """The run's events of one kind, in order."""
-        query = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at).where(
-            Event.run_id == run_id, Event.kind == kind).order_by(Event.seq)
-        rows = self._read(lambda c: c.execute(query).all())
-        return [EventInfo(r.id, r.seq, r.kind, r.data, as_utc(r.created_at)) for r in rows]
+        query = _EVENT_COLUMNS.where(Event.run_id == run_id, Event.kind == kind).order_by(Event.seq)
+        return [_event_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
-    def last_activity(self, run_id: int, before: datetime | None = None) -> datetime | None:
-        """When the run last recorded a program or a proposal (before a time, if given); None if never."""
+    def last_activity(self, run_id: int, before_seq: int | None = None) -> datetime | None:
+        """When the run last recorded a program or a proposal (before a place in its history, if given); None if
+        never. Found through the (run, seq) index: the latest record is the one with the highest seq."""
         times = []
         for model in (Program, Proposal):
-            query = select(func.max(model.created_at)).where(model.run_id == run_id)
-            if before is not None:
-                query = query.where(model.created_at < before)
-            times.append(self._read(lambda c, q=query: c.execute(q).scalar_one()))
+            query = select(model.created_at).where(model.run_id == run_id)
+            if before_seq is not None:
+                query = query.where(model.seq < before_seq)
+            query = query.order_by(model.seq.desc()).limit(1)
+            times.append(self._read(lambda c, q=query: c.execute(q).scalar()))
         found = [as_utc(t) for t in times if t is not None]
         return max(found) if found else None
 
@@ -347,9 +347,7 @@ class Store:
             Program.id, Program.seq, Program.island, Program.origin, Program.status, Program.score, Program.scores,
             Program.code_length, Program.rejected_at.is_not(None), Program.behaviour,
         ).where(Program.run_id == run_id).order_by(Program.seq)
-        events = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at).where(
-            Event.run_id == run_id
-        ).order_by(Event.seq)
+        events = _EVENT_COLUMNS.where(Event.run_id == run_id).order_by(Event.seq)
 
         def read(c: Connection) -> tuple[list[Row], list[Row]]:
             # Both in one read transaction, so they are one consistent snapshot.
@@ -357,7 +355,7 @@ class Store:
 
         program_rows, event_rows = self._read(read)
         summaries = [ProgramSummary(*row) for row in program_rows]
-        infos = [EventInfo(r.id, r.seq, r.kind, r.data, as_utc(r.created_at)) for r in event_rows]
+        infos = [_event_info(r) for r in event_rows]
         return list(heapq.merge(summaries, infos, key=attrgetter("seq")))
 
     def attempts(self, run_id: int) -> int:
@@ -461,6 +459,7 @@ class Store:
 _RUN_COLUMNS = select(*(Run.__table__.c[name] for name in RunInfo.__dataclass_fields__))
 _PROGRAM_COLUMNS = select(*Program.__table__.c)
 _PROPOSAL_COLUMNS = select(*Proposal.__table__.c)
+_EVENT_COLUMNS = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at)
 
 
 def _run_info(row: Row) -> RunInfo:
@@ -482,6 +481,10 @@ def _proposal_info(row: Row) -> ProposalInfo:
 def _evaluation_info(row: Row) -> EvaluationInfo:
     m = row._mapping
     return EvaluationInfo(**{**m, "created_at": as_utc(m["created_at"])})
+
+
+def _event_info(row: Row) -> EventInfo:
+    return EventInfo(row.id, row.seq, row.kind, row.data, as_utc(row.created_at))
 
 
 def _require_existing_file(url: str) -> None:

@@ -100,10 +100,11 @@ def summarize(store: Store, run: RunInfo) -> RunSummary:
 def active_seconds(store: Store, run: RunInfo) -> float | None:
     """How long the run spent searching: each session from its start (creation, or a resume) to its last record
     (or the finish), so the days a stopped run waited before `evoforge resume` do not count."""
-    starts = [run.created_at, *(e.created_at for e in store.events(run.id, "resume"))]
+    resumes = store.events(run.id, "resume")
+    starts = [run.created_at, *(e.created_at for e in resumes)]
     total, active = 0.0, False
-    for start, following in zip(starts, [*starts[1:], None]):
-        end = store.last_activity(run.id, before=following)
+    for start, following in zip(starts, [*(e.seq for e in resumes), None]):
+        end = store.last_activity(run.id, before_seq=following)
         if following is None and run.finished_at is not None:
             end = max(end, run.finished_at) if end is not None else run.finished_at
         if end is not None and end > start:

@@ -6,8 +6,8 @@ argparse (standard library) parses; every user mistake becomes one clear message
 from __future__ import annotations
 
 import argparse
-import shlex
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -89,7 +89,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                                  ray_address=args.ray_address))
     result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)
     _print_result(result, args.db)
-    return {"finished": 0, "stopped": 130}.get(result.status, 1)
+    return _exit_code(result.status)
 
 
 def _replayed_models(args: argparse.Namespace) -> ModelConfig | None:
@@ -113,7 +113,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     result = resume_search(args.name, args.db, budget=args.budget, progress=not args.quiet,
                            db_patience_s=args.db_patience, executor=executor)
     _print_result(result, args.db)
-    return {"finished": 0, "stopped": 130}.get(result.status, 1)
+    return _exit_code(result.status)
+
+
+def _exit_code(status: str) -> int:
+    """0 for a finished run, 130 (as for Ctrl-C) for a stopped one, 1 for a failed one."""
+    return {"finished": 0, "stopped": 130}.get(status, 1)
 
 
 def _print_result(result: object, db: str) -> None:

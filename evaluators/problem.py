@@ -388,21 +388,23 @@ def _cascade_from(path: Path, module: ModuleType, params: dict[str, Any], inputs
                          "make CASCADE(params) return a list of Stage(inputs=(...), threshold=...)") from None
     stages = tuple(raw)
     seen: set[str] = set()
+
+    def bad(number: int, what: str, fix: str) -> ProblemError:
+        return _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} {what}", fix)
+
     for number, stage in enumerate(stages, 1):
         if not isinstance(stage, Stage):
-            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} is a {type(stage).__name__}",
-                         "build each stage with Stage(inputs=(...), threshold=...) from engine")
+            raise bad(number, f"is a {type(stage).__name__}",
+                      "build each stage with Stage(inputs=(...), threshold=...) from engine")
         unknown = [name for name in stage.inputs if name not in inputs]
         if unknown or not stage.inputs:
-            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} names unknown inputs {unknown}" if unknown
-                         else f"CASCADE stage {number} names no inputs", f"use names from inputs(): {list(inputs)}")
+            raise bad(number, f"names unknown inputs {unknown}" if unknown else "names no inputs",
+                      f"use names from inputs(): {list(inputs)}")
         repeated = seen.intersection(stage.inputs)
         if repeated:
-            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} repeats inputs {sorted(repeated)}",
-                         "name each input in one stage at most")
+            raise bad(number, f"repeats inputs {sorted(repeated)}", "name each input in one stage at most")
         if not math.isfinite(stage.threshold):
-            raise _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} threshold is {stage.threshold}",
-                         "give a finite threshold")
+            raise bad(number, f"threshold is {stage.threshold}", "give a finite threshold")
         seen.update(stage.inputs)
     return stages
 

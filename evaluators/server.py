@@ -79,7 +79,8 @@ def main(argv: list[str]) -> int:
                           "held_out": list(problem.held_out), "baseline_mb": vm_mb,
                           "source_hash": problem.source_hash, "digests": digests})
     reader = FrameReader(req_fd, MAX_REQUEST)
-    server = Server(problem, uid, scratch_root, reader, resp_fd, cpu=int(cpu_text), private_tmp=level != "rlimits-only")
+    server = Server(problem, uid, scratch_root, reader, resp_fd, cpu=int(cpu_text),
+                    private_tmp=level != "rlimits-only")
     while True:
         try:
             request = reader.read(None)
@@ -127,11 +128,9 @@ class Server:
         self.scratch_root = scratch_root
         self.cpu = cpu  # every candidate process runs on this one CPU: forks and threads cannot use more
         self.switch_uid = os.geteuid() == 0 and uid > 0
-        # What the candidate's uid (this server's alone) left in temp dirs is removed after each candidate: from
-        # the machine's own without a private /tmp, from the server's private ones otherwise, so that candidates
-        # of one server neither read each other's leftovers nor inherit a full /tmp.
-        # Without a uid of their own (not root), candidates share ours: then only a private /tmp may be swept,
-        # never the machine's, where our uid's files are the user's own.
+        # What a candidate left in the temp dirs is removed after it, so that the next one neither reads it nor
+        # inherits a full /tmp. As root, candidates have a uid of their own: sweep every temp dir they can reach.
+        # Otherwise they have ours, whose files on the machine are the user's own: sweep private temp dirs only.
         self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else PRIVATE_SWEEP_DIRS if private_tmp else ()
         # Compilations are cached only where candidates run under another uid than ours: the server can then
         # make each program's cache writable by that program's evaluations alone.
@@ -323,7 +322,7 @@ class Watch:
         self.out_fd = out_fd
         self.out_open = True
         self.memory_bytes = memory_mb * 1024 * 1024
-        self.next_memory_check = 0.0
+        self.next_resource_check = 0.0
         self.files_before = _files_in_temp()
         self.numba = numba  # compile frames (which pause the clock) are only accepted when numba is on
         self.names = names
@@ -365,8 +364,8 @@ class Watch:
                     fds.append(self.pidfd)
                 wait = self.deadline - now if self.pidfd is not None else min(self.deadline - now, 0.005)
                 ready, _, _ = select.select(fds, [], [], min(wait, MEMORY_POLL_S))
-                if time.monotonic() >= self.next_memory_check:
-                    self._check_tree_memory()
+                if time.monotonic() >= self.next_resource_check:
+                    self._check_resources()
                     if self.status is not None:
                         break
                 if self.requests.fd in ready:
@@ -398,9 +397,10 @@ class Watch:
                 return
             self._read_stdout()
 
-    def _check_tree_memory(self) -> None:
-        """RLIMIT_AS bounds each process; this bounds them together, since each fork gets the limit afresh."""
-        self.next_memory_check = time.monotonic() + MEMORY_POLL_S
+    def _check_resources(self) -> None:
+        """What no rlimit bounds: the memory of all the candidate's processes together (each fork gets RLIMIT_AS
+        afresh), and the number of files it created (kernel memory, and a slow sweep)."""
+        self.next_resource_check = time.monotonic() + MEMORY_POLL_S
         created = _files_in_temp() - self.files_before
         if created > MAX_TEMP_FILES:  # empty files cost kernel memory that no limit counts, and a slow sweep
             self._finish("memory", f"the candidate created {created} files in the temp folders, more than "
