@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from db import NewCandidate, NewEvaluation, NewProgram, NewProposal, Store
-from engine.codeutil import code_hash
-from islands import IslandConfig, IslandModel
+from evoforge.db import NewCandidate, NewEvaluation, NewProgram, NewProposal, Store
+from evoforge.engine.program.source import code_hash
+from evoforge.islands import IslandConfig, IslandModel
 
 TARGET_MS = 5.0
 NUM_ISLANDS = 4

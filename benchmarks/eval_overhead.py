@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.offline import NoMutationFound, OfflineProposer  # noqa: E402
-from engine.patching import PatchError, apply_response  # noqa: E402
-from evaluators import Evaluation, Problem, SandboxPool, Stage, load_problem, parse_overrides  # noqa: E402
-from evaluators.isolation import available_levels  # noqa: E402
+from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer  # noqa: E402
+from evoforge.engine.program.patching import PatchError, apply_response  # noqa: E402
+from evoforge.evaluators import Evaluation, Problem, SandboxPool, Stage, load_problem, parse_overrides  # noqa: E402
+from evoforge.evaluators.isolation import available_levels  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PROBLEMS = [REPO / "problems" / "cap_set.py", REPO / "problems" / "bin_packing.py"]

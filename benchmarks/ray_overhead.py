@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from db import Store
-from engine.config import ExecutorSettings, RunConfig
-from engine.search import run_search
-from evaluators import parse_overrides
+from evoforge.db import Store
+from evoforge.engine.run.config import ExecutorSettings, RunConfig
+from evoforge.engine.run.search import run_search
+from evoforge.evaluators import parse_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from db import Store
-from engine.config import ModelConfig, ModelEntry, RunConfig
-from engine.search import run_search
-from evaluators import load_problem
+from evoforge.db import Store
+from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
+from evoforge.engine.run.search import run_search
+from evoforge.evaluators import load_problem
 
 REPO = Path(__file__).resolve().parent.parent
 

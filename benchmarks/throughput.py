@@ -13,8 +13,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.search import run_search
+from evoforge.engine.run.config import RunConfig
+from evoforge.engine.run.search import run_search
 
 REPO = Path(__file__).resolve().parent.parent
 PROBLEMS = ("cap_set", "bin_packing")

@@ -7,8 +7,8 @@
     store.record_candidate(run.id, proposal=NewProposal(...), program=NewProgram(...), evaluations=[...])
 """
 
-from db.errors import StoreError
-from db.records import (
+from evoforge.db.errors import StoreError
+from evoforge.db.records import (
     EvaluationInfo,
     EventInfo,
     HistoryItem,
@@ -24,8 +24,8 @@ from db.records import (
     RunInfo,
     Spend,
 )
-from db.schema import SCHEMA_VERSION, upgrade_database
-from db.store import DEFAULT_PATIENCE_S, Store
+from evoforge.db.schema import SCHEMA_VERSION, upgrade_database
+from evoforge.db.store import DEFAULT_PATIENCE_S, Store
 
 __all__ = [
     "DEFAULT_PATIENCE_S",

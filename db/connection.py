@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-from db.errors import StoreError
+from evoforge.db.errors import StoreError
 
 _WRITE = "evoforge_write"
 WAL_SAFETY_NET_PAGES = 10_000

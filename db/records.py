@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
-from db.models import EVALUATION_KINDS, EVALUATION_STATUSES, ORIGINS, PROGRAM_STATUSES
+from evoforge.db.models import EVALUATION_KINDS, EVALUATION_STATUSES, ORIGINS, PROGRAM_STATUSES
 
 PROPOSED_ORIGINS = ("offline", "llm")
 

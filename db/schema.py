@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, inspect, select, text, update
 
-from db import migrations
-from db.connection import masked, open_engine, transaction
-from db.errors import StoreError
-from db.models import Base, Meta
+from evoforge.db import migrations
+from evoforge.db.connection import masked, open_engine, transaction
+from evoforge.db.errors import StoreError
+from evoforge.db.models import Base, Meta
 
 SCHEMA_VERSION = migrations.LATEST
 """The version this evoforge reads and writes; a model change adds a step in db/migrations (see its docstring)."""

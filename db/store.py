@@ -21,11 +21,11 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 from sqlalchemy import Connection, Row, exc, func, insert, select, update
 from sqlalchemy.engine import make_url
 
-from db.checkpoint import WalCheckpointer
-from db.connection import masked, open_engine, transaction
-from db.errors import StoreError
-from db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Receipt, Run, utcnow
-from db.records import (
+from evoforge.db.checkpoint import WalCheckpointer
+from evoforge.db.connection import masked, open_engine, transaction
+from evoforge.db.errors import StoreError
+from evoforge.db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Receipt, Run, utcnow
+from evoforge.db.records import (
     EvaluationInfo,
     EventInfo,
     HistoryItem,
@@ -42,8 +42,8 @@ from db.records import (
     Spend,
     as_utc,
 )
-from db.schema import check_schema, create_schema
-from db.writes import evaluation_row, insert_candidates, no_run, recorded_by_receipt, reserve_seqs
+from evoforge.db.schema import check_schema, create_schema
+from evoforge.db.writes import evaluation_row, insert_candidates, no_run, recorded_by_receipt, reserve_seqs
 
 T = TypeVar("T")
 

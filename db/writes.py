@@ -7,9 +7,9 @@ from typing import Any, Optional, Sequence
 
 from sqlalchemy import Connection, insert, select, update
 
-from db.errors import StoreError
-from db.models import Evaluation, Program, Proposal, Receipt, Run, utcnow
-from db.records import NewCandidate, NewEvaluation, RecordedCandidate
+from evoforge.db.errors import StoreError
+from evoforge.db.models import Evaluation, Program, Proposal, Receipt, Run, utcnow
+from evoforge.db.records import NewCandidate, NewEvaluation, RecordedCandidate
 
 
 def no_run(run_id: int, where: str) -> StoreError:

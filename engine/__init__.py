@@ -1,9 +1,6 @@
-"""evoforge's engine: the search loop and the public API that problem files import.
+"""The search engine, one sub-package a responsibility.
 
-Problem files run inside every sandbox, so importing `engine` must stay cheap: only the problem-file API is
-imported here; the loop, proposers and CLI are imported from their own modules when used.
+`run` (config, controller, executors, start and resume), `propose` (prompts, the LLM ensemble, the offline
+proposer), `program` (patching and program text), `analysis` (what a run found: queries, views, plots, report,
+export) and `cli` (the `evoforge` command line). Problem files import from `evoforge`, not from here.
 """
-
-from evaluators.problem import Settings, Stage, evolve
-
-__all__ = ["Settings", "Stage", "evolve"]

@@ -6,7 +6,7 @@ Problem files import `engine`, which imports `evaluators.problem`, inside every 
 
 from typing import Any
 
-from evaluators.problem import (
+from evoforge.evaluators.problem import (
     InvalidOutput,
     Problem,
     ProblemError,
@@ -25,7 +25,7 @@ __all__ = ["STATUSES", "Evaluation", "InvalidOutput", "Problem", "ProblemError",
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from evaluators import sandbox
+        from evoforge.evaluators import sandbox
 
         return getattr(sandbox, name)
     raise AttributeError(f"module 'evaluators' has no attribute {name!r}")

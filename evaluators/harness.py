@@ -25,9 +25,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from evaluators import seccomp
-from evaluators.problem import Problem, load_problem
-from evaluators.wire import WireError, encode_value, write_frame
+from evoforge.evaluators import seccomp
+from evoforge.evaluators.problem import Problem, load_problem
+from evoforge.evaluators.wire import WireError, encode_value, write_frame
 
 CANDIDATE_FILE = "<candidate>"
 RESULT_FD = 3

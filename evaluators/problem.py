@@ -8,15 +8,18 @@ Every mistake in it is reported as one `ProblemError` naming the file, the line 
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import difflib
 import hashlib
 import importlib.util
 import inspect
+import logging
 import math
+import re
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -225,7 +228,8 @@ def _exec_module(path: Path, source: str) -> ModuleType:
     module.__file__ = str(path)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
-        exec(code, module.__dict__)
+        with _legacy_engine_name(path, source):
+            exec(code, module.__dict__)
     except Exception as exc:
         line = _line_in_file(exc, path)
         sys.modules.pop(name, None)
@@ -237,6 +241,35 @@ def _exec_module(path: Path, source: str) -> ModuleType:
                      "correct that line; check that the file imports cleanly with "
                      f"`{sys.executable} -c 'import runpy; runpy.run_path(\"{path}\")'`") from None
     return module
+
+
+_LEGACY_IMPORT = re.compile(r"^\s*(from\s+engine\s+import|import\s+engine\b)", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def _legacy_engine_name(path: Path, source: str) -> Iterator[None]:
+    """Let a problem file written before 0.2 (`from engine import evolve`) load, and only while it loads.
+
+    The name `engine` is given to that file alone, as a small module with the problem-file API, and taken back
+    afterwards, so it never shadows a user's own `engine` package anywhere else.
+    """
+    if not _LEGACY_IMPORT.search(source):
+        yield
+        return
+    logging.getLogger("evoforge").info(
+        "%s imports `engine`, the name used before evoforge 0.2; loading it with `evoforge` under that name "
+        "(write `from evoforge import evolve, Settings, Stage` to silence this)", path)
+    legacy = ModuleType("engine", "The problem-file API under its pre-0.2 name, for old problem files only.")
+    legacy.evolve, legacy.Settings, legacy.Stage = evolve, Settings, Stage  # type: ignore[attr-defined]
+    saved = sys.modules.get("engine")
+    sys.modules["engine"] = legacy
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.modules.pop("engine", None)
+        else:
+            sys.modules["engine"] = saved
 
 
 def _line_in_file(exc: BaseException, path: Path) -> int | None:
@@ -261,7 +294,7 @@ def _find_evolved(path: Path, source: str, module: ModuleType) -> tuple[EvolvedF
         found.append(EvolvedFunction(name=node.name, source=body, lineno=node.lineno))
     if not found:
         raise _error(path, None, "no function is marked @evolve, so there is nothing to evolve",
-                     "add `from engine import evolve` and put `@evolve` on the function(s) the search should rewrite")
+                     "add `from evoforge import evolve` and put `@evolve` on the function(s) the search should rewrite")
     return tuple(found)
 
 
@@ -395,7 +428,7 @@ def _cascade_from(path: Path, module: ModuleType, params: dict[str, Any], inputs
     for number, stage in enumerate(stages, 1):
         if not isinstance(stage, Stage):
             raise bad(number, f"is a {type(stage).__name__}",
-                      "build each stage with Stage(inputs=(...), threshold=...) from engine")
+                      "build each stage with Stage(inputs=(...), threshold=...) from evoforge")
         unknown = [name for name in stage.inputs if name not in inputs]
         if unknown or not stage.inputs:
             raise bad(number, f"names unknown inputs {unknown}" if unknown else "names no inputs",

@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from evaluators import isolation
-from evaluators.cleanup import remove_tree
-from evaluators.cpus import CpuClaim, claim_cpu
-from evaluators.problem import Problem
-from evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
-from evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
-from evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
+from evoforge.evaluators import isolation
+from evoforge.evaluators.cleanup import remove_tree
+from evoforge.evaluators.cpus import CpuClaim, claim_cpu
+from evoforge.evaluators.problem import Problem
+from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
+from evoforge.evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
+from evoforge.evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
 
 STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled")
 MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.problem import InvalidOutput, Problem, Stage
-from evaluators.wire import WireError, decode_value
+from evoforge.evaluators.problem import InvalidOutput, Problem, Stage
+from evoforge.evaluators.wire import WireError, decode_value
 
 
 @dataclass(frozen=True)

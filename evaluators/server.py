@@ -31,9 +31,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from evaluators import harness, seccomp
-from evaluators.cleanup import remove_tree
-from evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
+from evoforge.evaluators import harness, seccomp
+from evoforge.evaluators.cleanup import remove_tree
+from evoforge.evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
 
 MAX_REQUEST = 16 * 1024 * 1024  # a candidate's code and the input names
 MAX_RESULT = 64 * 1024 * 1024  # one output frame from a candidate (JSON); larger outputs are 'invalid'

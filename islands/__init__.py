@@ -4,10 +4,10 @@ Pure in-memory logic (numpy only, no database, no clock). Randomness comes from 
 passed in; resets are planned and applied in two steps so a resumed run can replay them exactly.
 """
 
-from islands.config import IslandConfig, IslandConfigError
-from islands.model import EmptyIslandError, IslandModel
-from islands.reset import ResetPlan
-from islands.softmax import sample_distinct, softmax
+from evoforge.islands.config import IslandConfig, IslandConfigError
+from evoforge.islands.model import EmptyIslandError, IslandModel
+from evoforge.islands.reset import ResetPlan
+from evoforge.islands.softmax import sample_distinct, softmax
 
 __all__ = [
     "EmptyIslandError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from islands.softmax import sample_distinct, softmax
+from evoforge.islands.softmax import sample_distinct, softmax
 
 Signature = tuple[float, ...]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from islands.cluster import Cluster, GrowableArray, Signature
-from islands.softmax import sample_distinct, softmax
+from evoforge.islands.cluster import Cluster, GrowableArray, Signature
+from evoforge.islands.softmax import sample_distinct, softmax
 
 
 class Island:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from islands.cluster import Signature
-from islands.config import IslandConfig
-from islands.island import Island
-from islands.reset import ResetPlan, plan_reset
+from evoforge.islands.cluster import Signature
+from evoforge.islands.config import IslandConfig
+from evoforge.islands.island import Island
+from evoforge.islands.reset import ResetPlan, plan_reset
 
 
 class EmptyIslandError(LookupError):

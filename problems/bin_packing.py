@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import Settings, evolve
+from evoforge import Settings, evolve
 
 PARAMS = {
     "dataset": "",  # a JSON file in the format of shared/data/bin_packing/ (name -> capacity, items); "" = generated

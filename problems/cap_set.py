@@ -19,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from engine import Settings, Stage, evolve
+from evoforge import Settings, Stage, evolve
 
 PARAMS = {"n": 8}
 SETTINGS = Settings(maximize=True, time_limit_s=60.0, memory_limit_mb=2048, numba=False)

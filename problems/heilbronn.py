@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from engine import Settings, evolve
+from evoforge import Settings, evolve
 
 PARAMS = {"n": 11}  # points; `--set n=...` for other instances (n >= 3)
 SETTINGS = Settings(maximize=True, time_limit_s=60.0, memory_limit_mb=2048, numba=False)

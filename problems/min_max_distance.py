@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from engine import Settings, evolve
+from evoforge import Settings, evolve
 
 PARAMS = {"n": 16, "dim": 2}
 SETTINGS = Settings(maximize=False, time_limit_s=60.0, memory_limit_mb=2048, numba=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import Settings, evolve
+from evoforge import Settings, evolve
 
 PARAMS = {
     "fit_points": 200,  # noisy measurements per planet that the coefficients are fitted to

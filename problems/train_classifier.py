@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from engine import Settings, evolve
+from evoforge import Settings, evolve
 
 PARAMS = {
     "max_params": 5000,  # weights and biases of the network, all layers together

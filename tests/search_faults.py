@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from db import Store
+from evoforge.db import Store
 
 REPO = Path(__file__).resolve().parent.parent
 BIN_PACKING = str(REPO / "problems" / "bin_packing.py")
@@ -48,7 +48,7 @@ def kill_controller_then_resume(db_url: str, name: str, *extra: str, env: dict[s
                                 resume_extra: tuple[str, ...] = ()) -> None:
     """Start `evoforge run`, SIGKILL it once 15 programs are committed, resume it, and check nothing was lost."""
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", BIN_PACKING, "--name", name, "--db", db_url,
+    proc = subprocess.Popen([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--name", name, "--db", db_url,
                              "--budget", "100000", "--quiet", *sets, *extra], cwd=REPO, start_new_session=True,
                             env=env)
     try:
@@ -65,7 +65,7 @@ def kill_controller_then_resume(db_url: str, name: str, *extra: str, env: dict[s
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = programs_of(db_url, name)
-    resumed = subprocess.run([sys.executable, "-m", "engine.cli", "resume", name, "--db", db_url,
+    resumed = subprocess.run([sys.executable, "-m", "evoforge", "resume", name, "--db", db_url,
                               "--budget", str(len(before) + 8), "--quiet", *resume_extra], cwd=REPO,
                              capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from db import (
+from evoforge.db import (
     SCHEMA_VERSION,
     EventInfo,
     NewCandidate,
@@ -411,7 +411,7 @@ def test_killed_writer_loses_only_its_open_transaction(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import os, signal, sqlite3
-        from db import NewProgram, Store
+        from evoforge.db import NewProgram, Store
         store = Store({f"sqlite:///{path}"!r})
         run = store.create_run(name="k", problem_name="p", problem_path="p.py", problem_source="",
                                problem_hash="h", config={{}}, seed=0)
@@ -502,8 +502,8 @@ def test_the_write_ahead_log_is_moved_into_the_file_in_the_background_not_by_com
 def test_a_retry_after_a_lost_acknowledgement_records_nothing_twice(file_url: str, monkeypatch) -> None:
     """The commit reached the database but the answer was lost (a dropped connection): the store retries, finds
     the batch's receipt, and returns the ids of what was recorded instead of recording it again."""
-    import db.store as store_module
-    from db.errors import StoreError as Error
+    import evoforge.db.store as store_module
+    from evoforge.db.errors import StoreError as Error
 
     real = store_module.transaction
     lost = {"left": 1}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluators import SandboxPool, load_problem
+from evoforge.evaluators import SandboxPool, load_problem
 
 CASCADE = Path(__file__).parent / "fixtures" / "cascade_problem.py"
 # On the costly input (x = 100) these candidates sleep: a cascade that works never waits for it.

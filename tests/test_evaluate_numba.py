@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluators import SandboxPool, load_problem
-from evaluators.problem import ProblemError, Settings
+from evoforge.evaluators import SandboxPool, load_problem
+from evoforge.evaluators.problem import ProblemError, Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluators import SandboxError, SandboxPool, load_problem
-from evaluators.isolation import available_levels, scrubbed_env
+from evoforge.evaluators import SandboxError, SandboxPool, load_problem
+from evoforge.evaluators.isolation import available_levels, scrubbed_env
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOY = FIXTURES / "toy_problem.py"

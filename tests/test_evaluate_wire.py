@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from evaluators.wire import FrameReader, PeerClosed, WireError, decode_value, encode_value, write_frame
+from evoforge.evaluators.wire import FrameReader, PeerClosed, WireError, decode_value, encode_value, write_frame
 
 
 def roundtrip(value):

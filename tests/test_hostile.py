@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from untouched import MARKER, REPO, Untouched
 
-from evaluators import SandboxPool, load_problem
-from evaluators.isolation import available_levels
-from evaluators.scoring import plan_steps
+from evoforge.evaluators import SandboxPool, load_problem
+from evoforge.evaluators.isolation import available_levels
+from evoforge.evaluators.scoring import plan_steps
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOY = FIXTURES / "toy_problem.py"

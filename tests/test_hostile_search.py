@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from untouched import MARKER, Untouched
 
-from db import Store
-from engine.config import RunConfig
-from engine.prompts import ParentView
-from engine.proposers import OfflineMutationProposer, Proposal
-from engine.search import run_search
+from evoforge.db import Store
+from evoforge.engine.run.config import RunConfig
+from evoforge.engine.propose.prompts import ParentView
+from evoforge.engine.propose.proposers import OfflineMutationProposer, Proposal
+from evoforge.engine.run.search import run_search
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 200

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from islands import (
+from evoforge.islands import (
     EmptyIslandError,
     IslandConfig,
     IslandConfigError,

@@ -1,4 +1,4 @@
-"""engine.llm against a real HTTP server speaking the OpenAI API (tests/openai_server.py); no provider is reached."""
+"""evoforge.engine.propose.llm against a real HTTP server speaking the OpenAI API (tests/openai_server.py); no provider is reached."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from openai_server import Fault, OpenAIServer, count_tokens, openai_server, sequence  # noqa: F401 - a fixture
 
-from engine.llm import LLMProposer, LLMResult, ModelSpec
+from evoforge.engine.propose.llm import LLMProposer, LLMResult, ModelSpec
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGES = [
@@ -309,7 +309,7 @@ def test_proposer_rejects_inconsistent_settings():
 
 
 def test_importing_engine_llm_does_not_import_litellm():
-    code = "import sys, engine.llm; print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))"
+    code = "import sys, evoforge.engine.propose.llm; print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
@@ -319,9 +319,9 @@ def test_importing_engine_llm_does_not_import_litellm():
 
 def test_creating_a_proposer_imports_litellm_offline():
     code = (
-        "import os, sys, engine.llm\n"
+        "import os, sys, evoforge.engine.propose.llm as llm\n"
         "os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP', None)\n"
-        "engine.llm.LLMProposer([engine.llm.ModelSpec('gpt-4o-mini')])\n"
+        "llm.LLMProposer([llm.ModelSpec('gpt-4o-mini')])\n"
         "import litellm\n"
         "print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'], 'gpt-4o-mini' in litellm.model_cost, litellm.telemetry)\n"
     )

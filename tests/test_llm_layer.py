@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from openai_server import Fault, OpenAIServer
 
-from db import Store
-from engine.config import Limits, ModelConfig, ModelEntry, RunConfig
-from islands import IslandConfig
-from engine.instructions import InstructionPool
-from engine.llm import ModelSpec
-from engine.llm_stats import instruction_stats, model_stats
-from engine.model_choice import BanditChoice
-from engine.model_health import ModelHealth
-from engine.search import run_search
+from evoforge.db import Store
+from evoforge.engine.run.config import Limits, ModelConfig, ModelEntry, RunConfig
+from evoforge.islands import IslandConfig
+from evoforge.engine.propose.instructions import InstructionPool
+from evoforge.engine.propose.llm import ModelSpec
+from evoforge.engine.analysis.llm_stats import instruction_stats, model_stats
+from evoforge.engine.propose.model_choice import BanditChoice
+from evoforge.engine.propose.model_health import ModelHealth
+from evoforge.engine.run.search import run_search
 
 REPO = Path(__file__).resolve().parent.parent
 BIN_PACKING = str(REPO / "problems" / "bin_packing.py")
@@ -217,7 +217,7 @@ def test_instructions_evolve_and_are_credited(tmp_path: Path) -> None:
         ranked = instruction_stats(store, store.get_run("meta").id)
     assert sum(s.uses for s in ranked) == 25
     assert {s.text for s in ranked} == set(texts.values())
-    from engine.inspect import show
+    from evoforge.engine.analysis.views import show
 
     with Store(db) as store:
         shown = show(store, "meta", as_json=False)

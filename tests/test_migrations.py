@@ -11,9 +11,9 @@ from alembic.migration import MigrationContext
 from postgres_db import db_url  # noqa: F401  (fixture)
 from sqlalchemy import create_engine, insert, text
 
-from db import SCHEMA_VERSION, Store, StoreError, migrations, upgrade_database
-from db.models import Base, Meta
-from engine.cli import main
+from evoforge.db import SCHEMA_VERSION, Store, StoreError, migrations, upgrade_database
+from evoforge.db.models import Base, Meta
+from evoforge.engine.cli.main import main
 
 V1_FILE = Path(__file__).parent / "fixtures" / "evoforge_v1.db"  # made by evoforge 0.1.0 (commit 6e21f58)
 

@@ -18,10 +18,10 @@ from search_faults import (
 )
 from sqlalchemy.engine import make_url
 
-from db import Store, StoreError
-from engine.config import RunConfig
-from engine.search import resume_search, run_search
-from islands import IslandConfig
+from evoforge.db import Store, StoreError
+from evoforge.engine.run.config import RunConfig
+from evoforge.engine.run.search import resume_search, run_search
+from evoforge.islands import IslandConfig
 
 
 def small_config(name: str, budget: int, **kwargs) -> RunConfig:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators import InvalidOutput, ProblemError, load_problem, parse_overrides
+from evoforge.evaluators import InvalidOutput, ProblemError, load_problem, parse_overrides
 
 GOOD = '''\
 """Toy problem: double a number."""
-from engine import evolve, Settings
+from evoforge import evolve, Settings
 
 PARAMS = {"k": 2, "label": "x", "flag": False}
 SETTINGS = Settings(maximize=True, time_limit_s=5.0)

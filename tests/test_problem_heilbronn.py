@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.evaluate import evaluate_file
-from evaluators import InvalidOutput, ProblemError, load_problem
+from evoforge.engine.run.evaluate import evaluate_file
+from evoforge.evaluators import InvalidOutput, ProblemError, load_problem
 
 REPO = Path(__file__).resolve().parent.parent
 PROBLEM = REPO / "problems" / "heilbronn.py"
@@ -85,7 +85,7 @@ def test_seed_scores_the_inscribed_regular_polygon_value() -> None:
 
 
 def test_eval_cli_reports_the_seed_as_json() -> None:
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "eval", str(PROBLEM), "--json"],
+    result = subprocess.run([sys.executable, "-m", "evoforge", "eval", str(PROBLEM), "--json"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

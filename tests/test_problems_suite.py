@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.evaluate import evaluate_file
-from evaluators import InvalidOutput, load_problem
+from evoforge.engine.run.evaluate import evaluate_file
+from evoforge.evaluators import InvalidOutput, load_problem
 
 REPO = Path(__file__).resolve().parent.parent
 PROBLEMS = REPO / "problems"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.patching import apply_response
-from engine.prompts import ERROR_CHARS, SYSTEM_PROMPT, ParentView, build_messages
+from evoforge.engine.program.patching import apply_response
+from evoforge.engine.propose.prompts import ERROR_CHARS, SYSTEM_PROMPT, ParentView, build_messages
 
 WORST = ParentView("def priority(item, bins):\n    return bins\n", None, "error", "ZeroDivisionError: division by zero")
 MIDDLE = ParentView("def priority(item, bins):\n    return -bins\n", -0.05, "ok")

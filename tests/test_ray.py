@@ -28,11 +28,11 @@ from search_faults import (
     programs_of,
 )
 
-from db import Store
-from engine.config import ExecutorSettings, RunConfig
-from engine.ray_executor import ACTOR_CLASS
-from engine.search import run_search
-from islands import IslandConfig
+from evoforge.db import Store
+from evoforge.engine.run.config import ExecutorSettings, RunConfig
+from evoforge.engine.run.ray_executor import ACTOR_CLASS
+from evoforge.engine.run.search import run_search
+from evoforge.islands import IslandConfig
 
 RAY = Path(sys.executable).parent / "ray"
 HOST = socket.gethostname()
@@ -59,7 +59,7 @@ def test_evoforge_run_with_ray_starts_a_local_instance_and_searches(tmp_path: Pa
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", BIN_PACKING, "--ray", "--workers", "2",
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--ray", "--workers", "2",
                            "--budget", "16", "--islands", "2", "--name", "local", "--db", db, "--quiet", *sets],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -206,7 +206,7 @@ def test_controller_killed_with_sigkill_resumes_on_the_cluster(cluster: Cluster,
         run = store.get_run("ray-killed")
         assert run is not None and run.config["run"]["executor"] == {"ray": True, "ray_address": cluster.address}
         budget = store.attempts(run.id) + 3
-    again = subprocess.run([sys.executable, "-m", "engine.cli", "resume", "ray-killed", "--db", db_url, "--quiet",
+    again = subprocess.run([sys.executable, "-m", "evoforge", "resume", "ray-killed", "--db", db_url, "--quiet",
                             "--budget", str(budget), "--ray-address", cluster.address], cwd=REPO,
                            env={**os.environ, **NO_TOKEN}, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from untouched import MARKER, Untouched
 
-from evaluators import SandboxPool, load_problem
-from evaluators.isolation import available_levels
+from evoforge.evaluators import SandboxPool, load_problem
+from evoforge.evaluators.isolation import available_levels
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOY = FIXTURES / "toy_problem.py"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from openai_server import OpenAIServer
 
-from db import Store
-from engine.config import ModelConfig, ModelEntry, RunConfig
-from islands import IslandConfig
-from engine.search import resume_search, run_search
+from evoforge.db import Store
+from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
+from evoforge.islands import IslandConfig
+from evoforge.engine.run.search import resume_search, run_search
 
 REPO = Path(__file__).resolve().parent.parent
 BIN_PACKING = str(REPO / "problems" / "bin_packing.py")
@@ -118,10 +118,10 @@ def test_llm_search_against_a_real_openai_server(tmp_path: Path, monkeypatch: py
 
 def test_seed_that_fails_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
     problem = tmp_path / "broken_seed.py"
-    problem.write_text('"""Seed raises."""\nfrom engine import evolve\n\n@evolve\ndef f(x):\n    return 1 / 0\n\n'
+    problem.write_text('"""Seed raises."""\nfrom evoforge import evolve\n\n@evolve\ndef f(x):\n    return 1 / 0\n\n'
                        "def solve(x):\n    return f(x)\n\ndef score(x, out):\n    return float(out)\n\n"
                        "def inputs(params):\n    return [1]\n")
-    from engine.controller import SeedFailed
+    from evoforge.engine.run.controller import SeedFailed
 
     with pytest.raises(SeedFailed, match="ZeroDivisionError"):
         run_search(RunConfig(problem=str(problem), name="broken", budget=3), f"sqlite:///{tmp_path / 'r.db'}",
@@ -129,14 +129,14 @@ def test_seed_that_fails_stops_the_run_with_a_clear_message(tmp_path: Path) -> N
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "evoforge", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
 
 def test_kill_dash_nine_then_resume_loses_nothing_committed(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", BIN_PACKING, "--name", "killed", "--db", db,
+    proc = subprocess.Popen([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--name", "killed", "--db", db,
                              "--budget", "100000", "--quiet", *sets], cwd=REPO, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -188,7 +188,7 @@ def test_cli_reports_a_broken_problem_file_in_one_message(tmp_path: Path) -> Non
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", BIN_PACKING, "--name", "interrupted",
+    proc = subprocess.Popen([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--name", "interrupted",
                              "--db", db, "--budget", "100000", "--quiet", *sets], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -215,8 +215,8 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("level", ["bwrap", "unshare", "rlimits-only"])
 def test_a_problem_file_under_tmp_is_visible_in_the_sandbox(tmp_path: Path, level: str) -> None:
-    from evaluators import SandboxPool, load_problem
-    from evaluators.isolation import available_levels
+    from evoforge.evaluators import SandboxPool, load_problem
+    from evoforge.evaluators.isolation import available_levels
 
     if level not in available_levels(tmp_path / "mine.py"):
         pytest.skip(f"sandbox level {level} is not available on this machine")

@@ -82,7 +82,7 @@ def processes_of(uids: set[int]) -> list[int]:
 
 def engine_uids() -> set[int]:
     """Every uid a sandbox pool of this process may give its candidates (see evaluators.sandbox._Worker.spawn)."""
-    from evaluators.sandbox import UID_BASE, UID_SPAN
+    from evoforge.evaluators.sandbox import UID_BASE, UID_SPAN
 
     return {UID_BASE + (os.getpid() * 1000 + serial) % UID_SPAN for serial in range(1000)}
 

@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Connection
 
-from db.migrations import (
+from evoforge.db.migrations import (
     v0001_baseline,
     v0002_proposal_attempts_details,
     v0003_program_behaviour,

@@ -1,0 +1,1 @@
+"""What a run found: the queries, their text and JSON views, plots, the HTML report and export."""

@@ -1,0 +1,83 @@
+"""`evoforge export`: the run's problem file with a program's functions in place of the seed's.
+
+The result is the problem as the run stored it, so it needs neither the database nor the original file. It is a
+problem file in its own right (`evoforge eval` or `evoforge run` it, the exported program becomes the seed), with
+the run's `--set` values written into its PARAMS and SETTINGS, and `python FILE.py` scores the program on the
+run's inputs directly, in-process and without a sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from evoforge.db import ProgramInfo, RunInfo
+from evoforge.engine.analysis import textfmt as fmt
+from evoforge.evaluators import ProblemError
+
+
+def _functions(source: str) -> dict[str, ast.FunctionDef]:
+    return {node.name: node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+
+
+def _baked_overrides(run: RunInfo) -> str:
+    """Assignments that give this file the parameters and settings the run's `--set` values gave it."""
+    overrides = run.config["run"].get("overrides", {})
+    params = {k: run.config["params"][k] for k in overrides if k in run.config.get("params", {})}
+    settings_changed = any(k in run.config.get("settings", {}) for k in overrides)
+    if not params and not settings_changed:
+        return ""
+    lines = ["", "", "# Added by `evoforge export`: the run's --set values, so that this file poses the problem the",
+             f"# run searched: {', '.join(f'{k}={v}' for k, v in overrides.items())}"]
+    if params:
+        lines.append(f"PARAMS = {{**PARAMS, {', '.join(f'{k!r}: {v!r}' for k, v in params.items())}}}")
+    if settings_changed:
+        lines.append(f"SETTINGS = {run.config['settings']!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _footer(run: RunInfo, program: ProgramInfo) -> str:
+    return f'''
+
+# Added by `evoforge export`: `python THIS_FILE.py` scores program {program.id} of run {run.name!r} on the run's
+# inputs, in this process and without a sandbox. The run recorded score {fmt.score(program.score)}, held-out \
+{fmt.score(program.held_out_score)}.
+if __name__ == "__main__":
+    from evoforge.evaluators import load_problem as _load_problem
+
+    _problem = _load_problem(__file__)
+    for _kind, _inputs in (("training", _problem.inputs), ("held-out", _problem.held_out)):
+        if _inputs:
+            _scores = {{_n: _problem.score_output(_v, _problem.module.solve(_v)) for _n, _v in _inputs.items()}}
+            print(f"{{_kind}} score {{_problem.aggregate(_scores, _inputs):.6g}}", _scores)
+'''
+
+
+def exported_source(run: RunInfo, program: ProgramInfo) -> str:
+    """The run's stored problem source with each function the program defines replaced by the program's."""
+    lines = run.problem_source.splitlines()
+    targets = _functions(run.problem_source)
+    replacements = _functions(program.code)
+    code_lines = program.code.splitlines()
+    missing = [name for name in replacements if name not in targets]
+    if missing:
+        raise ProblemError(f"program {program.id} defines {missing}, which the problem file of run {run.name} "
+                           "does not; export a program of this run")
+    # Bottom-up, so earlier line numbers stay valid; decorators (above `def`) stay as the problem file has them.
+    for name in sorted(replacements, key=lambda n: targets[n].lineno, reverse=True):
+        old, new = targets[name], replacements[name]
+        new_lines = code_lines[new.lineno - 1: new.end_lineno]
+        lines[old.lineno - 1: old.end_lineno] = new_lines
+    return "\n".join(lines).rstrip("\n") + "\n" + _baked_overrides(run) + _footer(run, program)
+
+
+def write(run: RunInfo, program: ProgramInfo, path: str | Path) -> Path:
+    """Write the exported problem file to `path` (a .py file) and return it."""
+    path = Path(path)
+    if path.suffix != ".py":
+        raise ValueError(f"{path}: the export is a Python problem file; name it with .py")
+    text = exported_source(run, program)
+    ast.parse(text, filename=str(path))  # a bug here must not leave a broken file behind
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -1,0 +1,302 @@
+"""What a run discovered, as data: the queries behind `evoforge runs/show/best/program/lineage/plot/report`.
+
+The same functions serve a notebook::
+
+    from evoforge.db import Store
+    from evoforge.engine.analysis import queries as analysis
+    store = Store("sqlite:///runs/evoforge.db")
+    run = analysis.open_run(store, "demo")
+    frame = pandas.DataFrame(analysis.program_records(store, run))   # one row per program
+    c = analysis.curve(store, run)                                  # numpy arrays
+    plt.plot(c.evaluated, c.best); plt.plot(c.seconds, c.island_best(0))
+
+Rejected programs are kept in every listing, marked `rejected`, and never count as a best.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from evoforge.db import EvaluationInfo, ProgramBrief, ProgramInfo, ProposalInfo, RunInfo, Store
+from evoforge.engine.analysis.llm_stats import ModelStats, model_stats
+from evoforge.engine.analysis.overfit import Gap, gap, relative_gap
+from evoforge.evaluators import ProblemError
+
+
+def open_run(store: Store, name: str) -> RunInfo:
+    """The run named `name`; ProblemError naming the runs there if there is none."""
+    run = store.get_run(name)
+    if run is None:
+        names = ", ".join(r.name for r in store.list_runs()) or "none"
+        raise ProblemError(f"no run named '{name}' in {store.url} (runs there: {names})\n"
+                           "  fix: pick a name from `evoforge runs`, or pass the database with --db")
+    return run
+
+
+def run_of(store: Store, program: ProgramInfo) -> RunInfo:
+    """The run a program belongs to."""
+    return next(r for r in store.list_runs() if r.id == program.run_id)
+
+
+def maximize(run: RunInfo) -> bool:
+    """The run's direction, as its problem declared it when the run started."""
+    return bool(run.config["settings"]["maximize"])
+
+
+def num_islands(run: RunInfo) -> int:
+    return int(run.config["run"]["islands"]["num_islands"])
+
+
+def primary_parent(program: ProgramInfo | ProgramBrief) -> int | None:
+    """The parent the change was applied to (the best of the parents shown, which come worst to best)."""
+    return program.parent_ids[-1] if program.parent_ids else None
+
+
+def is_better(a: float, b: float | None, maximize: bool) -> bool:
+    return b is None or (a > b if maximize else a < b)
+
+
+# ----------------------------------------------------------------------------------------------- a run
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of `evoforge runs`: what a run is and how far it got."""
+
+    name: str
+    problem: str
+    status: str
+    candidates: int  # proposals plus programs recorded without one (seed, human): what the budget counts
+    evaluated: int
+    valid_rate: float
+    best_score: float | None
+    best_program_id: int | None
+    cost: float
+    started: datetime
+    duration_s: float | None  # time spent searching (idle gaps before a resume left out); None: never active
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "started": self.started.isoformat(timespec="seconds")}
+
+
+def summarize(store: Store, run: RunInfo) -> RunSummary:
+    """Counts, best score, cost and timing of a run."""
+    counts = store.status_counts(run.id)
+    best = store.best_programs(run.id, 1, maximize=maximize(run))
+    evaluated = sum(n for status, n in counts.items() if status != "duplicate")
+    duration = active_seconds(store, run)
+    return RunSummary(name=run.name, problem=run.problem_name, status=run.status, candidates=store.attempts(run.id),
+                      evaluated=evaluated, valid_rate=counts.get("ok", 0) / evaluated if evaluated else 0.0,
+                      best_score=best[0].score if best else None, best_program_id=best[0].id if best else None,
+                      cost=store.total_cost(run.id), started=run.created_at, duration_s=duration)
+
+
+def active_seconds(store: Store, run: RunInfo) -> float | None:
+    """How long the run spent searching: each session from its start (creation, or a resume) to its last record
+    (or the finish), so the days a stopped run waited before `evoforge resume` do not count."""
+    resumes = store.events(run.id, "resume")
+    starts = [run.created_at, *(e.created_at for e in resumes)]
+    total, active = 0.0, False
+    next_starts = [*starts[1:], None]
+    for start, following, next_start in zip(starts, [*(e.seq for e in resumes), None], next_starts):
+        end = store.last_activity(run.id, before_seq=following)
+        # The finish belongs to the session it happened in, which need not be the last (a resume recorded later).
+        finished = run.finished_at
+        if finished is not None and finished >= start and (next_start is None or finished <= next_start):
+            end = max(end, finished) if end is not None else finished
+        if end is not None and end > start:
+            total += (end - start).total_seconds()
+            active = True
+    return total if active else None
+
+
+def program_records(store: Store, run: RunInfo) -> list[dict[str, Any]]:
+    """Every program of the run as a plain dict (no code), in the order they were recorded: a DataFrame's rows."""
+    return [dataclasses.asdict(p) for p in store.program_briefs(run.id)]
+
+
+def seed_gap(run: RunInfo, briefs: list[ProgramBrief]) -> float | None:
+    """The seed's relative held-out gap: the baseline a widening gap is measured from."""
+    seed = next((p for p in briefs if p.origin == "seed" and p.status == "ok"), None)
+    if seed is None or seed.score is None or seed.held_out_score is None:
+        return None
+    return relative_gap(seed.score, seed.held_out_score, maximize=maximize(run))
+
+
+def gap_of(run: RunInfo, program: ProgramInfo | ProgramBrief, baseline: float | None) -> Gap:
+    return gap(program.score, program.held_out_score, maximize=maximize(run), baseline=baseline)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One of a run's best programs, with its held-out gap."""
+
+    rank: int
+    program: ProgramInfo
+    gap: Gap
+
+
+def best(store: Store, run: RunInfo, n: int) -> list[Ranked]:
+    """The run's `n` best programs that no person rejected, best first, each with its held-out gap."""
+    baseline = seed_gap(run, store.program_briefs(run.id))
+    programs = store.best_programs(run.id, n, maximize=maximize(run))
+    return [Ranked(rank, p, gap_of(run, p, baseline)) for rank, p in enumerate(programs, 1)]
+
+
+@dataclass(frozen=True)
+class IslandRow:
+    """An island's valid programs (the seed counts on every island) and its best one."""
+
+    island: int
+    programs: int
+    best_score: float | None
+    best_program_id: int | None
+
+
+def islands(run: RunInfo, briefs: list[ProgramBrief]) -> list[IslandRow]:
+    """Per island: how many valid programs were registered there and the best of them (rejected ones left out)."""
+    up = maximize(run)
+    counts = [0] * num_islands(run)
+    bests: list[tuple[float, int] | None] = [None] * num_islands(run)
+    for p in briefs:
+        if p.status != "ok" or p.score is None or p.rejected:
+            continue
+        for i in range(num_islands(run)) if p.origin == "seed" else [p.island]:
+            counts[i] += 1
+            if bests[i] is None or is_better(p.score, bests[i][0], up):
+                bests[i] = (p.score, p.id)
+    return [IslandRow(i, counts[i], b[0] if b else None, b[1] if b else None) for i, b in enumerate(bests)]
+
+
+def models(store: Store, run: RunInfo) -> list[ModelStats]:
+    """Each model's proposals, calls, applied, valid and improving answers, tokens and cost in this run."""
+    return model_stats(store, run.id)
+
+
+def rejected(briefs: list[ProgramBrief]) -> list[ProgramBrief]:
+    return [p for p in briefs if p.rejected]
+
+
+# ----------------------------------------------------------------------------------------- a program
+
+
+@dataclass(frozen=True)
+class ProgramDetail:
+    """Everything recorded about one program: code, diff, scores per input, proposal, held-out gap."""
+
+    run: RunInfo
+    program: ProgramInfo
+    parent: ProgramInfo | None
+    diff: str
+    evaluations: list[EvaluationInfo]
+    proposal: ProposalInfo | None
+    gap: Gap
+
+
+def code_diff(old: str, new: str, old_name: str, new_name: str) -> str:
+    """A unified diff of two programs' code ('' when equal)."""
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), old_name, new_name)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def program_detail(store: Store, program_id: int) -> ProgramDetail:
+    """One program with its run, primary parent, diff against it, evaluations and proposal."""
+    program = store.get_program(program_id)
+    run = run_of(store, program)
+    parent_id = primary_parent(program)
+    parent = store.get_program(parent_id) if parent_id is not None else None
+    diff = code_diff(parent.code, program.code, f"program {parent.id}", f"program {program.id}") if parent else ""
+    proposal = store.get_proposal(program.proposal_id) if program.proposal_id is not None else None
+    baseline = seed_gap(run, store.program_briefs(run.id))
+    return ProgramDetail(run=run, program=program, parent=parent, diff=diff, evaluations=store.evaluations(program_id),
+                         proposal=proposal, gap=gap_of(run, program, baseline))
+
+
+def lineage(store: Store, program_id: int) -> list[ProgramBrief]:
+    """The chain of ancestors through each primary parent, the oldest (the seed, or a human's program) first."""
+    program = store.get_program(program_id)
+    by_id = {p.id: p for p in store.program_briefs(program.run_id)}
+    chain = [by_id[program_id]]
+    while (parent := primary_parent(chain[-1])) is not None and parent not in {p.id for p in chain}:
+        chain.append(by_id[parent])
+    return chain[::-1]
+
+
+# -------------------------------------------------------------------------------------------- curves
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A run's evaluated candidates in order (duplicates are not evaluated, so not here), as arrays.
+
+    `best` is the running best over valid programs no person rejected; `best_held_out` the held-out score of that
+    running best (NaN where it has none). Scores of invalid programs are NaN.
+    """
+
+    maximize: bool
+    num_islands: int
+    program_id: np.ndarray
+    evaluated: np.ndarray  # 1, 2, ...: candidates evaluated so far
+    seconds: np.ndarray  # since the run started
+    island: np.ndarray
+    origin: np.ndarray
+    score: np.ndarray
+    valid: np.ndarray
+    rejected: np.ndarray
+    best: np.ndarray
+    best_program_id: np.ndarray  # -1 before the first valid program
+    best_held_out: np.ndarray
+
+    def island_best(self, island: int) -> np.ndarray:
+        """The running best of one island (the seed counts on every island); NaN before its first program."""
+        mine = (self.island == island) | (self.origin == "seed")
+        return _running_best(np.where(mine & self.valid & ~self.rejected, self.score, np.nan), self.maximize)
+
+    def valid_rate(self, window: int) -> np.ndarray:
+        """Share of valid programs among the last `window` evaluated (fewer at the start)."""
+        sums = np.concatenate([[0.0], np.cumsum(self.valid)])
+        end = np.arange(1, len(self.valid) + 1)
+        start = np.maximum(end - window, 0)
+        return (sums[end] - sums[start]) / (end - start)
+
+
+def _running_best(scores: np.ndarray, maximize: bool) -> np.ndarray:
+    if scores.size == 0:
+        return scores
+    filled = np.where(np.isnan(scores), -np.inf if maximize else np.inf, scores)
+    best = np.maximum.accumulate(filled) if maximize else np.minimum.accumulate(filled)
+    return np.where(np.isinf(best), np.nan, best)
+
+
+def curve(store: Store, run: RunInfo) -> Curve:
+    """The run's curve: every evaluated program's score, the running best and its held-out score."""
+    briefs = [p for p in store.program_briefs(run.id) if p.status != "duplicate"]
+    up = maximize(run)
+    valid = np.array([p.status == "ok" and p.score is not None for p in briefs], dtype=bool)
+    score = np.array([p.score if p.score is not None else np.nan for p in briefs], dtype=float)
+    rejected_mask = np.array([p.rejected for p in briefs], dtype=bool)
+    best_ids, best_held, current = [], [], None
+    for p in briefs:
+        counts = p.status == "ok" and p.score is not None and not p.rejected
+        if counts and is_better(p.score, None if current is None else current.score, up):
+            current = p
+        best_ids.append(current.id if current else -1)
+        held = current.held_out_score if current else None
+        best_held.append(np.nan if held is None else held)
+    return Curve(
+        maximize=up, num_islands=num_islands(run),
+        program_id=np.array([p.id for p in briefs], dtype=int),
+        evaluated=np.arange(1, len(briefs) + 1),
+        seconds=np.array([(p.created_at - run.created_at).total_seconds() for p in briefs], dtype=float),
+        island=np.array([p.island for p in briefs], dtype=int),
+        origin=np.array([p.origin for p in briefs], dtype=object),
+        score=score, valid=valid, rejected=rejected_mask,
+        best=_running_best(np.where(valid & ~rejected_mask, score, np.nan), up),
+        best_program_id=np.array(best_ids, dtype=int), best_held_out=np.array(best_held, dtype=float),
+    )

@@ -1,0 +1,264 @@
+"""`evoforge runs`, `show`, `best`, `program` and `lineage` as text (80 columns) or JSON, from engine.analysis.
+
+Each view takes an open Store and returns the whole output as one string, so tests and the CLI print the same.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from evoforge.db import ProgramBrief, ProgramInfo, Store
+from evoforge.engine.analysis import queries as analysis
+from evoforge.engine.analysis import textfmt as fmt
+from evoforge.engine.analysis.llm_stats import ModelStats, instruction_stats
+from evoforge.engine.analysis.overfit import WIDENING_LIMIT, Gap
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
+def gap_legend(baseline: float | None) -> str:
+    if baseline is None:  # the seed is always scored on the held-out inputs, when the problem has any
+        return ("held-out: the run's problem defines no held_out_inputs, so no gap between training and held-out "
+                "scores can show overfitting")
+    seed = f"{baseline:+.1%}"
+    return (f"gap: how far held-out falls behind training, in % of training (the seed's: {seed}); OVERFIT? "
+            f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; '-': no held-out score yet (the search "
+            "scores them for each new best only; `evoforge best --held-out` scores the rest)")
+
+
+def _program_json(p: ProgramInfo, gap: Gap | None = None) -> dict[str, Any]:
+    data = {k: v for k, v in vars(p).items() if k not in ("code_hash", "run_id")}
+    return {**data, "gap": gap.to_dict() if gap else None}
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def runs(store: Store, *, as_json: bool) -> str:
+    """Every run in the database, oldest first."""
+    summaries = [analysis.summarize(store, run) for run in store.list_runs()]
+    if as_json:
+        return _dumps([s.to_dict() for s in summaries])
+    if not summaries:
+        return f"no runs in {store.url}"
+    header = ["problem", "status", "cands", "best", "valid", "cost", "started", "took"]
+    rows = [[fmt.fit(s.problem, 14), s.status, str(s.candidates), fmt.score(s.best_score), f"{s.valid_rate:.0%}",
+             fmt.cost(s.cost), f"{s.started:%m-%d %H:%M}", fmt.duration(s.duration_s)] for s in summaries]
+    names = [s.name for s in summaries]
+    one_line = fmt.table(["name", *header], [[n, *r] for n, r in zip(names, rows)], left=3)
+    if max(len(line) for line in one_line) <= fmt.WIDTH:
+        return "\n".join(one_line)
+    # Names too long for one line: each run's name on a line of its own, its figures indented below.
+    lines = fmt.table(header, rows, left=2, indent="  ")
+    out = ["name", lines[0]]
+    for name, line in zip(names, lines[1:]):
+        out += [name, line]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------ show
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out += _flat(value, f"{prefix}{key}.")
+        elif not (value is None or value is False or value in ([], {}, "")):
+            out.append(f"{prefix}{key}={json.dumps(value) if isinstance(value, (list, str)) else value}")
+    return out
+
+
+def without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in keys}
+
+
+def _best_rows(ranked: list[analysis.Ranked]) -> list[list[str]]:
+    return [[str(r.rank), str(r.program.id), fmt.score(r.program.score), fmt.score(r.program.held_out_score),
+             r.gap.describe(), str(r.program.island), r.program.origin] for r in ranked]
+
+
+_BEST_HEADER = ["rank", "program", "score", "held-out", "gap", "island", "origin"]
+MODEL_HEADER = ["model", "proposals", "calls", "applied", "valid", "improved", "tokens", "cost"]
+
+
+def model_cells(m: ModelStats) -> list[str]:
+    """A model's figures, in MODEL_HEADER's order after its name."""
+    return [str(m.proposals), str(m.calls), str(m.applied), str(m.valid), str(m.improved), str(m.tokens),
+            fmt.cost(m.cost)]
+
+
+def summary_calls(models: list[ModelStats]) -> str:
+    """LLM calls and tokens spent so far, over every model."""
+    return f"{sum(m.calls for m in models)} LLM calls, {sum(m.tokens for m in models)} tokens"
+
+
+def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
+    """A run's summary: settings, statuses, models, islands, best programs with their held-out gap, rejections."""
+    run = analysis.open_run(store, name)
+    summary = analysis.summarize(store, run)
+    briefs = store.program_briefs(run.id)
+    ranked = analysis.best(store, run, top)
+    baseline = analysis.seed_gap(run, briefs)
+    counts = store.status_counts(run.id)
+    models = analysis.models(store, run)
+    islands = analysis.islands(run, briefs)
+    rejected = analysis.rejected(briefs)
+    instructions = instruction_stats(store, run.id)
+    if as_json:
+        return _dumps({**summary.to_dict(), "problem_path": run.problem_path, "config": run.config,
+                       "statuses": counts, "models": [vars(m) for m in models],
+                       "islands": [vars(i) for i in islands], "seed_gap": baseline,
+                       "best": [{"rank": r.rank, "id": r.program.id, "score": r.program.score,
+                                 "held_out_score": r.program.held_out_score, "gap": r.gap.to_dict()} for r in ranked],
+                       "rejected": [{"id": p.id, "score": p.score} for p in rejected],
+                       "instructions": [vars(i) for i in instructions]})
+    direction = "maximise" if analysis.maximize(run) else "minimise"
+    unapplied = summary.candidates - sum(counts.values())  # proposals that gave no program (failed calls, bad diffs)
+    stops = store.events(run.id, "stop")
+    params = {**run.config["params"]}
+    run_config = without(run.config["run"], "name", "problem", "overrides")
+    lines = [f"run        {run.name}  ({run.status})", *fmt.field("problem", f"{run.problem_name}  {run.problem_path}"),
+             f"started    {fmt.when(run.created_at)}, took {fmt.duration(summary.duration_s)}",
+             *fmt.field("search", ", ".join(_flat(run_config))),
+             *fmt.field("settings", ", ".join([direction, *_flat(without(run.config["settings"], "maximize"))])),
+             *fmt.field("params", ", ".join(_flat(params)) or "-"),
+             *fmt.field("candidates", f"{summary.candidates} recorded; "
+                        + ", ".join([f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
+                                    + ([f"no program {unapplied}"] if unapplied else []))),
+             *(fmt.field("stopped", stops[-1].data.get("reason", "?")) if stops else []),
+             f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",
+             f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}", ""]
+    lines += fmt.table(MODEL_HEADER, [[fmt.fit(m.model, 24), *model_cells(m)] for m in models])
+    if not models:
+        lines.append("(no proposals yet)")
+    if instructions:
+        lines += ["", "evolved instructions, most successful first (uses, improvements):"]
+        for i in instructions[:5]:
+            lines += fmt.field(f"{i.uses}/{i.improved}", i.text)
+    lines += ["", *fmt.table(["island", "programs", "best", "program"],
+                             [[str(i.island), str(i.programs), fmt.score(i.best_score),
+                               "-" if i.best_program_id is None else str(i.best_program_id)] for i in islands], left=0)]
+    lines += ["", f"best {len(ranked)} ({'higher' if analysis.maximize(run) else 'lower'} is better):"]
+    lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0) if ranked else ["(no valid program yet)"]
+    lines += fmt.field("", gap_legend(baseline), label_width=0)
+    for p in rejected:
+        info = store.get_program(p.id)
+        lines += fmt.field("REJECTED", f"program {p.id} (score {fmt.score(p.score)}) by {info.rejected_by}, "
+                           f"{fmt.when(info.rejected_at)}")
+        lines += fmt.field("", f"why: {info.rejected_reason}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ best
+
+
+def best(store: Store, name: str, n: int, *, as_json: bool) -> str:
+    """The run's n best programs (rejected ones left out), with held-out gaps, then their code."""
+    run = analysis.open_run(store, name)
+    ranked = analysis.best(store, run, n)
+    briefs = store.program_briefs(run.id)
+    if as_json:
+        return _dumps([{"rank": r.rank, **_program_json(r.program, r.gap)} for r in ranked])
+    if not ranked:
+        return f"run {run.name} has no valid program yet"
+    hidden = analysis.rejected(briefs)
+    lines = [f"run {run.name}: best {len(ranked)} ({'higher' if analysis.maximize(run) else 'lower'} is better)"
+             + (f"; rejected, not shown: {', '.join(str(p.id) for p in hidden)}" if hidden else "")]
+    lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0)
+    lines += fmt.field("", gap_legend(analysis.seed_gap(run, briefs)), label_width=0)
+    for r in ranked:
+        lines += ["", fmt.section(f"{r.rank}. program {r.program.id}, score {fmt.score(r.program.score)}"),
+                  r.program.code.rstrip()]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- program
+
+
+def _prompt_text(prompt: str) -> str:
+    """A stored prompt (chat messages as JSON) as '[role]' headed blocks; other text as it is."""
+    try:
+        messages = json.loads(prompt)
+    except ValueError:
+        return prompt
+    if not isinstance(messages, list) or not all(isinstance(m, dict) and "content" in m for m in messages):
+        return prompt
+    return "\n\n".join(f"[{m.get('role', '?')}]\n{m['content']}" for m in messages)
+
+
+def program(store: Store, program_id: int, *, as_json: bool) -> str:
+    """One program: status, scores per input, held-out gap, proposal, code, diff against its parent."""
+    d = analysis.program_detail(store, program_id)
+    p = d.program
+    if as_json:
+        return _dumps({**_program_json(p, d.gap), "run": d.run.name, "diff": d.diff,
+                       "evaluations": [vars(e) for e in d.evaluations],
+                       "proposal": vars(d.proposal) if d.proposal else None})
+    lines = [f"program {p.id} of run {d.run.name}" + ("  ** REJECTED **" if p.rejected_at else "")]
+    if p.rejected_at:
+        lines += fmt.field("rejected", f"by {p.rejected_by} {fmt.when(p.rejected_at)}: {p.rejected_reason}")
+    lines += [f"origin     {p.origin}, island {p.island}, seq {p.seq}, {fmt.when(p.created_at)}"]
+    if p.parent_ids:
+        lines += [f"parents    {', '.join(map(str, p.parent_ids))} (the change was made to {p.parent_ids[-1]})"]
+    if p.duplicate_of is not None:
+        lines += [f"duplicate  of program {p.duplicate_of}: not evaluated again"]
+    lines += [f"status     {p.status}",
+              f"score      {fmt.score(p.score)}   held-out {fmt.score(p.held_out_score)}   gap {d.gap.describe()}"]
+    if p.error:
+        lines += ["error", *("  " + line for line in p.error.rstrip().splitlines())]
+    for ev in d.evaluations:
+        label = "held-out" if ev.kind == "held_out" else "training"
+        culled = f", culled at stage {ev.stage}" if ev.stage is not None else ""
+        lines += [f"{label} inputs ({ev.status}{culled}):"]
+        lines += [f"  {fmt.fit(name, 40):<40} {fmt.score(value)}" for name, value in ev.scores.items()]
+        timing = ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items())
+        lines += fmt.field("  timings", timing or "-")
+    if d.proposal:
+        q = d.proposal
+        lines += fmt.field("proposal", f"{q.model}, {q.prompt_tokens} + {q.completion_tokens} tokens, "
+                           f"{fmt.cost(q.cost)}, {q.latency_s:.2f}s" + (f"; error: {q.error}" if q.error else ""))
+        if q.details:
+            lines += fmt.field("  details", ", ".join(_flat(q.details)))
+    lines += ["", fmt.section("code"), p.code.rstrip()]
+    if d.parent is not None:
+        lines += ["", fmt.section(f"diff against program {d.parent.id}"), d.diff.rstrip() or "(no change)"]
+    if d.proposal:
+        lines += ["", fmt.section("prompt"), _prompt_text(d.proposal.prompt).rstrip() or "(none)",
+                  "", fmt.section("response"), (d.proposal.response or "(none)").rstrip()]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- lineage
+
+
+def lineage_rows(chain: list[ProgramBrief]) -> list[list[str]]:
+    """step, program, origin, island, score, change from the step before, held-out, note (rejected, status)."""
+    rows, previous = [], None
+    for step, p in enumerate(chain):
+        change = "-" if p.score is None or previous is None else f"{p.score - previous:+.4g}"
+        note = "REJECTED" if p.rejected else ("" if p.status == "ok" else p.status)
+        rows.append([str(step), str(p.id), p.origin, str(p.island), fmt.score(p.score), change,
+                     fmt.score(p.held_out_score), note])
+        previous = p.score if p.score is not None else previous
+    return rows
+
+
+LINEAGE_HEADER = ["step", "program", "origin", "island", "score", "change", "held-out", "note"]
+
+
+def lineage(store: Store, program_id: int, *, as_json: bool) -> str:
+    """The ancestors of a program, through the parent each change was made to, with the score at each step."""
+    chain = analysis.lineage(store, program_id)
+    if as_json:
+        return _dumps([vars(p) for p in chain])
+    run = analysis.run_of(store, store.get_program(program_id))
+    steps = len(chain) - 1
+    lines = fmt.field("", f"lineage of program {program_id} (run {run.name}): {steps} step{'s' * (steps != 1)} from "
+                      f"program {chain[0].id} ({chain[0].origin}); {'higher' if analysis.maximize(run) else 'lower'} "
+                      "is better", label_width=0)
+    lines += fmt.table(LINEAGE_HEADER, lineage_rows(chain), left=0)
+    return "\n".join(line.rstrip() for line in lines)

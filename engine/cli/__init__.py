@@ -1,0 +1,1 @@
+"""The `evoforge` command line: one module a group of subcommands."""

@@ -1,0 +1,189 @@
+"""The inspection and oversight subcommands of `evoforge`: runs, show, best, program, lineage, plot, report,
+export (they read the database) and add, reject (a person's changes to a run)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from evoforge.db import Store
+from evoforge.engine.analysis import textfmt as fmt
+from evoforge.engine.cli.common import Handler, add_db_option
+
+
+def _note(message: str) -> None:
+    """Progress of a long command, on stderr so stdout stays the result."""
+    print(f"evoforge: {message}", file=sys.stderr, flush=True)
+
+
+def _output(suffixes: tuple[str, ...]) -> Callable[[str], Path]:
+    def check(value: str) -> Path:
+        if Path(value).suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{value}: name the file with {' or '.join(suffixes)}")
+        return Path(value)
+
+    return check
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give a number >= 1")
+    return number
+
+
+def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
+    """Add the commands to the parser; return their handlers by name."""
+    def command(name: str, help_text: str, *, json: bool = False) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        add_db_option(parser)
+        if json:
+            parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+        return parser
+
+    command("runs", "list the runs in a database", json=True)
+    show = command("show", "a run's summary: settings, models, islands, best programs", json=True)
+    show.add_argument("name")
+    best = command("best", "a run's best programs with their code (rejected ones left out)", json=True)
+    best.add_argument("name")
+    best.add_argument("-n", type=_positive, default=1, help="how many (default 1)")
+    best.add_argument("--held-out", action="store_true",
+                      help="first score the held-out inputs of those shown that have no held-out score (sandbox)")
+    program = command("program", "one program: scores, proposal, code and diff against its parent", json=True)
+    program.add_argument("id", type=int)
+    lineage = command("lineage", "a program's ancestors with the score at each step", json=True)
+    lineage.add_argument("id", type=int)
+    plot = command("plot", "fitness curves of a run as a PNG")
+    plot.add_argument("name")
+    plot.add_argument("-o", "--output", required=True, type=_output((".png",)), help="FILE.png to write")
+    report = command("report", "one self-contained HTML report of a run")
+    report.add_argument("name")
+    report.add_argument("-o", "--output", required=True, type=_output((".html", ".htm")), help="FILE.html")
+    report.add_argument("-n", type=_positive, default=5, help="best programs to include (default 5)")
+    export = command("export", "the problem file with the run's best program in place, runnable alone")
+    export.add_argument("name")
+    export.add_argument("-o", "--output", required=True, type=_output((".py",)), help="FILE.py to write")
+    export.add_argument("--program", type=int, help="export this program of the run instead of the best")
+    add = command("add", "evaluate your own version and put it into a run (origin 'human')")
+    add.add_argument("name")
+    add.add_argument("file", help="a .py file defining some or all of the evolved functions")
+    add.add_argument("--island", type=int, default=0, help="island it joins (default 0)")
+    reject = command("reject", "take a program out of selection, recording who and why")
+    reject.add_argument("id", type=int)
+    reject.add_argument("--why", required=True, help="what is wrong with it, e.g. 'reads the answers'")
+    reject.add_argument("--by", help="who rejects it (default: $USER)")
+    return {"runs": _runs, "show": _show, "best": _best, "program": _program, "lineage": _lineage, "plot": _plot,
+            "report": _report, "export": _export, "add": _add, "reject": _reject}
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import views as inspect
+
+    with Store(args.db, create=False) as store:
+        print(inspect.runs(store, as_json=args.json))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import views as inspect
+
+    with Store(args.db, create=False) as store:
+        print(inspect.show(store, args.name, as_json=args.json))
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import views as inspect
+
+    with Store(args.db, create=False) as store:
+        if args.held_out:
+            from evoforge.engine.analysis import queries as analysis
+            from evoforge.engine.run.held_out import score_held_out
+
+            ranked = analysis.best(store, analysis.open_run(store, args.name), args.n)
+            score_held_out(store, args.name, [r.program for r in ranked], note=_note)
+        print(inspect.best(store, args.name, args.n, as_json=args.json))
+    return 0
+
+
+def _program(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import views as inspect
+
+    with Store(args.db, create=False) as store:
+        print(inspect.program(store, args.id, as_json=args.json))
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import views as inspect
+
+    with Store(args.db, create=False) as store:
+        print(inspect.lineage(store, args.id, as_json=args.json))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import queries as analysis
+    from evoforge.engine.analysis import plots
+
+    with Store(args.db, create=False) as store:
+        run = analysis.open_run(store, args.name)
+        curve = analysis.curve(store, run)
+    _note(f"plotting {len(curve.evaluated)} evaluated candidates of run {run.name}")
+    print(plots.save_png(curve, f"run {run.name} ({run.problem_name})", args.output))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import report
+
+    with Store(args.db, create=False) as store:
+        print(report.write(store, args.name, args.output, top=args.n, note=_note))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from evoforge.engine.analysis import queries as analysis
+    from evoforge.engine.analysis import export
+    from evoforge.evaluators import ProblemError
+
+    with Store(args.db, create=False) as store:
+        run = analysis.open_run(store, args.name)
+        if args.program is None:
+            ranked = analysis.best(store, run, 1)
+            if not ranked:
+                raise ProblemError(f"run {run.name} has no valid program to export yet")
+            program = ranked[0].program
+        else:
+            program = store.get_program(args.program)
+            if program.run_id != run.id:
+                raise ProblemError(f"program {program.id} belongs to another run, not to {run.name}")
+    path = export.write(run, program, args.output)
+    print(f"{path}\nprogram {program.id} (score {fmt.score(program.score)}) in the problem file of run {run.name}\n"
+          "`python FILE.py` scores it, `evoforge run FILE.py` searches on from it")
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    from evoforge.engine.run import oversight
+
+    with Store(args.db, create=False) as store:
+        added = oversight.add_program(store, args.name, args.file, island=args.island, note=_note)
+    p = added.program
+    print(f"program {p.id} added to run {added.run_name}, island {p.island}: {p.status}\n"
+          f"score {fmt.score(p.score)}, held-out {fmt.score(p.held_out_score)}"
+          + (f"\nerror: {p.error}" if p.error else ""))
+    print(f"it enters selection when the run resumes: evoforge resume {added.run_name} --db {args.db}")
+    return 0 if p.status == "ok" else 1
+
+
+def _reject(args: argparse.Namespace) -> int:
+    from evoforge.engine.run import oversight
+
+    with Store(args.db, create=False) as store:
+        p = oversight.reject_program(store, args.id, why=args.why, by=args.by)
+    print(f"program {p.id} rejected by {p.rejected_by}: {p.rejected_reason}\n"
+          "it stays in the record, marked rejected, and is out of selection from the next resume on")
+    return 0

@@ -1,0 +1,174 @@
+"""The `evoforge` command line: run, resume and eval here; the inspection commands in engine.cli_inspect.
+
+argparse (standard library) parses; every user mistake becomes one clear message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+
+from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_database
+from evoforge.engine.cli.common import Handler, add_db_option
+from evoforge.engine.cli.inspection import add_inspect_commands
+from evoforge.engine.cli.models import add_model_options, limits_from_args, models_from_args
+from evoforge.engine.run.config import ConfigError, ExecutorSettings, ModelConfig, RunConfig
+from evoforge.islands import IslandConfig, IslandConfigError
+from evoforge.engine.run.controller import SeedFailed
+from evoforge.evaluators import ProblemError, parse_overrides
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = argparse.ArgumentParser(prog="evoforge", description="Evolutionary program search with LLMs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start a search on a problem file")
+    run.add_argument("problem", help="problem file, e.g. problems/bin_packing.py")
+    run.add_argument("--name", help="run name (default: PROBLEM-DATE-TIME)")
+    add_db_option(run)
+    run.add_argument("--budget", type=int, default=200, help="candidates to propose (default 200)")
+    run.add_argument("--islands", type=int, default=IslandConfig.num_islands, help="number of islands")
+    run.add_argument("--reset-period", type=int, default=IslandConfig.reset_period,
+                     help="registrations between resets of the worst half of the islands")
+    run.add_argument("--parents", type=int, default=IslandConfig.parents_per_prompt,
+                     help="parents shown per prompt")
+    run.add_argument("--seed", type=int, default=0, help="seed for selection, the offline proposer and sampling")
+    run.add_argument("--workers", type=int, default=1, help="sandbox workers evaluating at once")
+    run.add_argument("--concurrency", type=int,
+                     help="candidates in flight (default: --workers offline, twice that with an LLM)")
+    run.add_argument("--ray", action="store_true", help="evaluate in Ray actors on a local Ray instance")
+    run.add_argument("--ray-address", metavar="HOST:PORT",
+                     help="evaluate in Ray actors on the cluster at this address (or 'auto'); --workers actors")
+    _add_patience_option(run)
+    run.add_argument("--same-behaviour", choices=("reject", "keep"),
+                     help="a candidate whose outputs on the first inputs equal an earlier program's: reject it "
+                     "before its other inputs run (default with an LLM), or keep evaluating it (default offline)")
+    add_model_options(run)
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a problem parameter or setting (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+
+    resume = sub.add_parser("resume", help="continue a stopped or killed run")
+    resume.add_argument("name")
+    add_db_option(resume)
+    resume.add_argument("--budget", type=int, help="new total budget (default: the run's own)")
+    resume.add_argument("--quiet", action="store_true")
+    where = resume.add_mutually_exclusive_group()
+    where.add_argument("--ray-address", metavar="HOST:PORT",
+                       help="evaluate on this Ray cluster instead of the one stored with the run")
+    where.add_argument("--local", action="store_true", help="evaluate with local sandbox workers, not Ray")
+    _add_patience_option(resume)
+
+    upgrade = sub.add_parser("upgrade", help="upgrade a database written by an older evoforge (back it up first)")
+    add_db_option(upgrade)
+
+    ev = sub.add_parser("eval", help="evaluate the seed, or a candidate file, exactly as a search would")
+    ev.add_argument("problem")
+    ev.add_argument("candidate", nargs="?", help="a .py file defining the evolved function(s)")
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    inspect_commands = add_inspect_commands(sub)
+    return parser, inspect_commands
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from evoforge.engine.run.search import default_run_name, run_search
+
+    models = models_from_args(args, _replayed_models(args))
+    config = RunConfig(problem=args.problem, name=args.name or default_run_name(args.problem), budget=args.budget,
+                       seed=args.seed, workers=args.workers, overrides=parse_overrides(args.overrides),
+                       islands=IslandConfig(num_islands=args.islands, parents_per_prompt=args.parents,
+                                              reset_period=args.reset_period),
+                       models=models, limits=limits_from_args(args), concurrency=args.concurrency,
+                       same_behaviour=args.same_behaviour,
+                       executor=ExecutorSettings(ray=args.ray or args.ray_address is not None,
+                                                 ray_address=args.ray_address))
+    result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)
+    _print_result(result, args.db)
+    return _exit_code(result.status)
+
+
+def _replayed_models(args: argparse.Namespace) -> ModelConfig | None:
+    """The models of the run that --replay names, so a replay needs no model options of its own."""
+    if not args.replay:
+        return None
+    from evoforge.db import Store
+
+    with Store(args.db, create=False) as store:
+        run = store.get_run(args.replay)
+    if run is None:
+        raise ConfigError(f"--replay {args.replay}: no run of that name in {args.db}")
+    return RunConfig.from_dict(run.config["run"]).models
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from evoforge.engine.run.search import resume_search
+
+    executor = (ExecutorSettings(ray=True, ray_address=args.ray_address) if args.ray_address
+                else ExecutorSettings() if args.local else None)
+    result = resume_search(args.name, args.db, budget=args.budget, progress=not args.quiet,
+                           db_patience_s=args.db_patience, executor=executor)
+    _print_result(result, args.db)
+    return _exit_code(result.status)
+
+
+def _exit_code(status: str) -> int:
+    """0 for a finished run, 130 (as for Ctrl-C) for a stopped one, 1 for a failed one."""
+    return {"finished": 0, "stopped": 130}.get(status, 1)
+
+
+def _print_result(result: object, db: str) -> None:
+    from evoforge.engine.run.progress import format_score, status_line
+
+    print(f"run {result.run_name}: {result.status}; best score {format_score(result.best_score)} "
+          f"(program {result.best_program_id}); {status_line(result.stats)}")
+    if result.stats.stop_reason:
+        print(f"stopped early: {result.stats.stop_reason}")
+    print(f"inspect it: evoforge best {shlex.quote(result.run_name)} --db {shlex.quote(db)}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from evoforge.engine.run.evaluate import evaluate_file, format_report
+
+    report = evaluate_file(args.problem, args.candidate, parse_overrides(args.overrides))
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["status"] == "ok" else 1
+
+
+def _add_patience_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db-patience", type=float, default=DEFAULT_PATIENCE_S, metavar="SECONDS",
+                        help="how long the run waits (retrying) for a database that stopped answering "
+                             f"(default {DEFAULT_PATIENCE_S:g})")
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    steps = upgrade_database(args.db)
+    print(f"{args.db}: " + ("; ".join(steps) if steps else f"already at schema version {SCHEMA_VERSION}"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `evoforge` console script."""
+    parser, inspect_commands = _parser()
+    args = parser.parse_args(argv)
+    commands: dict[str, Handler] = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval,
+                                    "upgrade": _cmd_upgrade, **inspect_commands}
+    try:
+        return commands[args.command](args)
+    except (ProblemError, ConfigError, IslandConfigError, StoreError, SeedFailed) as exc:
+        print(f"evoforge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("evoforge: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader (e.g. `| head`) went away: nothing more to say
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Where candidates come from: prompts, the LLM ensemble and its memory, the offline proposer."""

@@ -1,0 +1,413 @@
+"""The LLM proposer: one chat completion from a cheap or a strong model via litellm, with timeouts and retries.
+
+`LLMProposer.propose` picks a model (the strong tier with probability `strong_prob`, else a cheap one by weight),
+calls it through litellm, retries only transient faults (timeouts, dropped connections, 429, 5xx) with exponential
+backoff that honours Retry-After, and returns an `LLMResult` carrying the text, tokens, cost and latency. A provider
+fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a search.
+
+litellm is imported lazily (it takes seconds, and problem files import `engine` inside every sandbox) and with its
+model cost map read from the installed package rather than fetched from the internet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from evoforge.engine.propose.model_choice import ModelChooser, TierChoice
+from evoforge.engine.propose.model_health import ModelHealth
+
+__all__ = ["LLMProposer", "LLMResult", "ModelSpec"]
+
+# Statuses that a second try can fix: request timeout, conflict, rate limit and every server-side error.
+_TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model that the proposer may call."""
+
+    name: str
+    """litellm model string: "gpt-4o-mini", "anthropic/claude-...", "openai/NAME" for an OpenAI-compatible server."""
+    tier: str = "cheap"
+    """"cheap" (answers most prompts) or "strong" (answers with probability strong_prob)."""
+    weight: float = 1.0
+    """Relative probability of picking this model within its tier (cheap or strong)."""
+    api_base: str | None = None
+    """Endpoint URL, e.g. "http://localhost:8000/v1" for vLLM; None uses the provider's default."""
+    api_key: str | None = None
+    """API key; None lets litellm read the provider's usual environment variable (OPENAI_API_KEY, ...)."""
+    temperature: float = 0.8
+    """Sampling temperature."""
+    max_tokens: int = 4096
+    """Upper bound on the completion's length."""
+    timeout_s: float = 120.0
+    """Wall-clock limit of one attempt, in seconds."""
+    input_cost_per_token: float | None = None
+    """USD per prompt token; when either price is set, these prices are used instead of litellm's cost map."""
+    output_cost_per_token: float | None = None
+    """USD per completion token (see input_cost_per_token)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"ModelSpec.name must be a litellm model string such as 'gpt-4o-mini', got {self.name!r}")
+        _require(math.isfinite(self.weight) and self.weight >= 0, f"ModelSpec({self.name!r}).weight", self.weight,
+                 "a finite number >= 0")
+        _require(math.isfinite(self.temperature) and self.temperature >= 0,
+                 f"ModelSpec({self.name!r}).temperature", self.temperature, "a finite number >= 0")
+        _require(isinstance(self.max_tokens, int) and self.max_tokens > 0, f"ModelSpec({self.name!r}).max_tokens",
+                 self.max_tokens, "a positive integer")
+        _require(math.isfinite(self.timeout_s) and self.timeout_s > 0, f"ModelSpec({self.name!r}).timeout_s",
+                 self.timeout_s, "a positive number of seconds")
+        for field_name in ("input_cost_per_token", "output_cost_per_token"):
+            price = getattr(self, field_name)
+            if price is not None:
+                _require(math.isfinite(price) and price >= 0, f"ModelSpec({self.name!r}).{field_name}", price,
+                         "None or a finite number >= 0 (USD per token)")
+
+    @property
+    def has_prices(self) -> bool:
+        """Whether the user gave per-token prices for this model."""
+        return self.input_cost_per_token is not None or self.output_cost_per_token is not None
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    """The outcome of one `propose` call, successful or not."""
+
+    model: str
+    """The litellm model string of the model that was called."""
+    messages: list[dict[str, Any]]
+    """The chat messages sent."""
+    text: str
+    """The response's content; "" on failure or when the model returned no content."""
+    prompt_tokens: int
+    """Prompt tokens, from the response's usage (0 on failure)."""
+    completion_tokens: int
+    """Completion tokens, from the response's usage (0 on failure)."""
+    cost: float
+    """USD; 0.0 when the price is unknown or the call failed."""
+    latency_s: float
+    """Wall-clock seconds of the whole call, retries and backoff included."""
+    error: str | None
+    """None on success; else why the call failed (after retries, for transient faults)."""
+    attempts: int
+    """How many requests were made (1 + retries)."""
+    finish_reason: str | None = None
+    """The provider's finish reason: "stop", or "length" when the text was cut at max_tokens."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Why this model was chosen (the chooser's explanation), stored with the proposal."""
+    permanent: bool = False
+    """A failure that retrying cannot fix: no or a refused key, an unknown model, a rejected request."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the call succeeded."""
+        return self.error is None
+
+
+class LLMProposer:
+    """Asks a cheap or, with probability `strong_prob`, a strong model for a completion.
+
+    Which model answers is the `chooser`'s decision (fixed tiers and weights by default, or a bandit); a model that
+    keeps failing is rested by `health` and the others answer meanwhile.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ModelSpec],
+        *,
+        strong: Sequence[ModelSpec] = (),
+        strong_prob: float = 0.0,
+        max_retries: int = 3,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        chooser: ModelChooser | None = None,
+        health: ModelHealth | None = None,
+    ) -> None:
+        """`max_retries` retries follow a first attempt; waits double from `backoff_s` and never exceed
+        `max_backoff_s`, which also caps a provider's Retry-After."""
+        self.models = tuple(replace(m, tier="cheap") for m in _tier(models, "models"))
+        self.strong = tuple(replace(m, tier="strong") for m in _tier(strong, "strong")) if strong else ()
+        _require(math.isfinite(strong_prob) and 0.0 <= strong_prob <= 1.0, "LLMProposer strong_prob", strong_prob,
+                 "a probability in [0, 1]")
+        if strong_prob > 0 and not self.strong:
+            raise ValueError(f"LLMProposer strong_prob={strong_prob} but no strong model is given; "
+                             "pass strong=[ModelSpec(...)] or set strong_prob=0")
+        _require(isinstance(max_retries, int) and max_retries >= 0, "LLMProposer max_retries", max_retries,
+                 "an integer >= 0")
+        _require(math.isfinite(backoff_s) and backoff_s >= 0, "LLMProposer backoff_s", backoff_s, "a number >= 0")
+        _require(math.isfinite(max_backoff_s) and max_backoff_s >= 0, "LLMProposer max_backoff_s", max_backoff_s,
+                 "a number >= 0")
+        self.strong_prob = float(strong_prob)
+        self.max_retries = max_retries
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self._jitter = random.Random()  # backoff jitter must not consume the search's seeded rng
+        self.chooser: ModelChooser = chooser or TierChoice(self.strong_prob)
+        self.health = health or ModelHealth()
+        self._litellm = _import_litellm()
+        self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
+        self._answered: set[str] = set()  # models that have answered at least once
+
+    def choose(self, rng: np.random.Generator) -> ModelSpec:
+        """The model for the next call among those not resting (by default: strong with probability strong_prob,
+        else cheap; by weight within a tier)."""
+        available, _ = self.health.available((*self.models, *self.strong))
+        return self.chooser.choose(available or (*self.models, *self.strong), rng)[0]
+
+    def missing_env_keys(self) -> dict[str, list[str]]:
+        """Environment variables litellm expects but cannot find, per model that has no api_key (empty: all set)."""
+        missing: dict[str, list[str]] = {}
+        for spec in (*self.models, *self.strong):
+            if spec.api_key is None:
+                keys = _expected_env_keys(self._litellm, spec.name)
+                if keys:
+                    missing[spec.name] = keys
+        return missing
+
+    async def propose(self, messages: list[dict[str, Any]], rng: np.random.Generator) -> LLMResult:
+        """Call a chosen model with `messages`; never raises for a provider fault (see LLMResult.error)."""
+        spec, details = await self.pick(rng)
+        return replace(await self.call(spec, messages), details=details)
+
+    async def pick(self, rng: np.random.Generator) -> tuple[ModelSpec, dict[str, Any]]:
+        """The chooser's model among those not resting, and its explanation; waits if every model rests."""
+        every = (*self.models, *self.strong)
+        available, wait_s = self.health.available(every)
+        if not available:  # every model is resting: wait for the first to come back rather than fail the call
+            await asyncio.sleep(wait_s)
+            available, _ = self.health.available(every)
+        return self.chooser.choose(available or every, rng)
+
+    async def call(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> LLMResult:
+        """One call to `spec` with retries; its outcome counts toward the model's health."""
+        result = await self._call(spec, messages)
+        self.health.record(spec.name, result.ok)
+        if result.ok:
+            self._answered.add(spec.name)
+        elif result.permanent and spec.name not in self._unfixable:
+            self._unfixable[spec.name] = result.error or ""
+            print(f"evoforge: {result.error}", file=sys.stderr)  # at once: it will not fix itself
+        return result
+
+    def hopeless(self) -> str | None:
+        """Why no call can succeed, once every model has failed in a way retrying cannot fix and none ever
+        answered (a missing key, say); None while some model may still answer."""
+        every = [spec.name for spec in (*self.models, *self.strong)]
+        if self._answered or not all(name in self._unfixable for name in every):
+            return None
+        return "every model failed with an error that retrying cannot fix: " + "; ".join(
+            self._unfixable[name] for name in dict.fromkeys(every))
+
+    async def _call(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> LLMResult:
+        messages = [dict(m) for m in messages]
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await asyncio.wait_for(self._complete(spec, messages), _guard_timeout(spec.timeout_s))
+            except Exception as exc:  # noqa: BLE001 - every provider fault becomes LLMResult.error
+                failure = _classify(self._litellm, spec, exc)
+                if not failure.transient:
+                    return replace(_failed(spec, messages, failure.message, start, attempt), permanent=True)
+                if attempt > self.max_retries:
+                    message = f"{failure.message} (gave up after {attempt} attempts)"
+                    return _failed(spec, messages, message, start, attempt)
+                await asyncio.sleep(self._wait_s(attempt, failure.retry_after_s))
+                continue
+            return self._succeeded(spec, messages, response, start, attempt)
+
+    async def _complete(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> Any:
+        return await self._litellm.acompletion(
+            model=spec.name,
+            messages=messages,
+            api_base=spec.api_base,
+            api_key=spec.api_key,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            timeout=spec.timeout_s,
+            num_retries=0,  # our retries are the only ones: litellm's ...
+            max_retries=0,  # ... and the provider SDK's (openai retries twice by default)
+            drop_params=True,  # a model that refuses e.g. temperature still answers
+        )
+
+    def _wait_s(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.max_backoff_s)
+        exponential = self.backoff_s * 2 ** (attempt - 1)
+        return min(exponential, self.max_backoff_s) * self._jitter.uniform(0.5, 1.0)
+
+    def _succeeded(
+        self, spec: ModelSpec, messages: list[dict[str, Any]], response: Any, start: float, attempts: int
+    ) -> LLMResult:
+        choices = getattr(response, "choices", None) or []
+        choice = choices[0] if choices else None
+        message = getattr(choice, "message", None)
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        return LLMResult(
+            model=spec.name,
+            messages=messages,
+            text=getattr(message, "content", None) or "",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=_cost(self._litellm, spec, response, prompt_tokens, completion_tokens),
+            latency_s=time.monotonic() - start,
+            error=None,
+            attempts=attempts,
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+
+
+# -- litellm, imported lazily ---------------------------------------------------------------------------------------
+
+
+def _import_litellm() -> ModuleType:
+    """litellm, configured to work offline and quietly."""
+    # Must precede the import: otherwise litellm fetches its cost map from GitHub, which stalls with no network.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _expected_env_keys(litellm: ModuleType, model: str) -> list[str]:
+    try:
+        return list(litellm.validate_environment(model=model).get("missing_keys") or [])
+    except Exception:  # noqa: BLE001 - an unknown provider names no variable; the call itself will say why
+        return []
+
+
+# -- failures -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Failure:
+    transient: bool
+    message: str
+    retry_after_s: float | None = None
+
+
+def _classify(litellm: ModuleType, spec: ModelSpec, exc: Exception) -> _Failure:
+    """Whether `exc` is worth retrying, and a message that names the model, the fault and the fix."""
+    where = f"model {spec.name!r}" + (f" at {spec.api_base}" if spec.api_base else "")
+    detail = _clip(str(exc) or type(exc).__name__)
+    if isinstance(exc, (asyncio.TimeoutError, litellm.Timeout)):
+        return _Failure(True, f"{where}: timed out after {spec.timeout_s:g} s (ModelSpec.timeout_s): {detail}")
+    if _is_missing_credentials(detail):
+        return _Failure(False, f"{where}: no API key: {detail}. {_key_fix(litellm, spec)}")
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    if status in (401, 403):
+        return _Failure(False, f"{where}: the API key was refused (HTTP {status}): {detail}. {_key_fix(litellm, spec)}")
+    if status == 404:
+        return _Failure(False, f"{where}: not found (HTTP 404): {detail}. Check the model name (a litellm model "
+                               "string such as 'gpt-4o-mini', 'anthropic/NAME', or 'openai/NAME' with api_base for "
+                               "an OpenAI-compatible server) and api_base.")
+    if status in _TRANSIENT_STATUSES or (status is not None and status >= 500):
+        return _Failure(True, f"{where}: HTTP {status} {type(exc).__name__}: {detail}", _retry_after_s(exc))
+    if isinstance(exc, (litellm.APIConnectionError, ConnectionError)):
+        return _Failure(True, f"{where}: connection failed: {detail}")
+    if status is not None:
+        return _Failure(False, f"{where}: the request was rejected (HTTP {status}): {detail}")
+    return _Failure(False, f"{where}: {type(exc).__name__}: {detail}")
+
+
+def _is_missing_credentials(detail: str) -> bool:
+    # The OpenAI SDK refuses to send a request without a key; litellm reports that as a 500, which is not transient.
+    lowered = detail.lower()
+    return "missing credentials" in lowered or "api_key client option must be set" in lowered
+
+
+def _key_fix(litellm: ModuleType, spec: ModelSpec) -> str:
+    if spec.api_key is not None:
+        return f"Check ModelSpec.api_key for {spec.name!r}: when given, it is used instead of the environment."
+    keys = _expected_env_keys(litellm, spec.name)
+    if keys:
+        names = " or ".join(keys)
+        return f"Set the environment variable {names} (litellm reads it for {spec.name!r}) or ModelSpec.api_key."
+    return (f"litellm found a key in the environment for {spec.name!r}; check that it is valid, "
+            "or set ModelSpec.api_key (any non-empty string for a local server that needs none).")
+
+
+def _retry_after_s(exc: Exception) -> float | None:
+    """The wait a provider asked for, from the Retry-After(-ms) header attached to `exc`, in seconds."""
+    for headers in (getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if not isinstance(headers, Mapping) and not hasattr(headers, "items"):
+            continue
+        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        try:
+            if "retry-after-ms" in lowered:
+                return float(lowered["retry-after-ms"]) / 1000.0
+            if "retry-after" in lowered:
+                value = lowered["retry-after"].strip()
+                try:
+                    return float(value)
+                except ValueError:
+                    return parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return None
+
+
+def _failed(spec: ModelSpec, messages: list[dict[str, Any]], error: str, start: float, attempts: int) -> LLMResult:
+    return LLMResult(model=spec.name, messages=messages, text="", prompt_tokens=0, completion_tokens=0, cost=0.0,
+                     latency_s=time.monotonic() - start, error=error, attempts=attempts)
+
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+
+
+def _cost(litellm: ModuleType, spec: ModelSpec, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for one response: the user's prices when given, else litellm's cost map, else 0.0."""
+    if spec.has_prices:
+        input_price, output_price = spec.input_cost_per_token or 0.0, spec.output_cost_per_token or 0.0
+        return prompt_tokens * input_price + completion_tokens * output_price
+    try:
+        cost = float(litellm.completion_cost(completion_response=response))
+    except Exception:  # noqa: BLE001 - a model missing from litellm's map has no known price
+        return 0.0
+    return cost if math.isfinite(cost) and cost >= 0 else 0.0
+
+
+def _guard_timeout(timeout_s: float) -> float:
+    # litellm's timeout bounds each socket read; this bounds the whole attempt, e.g. against a server that trickles.
+    return timeout_s * 1.1 + 0.5
+
+
+def _tier(models: Sequence[ModelSpec], name: str) -> tuple[ModelSpec, ...]:
+    tier = tuple(models)
+    if not tier:
+        raise ValueError(f"LLMProposer {name}: give at least one ModelSpec")
+    for spec in tier:
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"LLMProposer {name}: expected ModelSpec, got {type(spec).__name__} ({spec!r})")
+    if sum(spec.weight for spec in tier) <= 0:
+        raise ValueError(f"LLMProposer {name}: the weights sum to 0; give at least one model a positive weight")
+    return tier
+
+
+def _require(condition: bool, what: str, value: object, expected: str) -> None:
+    if not condition:
+        raise ValueError(f"{what} must be {expected}, got {value!r}")
+
+
+def _clip(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters]"

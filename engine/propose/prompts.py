@@ -1,0 +1,106 @@
+"""The prompt: problem description, previous versions ordered by score, and the two answer formats we accept.
+
+The text is deterministic (same inputs, same prompt) so prompts can be compared, cached and replayed, and it
+describes exactly what `engine.patching.apply_response` accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from evoforge.engine.program.source import names_text
+
+__all__ = ["ERROR_CHARS", "SYSTEM_PROMPT", "ParentView", "build_messages"]
+
+ERROR_CHARS = 400  # a failed parent's error is cut to its last this-many characters (the end of a traceback)
+
+SYSTEM_PROMPT = ("You are an expert Python programmer taking part in an evolutionary search for better programs. "
+                 "A trusted evaluator runs and scores every version you write; better-scoring versions survive.")
+
+
+@dataclass(frozen=True)
+class ParentView:
+    """What the prompt shows of one parent program."""
+
+    code: str
+    score: float | None  # None when the evaluation failed or has no score
+    status: str  # "ok", or why the evaluation failed: invalid, error, timeout, memory, crashed
+    error: str | None = None  # the failure's message, shown (truncated) for a failed parent
+
+
+def _score_text(score: float | None) -> str:
+    return "no score" if score is None else f"score {score:.6g}"
+
+
+def _error_text(error: str) -> str:
+    error = error.strip()
+    if len(error) > ERROR_CHARS:
+        error = "..." + error[-ERROR_CHARS:]
+    return error
+
+
+def _version(index: int, parent: ParentView) -> str:
+    if parent.status == "ok":
+        header = f"## Version {index} ({_score_text(parent.score)})"
+    else:
+        header = f"## Version {index} (failed: {parent.status})"
+    parts = [header]
+    if parent.status != "ok" and parent.error:
+        parts.append(f"Error: {_error_text(parent.error)}")
+    parts.append("```python\n" + parent.code.strip("\n") + "\n```")
+    return "\n".join(parts)
+
+
+def build_messages(description: str, evolved_names: Sequence[str], parents: Sequence[ParentView], *,
+                   instructions: str | None = None, feedback: Sequence[str] = (),
+                   full_rewrite: bool = False, maximize: bool = True) -> list[dict]:
+    """Chat messages (system, user) asking for an improvement of the last, best parent; parents go worst to best.
+
+    `feedback` lists why recent attempts from these parents failed, so the model does not repeat them;
+    `full_rewrite` asks for whole functions only, for models that cannot write exact diffs; `maximize` says
+    which way scores improve.
+    """
+    if not parents:
+        raise ValueError("build_messages needs at least one parent: the prompt asks to improve the best of them")
+    if not evolved_names:
+        raise ValueError("build_messages needs the names of the evolved function(s)")
+    names = names_text(evolved_names)
+    best = len(parents) - 1
+    plural = len(evolved_names) > 1
+    intro = (f"Below are previous versions of {names}, ordered from worst to best; "
+             f"Version {best} is the best." if len(parents) > 1 else f"Below is the current version of {names}.")
+    rules = [
+        "## Task",
+        f"Write an improved version of {names} that scores better than Version {best} "
+        f"({'higher' if maximize else 'lower'} scores are better). "
+        f"Only {names} may change: no imports or other top-level code (the problem's imports, such as np, "
+        "stay available; define helpers inside the function).",
+    ]
+    if full_rewrite:
+        rules.append(f"Answer with the complete new {'functions' if plural else 'function'} in one ```python block.")
+        task = "\n".join(rules)
+    else:
+        task = _two_formats(rules, best, plural)
+    sections = [description.strip(), intro, *(_version(i, p) for i, p in enumerate(parents))]
+    if feedback:
+        sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
+    sections.append(task)
+    if instructions and instructions.strip():
+        sections.append("## Further instructions\n" + instructions.strip())
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]
+
+
+def _two_formats(rules: list[str], best: int, plural: bool) -> str:
+    return "\n".join([
+        *rules,
+        "Answer in one of two formats:",
+        f"1. One or more SEARCH/REPLACE blocks that edit Version {best}; each SEARCH section must copy lines "
+        f"of Version {best} exactly, indentation included:",
+        "<<<<<<< SEARCH",
+        f"(exact lines from Version {best})",
+        "=======",
+        "(the new lines)",
+        ">>>>>>> REPLACE",
+        f"2. The complete new {'functions' if plural else 'function'} in one ```python block.",
+    ])

@@ -1,0 +1,175 @@
+"""Proposers turn parent programs into a response text (SEARCH/REPLACE blocks or whole functions).
+
+Both the offline mutator and the LLMs answer in the same text format, so every proposal goes through the same
+parser, dedupe and evaluation. A proposer never raises for a provider fault: it returns a Proposal with `error`.
+After evaluation the controller tells the proposer how the child did (`observe`), which is how model choice and
+instructions learn.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from evoforge.engine.run.config import ModelConfig
+from evoforge.engine.propose.instructions import Instruction, InstructionPool
+from evoforge.engine.propose.memory import ReplaySource, ResponseCache, StoredAnswer, request_key
+from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer
+from evoforge.engine.propose.prompts import ParentView, build_messages
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One answer to one prompt, with what it cost and how it was made."""
+
+    model: str
+    prompt: str
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    error: str | None = None
+    attempts: int = 1
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_call(self) -> bool:
+        """Whether a model was actually called for it (not offline, not a cache or replay hit)."""
+        return self.model != "offline" and "cache" not in self.details and "replay" not in self.details
+
+
+class Proposer(Protocol):
+    """Anything that proposes a new program from parents ordered worst to best."""
+
+    async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
+                      feedback: Sequence[str] = ()) -> Proposal: ...
+
+    def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None: ...
+
+    def stop_reason(self) -> str | None:
+        """Why no proposal can ever succeed (every model refuses the key, say), so the run should stop; or None."""
+        ...
+
+
+class OfflineMutationProposer:
+    """Program mutations with no LLM: keeps the loop working with no network and no key."""
+
+    def __init__(self, evolved_names: Sequence[str], global_names: Collection[str] | None = None) -> None:
+        self._names = tuple(evolved_names)
+        self._mutator = OfflineProposer(global_names=global_names)
+
+    async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
+                      feedback: Sequence[str] = ()) -> Proposal:
+        start = time.perf_counter()
+        try:
+            text = self._mutator.propose([p.code for p in parents], self._names, rng)
+        except NoMutationFound as exc:
+            return Proposal(model="offline", prompt="[]", text="", latency_s=time.perf_counter() - start,
+                            error=f"no mutation found: {exc}")
+        return Proposal(model="offline", prompt="[]", text=text, latency_s=time.perf_counter() - start)
+
+    def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
+        """Random mutations learn nothing."""
+
+    def stop_reason(self) -> str | None:
+        """Mutations need nothing that could fail for good."""
+        return None
+
+
+class LiteLLMProposer:
+    """Prompts the model ensemble through litellm, with cache, replay and (optionally) evolving instructions."""
+
+    def __init__(self, description: str, evolved_names: Sequence[str], models: ModelConfig, *,
+                 cache: ResponseCache | None = None, replay: ReplaySource | None = None,
+                 instructions: InstructionPool | None = None, maximize: bool = True) -> None:
+        from evoforge.engine.propose.llm import LLMProposer, ModelSpec  # imported here: a search with no LLM never loads litellm
+        from evoforge.engine.propose.model_choice import BanditChoice
+
+        self._description = description
+        self._names = tuple(evolved_names)
+        self._full_rewrite = models.full_rewrite
+        self._maximize = maximize
+        self._temperature = {m.name: m.temperature for m in models.models}
+        self._cache = cache
+        self._replay = replay
+        self.instructions = instructions
+
+        def spec(entry: Any) -> ModelSpec:
+            return ModelSpec(name=entry.name, weight=entry.weight, api_base=entry.api_base,
+                             temperature=entry.temperature, max_tokens=entry.max_tokens, timeout_s=entry.timeout_s,
+                             input_cost_per_token=entry.input_cost_per_token,
+                             output_cost_per_token=entry.output_cost_per_token)
+
+        cheap = [spec(m) for m in models.models if m.tier == "cheap"]
+        strong = [spec(m) for m in models.models if m.tier == "strong"]
+        self.llm = LLMProposer(cheap, strong=strong, strong_prob=models.strong_prob, max_retries=models.retries,
+                               backoff_s=models.backoff_s, chooser=BanditChoice() if models.bandit else None)
+
+    async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
+                      feedback: Sequence[str] = ()) -> Proposal:
+        instruction: Instruction | None = self.instructions.pick(rng) if self.instructions else None
+        messages = build_messages(self._description, self._names, parents, feedback=feedback,
+                                  instructions=instruction.text if instruction else None,
+                                  full_rewrite=self._full_rewrite, maximize=self._maximize)
+        details: dict[str, Any] = {"instruction": instruction.id} if instruction else {}
+        spec, choice = await self.llm.pick(rng)
+        details.update(choice)
+        key = request_key(spec.name, messages)
+        if self._replay is not None:
+            return self._replayed(spec.name, messages, key, details)
+        cached = self._cache.get(key) if self._cache and self._temperature.get(spec.name) == 0 else None
+        if cached is not None:
+            return _from_memory(spec.name, messages, cached, {**details, "cache": "hit"})
+        result = await self.llm.call(spec, messages)
+        if result.error is not None:
+            details["llm_error"] = True
+        elif self._cache is not None and self._temperature.get(spec.name) == 0:
+            self._cache.put(key, StoredAnswer(result.text, result.prompt_tokens, result.completion_tokens))
+        return Proposal(model=result.model, prompt=json.dumps(messages), text=result.text,
+                        prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                        cost=result.cost, latency_s=result.latency_s, error=result.error, attempts=result.attempts,
+                        details=details)
+
+    def stop_reason(self) -> str | None:
+        return self.llm.hopeless()
+
+    def _replayed(self, model: str, messages: list[dict[str, Any]], key: str, details: dict[str, Any]) -> Proposal:
+        assert self._replay is not None
+        answer = self._replay.take(key)
+        if answer is None:
+            return Proposal(model=model, prompt=json.dumps(messages), text="", attempts=0,
+                            error=f"replay of run '{self._replay.run_name}' has no answer to this request",
+                            details={**details, "replay": "miss", "llm_error": True})
+        return _from_memory(model, messages, answer, {**details, "replay": "hit"})
+
+    def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
+        if proposal.is_call:
+            self.llm.chooser.observe(proposal.model, improved, proposal.cost)
+        instruction = proposal.details.get("instruction")
+        if self.instructions is not None and instruction is not None:
+            self.instructions.observe(int(instruction), improved, rng)
+
+
+def _from_memory(model: str, messages: list[dict[str, Any]], answer: StoredAnswer,
+                 details: dict[str, Any]) -> Proposal:
+    """A proposal answered without a call: it costs nothing now (the tokens were paid when it was first asked)."""
+    return Proposal(model=model, prompt=json.dumps(messages), text=answer.text, attempts=0,
+                    details={**details, "paid_tokens": answer.prompt_tokens + answer.completion_tokens})
+
+
+def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence[str], *,
+                  global_names: Collection[str] | None = None, maximize: bool = True,
+                  cache: ResponseCache | None = None, replay: ReplaySource | None = None,
+                  instructions: InstructionPool | None = None) -> Proposer:
+    """The offline mutator when no model is configured (``global_names``: what the evolved functions can see),
+    else the litellm proposer."""
+    if models.offline:
+        return OfflineMutationProposer(evolved_names, global_names)
+    return LiteLLMProposer(description, evolved_names, models, cache=cache, replay=replay,
+                           instructions=instructions, maximize=maximize)

@@ -1,0 +1,181 @@
+"""The settings of one search, validated once before anything starts and stored with the run to replay it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from evoforge.islands import IslandConfig
+
+DEFAULT_DB_URL = "sqlite:///runs/evoforge.db"
+
+
+class ConfigError(ValueError):
+    """A setting, or a combination of settings, that cannot work; the message says which and what to use."""
+
+
+MODEL_TIERS = ("cheap", "strong")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One LLM of the ensemble: a litellm model string and how to call it."""
+
+    name: str
+    tier: str = "cheap"  # cheap models answer most prompts; strong ones with probability strong_prob
+    weight: float = 1.0  # relative chance within its tier (the bandit, when on, learns its own)
+    api_base: str | None = None  # an OpenAI-compatible server (vLLM, Ollama, llama.cpp, a test server)
+    temperature: float = 0.8
+    max_tokens: int = 4096
+    timeout_s: float = 120.0
+    input_cost_per_token: float | None = None  # USD; for models missing from litellm's price list
+    output_cost_per_token: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("a model needs a name (a litellm model string such as gpt-4o-mini)")
+        if self.tier not in MODEL_TIERS:
+            raise ConfigError(f"model {self.name}: tier {self.tier!r} is not one of {MODEL_TIERS}")
+        if not self.weight > 0:
+            raise ConfigError(f"model {self.name}: weight {self.weight} must be > 0")
+        if self.max_tokens <= 0 or self.timeout_s <= 0:
+            raise ConfigError(f"model {self.name}: max_tokens and timeout_s must be positive")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelEntry":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"model entry {data.get('name', '?')}: unknown keys {unknown}; use {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The LLM ensemble and how proposals are made; no models means the offline proposer (no network, no key)."""
+
+    models: tuple[ModelEntry, ...] = ()
+    strong_prob: float = 0.0  # chance that a strong-tier model answers
+    bandit: bool = False  # shift calls toward the model with the most improvement per unit of cost
+    full_rewrite: bool = False  # ask for whole functions instead of SEARCH/REPLACE diffs (small models)
+    evolve_instructions: bool = False  # evolve the prompt's instruction in a population of its own
+    cache: bool = True  # answer an identical request at temperature 0 from the earlier answer, paying once
+    replay: str | None = None  # a run whose stored responses answer identical requests, with no network
+    retries: int = 3  # retries of a transient fault (timeout, 429, 5xx, reset) after the first attempt
+    backoff_s: float = 1.0  # first wait before a retry; it doubles per retry (a Retry-After header wins)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        if not 0.0 <= self.strong_prob <= 1.0:
+            raise ConfigError(f"--strong-prob {self.strong_prob}: must lie in [0, 1]")
+        tiers = {m.tier for m in self.models}
+        if self.strong_prob > 0 and "strong" not in tiers:
+            raise ConfigError("--strong-prob > 0 needs --strong-model")
+        if self.models and "cheap" not in tiers:
+            raise ConfigError("--strong-model needs --model (the cheap model used the rest of the time)")
+        if self.retries < 0 or self.backoff_s < 0:
+            raise ConfigError("--llm-retries and the backoff must be >= 0")
+        if self.offline and (self.bandit or self.full_rewrite or self.evolve_instructions or self.replay):
+            raise ConfigError("--bandit, --full-rewrite, --evolve-instructions and --replay need an LLM (--model)")
+
+    @property
+    def offline(self) -> bool:
+        return not self.models
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = dict(data)
+        models = tuple(ModelEntry.from_dict(m) for m in data.pop("models", ()))
+        return cls(models=models, **data)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Spending limits; the run stops cleanly at the first one reached (None: no limit)."""
+
+    max_calls: int | None = None  # LLM calls, retries not counted
+    max_tokens: int | None = None  # prompt plus completion tokens
+    max_cost: float | None = None  # USD, from litellm's price map or the prices a model entry gives
+    max_wall_s: float | None = None  # seconds of this invocation (a resume starts its own clock)
+
+    def __post_init__(self) -> None:
+        for name in ("max_calls", "max_tokens", "max_cost", "max_wall_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where candidates are evaluated: sandbox workers on this machine, or Ray actors on a local Ray or a cluster."""
+
+    ray: bool = False  # evaluate in Ray actors (--ray starts a local Ray instance)
+    ray_address: str | None = None  # join this Ray cluster (--ray-address HOST:PORT, or 'auto'); implies ray
+
+    def __post_init__(self) -> None:
+        if self.ray_address is not None and not self.ray:
+            raise ConfigError(f"ray_address {self.ray_address!r} needs ray=True (--ray-address implies it)")
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise ConfigError("--ray-address is empty: give HOST:PORT of the cluster's head, or 'auto'")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a search; stored as JSON with the run so it can be resumed and replayed."""
+
+    problem: str
+    name: str
+    budget: int = 200  # candidates proposed (successful or not), the seed excluded
+    seed: int = 0
+    workers: int = 1  # sandbox workers evaluating at once
+    overrides: dict[str, str] = field(default_factory=dict)
+    islands: IslandConfig = field(default_factory=IslandConfig)
+    models: ModelConfig = field(default_factory=ModelConfig)
+    limits: Limits = field(default_factory=Limits)
+    concurrency: int | None = None  # candidates in flight; None: workers (offline) or 2 x workers (LLM)
+    # Reject a candidate whose outputs on the first inputs equal an earlier program's, before its other inputs
+    # run. None: on with an LLM (calls are dear), off offline (free mutations drift neutrally toward better ones).
+    same_behaviour: str | None = None  # "reject" | "keep" | None
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+
+    def __post_init__(self) -> None:
+        if self.budget < 0:
+            raise ConfigError(f"--budget {self.budget}: must be >= 0")
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: must be >= 1")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ConfigError(f"--concurrency {self.concurrency}: must be >= 1")
+        if self.same_behaviour not in (None, "reject", "keep"):
+            raise ConfigError(f"--same-behaviour {self.same_behaviour}: use reject or keep")
+
+    @property
+    def rejects_same_behaviour(self) -> bool:
+        """Whether near-duplicates by behaviour are rejected (see same_behaviour)."""
+        if self.same_behaviour is None:
+            return not self.models.offline
+        return self.same_behaviour == "reject"
+
+    @property
+    def in_flight(self) -> int:
+        """Candidates in flight at once: LLM calls are I/O, so an LLM run overlaps them with evaluation."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return self.workers if self.models.offline else 2 * self.workers
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Rebuild a stored config; an unknown key means a newer evoforge wrote it, so refuse rather than guess."""
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"stored run config has unknown keys {unknown}; was it written by a newer evoforge?")
+        islands = IslandConfig(**data.pop("islands", {}))
+        models = ModelConfig.from_dict(data.pop("models", {}))
+        limits = Limits(**data.pop("limits", {}))
+        executor = ExecutorSettings(**data.pop("executor", {}))
+        return cls(islands=islands, models=models, limits=limits, executor=executor, **data)

@@ -1,0 +1,343 @@
+"""The search loop: pick an island, select parents, propose, patch, dedupe, evaluate, record, update islands.
+
+A steady-state asyncio loop: up to `concurrency` candidates are in flight; proposing (LLM I/O) happens here and
+evaluation goes to the executor. Every random choice for attempt i comes from a Generator seeded by (seed, i), so
+with one candidate in flight the same seed gives the same run, and a resumed run continues exactly where it stopped.
+The controller is the only writer of the database; each finished candidate is one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from evoforge.db import NewEvaluation, NewProgram, NewProposal, ProgramInfo, Store
+from evoforge.engine.program.source import code_hash
+from evoforge.engine.run.config import Limits
+from evoforge.engine.run.executor import Executor, NodeEvaluation
+from evoforge.engine.program.patching import PatchError, apply_response
+from evoforge.engine.propose.prompts import ParentView
+from evoforge.engine.propose.proposers import Proposal, Proposer
+from evoforge.engine.run.stats import RunStats
+from evoforge.evaluators import Evaluation, Problem
+from evoforge.islands import IslandModel, ResetPlan
+
+
+class SeedFailed(RuntimeError):
+    """The problem's own seed program does not evaluate to a valid score, so there is nothing to evolve from."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """The database identity of the run being driven."""
+
+    id: int
+    name: str
+    seed: int
+
+
+def _evaluation_record(ev: Evaluation, kind: str, extra_timings: dict[str, float] | None = None) -> NewEvaluation:
+    timings = dict(ev.timings)
+    timings.update(extra_timings or {})
+    return NewEvaluation(kind=kind, status=ev.status, score=ev.score, scores=dict(ev.scores), error=ev.error,
+                         timings=timings, compiled=ev.compiled, stage=ev.stage,
+                         node=ev.node if isinstance(ev, NodeEvaluation) else None)
+
+
+def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str | None = None, *,
+                     improved: bool = False) -> NewProposal:
+    return NewProposal(island=island, parent_ids=parent_ids, model=p.model, prompt=p.prompt, response=p.text,
+                       prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens, cost=p.cost,
+                       latency_s=p.latency_s, error=error, attempts=p.attempts,
+                       details={**p.details, "improved": improved})
+
+
+FEEDBACK_ITEMS = 3  # recent failures per island shown in the next prompt
+
+
+def _without_founders(plan: ResetPlan, rejected: set[int]) -> ResetPlan:
+    """The reset without the islands a rejected program would found: those islands keep what they had."""
+    kept = [step for step in zip(plan.islands, plan.founders, plan.source_islands) if step[1] not in rejected]
+    return ResetPlan(*(tuple(column) for column in zip(*kept))) if kept else ResetPlan((), (), ())
+
+
+class Controller:
+    """Drives one run to its budget; collaborators are passed in so each can be tested and swapped alone."""
+
+    def __init__(self, *, problem: Problem, store: Store, run: RunRef, islands: IslandModel, proposer: Proposer,
+                 executor: Executor, stats: RunStats, concurrency: int = 1, limits: Limits | None = None,
+                 reject_same_behaviour: bool = False,
+                 on_progress: Callable[[RunStats], None] | None = None) -> None:
+        self.problem = problem
+        self.store = store
+        self.run = run
+        self.islands = islands
+        self.proposer = proposer
+        self.executor = executor
+        self.stats = stats
+        self.concurrency = max(1, concurrency)
+        self.limits = limits or Limits()
+        # Why recent candidates from each island failed: shown in the island's next prompts as feedback.
+        self._feedback: dict[int, deque[str]] = defaultdict(lambda: deque(maxlen=FEEDBACK_ITEMS))
+        self._on_progress = on_progress or (lambda _stats: None)
+        self._in_flight_hashes: dict[str, asyncio.Future[int | None]] = {}
+        # Behaviour digest (outputs on the first inputs) -> the first valid program that showed it.
+        self._behaviours: dict[str, int] = {}
+        self.reject_same_behaviour = reject_same_behaviour
+
+    # ----------------------------------------------------------------- seed and history
+
+    async def evaluate_seed(self) -> int:
+        """Evaluate the problem's seed, record it, and found every island with it."""
+        code = self.problem.seed_code
+        start = time.perf_counter()
+        ev = await self.executor.evaluate(code)
+        self.stats.add_time("evaluate", time.perf_counter() - start)
+        if ev.status != "ok" or ev.score is None:
+            raise SeedFailed(f"{self.problem.path}: the seed program's evaluation is '{ev.status}': {ev.error}\n"
+                             "  fix: make the @evolve seed, solve() and score() work together; try "
+                             f"`evoforge eval {self.problem.path}` to see the details")
+        held = await self._held_out(code)
+        program = NewProgram(island=0, parent_ids=[], origin="seed", code=code, code_hash=code_hash(code),
+                             status="ok", score=ev.score, scores=dict(ev.scores), error=None,
+                             behaviour=ev.behaviour)
+        evaluations = [_evaluation_record(ev, "train")]
+        if held is not None:
+            evaluations.append(_evaluation_record(held, "held_out"))
+        recorded = self.store.record_candidate(self.run.id, proposal=None, program=program, evaluations=evaluations)
+        self._register_seed(recorded.program_id, ev.score, ev.scores, len(code))
+        self._note_best(recorded.program_id, ev.score)
+        self._remember_behaviour(ev.behaviour, recorded.program_id)
+        return recorded.program_id
+
+    def _remember_behaviour(self, behaviour: str | None, program_id: int) -> None:
+        if behaviour is not None:
+            self._behaviours.setdefault(behaviour, program_id)
+
+    def _register_seed(self, program_id: int, score: float, scores: dict[str, float], length: int) -> None:
+        self.islands.register_everywhere(program_id, self._signature(scores), score, length)
+
+    def _signature(self, scores: dict[str, float]) -> tuple[float, ...]:
+        return tuple(scores[name] for name in self.problem.inputs)
+
+    def restore(self) -> bool:
+        """Rebuild islands and totals from the database, replaying registrations and resets in their order.
+
+        Returns False when the run holds no valid program yet (it was killed before its seed was recorded).
+        """
+        found = False
+        unproposed = 0  # the seed and human-written programs: recorded, but not part of the budget
+        history = self.store.history(self.run.id)
+        # A program a person rejected stays out of selection, also where a reset copied it as a founder.
+        rejected = {item.id for item in history if item.kind == "program" and item.rejected}
+        for item in history:
+            if item.kind == "program" and item.origin in ("seed", "human"):
+                unproposed += 1
+            elif item.kind == "program" and item.status != "duplicate":  # the valid rate continues where it was
+                self.stats.evaluated += 1
+                self.stats.valid += item.status == "ok" and item.score is not None
+            if item.kind == "reset":
+                self.islands.apply_reset(_without_founders(ResetPlan.from_dict(item.data), rejected))
+            elif item.kind == "program" and item.status == "ok" and item.score is not None and not item.rejected:
+                if item.origin == "seed":
+                    self._register_seed(item.id, item.score, item.scores, item.code_length)
+                else:
+                    self.islands.register(item.id, item.island, self._signature(item.scores), item.score,
+                                          item.code_length)
+                self._note_best(item.id, item.score)
+                self._remember_behaviour(item.behaviour, item.id)
+                found = True
+        self.stats.attempts = self.stats.done = self.store.attempts(self.run.id) - unproposed
+        spend = self.store.llm_spend(self.run.id)
+        self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
+        return found
+
+    def _note_best(self, program_id: int, score: float) -> bool:
+        if self.problem.is_better(score, self.stats.best_score):
+            self.stats.best_score = score
+            self.stats.best_program_id = program_id
+            return True
+        return False
+
+    # ----------------------------------------------------------------- the loop
+
+    async def run_to_budget(self) -> RunStats:
+        """Propose and evaluate candidates until the budget is spent; cancellation keeps what was recorded."""
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            while self._may_start() or pending:
+                while self._may_start() and len(pending) < self.concurrency:
+                    attempt = self.stats.attempts
+                    self.stats.attempts += 1
+                    pending.add(asyncio.create_task(self._one_candidate(attempt)))
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # an engine bug must surface, not vanish in a task
+                    self.stats.done += 1
+                self._on_progress(self.stats)
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        return self.stats
+
+    def _may_start(self) -> bool:
+        """Whether another candidate may start: budget left and no spending limit reached (which is noted)."""
+        if self.stats.attempts >= self.stats.budget or self.stats.stop_reason is not None:
+            return False
+        hopeless = getattr(self.proposer, "stop_reason", lambda: None)()  # custom proposers may not say
+        if hopeless is not None:
+            self.stats.stop_reason, self.stats.stopped_by_failure = hopeless, True
+            self.store.record_event(self.run.id, "stop", {"reason": hopeless, "attempts": self.stats.attempts})
+            return False
+        limits, stats = self.limits, self.stats
+        reached = [what for what, value, limit in (
+            ("calls", stats.calls, limits.max_calls), ("tokens", stats.tokens, limits.max_tokens),
+            ("cost", stats.cost, limits.max_cost), ("wall time", stats.elapsed, limits.max_wall_s),
+        ) if limit is not None and value >= limit]
+        if reached:
+            stats.stop_reason = f"{reached[0]} limit reached"
+            self.store.record_event(self.run.id, "stop", {"reason": stats.stop_reason, "attempts": stats.attempts})
+            return False
+        return True
+
+    async def _one_candidate(self, attempt: int) -> None:
+        rng = np.random.default_rng([self.run.seed, attempt])
+        island = attempt % self.islands.config.num_islands
+        parent_ids = self.islands.select_parents(island, rng)
+        parents = self.store.get_programs(parent_ids)
+        views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error) for p in parents]
+
+        start = time.perf_counter()
+        proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]))
+        self.stats.add_time("propose", time.perf_counter() - start)
+        self._count_spend(proposal)
+        if proposal.error is not None:
+            self._record_failed(proposal, island, parent_ids, f"proposer failed: {proposal.error}")
+            if not proposal.details.get("llm_error"):
+                self.proposer.observe(proposal, False, rng)
+            return
+
+        start = time.perf_counter()
+        try:
+            code = apply_response(proposal.text, parents[-1].code, self.problem.evolved_names)
+        except PatchError as exc:
+            self.stats.add_time("patch", time.perf_counter() - start)
+            self._record_failed(proposal, island, parent_ids, f"response could not be applied: {exc}")
+            self._feedback[island].append(f"an answer could not be applied: {exc}")
+            self.proposer.observe(proposal, False, rng)
+            return
+        self.stats.add_time("patch", time.perf_counter() - start)
+
+        digest = code_hash(code)
+        original = await self._find_original(digest)
+        if original is not None:
+            await self._record_duplicate(proposal, island, parent_ids, code, digest, original)
+            self.proposer.observe(proposal, False, rng)
+            return
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._in_flight_hashes[digest] = future
+        program_id: int | None = None
+        try:
+            program_id, improved = await self._evaluate_and_record(proposal, island, parents, code, digest)
+            self.proposer.observe(proposal, improved, rng)
+        finally:
+            future.set_result(program_id)
+            del self._in_flight_hashes[digest]
+
+    def _count_spend(self, proposal: Proposal) -> None:
+        self.stats.cost += proposal.cost
+        if proposal.is_call:
+            self.stats.calls += 1
+            self.stats.tokens += proposal.prompt_tokens + proposal.completion_tokens
+            self.stats.retries += max(0, proposal.attempts - 1)
+            self.stats.failed_calls += proposal.error is not None
+
+    async def _find_original(self, digest: str) -> int | None:
+        waiting = self._in_flight_hashes.get(digest)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        return self.store.find_by_hash(self.run.id, digest)
+
+    async def _evaluate_and_record(self, proposal: Proposal, island: int, parents: list[ProgramInfo], code: str,
+                                   digest: str) -> tuple[int, bool]:
+        """Evaluate a new program, record it, and return its id and whether it beat its best parent."""
+        parent_ids = [p.id for p in parents]
+        start = time.perf_counter()
+        probe = self._behaviours.get if self.reject_same_behaviour else None
+        ev = await self.executor.evaluate(code, probe=probe)
+        self.stats.add_time("evaluate", time.perf_counter() - start)
+        for part in ("sandbox_start", "compile", "solve", "score"):
+            self.stats.add_time(part, ev.timings.get(part, 0.0))
+        original = ev.duplicate_of if ev.status == "duplicate" else None
+        if probe is not None and ev.status == "ok" and ev.behaviour is not None:
+            original = probe(ev.behaviour)  # an executor that could not probe early (Ray): compare afterwards
+        if original is not None:
+            await self._record_duplicate(proposal, island, parent_ids, code, digest, original)
+            self.stats.behaviour_duplicates += 1
+            return original, False
+        held = None
+        if ev.status == "ok" and ev.score is not None and self.problem.is_better(ev.score, self.stats.best_score):
+            held = await self._held_out(code)
+        program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
+                             code_hash=digest, status=ev.status, score=ev.score,
+                             scores=dict(ev.scores), error=ev.error, behaviour=ev.behaviour)
+        evaluations = [_evaluation_record(ev, "train", {"propose": proposal.latency_s})]
+        if held is not None:
+            evaluations.append(_evaluation_record(held, "held_out"))
+        best_parent = parents[-1].score
+        improved = (ev.status == "ok" and ev.score is not None and best_parent is not None
+                    and self.problem.is_better(ev.score, best_parent))
+        start = time.perf_counter()
+        recorded = self.store.record_candidate(
+            self.run.id, proposal=_proposal_record(proposal, island, parent_ids, improved=improved),
+            program=program, evaluations=evaluations)
+        self.stats.add_time("database", time.perf_counter() - start)
+        self.stats.evaluated += 1
+        if ev.status == "ok" and ev.score is not None:
+            self.stats.valid += 1
+            self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
+            self._note_best(recorded.program_id, ev.score)
+            self._remember_behaviour(ev.behaviour, recorded.program_id)
+            self._maybe_reset(recorded.seq)
+        else:
+            self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")
+        return recorded.program_id, improved
+
+    async def _held_out(self, code: str) -> Evaluation | None:
+        if not self.problem.held_out:
+            return None
+        start = time.perf_counter()
+        held = await self.executor.evaluate(code, held_out=True)
+        self.stats.add_time("held_out", time.perf_counter() - start)
+        return held
+
+    def _maybe_reset(self, seq: int) -> None:
+        if not self.islands.needs_reset():
+            return
+        plan = self.islands.plan_reset(np.random.default_rng([self.run.seed, seq, 1]))
+        self.store.record_event(self.run.id, "reset", plan.to_dict())
+        self.islands.apply_reset(plan)
+
+    @staticmethod
+    def _origin(proposal: Proposal) -> str:
+        return "offline" if proposal.model == "offline" else "llm"
+
+    def _record_failed(self, proposal: Proposal, island: int, parent_ids: list[int], error: str) -> None:
+        self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids, error), program=None, evaluations=[])
+        self.stats.failed_proposals += 1
+
+    async def _record_duplicate(self, proposal: Proposal, island: int, parent_ids: list[int], code: str,
+                                digest: str, original: int) -> None:
+        program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
+                             code_hash=digest, status="duplicate", score=None, scores={},
+                             duplicate_of=original)
+        self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids),
+                                    program=program, evaluations=[])
+        self.stats.duplicates += 1

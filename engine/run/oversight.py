@@ -1,0 +1,91 @@
+"""A person's hand on a run: `evoforge add` puts their own program in, `evoforge reject` takes one out.
+
+Both only write the database. A running search does not see them; the next `evoforge resume` does, because its
+restore() registers human programs on their island and skips rejected ones (also as founders of island resets).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from evoforge.db import NewEvaluation, NewProgram, ProgramInfo, RunInfo, Store
+from evoforge.engine.analysis import queries as analysis
+from evoforge.engine.program.candidates import read_candidate
+from evoforge.engine.program.source import code_hash
+from evoforge.evaluators import Evaluation, Problem, ProblemError, SandboxPool, load_problem
+
+Note = Callable[[str], None]
+
+
+def current_user() -> str:
+    """Who is at the keyboard: $USER, else the login name."""
+    return os.environ.get("USER") or getpass.getuser()
+
+
+def run_problem(store: Store, name: str) -> tuple[RunInfo, Problem]:
+    """The run and its problem loaded from its path, refused if the file changed since the run started."""
+    run = analysis.open_run(store, name)
+    stored = run.config["run"]
+    problem = load_problem(stored["problem"], stored.get("overrides", {}))
+    if problem.source_hash != run.problem_hash:
+        raise ProblemError(f"{problem.path} changed since run '{name}' started, so its scores would not compare\n"
+                           "  fix: restore the file (`evoforge export` writes the stored version with a program "
+                           "in it) or start a new run")
+    return run, problem
+
+
+def evaluation_record(ev: Evaluation, kind: str) -> NewEvaluation:
+    """An evaluation as the store records it."""
+    return NewEvaluation(kind=kind, status=ev.status, score=ev.score, scores=dict(ev.scores), error=ev.error,
+                         timings=dict(ev.timings), compiled=ev.compiled)
+
+
+@dataclass(frozen=True)
+class Added:
+    """A human program as recorded, with the run it joined."""
+
+    run_name: str
+    program: ProgramInfo
+
+
+def add_program(store: Store, name: str, path: str | Path, *, island: int = 0,
+                note: Note = lambda _m: None) -> Added:
+    """Evaluate a person's file like any candidate (sandbox, training then held-out) and record it as 'human'."""
+    run, problem = run_problem(store, name)
+    islands = analysis.num_islands(run)
+    if not 0 <= island < islands:
+        raise ProblemError(f"--island {island}: run '{name}' has islands 0..{islands - 1}")
+    code = read_candidate(path, problem)
+    digest = code_hash(code)
+    same = store.find_by_hash(run.id, digest)
+    if same is not None:
+        raise ProblemError(f"{path}: run '{name}' already has this program (program {same}, comments and "
+                           f"whitespace aside); see `evoforge program {same}`")
+    with SandboxPool(problem, workers=1) as pool:
+        note(f"evaluating {path} on {len(problem.inputs)} training inputs in the sandbox")
+        train = pool.evaluate(code)
+        held = None
+        if train.status == "ok" and problem.held_out:
+            note(f"evaluating it on {len(problem.held_out)} held-out inputs")
+            held = pool.evaluate(code, held_out=True)
+    program = NewProgram(island=island, origin="human", code=code, code_hash=digest, status=train.status,
+                         score=train.score, scores=dict(train.scores), error=train.error)
+    evaluations = [evaluation_record(train, "train")]
+    evaluations += [evaluation_record(held, "held_out")] if held is not None else []
+    recorded = store.record_candidate(run.id, program=program, evaluations=evaluations)
+    return Added(run.name, store.get_program(recorded.program_id))
+
+
+def reject_program(store: Store, program_id: int, *, why: str, by: str | None = None) -> ProgramInfo:
+    """Take a program out of selection for good, recording who and why; the seed cannot be rejected."""
+    program = store.get_program(program_id)
+    if program.origin == "seed":
+        raise ProblemError(f"program {program_id} is the seed of its run: every island starts from it, so it cannot "
+                           "be rejected\n  fix: reject the programs descended from it that you distrust")
+    if not why.strip():
+        raise ProblemError("--why is empty: say what is wrong with the program, e.g. --why 'reads the answers'")
+    return store.reject_program(program_id, by=by or current_user(), why=why)

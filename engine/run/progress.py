@@ -1,0 +1,59 @@
+"""Show a search's progress: a live bar on a terminal, plain periodic lines in a log."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from evoforge.engine.run.stats import RunStats
+
+
+def format_score(score: float | None) -> str:
+    return "-" if score is None else f"{score:.6g}"
+
+
+def status_line(stats: RunStats) -> str:
+    """One line: best score, valid rate, throughput and cost so far."""
+    spend = f"${stats.cost:.4f}" + (f" ({stats.calls} calls)" if stats.calls else "")
+    return (f"best {format_score(stats.best_score)} | valid {stats.valid_rate:.0%} | "
+            f"{stats.throughput:.2f} cand/s | {spend}")
+
+
+class ProgressDisplay:
+    """Context manager fed with RunStats after every candidate."""
+
+    def __init__(self, name: str, stats: RunStats, *, enabled: bool = True) -> None:
+        self._name = name
+        self._enabled = enabled
+        self._live = enabled and sys.stderr.isatty()
+        self._progress = None
+        self._task = None
+        self._last_logged = -1
+        self._every = max(1, stats.budget // 10)
+
+    def __enter__(self) -> "ProgressDisplay":
+        if self._live:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
+                                      console=Console(stderr=True))
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self._name, total=None, line="")
+        return self
+
+    def update(self, stats: RunStats) -> None:
+        if not self._enabled:
+            return
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=stats.done, total=stats.budget, line=status_line(stats))
+        elif stats.done // self._every != self._last_logged:
+            self._last_logged = stats.done // self._every
+            print(f"[{self._name}] {stats.done}/{stats.budget} candidates | {status_line(stats)}",
+                  file=sys.stderr, flush=True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(exc_type, exc, tb)

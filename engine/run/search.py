@@ -1,0 +1,171 @@
+"""Start or resume a search: build the collaborators from a RunConfig and hand them to the Controller.
+
+This is the Python API behind `evoforge run` and `evoforge resume`:
+
+    from evoforge.engine.run.search import run_search
+    result = run_search(RunConfig(problem="problems/bin_packing.py", name="bp", budget=100), "sqlite:///runs/e.db")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store
+from evoforge.engine.run.config import ExecutorSettings, RunConfig
+from evoforge.engine.run.controller import Controller, RunRef
+from evoforge.engine.run.executor import make_executor
+from evoforge.engine.run.progress import ProgressDisplay
+from evoforge.engine.propose.instructions import InstructionPool
+from evoforge.engine.propose.memory import ReplaySource, ResponseCache
+from evoforge.engine.propose.proposers import Proposer, make_proposer
+from evoforge.engine.run.stats import RunStats
+from evoforge.evaluators import Problem, ProblemError, load_problem
+from evoforge.islands import IslandModel
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a finished (or stopped) search reports back."""
+
+    run_name: str
+    status: str  # finished | stopped
+    best_score: float | None
+    best_program_id: int | None
+    stats: RunStats
+
+
+def default_run_name(problem_path: str) -> str:
+    from pathlib import Path
+
+    return f"{Path(problem_path).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def stored_config(config: RunConfig, problem: Problem) -> dict[str, Any]:
+    """What the database keeps: the run's config plus the problem's resolved settings and parameters."""
+    return {"run": config.to_dict(), "settings": dataclasses.asdict(problem.settings), "params": problem.params}
+
+
+def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
+               proposer: Proposer | None = None, db_patience_s: float = DEFAULT_PATIENCE_S) -> SearchResult:
+    """Create a new run in the database and search until its budget is spent (or Ctrl-C).
+
+    `proposer` replaces the one the config names (offline or litellm), e.g. a custom proposer from Python.
+    `db_patience_s`: how long the run waits for a database that stopped answering before it fails.
+    """
+    problem = load_problem(config.problem, config.overrides)
+    config = dataclasses.replace(config, problem=str(problem.path))  # absolute: resume works from any folder
+    for warning in problem.warnings:
+        print(f"warning: {problem.path}: {warning}", file=sys.stderr)
+    store = Store(db_url, patience_s=db_patience_s)
+    try:
+        run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
+                               problem_source=problem.source, problem_hash=problem.source_hash,
+                               config=stored_config(config, problem), seed=config.seed)
+        return _drive(problem, store, run, config, fresh=True, progress=progress, proposer=proposer)
+    finally:
+        store.close()
+
+
+def resume_search(name: str, db_url: str, *, budget: int | None = None, progress: bool = True,
+                  db_patience_s: float = DEFAULT_PATIENCE_S, executor: ExecutorSettings | None = None) -> SearchResult:
+    """Continue a stopped or killed run from what its database holds; `budget` raises its total budget.
+
+    `executor` replaces the run's stored evaluation settings for this invocation (a Ray cluster that moved).
+    """
+    store = Store(db_url, patience_s=db_patience_s, create=False)
+    try:
+        run = store.get_run(name)
+        if run is None:
+            names = ", ".join(r.name for r in store.list_runs()) or "none"
+            raise ProblemError(f"no run named '{name}' in {db_url} (runs there: {names})")
+        config = RunConfig.from_dict(run.config["run"])
+        if budget is not None:
+            config = RunConfig.from_dict({**config.to_dict(), "budget": budget})
+        if executor is not None:
+            config = dataclasses.replace(config, executor=executor)
+        # The absolute path the run recorded: a relative one would mean another file from another folder.
+        problem = load_problem(run.problem_path, config.overrides)
+        if problem.source_hash != run.problem_hash:
+            raise ProblemError(f"{problem.path} changed since run '{name}' started, so resuming would mix two "
+                               "problems\n  fix: restore the file (its original text is stored with the run) or "
+                               "start a new run")
+        if budget is not None:
+            store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
+        store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
+        return _drive(problem, store, run, config, fresh=False, progress=progress, proposer=None)
+    finally:
+        store.close()
+
+
+def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
+           progress: bool, proposer: Proposer | None) -> SearchResult:
+    islands = IslandModel(config.islands, maximize=problem.settings.maximize)
+    if proposer is None:
+        proposer = _llm_aware_proposer(config, problem, store, run, fresh)
+    stats = RunStats(budget=config.budget)
+    store.set_run_status(run.id, "running")
+    executor = make_executor(problem, config)
+    status = "failed"
+    try:
+        with ProgressDisplay(run.name, stats, enabled=progress) as display:
+            controller = Controller(problem=problem, store=store, run=RunRef(run.id, run.name, config.seed),
+                                    islands=islands, proposer=proposer, executor=executor, stats=stats,
+                                    concurrency=config.in_flight, limits=config.limits,
+                                    reject_same_behaviour=config.rejects_same_behaviour,
+                                    on_progress=display.update)
+            asyncio.run(_search(controller, fresh))
+        status = "failed" if stats.stopped_by_failure else "finished"
+    except KeyboardInterrupt:
+        status = "stopped"
+    finally:
+        executor.close()
+        store.set_run_status(run.id, status)
+    return SearchResult(run_name=run.name, status=status, best_score=stats.best_score,
+                        best_program_id=stats.best_program_id, stats=stats)
+
+
+def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: RunInfo, fresh: bool) -> Proposer:
+    """The configured proposer, with its memory of this run (cache, instructions) and any run it replays."""
+    models = config.models
+    if models.offline:
+        return make_proposer(models, problem.description, problem.evolved_names,
+                             global_names=vars(problem.module).keys())
+    own = [] if fresh else store.proposals(run.id)
+    replay = None
+    if models.replay:
+        source = store.get_run(models.replay)
+        if source is None:
+            raise ProblemError(f"--replay {models.replay}: no such run in {store.url}")
+        replay = ReplaySource(source.name, store.proposals(source.id))
+    instructions = None
+    if models.evolve_instructions:
+        instructions = InstructionPool(on_new=lambda member: store.record_event(run.id, "instruction",
+                                                                                 member.as_event()))
+        recorded = [e.data for e in store.history(run.id) if e.kind == "instruction"] if not fresh else []
+        if recorded:
+            outcomes = [(int(p.details["instruction"]), bool(p.details.get("improved"))) for p in own
+                        if "instruction" in p.details]
+            instructions.restore(recorded, outcomes)
+        else:
+            instructions.start()
+    cache = ResponseCache(own) if models.cache else None
+    proposer = make_proposer(models, problem.description, problem.evolved_names, cache=cache, replay=replay,
+                             instructions=instructions, maximize=problem.settings.maximize)
+    llm = getattr(proposer, "llm", None)
+    if llm is not None and replay is None:
+        for model, keys in llm.missing_env_keys().items():  # said before the first call, not after it fails
+            print(f"warning: model {model!r} expects {' or '.join(keys)} in the environment, which is not set",
+                  file=sys.stderr)
+    return proposer
+
+
+async def _search(controller: Controller, fresh: bool) -> None:
+    # A run killed before its seed was recorded has nothing to restore, so it starts from the seed again.
+    if fresh or not controller.restore():
+        await controller.evaluate_seed()
+    await controller.run_to_budget()
