@@ -1,21 +1,14 @@
 """Evaluation: load problems, run candidates in sandboxes, score their outputs on the trusted side.
 
-Problem files import `engine`, which imports `evaluators.problem`, inside every sandbox; so the sandbox machinery
-(`SandboxPool`, `Evaluation`, ...) is imported lazily, on first use of those names.
+Problem files import `evoforge`, which imports `evaluators.problem_api`, inside every sandbox; so the sandbox
+machinery (`SandboxPool`, `Evaluation`, ...) is imported lazily, on first use of those names.
 """
 
 from typing import Any
 
-from evoforge.evaluators.problem import (
-    InvalidOutput,
-    Problem,
-    ProblemError,
-    Settings,
-    Stage,
-    evolve,
-    load_problem,
-    parse_overrides,
-)
+from evoforge.evaluators.loader import ProblemError, load_problem, parse_overrides
+from evoforge.evaluators.problem import Problem
+from evoforge.evaluators.problem_api import InvalidOutput, Settings, Stage, evolve
 
 _LAZY = {"STATUSES", "Evaluation", "SandboxError", "SandboxPool"}
 

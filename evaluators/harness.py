@@ -26,7 +26,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from evoforge.evaluators import seccomp
-from evoforge.evaluators.problem import Problem, load_problem
+from evoforge.evaluators.loader import load_problem
+from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.wire import WireError, encode_value, write_frame
 
 CANDIDATE_FILE = "<candidate>"

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evoforge.evaluators.problem import InvalidOutput, Problem, Stage
+from evoforge.evaluators.problem import Problem
+from evoforge.evaluators.problem_api import InvalidOutput, Stage
 from evoforge.evaluators.wire import WireError, decode_value
 
 

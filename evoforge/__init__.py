@@ -10,7 +10,7 @@ problems).
 
 from typing import Any
 
-from evoforge.evaluators.problem import Settings, Stage, evolve
+from evoforge.evaluators.problem_api import Settings, Stage, evolve
 
 __version__ = "0.2.0"
 

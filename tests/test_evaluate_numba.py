@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evoforge.evaluators import SandboxPool, load_problem
-from evoforge.evaluators.problem import ProblemError, Settings
+from evoforge.evaluators import ProblemError, SandboxPool, Settings, load_problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

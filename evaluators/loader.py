@@ -1,0 +1,351 @@
+"""Load and validate a problem file: the one thing a user writes.
+
+A problem file is trusted code written by the user. It is loaded in the engine (to build inputs and run the
+trusted `score`) and, separately, inside every sandbox (to run the untrusted `solve` with a candidate's functions).
+Every mistake in it is reported as one `ProblemError` naming the file, the line and the fix. Files written before
+evoforge 0.2 (`from engine import evolve`) still load: the old name is given to them alone while they load.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import importlib.util
+import inspect
+import logging
+import math
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from evoforge.evaluators.problem import EvolvedFunction, Problem, line_in_file
+from evoforge.evaluators.problem_api import EVOLVE_MARK, Settings, Stage, evolve
+
+
+class ProblemError(Exception):
+    """A problem file is unusable; the message names the file, the line and what to change."""
+
+
+def _assigned_at(path: Path, name: str) -> int | None:
+    """The line of the module-level assignment to name (SETTINGS, CASCADE, PARAMS), to point an error at it."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return node.lineno
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node.lineno
+    return None
+
+
+def _error(path: Path, line: int | None, what: str, fix: str) -> ProblemError:
+    where = f"{path}:{line}" if line else str(path)
+    return ProblemError(f"{where}: {what}\n  fix: {fix}")
+
+
+def _coerce(key: str, raw: str, default: Any, path: Path) -> Any:
+    """Turn a `--set` string into the type of the default it replaces."""
+    try:
+        if isinstance(default, bool) or key == "numba":
+            lowered = raw.strip().lower()
+            if key == "numba" and lowered == "auto":
+                return "auto"
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, str) or default is None:
+            return raw
+        try:
+            value = ast.literal_eval(raw)
+        except (SyntaxError, ValueError):
+            value = None  # not a Python literal at all: said below
+        if not isinstance(value, type(default)):
+            raise ValueError(f"expected a Python {type(default).__name__} literal such as {default!r}, got {raw!r}")
+        return value
+    except ValueError as exc:
+        raise _error(path, None, f"--set {key}={raw}: {exc}",
+                     f"give {key} a value of type {type(default).__name__} (default {default!r})") from None
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Parse `key=value` strings from the command line into a dict, refusing malformed ones."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ProblemError(f"--set {pair!r}: expected key=value, e.g. --set time_limit_s=5")
+        result[key.strip()] = value
+    return result
+
+
+def _exec_module(path: Path, source: str) -> ModuleType:
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise _error(path, exc.lineno, f"syntax error: {exc.msg}",
+                     "correct the Python syntax on that line") from None
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    name = f"evoforge_problem_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        with _legacy_engine_name(path, source):
+            exec(code, module.__dict__)
+    except Exception as exc:
+        line = line_in_file(exc, path)
+        sys.modules.pop(name, None)
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
+                         f"install it where evoforge runs: `{sys.executable} -m pip install {exc.name}` "
+                         "(the package name may differ from the module's)") from None
+        raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
+                     "correct that line; check that the file imports cleanly with "
+                     f"`{sys.executable} -c 'import runpy; runpy.run_path(\"{path}\")'`") from None
+    return module
+
+
+_LEGACY_IMPORT = re.compile(r"^\s*(from\s+engine\s+import|import\s+engine\b)", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def _legacy_engine_name(path: Path, source: str) -> Iterator[None]:
+    """Let a problem file written before 0.2 (`from engine import evolve`) load, and only while it loads.
+
+    The name `engine` is given to that file alone, as a small module with the problem-file API, and taken back
+    afterwards, so it never shadows a user's own `engine` package anywhere else.
+    """
+    if not _LEGACY_IMPORT.search(source):
+        yield
+        return
+    logging.getLogger("evoforge").info(
+        "%s imports `engine`, the name used before evoforge 0.2; loading it with `evoforge` under that name "
+        "(write `from evoforge import evolve, Settings, Stage` to silence this)", path)
+    legacy = ModuleType("engine", "The problem-file API under its pre-0.2 name, for old problem files only.")
+    legacy.evolve, legacy.Settings, legacy.Stage = evolve, Settings, Stage  # type: ignore[attr-defined]
+    saved = sys.modules.get("engine")
+    sys.modules["engine"] = legacy
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.modules.pop("engine", None)
+        else:
+            sys.modules["engine"] = saved
+
+
+def _find_evolved(path: Path, source: str, module: ModuleType) -> tuple[EvolvedFunction, ...]:
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        if not getattr(getattr(module, node.name, None), EVOLVE_MARK, False):
+            continue
+        body = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        found.append(EvolvedFunction(name=node.name, source=body, lineno=node.lineno))
+    if not found:
+        raise _error(path, None, "no function is marked @evolve, so there is nothing to evolve",
+                     "add `from evoforge import evolve` and put `@evolve` on the function(s) the search should rewrite")
+    return tuple(found)
+
+
+def _require_callable(path: Path, module: ModuleType, name: str, fix: str) -> None:
+    if not callable(getattr(module, name, None)):
+        near = _near_names(module, name)
+        hint = f" (is {near[0]!r} meant to be {name!r}?)" if near else ""
+        raise _error(path, None, f"no function `{name}` is defined{hint}", fix)
+
+
+# The functions a problem file defines, with the parameters the engine calls them with.
+_CALLED_AS = {"solve": ("input",), "score": ("input", "output"), "inputs": ("params",),
+              "held_out_inputs": ("params",), "aggregate": ("scores", "inputs")}
+# Optional names the engine looks up; a near miss of one that is absent is most likely a typo.
+_OPTIONAL_NAMES = ("SETTINGS", "PARAMS", "CASCADE", "held_out_inputs", "aggregate")
+
+
+def _check_signatures(path: Path, module: ModuleType) -> None:
+    """Refuse a solve/score/inputs/... that cannot take the arguments the engine passes, naming its line."""
+    for name, arguments in _CALLED_AS.items():
+        func = getattr(module, name, None)
+        if not callable(func):
+            continue
+        try:
+            inspect.signature(func).bind(*arguments)
+        except TypeError:
+            line = getattr(getattr(func, "__code__", None), "co_firstlineno", None)
+            raise _error(path, line, f"{name} cannot be called as {name}({', '.join(arguments)})",
+                         f"define it as `def {name}({', '.join(arguments)}):`") from None
+        except ValueError:
+            continue  # a builtin or C function without a signature: it will tell at run time
+
+
+def _near_names(module: ModuleType, name: str) -> list[str]:
+    """Module-level names that look like a misspelling of ``name``."""
+    defined = [n for n, value in vars(module).items() if not n.startswith("__") and n != name
+               and not isinstance(value, (type, ModuleType))]  # an imported class (Settings) is no typo
+    lowered = {n.lower(): n for n in defined}
+    return [lowered[n] for n in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.8)]
+
+
+def _misspellings(module: ModuleType) -> tuple[str, ...]:
+    """Warnings for names that look like a misspelt optional name the engine would otherwise silently ignore."""
+    found = []
+    for name in _OPTIONAL_NAMES:
+        if hasattr(module, name):
+            continue
+        for near in _near_names(module, name):
+            found.append(f"{near!r} is not read by evoforge; if it is meant as {name!r}, rename it "
+                         f"(without {name}, the engine uses its default)")
+    return tuple(found)
+
+
+def _named_inputs(path: Path, module: ModuleType, func_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    func = getattr(module, func_name)
+    try:
+        value = func(params)
+    except Exception as exc:
+        fix = f"make {func_name}(params) return the inputs for these parameters"
+        if isinstance(exc, KeyError) and exc.args and exc.args[0] not in params:
+            near = difflib.get_close_matches(str(exc.args[0]), [str(k) for k in params], n=1)
+            fix = (f"params holds the PARAMS keys {sorted(map(str, params))}"
+                   + (f"; did you mean {near[0]!r}?" if near else "; add the key to PARAMS"))
+        raise _error(path, line_in_file(exc, path), f"{func_name}(params) raised {type(exc).__name__}: {exc}",
+                     fix) from None
+    if isinstance(value, Mapping):
+        named = {str(k): v for k, v in value.items()}
+    elif isinstance(value, (list, tuple)):
+        named = {str(i): v for i, v in enumerate(value)}
+    else:
+        raise _error(path, func.__code__.co_firstlineno, f"{func_name}(params) returned {type(value).__name__}",
+                     "return a dict of name -> input, or a list of inputs")
+    return named
+
+
+def _settings_from(path: Path, module: ModuleType) -> Settings:
+    raw = getattr(module, "SETTINGS", None)
+    if raw is None:
+        return Settings()
+    if isinstance(raw, Settings):
+        return raw
+    if isinstance(raw, Mapping):
+        known = {f.name for f in dataclasses.fields(Settings)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS has unknown key(s) {unknown}",
+                         f"use only {sorted(known)}")
+        try:
+            return Settings(**raw)
+        except ValueError as exc:
+            raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS: {exc}", "correct that value") from None
+    raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS is a {type(raw).__name__}",
+                 "set SETTINGS = Settings(...) or a dict")
+
+
+def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
+                     overrides: Mapping[str, str]) -> tuple[Settings, dict[str, Any]]:
+    setting_names = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)}
+    new_settings: dict[str, Any] = {}
+    params = dict(params)
+    for key, raw in overrides.items():
+        if key in params:
+            params[key] = _coerce(key, raw, params[key], path)
+        elif key in setting_names:
+            new_settings[key] = _coerce(key, raw, setting_names[key], path)
+        else:
+            valid = sorted(params) + sorted(setting_names)
+            raise _error(path, None, f"--set {key}: no such parameter or setting",
+                         f"use one of {valid}")
+    try:
+        return dataclasses.replace(settings, **new_settings), params
+    except ValueError as exc:
+        raise _error(path, None, f"--set: {exc}", "give the setting a valid value") from None
+
+
+def _cascade_from(path: Path, module: ModuleType, params: dict[str, Any], inputs: Mapping[str, Any]
+                  ) -> tuple[Stage, ...]:
+    raw = getattr(module, "CASCADE", ())
+    if callable(raw):
+        try:
+            raw = raw(params)
+        except Exception as exc:
+            raise _error(path, line_in_file(exc, path), f"CASCADE(params) raised {type(exc).__name__}: {exc}",
+                         "make CASCADE(params) return a list of Stage(inputs=(...), threshold=...)") from None
+    stages = tuple(raw)
+    seen: set[str] = set()
+
+    def bad(number: int, what: str, fix: str) -> ProblemError:
+        return _error(path, _assigned_at(path, "CASCADE"), f"CASCADE stage {number} {what}", fix)
+
+    for number, stage in enumerate(stages, 1):
+        if not isinstance(stage, Stage):
+            raise bad(number, f"is a {type(stage).__name__}",
+                      "build each stage with Stage(inputs=(...), threshold=...) from evoforge")
+        unknown = [name for name in stage.inputs if name not in inputs]
+        if unknown or not stage.inputs:
+            raise bad(number, f"names unknown inputs {unknown}" if unknown else "names no inputs",
+                      f"use names from inputs(): {list(inputs)}")
+        repeated = seen.intersection(stage.inputs)
+        if repeated:
+            raise bad(number, f"repeats inputs {sorted(repeated)}", "name each input in one stage at most")
+        if not math.isfinite(stage.threshold):
+            raise bad(number, f"threshold is {stage.threshold}", "give a finite threshold")
+        seen.update(stage.inputs)
+    return stages
+
+
+def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -> Problem:
+    """Load a problem file, apply `--set` overrides, and check that it has everything a search needs."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ProblemError(f"{path}: no such problem file\n  fix: pass the path of a .py problem file, "
+                           "e.g. problems/bin_packing.py")
+    source = path.read_text()
+    module = _exec_module(path, source)
+    description = (module.__doc__ or "").strip()
+    if not description:
+        raise _error(path, 1, "the problem file has no module docstring",
+                     "start the file with a docstring describing the problem; it goes into every prompt")
+    evolved = _find_evolved(path, source, module)
+    _require_callable(path, module, "solve", "define solve(input) that runs the evolved function(s) on one input "
+                      "and returns plain data (numbers, lists, numpy arrays)")
+    _require_callable(path, module, "score", "define score(input, output) -> float that checks the output and "
+                      "raises on an invalid one")
+    _require_callable(path, module, "inputs", "define inputs(params) returning a dict of name -> input")
+    raw_params = getattr(module, "PARAMS", {})
+    if not isinstance(raw_params, Mapping):
+        raise _error(path, _assigned_at(path, "PARAMS"), f"PARAMS is a {type(raw_params).__name__}",
+                     "set PARAMS to a dict of defaults")
+    _check_signatures(path, module)
+    settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
+    inputs = _named_inputs(path, module, "inputs", params)
+    if not inputs:
+        used = f" with {', '.join(f'{k}={v!r}' for k, v in params.items())}" if params else ""
+        raise _error(path, getattr(module.inputs, "__code__", None) and module.inputs.__code__.co_firstlineno,
+                     f"inputs(params) returned no inputs{used}",
+                     "return at least one input to score on" + (" (check your --set values)" if overrides else ""))
+    held_out = _named_inputs(path, module, "held_out_inputs", params) if callable(
+        getattr(module, "held_out_inputs", None)) else {}
+    cascade = _cascade_from(path, module, params, inputs)
+    return Problem(path=path, name=path.stem, description=description, source=source, evolved=evolved,
+                   settings=settings, params=params, inputs=inputs, held_out=held_out, module=module,
+                   overrides=dict(overrides or {}), cascade=cascade, warnings=_misspellings(module))
