@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUDGET ?= 300
 
-.PHONY: setup search test clean
+.PHONY: setup search lint test clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,13 @@ search: setup
 	$(BIN)/evoforge run problems/bin_packing.py --budget $(BUDGET) --workers 2 \
 		$(if $(EVOFORGE_MODEL),--model $(EVOFORGE_MODEL),)
 
-test: setup
+# The linter and the type checker, configured in pyproject.toml; `make test` runs them first.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy -p evoforge
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
