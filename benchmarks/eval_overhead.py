@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer  # noqa: E402
 from evoforge.engine.program.patching import PatchError, apply_response  # noqa: E402
+from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer  # noqa: E402
 from evoforge.evaluators import Evaluation, Problem, SandboxPool, Stage, load_problem, parse_overrides  # noqa: E402
 from evoforge.evaluators.isolation import available_levels  # noqa: E402
 

@@ -27,8 +27,8 @@ from openai_server import Fault, OpenAIServer  # noqa: E402
 
 from evoforge.db import Store  # noqa: E402
 from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
-from evoforge.islands import IslandConfig  # noqa: E402
 from evoforge.engine.run.search import run_search  # noqa: E402
+from evoforge.islands import IslandConfig  # noqa: E402
 
 FAULTS = (Fault.http(500), Fault.http(503), Fault.http(429, retry_after=0.2), Fault.reset(),
           Fault.garbage("<html>bad gateway</html>"), Fault.truncated("<<<<<<< SEARCH\n    return -(bi"), "",

@@ -7,7 +7,7 @@ dataclasses, so no live ORM object escapes a transaction.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -74,7 +74,7 @@ class Run(Base):
     seed: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="running")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[Optional[datetime]]
+    finished_at: Mapped[datetime | None]
     evoforge_version: Mapped[str] = mapped_column(String(64))
     # The run's history counter: proposals, programs and events take their seq from it inside their own write
     # transaction, so concurrent writers never collide and replay order is the order of commit.
@@ -94,12 +94,12 @@ class Proposal(Base):
     parent_ids: Mapped[list[int]]
     model: Mapped[str] = mapped_column(String(200))
     prompt: Mapped[str] = mapped_column(Text)
-    response: Mapped[Optional[str]] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
     applied: Mapped[bool]
     attempts: Mapped[int] = mapped_column(Integer, default=1)  # calls made for it, retries included
     # How it was made: model choice (and the bandit's values), instruction id, cache or replay hit, outcome.
@@ -122,7 +122,7 @@ class Program(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
-    proposal_id: Mapped[Optional[int]] = mapped_column(ForeignKey("proposals.id"))
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"))
     seq: Mapped[int] = mapped_column(Integer)
     island: Mapped[int] = mapped_column(Integer)
     parent_ids: Mapped[list[int]]
@@ -131,18 +131,18 @@ class Program(Base):
     code_hash: Mapped[str] = mapped_column(String(128))
     code_length: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
-    score: Mapped[Optional[float]] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)
     scores: Mapped[dict[str, Any]]
-    held_out_score: Mapped[Optional[float]] = mapped_column(Float)
-    error: Mapped[Optional[str]] = mapped_column(Text)
-    duplicate_of: Mapped[Optional[int]] = mapped_column(ForeignKey("programs.id"))
+    held_out_score: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("programs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A person took this program out of selection (a reward hack, say): who, why and when.
-    rejected_by: Mapped[Optional[str]] = mapped_column(String(200))
-    rejected_reason: Mapped[Optional[str]] = mapped_column(Text)
-    rejected_at: Mapped[Optional[datetime]]
+    rejected_by: Mapped[str | None] = mapped_column(String(200))
+    rejected_reason: Mapped[str | None] = mapped_column(Text)
+    rejected_at: Mapped[datetime | None]
     # Digest of its outputs on the first inputs: a later candidate with the same one is a near-duplicate.
-    behaviour: Mapped[Optional[str]] = mapped_column(String(64))
+    behaviour: Mapped[str | None] = mapped_column(String(64))
 
 
 class Evaluation(Base):
@@ -159,13 +159,13 @@ class Evaluation(Base):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
-    score: Mapped[Optional[float]] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)
     scores: Mapped[dict[str, Any]]
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
     timings: Mapped[dict[str, Any]]
-    compiled: Mapped[Optional[bool]]
-    node: Mapped[Optional[str]] = mapped_column(String(200))
-    stage: Mapped[Optional[int]] = mapped_column(Integer)  # the cascade stage that culled it; None if none did
+    compiled: Mapped[bool | None]
+    node: Mapped[str | None] = mapped_column(String(200))
+    stage: Mapped[int | None] = mapped_column(Integer)  # the cascade stage that culled it; None if none did
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -8,9 +8,10 @@ threads and compare, unlike live ORM objects.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
+from typing import Any, ClassVar, Union
 
 from evoforge.db.models import EVALUATION_KINDS, EVALUATION_STATUSES, ORIGINS, PROGRAM_STATUSES
 
@@ -22,7 +23,7 @@ def _check_one_of(what: str, value: str, allowed: Sequence[str]) -> None:
         raise ValueError(f"{what} {value!r} is not one of {', '.join(allowed)}")
 
 
-def _check_score(what: str, value: Optional[float]) -> None:
+def _check_score(what: str, value: float | None) -> None:
     # SQLite stores NaN as NULL and PostgreSQL's JSON rejects it: refuse it here, where the caller can see why.
     if value is not None and not math.isfinite(value):
         raise ValueError(f"{what} is {value}; record a non-finite result as status 'invalid' with score None")
@@ -48,13 +49,13 @@ class NewProposal:
     model: str
     prompt: str
     parent_ids: Sequence[int] = ()
-    response: Optional[str] = None
+    response: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
     latency_s: float = 0.0
-    error: Optional[str] = None
-    applied: Optional[bool] = None
+    error: str | None = None
+    applied: bool | None = None
     attempts: int = 1
     details: Mapping[str, Any] = field(default_factory=dict)
 
@@ -83,13 +84,13 @@ class NewProgram:
     code_hash: str
     status: str
     parent_ids: Sequence[int] = ()
-    score: Optional[float] = None
+    score: float | None = None
     scores: Mapping[str, float] = field(default_factory=dict)
-    error: Optional[str] = None
-    duplicate_of: Optional[int] = None
-    behaviour: Optional[str] = None
-    code_length: Optional[int] = None
-    held_out_score: Optional[float] = None
+    error: str | None = None
+    duplicate_of: int | None = None
+    behaviour: str | None = None
+    code_length: int | None = None
+    held_out_score: float | None = None
 
     def __post_init__(self) -> None:
         _check_one_of("program origin", self.origin, ORIGINS)
@@ -108,13 +109,13 @@ class NewEvaluation:
 
     kind: str
     status: str
-    score: Optional[float] = None
+    score: float | None = None
     scores: Mapping[str, float] = field(default_factory=dict)
-    error: Optional[str] = None
+    error: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
-    compiled: Optional[bool] = None
-    node: Optional[str] = None
-    stage: Optional[int] = None
+    compiled: bool | None = None
+    node: str | None = None
+    stage: int | None = None
 
     def __post_init__(self) -> None:
         _check_one_of("evaluation kind", self.kind, EVALUATION_KINDS)
@@ -127,8 +128,8 @@ class NewEvaluation:
 class NewCandidate:
     """A finished candidate: a failed proposal has no program; a duplicate has a program and no evaluations."""
 
-    proposal: Optional[NewProposal] = None
-    program: Optional[NewProgram] = None
+    proposal: NewProposal | None = None
+    program: NewProgram | None = None
     evaluations: Sequence[NewEvaluation] = ()
 
     def __post_init__(self) -> None:
@@ -164,7 +165,7 @@ class NewCandidate:
 # --------------------------------------------------------------------------------------------------- outputs
 
 
-def as_utc(value: Optional[datetime]) -> Optional[datetime]:
+def as_utc(value: datetime | None) -> datetime | None:
     """The timestamp as an aware UTC datetime (SQLite hands back naive ones)."""
     if value is None or value.tzinfo is not None:
         return value
@@ -176,8 +177,8 @@ class RecordedCandidate:
     """Ids and history position the store gave a recorded candidate."""
 
     seq: int
-    proposal_id: Optional[int]
-    program_id: Optional[int]
+    proposal_id: int | None
+    program_id: int | None
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class RunInfo:
     seed: int
     status: str
     created_at: datetime
-    finished_at: Optional[datetime]
+    finished_at: datetime | None
     evoforge_version: str
 
 
@@ -209,12 +210,12 @@ class ProposalInfo:
     parent_ids: tuple[int, ...]
     model: str
     prompt: str
-    response: Optional[str]
+    response: str | None
     prompt_tokens: int
     completion_tokens: int
     cost: float
     latency_s: float
-    error: Optional[str]
+    error: str | None
     applied: bool
     attempts: int
     details: dict[str, Any]
@@ -227,7 +228,7 @@ class ProgramInfo:
 
     id: int
     run_id: int
-    proposal_id: Optional[int]
+    proposal_id: int | None
     seq: int
     island: int
     parent_ids: tuple[int, ...]
@@ -236,16 +237,16 @@ class ProgramInfo:
     code_hash: str
     code_length: int
     status: str
-    score: Optional[float]
+    score: float | None
     scores: dict[str, float]
-    held_out_score: Optional[float]
-    error: Optional[str]
-    duplicate_of: Optional[int]
+    held_out_score: float | None
+    error: str | None
+    duplicate_of: int | None
     created_at: datetime
-    rejected_by: Optional[str]
-    rejected_reason: Optional[str]
-    rejected_at: Optional[datetime]
-    behaviour: Optional[str]
+    rejected_by: str | None
+    rejected_reason: str | None
+    rejected_at: datetime | None
+    behaviour: str | None
 
 
 @dataclass(frozen=True)
@@ -256,13 +257,13 @@ class EvaluationInfo:
     program_id: int
     kind: str
     status: str
-    score: Optional[float]
+    score: float | None
     scores: dict[str, float]
-    error: Optional[str]
+    error: str | None
     timings: dict[str, float]
-    compiled: Optional[bool]
-    node: Optional[str]
-    stage: Optional[int]
+    compiled: bool | None
+    node: str | None
+    stage: int | None
     created_at: datetime
 
 
@@ -278,11 +279,11 @@ class ProgramSummary:
     island: int
     origin: str
     status: str
-    score: Optional[float]
+    score: float | None
     scores: dict[str, float]
     code_length: int
     rejected: bool = False  # a person took it out of selection
-    behaviour: Optional[str] = None  # digest of its outputs on the first inputs
+    behaviour: str | None = None  # digest of its outputs on the first inputs
 
 
 @dataclass(frozen=True)
@@ -306,10 +307,10 @@ class ProgramBrief:
     parent_ids: tuple[int, ...]
     origin: str
     status: str
-    score: Optional[float]
-    held_out_score: Optional[float]
-    proposal_id: Optional[int]
-    duplicate_of: Optional[int]
+    score: float | None
+    held_out_score: float | None
+    proposal_id: int | None
+    duplicate_of: int | None
     code_length: int
     created_at: datetime
     rejected: bool  # a person took it out of selection

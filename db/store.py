@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from importlib import metadata
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, exc, func, insert, select, update
 from sqlalchemy.engine import make_url
@@ -106,7 +107,7 @@ class Store:
         problem_hash: str,
         config: Mapping[str, Any],
         seed: int,
-        evoforge_version: Optional[str] = None,
+        evoforge_version: str | None = None,
     ) -> RunInfo:
         """Create a run named ``name``; ``config`` must hold everything needed to replay it, as JSON."""
         try:
@@ -143,7 +144,7 @@ class Store:
                 raise _run_exists(name) from err
             raise
 
-    def get_run(self, name: str) -> Optional[RunInfo]:
+    def get_run(self, name: str) -> RunInfo | None:
         """The run named ``name``, or None."""
         row = self._read(lambda c: c.execute(_RUN_COLUMNS.where(Run.name == name)).first())
         return None if row is None else _run_info(row)
@@ -171,8 +172,8 @@ class Store:
         self,
         run_id: int,
         *,
-        proposal: Optional[NewProposal] = None,
-        program: Optional[NewProgram] = None,
+        proposal: NewProposal | None = None,
+        program: NewProgram | None = None,
         evaluations: Sequence[NewEvaluation] = (),
     ) -> RecordedCandidate:
         """Record one finished candidate in one transaction; its proposal and program share one new seq."""
@@ -202,7 +203,7 @@ class Store:
         return self._write(record)
 
     def add_evaluation(
-        self, program_id: int, evaluation: NewEvaluation, held_out_score: Optional[float] = None
+        self, program_id: int, evaluation: NewEvaluation, held_out_score: float | None = None
     ) -> int:
         """Record a later evaluation and return its id; a held-out one also sets the program's held_out_score
         (``held_out_score`` if given, else the evaluation's score) in the same transaction."""
@@ -287,7 +288,7 @@ class Store:
 
     # ------------------------------------------------------------------------------------------------ reads
 
-    def find_by_hash(self, run_id: int, code_hash: str) -> Optional[int]:
+    def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
         """Id of the first non-duplicate program of the run with this normalised-code hash, or None."""
         query = (
             select(Program.id)
@@ -521,7 +522,7 @@ def _run_exists(name: str) -> StoreError:
 
 
 def _no_program(ids: Iterable[int], where: str) -> StoreError:
-    return StoreError((
+    return StoreError(
         f"no program with id {', '.join(map(str, ids))} in {where}; "
         "list the programs of a run with `evoforge best RUN -n 20` or `evoforge show RUN`"
-    ))
+    )

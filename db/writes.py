@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -106,7 +107,7 @@ def _proposal_row(run_id: int, seq: int, cand: NewCandidate, now: datetime) -> d
 
 
 def _program_row(
-    run_id: int, seq: int, proposal_id: Optional[int], cand: NewCandidate, now: datetime
+    run_id: int, seq: int, proposal_id: int | None, cand: NewCandidate, now: datetime
 ) -> dict[str, Any]:
     g = cand.program
     assert g is not None

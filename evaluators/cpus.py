@@ -14,7 +14,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-
 _shared = itertools.count()  # fallback claims of this process, so that they rotate over the CPUs
 
 

@@ -262,7 +262,7 @@ def unshare_argv(problem_path: Path, server_argv: list[str]) -> list[str]:
     return argv + ["--", "/bin/sh", "-c", "\n".join(lines), "evoforge-sandbox"] + server_argv
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(level: str, problem_dir: str) -> bool:
     """Whether a trivial command starts at this level on this machine (cached per process)."""
     true_argv = ["/bin/true"]

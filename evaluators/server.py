@@ -21,8 +21,8 @@ import json
 import math
 import os
 import select
-import stat
 import signal
+import stat
 import statistics
 import sys
 import tempfile

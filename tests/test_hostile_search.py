@@ -17,9 +17,9 @@ import numpy as np
 from untouched import MARKER, Untouched
 
 from evoforge.db import Store
-from evoforge.engine.run.config import RunConfig
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import OfflineMutationProposer, Proposal
+from evoforge.engine.run.config import RunConfig
 from evoforge.engine.run.search import run_search
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from openai_server import Fault, OpenAIServer, count_tokens, openai_server, sequence  # noqa: F401 - a fixture
 
 from evoforge.engine.propose.llm import LLMProposer, LLMResult, ModelSpec

@@ -14,14 +14,14 @@ import pytest
 from openai_server import Fault, OpenAIServer
 
 from evoforge.db import Store
-from evoforge.engine.run.config import Limits, ModelConfig, ModelEntry, RunConfig
-from evoforge.islands import IslandConfig
+from evoforge.engine.analysis.llm_stats import instruction_stats, model_stats
 from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.llm import ModelSpec
-from evoforge.engine.analysis.llm_stats import instruction_stats, model_stats
 from evoforge.engine.propose.model_choice import BanditChoice
 from evoforge.engine.propose.model_health import ModelHealth
+from evoforge.engine.run.config import Limits, ModelConfig, ModelEntry, RunConfig
 from evoforge.engine.run.search import run_search
+from evoforge.islands import IslandConfig
 
 REPO = Path(__file__).resolve().parent.parent
 BIN_PACKING = str(REPO / "problems" / "bin_packing.py")

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from evoforge.engine.program.patching import apply_response
 from evoforge.engine.program.source import check_program, normalize_code
 from evoforge.engine.propose.offline import KINDS, NoMutationFound, OfflineProposer
-from evoforge.engine.program.patching import apply_response
 
 NAMES = ["priority"]
 BIN_SEED = '''def priority(item: float, bins: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evoforge.engine.program.source import PatchError, check_program, code_hash, normalize_code
 from evoforge.engine.program.patching import apply_response
+from evoforge.engine.program.source import PatchError, check_program, code_hash, normalize_code
 
 NAMES = ["priority"]
 SEED = '''def priority(item: float, bins: np.ndarray) -> np.ndarray:

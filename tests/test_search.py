@@ -15,8 +15,8 @@ from openai_server import OpenAIServer
 
 from evoforge.db import Store
 from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
-from evoforge.islands import IslandConfig
 from evoforge.engine.run.search import resume_search, run_search
+from evoforge.islands import IslandConfig
 
 REPO = Path(__file__).resolve().parent.parent
 BIN_PACKING = str(REPO / "problems" / "bin_packing.py")

@@ -17,8 +17,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
 from evoforge.db import ProgramBrief, ProgramInfo, RunInfo, Store
-from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import plots
+from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
 from evoforge.engine.analysis.views import LINEAGE_HEADER, MODEL_HEADER, gap_legend, lineage_rows, model_cells
 

@@ -125,8 +125,8 @@ def _lineage(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from evoforge.engine.analysis import queries as analysis
     from evoforge.engine.analysis import plots
+    from evoforge.engine.analysis import queries as analysis
 
     with Store(args.db, create=False) as store:
         run = analysis.open_run(store, args.name)
@@ -145,8 +145,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from evoforge.engine.analysis import queries as analysis
     from evoforge.engine.analysis import export
+    from evoforge.engine.analysis import queries as analysis
     from evoforge.evaluators import ProblemError
 
     with Store(args.db, create=False) as store:

@@ -16,9 +16,9 @@ from evoforge.engine.cli.common import Handler, add_db_option
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options, limits_from_args, models_from_args
 from evoforge.engine.run.config import ConfigError, ExecutorSettings, ModelConfig, RunConfig
-from evoforge.islands import IslandConfig, IslandConfigError
 from evoforge.engine.run.controller import SeedFailed
 from evoforge.evaluators import ProblemError, parse_overrides
+from evoforge.islands import IslandConfig, IslandConfigError
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evoforge.engine.program.source import PatchError, normalize_code
 from evoforge.engine.program.patching import apply_response
+from evoforge.engine.program.source import PatchError, normalize_code
 
 __all__ = ["KINDS", "NoMutationFound", "OfflineProposal", "OfflineProposer"]
 

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evoforge.engine.run.config import ModelConfig
 from evoforge.engine.propose.instructions import Instruction, InstructionPool
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache, StoredAnswer, request_key
 from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer
 from evoforge.engine.propose.prompts import ParentView, build_messages
+from evoforge.engine.run.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,10 @@ class LiteLLMProposer:
     def __init__(self, description: str, evolved_names: Sequence[str], models: ModelConfig, *,
                  cache: ResponseCache | None = None, replay: ReplaySource | None = None,
                  instructions: InstructionPool | None = None, maximize: bool = True) -> None:
-        from evoforge.engine.propose.llm import LLMProposer, ModelSpec  # imported here: a search with no LLM never loads litellm
+        from evoforge.engine.propose.llm import (  # imported here: a search with no LLM never loads litellm
+            LLMProposer,
+            ModelSpec,
+        )
         from evoforge.engine.propose.model_choice import BanditChoice
 
         self._description = description

@@ -43,7 +43,7 @@ class ModelEntry:
             raise ConfigError(f"model {self.name}: max_tokens and timeout_s must be positive")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelEntry":
+    def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -84,7 +84,7 @@ class ModelConfig:
         return not self.models
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
         models = tuple(ModelEntry.from_dict(m) for m in data.pop("models", ()))
         return cls(models=models, **data)
@@ -167,7 +167,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Rebuild a stored config; an unknown key means a newer evoforge wrote it, so refuse rather than guess."""
         data = dict(data)
         known = {f.name for f in dataclasses.fields(cls)}

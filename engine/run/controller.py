@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from evoforge.db import NewEvaluation, NewProgram, NewProposal, ProgramInfo, Store
-from evoforge.engine.program.source import code_hash
-from evoforge.engine.run.config import Limits
-from evoforge.engine.run.executor import Executor, NodeEvaluation
 from evoforge.engine.program.patching import PatchError, apply_response
+from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
+from evoforge.engine.run.config import Limits
+from evoforge.engine.run.executor import Executor, NodeEvaluation
 from evoforge.engine.run.stats import RunStats
 from evoforge.evaluators import Evaluation, Problem
 from evoforge.islands import IslandModel, ResetPlan

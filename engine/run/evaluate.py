@@ -8,7 +8,6 @@ from typing import Any
 from evoforge.engine.program.candidates import read_candidate
 from evoforge.evaluators import Evaluation, SandboxPool, load_problem
 
-
 PRINTED_LINES = 20  # of the candidate's output, shown by `evoforge eval` (all of it with --json)
 
 

@@ -31,7 +31,7 @@ class ProgressDisplay:
         self._last_logged = -1
         self._every = max(1, stats.budget // 10)
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         if self._live:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store
+from evoforge.engine.propose.instructions import InstructionPool
+from evoforge.engine.propose.memory import ReplaySource, ResponseCache
+from evoforge.engine.propose.proposers import Proposer, make_proposer
 from evoforge.engine.run.config import ExecutorSettings, RunConfig
 from evoforge.engine.run.controller import Controller, RunRef
 from evoforge.engine.run.executor import make_executor
 from evoforge.engine.run.progress import ProgressDisplay
-from evoforge.engine.propose.instructions import InstructionPool
-from evoforge.engine.propose.memory import ReplaySource, ResponseCache
-from evoforge.engine.propose.proposers import Proposer, make_proposer
 from evoforge.engine.run.stats import RunStats
 from evoforge.evaluators import Problem, ProblemError, load_problem
 from evoforge.islands import IslandModel
