@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from openai_server import Fault, OpenAIServer  # noqa: E402
 
 from evoforge.db import Store  # noqa: E402
-from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
+from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig  # noqa: E402
 from evoforge.engine.run.search import run_search  # noqa: E402
 from evoforge.islands import IslandConfig  # noqa: E402
 

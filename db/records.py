@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from evoforge.db.models import EVALUATION_KINDS, EVALUATION_STATUSES, ORIGINS, PROGRAM_STATUSES
 
@@ -316,7 +316,7 @@ class ProgramBrief:
     rejected: bool  # a person took it out of selection
 
 
-HistoryItem = Union[ProgramSummary, EventInfo]
+HistoryItem = ProgramSummary | EventInfo
 """One step of a run's history, in seq order: a program or an event."""
 
 

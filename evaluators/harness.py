@@ -245,10 +245,7 @@ def cached(cache_dir: str | None) -> bool:
     """Whether numba's cache for this program already holds a compiled function (an index file)."""
     if not cache_dir:
         return False
-    for _, _, files in os.walk(cache_dir):
-        if any(f.endswith(".nbi") for f in files):
-            return True
-    return False
+    return any(f.endswith(".nbi") for _, _, files in os.walk(cache_dir) for f in files)
 
 
 def _jit(ns: dict[str, Any], evolved: tuple[str, ...], filename: str, plan: JitPlan) -> None:

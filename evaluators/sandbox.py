@@ -113,7 +113,8 @@ class _Worker:
         args = [str(pool.problem.path), json.dumps(pool.problem.overrides), str(self.uid), pool.isolation,
                 self.scratch, os.getcwd(), str(self._cpu())]
         plan = isolation.launch_plan(pool.isolation, pool.problem.path, args, pool.host_scratch)
-        self.log = tempfile.TemporaryFile(prefix="evoforge-sandbox-log-")
+        # Open for the server's whole life (its stderr), closed when the server is: no `with` fits.
+        self.log = tempfile.TemporaryFile(prefix="evoforge-sandbox-log-")  # noqa: SIM115
         # Spawned from one long-lived thread: bwrap --die-with-parent follows the thread that forked it.
         self.proc = pool.spawner.submit(
             subprocess.Popen, plan.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,

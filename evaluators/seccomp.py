@@ -113,15 +113,18 @@ def _program() -> list[tuple[int, int, int, int]]:
     label("allow")
     prog.append((RET_K, 0, 0, RET_ALLOW))
     resolved = []
+
+    def target(t: object, at: int) -> int:
+        """A jump's offset from instruction `at`: a label resolved, a number kept."""
+        if isinstance(t, str):
+            offset = labels[t] - at - 1
+            if not 0 <= offset <= 255:
+                raise ValueError(f"seccomp jump to {t} out of range")
+            return offset
+        return int(t)  # type: ignore[call-overload]
+
     for i, (code, jt, jf, k) in enumerate(prog):
-        def target(t: object) -> int:
-            if isinstance(t, str):
-                offset = labels[t] - i - 1
-                if not 0 <= offset <= 255:
-                    raise ValueError(f"seccomp jump to {t} out of range")
-                return offset
-            return int(t)  # type: ignore[call-overload]
-        resolved.append((code, target(jt), target(jf), k))
+        resolved.append((code, target(jt, i), target(jf, i), k))
     return resolved
 
 

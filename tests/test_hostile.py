@@ -441,7 +441,7 @@ def test_forged_frames_are_never_unpickled(cap_pool, value):
 
     payload = value % base64.b64encode(TRAP).decode()
     first = plan_steps(cap_pool.problem, list(cap_pool.problem.inputs), True)[0].inputs[0]
-    frames = _frame('{"t": "output", "name": "%s", "value": %s}' % (first, payload)) + _frame('{"t": "done"}')
+    frames = _frame(f'{{"t": "output", "name": "{first}", "value": {payload}}}') + _frame('{"t": "done"}')
     code = PRIORITY + f"import os\n\ndef solve(n):\n    os.write(3, {frames!r})\n    os._exit(0)\n"
     ev = cap_pool.evaluate(code)
     assert ev.status == "invalid" and "could not be decoded" in ev.error, ev

@@ -1,4 +1,5 @@
-"""evoforge.engine.propose.llm against a real HTTP server speaking the OpenAI API (tests/openai_server.py); no provider is reached."""
+"""evoforge.engine.propose.llm against a real HTTP server speaking the OpenAI API (tests/openai_server.py); no provider
+is reached."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from openai_server import Fault, OpenAIServer, count_tokens, openai_server, sequence  # noqa: F401 - a fixture
+from openai_server import Fault, OpenAIServer, count_tokens, sequence
 
 from evoforge.engine.propose.llm import LLMProposer, LLMResult, ModelSpec
 
@@ -308,7 +309,8 @@ def test_proposer_rejects_inconsistent_settings():
 
 
 def test_importing_engine_llm_does_not_import_litellm():
-    code = "import sys, evoforge.engine.propose.llm; print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))"
+    code = ("import sys, evoforge.engine.propose.llm; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 

@@ -81,8 +81,8 @@ def test_fragment_of_a_line():
 
 
 def test_blocks_apply_in_order():
-    response = (block("    r = bins - item", "    r = bins - item + 1.0")
-                + "and then\n" + block("    r = bins - item + 1.0\n    return -r", "    r = bins - item + 1.0\n    return r"))
+    response = (block("    r = bins - item", "    r = bins - item + 1.0") + "and then\n"
+                + block("    r = bins - item + 1.0\n    return -r", "    r = bins - item + 1.0\n    return r"))
     code = apply_response(response, TWO, ["priority", "tiebreak"])
     assert "    r = bins - item + 1.0\n    return r\n" in code
     assert "# keep this comment" in code
@@ -233,5 +233,6 @@ def test_code_that_would_run_when_the_def_is_loaded_is_refused(header):
     code = header + "\n    return -(bins - item)\n"
     with pytest.raises(PatchError, match="not a literal|not a plain type"):
         check_program(code, ["priority"])
-    fine = "def priority(item: float, bins: np.ndarray | None, k: int = -2, s=(1, 'a')) -> np.ndarray:\n    return bins\n"
+    fine = ("def priority(item: float, bins: np.ndarray | None, k: int = -2, s=(1, 'a')) -> np.ndarray:\n"
+            "    return bins\n")
     check_program(fine, ["priority"])

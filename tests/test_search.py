@@ -169,7 +169,8 @@ def test_cli_eval_prints_published_figures(tmp_path: Path, bin_packing_data: Pat
     out = _cli("eval", "problems/bin_packing.py", "--set", f"dataset={or3}", "--json", cwd=REPO)
     assert round(json.loads(out.stdout)["score"], 2) == 5.37
     first_fit = tmp_path / "first_fit.py"
-    first_fit.write_text("import numpy as np\n\ndef priority(item, bins):\n    return -np.arange(len(bins), dtype=float)\n")
+    first_fit.write_text("import numpy as np\n\n"
+                         "def priority(item, bins):\n    return -np.arange(len(bins), dtype=float)\n")
     out = _cli("eval", "problems/bin_packing.py", str(first_fit), "--set", f"dataset={or3}", "--json", cwd=REPO)
     report = json.loads(out.stdout)
     assert round(report["score"], 2) == 5.74

@@ -25,8 +25,8 @@ def gap_legend(baseline: float | None) -> str:
                 "scores can show overfitting")
     seed = f"{baseline:+.1%}"
     return (f"gap: how far held-out falls behind training, in % of training (the seed's: {seed}); OVERFIT? "
-            f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; '-': no held-out score yet (the search "
-            "scores them for each new best only; `evoforge best --held-out` scores the rest)")
+            f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; '-': no held-out score yet "
+            "(the search scores them for each new best only; `evoforge best --held-out` scores the rest)")
 
 
 def _program_json(p: ProgramInfo, gap: Gap | None = None) -> dict[str, Any]:

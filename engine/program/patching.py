@@ -203,14 +203,13 @@ def _after(index: int) -> str:
 def _closest(search: list[str], code_lines: list[str]) -> str:
     """Name the first SEARCH line that matches no code line, with the code line most like it."""
     present = {line.strip() for line in code_lines}
-    for number, line in enumerate(search, 1):
-        if line.strip() and line.strip() not in present:
-            break
-    else:
+    missing = next(((n, s) for n, s in enumerate(search, 1) if s.strip() and s.strip() not in present), None)
+    if missing is None:
         first = next(line for line in search if line.strip())
         at = next(i for i, c in enumerate(code_lines) if c.strip() == first.strip())
         return (f"each of its lines exists but not in this order or with this indentation (its first line "
                 f"`{first.strip()}` is at code line {at + 1})")
+    number, line = missing
     best, best_ratio = 0, -1.0
     for i, candidate in enumerate(code_lines):
         if candidate.strip():

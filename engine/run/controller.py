@@ -330,7 +330,8 @@ class Controller:
         return "offline" if proposal.model == "offline" else "llm"
 
     def _record_failed(self, proposal: Proposal, island: int, parent_ids: list[int], error: str) -> None:
-        self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids, error), program=None, evaluations=[])
+        self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids, error),
+                                    program=None, evaluations=[])
         self.stats.failed_proposals += 1
 
     async def _record_duplicate(self, proposal: Proposal, island: int, parent_ids: list[int], code: str,
