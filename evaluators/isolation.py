@@ -30,11 +30,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import evoforge
-
 LEVELS = ("bwrap", "unshare", "rlimits-only")
 # The folder that holds the `evoforge` package: the repository in a checkout, site-packages once installed.
-REPO_ROOT = Path(evoforge.__file__).resolve().parent.parent
+# (this file as imported is evoforge/evaluators/isolation.py, whether evaluators/ is a link or a copy)
+REPO_ROOT = Path(__file__).parent.parent.parent.resolve()
 HIDDEN_DIRS = ("/root", "/home")  # replaced by an empty tmpfs inside bwrap/unshare; needed paths are bound back
 TMPFS_BYTES = 256 * 1024 * 1024  # size of the private /tmp that holds the candidates' scratch directories
 # Only these variables reach the sandbox; the engine's environment (API keys, tokens) never does.
@@ -311,8 +310,8 @@ def detect_level(problem_path: Path, requested: str | None = None) -> str:
 
 
 def launch_plan(level: str, problem_path: Path, server_args: list[str], host_scratch: str) -> LaunchPlan:
-    """Build the command line that runs `python -m evaluators.server server_args` at `level`."""
-    server_argv = [sys.executable, "-B", "-s", "-m", "evoforge.evaluators.server", *server_args]
+    """Build the command line that runs `python -m evoforge.evaluators.inside.server server_args` at `level`."""
+    server_argv = [sys.executable, "-B", "-s", "-m", "evoforge.evaluators.inside.server", *server_args]
     if level == "bwrap":
         return LaunchPlan(level, bwrap_argv(problem_path, server_argv), scrubbed_env("/tmp"), "/tmp")
     if level == "unshare":

@@ -1,6 +1,6 @@
 """The engine's side of evaluation: a pool of sandbox fork servers, and trusted scoring of what they return.
 
-`SandboxPool(problem, workers)` starts one fork server per worker (see `evaluators.server`) at the strongest
+`SandboxPool(problem, workers)` starts one fork server per worker (see `evaluators.inside.server`) at the strongest
 isolation level this machine offers (`evaluators.isolation`). `evaluate(code)` sends a candidate to a free server,
 and scores its plain-data outputs with the problem's trusted `score` as they stream in (`evaluators.scoring`),
 stopping it early when one is invalid or a cascade stage misses its threshold.
@@ -25,12 +25,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evoforge.evaluators import isolation
-from evoforge.evaluators.cleanup import remove_tree
+from evoforge.evaluators.cleanup import SHARED_TMP_DIRS, remove_owned_by, remove_tree
 from evoforge.evaluators.cpus import CpuClaim, claim_cpu
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
-from evoforge.evaluators.server import COMPILE_ALLOWANCE_S, SHARED_TMP_DIRS, remove_owned_by
-from evoforge.evaluators.wire import FrameReader, WireError, inputs_digest, write_frame
+from evoforge.evaluators.wire import (
+    COMPILE_ALLOWANCE_S,
+    FrameReader,
+    WireError,
+    inputs_digest,
+    write_frame,
+)
 
 STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled")
 MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)

@@ -5,6 +5,9 @@ UTF-8 JSON. Values that JSON cannot say directly are tagged objects: tuples, set
 arrays (dtype, shape and the raw bytes in base64; only numeric and bool dtypes, so decoding builds no objects).
 Every decoder is written for hostile input: sizes are capped, types are checked, and a malformed value raises
 `WireError`, never anything else.
+
+Shared by both sides of the trust boundary: the engine (`evaluators.sandbox`) and the sandbox server
+(`evaluators.inside`) import this module, and neither imports the other's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 import numpy as np
 
 _HEADER = struct.Struct(">I")
+# numba compile time per candidate that counts against no input's limit: the server grants it, the engine waits for it
+COMPILE_ALLOWANCE_S = 60.0
 MAX_DEPTH = 64  # nesting deeper than this is refused (a recursion bomb must not crash the decoder)
 MAX_ITEMS = 2_000_000  # total containers + leaves in one value; larger numeric outputs travel as numpy arrays
 # JSON tokens that can start a value ("[", "{", ","): a frame with more is refused before json.loads, which

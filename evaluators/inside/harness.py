@@ -3,7 +3,7 @@
 `run_child` is called in a freshly forked child of the fork server and never returns. Order matters: the process
 is put in its own session, its fds are reduced to stdin (/dev/null), stdout/stderr (the capped capture pipe) and
 fd 3 (the result pipe), rlimits are set, no_new_privs is set and the uid is dropped *before* any candidate code
-runs. Frames on fd 3 (see `evaluators.server.Watch`): loaded, compile begin/end, output per input, done or fail.
+runs. Frames on fd 3 (see `evaluators.inside.watch.Watch`): loaded, compile begin/end, output per input, done or fail.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from evoforge.evaluators import seccomp
+from evoforge.evaluators.inside import seccomp
 from evoforge.evaluators.loader import load_problem
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.wire import WireError, encode_value, write_frame

@@ -1,0 +1,104 @@
+"""The package's layout holds: the sandbox side imports nothing of the engine side and the reverse.
+
+Imports are read from the source with `ast` (every import statement, including those inside functions, except
+under `if TYPE_CHECKING:`), so that a lazy import cannot hide a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE_FOLDERS = ("evoforge", "engine", "db", "islands", "evaluators", "problems")
+INSIDE = "evoforge.evaluators.inside"
+# What both sides of the trust boundary may import: the problem layer (the user's trusted problem file is loaded on
+# both sides), the frame format, the folder cleanup.
+SHARED = {f"evoforge.evaluators.{name}" for name in ("problem_api", "problem", "loader", "wire", "cleanup")}
+ENGINE_SIDE = ("evoforge.engine", "evoforge.evaluators.sandbox", "evoforge.evaluators.isolation",
+               "evoforge.evaluators.scoring", "evoforge.evaluators.cpus", "evoforge.db", "evoforge.islands",
+               "evoforge.api")
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the installed package, by dotted name (the folders evoforge/ links to included)."""
+    modules: dict[str, Path] = {}
+    for folder in PACKAGE_FOLDERS:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            if parts[0] != "evoforge":
+                parts.insert(0, "evoforge")
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The evoforge modules that module `name` imports (a `from package import submodule` names the submodule)."""
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _type_checking_only(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".") if is_package else name.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                child = f"{base}.{alias.name}"
+                found.add(child if child in modules else base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return {module for module in found if module in modules}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = package_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def test_the_sandbox_side_imports_only_itself_and_the_shared_modules():
+    graph = import_graph()
+    inside = {name for name in graph if name == INSIDE or name.startswith(INSIDE + ".")}
+    assert f"{INSIDE}.server" in inside
+    allowed = inside | SHARED
+    crossing = {name: sorted(graph[name] - allowed) for name in inside | SHARED if graph[name] - allowed}
+    assert not crossing, f"the sandbox side imports beyond itself and the shared modules: {crossing}"
+
+
+def test_the_engine_side_imports_nothing_of_the_sandbox_side():
+    graph = import_graph()
+    outside = {name for name in graph if not (name == INSIDE or name.startswith(INSIDE + "."))}
+    crossing = {name: sorted(m for m in graph[name] if m.startswith(INSIDE)) for name in outside}
+    assert not {k: v for k, v in crossing.items() if v}
+
+
+def test_starting_the_sandbox_server_loads_nothing_of_the_engine_side():
+    """What `python -m evoforge.evaluators.inside.server` really imports, parent packages included."""
+    code = (f"import sys, {INSIDE}.server\n"
+            "print('\\n'.join(m for m in sys.modules if m.startswith('evoforge')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=REPO).stdout.split()
+    assert f"{INSIDE}.watch" in loaded
+    engine = [m for m in loaded if m.startswith(ENGINE_SIDE)]
+    assert not engine, f"the sandbox server loaded engine-side modules: {engine}"
