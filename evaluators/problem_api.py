@@ -1,4 +1,5 @@
-"""The problem-file API: what a problem file imports (`from evoforge import evolve, Settings, Stage, InvalidOutput`).
+"""The problem-file API: what a problem file imports (`from evoforge import evolve, Settings, Stage`), and
+`InvalidOutput`, what a rejected output raises.
 
 Problem files are loaded inside every sandbox, so this module imports nothing beyond the standard library's
 dataclasses and math: importing it must stay cheap.

@@ -1,7 +1,8 @@
-"""The package's layout holds: the sandbox side imports nothing of the engine side and the reverse.
+"""The package's layout holds: no import cycles, and the sandbox side imports nothing of the engine side nor the
+engine side anything of the sandbox side.
 
-Imports are read from the source with `ast` (every import statement, including those inside functions, except
-under `if TYPE_CHECKING:`), so that a lazy import cannot hide a dependency.
+Imports are read from the source with `ast`: every import statement, those inside functions and under
+`if TYPE_CHECKING:` included, so that neither a lazy import nor a type-only one can hide a dependency.
 """
 
 from __future__ import annotations
@@ -38,22 +39,12 @@ def package_modules() -> dict[str, Path]:
     return modules
 
 
-def _type_checking_only(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The evoforge modules that module `name` imports (a `from package import submodule` names the submodule)."""
     is_package = path.name == "__init__.py"
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _type_checking_only(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -102,3 +93,46 @@ def test_starting_the_sandbox_server_loads_nothing_of_the_engine_side():
     assert f"{INSIDE}.watch" in loaded
     engine = [m for m in loaded if m.startswith(ENGINE_SIDE)]
     assert not engine, f"the sandbox server loaded engine-side modules: {engine}"
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each a set of modules in a cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module] - {module}):  # a package naming itself in `from . import x` is no cycle
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycle_among_evoforge_modules():
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles (lazy and TYPE_CHECKING imports count too): " + "; ".join(
+        " <-> ".join(cycle) for cycle in cycles)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from openai_server import Fault, OpenAIServer, count_tokens, sequence
 
-from evoforge.engine.propose.llm import LLMProposer, LLMResult, ModelSpec
+from evoforge.engine.propose.llm import LLMProposer, LLMResult
+from evoforge.engine.run.config import ConfigError, ModelConfig, ModelEntry, RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGES = [
@@ -25,10 +26,10 @@ MESSAGES = [
 ]
 
 
-def spec(server: OpenAIServer, name: str = "openai/test-model", **overrides) -> ModelSpec:
-    """A ModelSpec that points litellm at the test server."""
+def spec(server: OpenAIServer, name: str = "openai/test-model", **overrides) -> ModelEntry:
+    """A ModelEntry that points litellm at the test server."""
     fields = {"api_base": server.base_url, "api_key": "sk-test", "timeout_s": 5.0, **overrides}
-    return ModelSpec(name, **fields)
+    return ModelEntry(name, **fields)
 
 
 def propose(proposer: LLMProposer, messages=MESSAGES, seed: int = 0) -> LLMResult:
@@ -101,8 +102,8 @@ def test_strong_prob_zero_never_and_one_always_calls_the_strong_model():
 
 
 def test_choice_follows_strong_prob_and_weights_and_is_reproducible_with_a_seed():
-    cheap = [ModelSpec("openai/a", weight=3.0), ModelSpec("openai/b", weight=1.0), ModelSpec("openai/z", weight=0.0)]
-    proposer = LLMProposer(cheap, strong=[ModelSpec("openai/strong")], strong_prob=0.2)
+    cheap = [ModelEntry("openai/a", weight=3.0), ModelEntry("openai/b", weight=1.0)]
+    proposer = LLMProposer(cheap, strong=[ModelEntry("openai/strong")], strong_prob=0.2)
 
     rng = np.random.default_rng(7)
     names = [proposer.choose(rng).name for _ in range(4000)]
@@ -110,7 +111,6 @@ def test_choice_follows_strong_prob_and_weights_and_is_reproducible_with_a_seed(
 
     assert counts["openai/strong"] / 4000 == pytest.approx(0.2, abs=0.03)
     assert counts["openai/a"] / counts["openai/b"] == pytest.approx(3.0, rel=0.15)
-    assert "openai/z" not in counts  # weight 0 is never picked
     rng_again = np.random.default_rng(7)
     assert [proposer.choose(rng_again).name for _ in range(4000)] == names
 
@@ -202,7 +202,7 @@ def test_a_401_is_not_retried_and_the_error_names_the_key():
         result = propose(LLMProposer([spec(server, api_key="sk-wrong")], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1 == len(server.completion_requests)
-    assert "401" in result.error and "API key" in result.error and "ModelSpec.api_key" in result.error
+    assert "401" in result.error and "API key" in result.error and "ModelEntry.api_key" in result.error
 
 
 def test_a_missing_key_names_the_environment_variable_litellm_reads(monkeypatch):
@@ -234,7 +234,7 @@ def test_a_400_is_not_retried():
 
 
 def test_an_unknown_provider_is_reported_without_a_request():
-    result = propose(LLMProposer([ModelSpec("nosuchprovider/some-model", api_key="k")], backoff_s=0.01))
+    result = propose(LLMProposer([ModelEntry("nosuchprovider/some-model", api_key="k")], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1
     assert "nosuchprovider/some-model" in result.error and "Provider" in result.error
@@ -252,7 +252,7 @@ def test_a_garbage_body_is_an_error_not_an_exception():
 def test_an_unreachable_server_is_a_connection_error_after_retries():
     with OpenAIServer("unused") as server:
         dead_base = server.base_url
-    result = propose(LLMProposer([ModelSpec("openai/m", api_base=dead_base, api_key="k")], max_retries=1,
+    result = propose(LLMProposer([ModelEntry("openai/m", api_base=dead_base, api_key="k")], max_retries=1,
                                  backoff_s=0.01))
 
     assert not result.ok and result.attempts == 2
@@ -287,25 +287,42 @@ def test_litellms_cost_map_prices_a_known_model():
     [
         ({"name": ""}, "litellm model string"),
         ({"name": "m", "weight": -1.0}, "weight"),
+        ({"name": "m", "weight": 0.0}, "weight"),
+        ({"name": "m", "tier": "medium"}, "tier"),
+        ({"name": "m", "temperature": float("inf")}, "temperature"),
         ({"name": "m", "timeout_s": 0.0}, "timeout_s"),
         ({"name": "m", "max_tokens": 0}, "max_tokens"),
         ({"name": "m", "input_cost_per_token": float("nan")}, "input_cost_per_token"),
     ],
 )
-def test_model_spec_rejects_invalid_fields(fields, message):
+def test_model_entry_rejects_invalid_fields(fields, message):
     with pytest.raises(ValueError, match=message):
-        ModelSpec(**fields)
+        ModelEntry(**fields)
+    with pytest.raises(ConfigError, match=message):  # a models file or a stored run meets the same rules
+        ModelEntry.from_dict(fields)
+
+
+def test_a_model_entrys_api_key_reaches_the_call_but_never_a_file_or_the_database():
+    entry = ModelEntry("openai/strong", tier="strong", api_key="sk-secret")
+    config = RunConfig(problem="p.py", name="r", models=ModelConfig(models=(ModelEntry("openai/cheap"), entry),
+                                                                     strong_prob=0.5))
+    stored = config.to_dict()
+
+    assert "sk-secret" not in json.dumps(stored) and "sk-secret" not in repr(entry)
+    assert RunConfig.from_dict(stored).models.models == (ModelEntry("openai/cheap"), ModelEntry("openai/strong",
+                                                                                                  tier="strong"))
+    with pytest.raises(ConfigError, match="unknown keys \\['api_key'\\]"):
+        ModelEntry.from_dict({"name": "m", "api_key": "k"})
+    assert LLMProposer([ModelEntry("openai/cheap")], strong=[entry], strong_prob=0.5).strong[0].api_key == "sk-secret"
 
 
 def test_proposer_rejects_inconsistent_settings():
     with pytest.raises(ValueError, match="no strong model"):
-        LLMProposer([ModelSpec("m")], strong_prob=0.5)
+        LLMProposer([ModelEntry("m")], strong_prob=0.5)
     with pytest.raises(ValueError, match="strong_prob"):
-        LLMProposer([ModelSpec("m")], strong=[ModelSpec("s")], strong_prob=1.5)
-    with pytest.raises(ValueError, match="at least one ModelSpec"):
+        LLMProposer([ModelEntry("m")], strong=[ModelEntry("s")], strong_prob=1.5)
+    with pytest.raises(ValueError, match="at least one ModelEntry"):
         LLMProposer([])
-    with pytest.raises(ValueError, match="weights sum to 0"):
-        LLMProposer([ModelSpec("m", weight=0.0)])
 
 
 def test_importing_engine_llm_does_not_import_litellm():
@@ -322,7 +339,8 @@ def test_creating_a_proposer_imports_litellm_offline():
     code = (
         "import os, sys, evoforge.engine.propose.llm as llm\n"
         "os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP', None)\n"
-        "llm.LLMProposer([llm.ModelSpec('gpt-4o-mini')])\n"
+        "from evoforge.engine.run.config import ModelEntry\n"
+        "llm.LLMProposer([ModelEntry('gpt-4o-mini')])\n"
         "import litellm\n"
         "print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'], 'gpt-4o-mini' in litellm.model_cost, litellm.telemetry)\n"
     )

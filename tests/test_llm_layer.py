@@ -16,7 +16,6 @@ from openai_server import Fault, OpenAIServer
 from evoforge.db import Store
 from evoforge.engine.analysis.llm_stats import instruction_stats, model_stats
 from evoforge.engine.propose.instructions import InstructionPool
-from evoforge.engine.propose.llm import ModelSpec
 from evoforge.engine.propose.model_choice import BanditChoice
 from evoforge.engine.propose.model_health import ModelHealth
 from evoforge.engine.run.config import Limits, ModelConfig, ModelEntry, RunConfig
@@ -111,7 +110,7 @@ def test_a_model_that_keeps_failing_is_rested(tmp_path: Path) -> None:
 def test_model_health_rests_and_doubles_with_a_clock() -> None:
     now = [0.0]
     health = ModelHealth(failures_to_rest=2, rest_s=10, clock=lambda: now[0])
-    a, b = ModelSpec("a"), ModelSpec("b")
+    a, b = ModelEntry("a"), ModelEntry("b")
     health.record("a", False)
     assert health.available([a, b])[0] == [a, b]
     health.record("a", False)
@@ -166,7 +165,7 @@ def test_identical_deterministic_requests_are_paid_once(tmp_path: Path) -> None:
 
 def test_bandit_shifts_calls_to_the_model_that_improves() -> None:
     bandit = BanditChoice()
-    good, bad = ModelSpec("good"), ModelSpec("bad")
+    good, bad = ModelEntry("good"), ModelEntry("bad")
     rng = np.random.default_rng(0)
     for _ in range(30):
         bandit.observe("good", True, 0.001)
@@ -177,7 +176,7 @@ def test_bandit_shifts_calls_to_the_model_that_improves() -> None:
     for _ in range(30):  # equal success, ten times the price: the cheaper model wins
         cheap_good.observe("cheap", True, 0.001)
         cheap_good.observe("pricey", True, 0.01)
-    picks = [cheap_good.choose([ModelSpec("cheap"), ModelSpec("pricey")], rng)[0].name for _ in range(100)]
+    picks = [cheap_good.choose([ModelEntry("cheap"), ModelEntry("pricey")], rng)[0].name for _ in range(100)]
     assert picks.count("cheap") > 90
 
 

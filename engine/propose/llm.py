@@ -27,59 +27,12 @@ import numpy as np
 
 from evoforge.engine.propose.model_choice import ModelChooser, TierChoice
 from evoforge.engine.propose.model_health import ModelHealth
+from evoforge.engine.run.config import ModelEntry
 
-__all__ = ["LLMProposer", "LLMResult", "ModelSpec"]
+__all__ = ["LLMProposer", "LLMResult"]
 
 # Statuses that a second try can fix: request timeout, conflict, rate limit and every server-side error.
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model that the proposer may call."""
-
-    name: str
-    """litellm model string: "gpt-4o-mini", "anthropic/claude-...", "openai/NAME" for an OpenAI-compatible server."""
-    tier: str = "cheap"
-    """"cheap" (answers most prompts) or "strong" (answers with probability strong_prob)."""
-    weight: float = 1.0
-    """Relative probability of picking this model within its tier (cheap or strong)."""
-    api_base: str | None = None
-    """Endpoint URL, e.g. "http://localhost:8000/v1" for vLLM; None uses the provider's default."""
-    api_key: str | None = None
-    """API key; None lets litellm read the provider's usual environment variable (OPENAI_API_KEY, ...)."""
-    temperature: float = 0.8
-    """Sampling temperature."""
-    max_tokens: int = 4096
-    """Upper bound on the completion's length."""
-    timeout_s: float = 120.0
-    """Wall-clock limit of one attempt, in seconds."""
-    input_cost_per_token: float | None = None
-    """USD per prompt token; when either price is set, these prices are used instead of litellm's cost map."""
-    output_cost_per_token: float | None = None
-    """USD per completion token (see input_cost_per_token)."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"ModelSpec.name must be a litellm model string such as 'gpt-4o-mini', got {self.name!r}")
-        _require(math.isfinite(self.weight) and self.weight >= 0, f"ModelSpec({self.name!r}).weight", self.weight,
-                 "a finite number >= 0")
-        _require(math.isfinite(self.temperature) and self.temperature >= 0,
-                 f"ModelSpec({self.name!r}).temperature", self.temperature, "a finite number >= 0")
-        _require(isinstance(self.max_tokens, int) and self.max_tokens > 0, f"ModelSpec({self.name!r}).max_tokens",
-                 self.max_tokens, "a positive integer")
-        _require(math.isfinite(self.timeout_s) and self.timeout_s > 0, f"ModelSpec({self.name!r}).timeout_s",
-                 self.timeout_s, "a positive number of seconds")
-        for field_name in ("input_cost_per_token", "output_cost_per_token"):
-            price = getattr(self, field_name)
-            if price is not None:
-                _require(math.isfinite(price) and price >= 0, f"ModelSpec({self.name!r}).{field_name}", price,
-                         "None or a finite number >= 0 (USD per token)")
-
-    @property
-    def has_prices(self) -> bool:
-        """Whether the user gave per-token prices for this model."""
-        return self.input_cost_per_token is not None or self.output_cost_per_token is not None
 
 
 @dataclass(frozen=True)
@@ -126,9 +79,9 @@ class LLMProposer:
 
     def __init__(
         self,
-        models: Sequence[ModelSpec],
+        models: Sequence[ModelEntry],
         *,
-        strong: Sequence[ModelSpec] = (),
+        strong: Sequence[ModelEntry] = (),
         strong_prob: float = 0.0,
         max_retries: int = 3,
         backoff_s: float = 1.0,
@@ -144,7 +97,7 @@ class LLMProposer:
                  "a probability in [0, 1]")
         if strong_prob > 0 and not self.strong:
             raise ValueError(f"LLMProposer strong_prob={strong_prob} but no strong model is given; "
-                             "pass strong=[ModelSpec(...)] or set strong_prob=0")
+                             "pass strong=[ModelEntry(...)] or set strong_prob=0")
         _require(isinstance(max_retries, int) and max_retries >= 0, "LLMProposer max_retries", max_retries,
                  "an integer >= 0")
         _require(math.isfinite(backoff_s) and backoff_s >= 0, "LLMProposer backoff_s", backoff_s, "a number >= 0")
@@ -161,7 +114,7 @@ class LLMProposer:
         self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
         self._answered: set[str] = set()  # models that have answered at least once
 
-    def choose(self, rng: np.random.Generator) -> ModelSpec:
+    def choose(self, rng: np.random.Generator) -> ModelEntry:
         """The model for the next call among those not resting (by default: strong with probability strong_prob,
         else cheap; by weight within a tier)."""
         available, _ = self.health.available((*self.models, *self.strong))
@@ -182,7 +135,7 @@ class LLMProposer:
         spec, details = await self.pick(rng)
         return replace(await self.call(spec, messages), details=details)
 
-    async def pick(self, rng: np.random.Generator) -> tuple[ModelSpec, dict[str, Any]]:
+    async def pick(self, rng: np.random.Generator) -> tuple[ModelEntry, dict[str, Any]]:
         """The chooser's model among those not resting, and its explanation; waits if every model rests."""
         every = (*self.models, *self.strong)
         available, wait_s = self.health.available(every)
@@ -191,7 +144,7 @@ class LLMProposer:
             available, _ = self.health.available(every)
         return self.chooser.choose(available or every, rng)
 
-    async def call(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> LLMResult:
+    async def call(self, spec: ModelEntry, messages: list[dict[str, Any]]) -> LLMResult:
         """One call to `spec` with retries; its outcome counts toward the model's health."""
         result = await self._call(spec, messages)
         self.health.record(spec.name, result.ok)
@@ -211,7 +164,7 @@ class LLMProposer:
         return "every model failed with an error that retrying cannot fix: " + "; ".join(
             self._unfixable[name] for name in dict.fromkeys(every))
 
-    async def _call(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> LLMResult:
+    async def _call(self, spec: ModelEntry, messages: list[dict[str, Any]]) -> LLMResult:
         messages = [dict(m) for m in messages]
         start = time.monotonic()
         attempt = 0
@@ -230,7 +183,7 @@ class LLMProposer:
                 continue
             return self._succeeded(spec, messages, response, start, attempt)
 
-    async def _complete(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> Any:
+    async def _complete(self, spec: ModelEntry, messages: list[dict[str, Any]]) -> Any:
         return await self._litellm.acompletion(
             model=spec.name,
             messages=messages,
@@ -251,7 +204,7 @@ class LLMProposer:
         return min(exponential, self.max_backoff_s) * self._jitter.uniform(0.5, 1.0)
 
     def _succeeded(
-        self, spec: ModelSpec, messages: list[dict[str, Any]], response: Any, start: float, attempts: int
+        self, spec: ModelEntry, messages: list[dict[str, Any]], response: Any, start: float, attempts: int
     ) -> LLMResult:
         choices = getattr(response, "choices", None) or []
         choice = choices[0] if choices else None
@@ -304,12 +257,12 @@ class _Failure:
     retry_after_s: float | None = None
 
 
-def _classify(litellm: ModuleType, spec: ModelSpec, exc: Exception) -> _Failure:
+def _classify(litellm: ModuleType, spec: ModelEntry, exc: Exception) -> _Failure:
     """Whether `exc` is worth retrying, and a message that names the model, the fault and the fix."""
     where = f"model {spec.name!r}" + (f" at {spec.api_base}" if spec.api_base else "")
     detail = _clip(str(exc) or type(exc).__name__)
     if isinstance(exc, (asyncio.TimeoutError, litellm.Timeout)):
-        return _Failure(True, f"{where}: timed out after {spec.timeout_s:g} s (ModelSpec.timeout_s): {detail}")
+        return _Failure(True, f"{where}: timed out after {spec.timeout_s:g} s (ModelEntry.timeout_s): {detail}")
     if _is_missing_credentials(detail):
         return _Failure(False, f"{where}: no API key: {detail}. {_key_fix(litellm, spec)}")
     status = getattr(exc, "status_code", None)
@@ -335,15 +288,15 @@ def _is_missing_credentials(detail: str) -> bool:
     return "missing credentials" in lowered or "api_key client option must be set" in lowered
 
 
-def _key_fix(litellm: ModuleType, spec: ModelSpec) -> str:
+def _key_fix(litellm: ModuleType, spec: ModelEntry) -> str:
     if spec.api_key is not None:
-        return f"Check ModelSpec.api_key for {spec.name!r}: when given, it is used instead of the environment."
+        return f"Check ModelEntry.api_key for {spec.name!r}: when given, it is used instead of the environment."
     keys = _expected_env_keys(litellm, spec.name)
     if keys:
         names = " or ".join(keys)
-        return f"Set the environment variable {names} (litellm reads it for {spec.name!r}) or ModelSpec.api_key."
+        return f"Set the environment variable {names} (litellm reads it for {spec.name!r}) or ModelEntry.api_key."
     return (f"litellm found a key in the environment for {spec.name!r}; check that it is valid, "
-            "or set ModelSpec.api_key (any non-empty string for a local server that needs none).")
+            "or set ModelEntry.api_key (any non-empty string for a local server that needs none).")
 
 
 def _retry_after_s(exc: Exception) -> float | None:
@@ -367,7 +320,7 @@ def _retry_after_s(exc: Exception) -> float | None:
     return None
 
 
-def _failed(spec: ModelSpec, messages: list[dict[str, Any]], error: str, start: float, attempts: int) -> LLMResult:
+def _failed(spec: ModelEntry, messages: list[dict[str, Any]], error: str, start: float, attempts: int) -> LLMResult:
     return LLMResult(model=spec.name, messages=messages, text="", prompt_tokens=0, completion_tokens=0, cost=0.0,
                      latency_s=time.monotonic() - start, error=error, attempts=attempts)
 
@@ -375,7 +328,7 @@ def _failed(spec: ModelSpec, messages: list[dict[str, Any]], error: str, start: 
 # -- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _cost(litellm: ModuleType, spec: ModelSpec, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
+def _cost(litellm: ModuleType, spec: ModelEntry, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
     """USD for one response: the user's prices when given, else litellm's cost map, else 0.0."""
     if spec.has_prices:
         input_price, output_price = spec.input_cost_per_token or 0.0, spec.output_cost_per_token or 0.0
@@ -392,15 +345,13 @@ def _guard_timeout(timeout_s: float) -> float:
     return timeout_s * 1.1 + 0.5
 
 
-def _tier(models: Sequence[ModelSpec], name: str) -> tuple[ModelSpec, ...]:
+def _tier(models: Sequence[ModelEntry], name: str) -> tuple[ModelEntry, ...]:
     tier = tuple(models)
     if not tier:
-        raise ValueError(f"LLMProposer {name}: give at least one ModelSpec")
+        raise ValueError(f"LLMProposer {name}: give at least one ModelEntry")
     for spec in tier:
-        if not isinstance(spec, ModelSpec):
-            raise TypeError(f"LLMProposer {name}: expected ModelSpec, got {type(spec).__name__} ({spec!r})")
-    if sum(spec.weight for spec in tier) <= 0:
-        raise ValueError(f"LLMProposer {name}: the weights sum to 0; give at least one model a positive weight")
+        if not isinstance(spec, ModelEntry):
+            raise TypeError(f"LLMProposer {name}: expected ModelEntry, got {type(spec).__name__} ({spec!r})")
     return tier
 
 

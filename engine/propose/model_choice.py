@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # engine.llm imports this module
-    from evoforge.engine.propose.llm import ModelSpec
-
+from evoforge.engine.run.config import ModelEntry
 
 COST_FLOOR = 1e-6  # USD per call: a free (local) model is worth its improvement rate over this, not infinity
 
@@ -23,7 +21,7 @@ COST_FLOOR = 1e-6  # USD per call: a free (local) model is worth its improvement
 class ModelChooser(Protocol):
     """Picks one of the available models and learns from what its proposals achieved."""
 
-    def choose(self, available: Sequence[ModelSpec], rng: np.random.Generator) -> tuple[ModelSpec, dict[str, Any]]:
+    def choose(self, available: Sequence[ModelEntry], rng: np.random.Generator) -> tuple[ModelEntry, dict[str, Any]]:
         ...
 
     def observe(self, model: str, improved: bool, cost: float) -> None: ...
@@ -35,7 +33,7 @@ class TierChoice:
     def __init__(self, strong_prob: float) -> None:
         self.strong_prob = strong_prob
 
-    def choose(self, available: Sequence[ModelSpec], rng: np.random.Generator) -> tuple[ModelSpec, dict[str, Any]]:
+    def choose(self, available: Sequence[ModelEntry], rng: np.random.Generator) -> tuple[ModelEntry, dict[str, Any]]:
         wants_strong = bool(rng.random() < self.strong_prob)  # always drawn: the stream must not depend on tiers
         tier = [m for m in available if m.tier == ("strong" if wants_strong else "cheap")] or list(available)
         weights = np.array([m.weight for m in tier], dtype=float)
@@ -61,7 +59,7 @@ class BanditChoice:
     def __init__(self) -> None:
         self._arms: dict[str, _Arm] = {}
 
-    def choose(self, available: Sequence[ModelSpec], rng: np.random.Generator) -> tuple[ModelSpec, dict[str, Any]]:
+    def choose(self, available: Sequence[ModelEntry], rng: np.random.Generator) -> tuple[ModelEntry, dict[str, Any]]:
         values: dict[str, float] = {}
         for model in available:
             arm = self._arms.get(model.name, _Arm())

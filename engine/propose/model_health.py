@@ -5,11 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # engine.llm imports this module
-    from evoforge.engine.propose.llm import ModelSpec
-
+from evoforge.engine.run.config import ModelEntry
 
 
 @dataclass
@@ -43,7 +40,7 @@ class ModelHealth:
             state.rests += 1
             state.consecutive_failures = 0
 
-    def available(self, models: Sequence[ModelSpec]) -> tuple[list[ModelSpec], float]:
+    def available(self, models: Sequence[ModelEntry]) -> tuple[list[ModelEntry], float]:
         """The models not resting now; if all rest, none and the seconds until the first one is back."""
         now = self._clock()
         ready = [m for m in models if self._states.get(m.name, _State()).resting_until <= now]

@@ -88,10 +88,7 @@ class LiteLLMProposer:
     def __init__(self, description: str, evolved_names: Sequence[str], models: ModelConfig, *,
                  cache: ResponseCache | None = None, replay: ReplaySource | None = None,
                  instructions: InstructionPool | None = None, maximize: bool = True) -> None:
-        from evoforge.engine.propose.llm import (  # imported here: a search with no LLM never loads litellm
-            LLMProposer,
-            ModelSpec,
-        )
+        from evoforge.engine.propose.llm import LLMProposer  # imported here: a search with no LLM never loads litellm
         from evoforge.engine.propose.model_choice import BanditChoice
 
         self._description = description
@@ -103,14 +100,8 @@ class LiteLLMProposer:
         self._replay = replay
         self.instructions = instructions
 
-        def spec(entry: Any) -> ModelSpec:
-            return ModelSpec(name=entry.name, weight=entry.weight, api_base=entry.api_base,
-                             temperature=entry.temperature, max_tokens=entry.max_tokens, timeout_s=entry.timeout_s,
-                             input_cost_per_token=entry.input_cost_per_token,
-                             output_cost_per_token=entry.output_cost_per_token)
-
-        cheap = [spec(m) for m in models.models if m.tier == "cheap"]
-        strong = [spec(m) for m in models.models if m.tier == "strong"]
+        cheap = [m for m in models.models if m.tier == "cheap"]
+        strong = [m for m in models.models if m.tier == "strong"]
         self.llm = LLMProposer(cheap, strong=strong, strong_prob=models.strong_prob, max_retries=models.retries,
                                backoff_s=models.backoff_s, chooser=BanditChoice() if models.bandit else None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,31 +21,55 @@ MODEL_TIERS = ("cheap", "strong")
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One LLM of the ensemble: a litellm model string and how to call it."""
+    """One LLM of the ensemble: a litellm model string and how to call it (the config's entry and what the LLM
+    proposer calls alike)."""
 
-    name: str
+    name: str  # "gpt-4o-mini", "anthropic/claude-...", "openai/NAME" for an OpenAI-compatible server
     tier: str = "cheap"  # cheap models answer most prompts; strong ones with probability strong_prob
     weight: float = 1.0  # relative chance within its tier (the bandit, when on, learns its own)
     api_base: str | None = None  # an OpenAI-compatible server (vLLM, Ollama, llama.cpp, a test server)
     temperature: float = 0.8
     max_tokens: int = 4096
-    timeout_s: float = 120.0
-    input_cost_per_token: float | None = None  # USD; for models missing from litellm's price list
+    timeout_s: float = 120.0  # wall-clock limit of one attempt
+    input_cost_per_token: float | None = None  # USD; when either price is set, used instead of litellm's price list
     output_cost_per_token: float | None = None
+    # None: litellm reads the provider's usual environment variable. Never stored with a run (see `stored`).
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.name:
+        if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("a model needs a name (a litellm model string such as gpt-4o-mini)")
         if self.tier not in MODEL_TIERS:
             raise ConfigError(f"model {self.name}: tier {self.tier!r} is not one of {MODEL_TIERS}")
-        if not self.weight > 0:
+        if not (self.weight > 0 and math.isfinite(self.weight)):
             raise ConfigError(f"model {self.name}: weight {self.weight} must be > 0")
-        if self.max_tokens <= 0 or self.timeout_s <= 0:
+        if not (isinstance(self.max_tokens, int) and self.max_tokens > 0 and self.timeout_s > 0
+                and math.isfinite(self.timeout_s)):
             raise ConfigError(f"model {self.name}: max_tokens and timeout_s must be positive")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"model {self.name}: temperature {self.temperature} must be a finite number >= 0")
+        for name in ("input_cost_per_token", "output_cost_per_token"):
+            price = getattr(self, name)
+            if price is not None and not (price >= 0 and math.isfinite(price)):
+                raise ConfigError(f"model {self.name}: {name} {price} must be a finite number >= 0 (USD per token)")
+
+    @property
+    def has_prices(self) -> bool:
+        """Whether the entry gives per-token prices (used instead of litellm's price list)."""
+        return self.input_cost_per_token is not None or self.output_cost_per_token is not None
+
+    @classmethod
+    def stored(cls) -> tuple[str, ...]:
+        """The fields a models file may give and a run stores: all but the API key, which stays in the
+        environment (or in the Python caller's hands), never in a file or the database."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "api_key")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.stored()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = set(cls.stored())
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"model entry {data.get('name', '?')}: unknown keys {unknown}; use {sorted(known)}")
@@ -164,7 +189,9 @@ class RunConfig:
         return self.workers if self.models.offline else 2 * self.workers
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["models"]["models"] = [m.to_dict() for m in self.models.models]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

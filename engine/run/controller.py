@@ -22,7 +22,8 @@ from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
 from evoforge.engine.run.config import Limits
-from evoforge.engine.run.executor import Executor, NodeEvaluation
+from evoforge.engine.run.executor import Executor
+from evoforge.engine.run.node_evaluation import NodeEvaluation
 from evoforge.engine.run.stats import RunStats
 from evoforge.evaluators import Evaluation, Problem
 from evoforge.islands import IslandModel, ResetPlan

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
-from dataclasses import dataclass
 from typing import Protocol
 
 from evoforge.engine.run.config import ConfigError, RunConfig
+from evoforge.engine.run.node_evaluation import NodeEvaluation
 from evoforge.evaluators import Evaluation, Problem, SandboxPool
 from evoforge.evaluators.scoring import BehaviourProbe
-
-
-@dataclass(frozen=True)
-class NodeEvaluation(Evaluation):
-    """An evaluation together with the machine (or Ray node) whose sandbox ran it, which the database records."""
-
-    node: str | None = None
-
-    @classmethod
-    def of(cls, evaluation: Evaluation, node: str) -> NodeEvaluation:
-        """``evaluation`` marked as run on ``node``."""
-        return cls(**{f.name: getattr(evaluation, f.name) for f in dataclasses.fields(evaluation)}, node=node)
 
 
 class Executor(Protocol):

@@ -22,7 +22,7 @@ import ray
 from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
 
 from evoforge.engine.run.config import ConfigError
-from evoforge.engine.run.executor import NodeEvaluation
+from evoforge.engine.run.node_evaluation import NodeEvaluation
 from evoforge.evaluators import Evaluation, Problem, ProblemError, SandboxPool, load_problem
 from evoforge.evaluators.scoring import BehaviourProbe
 
