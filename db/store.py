@@ -239,6 +239,13 @@ class Store:
         query = _EVENT_COLUMNS.where(Event.run_id == run_id, Event.kind == kind).order_by(Event.seq)
         return [_event_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
+    def events_after(self, run_id: int, after_seq: int, kinds: Sequence[str]) -> list[EventInfo]:
+        """The run's events of these kinds recorded after a place in its history, in order (through the (run, seq)
+        index, so a running search can poll for a person's actions cheaply)."""
+        query = _EVENT_COLUMNS.where(Event.run_id == run_id, Event.seq > after_seq,
+                                     Event.kind.in_(list(kinds))).order_by(Event.seq)
+        return [_event_info(r) for r in self._read(lambda c: c.execute(query).all())]
+
     def last_activity(self, run_id: int, before_seq: int | None = None) -> datetime | None:
         """When the run last recorded a program or a proposal (before a place in its history, if given); None if
         never. Found through the (run, seq) index: the latest record is the one with the highest seq."""

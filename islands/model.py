@@ -79,6 +79,43 @@ class IslandModel:
         for island in self._islands[1:]:
             island.add(program_id, sig, s, length)
 
+    def withdraw(self, program_id: int) -> list[int]:
+        """Take a program out of selection on every island that holds it (a person rejected it during the run).
+
+        Each such island is rebuilt from its other programs in the order they were recorded (program ids grow
+        with it), as if the program had never been registered there. Returns the islands left empty, which the
+        caller refounds (`refound`) before sampling them. The program stays known, so a reset plan recorded
+        earlier that names it is still understood.
+        """
+        pid = _as_int("program_id", program_id)
+        emptied = []
+        for i, island in enumerate(self._islands):
+            members = [(int(q), c.signature, c.score, int(length)) for c in island.clusters
+                       for q, length in zip(c.program_ids, c.lengths)]
+            if all(q != pid for q, *_ in members):
+                continue
+            rebuilt = Island(self.maximize)
+            for q, sig, score, length in sorted(members, key=lambda m: m[0]):
+                if q != pid:
+                    rebuilt.add(q, sig, score, length)
+            self._islands[i] = rebuilt
+            if len(rebuilt) == 0:
+                emptied.append(i)
+        return emptied
+
+    def is_registered(self, program_id: int) -> bool:
+        """Whether the program was ever registered (withdrawn ones included)."""
+        return program_id in self._programs
+
+    def refound(self, island: int, founder: int) -> None:
+        """Start an island afresh from one registered program (an island a withdrawal emptied)."""
+        i = self._check_island(island)
+        if founder not in self._programs:
+            raise ValueError(f"IslandModel.refound: program {founder} was never registered")
+        sig, score, length = self._programs[founder]
+        self._islands[i] = Island(self.maximize)
+        self._islands[i].add(founder, sig, score, length)
+
     def needs_reset(self) -> bool:
         """Return True once `reset_period` programs were registered since the last reset (or the start)."""
         return self._since_reset >= self.config.reset_period

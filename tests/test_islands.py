@@ -466,3 +466,21 @@ def test_register_everywhere_founds_every_island_as_one_registration() -> None:
     assert model.num_registered == 1
     rng = np.random.default_rng(0)
     assert all(model.select_parents(i, rng) == [7] for i in range(3))
+
+
+def test_withdrawing_a_program_takes_it_out_of_selection_on_every_island_it_is_on() -> None:
+    from evoforge.islands import IslandConfig, IslandModel
+
+    model = IslandModel(IslandConfig(num_islands=2, parents_per_prompt=2), maximize=True)
+    model.register_everywhere(1, (0.0,), 0.0, 10)
+    model.register(2, 0, (5.0,), 5.0, 10)
+    model.register(3, 1, (3.0,), 3.0, 10)
+    rng = np.random.default_rng(0)
+    assert any(2 in model.select_parents(0, rng) for _ in range(20))
+    assert model.withdraw(2) == []
+    assert all(2 not in model.select_parents(0, rng) for _ in range(50))
+    assert model.best(0) == (1, 0.0) and model.best(1) == (3, 3.0) and model.is_registered(2)
+    assert model.withdraw(2) == []  # again: nothing changes
+    assert model.withdraw(1) == [0]  # island 0 held only the seed now: the caller refounds it
+    model.refound(0, 3)
+    assert model.select_parents(0, rng) == [3]

@@ -29,6 +29,11 @@ from evoforge.engine.analysis.overfit import Gap, gap, relative_gap
 from evoforge.evaluators import ProblemError
 
 
+# Events that record a person's action on a run: read by a running search's steering (engine/run/steering.py)
+# and shown by the report and `evoforge serve`.
+HUMAN_EVENT, REJECT_EVENT, NOTE_EVENT = "human", "reject", "note"
+
+
 def open_run(store: Store, name: str) -> RunInfo:
     """The run named `name`; ProblemError naming the runs there if there is none."""
     run = store.get_run(name)

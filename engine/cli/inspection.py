@@ -1,5 +1,5 @@
 """The inspection and oversight subcommands of `evoforge`: runs, show, best, program, lineage, plot, report,
-export (they read the database) and add, reject (a person's changes to a run)."""
+export (they read the database), add, reject (a person's changes to a run) and serve (live pages of both).""" 
 
 from __future__ import annotations
 
@@ -74,8 +74,27 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     reject.add_argument("id", type=int)
     reject.add_argument("--why", required=True, help="what is wrong with it, e.g. 'reads the answers'")
     reject.add_argument("--by", help="who rejects it (default: $USER)")
+    serve = command("serve", "live pages of the runs in a database, where a person can reject, add and annotate")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                       "only)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument("--private", action="store_true",
+                       help="pages need the token too, not only the actions that change the database")
     return {"runs": _runs, "show": _show, "best": _best, "program": _program, "lineage": _lineage, "plot": _plot,
-            "report": _report, "export": _export, "add": _add, "reject": _reject}
+            "report": _report, "export": _export, "add": _add, "reject": _reject, "serve": _serve}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from evoforge.engine.run.oversight import current_user
+    from evoforge.engine.serve.app import ServeConfig, new_token, serve
+
+    token = os.environ.get("EVOFORGE_TOKEN") or new_token()
+    with Store(args.db, create=False) as store:
+        config = ServeConfig(store=store, token=token, private=args.private, by=f"{current_user()} via evoforge serve")
+        serve(config, host=args.host, port=args.port, announce=_note)
+    return 0
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -16,9 +16,14 @@ def read_candidate(path: str | Path, problem: Problem) -> str:
     if not path.is_file():
         raise ProblemError(f"{path}: no such candidate file\n  fix: pass a .py file defining "
                            f"{', '.join(problem.evolved_names)}")
-    source = path.read_text()
+    return candidate_from_text(path.read_text(), problem, where=str(path))
+
+
+def candidate_from_text(source: str, problem: Problem, *, where: str = "the pasted code") -> str:
+    """The program in `source` (a person's text): as `read_candidate`, with errors naming `where`."""
+    path = where
     try:
-        tree = ast.parse(source, filename=str(path))
+        tree = ast.parse(source, filename=where)
     except SyntaxError as exc:
         raise ProblemError(f"{path}:{exc.lineno}: syntax error: {exc.msg}\n  fix: correct the syntax") from None
     found = _function_sources(source, tree, problem.evolved_names)

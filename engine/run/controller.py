@@ -21,10 +21,12 @@ from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
+from evoforge.engine.analysis.queries import HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.run.config import Limits
 from evoforge.engine.run.executor import Executor
 from evoforge.engine.run.node_evaluation import NodeEvaluation
 from evoforge.engine.run.stats import RunStats
+from evoforge.engine.run.steering import Steering, steer_forever
 from evoforge.evaluators import Evaluation, Problem
 from evoforge.islands import IslandModel, ResetPlan
 
@@ -158,6 +160,24 @@ class Controller:
         self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
         return found
 
+    def apply_action(self, kind: str, program_id: int) -> None:
+        """Apply a person's action taken while the run goes on: a rejected program leaves selection at once, a
+        valid human program joins its island. Idempotent, so an action seen twice changes nothing."""
+        if kind == REJECT_EVENT:
+            for island in self.islands.withdraw(program_id):
+                self.islands.refound(island, self._seed_id())
+            if self.stats.best_program_id == program_id:
+                best = self.islands.best()
+                self.stats.best_program_id, self.stats.best_score = best if best else (None, None)
+        elif kind == HUMAN_EVENT and not self.islands.is_registered(program_id):
+            p = self.store.get_program(program_id)
+            if p.status == "ok" and p.score is not None and p.rejected_at is None:
+                self.islands.register(p.id, p.island, self._signature(p.scores), p.score, p.code_length)
+                self._note_best(p.id, p.score)
+
+    def _seed_id(self) -> int:
+        return self.store.program_briefs(self.run.id)[0].id  # the seed is recorded first
+
     def _note_best(self, program_id: int, score: float) -> bool:
         if self.problem.is_better(score, self.stats.best_score):
             self.stats.best_score = score
@@ -170,6 +190,7 @@ class Controller:
     async def run_to_budget(self) -> RunStats:
         """Propose and evaluate candidates until the budget is spent; cancellation keeps what was recorded."""
         pending: set[asyncio.Task[None]] = set()
+        steer = asyncio.create_task(steer_forever(Steering(self.store, self.run.id), self.apply_action))
         try:
             while self._may_start() or pending:
                 while self._may_start() and len(pending) < self.concurrency:
@@ -182,6 +203,7 @@ class Controller:
                     self.stats.done += 1
                 self._on_progress(self.stats)
         finally:
+            steer.cancel()
             for task in pending:
                 task.cancel()
             if pending:

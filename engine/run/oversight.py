@@ -1,7 +1,8 @@
 """A person's hand on a run: `evoforge add` puts their own program in, `evoforge reject` takes one out.
 
-Both only write the database. A running search does not see them; the next `evoforge resume` does, because its
-restore() registers human programs on their island and skips rejected ones (also as founders of island resets).
+Both write the database and an event. A running search picks the events up within seconds (engine/run/steering.py);
+a stopped one at the next `evoforge resume`, whose restore() registers human programs on their island and skips
+rejected ones (also as founders of island resets).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from evoforge.db import NewEvaluation, NewProgram, ProgramInfo, RunInfo, Store
 from evoforge.engine.analysis import queries as analysis
-from evoforge.engine.program.candidates import read_candidate
+from evoforge.engine.program.candidates import candidate_from_text, read_candidate
 from evoforge.engine.program.source import code_hash
 from evoforge.evaluators import Evaluation, Problem, ProblemError, SandboxPool, load_problem
 
@@ -52,18 +53,22 @@ class Added:
     program: ProgramInfo
 
 
-def add_program(store: Store, name: str, path: str | Path, *, island: int = 0,
-                note: Note = lambda _m: None) -> Added:
-    """Evaluate a person's file like any candidate (sandbox, training then held-out) and record it as 'human'."""
+def add_program(store: Store, name: str, path: str | Path | None = None, *, code: str | None = None,
+                island: int = 0, by: str | None = None, note: Note = lambda _m: None) -> Added:
+    """Evaluate a person's file (or pasted `code`) like any candidate (sandbox, training then held-out) and record
+    it as 'human', with an event saying who added it, which a running search picks up."""
+    if (path is None) == (code is None):
+        raise ValueError("add_program takes a file path or the code itself, not both")
     run, problem = run_problem(store, name)
     islands = analysis.num_islands(run)
     if not 0 <= island < islands:
         raise ProblemError(f"--island {island}: run '{name}' has islands 0..{islands - 1}")
-    code = read_candidate(path, problem)
+    where = str(path) if path is not None else "the pasted code"
+    code = read_candidate(path, problem) if path is not None else candidate_from_text(code or "", problem)
     digest = code_hash(code)
     same = store.find_by_hash(run.id, digest)
     if same is not None:
-        raise ProblemError(f"{path}: run '{name}' already has this program (program {same}, comments and "
+        raise ProblemError(f"{where}: run '{name}' already has this program (program {same}, comments and "
                            f"whitespace aside); see `evoforge program {same}`")
     with SandboxPool(problem, workers=1) as pool:
         note(f"evaluating {path} on {len(problem.inputs)} training inputs in the sandbox")
@@ -77,6 +82,8 @@ def add_program(store: Store, name: str, path: str | Path, *, island: int = 0,
     evaluations = [evaluation_record(train, "train")]
     evaluations += [evaluation_record(held, "held_out")] if held is not None else []
     recorded = store.record_candidate(run.id, program=program, evaluations=evaluations)
+    store.record_event(run.id, analysis.HUMAN_EVENT, {"program": recorded.program_id, "island": island,
+                                             "by": by or current_user()})
     return Added(run.name, store.get_program(recorded.program_id))
 
 
@@ -88,4 +95,15 @@ def reject_program(store: Store, program_id: int, *, why: str, by: str | None = 
                            "be rejected\n  fix: reject the programs descended from it that you distrust")
     if not why.strip():
         raise ProblemError("--why is empty: say what is wrong with the program, e.g. --why 'reads the answers'")
-    return store.reject_program(program_id, by=by or current_user(), why=why)
+    who = by or current_user()
+    rejected = store.reject_program(program_id, by=who, why=why)
+    store.record_event(rejected.run_id, analysis.REJECT_EVENT, {"program": program_id, "by": who, "why": why})
+    return rejected
+
+
+def annotate_run(store: Store, name: str, text: str, *, by: str | None = None) -> int:
+    """Record a person's note on a run (shown by the report and `evoforge serve`); returns its seq."""
+    if not text.strip():
+        raise ProblemError("the note is empty: write what you noticed, e.g. 'island 2 stalls since program 880'")
+    run = analysis.open_run(store, name)
+    return store.record_event(run.id, analysis.NOTE_EVENT, {"text": text.strip(), "by": by or current_user()})

@@ -1,0 +1,201 @@
+"""What each page shows, as plain data built from the analysis queries the CLI uses.
+
+The report and the live server render these with the same templates; the server's JSON API returns them as they
+are. Code and diffs are highlighted by pygments on our side (its output escapes the text it highlights).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import DiffLexer, PythonLexer
+
+from evoforge.db import ProgramBrief, RunInfo, Store
+from evoforge.engine.analysis import queries as analysis
+from evoforge.engine.analysis import textfmt as fmt
+from evoforge.engine.analysis.views import LINEAGE_HEADER, MODEL_HEADER, gap_legend, lineage_rows, model_cells
+
+
+
+def code_html(code: str) -> Markup:
+    """Python code highlighted as HTML (pygments escapes the code)."""
+    return Markup(highlight(code, PythonLexer(), HtmlFormatter()))
+
+
+def diff_html(diff: str) -> Markup:
+    return Markup(highlight(diff, DiffLexer(), HtmlFormatter())) if diff else Markup("<p>(no change)</p>")
+
+
+def highlight_css() -> str:
+    return HtmlFormatter().get_style_defs(".highlight")
+
+
+def _number(value: float | None) -> float | None:
+    """A float for JSON: NaN and infinities become null."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+# ------------------------------------------------------------------------------------------------- runs
+
+
+def run_rows(store: Store) -> list[dict[str, Any]]:
+    """One row per run: status, best, valid rate, throughput and spend (the runs page)."""
+    rows = []
+    for run in store.list_runs():
+        s = analysis.summarize(store, run)
+        rate = s.evaluated / s.duration_s if s.duration_s else None
+        rows.append({"name": run.name, "problem": run.problem_name, "status": run.status,
+                     "candidates": s.candidates, "evaluated": s.evaluated, "valid_rate": s.valid_rate,
+                     "best_score": _number(s.best_score), "best_text": fmt.score(s.best_score),
+                     "best_program_id": s.best_program_id, "throughput": rate, "cost": s.cost,
+                     "cost_text": fmt.cost(s.cost), "started": fmt.when(s.started), "took": fmt.duration(s.duration_s),
+                     "maximize": analysis.maximize(run)})
+    return rows
+
+
+@dataclass(frozen=True)
+class BestRow:
+    rank: int
+    id: int
+    score: str
+    held_out: str
+    gap: str
+    flagged: bool
+    island: int
+    origin: str
+
+
+def _best_rows(ranked: list[analysis.Ranked]) -> list[BestRow]:
+    return [BestRow(r.rank, r.program.id, fmt.score(r.program.score), fmt.score(r.program.held_out_score),
+                    r.gap.describe(), r.gap.flagged, r.program.island, r.program.origin) for r in ranked]
+
+
+def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
+    """Everything the run page shows above its program sections."""
+    s = analysis.summarize(store, run)
+    counts = store.status_counts(run.id)
+    briefs = store.program_briefs(run.id)
+    ranked = analysis.best(store, run, top)
+    seed = next((p for p in briefs if p.origin == "seed"), None)
+    facts = [("problem", f"{run.problem_name} ({run.problem_path})"), ("status", run.status),
+             ("started", fmt.when(run.created_at)), ("took", fmt.duration(s.duration_s)),
+             ("candidates", f"{s.candidates} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"),
+             ("valid rate", f"{s.valid_rate:.0%}"), ("cost", fmt.cost(s.cost)),
+             ("best score", f"{fmt.score(s.best_score)} ({'higher' if analysis.maximize(run) else 'lower'} is better)"),
+             ("seed", "-" if seed is None else
+              f"program {seed.id}: score {fmt.score(seed.score)}, held-out {fmt.score(seed.held_out_score)}"),
+             ("settings", ", ".join(f"{k}={v}" for k, v in run.config["settings"].items())),
+             ("params", ", ".join(f"{k}={v!r}" for k, v in run.config["params"].items()))]
+    models = [[m.model, *model_cells(m)] for m in analysis.models(store, run)]
+    islands = [[i.island, i.programs, fmt.score(i.best_score), i.best_program_id or "-"]
+               for i in analysis.islands(run, briefs)]
+    rejected = [{"id": p.id, "score": fmt.score(p.score), "by": p.rejected_by, "when": fmt.when(p.rejected_at),
+                 "why": p.rejected_reason}
+                for p in store.get_programs([b.id for b in analysis.rejected(briefs)]) if p.rejected_at is not None]
+    notes = [{"when": fmt.when(e.created_at), "by": e.data.get("by", "?"), "text": e.data.get("text", "")}
+             for e in store.events(run.id, analysis.NOTE_EVENT)]
+    return {"run": run, "name": run.name, "facts": facts, "best": _best_rows(ranked),
+            "legend": gap_legend(analysis.seed_gap(run, briefs)), "models_header": MODEL_HEADER, "models": models,
+            "islands": islands, "rejected": rejected, "notes": notes, "ranked": ranked}
+
+
+# ------------------------------------------------------------------------------------------------ curves
+
+
+def curve_payload(store: Store, run: RunInfo, *, since: int = 0) -> dict[str, Any]:
+    """The run's evaluated candidates from index `since` on, as JSON-ready columns for the chart script.
+
+    The client keeps what it has and asks for the rest, so a live page only ever fetches the new points.
+    """
+    c = analysis.curve(store, run)
+    since = max(0, min(since, len(c.evaluated)))
+
+    def column(values: Any) -> list[Any]:
+        return [_number(v) for v in values[since:].tolist()]
+
+    return {"run": run.name, "status": run.status, "maximize": c.maximize, "num_islands": c.num_islands,
+            "since": since, "total": int(len(c.evaluated)),
+            "evaluated": c.evaluated[since:].tolist(), "seconds": column(c.seconds), "score": column(c.score),
+            "best": column(c.best), "best_held_out": column(c.best_held_out), "island": c.island[since:].tolist(),
+            "program_id": c.program_id[since:].tolist(), "best_program_id": c.best_program_id[since:].tolist(),
+            "valid": c.valid[since:].tolist(), "rejected": c.rejected[since:].tolist(),
+            "seed": [bool(o == "seed") for o in c.origin[since:].tolist()]}
+
+
+# ----------------------------------------------------------------------------------------------- program
+
+
+def program_view(store: Store, program_id: int) -> dict[str, Any]:
+    """One program: code, diff to its parent, each input's score, held-out, error, the prompt and the response."""
+    d = analysis.program_detail(store, program_id)
+    evaluations = [{"kind": "held-out" if ev.kind == "held_out" else "training", "status": ev.status,
+                    "score": fmt.score(ev.score), "stage": ev.stage, "error": ev.error,
+                    "scores": [(name, fmt.score(value)) for name, value in ev.scores.items()],
+                    "timings": ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items()) or "-"}
+                   for ev in d.evaluations]
+    return {"detail": d, "program": d.program, "run": d.run, "gap": d.gap.describe(), "flagged": d.gap.flagged,
+            "code": code_html(d.program.code), "diff": diff_html(d.diff) if d.parent is not None else None,
+            "evaluations": evaluations, "proposal": d.proposal}
+
+
+# ----------------------------------------------------------------------------------------------- lineage
+
+
+def lineage_section(store: Store, ranked: analysis.Ranked) -> dict[str, Any]:
+    """A best program with its code, lineage table and the diffs along it (the report's program sections)."""
+    p = ranked.program
+    chain = analysis.lineage(store, p.id)
+    code = {q.id: q.code for q in store.get_programs([c.id for c in chain])}
+    diffs = [{"title": f"program {a.id} → {b.id} ({b.origin}): score {fmt.score(a.score)} → {fmt.score(b.score)}",
+              "diff": diff_html(analysis.code_diff(code[a.id], code[b.id], f"program {a.id}", f"program {b.id}"))}
+             for a, b in zip(chain, chain[1:])]
+    return {"ranked": ranked, "program": p, "code": code_html(p.code), "gap": ranked.gap.describe(),
+            "flagged": ranked.gap.flagged, "lineage_header": LINEAGE_HEADER, "lineage": lineage_rows(chain),
+            "rejected_steps": [c.rejected for c in chain], "steps": len(chain) - 1, "diffs": diffs}
+
+
+@dataclass
+class TreeNode:
+    """A program in the lineage tree of a run's best programs, with the children that lead to one of them."""
+
+    brief: ProgramBrief
+    score: str
+    best_rank: int | None
+    children: list[TreeNode]
+
+
+def lineage_tree(store: Store, run: RunInfo, *, top: int = 10) -> list[TreeNode]:
+    """The ancestors of the run's `top` best programs merged into one tree (roots: the seed, human programs)."""
+    ranked = analysis.best(store, run, top)
+    by_id = {p.id: p for p in store.program_briefs(run.id)}
+    nodes: dict[int, TreeNode] = {}
+    roots: list[TreeNode] = []
+    for r in ranked:
+        chain: list[ProgramBrief] = [by_id[r.program.id]]
+        while (parent := analysis.primary_parent(chain[-1])) is not None and parent in by_id \
+                and parent not in {p.id for p in chain}:
+            chain.append(by_id[parent])
+        above: TreeNode | None = None
+        for brief in reversed(chain):
+            node = nodes.get(brief.id)
+            if node is None:
+                node = nodes[brief.id] = TreeNode(brief, fmt.score(brief.score), None, [])
+                (above.children if above is not None else roots).append(node)
+            above = node
+        nodes[r.program.id].best_rank = r.rank
+    return roots
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to show on a page: its password, if any, replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show nothing of it rather than a secret
+        return "(database)"

@@ -1,0 +1,233 @@
+"""`evoforge serve` for real: a server and a running search in subprocesses, driven by headless Chromium (Playwright
+with Debian's chromium), checked in the database the search writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from evoforge.db import Store
+from evoforge.engine.analysis import queries as analysis
+from evoforge.engine.run.steering import STEER_INTERVAL_S
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-0123456789"
+# A docstring that would run script in a page that put candidate text into HTML unescaped.
+HOSTILE = ('def priority(item: float, bins: np.ndarray) -> np.ndarray:\n'
+           '    """<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">"""\n'
+           '    return -(bins - item) + 0.0\n')
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing in CI: .ci/run installs Debian's chromium before `make test`")
+        pytest.skip("chromium is not installed (apt-get install chromium); CI always runs this test")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(condition: Callable[[], object], what: str, timeout_s: float = 90.0) -> object:
+    """Poll until condition() is truthy; generous, since CI machines are loaded (no test depends on speed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"gave up waiting for {what} after {timeout_s:.0f}s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A search that keeps running (small instances, a big budget) and `evoforge serve` over its database."""
+    _chromium()
+    tmp = tmp_path_factory.mktemp("serve")
+    db = f"sqlite:///{tmp / 'runs.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EVOFORGE_TOKEN": TOKEN}
+    search = subprocess.Popen(
+        [sys.executable, "-m", "evoforge", "run", str(REPO / "problems" / "bin_packing.py"), "--name", "live",
+         "--db", db, "--budget", "100000", "--workers", "1", "--quiet", "--set", "num_items=120",
+         "--set", "num_instances=2", "--set", "held_out_instances=1"],
+        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = None
+    try:
+        _wait(lambda: (tmp / "runs.db").exists() and len(_programs(db)) > 1, "the search's first programs")
+    except BaseException:
+        search.kill()
+        raise
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "evoforge", "serve", "--db", db, "--port", str(port)],
+                              cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _answers(base + "/runs/live"), "the server to answer")
+        yield base, db
+    finally:
+        for proc in (server, search):
+            proc.send_signal(signal.SIGINT)
+        for proc in (server, search):
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _programs(db: str) -> list:
+    with Store(db) as store:
+        if store.get_run("live") is None:
+            return []
+        run = analysis.open_run(store, "live")
+        return store.get_programs([p.id for p in store.program_briefs(run.id)])
+
+
+def _favourite_parent(db: str) -> int | None:
+    """The non-seed program most often chosen as a parent among the last 30 programs (2+ times), if any."""
+    programs = _programs(db)
+    seed = programs[0].id
+    counts: dict[int, int] = {}
+    for p in programs[-30:]:
+        for parent in p.parent_ids:
+            if parent != seed:
+                counts[parent] = counts.get(parent, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    return ranked[0][0] if ranked and ranked[0][1] >= 2 else None
+
+
+def test_live_pages_follow_a_running_search_and_a_person_steers_it(live: tuple[str, str], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, db = live
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1500})
+        page.on("dialog", lambda d: pytest.fail(f"a page opened a dialog: {d.message}"))
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        # The curve gains points without a reload.
+        page.goto(f"{base}/?token={TOKEN}")  # sets the cookie that actions need
+        page.goto(f"{base}/runs/live")
+        page.evaluate("window.__sameDocument = true")
+        _wait(lambda: page.text_content("#curve-count"), "the chart's first points")
+        first = int(page.text_content("#curve-count").split()[0])
+        _wait(lambda: int(page.text_content("#curve-count").split()[0]) > first, "new points on the live chart")
+        assert page.evaluate("window.__sameDocument") is True  # the same page: no reload happened
+        assert page.locator("#curve canvas").count() >= 1
+        if os.environ.get("EVOFORGE_UPDATE_SCREENSHOT"):
+            page.screenshot(path=str(REPO / "docs" / "serve.png"), full_page=False)
+
+        # A rejection made on the page removes the program from the running search's parents.
+        victim = _wait(lambda: _favourite_parent(db), "a program that the search keeps choosing as a parent")
+        page.goto(f"{base}/programs/{victim}")
+        page.fill("#reject-why", "chosen by the test: reads the answers")
+        page.click("#reject-go")
+        page.wait_for_selector("#rejected-mark", timeout=60_000)
+        rejected = next(p for p in _programs(db) if p.id == victim)
+        assert rejected.rejected_at is not None and "reads the answers" in (rejected.rejected_reason or "")
+        # Candidates already in flight may still carry it; any proposed after the search's next poll may not.
+        settled = rejected.rejected_at + timedelta(seconds=STEER_INTERVAL_S + 4)
+        _wait(lambda: sum(p.created_at > settled for p in _programs(db)) >= 15,
+              "15 more candidates after the rejection reached the search")
+        later = [p for p in _programs(db) if p.created_at > settled]
+        assert all(victim not in p.parent_ids for p in later), [p.id for p in later if victim in p.parent_ids]
+
+        # Candidate text is shown, never run: a program added on the page, a note, the program page.
+        page.goto(f"{base}/runs/live")
+        page.fill("#add-code", HOSTILE)
+        page.click("#add-go")
+        human = _wait(lambda: next((p for p in _programs(db) if p.origin == "human"), None), "the added program")
+        page.goto(f"{base}/runs/live")
+        page.fill("#note-text", "<script>window.__pwned = 3</script>")
+        page.click("#note-go")
+        page.wait_for_selector("#notes li", timeout=60_000)
+        assert "<script>window.__pwned = 3</script>" in page.text_content("#notes")
+        page.goto(f"{base}/programs/{human.id}")
+        assert "window.__pwned = 1" in page.text_content(".highlight")
+        for path in ("/", "/runs/live", f"/programs/{human.id}", "/runs/live/lineage", "/compare?a=live&b=live"):
+            page.goto(base + path)
+            assert page.evaluate("typeof window.__pwned") == "undefined", path
+        assert not errors, errors
+
+        # Actions without the token are refused; reading is open (no --private).
+        anonymous = browser.new_context()
+        refused = anonymous.request.post(f"{base}/api/programs/{human.id}/reject", data={"why": "no token"})
+        assert refused.status == 403
+        assert anonymous.request.get(f"{base}/api/runs").status == 200
+        wrong = anonymous.request.post(f"{base}/api/runs/live/notes", data={"text": "x"},
+                                       headers={"X-Evoforge-Token": "wrong"})
+        assert wrong.status == 403
+        browser.close()
+    assert next(p for p in _programs(db) if p.id == human.id).rejected_at is None
+
+
+def test_a_rejection_reaches_a_running_controller_through_steering(tmp_path: Path) -> None:
+    """The controller's side alone: the action recorded in the database changes the islands, idempotently."""
+    from evoforge.engine.run.steering import Steering
+    from evoforge.engine.analysis.queries import REJECT_EVENT
+
+    with Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        run = store.create_run(name="r", problem_name="p", problem_path="p.py", problem_source="", problem_hash="h",
+                               config={}, seed=0, evoforge_version="test")
+        steering = Steering(store, run.id)
+        assert steering.poll() == []
+        store.record_event(run.id, REJECT_EVENT, {"program": 7, "by": "me", "why": "test"})
+        store.record_event(run.id, "resume", {"budget": 5})  # not a person's action: not returned
+        assert steering.poll() == [(REJECT_EVENT, 7)]
+        assert steering.poll() == []  # each action once
+
+
+def test_reading_needs_the_token_when_private(tmp_path: Path) -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from evoforge.engine.serve.app import ServeConfig, make_app
+
+    async def check() -> None:
+        with Store(f"sqlite:///{tmp_path / 'p.db'}") as store:
+            app = make_app(ServeConfig(store=store, token=TOKEN, private=True))
+            async with TestClient(TestServer(app)) as client:
+                assert (await client.get("/api/runs")).status == 403
+                assert (await client.get("/")).status == 403
+                ok = await client.get("/api/runs", headers={"X-Evoforge-Token": TOKEN})
+                assert ok.status == 200 and await ok.json() == []
+                page = await client.get("/", headers={"X-Evoforge-Token": TOKEN})
+                assert page.status == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
+                assert (await client.get("/static/charts.js")).status == 200  # the script is public, data not
+
+    asyncio.run(check())
+
+
+def test_the_page_never_shows_a_database_password() -> None:
+    from evoforge.engine.analysis.web.pages import safe_url
+
+    shown = safe_url("postgresql+psycopg://evo:s3cret@db.example:5432/runs")
+    assert "s3cret" not in shown and "evo" in shown
+
