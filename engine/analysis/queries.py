@@ -28,7 +28,6 @@ from evoforge.engine.analysis.llm_stats import ModelStats, model_stats
 from evoforge.engine.analysis.overfit import Gap, gap, relative_gap
 from evoforge.evaluators import ProblemError
 
-
 # Events that record a person's action on a run: read by a running search's steering (engine/run/steering.py)
 # and shown by the report and `evoforge serve`.
 HUMAN_EVENT, REJECT_EVENT, NOTE_EVENT = "human", "reject", "note"

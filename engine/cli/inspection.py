@@ -1,5 +1,5 @@
 """The inspection and oversight subcommands of `evoforge`: runs, show, best, program, lineage, plot, report,
-export (they read the database), add, reject (a person's changes to a run) and serve (live pages of both).""" 
+export (they read the database), add, reject (a person's changes to a run) and serve (live pages of both)."""
 
 from __future__ import annotations
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from evoforge.db import NewEvaluation, NewProgram, NewProposal, ProgramInfo, Store
+from evoforge.engine.analysis.queries import HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
-from evoforge.engine.analysis.queries import HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.run.config import Limits
 from evoforge.engine.run.executor import Executor
 from evoforge.engine.run.node_evaluation import NodeEvaluation

@@ -21,7 +21,6 @@ from evoforge.engine.analysis import textfmt as fmt
 from evoforge.engine.analysis.views import LINEAGE_HEADER, MODEL_HEADER, gap_legend, lineage_rows, model_cells
 
 
-
 def code_html(code: str) -> Markup:
     """Python code highlighted as HTML (pygments escapes the code)."""
     return Markup(highlight(code, PythonLexer(), HtmlFormatter()))
