@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import json
-import sys
+import logging
 import threading
 import time
 import uuid
@@ -46,6 +46,8 @@ from evoforge.db.records import (
 from evoforge.db.schema import check_schema, create_schema
 from evoforge.db.writes import evaluation_row, insert_candidates, no_run, recorded_by_receipt, reserve_seqs
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 DEFAULT_PATIENCE_S = 120.0
@@ -60,14 +62,15 @@ class Store:
     def __init__(self, url: str, *, timeout_s: float = 30.0, patience_s: float = DEFAULT_PATIENCE_S,
                  notify: Callable[[str], None] | None = None, create: bool = True) -> None:
         """``patience_s``: how long a lock, timeout or lost connection is retried (with backoff) before giving
-        up; ``notify`` gets a line when the database stops answering and when it is back (default: stderr);
+        up; ``notify`` gets a line when the database stops answering and when it is back (default: the
+        ``evoforge`` logger);
         ``create=False`` (for commands that only look) refuses a database that does not exist yet instead of
         leaving an empty one behind."""
         if not create:
             _require_existing_file(url)
         self._engine, self._lock = open_engine(url, timeout_s=timeout_s)
         self._patience_s = patience_s
-        self._notify = notify or _to_stderr
+        self._notify = notify or _to_log
         self._checkpointer: WalCheckpointer | None = None
         self._checkpointer_lock = threading.Lock()
         self.url = masked(self._engine.url)
@@ -507,8 +510,8 @@ def _require_existing_file(url: str) -> None:
                          "writes runs/evoforge.db), or pass --db with the URL of an existing one")
 
 
-def _to_stderr(message: str) -> None:
-    print(f"evoforge: {message}", file=sys.stderr, flush=True)
+def _to_log(message: str) -> None:
+    log.warning("%s", message)
 
 
 def _first_line(err: Exception) -> str:

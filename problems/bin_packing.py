@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 
 from evoforge import Settings, evolve
+from evoforge.problems import dataset_path
 
 PARAMS = {
-    "dataset": "",  # a JSON file in the format of shared/data/bin_packing/ (name -> capacity, items); "" = generated
+    "dataset": "",  # a bundled dataset (or3, weibull_5k) or a JSON file of name -> {capacity, items}; "" = generated
     "num_instances": 5,  # generated training instances
     "num_items": 1000,  # items per generated instance
     "held_out_instances": 5,  # generated held-out instances, never shown to the search
@@ -94,13 +94,8 @@ def _weibull_instances(count: int, num_items: int, capacity: int, seed: int, pre
     return instances
 
 
-def _load_dataset(path: str) -> dict[str, dict]:
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"bin packing dataset {file} not found; pass a JSON file mapping instance name to "
-            "{capacity, items}, e.g. --set dataset=../shared/data/bin_packing/or3.json")
-    raw = json.loads(file.read_text())
+def _load_dataset(dataset: str) -> dict[str, dict]:
+    raw = json.loads(dataset_path(dataset).read_text())
     return {name: {"capacity": int(inst["capacity"]), "items": [int(x) for x in inst["items"]]}
             for name, inst in raw.items()}
 

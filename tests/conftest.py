@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the bundled problems and to the shared benchmark data beside the repo."""
+"""Shared fixtures: the repository and the benchmark data bundled with the problems (problems/data)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 from openai_server import openai_server  # noqa: F401 - the fixture, for every test module
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -18,7 +17,5 @@ def repo() -> Path:
 
 @pytest.fixture
 def bin_packing_data() -> Path:
-    folder = SHARED_DATA / "bin_packing"
-    if not folder.is_dir():
-        pytest.skip(f"shared bin packing data not found at {folder}")
-    return folder
+    """The folder of or3.json and weibull_5k.json (installed with evoforge, so never missing)."""
+    return REPO / "problems" / "data"

@@ -6,6 +6,7 @@ Every search here talks to a real HTTP server on 127.0.0.1 speaking the OpenAI c
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from pathlib import Path
 
@@ -274,16 +275,16 @@ def test_same_behaviour_on_the_first_inputs_is_rejected_before_the_rest(tmp_path
     assert [p.status for p in kept_programs[1:]] == ["ok", "ok", "ok"]
 
 
-def test_a_refused_key_on_every_model_stops_the_run_at_once_and_says_why(tmp_path: Path, capsys) -> None:
+def test_a_refused_key_on_every_model_stops_the_run_at_once_and_says_why(tmp_path: Path, caplog) -> None:
     """Retrying cannot fix a refused key: the user hears it at once, and the budget is not spent on it."""
     db = f"sqlite:///{tmp_path / 'r.db'}"
     with OpenAIServer(counter_responder(lambda i, r: improving_answer(i)), api_key="sk-the-right-one") as server:
         result = run_search(config("no-key", 40, server, models=("openai/cheap", "openai/other")), db,
                             progress=False)
         calls = len(server.completion_requests)
-    err = capsys.readouterr().err
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("evoforge") and r.levelno >= logging.ERROR]
     assert result.status == "failed" and "retrying cannot fix" in (result.stats.stop_reason or "")
-    assert "401" in err and "API key" in err and err.count("evoforge: ") == 2  # once per model, not per call
+    assert len(said) == 2 and all("401" in m and "API key" in m for m in said)  # once per model, not per call
     assert calls < 10  # it stopped once both models had refused, far short of the budget of 40
     proposals, programs, events = run_records(db, "no-key")
     assert [p.origin for p in programs] == ["seed"] and len(proposals) == calls

@@ -15,7 +15,7 @@ from evoforge.evaluators import InvalidOutput, load_problem
 
 REPO = Path(__file__).resolve().parent.parent
 PROBLEMS = REPO / "problems"
-CIRCLE_DATA = REPO.parent / "shared" / "data" / "circle_packing" / "alphaevolve_constructions.json"
+CIRCLE_DATA = PROBLEMS / "data" / "alphaevolve_constructions.json"
 
 
 def evaluate(problem: str, candidate: str | None = None, tmp_path: Path | None = None, **overrides: str) -> dict:
@@ -80,7 +80,6 @@ def test_circle_packing_safe_radii_always_pass_the_exact_check() -> None:
         assert problem.score_output(40, circles) == pytest.approx(circles[:, 2].sum())
 
 
-@pytest.mark.skipif(not CIRCLE_DATA.is_file(), reason=f"AlphaEvolve constructions not found at {CIRCLE_DATA}")
 def test_circle_packing_alphaevolve_constructions_score_the_published_sums(tmp_path: Path) -> None:
     # The published circles are strictly disjoint and inside the square in exact arithmetic (smallest gap about
     # 7e-9), so the no-tolerance check accepts them as they are; no exact-touch handling is involved.

@@ -168,7 +168,7 @@ def test_evaluations_are_spread_over_both_nodes(cluster: Cluster, db_url: str) -
 
 
 def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(
-        cluster: Cluster, db_url: str, capfd: pytest.CaptureFixture) -> None:  # noqa: F811
+        cluster: Cluster, db_url: str, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     killed: list[int] = []
 
     def kill_one_actor() -> None:
@@ -191,7 +191,7 @@ def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(
     assert killed, "no actor process was found to kill"
     assert result.status == "finished"
     assert_each_candidate_once(db_url, "actor-killed", 40)
-    assert "a Ray evaluation actor died" in capfd.readouterr().err
+    assert "a Ray evaluation actor died" in caplog.text
     with Store(db_url) as store:
         run = store.get_run("actor-killed")
         assert run is not None

@@ -171,7 +171,8 @@ def test_cli_eval_prints_published_figures(tmp_path: Path, bin_packing_data: Pat
     first_fit = tmp_path / "first_fit.py"
     first_fit.write_text("import numpy as np\n\n"
                          "def priority(item, bins):\n    return -np.arange(len(bins), dtype=float)\n")
-    out = _cli("eval", "problems/bin_packing.py", str(first_fit), "--set", f"dataset={or3}", "--json", cwd=REPO)
+    # Outside the repository, by the bundled problem's and dataset's names.
+    out = _cli("eval", "bin_packing", str(first_fit), "--set", "dataset=or3", "--json", cwd=tmp_path)
     report = json.loads(out.stdout)
     assert round(report["score"], 2) == 5.74
     assert report["held_out_score"] is not None

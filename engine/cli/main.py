@@ -1,4 +1,4 @@
-"""The `evoforge` command line: run, resume and eval here; the inspection commands in engine.cli_inspect.
+"""The `evoforge` command line: run, resume and eval here; the inspection commands in engine.cli.inspection.
 
 argparse (standard library) parses; every user mistake becomes one clear message and exit status 2.
 """
@@ -6,37 +6,44 @@ argparse (standard library) parses; every user mistake becomes one clear message
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from collections.abc import Sequence
 
+from evoforge import __version__
 from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_database
-from evoforge.engine.cli.common import Handler, add_db_option
+from evoforge.engine.cli.common import Handler, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
-from evoforge.engine.cli.models import add_model_options, limits_from_args, models_from_args
-from evoforge.engine.run.config import ConfigError, ExecutorSettings, ModelConfig, RunConfig
+from evoforge.engine.cli.models import add_model_options
+from evoforge.engine.run.config import ConfigError, ExecutorSettings
+from evoforge.engine.run.options import SearchOptions, run_config
+from evoforge.islands import IslandConfigError
 from evoforge.engine.run.controller import SeedFailed
 from evoforge.evaluators import ProblemError, parse_overrides
-from evoforge.islands import IslandConfig, IslandConfigError
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="evoforge", description="Evolutionary program search with LLMs.")
+    parser.add_argument("--version", action="version", version=f"evoforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start a search on a problem file")
-    run.add_argument("problem", help="problem file, e.g. problems/bin_packing.py")
+    run.add_argument("problem", help="problem file (e.g. problems/bin_packing.py) or a bundled problem's name "
+                     "(e.g. bin_packing)")
     run.add_argument("--name", help="run name (default: PROBLEM-DATE-TIME)")
     add_db_option(run)
-    run.add_argument("--budget", type=int, default=200, help="candidates to propose (default 200)")
-    run.add_argument("--islands", type=int, default=IslandConfig.num_islands, help="number of islands")
-    run.add_argument("--reset-period", type=int, default=IslandConfig.reset_period,
+    defaults = SearchOptions()
+    run.add_argument("--budget", type=int, default=defaults.budget,
+                     help=f"candidates to propose (default {defaults.budget})")
+    run.add_argument("--islands", type=int, default=defaults.islands, help="number of islands")
+    run.add_argument("--reset-period", type=int, default=defaults.reset_period,
                      help="registrations between resets of the worst half of the islands")
-    run.add_argument("--parents", type=int, default=IslandConfig.parents_per_prompt,
-                     help="parents shown per prompt")
-    run.add_argument("--seed", type=int, default=0, help="seed for selection, the offline proposer and sampling")
-    run.add_argument("--workers", type=int, default=1, help="sandbox workers evaluating at once")
+    run.add_argument("--parents", type=int, default=defaults.parents, help="parents shown per prompt")
+    run.add_argument("--seed", type=int, default=defaults.seed,
+                     help="seed for selection, the offline proposer and sampling")
+    run.add_argument("--workers", type=int, default=defaults.workers, help="sandbox workers evaluating at once")
     run.add_argument("--concurrency", type=int,
                      help="candidates in flight (default: --workers offline, twice that with an LLM)")
     run.add_argument("--ray", action="store_true", help="evaluate in Ray actors on a local Ray instance")
@@ -66,7 +73,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     add_db_option(upgrade)
 
     ev = sub.add_parser("eval", help="evaluate the seed, or a candidate file, exactly as a search would")
-    ev.add_argument("problem")
+    ev.add_argument("problem", help="problem file or a bundled problem's name")
     ev.add_argument("candidate", nargs="?", help="a .py file defining the evolved function(s)")
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -76,33 +83,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from evoforge.engine.run.search import default_run_name, run_search
+    from evoforge.engine.run.search import run_search
 
-    models = models_from_args(args, _replayed_models(args))
-    config = RunConfig(problem=args.problem, name=args.name or default_run_name(args.problem), budget=args.budget,
-                       seed=args.seed, workers=args.workers, overrides=parse_overrides(args.overrides),
-                       islands=IslandConfig(num_islands=args.islands, parents_per_prompt=args.parents,
-                                              reset_period=args.reset_period),
-                       models=models, limits=limits_from_args(args), concurrency=args.concurrency,
-                       same_behaviour=args.same_behaviour,
-                       executor=ExecutorSettings(ray=args.ray or args.ray_address is not None,
-                                                 ray_address=args.ray_address))
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchOptions)}
+    options = SearchOptions(**{**given, "overrides": parse_overrides(args.overrides)})
+    config = run_config(args.problem, options, args.db)
     result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)
     _print_result(result, args.db)
     return _exit_code(result.status)
-
-
-def _replayed_models(args: argparse.Namespace) -> ModelConfig | None:
-    """The models of the run that --replay names, so a replay needs no model options of its own."""
-    if not args.replay:
-        return None
-    from evoforge.db import Store
-
-    with Store(args.db, create=False) as store:
-        run = store.get_run(args.replay)
-    if run is None:
-        raise ConfigError(f"--replay {args.replay}: no run of that name in {args.db}")
-    return RunConfig.from_dict(run.config["run"]).models
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -134,7 +122,9 @@ def _print_result(result: object, db: str) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.run.evaluate import evaluate_file, format_report
 
-    report = evaluate_file(args.problem, args.candidate, parse_overrides(args.overrides))
+    from evoforge.problems import problem_path
+
+    report = evaluate_file(str(problem_path(args.problem)), args.candidate, parse_overrides(args.overrides))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0 if report["status"] == "ok" else 1
 
@@ -155,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `evoforge` console script."""
     parser, inspect_commands = _parser()
     args = parser.parse_args(argv)
+    configure_logging()
     commands: dict[str, Handler] = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval,
                                     "upgrade": _cmd_upgrade, **inspect_commands}
     try:

@@ -12,10 +12,10 @@ model cost map read from the installed package rather than fetched from the inte
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +28,8 @@ import numpy as np
 from evoforge.engine.propose.model_choice import ModelChooser, TierChoice
 from evoforge.engine.propose.model_health import ModelHealth
 from evoforge.engine.run.config import ModelEntry
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LLMProposer", "LLMResult"]
 
@@ -152,7 +154,7 @@ class LLMProposer:
             self._answered.add(spec.name)
         elif result.permanent and spec.name not in self._unfixable:
             self._unfixable[spec.name] = result.error or ""
-            print(f"evoforge: {result.error}", file=sys.stderr)  # at once: it will not fix itself
+            log.error("%s", result.error)  # at once: it will not fix itself
         return result
 
     def hopeless(self) -> str | None:

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import socket
-import sys
 from collections.abc import Mapping
 
 import ray
@@ -25,6 +24,8 @@ from evoforge.engine.run.config import ConfigError
 from evoforge.engine.run.node_evaluation import NodeEvaluation
 from evoforge.evaluators import Evaluation, Problem, ProblemError, SandboxPool, load_problem
 from evoforge.evaluators.scoring import BehaviourProbe
+
+log = logging.getLogger(__name__)
 
 ACTOR_CLASS = "EvaluationActor"
 """The actors' class name; Ray titles their processes ``ray::EvaluationActor...``."""
@@ -100,8 +101,8 @@ class RayExecutor:
                 result: NodeEvaluation = await actor.evaluate.remote(code, held_out)
             except _LOST as err:
                 failures.append(_first_line(err))
-                print(f"evoforge: a Ray evaluation actor died ({failures[-1]}); its candidate goes to another "
-                      "actor and a new actor takes its place", file=sys.stderr, flush=True)
+                log.warning("a Ray evaluation actor died (%s); its candidate goes to another actor and a new "
+                            "actor takes its place", failures[-1])
                 self._idle.put_nowait(self._replace(actor))
                 continue
             except BaseException:

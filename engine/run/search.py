@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import sys
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ from evoforge.engine.run.progress import ProgressDisplay
 from evoforge.engine.run.stats import RunStats
 from evoforge.evaluators import Problem, ProblemError, load_problem
 from evoforge.islands import IslandModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
     problem = load_problem(config.problem, config.overrides)
     config = dataclasses.replace(config, problem=str(problem.path))  # absolute: resume works from any folder
     for warning in problem.warnings:
-        print(f"warning: {problem.path}: {warning}", file=sys.stderr)
+        log.warning("%s: %s", problem.path, warning)
     store = Store(db_url, patience_s=db_patience_s)
     try:
         run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
@@ -159,8 +161,7 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     llm = getattr(proposer, "llm", None)
     if llm is not None and replay is None:
         for model, keys in llm.missing_env_keys().items():  # said before the first call, not after it fails
-            print(f"warning: model {model!r} expects {' or '.join(keys)} in the environment, which is not set",
-                  file=sys.stderr)
+            log.warning("model %r expects %s in the environment, which is not set", model, " or ".join(keys))
     return proposer
 
 

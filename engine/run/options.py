@@ -1,0 +1,167 @@
+"""The options of a search by the names of `evoforge run`'s flags, and the one place they become a RunConfig.
+
+The command line (`--budget 500 --model gpt-4o-mini`) and the Python API (`evoforge.run(..., budget=500,
+model="gpt-4o-mini")`) both fill a SearchOptions, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evoforge.engine.run.config import (
+    DEFAULT_DB_URL,
+    ConfigError,
+    ExecutorSettings,
+    Limits,
+    ModelConfig,
+    ModelEntry,
+    RunConfig,
+)
+from evoforge.islands import IslandConfig
+
+DB_ENV = "EVOFORGE_DB"
+"""The environment variable that sets the default database of the CLI and the Python API."""
+
+_MODEL_DEFAULTS = ModelEntry(name="default")
+
+
+def default_db() -> str:
+    """The database used when none is given: $EVOFORGE_DB, else sqlite:///runs/evoforge.db (from the working
+    folder)."""
+    return os.environ.get(DB_ENV) or DEFAULT_DB_URL
+
+
+ModelsSpec = str | Path | Sequence[Mapping[str, Any] | ModelEntry] | None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Every option of `evoforge run`, named as its flag (`--reset-period` is `reset_period`), with its default."""
+
+    name: str | None = None  # default: PROBLEM-DATE-TIME
+    budget: int = 200
+    seed: int = 0
+    workers: int = 1
+    concurrency: int | None = None
+    islands: int = IslandConfig.num_islands
+    parents: int = IslandConfig.parents_per_prompt
+    reset_period: int = IslandConfig.reset_period
+    ray: bool = False
+    ray_address: str | None = None
+    same_behaviour: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
+    model: str | Sequence[str] = ()
+    strong_model: str | Sequence[str] = ()
+    strong_prob: float = 0.0
+    models: ModelsSpec = None  # --models FILE.json; from Python also a list of entries
+    api_base: str | None = None
+    temperature: float = _MODEL_DEFAULTS.temperature
+    max_tokens: int = _MODEL_DEFAULTS.max_tokens
+    llm_timeout: float = _MODEL_DEFAULTS.timeout_s
+    bandit: bool = False
+    full_rewrite: bool = False
+    evolve_instructions: bool = False
+    llm_retries: int = ModelConfig.retries
+    cache: bool = True  # --no-cache turns it off
+    replay: str | None = None
+    max_calls: int | None = None
+    max_total_tokens: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None
+
+    @classmethod
+    def from_keywords(cls, options: Mapping[str, Any]) -> "SearchOptions":
+        """Options given by keyword; an unknown one is refused with the closest known name."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in options:
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise ConfigError(f"unknown option {key!r}; {hint}the options are: {', '.join(known)}")
+        return cls(**options)
+
+
+def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfig:
+    """The RunConfig the options describe for `problem` (a path or a bundled problem's name); `db` is where the
+    run of a --replay is found."""
+    from evoforge.engine.run.search import default_run_name
+    from evoforge.problems import problem_path
+
+    path = str(problem_path(problem))
+    return RunConfig(problem=path, name=options.name or default_run_name(path), budget=options.budget,
+                     seed=options.seed, workers=options.workers, overrides=overrides(options.overrides),
+                     islands=IslandConfig(num_islands=options.islands, parents_per_prompt=options.parents,
+                                          reset_period=options.reset_period),
+                     models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
+                     concurrency=options.concurrency, same_behaviour=options.same_behaviour,
+                     executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
+                                               ray_address=options.ray_address))
+
+
+def overrides(values: Mapping[str, Any]) -> dict[str, str]:
+    """--set values as the loader takes them: strings as given, anything else as its Python literal."""
+    return {str(k): v if isinstance(v, str) else repr(v) for k, v in values.items()}
+
+
+def replayed_models(replay: str | None, db: str) -> ModelConfig | None:
+    """The models of the run that --replay names, so a replay needs no model options of its own."""
+    if not replay:
+        return None
+    from evoforge.db import Store
+
+    with Store(db, create=False) as store:
+        run = store.get_run(replay)
+    if run is None:
+        raise ConfigError(f"--replay {replay}: no run of that name in {db}")
+    return RunConfig.from_dict(run.config["run"]).models
+
+
+def _names(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _entries(models: ModelsSpec) -> tuple[ModelEntry, ...]:
+    if models is None:
+        return ()
+    if isinstance(models, (str, Path)):
+        return _entries_from_file(str(models))
+    return tuple(m if isinstance(m, ModelEntry) else ModelEntry.from_dict(dict(m)) for m in models)
+
+
+def _entries_from_file(path: str) -> tuple[ModelEntry, ...]:
+    file = Path(path)
+    try:
+        raw = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--models {path}: {exc}; give a JSON list of model entries") from None
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise ConfigError(f"--models {path}: expected a JSON list of objects, e.g. "
+                          '[{"name": "gpt-4o-mini", "weight": 3}, {"name": "gpt-4o", "tier": "strong"}]')
+    return tuple(ModelEntry.from_dict(item) for item in raw)
+
+
+def model_config(options: SearchOptions, replayed: ModelConfig | None) -> ModelConfig:
+    """The ModelConfig the options describe; `replayed` is the config of the --replay run, if any."""
+    common = {"api_base": options.api_base, "temperature": options.temperature, "max_tokens": options.max_tokens,
+              "timeout_s": options.llm_timeout}
+    entries = tuple(ModelEntry(name=n, tier="cheap", **common) for n in _names(options.model))
+    entries += tuple(ModelEntry(name=n, tier="strong", **common) for n in _names(options.strong_model))
+    entries += _entries(options.models)
+    strong_prob = options.strong_prob
+    if not entries and replayed is not None:
+        entries, strong_prob = replayed.models, replayed.strong_prob
+    return ModelConfig(models=entries, strong_prob=strong_prob, bandit=options.bandit,
+                       full_rewrite=options.full_rewrite, evolve_instructions=options.evolve_instructions,
+                       cache=options.cache, replay=options.replay, retries=options.llm_retries)
+
+
+def limits(options: SearchOptions) -> Limits:
+    return Limits(max_calls=options.max_calls, max_tokens=options.max_total_tokens, max_cost=options.max_cost,
+                  max_wall_s=options.max_time)
