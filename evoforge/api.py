@@ -95,7 +95,7 @@ class Run:
             return report.write(store, self.name, path, top=top)
 
     def resume(self, budget: int | None = None, *, progress: bool = False,
-               db_patience_s: float = DEFAULT_PATIENCE_S) -> "Run":
+               db_patience_s: float = DEFAULT_PATIENCE_S) -> Run:
         """Continue the run (stopped, killed or finished) with its stored settings; `budget` is the new total."""
         self.result = resume_search(self.name, self.db, budget=budget, progress=progress,
                                     db_patience_s=db_patience_s)

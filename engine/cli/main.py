@@ -18,10 +18,10 @@ from evoforge.engine.cli.common import Handler, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options
 from evoforge.engine.run.config import ConfigError, ExecutorSettings
-from evoforge.engine.run.options import SearchOptions, run_config
-from evoforge.islands import IslandConfigError
 from evoforge.engine.run.controller import SeedFailed
+from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
+from evoforge.islands import IslandConfigError
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -121,7 +121,6 @@ def _print_result(result: object, db: str) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.run.evaluate import evaluate_file, format_report
-
     from evoforge.problems import problem_path
 
     report = evaluate_file(str(problem_path(args.problem)), args.candidate, parse_overrides(args.overrides))

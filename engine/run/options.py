@@ -77,7 +77,7 @@ class SearchOptions:
     max_time: float | None = None
 
     @classmethod
-    def from_keywords(cls, options: Mapping[str, Any]) -> "SearchOptions":
+    def from_keywords(cls, options: Mapping[str, Any]) -> SearchOptions:
         """Options given by keyword; an unknown one is refused with the closest known name."""
         known = [f.name for f in dataclasses.fields(cls)]
         for key in options:
@@ -149,10 +149,12 @@ def _entries_from_file(path: str) -> tuple[ModelEntry, ...]:
 
 def model_config(options: SearchOptions, replayed: ModelConfig | None) -> ModelConfig:
     """The ModelConfig the options describe; `replayed` is the config of the --replay run, if any."""
-    common = {"api_base": options.api_base, "temperature": options.temperature, "max_tokens": options.max_tokens,
-              "timeout_s": options.llm_timeout}
-    entries = tuple(ModelEntry(name=n, tier="cheap", **common) for n in _names(options.model))
-    entries += tuple(ModelEntry(name=n, tier="strong", **common) for n in _names(options.strong_model))
+    def entry(name: str, tier: str) -> ModelEntry:
+        return ModelEntry(name=name, tier=tier, api_base=options.api_base, temperature=options.temperature,
+                          max_tokens=options.max_tokens, timeout_s=options.llm_timeout)
+
+    entries = tuple(entry(n, "cheap") for n in _names(options.model))
+    entries += tuple(entry(n, "strong") for n in _names(options.strong_model))
     entries += _entries(options.models)
     strong_prob = options.strong_prob
     if not entries and replayed is not None:
