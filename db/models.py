@@ -24,10 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from evoforge.evaluators.statuses import EVALUATION_STATUSES, STATUSES
+
 RUN_STATUSES = ("running", "finished", "stopped", "failed")
-# "culled": stopped by a cascade stage (its score on the cheap inputs missed the threshold), never fully scored.
-PROGRAM_STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled", "duplicate")
-EVALUATION_STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled")
 ORIGINS = ("seed", "offline", "llm", "human")
 EVALUATION_KINDS = ("train", "held_out")
 
@@ -116,7 +115,7 @@ class Program(Base):
         Index("ix_programs_run_status_score", "run_id", "status", "score"),
         Index("ix_programs_run_code_hash", "run_id", "code_hash", "seq"),
         Index("ix_programs_run_proposal", "run_id", "proposal_id"),
-        _one_of("status", PROGRAM_STATUSES),
+        _one_of("status", STATUSES),
         _one_of("origin", ORIGINS),
     )
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from evoforge.db.models import EVALUATION_KINDS, EVALUATION_STATUSES, ORIGINS, PROGRAM_STATUSES
+from evoforge.db.models import EVALUATION_KINDS, ORIGINS
+from evoforge.evaluators.statuses import EVALUATION_STATUSES, STATUSES
 
 PROPOSED_ORIGINS = ("offline", "llm")
 
@@ -96,7 +97,7 @@ class NewProgram:
         _check_one_of("program origin", self.origin, ORIGINS)
         if self.code_length is not None and self.code_length != len(self.code):
             raise ValueError(f"code_length {self.code_length} is not len(code) = {len(self.code)}; leave it out")
-        _check_one_of("program status", self.status, PROGRAM_STATUSES)
+        _check_one_of("program status", self.status, STATUSES)
         _check_score("program score", self.score)
         _check_scores("program scores", self.scores)
         if (self.status == "duplicate") != (self.duplicate_of is not None):

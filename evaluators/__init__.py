@@ -9,8 +9,9 @@ from typing import Any
 from evoforge.evaluators.loader import ProblemError, load_problem, parse_overrides
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.problem_api import InvalidOutput, Settings, Stage, evolve
+from evoforge.evaluators.statuses import STATUSES
 
-_LAZY = {"STATUSES", "Evaluation", "SandboxError", "SandboxPool"}
+_LAZY = {"Evaluation", "SandboxError", "SandboxPool"}
 
 __all__ = ["STATUSES", "Evaluation", "InvalidOutput", "Problem", "ProblemError", "SandboxError", "SandboxPool", "Stage",
            "Settings", "evolve", "load_problem", "parse_overrides"]

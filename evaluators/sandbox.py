@@ -29,6 +29,7 @@ from evoforge.evaluators.cleanup import SHARED_TMP_DIRS, remove_owned_by, remove
 from evoforge.evaluators.cpus import CpuClaim, claim_cpu
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
+from evoforge.evaluators.statuses import EVALUATION_STATUSES
 from evoforge.evaluators.wire import (
     COMPILE_ALLOWANCE_S,
     FrameReader,
@@ -37,7 +38,6 @@ from evoforge.evaluators.wire import (
     write_frame,
 )
 
-STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled")
 MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)
 START_TIMEOUT_S = 120.0  # a server must load the problem (and warm numba) within this
 REPLY_SLACK_S = 30.0  # beyond the server's own deadlines, before the engine gives up on a server
@@ -403,7 +403,7 @@ class SandboxPool:
         # What the trusted side decided on streamed outputs stands, whatever the candidate did after.
         if scorer.verdict is not None:
             return result(scorer.verdict.status, scorer.verdict.error, stage=scorer.verdict.stage)
-        if status not in STATUSES or status == "culled" or not (error is None or isinstance(error, str)):
+        if status not in EVALUATION_STATUSES or status == "culled" or not (error is None or isinstance(error, str)):
             return result("crashed", f"malformed reply from the sandbox (status {str(status)[:40]!r})")
         if status != "ok":
             return result(status, error or f"{status} (no reason given)")

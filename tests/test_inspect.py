@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -274,8 +275,11 @@ def test_a_human_program_joins_selection_and_a_rejected_one_leaves_it(capsys, db
         human = next(store.get_program(p.id) for p in store.program_briefs(run.id) if p.origin == "human")
         resets = [e for e in store.history(run.id) if e.kind == "reset" and e.seq > human.seq]
         evaluations = store.evaluations(human.id)
+        searched = store.evaluations(next(p.id for p in store.program_briefs(run.id) if p.origin == "seed"))
     assert human.proposal_id is None and human.island == 1 and human.status == "ok"
     assert human.held_out_score is not None and [e.kind for e in evaluations] == ["train", "held_out"]
+    # recorded by the same builder as the search's own evaluations: the node that ran it is kept
+    assert {e.node for e in evaluations} == {e.node for e in searched} == {socket.gethostname()}
     mine = tmp_path / "again.py"
     mine.write_text(HUMAN.replace("Weibull instances", "Weibull instances, again"))
     rc, _, err = cli(capsys, "add", "insp", str(mine), "--db", db)

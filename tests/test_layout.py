@@ -136,3 +136,14 @@ def test_no_import_cycle_among_evoforge_modules():
 def test_the_cycle_finder_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
+
+
+def test_one_list_of_statuses_serves_the_store_and_the_sandbox():
+    from evoforge.db import models, records
+    from evoforge.evaluators import STATUSES, sandbox, statuses
+
+    assert records.STATUSES is models.STATUSES is STATUSES is statuses.STATUSES
+    assert records.EVALUATION_STATUSES is models.EVALUATION_STATUSES is sandbox.EVALUATION_STATUSES
+    assert "duplicate" in STATUSES and set(statuses.EVALUATION_STATUSES) == set(STATUSES) - {"duplicate"}
+    checks = [str(getattr(c, "sqltext", "")) for c in models.Program.__table__.constraints]
+    assert any(all(f"'{status}'" in check for status in STATUSES) for check in checks)  # the schema's own list

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evoforge.db import NewEvaluation, NewProgram, NewProposal, ProgramInfo, Store
+from evoforge.db import NewProgram, NewProposal, ProgramInfo, Store
 from evoforge.engine.analysis.queries import HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
@@ -24,7 +24,7 @@ from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
 from evoforge.engine.run.config import Limits
 from evoforge.engine.run.executor import Executor
-from evoforge.engine.run.node_evaluation import NodeEvaluation
+from evoforge.engine.run.records import evaluation_record
 from evoforge.engine.run.stats import RunStats
 from evoforge.engine.run.steering import Steering, steer_forever
 from evoforge.evaluators import Evaluation, Problem
@@ -42,14 +42,6 @@ class RunRef:
     id: int
     name: str
     seed: int
-
-
-def _evaluation_record(ev: Evaluation, kind: str, extra_timings: dict[str, float] | None = None) -> NewEvaluation:
-    timings = dict(ev.timings)
-    timings.update(extra_timings or {})
-    return NewEvaluation(kind=kind, status=ev.status, score=ev.score, scores=dict(ev.scores), error=ev.error,
-                         timings=timings, compiled=ev.compiled, stage=ev.stage,
-                         node=ev.node if isinstance(ev, NodeEvaluation) else None)
 
 
 def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str | None = None, *,
@@ -109,9 +101,9 @@ class Controller:
         program = NewProgram(island=0, parent_ids=[], origin="seed", code=code, code_hash=code_hash(code),
                              status="ok", score=ev.score, scores=dict(ev.scores), error=None,
                              behaviour=ev.behaviour)
-        evaluations = [_evaluation_record(ev, "train")]
+        evaluations = [evaluation_record(ev, "train")]
         if held is not None:
-            evaluations.append(_evaluation_record(held, "held_out"))
+            evaluations.append(evaluation_record(held, "held_out"))
         recorded = self.store.record_candidate(self.run.id, proposal=None, program=program, evaluations=evaluations)
         self._register_seed(recorded.program_id, ev.score, ev.scores, len(code))
         self._note_best(recorded.program_id, ev.score)
@@ -311,9 +303,9 @@ class Controller:
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status=ev.status, score=ev.score,
                              scores=dict(ev.scores), error=ev.error, behaviour=ev.behaviour)
-        evaluations = [_evaluation_record(ev, "train", {"propose": proposal.latency_s})]
+        evaluations = [evaluation_record(ev, "train", {"propose": proposal.latency_s})]
         if held is not None:
-            evaluations.append(_evaluation_record(held, "held_out"))
+            evaluations.append(evaluation_record(held, "held_out"))
         best_parent = parents[-1].score
         improved = (ev.status == "ok" and ev.score is not None and best_parent is not None
                     and self.problem.is_better(ev.score, best_parent))

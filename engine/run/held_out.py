@@ -4,10 +4,13 @@ evaluates those in the sandbox and records them like the search would."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 
 from evoforge.db import ProgramInfo, Store
-from evoforge.engine.run.oversight import evaluation_record, run_problem
+from evoforge.engine.run.node_evaluation import NodeEvaluation
+from evoforge.engine.run.oversight import run_problem
+from evoforge.engine.run.records import evaluation_record
 from evoforge.evaluators import SandboxPool
 
 
@@ -22,6 +25,6 @@ def score_held_out(store: Store, name: str, programs: Sequence[ProgramInfo], *,
     with SandboxPool(problem, workers=1) as pool:
         for number, p in enumerate(missing, 1):
             note(f"held-out inputs of program {p.id} ({number}/{len(missing)})")
-            ev = pool.evaluate(p.code, held_out=True)
+            ev = NodeEvaluation.of(pool.evaluate(p.code, held_out=True), socket.gethostname())
             store.add_evaluation(p.id, evaluation_record(ev, "held_out"))
     return store.get_programs([p.id for p in programs])

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from evoforge.db import NewEvaluation, NewProgram, ProgramInfo, RunInfo, Store
+from evoforge.db import NewProgram, ProgramInfo, RunInfo, Store
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.program.candidates import candidate_from_text, read_candidate
 from evoforge.engine.program.source import code_hash
-from evoforge.evaluators import Evaluation, Problem, ProblemError, SandboxPool, load_problem
+from evoforge.engine.run.node_evaluation import NodeEvaluation
+from evoforge.engine.run.records import evaluation_record
+from evoforge.evaluators import Problem, ProblemError, SandboxPool, load_problem
 
 Note = Callable[[str], None]
 
@@ -37,12 +40,6 @@ def run_problem(store: Store, name: str) -> tuple[RunInfo, Problem]:
                            "  fix: restore the file (`evoforge export` writes the stored version with a program "
                            "in it) or start a new run")
     return run, problem
-
-
-def evaluation_record(ev: Evaluation, kind: str) -> NewEvaluation:
-    """An evaluation as the store records it."""
-    return NewEvaluation(kind=kind, status=ev.status, score=ev.score, scores=dict(ev.scores), error=ev.error,
-                         timings=dict(ev.timings), compiled=ev.compiled)
 
 
 @dataclass(frozen=True)
@@ -72,11 +69,12 @@ def add_program(store: Store, name: str, path: str | Path | None = None, *, code
                            f"whitespace aside); see `evoforge program {same}`")
     with SandboxPool(problem, workers=1) as pool:
         note(f"evaluating {path} on {len(problem.inputs)} training inputs in the sandbox")
-        train = pool.evaluate(code)
+        node = socket.gethostname()  # recorded as the search records its local evaluations
+        train = NodeEvaluation.of(pool.evaluate(code), node)
         held = None
         if train.status == "ok" and problem.held_out:
             note(f"evaluating it on {len(problem.held_out)} held-out inputs")
-            held = pool.evaluate(code, held_out=True)
+            held = NodeEvaluation.of(pool.evaluate(code, held_out=True), node)
     program = NewProgram(island=island, origin="human", code=code, code_hash=digest, status=train.status,
                          score=train.score, scores=dict(train.scores), error=train.error)
     evaluations = [evaluation_record(train, "train")]
