@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
@@ -71,6 +72,7 @@ def open_engine(url: str | URL, *, timeout_s: float) -> tuple[Engine, threading.
 
 
 def _make_parent(url: URL) -> None:
+    assert url.database, "only a SQLite URL naming a file has a folder to make"
     parent = Path(url.database).expanduser().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,7 @@ def _make_parent(url: URL) -> None:
 
 def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin event, not the sqlite3 module, decide when and how a transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from evoforge.db.models import EVALUATION_KINDS, ORIGINS
 from evoforge.evaluators.statuses import EVALUATION_STATUSES, STATUSES
@@ -166,6 +166,10 @@ class NewCandidate:
 # --------------------------------------------------------------------------------------------------- outputs
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """The timestamp as an aware UTC datetime (SQLite hands back naive ones)."""
     if value is None or value.tzinfo is not None:

@@ -7,7 +7,7 @@ Opening never changes an existing database: an older one is refused with the com
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, inspect, select, text, update
+from sqlalchemy import Connection, insert, inspect, select, text, update
 
 from evoforge.db import migrations
 from evoforge.db.connection import masked, open_engine, transaction
@@ -46,7 +46,7 @@ def create_schema(connection: Connection, where: str) -> None:
     _lock(connection)
     if not check_schema(connection, where):
         Base.metadata.create_all(connection)
-        connection.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        connection.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
 def upgrade_schema(connection: Connection, where: str) -> list[str]:

@@ -17,9 +17,9 @@ from datetime import datetime
 from importlib import metadata
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Row, exc, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, exc, func, insert, select, update
 from sqlalchemy.engine import make_url
 
 from evoforge.db.checkpoint import WalCheckpointer
@@ -44,7 +44,14 @@ from evoforge.db.records import (
     as_utc,
 )
 from evoforge.db.schema import check_schema, create_schema
-from evoforge.db.writes import evaluation_row, insert_candidates, no_run, recorded_by_receipt, reserve_seqs
+from evoforge.db.writes import (
+    evaluation_row,
+    insert_candidates,
+    inserted_id,
+    no_run,
+    recorded_by_receipt,
+    reserve_seqs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +129,7 @@ class Store:
         def create(c: Connection) -> RunInfo:
             if c.execute(select(Run.id).where(Run.name == name)).first() is not None:
                 raise _run_exists(name)
-            run_id = c.execute(
+            run_id = inserted_id(c.execute(
                 insert(Run).values(
                     name=name,
                     problem_name=problem_name,
@@ -136,7 +143,7 @@ class Store:
                     evoforge_version=version,
                     next_seq=0,
                 )
-            ).inserted_primary_key[0]
+            ))
             return _run_info(c.execute(_RUN_COLUMNS.where(Run.id == run_id)).one())
 
         try:
@@ -223,7 +230,7 @@ class Store:
                 if done.rowcount == 0:
                     raise _no_program([program_id], self.url)
             row = evaluation_row(program_id, evaluation, utcnow())
-            return c.execute(insert(Evaluation).values(row)).inserted_primary_key[0]
+            return inserted_id(c.execute(insert(Evaluation).values(row)))
 
         return self._write(add)
 
@@ -252,13 +259,16 @@ class Store:
     def last_activity(self, run_id: int, before_seq: int | None = None) -> datetime | None:
         """When the run last recorded a program or a proposal (before a place in its history, if given); None if
         never. Found through the (run, seq) index: the latest record is the one with the highest seq."""
+
+        def latest(query: Select[datetime]) -> datetime | None:
+            return self._read(lambda c: c.execute(query).scalar())
+
         times = []
         for model in (Program, Proposal):
             query = select(model.created_at).where(model.run_id == run_id)
             if before_seq is not None:
                 query = query.where(model.seq < before_seq)
-            query = query.order_by(model.seq.desc()).limit(1)
-            times.append(self._read(lambda c, q=query: c.execute(q).scalar()))
+            times.append(latest(query.order_by(model.seq.desc()).limit(1)))
         found = [as_utc(t) for t in times if t is not None]
         return max(found) if found else None
 
@@ -360,7 +370,7 @@ class Store:
         ).where(Program.run_id == run_id).order_by(Program.seq)
         events = _EVENT_COLUMNS.where(Event.run_id == run_id).order_by(Event.seq)
 
-        def read(c: Connection) -> tuple[list[Row], list[Row]]:
+        def read(c: Connection) -> tuple[Sequence[Row], Sequence[Row]]:
             # Both in one read transaction, so they are one consistent snapshot.
             return c.execute(programs).all(), c.execute(events).all()
 
@@ -396,7 +406,8 @@ class Store:
         """The status of the program each applied proposal produced, by proposal id."""
         query = select(Program.proposal_id, Program.status).where(
             Program.run_id == run_id, Program.proposal_id.is_not(None))
-        return {pid: status for pid, status in self._read(lambda c: c.execute(query).all())}
+        # The query keeps only programs with a proposal: every pid is an int.
+        return {cast(int, pid): status for pid, status in self._read(lambda c: c.execute(query).all())}
 
     def status_counts(self, run_id: int) -> dict[str, int]:
         """Number of the run's programs per status (failed proposals have no program and are not counted)."""
@@ -408,10 +419,12 @@ class Store:
         query = select(
             Program.id, Program.seq, Program.island, Program.parent_ids, Program.origin, Program.status,
             Program.score, Program.held_out_score, Program.proposal_id, Program.duplicate_of, Program.code_length,
-            Program.created_at, Program.rejected_at.is_not(None),
+            Program.created_at, Program.rejected_at.is_not(None).label("rejected"),
         ).where(Program.run_id == run_id).order_by(Program.seq)
         return [
-            ProgramBrief(*row[:3], tuple(row[3]), *row[4:11], as_utc(row[11]), bool(row[12]))
+            ProgramBrief(row.id, row.seq, row.island, tuple(row.parent_ids), row.origin, row.status, row.score,
+                         row.held_out_score, row.proposal_id, row.duplicate_of, row.code_length,
+                         as_utc(row.created_at), bool(row.rejected))
             for row in self._read(lambda c: c.execute(query).all())
         ]
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, CursorResult, insert, select, update
 
 from evoforge.db.errors import StoreError
 from evoforge.db.models import Evaluation, Program, Proposal, Receipt, Run, utcnow
@@ -16,6 +16,13 @@ from evoforge.db.records import NewCandidate, NewEvaluation, RecordedCandidate
 def no_run(run_id: int, where: str) -> StoreError:
     """The error for a run id that the database does not hold."""
     return StoreError(f"no run with id {run_id} in {where}; take run ids from create_run, get_run or list_runs")
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the one row an INSERT added."""
+    key = result.inserted_primary_key
+    assert key is not None, "an INSERT of one row reports its primary key"
+    return key[0]
 
 
 def reserve_seqs(c: Connection, run_id: int, count: int, where: str) -> int:
@@ -71,7 +78,7 @@ def recorded_by_receipt(c: Connection, token: str) -> list[RecordedCandidate] | 
 def _insert_returning_ids(c: Connection, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Primary keys of the inserted rows (all of one run, each with its own seq), in the rows' order."""
     if len(rows) <= 1:
-        return [c.execute(insert(model).values(row)).inserted_primary_key[0] for row in rows]
+        return [inserted_id(c.execute(insert(model).values(row))) for row in rows]
     # One executemany, then the ids by (run_id, seq): unique, indexed and portable, where RETURNING from an
     # executemany falls back to a statement per row on SQLite.
     c.execute(insert(model), rows)
@@ -79,7 +86,7 @@ def _insert_returning_ids(c: Connection, model: Any, rows: list[dict[str, Any]])
     found = c.execute(
         select(model.seq, model.id).where(model.run_id == rows[0]["run_id"], model.seq.between(min(seqs), max(seqs)))
     ).all()
-    by_seq = dict(found)
+    by_seq: dict[int, int] = dict(found)
     return [by_seq[seq] for seq in seqs]
 
 

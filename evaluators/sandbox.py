@@ -380,13 +380,13 @@ class SandboxPool:
         """Turn the server's reply and what the scorer saw into the Evaluation; the scorer's verdict comes first."""
         status = reply.get("status")
         error = reply.get("error")
-        stdout = reply.get("stdout") if isinstance(reply.get("stdout"), str) else ""
+        stdout = out if isinstance(out := reply.get("stdout"), str) else ""
         compiled = reply.get("compiled") if isinstance(reply.get("compiled"), bool) else None
         if not self.problem.settings.numba:
             compiled = None
         elif compiled is None:  # numba was on, but nothing was compiled: the functions ran as Python
             compiled = False
-        raw_timings = reply.get("timings") if isinstance(reply.get("timings"), dict) else {}
+        raw_timings = got if isinstance(got := reply.get("timings"), dict) else {}
         timings = _timings(**{k: float(v) for k, v in raw_timings.items()
                               if k in ("sandbox_start", "compile", "solve") and isinstance(v, (int, float))
                               and not isinstance(v, bool)})

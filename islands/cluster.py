@@ -20,7 +20,7 @@ class GrowableArray:
     __slots__ = ("_data", "_size")
 
     def __init__(self, dtype: type, capacity: int = 4) -> None:
-        self._data = np.empty(capacity, dtype=dtype)
+        self._data: np.ndarray = np.empty(capacity, dtype=dtype)
         self._size = 0
 
     def append(self, value: float | int) -> None:

@@ -40,5 +40,6 @@ def apply(connection: Connection, found: int, target: int = LATEST) -> list[str]
     done = []
     for step in STEPS[found:target]:
         step.upgrade(op)
+        assert step.__doc__, f"migration {step.VERSION} says what it does in its docstring"
         done.append(f"{step.VERSION}: {step.__doc__.strip().splitlines()[0]}")
     return done

@@ -31,13 +31,15 @@ class InstructionStats:
     improved: int
 
 
+_COUNTS = ("proposals", "calls", "applied", "valid", "improved", "tokens")  # ModelStats' counts, in order
+
+
 def model_stats(store: Store, run_id: int) -> list[ModelStats]:
     """Per model, most proposals first."""
     statuses = store.statuses_by_proposal(run_id)
     rows: dict[str, dict[str, float]] = {}
     for p in store.proposals(run_id):
-        row = rows.setdefault(p.model, dict.fromkeys(
-            ("proposals", "calls", "applied", "valid", "improved", "tokens", "cost"), 0))
+        row = rows.setdefault(p.model, dict.fromkeys((*_COUNTS, "cost"), 0))
         row["proposals"] += 1
         row["calls"] += p.attempts > 0 and p.model != "offline"
         row["applied"] += p.applied
@@ -45,14 +47,13 @@ def model_stats(store: Store, run_id: int) -> list[ModelStats]:
         row["improved"] += bool(p.details.get("improved"))
         row["tokens"] += p.prompt_tokens + p.completion_tokens
         row["cost"] += p.cost
-    stats = [ModelStats(model=m, **{k: (float(v) if k == "cost" else int(v)) for k, v in r.items()})
-             for m, r in rows.items()]
+    stats = [ModelStats(model=m, cost=float(r["cost"]), **{k: int(r[k]) for k in _COUNTS}) for m, r in rows.items()]
     return sorted(stats, key=lambda s: (-s.proposals, s.model))
 
 
 def instruction_stats(store: Store, run_id: int) -> list[InstructionStats]:
     """Evolved instructions, best improvement rate first (empty when the run did not evolve instructions)."""
-    texts = {int(e.data["id"]): str(e.data["text"]) for e in store.history(run_id) if e.kind == "instruction"}
+    texts = {int(e.data["id"]): str(e.data["text"]) for e in store.events(run_id, "instruction")}
     uses = dict.fromkeys(texts, 0)
     improved = dict.fromkeys(texts, 0)
     for p in store.proposals(run_id):

@@ -173,7 +173,8 @@ def islands(run: RunInfo, briefs: list[ProgramBrief]) -> list[IslandRow]:
             continue
         for i in range(num_islands(run)) if p.origin == "seed" else [p.island]:
             counts[i] += 1
-            if bests[i] is None or is_better(p.score, bests[i][0], up):
+            best = bests[i]
+            if best is None or is_better(p.score, best[0], up):
                 bests[i] = (p.score, p.id)
     return [IslandRow(i, counts[i], b[0] if b else None, b[1] if b else None) for i, b in enumerate(bests)]
 
@@ -287,8 +288,8 @@ def curve(store: Store, run: RunInfo) -> Curve:
     rejected_mask = np.array([p.rejected for p in briefs], dtype=bool)
     best_ids, best_held, current = [], [], None
     for p in briefs:
-        counts = p.status == "ok" and p.score is not None and not p.rejected
-        if counts and is_better(p.score, None if current is None else current.score, up):
+        counts = p.status == "ok" and not p.rejected
+        if counts and p.score is not None and is_better(p.score, None if current is None else current.score, up):
             current = p
         best_ids.append(current.id if current else -1)
         held = current.held_out_score if current else None

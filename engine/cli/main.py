@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from evoforge import __version__
 from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_database
@@ -22,6 +23,9 @@ from evoforge.engine.run.controller import SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
 from evoforge.islands import IslandConfigError
+
+if TYPE_CHECKING:
+    from evoforge.engine.run.search import SearchResult
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -109,7 +113,7 @@ def _exit_code(status: str) -> int:
     return {"finished": 0, "stopped": 130}.get(status, 1)
 
 
-def _print_result(result: object, db: str) -> None:
+def _print_result(result: SearchResult, db: str) -> None:
     from evoforge.engine.run.progress import format_score, status_line
 
     print(f"run {result.run_name}: {result.status}; best score {format_score(result.best_score)} "

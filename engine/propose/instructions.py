@@ -60,7 +60,7 @@ class InstructionPool:
     """A small population of prompt instructions, selected by the improvements their children achieve."""
 
     def __init__(self, *, seeds: Iterable[str] = SEED_INSTRUCTIONS, evolve_every: int = 20, max_size: int = 8,
-                 on_new: Callable[[Instruction], None] | None = None) -> None:
+                 on_new: Callable[[Instruction], object] | None = None) -> None:
         self.evolve_every = evolve_every
         self.max_size = max_size
         self._on_new = on_new or (lambda _instruction: None)

@@ -305,7 +305,7 @@ def _retry_after_s(exc: Exception) -> float | None:
     """The wait a provider asked for, from the Retry-After(-ms) header attached to `exc`, in seconds."""
     for headers in (getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None),
                     getattr(getattr(exc, "response", None), "headers", None)):
-        if not isinstance(headers, Mapping) and not hasattr(headers, "items"):
+        if headers is None or not (isinstance(headers, Mapping) or hasattr(headers, "items")):
             continue
         lowered = {str(k).lower(): str(v) for k, v in headers.items()}
         try:

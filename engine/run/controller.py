@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evoforge.db import NewProgram, NewProposal, ProgramInfo, Store
+from evoforge.db import EventInfo, NewProgram, NewProposal, ProgramInfo, ProgramSummary, Store
 from evoforge.engine.analysis.queries import HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
@@ -105,6 +105,7 @@ class Controller:
         if held is not None:
             evaluations.append(evaluation_record(held, "held_out"))
         recorded = self.store.record_candidate(self.run.id, proposal=None, program=program, evaluations=evaluations)
+        assert recorded.program_id is not None  # a program was recorded
         self._register_seed(recorded.program_id, ev.score, ev.scores, len(code))
         self._note_best(recorded.program_id, ev.score)
         self._remember_behaviour(ev.behaviour, recorded.program_id)
@@ -129,16 +130,18 @@ class Controller:
         unproposed = 0  # the seed and human-written programs: recorded, but not part of the budget
         history = self.store.history(self.run.id)
         # A program a person rejected stays out of selection, also where a reset copied it as a founder.
-        rejected = {item.id for item in history if item.kind == "program" and item.rejected}
+        rejected = {item.id for item in history if isinstance(item, ProgramSummary) and item.rejected}
         for item in history:
-            if item.kind == "program" and item.origin in ("seed", "human"):
+            if isinstance(item, EventInfo):
+                if item.kind == "reset":
+                    self.islands.apply_reset(_without_founders(ResetPlan.from_dict(item.data), rejected))
+                continue
+            if item.origin in ("seed", "human"):
                 unproposed += 1
-            elif item.kind == "program" and item.status != "duplicate":  # the valid rate continues where it was
+            elif item.status != "duplicate":  # the valid rate continues where it was
                 self.stats.evaluated += 1
                 self.stats.valid += item.status == "ok" and item.score is not None
-            if item.kind == "reset":
-                self.islands.apply_reset(_without_founders(ResetPlan.from_dict(item.data), rejected))
-            elif item.kind == "program" and item.status == "ok" and item.score is not None and not item.rejected:
+            if item.status == "ok" and item.score is not None and not item.rejected:
                 if item.origin == "seed":
                     self._register_seed(item.id, item.score, item.scores, item.code_length)
                 else:
@@ -314,6 +317,7 @@ class Controller:
             self.run.id, proposal=_proposal_record(proposal, island, parent_ids, improved=improved),
             program=program, evaluations=evaluations)
         self.stats.add_time("database", time.perf_counter() - start)
+        assert recorded.program_id is not None  # a program was recorded
         self.stats.evaluated += 1
         if ev.status == "ok" and ev.score is not None:
             self.stats.valid += 1

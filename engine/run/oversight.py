@@ -80,6 +80,7 @@ def add_program(store: Store, name: str, path: str | Path | None = None, *, code
     evaluations = [evaluation_record(train, "train")]
     evaluations += [evaluation_record(held, "held_out")] if held is not None else []
     recorded = store.record_candidate(run.id, program=program, evaluations=evaluations)
+    assert recorded.program_id is not None  # a program was recorded
     store.record_event(run.id, analysis.HUMAN_EVENT, {"program": recorded.program_id, "island": island,
                                              "by": by or current_user()})
     return Added(run.name, store.get_program(recorded.program_id))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from evoforge.engine.run.stats import RunStats
+
+if TYPE_CHECKING:  # rich loads only when a terminal shows the bar
+    from rich.progress import Progress, TaskID
 
 
 def format_score(score: float | None) -> str:
@@ -26,8 +30,8 @@ class ProgressDisplay:
         self._name = name
         self._enabled = enabled
         self._live = enabled and sys.stderr.isatty()
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._last_logged = -1
         self._every = max(1, stats.budget // 10)
 

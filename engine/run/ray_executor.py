@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
+from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
@@ -126,7 +127,8 @@ class RayExecutor:
 
     def _spawn(self) -> ray.actor.ActorHandle:
         # SPREAD puts the actors on as many nodes as have room, rather than filling the head node first.
-        return EvaluationActor.options(scheduling_strategy="SPREAD").remote(*self._args)
+        return EvaluationActor.options(  # type: ignore[attr-defined]  # ray.remote adds options()
+            scheduling_strategy="SPREAD").remote(*self._args)
 
     def _replace(self, dead: ray.actor.ActorHandle) -> ray.actor.ActorHandle:
         ray.kill(dead)  # if it is only unreachable, make sure it never comes back to do the work twice
@@ -153,7 +155,7 @@ def start_ray(address: str | None, workers: int) -> bool:
     already running in this process (then whoever started it shuts it down)."""
     if ray.is_initialized():
         return False
-    quiet = {"logging_level": logging.WARNING, "configure_logging": True}
+    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
     try:
         if address is None:
             ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, **quiet)

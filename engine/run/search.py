@@ -148,7 +148,7 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     if models.evolve_instructions:
         instructions = InstructionPool(on_new=lambda member: store.record_event(run.id, "instruction",
                                                                                  member.as_event()))
-        recorded = [e.data for e in store.history(run.id) if e.kind == "instruction"] if not fresh else []
+        recorded = [e.data for e in store.events(run.id, "instruction")] if not fresh else []
         if recorded:
             outcomes = [(int(p.details["instruction"]), bool(p.details.get("improved"))) for p in own
                         if "instruction" in p.details]

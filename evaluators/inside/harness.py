@@ -288,7 +288,7 @@ class _FirstCall:
     dispatch costs more than a tiny function saves), the rest run as Python.
     """
 
-    def __init__(self, ns: dict[str, Any], name: str, jitted: Any, python: Any, dispatcher_type: type,
+    def __init__(self, ns: dict[str, Any], name: str, jitted: Any, python: Any, dispatcher_type: type[Any],
                  after_s: float = 0.0):
         self.ns, self.name, self.jitted, self.python = ns, name, jitted, python
         self.dispatcher_type = dispatcher_type
