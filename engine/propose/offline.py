@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -217,6 +218,12 @@ def _byte_suffix(line: str, col: int) -> str:
     return line.encode()[col:].decode(errors="replace")
 
 
+def _end(node: ast.stmt | ast.expr) -> tuple[int, int]:
+    """Where a node ends: its last line and the byte column after it (ast.parse always sets both)."""
+    assert node.end_lineno is not None and node.end_col_offset is not None
+    return node.end_lineno, node.end_col_offset
+
+
 def _span(stmt: ast.stmt, lines: list[str]) -> tuple[int, int] | None:
     """Lines [start, end) that hold exactly this statement (for if/while/for: its header), else None."""
     first = lines[stmt.lineno - 1]
@@ -224,15 +231,16 @@ def _span(stmt: ast.stmt, lines: list[str]) -> tuple[int, int] | None:
         return None
     if isinstance(stmt, (ast.If, ast.While, ast.For)):
         head = stmt.test if isinstance(stmt, (ast.If, ast.While)) else stmt.iter
-        end = head.end_lineno
-        tail = _byte_suffix(lines[end - 1], head.end_col_offset).strip()
+        end, end_col = _end(head)
+        tail = _byte_suffix(lines[end - 1], end_col).strip()
         if not re.match(r"^\)*\s*:\s*(#.*)?$", tail) or stmt.body[0].lineno <= end:
             return None
         return stmt.lineno - 1, end
-    tail = _byte_suffix(lines[stmt.end_lineno - 1], stmt.end_col_offset).strip()
+    end, end_col = _end(stmt)
+    tail = _byte_suffix(lines[end - 1], end_col).strip()
     if tail and not tail.startswith("#"):
         return None
-    return stmt.lineno - 1, stmt.end_lineno
+    return stmt.lineno - 1, end
 
 
 def _indent(line: str) -> str:
@@ -289,8 +297,8 @@ def _walk(node: ast.AST, parent: ast.AST | None, int_ctx: bool, inner: bool, stm
     elif isinstance(node, ast.Attribute):
         return  # `np` in `np.pi`, `x` in `x.shape`: not numbers to change
     elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
-        for child in [node.left, *node.comparators]:  # `x == 2` compares with an exact value: keep it an integer
-            yield from _walk(child, node, True, inner, stmt)
+        for side in [node.left, *node.comparators]:  # `x == 2` compares with an exact value: keep it an integer
+            yield from _walk(side, node, True, inner, stmt)
     else:
         inside = inner or isinstance(node, _SCOPES)
         for child in ast.iter_child_nodes(node):
@@ -300,7 +308,7 @@ def _walk(node: ast.AST, parent: ast.AST | None, int_ctx: bool, inner: bool, stm
 
 
 def _sites(func: ast.FunctionDef, lines: list[str]) -> list[tuple[_Site, tuple[int, int]]]:
-    found = []
+    found: list[tuple[_Site, tuple[int, int]]] = []
     for stmt in _statements(func):
         span = _span(stmt, lines)
         if span is None:
@@ -357,7 +365,7 @@ def _threshold(rng: np.random.Generator, allow_zero: bool = True) -> float:
 
 def _constant_value(node: ast.AST) -> float | int | None:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return cast("float | int", node.value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _constant_value(node.operand)
         return None if inner is None else -inner
@@ -376,13 +384,13 @@ def _new_constant(value: float | int, int_ctx: bool, rng: np.random.Generator) -
     x = float(value)
     roll = rng.random()
     if roll < 0.1 and x != 0:
-        new = -x
+        moved = -x
     elif roll < 0.6 and x != 0:
-        new = x * math.exp(rng.normal(0, 0.5))
+        moved = x * math.exp(rng.normal(0, 0.5))
     else:
-        new = x + rng.normal(0, 0.3) * max(abs(x), 1.0)
-    new = _round3(new)
-    return new if new != x else _round3(x + 0.1)
+        moved = x + rng.normal(0, 0.3) * max(abs(x), 1.0)
+    moved = _round3(moved)
+    return moved if moved != x else _round3(x + 0.1)
 
 
 # --- mutations -------------------------------------------------------------------------------------------------
@@ -443,10 +451,12 @@ def _mutate_operator(func: ast.FunctionDef, lines: list[str], rng: np.random.Gen
     elif isinstance(node, ast.UnaryOp):
         _replace(site.stmt, node, node.operand)
     else:
+        assert isinstance(node, ast.Call)  # the only other kind of target
         func_node = node.func
         if isinstance(func_node, ast.Attribute):
             func_node.attr = _CALL_SWAPS[func_node.attr]
         else:
+            assert isinstance(func_node, ast.Name)  # a call target is a name or an attribute (_call_name)
             func_node.id = _CALL_SWAPS[func_node.id]
     return _edit_for(site.stmt, lines, span, func)
 
@@ -555,6 +565,7 @@ def _mutate_insert(func: ast.FunctionDef, lines: list[str], rng: np.random.Gener
     v = _pick_value(func, _owned(site.stmt)[0], site.stmt, rng)
     if v is None:
         return None
+    assert isinstance(site.node, ast.expr)  # _numeric_like holds only for expressions
     new = _term(site.node, _vocabulary(v, rng), rng)
     _replace(site.stmt, site.node, new)
     return _edit_for(site.stmt, lines, span, func)
@@ -586,13 +597,15 @@ def _assign(name: str, value: ast.expr) -> ast.Assign:
 
 
 def _mutate_condition(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> _Edit | None:
-    returns = [(s, _span(s, lines)) for s in _statements(func)
-               if isinstance(s, ast.Return) and s.value is not None and _numeric_like(s.value)]
-    returns = [(s, span) for s, span in returns if span is not None]
+    returns = []
+    for s in _statements(func):
+        if isinstance(s, ast.Return) and s.value is not None and _numeric_like(s.value):
+            span = _span(s, lines)
+            if span is not None:
+                returns.append((s, s.value, span))
     if not returns:
         return None
-    stmt, span = returns[int(rng.integers(len(returns)))]
-    value = stmt.value
+    stmt, value, span = returns[int(rng.integers(len(returns)))]
     v = _pick_value(func, value, stmt, rng)
     if v is None:
         return None
@@ -600,7 +613,7 @@ def _mutate_condition(func: ast.FunctionDef, lines: list[str], rng: np.random.Ge
     if not isinstance(v, ast.Name) and any(ast.dump(n) == ast.dump(v) for n in ast.walk(value)):
         local = _fresh(func, "r")  # name the shared subexpression, as a person would
         body.append(_assign(local, v))
-        value = _Substitute(v, local).visit(copy.deepcopy(value))
+        value = cast(ast.expr, _Substitute(v, local).visit(copy.deepcopy(value)))  # an expression stays one
         v = ast.Name(local, ast.Load())
     if isinstance(value, ast.Name):
         result = value.id
@@ -653,7 +666,7 @@ def _recombine(func: ast.FunctionDef, lines: list[str], donor_code: str, rng: np
     pairs = []
     for i, mine in enumerate(_body(func)):
         span = _span(mine, lines) if not isinstance(mine, (ast.If, ast.While, ast.For)) else (
-            mine.lineno - 1, mine.end_lineno)
+            mine.lineno - 1, _end(mine)[0])
         if span is None:
             continue
         before = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
@@ -675,7 +688,8 @@ def _recombine(func: ast.FunctionDef, lines: list[str], donor_code: str, rng: np
         return None
     mine, span, theirs = pairs[int(rng.integers(len(pairs)))]
     new = copy.deepcopy(theirs)
-    if isinstance(mine, ast.Return) and mine.value is not None and new.value is not None and rng.random() < 0.5:
+    if (isinstance(mine, ast.Return) and isinstance(new, ast.Return)  # a Return pairs only with a Return
+            and mine.value is not None and new.value is not None and rng.random() < 0.5):
         w = round(float(rng.uniform(0.1, 0.9)), 2)  # blend the two return values
         new.value = ast.BinOp(left=ast.BinOp(left=ast.Constant(round(1 - w, 2)), op=ast.Mult(), right=mine.value),
                               op=ast.Add(), right=ast.BinOp(left=ast.Constant(w), op=ast.Mult(), right=new.value))
