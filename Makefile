@@ -29,6 +29,7 @@ search: setup
 # The linter and the type checker, configured in pyproject.toml; `make test` runs them first.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy -p evoforge
 
 test: setup lint
 	$(BIN)/python -m pytest -q
