@@ -69,7 +69,8 @@ def files_in_temp() -> int:
 
 def descendants(pid: int) -> list[int]:
     """Every process below pid (children of any of its threads, and theirs), breadth first."""
-    found, queue = [], [pid]
+    found: list[int] = []
+    queue = [pid]
     while queue and len(found) < 4096:
         kids = children(queue.pop())
         found.extend(kids)
