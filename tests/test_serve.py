@@ -147,7 +147,8 @@ def test_live_pages_follow_a_running_search_and_a_person_steers_it(live: tuple[s
         victim = _wait(lambda: _favourite_parent(db), "a program that the search keeps choosing as a parent")
         page.goto(f"{base}/programs/{victim}")
         page.fill("#reject-why", "chosen by the test: reads the answers")
-        page.click("#reject-go")
+        with page.expect_navigation(timeout=240_000):  # the page reloads once the server has recorded it
+            page.click("#reject-go")
         page.wait_for_selector("#rejected-mark", timeout=60_000)
         rejected = next(p for p in _programs(db) if p.id == victim)
         assert rejected.rejected_at is not None and "reads the answers" in (rejected.rejected_reason or "")
@@ -161,11 +162,12 @@ def test_live_pages_follow_a_running_search_and_a_person_steers_it(live: tuple[s
         # Candidate text is shown, never run: a program added on the page, a note, the program page.
         page.goto(f"{base}/runs/live")
         page.fill("#add-code", HOSTILE)
-        page.click("#add-go")
+        with page.expect_navigation(timeout=240_000):  # evaluated in the sandbox, recorded, then the page reloads
+            page.click("#add-go")
         human = _wait(lambda: next((p for p in _programs(db) if p.origin == "human"), None), "the added program")
-        page.goto(f"{base}/runs/live")
         page.fill("#note-text", "<script>window.__pwned = 3</script>")
-        page.click("#note-go")
+        with page.expect_navigation(timeout=240_000):
+            page.click("#note-go")
         page.wait_for_selector("#notes li", timeout=60_000)
         assert "<script>window.__pwned = 3</script>" in page.text_content("#notes")
         page.goto(f"{base}/programs/{human.id}")
