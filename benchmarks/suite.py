@@ -1,12 +1,11 @@
 """Search every bundled problem with one proposer and budget, and print one table against the best known results.
 
     .venv/bin/python benchmarks/suite.py [--budget 60] [--seed 0] [--workers 1] [--model M [--api-base URL]]
-                                         [--problems cap_set,circle_packing] [--data ../shared/data]
+                                         [--problems cap_set,circle_packing]
 
 With no `--model` the offline proposer runs (no network, no key), so a fixed `--seed` and one worker give the same
 search every time; wall times and rates vary with the machine. Each problem gets a fresh SQLite database in a
-temporary folder. Bin packing runs on OR3 when `--data` holds `bin_packing/or3.json` (FunSearch's figure is the
-reference) and on its generated instances otherwise (no published reference).
+temporary folder. Bin packing runs on the bundled OR3 instances (FunSearch's figure is the reference).
 """
 
 from __future__ import annotations
@@ -53,12 +52,10 @@ class Row:
     per_second: float
 
 
-def suite(data: Path) -> list[Entry]:
+def suite() -> list[Entry]:
     """The bundled problems at their published settings."""
-    or3 = data / "bin_packing" / "or3.json"
-    bin_packing = (Entry("bin_packing (OR3)", "bin_packing", {"dataset": str(or3)},
-                         lambda m: m.REFERENCES["or3"]["funsearch"], "FunSearch") if or3.is_file() else
-                   Entry("bin_packing (generated)", "bin_packing", {}, lambda m: None, "-"))
+    bin_packing = Entry("bin_packing (OR3)", "bin_packing", {"dataset": "or3"},
+                        lambda m: m.REFERENCES["or3"]["funsearch"], "FunSearch")
     return [
         Entry("cap_set (n=8)", "cap_set", {}, lambda m: float(m.REFERENCE_SIZES[8]), "FunSearch"),
         bin_packing,
@@ -119,13 +116,11 @@ def main() -> None:
     parser.add_argument("--model", help="a litellm model string; without it the offline proposer runs")
     parser.add_argument("--api-base", help="an OpenAI-compatible server for --model")
     parser.add_argument("--problems", help="comma-separated problem names (default: all)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
-                        help="folder with bin_packing/or3.json (default ../shared/data)")
     args = parser.parse_args()
     if args.api_base and not args.model:
         parser.error("--api-base needs --model")
     models = ModelConfig(models=(ModelEntry(name=args.model, api_base=args.api_base),)) if args.model else ModelConfig()
-    entries = suite(args.data)
+    entries = suite()
     if args.problems:
         wanted = args.problems.split(",")
         unknown = sorted(set(wanted) - {e.problem for e in entries})
