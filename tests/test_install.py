@@ -99,3 +99,17 @@ def test_installed_it_runs_from_any_folder_by_the_bundled_names(site: Path, tmp_
     first, second = done.stdout.splitlines()
     score, api_problem = first.split()
     assert float(score) > 0 and api_problem == second == str(site / "evoforge" / "problems" / "bin_packing.py")
+
+
+def test_nothing_in_the_repository_needs_files_beside_it() -> None:
+    """A user's clone has no ../shared: docs, code and data must not send anyone there."""
+    pointers = ("../shared", '"shared" /', "shared/data", "shared/ARCHITECTURE")
+    found = []
+    for path in [REPO / "README.md", REPO / "Makefile", REPO / "pyproject.toml", *REPO.glob("docs/*.md"),
+                 *(p for folder in ("engine", "db", "islands", "evaluators", "problems", "benchmarks", "tests",
+                                    "evoforge") for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".md"))]:
+        if path.resolve() == Path(__file__).resolve() or "__pycache__" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        found += [f"{path.relative_to(REPO)}: {p}" for p in pointers if p in text]
+    assert not found
