@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from openai_server import openai_server  # noqa: F401 - the fixture, for every test module
+from postgres_db import db_url, postgres_url  # noqa: F401 - the database fixtures, for every test module
 
 REPO = Path(__file__).resolve().parent.parent
 

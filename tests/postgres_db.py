@@ -1,7 +1,7 @@
 """A fresh database per test on the real PostgreSQL server that `.ci/run` starts (EVOFORGE_TEST_POSTGRES_URL).
 
-Without the variable the PostgreSQL tests skip, except in CI (CI=true), where a missing server is a failure.
-Import the fixtures into a test module: ``from postgres_db import postgres_url  # noqa: F401``.
+Without the variable the PostgreSQL tests skip with the reason, except in CI (CI=true), where a missing server is a
+failure. tests/conftest.py offers the fixtures to every test module.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Contract tests of db.Store, run against every backend through the ``store`` fixture (SQLite file, in-memory)."""
+"""Contract tests of db.Store: each runs on SQLite and on PostgreSQL alike, through the ``db_url`` fixture
+(tests/postgres_db.py). The PostgreSQL half needs EVOFORGE_TEST_POSTGRES_URL (.ci/run sets it) and says so when it
+skips. Tests of what only SQLite has (its file, its write-ahead log, an in-memory database) come last."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from evoforge.db import (
     SCHEMA_VERSION,
@@ -30,20 +34,14 @@ from evoforge.db import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(params=["file", "memory"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # The file lives in a folder that does not exist yet: opening must create it.
-    return f"sqlite:///{tmp_path}/runs/evoforge.db" if request.param == "file" else "sqlite://"
-
-
 @pytest.fixture
 def file_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/evoforge.db"
 
 
 @pytest.fixture
-def store(url: str):
-    with Store(url) as opened:
+def store(db_url: str):
+    with Store(db_url) as opened:
         yield opened
 
 
@@ -383,27 +381,131 @@ def write_from_4_threads(url: str, *, one_store_per_thread: bool) -> None:
     main.close()
 
 
-def test_concurrent_writes_from_4_threads_get_unique_seqs(url: str) -> None:
-    write_from_4_threads(url, one_store_per_thread=False)
+def test_concurrent_writes_from_4_threads_get_unique_seqs(db_url: str) -> None:
+    write_from_4_threads(db_url, one_store_per_thread=False)
 
 
-def test_four_stores_on_one_file_get_unique_seqs(file_url: str) -> None:
-    # Separate stores have separate connection pools: the SQLite lock, not a Python lock, keeps them apart.
-    write_from_4_threads(file_url, one_store_per_thread=True)
+def test_four_stores_on_one_database_get_unique_seqs(db_url: str) -> None:
+    # Separate stores have separate connection pools: the database's lock, not a Python lock, keeps them apart.
+    write_from_4_threads(db_url, one_store_per_thread=True)
 
 
-# --------------------------------------------------------------------------------------- files on disk
+def test_stores_opening_a_new_database_at_once_create_its_schema_once(db_url: str) -> None:
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(Store(db_url))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == [] and len(opened) == 4
+        run = make_run(opened[0])
+        assert [s.get_run("capset-1") for s in opened] == [run] * 4
+    finally:
+        for s in opened:
+            s.close()
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as c:
+            stamps = c.execute(text("SELECT value FROM evoforge_meta WHERE key = 'schema_version'")).all()
+    finally:
+        engine.dispose()
+    assert [v for (v,) in stamps] == [str(SCHEMA_VERSION)]
 
 
-def test_unclosed_writer_loses_nothing_committed(file_url: str) -> None:
-    writer = Store(file_url)
+def test_unclosed_writer_loses_nothing_committed(db_url: str) -> None:
+    writer = Store(db_url)
     run = make_run(writer)
     ids = [writer.record_candidate(run.id, program=program(f"p{i}")).program_id for i in range(5)]
     writer.record_event(run.id, "reset", {})
-    reader = Store(file_url)  # `writer` is never closed, as if its process had hung
-    assert reader.get_run("capset-1") == run
-    assert [p.id for p in reader.get_programs(ids)] == ids and len(reader.history(run.id)) == 6
-    assert reader.record_event(run.id, "resume", {}) == 6
+    reader = Store(db_url)  # `writer` is never closed, as if its process had hung
+    try:
+        assert reader.get_run("capset-1") == run
+        assert [p.id for p in reader.get_programs(ids)] == ids and len(reader.history(run.id)) == 6
+        assert reader.record_event(run.id, "resume", {}) == 6
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_retry_after_a_lost_acknowledgement_records_nothing_twice(db_url: str, monkeypatch) -> None:
+    """The commit reached the database but the answer was lost (a dropped connection): the store retries, finds
+    the batch's receipt, and returns the ids of what was recorded instead of recording it again."""
+    import evoforge.db.store as store_module
+    from evoforge.db.errors import StoreError as Error
+
+    real = store_module.transaction
+    lost = {"left": 1}
+
+    @contextlib.contextmanager
+    def ack_lost_once(engine, lock, *, write):
+        with real(engine, lock, write=write) as connection:
+            yield connection
+        if write and lost["left"]:  # committed; now the answer goes missing
+            lost["left"] -= 1
+            raise Error("server closed the connection unexpectedly", transient=True)
+
+    with Store(db_url, notify=lambda _line: None) as opened:
+        run = make_run(opened)
+        monkeypatch.setattr(store_module, "transaction", ack_lost_once)
+        recorded = opened.record_candidate(run.id, proposal=proposal(), evaluations=[train(2.0)],
+                                           program=program("def f():\n    return 2\n", origin="offline", score=2.0))
+        monkeypatch.setattr(store_module, "transaction", real)
+        assert lost["left"] == 0  # the fault did happen
+        assert opened.attempts(run.id) == 1
+        assert [p.id for p in opened.program_briefs(run.id)] == [recorded.program_id]
+        assert opened.get_program(recorded.program_id).proposal_id == recorded.proposal_id
+
+
+@pytest.mark.parametrize(("version", "fix"), [("0", "another --db"), ("99", "pip install -U evoforge")])
+def test_wrong_schema_version_names_the_fix(db_url: str, version: str, fix: str) -> None:
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("UPDATE evoforge_meta SET value = :v WHERE key = 'schema_version'"), {"v": version})
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError) as info:
+        Store(db_url)
+    message = str(info.value)
+    assert f"schema version {version}" in message and f"reads version {SCHEMA_VERSION}" in message
+    assert fix in message and str(make_url(db_url).database) in message
+
+
+def test_reopening_keeps_data_and_version(db_url: str) -> None:
+    with Store(db_url) as first:
+        make_run(first)
+    with Store(db_url) as again:
+        assert again.get_run("capset-1") is not None
+
+
+# ------------------------------------------------------------------------------------------ SQLite only
+
+
+def test_opening_creates_the_folder_of_a_new_sqlite_file(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path}/runs/evoforge.db") as opened:
+        make_run(opened)
+    assert (tmp_path / "runs" / "evoforge.db").is_file()
+
+
+def test_an_in_memory_database_is_one_database_for_every_thread() -> None:
+    # One in-memory database exists per connection: the store shares one connection and takes turns on it.
+    write_from_4_threads("sqlite://", one_store_per_thread=False)
+    with Store("sqlite://") as opened:
+        run = make_run(opened)
+        recorded = opened.record_candidate(run.id, program=program(), evaluations=[train()])
+        assert opened.get_program(recorded.program_id).score == 1.0
 
 
 def test_killed_writer_loses_only_its_open_transaction(tmp_path: Path) -> None:
@@ -430,25 +532,6 @@ def test_killed_writer_loses_only_its_open_transaction(tmp_path: Path) -> None:
         run = store.get_run("k")
         assert [i.seq for i in store.history(run.id)] == [0, 1, 2, 3, 4]
         assert store.record_event(run.id, "resume", {}) == 5  # the dead writer's lock is gone
-
-
-@pytest.mark.parametrize(("version", "fix"), [("0", "another --db"), ("99", "pip install -U evoforge")])
-def test_wrong_schema_version_names_the_fix(file_url: str, tmp_path: Path, version: str, fix: str) -> None:
-    Store(file_url).close()
-    with sqlite3.connect(tmp_path / "evoforge.db") as raw:
-        raw.execute("UPDATE evoforge_meta SET value = ? WHERE key = 'schema_version'", (version,))
-    with pytest.raises(StoreError) as info:
-        Store(file_url)
-    message = str(info.value)
-    assert f"schema version {version}" in message and f"reads version {SCHEMA_VERSION}" in message
-    assert fix in message and "evoforge.db" in message
-
-
-def test_reopening_keeps_data_and_version(file_url: str) -> None:
-    with Store(file_url) as first:
-        make_run(first)
-    with Store(file_url) as again:
-        assert again.get_run("capset-1") is not None
 
 
 def test_foreign_database_is_refused(tmp_path: Path) -> None:
@@ -497,32 +580,3 @@ def test_the_write_ahead_log_is_moved_into_the_file_in_the_background_not_by_com
     assert checkpointers() == others
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM programs").fetchone()[0] == 200
-
-
-def test_a_retry_after_a_lost_acknowledgement_records_nothing_twice(file_url: str, monkeypatch) -> None:
-    """The commit reached the database but the answer was lost (a dropped connection): the store retries, finds
-    the batch's receipt, and returns the ids of what was recorded instead of recording it again."""
-    import evoforge.db.store as store_module
-    from evoforge.db.errors import StoreError as Error
-
-    real = store_module.transaction
-    lost = {"left": 1}
-
-    @contextlib.contextmanager
-    def ack_lost_once(engine, lock, *, write):
-        with real(engine, lock, write=write) as connection:
-            yield connection
-        if write and lost["left"]:  # committed; now the answer goes missing
-            lost["left"] -= 1
-            raise Error("server closed the connection unexpectedly", transient=True)
-
-    with Store(file_url, notify=lambda _line: None) as opened:
-        run = make_run(opened)
-        monkeypatch.setattr(store_module, "transaction", ack_lost_once)
-        recorded = opened.record_candidate(run.id, proposal=proposal(), evaluations=[train(2.0)],
-                                           program=program("def f():\n    return 2\n", origin="offline", score=2.0))
-        monkeypatch.setattr(store_module, "transaction", real)
-        assert lost["left"] == 0  # the fault did happen
-        assert opened.attempts(run.id) == 1
-        assert [p.id for p in opened.program_briefs(run.id)] == [recorded.program_id]
-        assert opened.get_program(recorded.program_id).proposal_id == recorded.proposal_id

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from postgres_db import db_url  # noqa: F401  (fixture)
 from sqlalchemy import create_engine, insert, text
 
 from evoforge.db import SCHEMA_VERSION, Store, StoreError, migrations, upgrade_database
@@ -66,7 +65,7 @@ def test_a_database_from_evoforge_0_1_is_refused_then_upgraded_with_its_data(tmp
     assert f"already at schema version {SCHEMA_VERSION}" in capsys.readouterr().out
 
 
-def test_upgrading_every_old_version_gives_exactly_the_models(db_url: str) -> None:  # noqa: F811
+def test_upgrading_every_old_version_gives_exactly_the_models(db_url: str) -> None:
     for version in range(1, SCHEMA_VERSION):
         make_version(db_url, version)
         assert schema_drift(db_url) != []  # old really is different, or this test proves nothing
@@ -78,7 +77,7 @@ def test_upgrading_every_old_version_gives_exactly_the_models(db_url: str) -> No
         _drop_all(db_url)
 
 
-def test_a_new_database_matches_the_models_and_needs_no_upgrade(db_url: str) -> None:  # noqa: F811
+def test_a_new_database_matches_the_models_and_needs_no_upgrade(db_url: str) -> None:
     Store(db_url).close()
     assert schema_drift(db_url) == []
     assert upgrade_database(db_url) == []

@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from postgres_db import postgres_url  # noqa: F401  (fixture)
 from search_faults import (
     BIN_PACKING,
     SMALL,
@@ -29,7 +28,7 @@ def small_config(name: str, budget: int, **kwargs) -> RunConfig:
                      islands=IslandConfig(num_islands=2, reset_period=10), **kwargs)
 
 
-def test_search_records_every_candidate_once_and_resumes_exactly(postgres_url: str) -> None:  # noqa: F811
+def test_search_records_every_candidate_once_and_resumes_exactly(postgres_url: str) -> None:
     result = run_search(small_config("whole", 24, seed=3), postgres_url, progress=False)
     assert result.status == "finished"
     assert_each_candidate_once(postgres_url, "whole", 24)
@@ -47,11 +46,11 @@ def test_search_records_every_candidate_once_and_resumes_exactly(postgres_url: s
     assert without_seq("split") == without_seq("whole")
 
 
-def test_controller_killed_with_sigkill_resumes_with_nothing_committed_lost(postgres_url: str) -> None:  # noqa: F811
+def test_controller_killed_with_sigkill_resumes_with_nothing_committed_lost(postgres_url: str) -> None:
     kill_controller_then_resume(postgres_url, "killed")
 
 
-def test_database_outage_stalls_the_run_and_loses_nothing(postgres_url: str,  # noqa: F811
+def test_database_outage_stalls_the_run_and_loses_nothing(postgres_url: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     url = make_url(postgres_url)
     link = FlakyLink(url.host, url.port)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from postgres_db import db_url  # noqa: F401  (fixture)
 from search_faults import (
     BIN_PACKING,
     REPO,
@@ -45,7 +44,7 @@ def small_config(name: str, budget: int, executor: ExecutorSettings, workers: in
                      islands=IslandConfig(num_islands=2, reset_period=10), executor=executor)
 
 
-def nodes_of(db_url: str, name: str) -> Counter[str | None]:  # noqa: F811
+def nodes_of(db_url: str, name: str) -> Counter[str | None]:
     """How many of the run's evaluations each node ran."""
     with Store(db_url) as store:
         run = store.get_run(name)
@@ -157,7 +156,7 @@ def cluster() -> Iterator[Cluster]:
             _stop_node(head)
 
 
-def test_evaluations_are_spread_over_both_nodes(cluster: Cluster, db_url: str) -> None:  # noqa: F811
+def test_evaluations_are_spread_over_both_nodes(cluster: Cluster, db_url: str) -> None:
     on_cluster = ExecutorSettings(ray=True, ray_address=cluster.address)
     result = run_search(small_config("two-nodes", 20, on_cluster), db_url, progress=False)
     assert result.status == "finished"
@@ -168,7 +167,7 @@ def test_evaluations_are_spread_over_both_nodes(cluster: Cluster, db_url: str) -
 
 
 def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(
-        cluster: Cluster, db_url: str, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+        cluster: Cluster, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     killed: list[int] = []
 
     def kill_one_actor() -> None:
@@ -198,7 +197,7 @@ def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(
         assert store.status_counts(run.id).get("crashed", 0) == 0  # retried elsewhere, not given up on
 
 
-def test_controller_killed_with_sigkill_resumes_on_the_cluster(cluster: Cluster, db_url: str) -> None:  # noqa: F811
+def test_controller_killed_with_sigkill_resumes_on_the_cluster(cluster: Cluster, db_url: str) -> None:
     kill_controller_then_resume(db_url, "ray-killed", "--ray-address", cluster.address, "--workers", "2",
                                 env={**os.environ, **NO_TOKEN})
     # The resume replayed the stored cluster address; naming it again (a cluster that moved) works the same way.
