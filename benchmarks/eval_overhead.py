@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evoforge.engine.program.patching import PatchError, apply_response  # noqa: E402
-from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer  # noqa: E402
+from evoforge.engine.propose.offline import AstMutator, NoMutationFound  # noqa: E402
 from evoforge.evaluators import Evaluation, Problem, SandboxPool, Stage, load_problem, parse_overrides  # noqa: E402
 from evoforge.evaluators.isolation import available_levels  # noqa: E402
 
@@ -97,7 +97,7 @@ def numba_table(problems: list[Problem], repeats: int) -> None:
 def mutants(problem: Problem, count: int, seed: int = 0) -> list[str]:
     """Distinct offline mutations of the seed, chained so that some drift far from it."""
     rng = np.random.default_rng(seed)
-    proposer = OfflineProposer()
+    proposer = AstMutator()
     programs = [problem.seed_code]
     for _ in range(20 * count):
         if len(programs) > count:

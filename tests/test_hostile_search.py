@@ -18,7 +18,7 @@ from untouched import MARKER, Untouched
 
 from evoforge.db import Store
 from evoforge.engine.propose.prompts import ParentView
-from evoforge.engine.propose.proposers import OfflineMutationProposer, Proposal
+from evoforge.engine.propose.proposers import OfflineProposer, Proposal
 from evoforge.engine.run.config import RunConfig
 from evoforge.engine.run.search import run_search
 
@@ -77,7 +77,7 @@ class HostileProposer:
     """The offline proposer, with every third proposal replaced by a whole-function rewrite that is hostile."""
 
     def __init__(self, evolved_names: Sequence[str], port: int) -> None:
-        self.offline = OfflineMutationProposer(evolved_names)
+        self.offline = OfflineProposer(evolved_names)
         self.port = port
         self.calls = itertools.count()
         self.kinds = itertools.cycle(HOSTILE)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from openai_server import Fault, OpenAIServer, count_tokens, sequence
 
-from evoforge.engine.propose.llm import LLMProposer, LLMResult
+from evoforge.engine.propose.llm import LLMEnsemble, LLMResult
 from evoforge.engine.run.config import ConfigError, ModelConfig, ModelEntry, RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def spec(server: OpenAIServer, name: str = "openai/test-model", **overrides) -> 
     return ModelEntry(name, **fields)
 
 
-def propose(proposer: LLMProposer, messages=MESSAGES, seed: int = 0) -> LLMResult:
+def propose(proposer: LLMEnsemble, messages=MESSAGES, seed: int = 0) -> LLMResult:
     return asyncio.run(proposer.propose(messages, np.random.default_rng(seed)))
 
 
@@ -42,7 +42,7 @@ def propose(proposer: LLMProposer, messages=MESSAGES, seed: int = 0) -> LLMResul
 def test_propose_returns_text_tokens_latency_and_sends_the_exact_messages():
     reply = "def priority(el, n):\n    return 0.0"
     with OpenAIServer(reply) as server:
-        result = propose(LLMProposer([spec(server, temperature=0.3, max_tokens=123)]))
+        result = propose(LLMEnsemble([spec(server, temperature=0.3, max_tokens=123)]))
         [request] = server.completion_requests
 
     assert result.ok and result.error is None
@@ -63,7 +63,7 @@ def test_propose_returns_text_tokens_latency_and_sends_the_exact_messages():
 
 def test_null_content_gives_empty_text_and_truncation_is_reported():
     with OpenAIServer(sequence(Fault.null_content(), Fault.truncated("def f(x):\n    return"))) as server:
-        proposer = LLMProposer([spec(server)])
+        proposer = LLMEnsemble([spec(server)])
         empty = propose(proposer)
         cut = propose(proposer)
 
@@ -73,7 +73,7 @@ def test_null_content_gives_empty_text_and_truncation_is_reported():
 
 def test_concurrent_proposals_overlap_on_one_event_loop(openai_server):
     openai_server.responder = lambda request: Fault.delay(0.3, then=request["messages"][-1]["content"].upper())
-    proposer = LLMProposer([spec(openai_server)])
+    proposer = LLMEnsemble([spec(openai_server)])
 
     async def many() -> list[LLMResult]:
         rng = np.random.default_rng(0)
@@ -92,8 +92,8 @@ def test_concurrent_proposals_overlap_on_one_event_loop(openai_server):
 def test_strong_prob_zero_never_and_one_always_calls_the_strong_model():
     with OpenAIServer("ok") as server:
         cheap, strong = spec(server, "openai/cheap-model"), spec(server, "openai/strong-model")
-        never = [propose(LLMProposer([cheap], strong=[strong], strong_prob=0.0), seed=s) for s in range(3)]
-        always = [propose(LLMProposer([cheap], strong=[strong], strong_prob=1.0), seed=s) for s in range(3)]
+        never = [propose(LLMEnsemble([cheap], strong=[strong], strong_prob=0.0), seed=s) for s in range(3)]
+        always = [propose(LLMEnsemble([cheap], strong=[strong], strong_prob=1.0), seed=s) for s in range(3)]
         answered = [r.body["model"] for r in server.completion_requests]
 
     assert [r.model for r in never] == ["openai/cheap-model"] * 3
@@ -103,7 +103,7 @@ def test_strong_prob_zero_never_and_one_always_calls_the_strong_model():
 
 def test_choice_follows_strong_prob_and_weights_and_is_reproducible_with_a_seed():
     cheap = [ModelEntry("openai/a", weight=3.0), ModelEntry("openai/b", weight=1.0)]
-    proposer = LLMProposer(cheap, strong=[ModelEntry("openai/strong")], strong_prob=0.2)
+    proposer = LLMEnsemble(cheap, strong=[ModelEntry("openai/strong")], strong_prob=0.2)
 
     rng = np.random.default_rng(7)
     names = [proposer.choose(rng).name for _ in range(4000)]
@@ -120,7 +120,7 @@ def test_choice_follows_strong_prob_and_weights_and_is_reproducible_with_a_seed(
 
 def test_a_500_is_retried_once_then_succeeds():
     with OpenAIServer(sequence(Fault.http(500), "fixed")) as server:
-        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
         requests = server.completion_requests
 
     assert result.ok and result.text == "fixed"
@@ -131,14 +131,14 @@ def test_a_500_is_retried_once_then_succeeds():
 
 def test_a_503_is_retried():
     with OpenAIServer(sequence(Fault.http(503), Fault.http(503), "up again")) as server:
-        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
 
     assert result.ok and result.text == "up again" and result.attempts == 3
 
 
 def test_a_429_waits_for_retry_after_then_succeeds():
     with OpenAIServer(sequence(Fault.http(429, "slow down", retry_after=1), "thanks")) as server:
-        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
         first, second = server.completion_requests
 
     assert result.ok and result.text == "thanks" and result.attempts == 2
@@ -148,7 +148,7 @@ def test_a_429_waits_for_retry_after_then_succeeds():
 
 def test_retry_after_is_capped_by_max_backoff():
     with OpenAIServer(sequence(Fault.http(429, retry_after=30), "ok")) as server:
-        result = propose(LLMProposer([spec(server)], backoff_s=0.01, max_backoff_s=0.2))
+        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01, max_backoff_s=0.2))
 
     assert result.ok and result.attempts == 2
     assert result.latency_s < 5
@@ -156,7 +156,7 @@ def test_retry_after_is_capped_by_max_backoff():
 
 def test_a_connection_reset_is_retried():
     with OpenAIServer(sequence(Fault.reset(), "after reset")) as server:
-        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
 
     assert result.ok and result.text == "after reset" and result.attempts == 2
     assert len(server.completion_requests) == 2
@@ -164,7 +164,7 @@ def test_a_connection_reset_is_retried():
 
 def test_a_server_slower_than_timeout_s_is_a_timeout_after_max_retries():
     with OpenAIServer(Fault.delay(5.0, then="too late")) as server:
-        proposer = LLMProposer([spec(server, timeout_s=0.4)], max_retries=2, backoff_s=0.01)
+        proposer = LLMEnsemble([spec(server, timeout_s=0.4)], max_retries=2, backoff_s=0.01)
         result = propose(proposer)
         requests = server.completion_requests
 
@@ -176,7 +176,7 @@ def test_a_server_slower_than_timeout_s_is_a_timeout_after_max_retries():
 
 def test_exponential_backoff_grows_between_attempts():
     with OpenAIServer(Fault.http(500)) as server:
-        result = propose(LLMProposer([spec(server)], max_retries=3, backoff_s=0.1))
+        result = propose(LLMEnsemble([spec(server)], max_retries=3, backoff_s=0.1))
         times = [r.received_at for r in server.completion_requests]
 
     assert result.attempts == 4 and "HTTP 500" in result.error
@@ -188,7 +188,7 @@ def test_exponential_backoff_grows_between_attempts():
 
 def test_no_retries_when_max_retries_is_zero():
     with OpenAIServer(Fault.http(503)) as server:
-        result = propose(LLMProposer([spec(server)], max_retries=0))
+        result = propose(LLMEnsemble([spec(server)], max_retries=0))
 
     assert result.attempts == 1 == len(server.completion_requests)
     assert "HTTP 503" in result.error and "gave up after 1 attempts" in result.error
@@ -199,7 +199,7 @@ def test_no_retries_when_max_retries_is_zero():
 
 def test_a_401_is_not_retried_and_the_error_names_the_key():
     with OpenAIServer("never", api_key="sk-right") as server:
-        result = propose(LLMProposer([spec(server, api_key="sk-wrong")], backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server, api_key="sk-wrong")], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1 == len(server.completion_requests)
     assert "401" in result.error and "API key" in result.error and "ModelEntry.api_key" in result.error
@@ -208,8 +208,8 @@ def test_a_401_is_not_retried_and_the_error_names_the_key():
 def test_a_missing_key_names_the_environment_variable_litellm_reads(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with OpenAIServer("never") as server:
-        result = propose(LLMProposer([spec(server, api_key=None)], backoff_s=0.01))
-        proposer = LLMProposer([spec(server, api_key=None)])
+        result = propose(LLMEnsemble([spec(server, api_key=None)], backoff_s=0.01))
+        proposer = LLMEnsemble([spec(server, api_key=None)])
 
     assert not result.ok and result.attempts == 1
     assert server.completion_requests == []  # the client refused to send a request without a key
@@ -219,7 +219,7 @@ def test_a_missing_key_names_the_environment_variable_litellm_reads(monkeypatch)
 
 def test_an_unknown_model_404_is_not_retried_and_says_to_check_the_name():
     with OpenAIServer("never", models=("test-model",)) as server:
-        result = propose(LLMProposer([spec(server, "openai/tset-model")], backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server, "openai/tset-model")], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1 == len(server.completion_requests)
     assert "404" in result.error and "tset-model" in result.error and "model name" in result.error
@@ -227,14 +227,14 @@ def test_an_unknown_model_404_is_not_retried_and_says_to_check_the_name():
 
 def test_a_400_is_not_retried():
     with OpenAIServer(Fault.http(400, "maximum context length exceeded")) as server:
-        result = propose(LLMProposer([spec(server)], backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1 == len(server.completion_requests)
     assert "HTTP 400" in result.error and "maximum context length" in result.error
 
 
 def test_an_unknown_provider_is_reported_without_a_request():
-    result = propose(LLMProposer([ModelEntry("nosuchprovider/some-model", api_key="k")], backoff_s=0.01))
+    result = propose(LLMEnsemble([ModelEntry("nosuchprovider/some-model", api_key="k")], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1
     assert "nosuchprovider/some-model" in result.error and "Provider" in result.error
@@ -242,7 +242,7 @@ def test_an_unknown_provider_is_reported_without_a_request():
 
 def test_a_garbage_body_is_an_error_not_an_exception():
     with OpenAIServer(Fault.garbage()) as server:
-        result = propose(LLMProposer([spec(server)], max_retries=1, backoff_s=0.01))
+        result = propose(LLMEnsemble([spec(server)], max_retries=1, backoff_s=0.01))
 
     assert not result.ok and result.text == "" and result.cost == 0.0
     assert result.attempts == 2 == len(server.completion_requests)  # a broken gateway can recover: bounded retry
@@ -252,7 +252,7 @@ def test_a_garbage_body_is_an_error_not_an_exception():
 def test_an_unreachable_server_is_a_connection_error_after_retries():
     with OpenAIServer("unused") as server:
         dead_base = server.base_url
-    result = propose(LLMProposer([ModelEntry("openai/m", api_base=dead_base, api_key="k")], max_retries=1,
+    result = propose(LLMEnsemble([ModelEntry("openai/m", api_base=dead_base, api_key="k")], max_retries=1,
                                  backoff_s=0.01))
 
     assert not result.ok and result.attempts == 2
@@ -264,8 +264,8 @@ def test_an_unreachable_server_is_a_connection_error_after_retries():
 
 def test_user_prices_give_the_cost_of_a_model_missing_from_litellms_map():
     with OpenAIServer("one two three four") as server:
-        priced = propose(LLMProposer([spec(server, input_cost_per_token=2e-6, output_cost_per_token=8e-6)]))
-        unpriced = propose(LLMProposer([spec(server)]))
+        priced = propose(LLMEnsemble([spec(server, input_cost_per_token=2e-6, output_cost_per_token=8e-6)]))
+        unpriced = propose(LLMEnsemble([spec(server)]))
 
     assert priced.prompt_tokens == 8 and priced.completion_tokens == 4
     assert priced.cost == pytest.approx(8 * 2e-6 + 4 * 8e-6)
@@ -274,7 +274,7 @@ def test_user_prices_give_the_cost_of_a_model_missing_from_litellms_map():
 
 def test_litellms_cost_map_prices_a_known_model():
     with OpenAIServer("one two three four") as server:
-        result = propose(LLMProposer([spec(server, "openai/gpt-4o-mini")]))
+        result = propose(LLMEnsemble([spec(server, "openai/gpt-4o-mini")]))
 
     assert result.ok and result.cost > 0
 
@@ -313,16 +313,16 @@ def test_a_model_entrys_api_key_reaches_the_call_but_never_a_file_or_the_databas
                                                                                                   tier="strong"))
     with pytest.raises(ConfigError, match="unknown keys \\['api_key'\\]"):
         ModelEntry.from_dict({"name": "m", "api_key": "k"})
-    assert LLMProposer([ModelEntry("openai/cheap")], strong=[entry], strong_prob=0.5).strong[0].api_key == "sk-secret"
+    assert LLMEnsemble([ModelEntry("openai/cheap")], strong=[entry], strong_prob=0.5).strong[0].api_key == "sk-secret"
 
 
 def test_proposer_rejects_inconsistent_settings():
     with pytest.raises(ValueError, match="no strong model"):
-        LLMProposer([ModelEntry("m")], strong_prob=0.5)
+        LLMEnsemble([ModelEntry("m")], strong_prob=0.5)
     with pytest.raises(ValueError, match="strong_prob"):
-        LLMProposer([ModelEntry("m")], strong=[ModelEntry("s")], strong_prob=1.5)
+        LLMEnsemble([ModelEntry("m")], strong=[ModelEntry("s")], strong_prob=1.5)
     with pytest.raises(ValueError, match="at least one ModelEntry"):
-        LLMProposer([])
+        LLMEnsemble([])
 
 
 def test_importing_engine_llm_does_not_import_litellm():
@@ -340,7 +340,7 @@ def test_creating_a_proposer_imports_litellm_offline():
         "import os, sys, evoforge.engine.propose.llm as llm\n"
         "os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP', None)\n"
         "from evoforge.engine.run.config import ModelEntry\n"
-        "llm.LLMProposer([ModelEntry('gpt-4o-mini')])\n"
+        "llm.LLMEnsemble([ModelEntry('gpt-4o-mini')])\n"
         "import litellm\n"
         "print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'], 'gpt-4o-mini' in litellm.model_cost, litellm.telemetry)\n"
     )

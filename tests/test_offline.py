@@ -10,7 +10,7 @@ import pytest
 
 from evoforge.engine.program.patching import apply_response
 from evoforge.engine.program.source import check_program, normalize_code
-from evoforge.engine.propose.offline import KINDS, NoMutationFound, OfflineProposer
+from evoforge.engine.propose.offline import KINDS, AstMutator, NoMutationFound
 
 NAMES = ["priority"]
 BIN_SEED = '''def priority(item: float, bins: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def run_cap(code: str):
 
 
 def proposals(seed: str, count: int, rng_seed: int) -> list[str]:
-    proposer, rng = OfflineProposer(), np.random.default_rng(rng_seed)
+    proposer, rng = AstMutator(), np.random.default_rng(rng_seed)
     return [proposer.propose([seed], NAMES, rng) for _ in range(count)]
 
 
@@ -72,7 +72,7 @@ def test_same_seed_same_responses():
 
 def evolve_pool(seed: str, steps: int, rng_seed: int):
     """A small population walk: each child joins the pool and parents are drawn from it, as in a search."""
-    proposer, rng = OfflineProposer(), np.random.default_rng(rng_seed)
+    proposer, rng = AstMutator(), np.random.default_rng(rng_seed)
     pool, kinds, children = [seed], collections.Counter(), []
     for _ in range(steps):
         picks = sorted(rng.choice(len(pool), size=min(3, len(pool)), replace=False))
@@ -123,7 +123,7 @@ def test_comments_elsewhere_survive_and_search_is_verbatim():
     score = -r * 1.5
     return score
 '''
-    proposer, rng = OfflineProposer(), np.random.default_rng(4)
+    proposer, rng = AstMutator(), np.random.default_rng(4)
     for _ in range(60):
         response = proposer.propose([parent], NAMES, rng)
         search = response.split("<<<<<<< SEARCH\n", 1)[1].split("\n=======\n", 1)[0]
@@ -140,7 +140,7 @@ def test_never_divides_by_a_literal_zero_and_counts_stay_integers():
         total = total + bins[k] / 1
     return total / 2.0 - item / 0.5
 '''
-    proposer, rng = OfflineProposer(), np.random.default_rng(5)
+    proposer, rng = AstMutator(), np.random.default_rng(5)
     failures = 0
     for _ in range(200):
         code = apply_response(proposer.propose([parent], NAMES, rng), parent, NAMES)
@@ -163,7 +163,7 @@ def tiebreak(bins: np.ndarray) -> np.ndarray:
     return bins * 0.5
 '''
     names = ["priority", "tiebreak"]
-    proposer, rng = OfflineProposer(), np.random.default_rng(6)
+    proposer, rng = AstMutator(), np.random.default_rng(6)
     touched = collections.Counter()
     for _ in range(40):
         code = apply_response(proposer.propose([parent], names, rng), parent, names)
@@ -175,10 +175,10 @@ def tiebreak(bins: np.ndarray) -> np.ndarray:
 
 def test_nothing_to_mutate_is_a_clear_error():
     with pytest.raises(NoMutationFound, match="no valid new program"):
-        OfflineProposer(max_tries=10).propose(["def priority(item, bins):\n    pass\n"], NAMES,
+        AstMutator(max_tries=10).propose(["def priority(item, bins):\n    pass\n"], NAMES,
                                                np.random.default_rng(0))
     with pytest.raises(NoMutationFound, match="does not parse"):
-        OfflineProposer().propose(["def priority(item, bins):\n    return (\n"], NAMES, np.random.default_rng(0))
+        AstMutator().propose(["def priority(item, bins):\n    return (\n"], NAMES, np.random.default_rng(0))
 
 
 def test_structured_parent_with_branches_loops_and_repeated_lines():
@@ -197,7 +197,7 @@ def test_structured_parent_with_branches_loops_and_repeated_lines():
     score = score + 1.0
     return score
 '''
-    proposer, rng = OfflineProposer(), np.random.default_rng(9)
+    proposer, rng = AstMutator(), np.random.default_rng(9)
     failures, kinds = 0, collections.Counter()
     for _ in range(150):
         proposal = proposer.propose_detailed([parent], NAMES, rng)
@@ -221,7 +221,7 @@ PLAIN_SEED = '''def weight(value: float, sizes: list[float]) -> float:
 
 
 def test_a_problem_without_numpy_gets_only_mutations_whose_names_it_can_resolve():
-    proposer, rng = OfflineProposer(global_names={"math", "weight", "solve", "score"}), np.random.default_rng(3)
+    proposer, rng = AstMutator(global_names={"math", "weight", "solve", "score"}), np.random.default_rng(3)
     kinds = collections.Counter()
     for _ in range(150):
         proposal = proposer.propose_detailed([PLAIN_SEED], ["weight"], rng)
@@ -236,6 +236,6 @@ def test_a_problem_without_numpy_gets_only_mutations_whose_names_it_can_resolve(
             pass  # e.g. a list compared with a number: a poor mutation, not an unresolved name
     assert kinds["insert"] > 0  # the numpy-free part of the vocabulary still adds terms
     # The same seed with numpy in the problem's globals does use np.
-    with_numpy = OfflineProposer(global_names={"np", "weight"})
+    with_numpy = AstMutator(global_names={"np", "weight"})
     codes = [with_numpy.propose_detailed([PLAIN_SEED], ["weight"], rng).code for _ in range(150)]
     assert any("np." in code for code in codes)

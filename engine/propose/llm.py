@@ -1,11 +1,11 @@
-"""The LLM proposer: one chat completion from a cheap or a strong model via litellm, with timeouts and retries.
+"""The LLM ensemble: one chat completion from a cheap or a strong model via litellm, with timeouts and retries.
 
-`LLMProposer.propose` picks a model (the strong tier with probability `strong_prob`, else a cheap one by weight),
+`LLMEnsemble.propose` picks a model (the strong tier with probability `strong_prob`, else a cheap one by weight),
 calls it through litellm, retries only transient faults (timeouts, dropped connections, 429, 5xx) with exponential
 backoff that honours Retry-After, and returns an `LLMResult` carrying the text, tokens, cost and latency. A provider
 fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a search.
 
-litellm is imported lazily (it takes seconds, and problem files import `engine` inside every sandbox) and with its
+litellm is imported lazily (it takes seconds, and problem files import `evoforge` inside every sandbox) and with its
 model cost map read from the installed package rather than fetched from the internet.
 """
 
@@ -31,7 +31,7 @@ from evoforge.engine.run.config import ModelEntry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LLMProposer", "LLMResult"]
+__all__ = ["LLMEnsemble", "LLMResult"]
 
 # Statuses that a second try can fix: request timeout, conflict, rate limit and every server-side error.
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -72,7 +72,7 @@ class LLMResult:
         return self.error is None
 
 
-class LLMProposer:
+class LLMEnsemble:
     """Asks a cheap or, with probability `strong_prob`, a strong model for a completion.
 
     Which model answers is the `chooser`'s decision (fixed tiers and weights by default, or a bandit); a model that
@@ -95,15 +95,15 @@ class LLMProposer:
         `max_backoff_s`, which also caps a provider's Retry-After."""
         self.models = tuple(replace(m, tier="cheap") for m in _tier(models, "models"))
         self.strong = tuple(replace(m, tier="strong") for m in _tier(strong, "strong")) if strong else ()
-        _require(math.isfinite(strong_prob) and 0.0 <= strong_prob <= 1.0, "LLMProposer strong_prob", strong_prob,
+        _require(math.isfinite(strong_prob) and 0.0 <= strong_prob <= 1.0, "LLMEnsemble strong_prob", strong_prob,
                  "a probability in [0, 1]")
         if strong_prob > 0 and not self.strong:
-            raise ValueError(f"LLMProposer strong_prob={strong_prob} but no strong model is given; "
+            raise ValueError(f"LLMEnsemble strong_prob={strong_prob} but no strong model is given; "
                              "pass strong=[ModelEntry(...)] or set strong_prob=0")
-        _require(isinstance(max_retries, int) and max_retries >= 0, "LLMProposer max_retries", max_retries,
+        _require(isinstance(max_retries, int) and max_retries >= 0, "LLMEnsemble max_retries", max_retries,
                  "an integer >= 0")
-        _require(math.isfinite(backoff_s) and backoff_s >= 0, "LLMProposer backoff_s", backoff_s, "a number >= 0")
-        _require(math.isfinite(max_backoff_s) and max_backoff_s >= 0, "LLMProposer max_backoff_s", max_backoff_s,
+        _require(math.isfinite(backoff_s) and backoff_s >= 0, "LLMEnsemble backoff_s", backoff_s, "a number >= 0")
+        _require(math.isfinite(max_backoff_s) and max_backoff_s >= 0, "LLMEnsemble max_backoff_s", max_backoff_s,
                  "a number >= 0")
         self.strong_prob = float(strong_prob)
         self.max_retries = max_retries
@@ -350,10 +350,10 @@ def _guard_timeout(timeout_s: float) -> float:
 def _tier(models: Sequence[ModelEntry], name: str) -> tuple[ModelEntry, ...]:
     tier = tuple(models)
     if not tier:
-        raise ValueError(f"LLMProposer {name}: give at least one ModelEntry")
+        raise ValueError(f"LLMEnsemble {name}: give at least one ModelEntry")
     for spec in tier:
         if not isinstance(spec, ModelEntry):
-            raise TypeError(f"LLMProposer {name}: expected ModelEntry, got {type(spec).__name__} ({spec!r})")
+            raise TypeError(f"LLMEnsemble {name}: expected ModelEntry, got {type(spec).__name__} ({spec!r})")
     return tier
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from evoforge.engine.program.patching import apply_response
 from evoforge.engine.program.source import PatchError, normalize_code
 
-__all__ = ["KINDS", "NoMutationFound", "OfflineProposal", "OfflineProposer"]
+__all__ = ["KINDS", "NoMutationFound", "OfflineProposal", "AstMutator"]
 
 # Mutation kinds and how often each is tried; operator swaps have few outcomes, so they get less weight.
 KINDS = ("constant", "operator", "insert", "condition", "recombine")
@@ -91,7 +91,7 @@ class _Site:
     stmt: ast.stmt
 
 
-class OfflineProposer:
+class AstMutator:
     """Proposes mutations of the best parent as SEARCH/REPLACE text; deterministic for a given rng state."""
 
     def __init__(self, *, max_tries: int = 50, global_names: Collection[str] | None = None) -> None:

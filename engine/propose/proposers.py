@@ -18,7 +18,7 @@ import numpy as np
 
 from evoforge.engine.propose.instructions import Instruction, InstructionPool
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache, StoredAnswer, request_key
-from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer
+from evoforge.engine.propose.offline import AstMutator, NoMutationFound
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.run.config import ModelConfig
 
@@ -57,12 +57,12 @@ class Proposer(Protocol):
         ...
 
 
-class OfflineMutationProposer:
+class OfflineProposer:
     """Program mutations with no LLM: keeps the loop working with no network and no key."""
 
     def __init__(self, evolved_names: Sequence[str], global_names: Collection[str] | None = None) -> None:
         self._names = tuple(evolved_names)
-        self._mutator = OfflineProposer(global_names=global_names)
+        self._mutator = AstMutator(global_names=global_names)
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
                       feedback: Sequence[str] = ()) -> Proposal:
@@ -82,13 +82,13 @@ class OfflineMutationProposer:
         return None
 
 
-class LiteLLMProposer:
+class LLMProposer:
     """Prompts the model ensemble through litellm, with cache, replay and (optionally) evolving instructions."""
 
     def __init__(self, description: str, evolved_names: Sequence[str], models: ModelConfig, *,
                  cache: ResponseCache | None = None, replay: ReplaySource | None = None,
                  instructions: InstructionPool | None = None, maximize: bool = True) -> None:
-        from evoforge.engine.propose.llm import LLMProposer  # imported here: a search with no LLM never loads litellm
+        from evoforge.engine.propose.llm import LLMEnsemble  # imported here: a search with no LLM never loads litellm
         from evoforge.engine.propose.model_choice import BanditChoice
 
         self._description = description
@@ -102,7 +102,7 @@ class LiteLLMProposer:
 
         cheap = [m for m in models.models if m.tier == "cheap"]
         strong = [m for m in models.models if m.tier == "strong"]
-        self.llm = LLMProposer(cheap, strong=strong, strong_prob=models.strong_prob, max_retries=models.retries,
+        self.llm = LLMEnsemble(cheap, strong=strong, strong_prob=models.strong_prob, max_retries=models.retries,
                                backoff_s=models.backoff_s, chooser=BanditChoice() if models.bandit else None)
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
@@ -161,9 +161,9 @@ def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence
                   global_names: Collection[str] | None = None, maximize: bool = True,
                   cache: ResponseCache | None = None, replay: ReplaySource | None = None,
                   instructions: InstructionPool | None = None) -> Proposer:
-    """The offline mutator when no model is configured (``global_names``: what the evolved functions can see),
-    else the litellm proposer."""
+    """The offline proposer when no model is configured (``global_names``: what the evolved functions can see),
+    else the LLM proposer."""
     if models.offline:
-        return OfflineMutationProposer(evolved_names, global_names)
-    return LiteLLMProposer(description, evolved_names, models, cache=cache, replay=replay,
+        return OfflineProposer(evolved_names, global_names)
+    return LLMProposer(description, evolved_names, models, cache=cache, replay=replay,
                            instructions=instructions, maximize=maximize)
