@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE_FOLDERS = ("evoforge", "engine", "db", "islands", "evaluators", "problems")
 INSIDE = "evoforge.evaluators.inside"
 # What both sides of the trust boundary may import: the problem layer (the user's trusted problem file is loaded on
-# both sides), the frame format, the folder cleanup.
-SHARED = {f"evoforge.evaluators.{name}" for name in ("problem_api", "problem", "loader", "wire", "cleanup")}
+# both sides), the frame format, the folder cleanup, the list of statuses.
+SHARED = {f"evoforge.evaluators.{name}" for name in ("problem_api", "problem", "loader", "wire", "cleanup", "statuses")}
 ENGINE_SIDE = ("evoforge.engine", "evoforge.evaluators.sandbox", "evoforge.evaluators.isolation",
                "evoforge.evaluators.scoring", "evoforge.evaluators.cpus", "evoforge.db", "evoforge.islands",
                "evoforge.api")
@@ -147,3 +147,13 @@ def test_one_list_of_statuses_serves_the_store_and_the_sandbox():
     assert "duplicate" in STATUSES and set(statuses.EVALUATION_STATUSES) == set(STATUSES) - {"duplicate"}
     checks = [str(getattr(c, "sqltext", "")) for c in models.Program.__table__.constraints]
     assert any(all(f"'{status}'" in check for status in STATUSES) for check in checks)  # the schema's own list
+
+
+def test_dependencies_point_one_way():
+    """engine -> islands, db, evaluators; islands and evaluators import no other part; db only the statuses."""
+    graph = import_graph()
+    allowed = {"evoforge.islands": set(), "evoforge.evaluators": set(), "evoforge.db": {"evoforge.evaluators.statuses"}}
+    for part, may in allowed.items():
+        outside = {m for name in graph if name == part or name.startswith(part + ".") for m in graph[name]
+                   if not (m == part or m.startswith(part + "."))}
+        assert outside <= may, f"{part} imports {sorted(outside - may)}"
