@@ -130,6 +130,9 @@ SECRET_FILE_PATTERNS = (".env", ".env.*", "*.env", ".netrc", ".pgpass", ".git-cr
                         "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", "credentials", "credentials.*",
                         "secrets.*", "*.db", "*.db-wal", "*.db-shm", "*.sqlite", "*.sqlite3")
 SECRET_DIR_NAMES = ("runs", ".git", ".ssh", ".aws", ".gnupg", ".config", ".docker", ".kube")
+# Published answers bundled with the problems (problems/data/README.md): a candidate that read them would return
+# the answer instead of computing it, so they are covered like secrets wherever evoforge is installed.
+BUNDLED_ANSWERS = (Path(__file__).resolve().parent.parent / "problems" / "data" / "alphaevolve_constructions.json",)
 SECRET_SCAN_DEPTH = 3  # sub-folders looked into below each folder (config/.env, deploy/keys/server.key)
 SECRET_SCAN_ENTRIES = 20_000  # per folder scanned; a huge tree is scanned only this far
 NOT_SCANNED_DIRS = (".venv", "venv", "site-packages", "node_modules", "__pycache__", ".tox", ".mypy_cache",
@@ -138,7 +141,8 @@ NOT_SCANNED_DIRS = (".venv", "venv", "site-packages", "node_modules", "__pycache
 
 def secret_paths(problem_path: Path) -> tuple[list[Path], list[Path]]:
     """Files and folders to hide, found in and a few levels below the folders the sandbox must see anyway (the
-    working folder, the problem's folder, the repo): a `.env` with API keys, the run database, `.git`."""
+    working folder, the problem's folder, the repo): a `.env` with API keys, the run database, `.git`; and the
+    published answers bundled with the problems."""
     files: set[Path] = set()
     folders: set[Path] = set()
     for root in {Path.cwd().resolve(), problem_path.resolve().parent, REPO_ROOT}:
@@ -162,6 +166,7 @@ def secret_paths(problem_path: Path) -> tuple[list[Path], list[Path]]:
                         files.add(Path(entry.path).resolve())
                 except OSError:
                     continue
+    files.update(path for path in BUNDLED_ANSWERS if path.is_file())
     visible = needed_paths(problem_path)
     needed = set(visible) | {problem_path.resolve()}
 

@@ -388,6 +388,21 @@ def test_secrets_and_run_databases_in_the_working_folder_stay_hidden(pool, tmp_p
     assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
 
 
+def test_published_answers_bundled_with_the_problems_stay_hidden(pool):
+    """The AlphaEvolve circle packings ship with evoforge (for the tests); a candidate must not return them. The
+    bundled instances a problem reads as inputs stay readable."""
+    if pool.isolation == "rlimits-only":
+        pytest.skip("rlimits-only shares the host's filesystem (README: where isolation is missing)")
+    data = REPO / "problems" / "data"
+    body = (f"try:\n    seen = open({str(data / 'alphaevolve_constructions.json')!r}).read()\n"
+            "except OSError:\n    seen = ''\n"
+            "if 'n26' in seen:\n    raise RuntimeError('read the answers')\n"
+            f"if 'u500_00' not in open({str(data / 'or3.json')!r}).read():\n    raise RuntimeError('inputs hidden')\n"
+            "return x * 2")
+    ev = pool.evaluate(fn(body))
+    assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
+
+
 # ---------------------------------------------------------------- tampering (cap_set: the score verifies)
 
 
