@@ -36,8 +36,7 @@ class Run:
         """What the last search or resume made from this object reported (None for a run only loaded)."""
 
     def __repr__(self) -> str:
-        info = self.info
-        return f"Run({self.name!r}, status={info.status!r}, problem={info.problem_name!r}, db={self.db!r})"
+        return f"Run({self.name!r}, db={self.db!r})"  # no database read: a repr must not fail
 
     def _store(self) -> Store:
         return Store(self.db, create=False)

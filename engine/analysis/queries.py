@@ -1,6 +1,6 @@
 """What a run discovered, as data: the queries behind `evoforge runs/show/best/program/lineage/plot/report`.
 
-The same functions serve a notebook::
+The same functions serve a notebook (evoforge.load_run(...) wraps them: best, curve, programs, lineage)::
 
     from evoforge.db import Store
     from evoforge.engine.analysis import queries as analysis

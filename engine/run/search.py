@@ -1,6 +1,7 @@
 """Start or resume a search: build the collaborators from a RunConfig and hand them to the Controller.
 
-This is the Python API behind `evoforge run` and `evoforge resume`:
+What `evoforge run`, `evoforge resume` and `evoforge.run()` (evoforge/api.py) call once their options are a
+RunConfig; from Python it also takes a proposer of your own:
 
     from evoforge.engine.run.search import run_search
     result = run_search(RunConfig(problem="problems/bin_packing.py", name="bp", budget=100), "sqlite:///runs/e.db")
