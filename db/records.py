@@ -321,6 +321,20 @@ class ProgramBrief:
     rejected: bool  # a person took it out of selection
 
 
+@dataclass(frozen=True)
+class ModelTotals:
+    """What one model's proposals achieved in a run, summed by the database."""
+
+    model: str
+    proposals: int  # answers recorded (cache and replay hits included)
+    calls: int  # real calls made
+    applied: int  # answers that patched into a program
+    valid: int  # programs that evaluated ok
+    improved: int  # programs that beat their best parent
+    tokens: int
+    cost: float
+
+
 HistoryItem = ProgramSummary | EventInfo
 """One step of a run's history, in seq order: a program or an event."""
 

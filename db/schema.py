@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, inspect, select, text, update
 from evoforge.db import migrations
 from evoforge.db.connection import masked, open_engine, transaction
 from evoforge.db.errors import StoreError
-from evoforge.db.models import Base, Meta
+from evoforge.db.models import Meta, metadata
 
 SCHEMA_VERSION = migrations.LATEST
 """The version this evoforge reads and writes; a model change adds a step in db/migrations (see its docstring)."""
@@ -28,7 +28,7 @@ def check_schema(connection: Connection, where: str) -> bool:
         return False
     if found != SCHEMA_VERSION:
         raise StoreError(_version_message(where, found))
-    missing = set(Base.metadata.tables) - set(inspect(connection).get_table_names())
+    missing = set(metadata.tables) - set(inspect(connection).get_table_names())
     if missing:
         raise StoreError(
             f"database {where} says schema version {found} but lacks tables {', '.join(sorted(missing))}; "
@@ -45,7 +45,7 @@ def create_schema(connection: Connection, where: str) -> None:
     """
     _lock(connection)
     if not check_schema(connection, where):
-        Base.metadata.create_all(connection)
+        metadata.create_all(connection)
         connection.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
@@ -62,7 +62,7 @@ def upgrade_schema(connection: Connection, where: str) -> list[str]:
     if not 1 <= found <= SCHEMA_VERSION:
         raise StoreError(_version_message(where, found))
     done = migrations.apply(connection, found)
-    connection.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+    connection.execute(update(Meta).where(Meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
     check_schema(connection, where)
     return done
 
@@ -82,12 +82,12 @@ def _found_version(connection: Connection, where: str) -> int | None:
     tables = set(inspect(connection).get_table_names())
     if not tables:
         return None
-    if Meta.__tablename__ not in tables:
+    if Meta.name not in tables:
         raise StoreError(
-            f"database {where} has tables ({', '.join(sorted(tables)[:5])}) but no {Meta.__tablename__} table, "
+            f"database {where} has tables ({', '.join(sorted(tables)[:5])}) but no {Meta.name} table, "
             "so it is not an evoforge database; point --db at a new file or an evoforge database"
         )
-    found = connection.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar_one_or_none()
+    found = connection.execute(select(Meta.c.value).where(Meta.c.key == "schema_version")).scalar_one_or_none()
     try:
         return int(found)  # type: ignore[arg-type]
     except (TypeError, ValueError):

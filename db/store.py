@@ -19,7 +19,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Row, Select, exc, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, case, exc, func, insert, select, update
 from sqlalchemy.engine import make_url
 
 from evoforge.db.checkpoint import WalCheckpointer
@@ -30,6 +30,7 @@ from evoforge.db.records import (
     EvaluationInfo,
     EventInfo,
     HistoryItem,
+    ModelTotals,
     NewCandidate,
     NewEvaluation,
     NewProgram,
@@ -127,7 +128,7 @@ class Store:
         version = evoforge_version or _installed_version()
 
         def create(c: Connection) -> RunInfo:
-            if c.execute(select(Run.id).where(Run.name == name)).first() is not None:
+            if c.execute(select(Run.c.id).where(Run.c.name == name)).first() is not None:
                 raise _run_exists(name)
             run_id = inserted_id(c.execute(
                 insert(Run).values(
@@ -144,7 +145,7 @@ class Store:
                     next_seq=0,
                 )
             ))
-            return _run_info(c.execute(_RUN_COLUMNS.where(Run.id == run_id)).one())
+            return _run_info(c.execute(_RUN_COLUMNS.where(Run.c.id == run_id)).one())
 
         try:
             return self._write(create)
@@ -156,12 +157,12 @@ class Store:
 
     def get_run(self, name: str) -> RunInfo | None:
         """The run named ``name``, or None."""
-        row = self._read(lambda c: c.execute(_RUN_COLUMNS.where(Run.name == name)).first())
+        row = self._read(lambda c: c.execute(_RUN_COLUMNS.where(Run.c.name == name)).first())
         return None if row is None else _run_info(row)
 
     def list_runs(self) -> list[RunInfo]:
         """All runs, oldest first."""
-        return [_run_info(r) for r in self._read(lambda c: c.execute(_RUN_COLUMNS.order_by(Run.id)).all())]
+        return [_run_info(r) for r in self._read(lambda c: c.execute(_RUN_COLUMNS.order_by(Run.c.id)).all())]
 
     def set_run_status(self, run_id: int, status: str) -> None:
         """Set a run's status; any status but 'running' stamps finished_at, 'running' (a resume) clears it."""
@@ -170,7 +171,7 @@ class Store:
         finished_at = None if status == "running" else utcnow()
 
         def set_status(c: Connection) -> None:
-            done = c.execute(update(Run).where(Run.id == run_id).values(status=status, finished_at=finished_at))
+            done = c.execute(update(Run).where(Run.c.id == run_id).values(status=status, finished_at=finished_at))
             if done.rowcount == 0:
                 raise no_run(run_id, self.url)
 
@@ -225,7 +226,7 @@ class Store:
         def add(c: Connection) -> int:
             if evaluation.kind == "held_out":
                 done = c.execute(
-                    update(Program).where(Program.id == program_id).values(held_out_score=held_out_score)
+                    update(Program).where(Program.c.id == program_id).values(held_out_score=held_out_score)
                 )
                 if done.rowcount == 0:
                     raise _no_program([program_id], self.url)
@@ -238,7 +239,7 @@ class Store:
         """Replace a run's stored config (a resume that raised the budget), so it shows what the run now does."""
 
         def update_config(c: Connection) -> None:
-            done = c.execute(update(Run).where(Run.id == run_id).values(config=dict(config)))
+            done = c.execute(update(Run).where(Run.c.id == run_id).values(config=dict(config)))
             if done.rowcount == 0:
                 raise no_run(run_id, self.url)
 
@@ -246,14 +247,14 @@ class Store:
 
     def events(self, run_id: int, kind: str) -> list[EventInfo]:
         """The run's events of one kind, in order."""
-        query = _EVENT_COLUMNS.where(Event.run_id == run_id, Event.kind == kind).order_by(Event.seq)
+        query = _EVENT_COLUMNS.where(Event.c.run_id == run_id, Event.c.kind == kind).order_by(Event.c.seq)
         return [_event_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
     def events_after(self, run_id: int, after_seq: int, kinds: Sequence[str]) -> list[EventInfo]:
         """The run's events of these kinds recorded after a place in its history, in order (through the (run, seq)
         index, so a running search can poll for a person's actions cheaply)."""
-        query = _EVENT_COLUMNS.where(Event.run_id == run_id, Event.seq > after_seq,
-                                     Event.kind.in_(list(kinds))).order_by(Event.seq)
+        query = _EVENT_COLUMNS.where(Event.c.run_id == run_id, Event.c.seq > after_seq,
+                                     Event.c.kind.in_(list(kinds))).order_by(Event.c.seq)
         return [_event_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
     def last_activity(self, run_id: int, before_seq: int | None = None) -> datetime | None:
@@ -265,10 +266,10 @@ class Store:
 
         times = []
         for model in (Program, Proposal):
-            query = select(model.created_at).where(model.run_id == run_id)
+            query = select(model.c.created_at).where(model.c.run_id == run_id)
             if before_seq is not None:
-                query = query.where(model.seq < before_seq)
-            times.append(latest(query.order_by(model.seq.desc()).limit(1)))
+                query = query.where(model.c.seq < before_seq)
+            times.append(latest(query.order_by(model.c.seq.desc()).limit(1)))
         found = [as_utc(t) for t in times if t is not None]
         return max(found) if found else None
 
@@ -292,12 +293,12 @@ class Store:
         def reject(c: Connection) -> None:
             done = c.execute(
                 update(Program)
-                .where(Program.id == program_id, Program.rejected_at.is_(None))
+                .where(Program.c.id == program_id, Program.c.rejected_at.is_(None))
                 .values(rejected_by=by, rejected_reason=why, rejected_at=utcnow())
             )
             if done.rowcount == 1:
                 return
-            row = c.execute(select(Program.rejected_by, Program.rejected_reason).where(Program.id == program_id))
+            row = c.execute(select(Program.c.rejected_by, Program.c.rejected_reason).where(Program.c.id == program_id))
             earlier = row.first()
             if earlier is None:
                 raise _no_program([program_id], self.url)
@@ -311,9 +312,9 @@ class Store:
     def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
         """Id of the first non-duplicate program of the run with this normalised-code hash, or None."""
         query = (
-            select(Program.id)
-            .where(Program.run_id == run_id, Program.code_hash == code_hash, Program.status != "duplicate")
-            .order_by(Program.seq)
+            select(Program.c.id)
+            .where(Program.c.run_id == run_id, Program.c.code_hash == code_hash, Program.c.status != "duplicate")
+            .order_by(Program.c.seq)
             .limit(1)
         )
         return self._read(lambda c: c.execute(query).scalar_one_or_none())
@@ -327,7 +328,7 @@ class Store:
         wanted = list(ids)
         if not wanted:
             return []
-        rows = self._read(lambda c: c.execute(_PROGRAM_COLUMNS.where(Program.id.in_(set(wanted)))).all())
+        rows = self._read(lambda c: c.execute(_PROGRAM_COLUMNS.where(Program.c.id.in_(set(wanted)))).all())
         by_id = {row.id: row for row in rows}
         missing = [i for i in wanted if i not in by_id]
         if missing:
@@ -336,39 +337,39 @@ class Store:
 
     def best_programs(self, run_id: int, n: int, *, maximize: bool) -> list[ProgramInfo]:
         """The ``n`` best programs of status 'ok' that no person rejected, best first; ties go to the earlier."""
-        order = Program.score.desc() if maximize else Program.score.asc()
+        order = Program.c.score.desc() if maximize else Program.c.score.asc()
         query = (
-            _PROGRAM_COLUMNS.where(Program.run_id == run_id, Program.status == "ok", Program.score.is_not(None),
-                                   Program.rejected_at.is_(None))
-            .order_by(order, Program.seq)
+            _PROGRAM_COLUMNS.where(Program.c.run_id == run_id, Program.c.status == "ok", Program.c.score.is_not(None),
+                                   Program.c.rejected_at.is_(None))
+            .order_by(order, Program.c.seq)
             .limit(n)
         )
         return [_program_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
     def evaluations(self, program_id: int) -> list[EvaluationInfo]:
         """All evaluations of a program, in the order they were recorded."""
-        query = select(*Evaluation.__table__.c).where(Evaluation.program_id == program_id).order_by(Evaluation.id)
+        query = select(*Evaluation.c).where(Evaluation.c.program_id == program_id).order_by(Evaluation.c.id)
         return [_evaluation_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
     def get_proposal(self, proposal_id: int) -> ProposalInfo:
         """The proposal with this id; StoreError if there is none."""
-        row = self._read(lambda c: c.execute(_PROPOSAL_COLUMNS.where(Proposal.id == proposal_id)).first())
+        row = self._read(lambda c: c.execute(_PROPOSAL_COLUMNS.where(Proposal.c.id == proposal_id)).first())
         if row is None:
             raise StoreError(f"no proposal with id {proposal_id} in {self.url}; take it from a program's proposal_id")
         return _proposal_info(row)
 
     def proposals(self, run_id: int) -> list[ProposalInfo]:
         """All proposals of a run, in seq order, prompts and responses included."""
-        query = _PROPOSAL_COLUMNS.where(Proposal.run_id == run_id).order_by(Proposal.seq)
+        query = _PROPOSAL_COLUMNS.where(Proposal.c.run_id == run_id).order_by(Proposal.c.seq)
         return [_proposal_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
     def history(self, run_id: int) -> list[HistoryItem]:
         """The run's programs (without code) and events in seq order, for rebuilding island state on resume."""
         programs = select(
-            Program.id, Program.seq, Program.island, Program.origin, Program.status, Program.score, Program.scores,
-            Program.code_length, Program.rejected_at.is_not(None), Program.behaviour,
-        ).where(Program.run_id == run_id).order_by(Program.seq)
-        events = _EVENT_COLUMNS.where(Event.run_id == run_id).order_by(Event.seq)
+            Program.c.id, Program.c.seq, Program.c.island, Program.c.origin, Program.c.status, Program.c.score,
+            Program.c.scores, Program.c.code_length, Program.c.rejected_at.is_not(None), Program.c.behaviour,
+        ).where(Program.c.run_id == run_id).order_by(Program.c.seq)
+        events = _EVENT_COLUMNS.where(Event.c.run_id == run_id).order_by(Event.c.seq)
 
         def read(c: Connection) -> tuple[Sequence[Row], Sequence[Row]]:
             # Both in one read transaction, so they are one consistent snapshot.
@@ -382,51 +383,85 @@ class Store:
     def attempts(self, run_id: int) -> int:
         """Candidates recorded so far, which is what the attempt budget counts: every proposal (applied or
         failed) plus every program recorded without one (seed and human programs)."""
-        proposals = select(func.count()).select_from(Proposal).where(Proposal.run_id == run_id)
+        proposals = select(func.count()).select_from(Proposal).where(Proposal.c.run_id == run_id)
         unproposed = select(func.count()).select_from(Program).where(
-            Program.run_id == run_id, Program.proposal_id.is_(None)
+            Program.c.run_id == run_id, Program.c.proposal_id.is_(None)
         )
         return self._read(lambda c: c.execute(proposals).scalar_one() + c.execute(unproposed).scalar_one())
 
     def total_cost(self, run_id: int) -> float:
         """Money spent on the run's proposals so far, in USD."""
-        query = select(func.coalesce(func.sum(Proposal.cost), 0.0)).where(Proposal.run_id == run_id)
+        query = select(func.coalesce(func.sum(Proposal.c.cost), 0.0)).where(Proposal.c.run_id == run_id)
         return float(self._read(lambda c: c.execute(query).scalar_one()))
 
     def llm_spend(self, run_id: int) -> Spend:
         """LLM calls made for the run (cache and replay hits excluded: they made none), their tokens and cost."""
         query = select(
-            func.count(), func.coalesce(func.sum(Proposal.prompt_tokens + Proposal.completion_tokens), 0),
-            func.coalesce(func.sum(Proposal.cost), 0.0),
-        ).where(Proposal.run_id == run_id, Proposal.model != "offline", Proposal.attempts > 0)
+            func.count(), func.coalesce(func.sum(Proposal.c.prompt_tokens + Proposal.c.completion_tokens), 0),
+            func.coalesce(func.sum(Proposal.c.cost), 0.0),
+        ).where(Proposal.c.run_id == run_id, Proposal.c.model != "offline", Proposal.c.attempts > 0)
         calls, tokens, cost = self._read(lambda c: c.execute(query).one())
         return Spend(calls=int(calls), tokens=int(tokens), cost=float(cost))
 
-    def statuses_by_proposal(self, run_id: int) -> dict[int, str]:
-        """The status of the program each applied proposal produced, by proposal id."""
-        query = select(Program.proposal_id, Program.status).where(
-            Program.run_id == run_id, Program.proposal_id.is_not(None))
-        # The query keeps only programs with a proposal: every pid is an int.
-        return {cast(int, pid): status for pid, status in self._read(lambda c: c.execute(query).all())}
-
     def status_counts(self, run_id: int) -> dict[str, int]:
         """Number of the run's programs per status (failed proposals have no program and are not counted)."""
-        query = select(Program.status, func.count()).where(Program.run_id == run_id).group_by(Program.status)
+        query = select(Program.c.status, func.count()).where(Program.c.run_id == run_id).group_by(Program.c.status)
         return {status: count for status, count in self._read(lambda c: c.execute(query).all())}
 
-    def program_briefs(self, run_id: int) -> list[ProgramBrief]:
-        """Every program of the run without its code, in seq order: for curves, lineages and listings."""
+    def program_briefs(self, run_id: int, *, origin: str | None = None, ids: Iterable[int] | None = None,
+                       rejected: bool | None = None) -> list[ProgramBrief]:
+        """The run's programs without their code, in seq order: for curves, lineages and listings. ``origin``,
+        ``ids`` and ``rejected`` keep only those programs, so a command that needs a few never reads them all."""
         query = select(
-            Program.id, Program.seq, Program.island, Program.parent_ids, Program.origin, Program.status,
-            Program.score, Program.held_out_score, Program.proposal_id, Program.duplicate_of, Program.code_length,
-            Program.created_at, Program.rejected_at.is_not(None).label("rejected"),
-        ).where(Program.run_id == run_id).order_by(Program.seq)
+            Program.c.id, Program.c.seq, Program.c.island, Program.c.parent_ids, Program.c.origin, Program.c.status,
+            Program.c.score, Program.c.held_out_score, Program.c.proposal_id, Program.c.duplicate_of,
+            Program.c.code_length, Program.c.created_at, Program.c.rejected_at.is_not(None).label("rejected"),
+        ).where(Program.c.run_id == run_id).order_by(Program.c.seq)
+        if origin is not None:
+            query = query.where(Program.c.origin == origin)
+        if ids is not None:
+            query = query.where(Program.c.id.in_(set(ids)))
+        if rejected is not None:
+            query = query.where(Program.c.rejected_at.is_not(None) if rejected else Program.c.rejected_at.is_(None))
         return [
             ProgramBrief(row.id, row.seq, row.island, tuple(row.parent_ids), row.origin, row.status, row.score,
                          row.held_out_score, row.proposal_id, row.duplicate_of, row.code_length,
                          as_utc(row.created_at), bool(row.rejected))
             for row in self._read(lambda c: c.execute(query).all())
         ]
+
+    def parent_links(self, run_id: int) -> dict[int, tuple[int, ...]]:
+        """Every program's parent ids, by program id: enough to walk a lineage without reading the programs."""
+        query = select(Program.c.id, Program.c.parent_ids).where(Program.c.run_id == run_id)
+        return {pid: tuple(parents) for pid, parents in self._read(lambda c: c.execute(query).all())}
+
+    def valid_scores(self, run_id: int) -> list[tuple[int, int, str, float]]:
+        """(id, island, origin, score) of the run's valid programs no person rejected, in seq order."""
+        query = select(Program.c.id, Program.c.island, Program.c.origin, Program.c.score).where(
+            Program.c.run_id == run_id, Program.c.status == "ok", Program.c.score.is_not(None),
+            Program.c.rejected_at.is_(None)).order_by(Program.c.seq)
+        return [tuple(row) for row in self._read(lambda c: c.execute(query).all())]  # type: ignore[misc]
+
+    def model_totals(self, run_id: int) -> list[ModelTotals]:
+        """Per model: its proposals, real calls, applied answers, valid and improving programs, tokens and cost;
+        summed in one query, so a long run's prompts are never read."""
+        def count(condition: Any) -> Any:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        query = (
+            select(Proposal.c.model, func.count(),
+                   count(and_(Proposal.c.attempts > 0, Proposal.c.model != "offline")), count(Proposal.c.applied),
+                   count(Program.c.status == "ok"), count(Proposal.c.details["improved"].as_boolean()),
+                   func.coalesce(func.sum(Proposal.c.prompt_tokens + Proposal.c.completion_tokens), 0),
+                   func.coalesce(func.sum(Proposal.c.cost), 0.0))
+            .outerjoin(Program, and_(Program.c.run_id == run_id, Program.c.proposal_id == Proposal.c.id))
+            .where(Proposal.c.run_id == run_id)
+            .group_by(Proposal.c.model)
+        )
+        return [ModelTotals(model, int(n), int(calls), int(applied), int(valid), int(improved), int(tokens),
+                            float(cost))
+                for model, n, calls, applied, valid, improved, tokens, cost
+                in self._read(lambda c: c.execute(query).all())]
 
     # ------------------------------------------------------------------------------------------- internals
 
@@ -480,10 +515,10 @@ class Store:
 
 # ------------------------------------------------------------------------------------------------- helpers
 
-_RUN_COLUMNS = select(*(Run.__table__.c[name] for name in RunInfo.__dataclass_fields__))
-_PROGRAM_COLUMNS = select(*Program.__table__.c)
-_PROPOSAL_COLUMNS = select(*Proposal.__table__.c)
-_EVENT_COLUMNS = select(Event.id, Event.seq, Event.kind, Event.data, Event.created_at)
+_RUN_COLUMNS = select(*(Run.c[name] for name in RunInfo.__dataclass_fields__))
+_PROGRAM_COLUMNS = select(*Program.c)
+_PROPOSAL_COLUMNS = select(*Proposal.c)
+_EVENT_COLUMNS = select(Event.c.id, Event.c.seq, Event.c.kind, Event.c.data, Event.c.created_at)
 
 
 def _run_info(row: Row) -> RunInfo:

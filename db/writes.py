@@ -27,10 +27,10 @@ def inserted_id(result: CursorResult[Any]) -> int:
 
 def reserve_seqs(c: Connection, run_id: int, count: int, where: str) -> int:
     """Take ``count`` consecutive seqs from the run's counter; the row lock serialises concurrent writers."""
-    done = c.execute(update(Run).where(Run.id == run_id).values(next_seq=Run.next_seq + count))
+    done = c.execute(update(Run).where(Run.c.id == run_id).values(next_seq=Run.c.next_seq + count))
     if done.rowcount == 0:
         raise no_run(run_id, where)
-    return c.execute(select(Run.next_seq).where(Run.id == run_id)).scalar_one() - count
+    return c.execute(select(Run.c.next_seq).where(Run.c.id == run_id)).scalar_one() - count
 
 
 def insert_candidates(
@@ -62,15 +62,16 @@ def insert_candidates(
 
 def recorded_by_receipt(c: Connection, token: str) -> list[RecordedCandidate] | None:
     """What the transaction that left this receipt recorded, or None if none committed under the token."""
-    receipt = c.execute(select(Receipt.run_id, Receipt.first_seq, Receipt.count).where(Receipt.token == token)).first()
+    receipt = c.execute(select(Receipt.c.run_id, Receipt.c.first_seq, Receipt.c.count)
+                        .where(Receipt.c.token == token)).first()
     if receipt is None:
         return None
     run_id, first_seq, count = receipt
     seqs = range(first_seq, first_seq + count)
     found = {}
     for model in (Proposal, Program):
-        rows = c.execute(select(model.seq, model.id).where(model.run_id == run_id,
-                                                           model.seq.between(seqs[0], seqs[-1]))).all()
+        rows = c.execute(select(model.c.seq, model.c.id).where(model.c.run_id == run_id,
+                                                               model.c.seq.between(seqs[0], seqs[-1]))).all()
         found[model] = dict(rows)
     return [RecordedCandidate(seq, found[Proposal].get(seq), found[Program].get(seq)) for seq in seqs]
 
@@ -84,7 +85,8 @@ def _insert_returning_ids(c: Connection, model: Any, rows: list[dict[str, Any]])
     c.execute(insert(model), rows)
     seqs = [row["seq"] for row in rows]
     found = c.execute(
-        select(model.seq, model.id).where(model.run_id == rows[0]["run_id"], model.seq.between(min(seqs), max(seqs)))
+        select(model.c.seq, model.c.id)
+        .where(model.c.run_id == rows[0]["run_id"], model.c.seq.between(min(seqs), max(seqs)))
     ).all()
     by_seq: dict[int, int] = dict(found)
     return [by_seq[seq] for seq in seqs]

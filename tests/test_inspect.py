@@ -358,3 +358,29 @@ def test_a_resume_shows_its_new_budget_and_its_idle_gap_is_not_counted(capsys, d
         store.record_event(run.id, "resume", {"budget": 50})
         after = analysis.active_seconds(store, analysis.open_run(store, "insp"))
     assert before is not None and after == pytest.approx(before, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ start-up
+
+
+HEAVY = ("litellm", "numba", "matplotlib", "ray", "sklearn", "numpy", "alembic", "sqlalchemy.orm",
+         "evoforge.evaluators.sandbox")
+
+
+def test_looking_at_a_run_imports_none_of_the_search_machinery(db: str) -> None:
+    """The inspection commands answer fast because they import only the database layer and the views."""
+    with Store(db) as store:
+        program = best_proposed(db)
+        assert store.get_run("insp") is not None
+    commands = [["runs"], ["show", "insp"], ["best", "insp", "-n", "3"], ["program", str(program)],
+                ["lineage", str(program)], ["runs", "--json"], ["show", "insp", "--json"]]
+    script = ("import contextlib, io, json, sys\nfrom evoforge.engine.cli.main import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()) as out:\n    rc = main(sys.argv[1:])\n"
+              f"print(json.dumps([rc, len(out.getvalue()), [m for m in {HEAVY!r} if m in sys.modules]]))")
+    for command in commands:
+        proc = subprocess.run([sys.executable, "-c", script, *command, "--db", db], capture_output=True, text=True,
+                              cwd=REPO, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        rc, printed, loaded = json.loads(proc.stdout)
+        assert rc == 0 and printed > 0, command
+        assert loaded == [], f"evoforge {' '.join(command)} imported {loaded}"

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, insert, text
 
 from evoforge.db import SCHEMA_VERSION, Store, StoreError, migrations, upgrade_database
-from evoforge.db.models import Base, Meta
+from evoforge.db.models import Meta, metadata
 from evoforge.engine.cli.main import main
 
 V1_FILE = Path(__file__).parent / "fixtures" / "evoforge_v1.db"  # made by evoforge 0.1.0 (commit 6e21f58)
@@ -22,7 +22,7 @@ def schema_drift(url: str) -> list:
     engine = create_engine(url)
     try:
         with engine.connect() as c:
-            return compare_metadata(MigrationContext.configure(c), Base.metadata)
+            return compare_metadata(MigrationContext.configure(c), metadata)
     finally:
         engine.dispose()
 
@@ -105,5 +105,5 @@ def test_steps_are_numbered_in_order_and_say_what_they_do() -> None:
 def _drop_all(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as c:
-        Base.metadata.drop_all(c)
+        metadata.drop_all(c)
     engine.dispose()

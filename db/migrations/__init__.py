@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING
 
 from evoforge.db.migrations import (
     v0001_baseline,
@@ -21,6 +19,9 @@ from evoforge.db.migrations import (
     v0003_program_behaviour,
     v0004_receipts,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour,
                                  v0004_receipts)
@@ -36,6 +37,10 @@ def apply(connection: Connection, found: int, target: int = LATEST) -> list[str]
     """Run the steps after version ``found`` up to ``target`` on an open transaction; return what each did."""
     if not 0 <= found <= target <= LATEST:
         raise ValueError(f"cannot migrate from schema version {found} to {target} (this evoforge knows 0..{LATEST})")
+    # Alembic is imported only here: every command opens the database, few upgrade it.
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
     op = Operations(MigrationContext.configure(connection))
     done = []
     for step in STEPS[found:target]:

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evoforge.db import Store
+from evoforge.db import ModelTotals, Store
 
 
-@dataclass(frozen=True)
-class ModelStats:
-    """What one model's proposals achieved in a run."""
-
-    model: str
-    proposals: int  # answers recorded (cache and replay hits included)
-    calls: int  # real calls made
-    applied: int  # answers that patched into a program
-    valid: int  # programs that evaluated ok
-    improved: int  # programs that beat their best parent
-    tokens: int
-    cost: float
+ModelStats = ModelTotals
+"""What one model's proposals achieved in a run (the database sums it: see ``Store.model_totals``)."""
 
 
 @dataclass(frozen=True)
@@ -36,24 +26,14 @@ _COUNTS = ("proposals", "calls", "applied", "valid", "improved", "tokens")  # Mo
 
 def model_stats(store: Store, run_id: int) -> list[ModelStats]:
     """Per model, most proposals first."""
-    statuses = store.statuses_by_proposal(run_id)
-    rows: dict[str, dict[str, float]] = {}
-    for p in store.proposals(run_id):
-        row = rows.setdefault(p.model, dict.fromkeys((*_COUNTS, "cost"), 0))
-        row["proposals"] += 1
-        row["calls"] += p.attempts > 0 and p.model != "offline"
-        row["applied"] += p.applied
-        row["valid"] += statuses.get(p.id) == "ok"
-        row["improved"] += bool(p.details.get("improved"))
-        row["tokens"] += p.prompt_tokens + p.completion_tokens
-        row["cost"] += p.cost
-    stats = [ModelStats(model=m, cost=float(r["cost"]), **{k: int(r[k]) for k in _COUNTS}) for m, r in rows.items()]
-    return sorted(stats, key=lambda s: (-s.proposals, s.model))
+    return sorted(store.model_totals(run_id), key=lambda s: (-s.proposals, s.model))
 
 
 def instruction_stats(store: Store, run_id: int) -> list[InstructionStats]:
     """Evolved instructions, best improvement rate first (empty when the run did not evolve instructions)."""
     texts = {int(e.data["id"]): str(e.data["text"]) for e in store.events(run_id, "instruction")}
+    if not texts:
+        return []
     uses = dict.fromkeys(texts, 0)
     improved = dict.fromkeys(texts, 0)
     for p in store.proposals(run_id):

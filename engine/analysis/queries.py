@@ -19,14 +19,15 @@ import dataclasses
 import difflib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from evoforge.db import EvaluationInfo, ProgramBrief, ProgramInfo, ProposalInfo, RunInfo, Store
 from evoforge.engine.analysis.llm_stats import ModelStats, model_stats
 from evoforge.engine.analysis.overfit import Gap, gap, relative_gap
 from evoforge.evaluators import ProblemError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Events that record a person's action on a run: read by a running search's steering (engine/run/steering.py)
 # and shown by the report and `evoforge serve`.
@@ -125,9 +126,9 @@ def program_records(store: Store, run: RunInfo) -> list[dict[str, Any]]:
     return [dataclasses.asdict(p) for p in store.program_briefs(run.id)]
 
 
-def seed_gap(run: RunInfo, briefs: list[ProgramBrief]) -> float | None:
+def seed_gap(store: Store, run: RunInfo) -> float | None:
     """The seed's relative held-out gap: the baseline a widening gap is measured from."""
-    seed = next((p for p in briefs if p.origin == "seed" and p.status == "ok"), None)
+    seed = next((p for p in store.program_briefs(run.id, origin="seed") if p.status == "ok"), None)
     if seed is None or seed.score is None or seed.held_out_score is None:
         return None
     return relative_gap(seed.score, seed.held_out_score, maximize=maximize(run))
@@ -148,7 +149,7 @@ class Ranked:
 
 def best(store: Store, run: RunInfo, n: int) -> list[Ranked]:
     """The run's `n` best programs that no person rejected, best first, each with its held-out gap."""
-    baseline = seed_gap(run, store.program_briefs(run.id))
+    baseline = seed_gap(store, run)
     programs = store.best_programs(run.id, n, maximize=maximize(run))
     return [Ranked(rank, p, gap_of(run, p, baseline)) for rank, p in enumerate(programs, 1)]
 
@@ -163,19 +164,17 @@ class IslandRow:
     best_program_id: int | None
 
 
-def islands(run: RunInfo, briefs: list[ProgramBrief]) -> list[IslandRow]:
+def islands(store: Store, run: RunInfo) -> list[IslandRow]:
     """Per island: how many valid programs were registered there and the best of them (rejected ones left out)."""
     up = maximize(run)
     counts = [0] * num_islands(run)
     bests: list[tuple[float, int] | None] = [None] * num_islands(run)
-    for p in briefs:
-        if p.status != "ok" or p.score is None or p.rejected:
-            continue
-        for i in range(num_islands(run)) if p.origin == "seed" else [p.island]:
+    for program_id, island, origin, score in store.valid_scores(run.id):
+        for i in range(num_islands(run)) if origin == "seed" else [island]:
             counts[i] += 1
-            best = bests[i]
-            if best is None or is_better(p.score, best[0], up):
-                bests[i] = (p.score, p.id)
+            best_here = bests[i]
+            if best_here is None or is_better(score, best_here[0], up):
+                bests[i] = (score, program_id)
     return [IslandRow(i, counts[i], b[0] if b else None, b[1] if b else None) for i, b in enumerate(bests)]
 
 
@@ -184,8 +183,9 @@ def models(store: Store, run: RunInfo) -> list[ModelStats]:
     return model_stats(store, run.id)
 
 
-def rejected(briefs: list[ProgramBrief]) -> list[ProgramBrief]:
-    return [p for p in briefs if p.rejected]
+def rejected(store: Store, run: RunInfo) -> list[ProgramBrief]:
+    """The run's programs a person rejected, in the order they were recorded."""
+    return store.program_briefs(run.id, rejected=True)
 
 
 # ----------------------------------------------------------------------------------------- a program
@@ -218,19 +218,26 @@ def program_detail(store: Store, program_id: int) -> ProgramDetail:
     parent = store.get_program(parent_id) if parent_id is not None else None
     diff = code_diff(parent.code, program.code, f"program {parent.id}", f"program {program.id}") if parent else ""
     proposal = store.get_proposal(program.proposal_id) if program.proposal_id is not None else None
-    baseline = seed_gap(run, store.program_briefs(run.id))
+    baseline = seed_gap(store, run)
     return ProgramDetail(run=run, program=program, parent=parent, diff=diff, evaluations=store.evaluations(program_id),
                          proposal=proposal, gap=gap_of(run, program, baseline))
+
+
+_FEW = 500
 
 
 def lineage(store: Store, program_id: int) -> list[ProgramBrief]:
     """The chain of ancestors through each primary parent, the oldest (the seed, or a human's program) first."""
     program = store.get_program(program_id)
-    by_id = {p.id: p for p in store.program_briefs(program.run_id)}
-    chain = [by_id[program_id]]
-    while (parent := primary_parent(chain[-1])) is not None and parent not in {p.id for p in chain}:
-        chain.append(by_id[parent])
-    return chain[::-1]
+    links = store.parent_links(program.run_id)
+    chain, seen = [program_id], {program_id}
+    while links[chain[-1]] and (parent := links[chain[-1]][-1]) not in seen:  # the primary parent is the last
+        chain.append(parent)
+        seen.add(parent)
+    # A long chain reads the whole run at once rather than binding thousands of ids.
+    briefs = store.program_briefs(program.run_id, ids=chain if len(chain) <= _FEW else None)
+    by_id = {p.id: p for p in briefs}
+    return [by_id[i] for i in reversed(chain)]
 
 
 # -------------------------------------------------------------------------------------------- curves
@@ -260,11 +267,15 @@ class Curve:
 
     def island_best(self, island: int) -> np.ndarray:
         """The running best of one island (the seed counts on every island); NaN before its first program."""
+        import numpy as np
+
         mine = (self.island == island) | (self.origin == "seed")
         return _running_best(np.where(mine & self.valid & ~self.rejected, self.score, np.nan), self.maximize)
 
     def valid_rate(self, window: int) -> np.ndarray:
         """Share of valid programs among the last `window` evaluated (fewer at the start)."""
+        import numpy as np
+
         sums = np.concatenate([[0.0], np.cumsum(self.valid)])
         end = np.arange(1, len(self.valid) + 1)
         start = np.maximum(end - window, 0)
@@ -272,6 +283,8 @@ class Curve:
 
 
 def _running_best(scores: np.ndarray, maximize: bool) -> np.ndarray:
+    import numpy as np
+
     if scores.size == 0:
         return scores
     filled = np.where(np.isnan(scores), -np.inf if maximize else np.inf, scores)
@@ -281,6 +294,8 @@ def _running_best(scores: np.ndarray, maximize: bool) -> np.ndarray:
 
 def curve(store: Store, run: RunInfo) -> Curve:
     """The run's curve: every evaluated program's score, the running best and its held-out score."""
+    import numpy as np  # here, not at the top: the text commands (runs, show, ...) never need it
+
     briefs = [p for p in store.program_briefs(run.id) if p.status != "duplicate"]
     up = maximize(run)
     valid = np.array([p.status == "ok" and p.score is not None for p in briefs], dtype=bool)

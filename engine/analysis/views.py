@@ -100,13 +100,12 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     """A run's summary: settings, statuses, models, islands, best programs with their held-out gap, rejections."""
     run = analysis.open_run(store, name)
     summary = analysis.summarize(store, run)
-    briefs = store.program_briefs(run.id)
     ranked = analysis.best(store, run, top)
-    baseline = analysis.seed_gap(run, briefs)
+    baseline = analysis.seed_gap(store, run)
     counts = store.status_counts(run.id)
     models = analysis.models(store, run)
-    islands = analysis.islands(run, briefs)
-    rejected = analysis.rejected(briefs)
+    islands = analysis.islands(store, run)
+    rejected = analysis.rejected(store, run)
     instructions = instruction_stats(store, run.id)
     if as_json:
         return _dumps({**summary.to_dict(), "problem_path": run.problem_path, "config": run.config,
@@ -160,16 +159,15 @@ def best(store: Store, name: str, n: int, *, as_json: bool) -> str:
     """The run's n best programs (rejected ones left out), with held-out gaps, then their code."""
     run = analysis.open_run(store, name)
     ranked = analysis.best(store, run, n)
-    briefs = store.program_briefs(run.id)
     if as_json:
         return _dumps([{"rank": r.rank, **_program_json(r.program, r.gap)} for r in ranked])
     if not ranked:
         return f"run {run.name} has no valid program yet"
-    hidden = analysis.rejected(briefs)
+    hidden = analysis.rejected(store, run)
     lines = [f"run {run.name}: best {len(ranked)} ({'higher' if analysis.maximize(run) else 'lower'} is better)"
              + (f"; rejected, not shown: {', '.join(str(p.id) for p in hidden)}" if hidden else "")]
     lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0)
-    lines += fmt.field("", gap_legend(analysis.seed_gap(run, briefs)), label_width=0)
+    lines += fmt.field("", gap_legend(analysis.seed_gap(store, run)), label_width=0)
     for r in ranked:
         lines += ["", fmt.section(f"{r.rank}. program {r.program.id}, score {fmt.score(r.program.score)}"),
                   r.program.code.rstrip()]

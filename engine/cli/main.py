@@ -1,6 +1,8 @@
 """The `evoforge` command line: run, resume and eval here; the inspection commands in engine.cli.inspection.
 
-argparse (standard library) parses; every user mistake becomes one clear message and exit status 2.
+argparse (standard library) parses; every user mistake becomes one clear message and exit status 2. Only what
+building the parser needs is imported up front (the database layer, the config classes); the search machinery
+(numpy, the sandbox, litellm, Ray) is imported by the command that uses it, so looking at a run starts fast.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from evoforge.engine.cli.common import Handler, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options
 from evoforge.engine.run.config import ConfigError, ExecutorSettings
-from evoforge.engine.run.controller import SeedFailed
+from evoforge.engine.run.errors import RunFailed, SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
 from evoforge.islands import IslandConfigError
@@ -153,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     "upgrade": _cmd_upgrade, **inspect_commands}
     try:
         return commands[args.command](args)
-    except (ProblemError, ConfigError, IslandConfigError, StoreError, SeedFailed) as exc:
+    except (ProblemError, ConfigError, IslandConfigError, StoreError, SeedFailed, RunFailed) as exc:
         print(f"evoforge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

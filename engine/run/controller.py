@@ -23,16 +23,13 @@ from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
 from evoforge.engine.run.config import Limits
+from evoforge.engine.run.errors import SeedFailed
 from evoforge.engine.run.executor import Executor
 from evoforge.engine.run.records import evaluation_record
 from evoforge.engine.run.stats import RunStats
 from evoforge.engine.run.steering import Steering, steer_forever
 from evoforge.evaluators import Evaluation, Problem
 from evoforge.islands import IslandModel, ResetPlan
-
-
-class SeedFailed(RuntimeError):
-    """The problem's own seed program does not evaluate to a valid score, so there is nothing to evolve from."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +168,7 @@ class Controller:
                 self._note_best(p.id, p.score)
 
     def _seed_id(self) -> int:
-        return self.store.program_briefs(self.run.id)[0].id  # the seed is recorded first
+        return self.store.program_briefs(self.run.id, origin="seed")[0].id
 
     def _note_best(self, program_id: int, score: float) -> bool:
         if self.problem.is_better(score, self.stats.best_score):

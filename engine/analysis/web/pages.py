@@ -78,9 +78,8 @@ def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
     """Everything the run page shows above its program sections."""
     s = analysis.summarize(store, run)
     counts = store.status_counts(run.id)
-    briefs = store.program_briefs(run.id)
     ranked = analysis.best(store, run, top)
-    seed = next((p for p in briefs if p.origin == "seed"), None)
+    seed = next(iter(store.program_briefs(run.id, origin="seed")), None)
     facts = [("problem", f"{run.problem_name} ({run.problem_path})"), ("status", run.status),
              ("started", fmt.when(run.created_at)), ("took", fmt.duration(s.duration_s)),
              ("candidates", f"{s.candidates} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"),
@@ -92,14 +91,14 @@ def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
              ("params", ", ".join(f"{k}={v!r}" for k, v in run.config["params"].items()))]
     models = [[m.model, *model_cells(m)] for m in analysis.models(store, run)]
     islands = [[i.island, i.programs, fmt.score(i.best_score), i.best_program_id or "-"]
-               for i in analysis.islands(run, briefs)]
+               for i in analysis.islands(store, run)]
     rejected = [{"id": p.id, "score": fmt.score(p.score), "by": p.rejected_by, "when": fmt.when(p.rejected_at),
                  "why": p.rejected_reason}
-                for p in store.get_programs([b.id for b in analysis.rejected(briefs)]) if p.rejected_at is not None]
+                for p in store.get_programs([b.id for b in analysis.rejected(store, run)]) if p.rejected_at is not None]
     notes = [{"when": fmt.when(e.created_at), "by": e.data.get("by", "?"), "text": e.data.get("text", "")}
              for e in store.events(run.id, analysis.NOTE_EVENT)]
     return {"run": run, "name": run.name, "facts": facts, "best": _best_rows(ranked),
-            "legend": gap_legend(analysis.seed_gap(run, briefs)), "models_header": MODEL_HEADER, "models": models,
+            "legend": gap_legend(analysis.seed_gap(store, run)), "models_header": MODEL_HEADER, "models": models,
             "islands": islands, "rejected": rejected, "notes": notes, "ranked": ranked}
 
 
