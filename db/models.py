@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,

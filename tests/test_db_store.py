@@ -293,6 +293,33 @@ def test_best_programs_maximise_and_minimise(store: Store) -> None:
     assert store.best_programs(make_run(store, "empty").id, 5, maximize=True) == []
 
 
+def test_model_totals_and_the_program_queries_of_the_inspection_commands(store: Store) -> None:
+    run = make_run(store)
+    seed = store.record_candidate(run.id, program=program("seed"), evaluations=[train()]).program_id
+    cheap = dict(model="openai/cheap", prompt_tokens=10, completion_tokens=5, cost=0.5)
+    rows = [(proposal(**cheap, details={"improved": True}), program("a", origin="llm", parent_ids=[seed])),
+            (proposal(**cheap, details={"improved": False}), program("b", origin="llm", status="error",
+                                                                   score=None, parent_ids=[seed])),
+            (proposal(**cheap, error="timeout"), None),
+            (proposal(**cheap, attempts=0, details={"cached": True}), program("c", origin="llm", island=1)),
+            (proposal(), program("d", origin="offline", parent_ids=[seed], island=1))]
+    ids = [store.record_candidate(run.id, proposal=p, program=q).program_id for p, q in rows]
+    store.reject_program(ids[4], by="me", why="reads the answers")
+    totals = {t.model: t for t in store.model_totals(run.id)}
+    assert set(totals) == {"openai/cheap", "offline"}
+    cheap_totals = totals["openai/cheap"]
+    assert (cheap_totals.proposals, cheap_totals.calls, cheap_totals.applied, cheap_totals.valid,
+            cheap_totals.improved, cheap_totals.tokens) == (4, 3, 3, 2, 1, 60)
+    assert cheap_totals.cost == pytest.approx(2.0)
+    offline = totals["offline"]
+    assert (offline.proposals, offline.calls, offline.applied, offline.valid, offline.improved) == (1, 0, 1, 1, 0)
+    assert store.parent_links(run.id) == {seed: (), ids[0]: (seed,), ids[1]: (seed,), ids[3]: (), ids[4]: (seed,)}
+    assert [(i, island) for i, island, _, _ in store.valid_scores(run.id)] == [(seed, 0), (ids[0], 0), (ids[3], 1)]
+    assert [p.id for p in store.program_briefs(run.id, origin="seed")] == [seed]
+    assert [p.id for p in store.program_briefs(run.id, rejected=True)] == [ids[4]]
+    assert [p.id for p in store.program_briefs(run.id, ids=[ids[3], seed])] == [seed, ids[3]]
+
+
 def test_seq_orders_programs_and_events_together(store: Store) -> None:
     run = make_run(store)
     s0 = store.record_candidate(run.id, program=program("seed"), evaluations=[train()]).seq

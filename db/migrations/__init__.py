@@ -10,7 +10,6 @@ step fails there.
 from __future__ import annotations
 
 from types import ModuleType
-
 from typing import TYPE_CHECKING
 
 from evoforge.db.migrations import (

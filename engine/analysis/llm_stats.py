@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from evoforge.db import ModelTotals, Store
 
-
 ModelStats = ModelTotals
 """What one model's proposals achieved in a run (the database sums it: see ``Store.model_totals``)."""
 
