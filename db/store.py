@@ -17,7 +17,7 @@ from datetime import datetime
 from importlib import metadata
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, Select, and_, case, exc, func, insert, select, update
 from sqlalchemy.engine import make_url

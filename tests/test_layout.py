@@ -145,7 +145,7 @@ def test_one_list_of_statuses_serves_the_store_and_the_sandbox():
     assert records.STATUSES is models.STATUSES is STATUSES is statuses.STATUSES
     assert records.EVALUATION_STATUSES is models.EVALUATION_STATUSES is sandbox.EVALUATION_STATUSES
     assert "duplicate" in STATUSES and set(statuses.EVALUATION_STATUSES) == set(STATUSES) - {"duplicate"}
-    checks = [str(getattr(c, "sqltext", "")) for c in models.Program.__table__.constraints]
+    checks = [str(getattr(c, "sqltext", "")) for c in models.Program.constraints]
     assert any(all(f"'{status}'" in check for status in STATUSES) for check in checks)  # the schema's own list
 
 
