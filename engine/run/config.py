@@ -110,7 +110,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        data = dict(data)
+        data = dict(_known_keys(cls, data, "models"))
         models = tuple(ModelEntry.from_dict(m) for m in data.pop("models", ()))
         return cls(models=models, **data)
 
@@ -196,13 +196,19 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Rebuild a stored config; an unknown key means a newer evoforge wrote it, so refuse rather than guess."""
-        data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"stored run config has unknown keys {unknown}; was it written by a newer evoforge?")
-        islands = IslandConfig(**data.pop("islands", {}))
+        data = dict(_known_keys(cls, data, None))
+        islands = IslandConfig(**_known_keys(IslandConfig, data.pop("islands", {}), "islands"))
         models = ModelConfig.from_dict(data.pop("models", {}))
-        limits = Limits(**data.pop("limits", {}))
-        executor = ExecutorSettings(**data.pop("executor", {}))
+        limits = Limits(**_known_keys(Limits, data.pop("limits", {}), "limits"))
+        executor = ExecutorSettings(**_known_keys(ExecutorSettings, data.pop("executor", {}), "executor"))
         return cls(islands=islands, models=models, limits=limits, executor=executor, **data)
+
+
+def _known_keys(cls: type, data: dict[str, Any], section: str | None) -> dict[str, Any]:
+    """``data`` if every key names a field of ``cls``: a key nothing reads means a newer evoforge (or a hand) wrote
+    it, and dropping it silently would run something other than what was asked."""
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        where = "stored run config" if section is None else f"stored run config's {section!r} section"
+        raise ConfigError(f"{where} has unknown keys {unknown}; was it written by a newer evoforge?")
+    return data
