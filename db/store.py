@@ -440,7 +440,7 @@ class Store:
         query = select(Program.c.id, Program.c.island, Program.c.origin, Program.c.score).where(
             Program.c.run_id == run_id, Program.c.status == "ok", Program.c.score.is_not(None),
             Program.c.rejected_at.is_(None)).order_by(Program.c.seq)
-        return [tuple(row) for row in self._read(lambda c: c.execute(query).all())]  # type: ignore[misc]
+        return [tuple(row) for row in self._read(lambda c: c.execute(query).all())]
 
     def model_totals(self, run_id: int) -> list[ModelTotals]:
         """Per model: its proposals, real calls, applied answers, valid and improving programs, tokens and cost;
