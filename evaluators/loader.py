@@ -25,7 +25,15 @@ from types import ModuleType
 from typing import Any
 
 from evoforge.evaluators.problem import EvolvedFunction, Problem, line_in_file
-from evoforge.evaluators.problem_api import EVOLVE_MARK, Settings, Stage, evolve
+from evoforge.evaluators.problem_api import (
+    EVOLVE_MARK,
+    HarnessError,
+    Settings,
+    Stage,
+    evolve,
+    evolved_signatures,
+    harnesses,
+)
 
 
 class ProblemError(Exception):
@@ -167,6 +175,21 @@ def _find_evolved(path: Path, source: str, module: ModuleType) -> tuple[EvolvedF
         raise _error(path, None, "no function is marked @evolve, so there is nothing to evolve",
                      "add `from evoforge import evolve` and put `@evolve` on the function(s) the search should rewrite")
     return tuple(found)
+
+
+def _check_harnesses(path: Path, module: ModuleType, evolved: set[str]) -> None:
+    """A compiled harness must take evolved functions, each declared with one signature."""
+    try:
+        evolved_signatures(vars(module))
+    except HarnessError as exc:
+        raise _error(path, None, str(exc), "give the function the same signature in every compiled harness") from None
+    for name, harness in harnesses(vars(module)).items():
+        unknown = sorted(set(harness.evolved) - evolved)
+        if unknown:
+            line = getattr(getattr(harness.py_func, "__code__", None), "co_firstlineno", None)
+            raise _error(path, line, f"the compiled harness {name} declares {', '.join(unknown)}, which "
+                         f"{'is' if len(unknown) == 1 else 'are'} not @evolve function(s)",
+                         f"name only evolved functions ({', '.join(sorted(evolved))}) in compiled_harness")
 
 
 def _require_callable(path: Path, module: ModuleType, name: str, fix: str) -> None:
@@ -326,6 +349,7 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -
         raise _error(path, 1, "the problem file has no module docstring",
                      "start the file with a docstring describing the problem; it goes into every prompt")
     evolved = _find_evolved(path, source, module)
+    _check_harnesses(path, module, {f.name for f in evolved})
     _require_callable(path, module, "solve", "define solve(input) that runs the evolved function(s) on one input "
                       "and returns plain data (numbers, lists, numpy arrays)")
     _require_callable(path, module, "score", "define score(input, output) -> float that checks the output and "

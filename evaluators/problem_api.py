@@ -1,18 +1,24 @@
-"""The problem-file API: what a problem file imports (`from evoforge import evolve, Settings, Stage`), and
-`InvalidOutput`, what a rejected output raises.
+"""The problem-file API: what a problem file imports (`from evoforge import evolve, Settings, Stage,
+compiled_harness`), and `InvalidOutput`, what a rejected output raises.
 
-Problem files are loaded inside every sandbox, so this module imports nothing beyond the standard library's
-dataclasses and math: importing it must stay cheap.
+Problem files are loaded inside every sandbox, so this module imports nothing beyond a few small modules of the
+standard library (numba included: it is imported only where a harness is compiled): importing it must stay cheap.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 EVOLVE_MARK = "__evoforge_evolve__"
+COMPILED_MARK = "__evoforge_compiled__"  # holds a compiled candidate's dispatcher (see inside.jit_compile)
+NUMBA_FALLBACKS = ("python", "refuse")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def evolve(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,6 +50,9 @@ class Settings:
     # first call; "auto" runs them as Python until they have used about what a compilation costs, then compiles,
     # so that only candidates evaluated over large inputs pay for numba; False never compiles.
     numba: bool | str = False
+    # Where numba refuses a candidate (nopython mode cannot compile it): "python" runs it as Python (the reason is
+    # printed in its output), "refuse" ends it with status error and the reason.
+    numba_fallback: str = "python"
 
     def __post_init__(self) -> None:
         if not isinstance(self.maximize, bool):
@@ -54,7 +63,97 @@ class Settings:
                 raise ValueError(f"Settings({name}={value!r}): use a positive number")
         if self.numba not in (True, False, "auto"):
             raise ValueError(f"Settings(numba={self.numba!r}): use True, False or 'auto'")
+        if self.numba_fallback not in NUMBA_FALLBACKS:
+            raise ValueError(f"Settings(numba_fallback={self.numba_fallback!r}): use 'python' or 'refuse'")
 
 
 class InvalidOutput(Exception):
     """The trusted score rejected a candidate's output (or returned something that is not a finite number)."""
+
+
+class HarnessError(ValueError):
+    """A compiled harness is declared wrongly; the message says what to change."""
+
+
+class CompiledHarness:
+    """A problem's harness function, compiled once per sandbox server when numba is on (see `compiled_harness`).
+
+    Called with compiled candidates (objects carrying COMPILED_MARK) where it takes evolved functions, it runs
+    compiled; called with anything else (numba off, a candidate numba refused) it runs as the Python function it
+    is, so both paths compute the same thing. In the sandbox, `hook` may take the call over (numba="auto").
+    """
+
+    def __init__(self, func: Callable[..., Any], signature: str, evolved: dict[str, str]):
+        functools.update_wrapper(self, func)
+        self.py_func = func
+        self.signature = signature
+        self.evolved = dict(evolved)
+        params = list(inspect.signature(func).parameters)
+        missing = [name for name in evolved if name not in params]
+        if not evolved or missing:
+            raise HarnessError(f"compiled_harness on {func.__name__}: name the evolved function(s) it takes, each a "
+                               f"parameter of {func.__name__} (not: {', '.join(missing) or 'none named'})")
+        for name, sig in evolved.items():
+            if not _NAME.match(name) or not isinstance(sig, str) or "(" not in sig:
+                raise HarnessError(f"compiled_harness on {func.__name__}: {name}={sig!r} must be a numba "
+                                   "signature string such as 'float64(float64, int64[::1])'")
+        if not isinstance(signature, str) or not signature.strip():
+            raise HarnessError(f"compiled_harness on {func.__name__}: give its argument types as a string, e.g. "
+                               f"'({', '.join(params)})' with numba types for the arguments that are not functions")
+        self.positions = tuple(params.index(name) for name in evolved)
+        self.dispatcher: Any = None  # the compiled harness, set in the sandbox server
+        self.hook: Callable[[CompiledHarness, tuple[Any, ...]], Any] | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        if self.hook is not None:
+            return self.hook(self, args)
+        compiled = self.compiled_args(args)
+        if compiled is not None:
+            return self.dispatcher(*compiled)
+        return self.py_func(*args)
+
+    def compiled_args(self, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The arguments for the compiled harness (each candidate function by its dispatcher), or None where the
+        harness is not compiled or a function it takes is not a compiled candidate."""
+        if self.dispatcher is None:
+            return None
+        out = list(args)
+        for i in self.positions:
+            dispatcher = getattr(args[i], COMPILED_MARK, None) if i < len(args) else None
+            if dispatcher is None:
+                return None
+            out[i] = dispatcher
+        return tuple(out)
+
+    def __repr__(self) -> str:
+        return f"<compiled harness {self.py_func.__name__}{self.signature}>"
+
+
+def compiled_harness(signature: str, **evolved: str) -> Callable[[Callable[..., Any]], CompiledHarness]:
+    """Mark the loop that calls the evolved functions for numba: `signature` lists the harness's argument types in
+    order, naming an evolved function where that argument is one (`"(priority, float64[::1], float64)"`), and each
+    keyword gives an evolved function's signature, which every candidate is compiled to
+    (`priority="float64[:](float64, float64[::1])"`). The harness is compiled once per problem; it must compile in
+    numba's nopython mode, and it runs as plain Python wherever numba is off."""
+
+    def mark(func: Callable[..., Any]) -> CompiledHarness:
+        return CompiledHarness(func, signature, evolved)
+
+    return mark
+
+
+def harnesses(namespace: dict[str, Any]) -> dict[str, CompiledHarness]:
+    """The compiled harnesses a problem module defines, by name."""
+    return {name: value for name, value in namespace.items() if isinstance(value, CompiledHarness)}
+
+
+def evolved_signatures(namespace: dict[str, Any]) -> dict[str, str]:
+    """The signature each evolved function is compiled to, from the harnesses that take it; a function two
+    harnesses declare differently is an error (a candidate has one compiled form)."""
+    found: dict[str, str] = {}
+    for harness in harnesses(namespace).values():
+        for name, sig in harness.evolved.items():
+            if found.setdefault(name, sig).replace(" ", "") != sig.replace(" ", ""):
+                raise HarnessError(f"{name} is declared as {found[name]!r} in one compiled harness and {sig!r} in "
+                                   "another; declare one signature")
+    return found

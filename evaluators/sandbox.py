@@ -26,6 +26,7 @@ from typing import Any
 
 from evoforge.evaluators import isolation
 from evoforge.evaluators.cleanup import SHARED_TMP_DIRS, remove_owned_by, remove_tree
+from evoforge.evaluators.compile_store import CompileStore
 from evoforge.evaluators.cpus import CpuClaim, claim_cpu
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
@@ -124,8 +125,13 @@ class _Worker:
         self.proc = pool.spawner.submit(
             subprocess.Popen, plan.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             env=plan.env, start_new_session=True, close_fds=True, cwd="/").result()
-        assert self.proc.stdout is not None
+        assert self.proc.stdout is not None and self.proc.stdin is not None
         self.reader = FrameReader(self.proc.stdout.fileno(), MAX_REPLY)
+        store = pool.compile_store
+        try:  # the first frame: the problem's compiled harnesses, if an earlier server made them
+            write_frame(self.proc.stdin.fileno(), {"op": "init", "jit": store.harness() if store else {}})
+        except OSError:
+            pass  # the server died at once: wait_ready says why
 
     def wait_ready(self) -> None:
         assert self.reader is not None
@@ -140,6 +146,8 @@ class _Worker:
             raise SandboxError(f"sandbox server could not load {self.pool.problem.path}: {info.get('error')}")
         self.info = info
         self.pool.check_ready(info)
+        if self.pool.compile_store is not None:
+            self.pool.compile_store.keep_harness(info.get("jit_new"))
 
     def start(self) -> None:
         self.spawn()
@@ -280,6 +288,8 @@ class SandboxPool:
         self._serial = 0
         self._serial_lock = threading.Lock()
         self._closed = False
+        # numba compilations (harnesses, and programs by code hash) kept on disk for every later server and run
+        self.compile_store = CompileStore(problem.source_hash) if problem.settings.numba else None
         _remove_scratch_of_dead_engines()
         self.host_scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         os.chmod(self.host_scratch, 0o711)  # candidates traverse it to their own 0700 directory
@@ -370,9 +380,14 @@ class SandboxPool:
                                   _timings(), None)
         limit = self.problem.settings.time_limit_s
         timeout = limit * (len(names) + 1) + COMPILE_ALLOWANCE_S + 5 + REPLY_SLACK_S
+        store = self.compile_store
+        request = {"op": "eval", "code": code, "inputs": names, "held_out": held_out,
+                   "jit": store.program(code) if store else {}}
         try:
-            return worker.call({"op": "eval", "code": code, "inputs": names, "held_out": held_out}, timeout,
-                               on_output)
+            reply = worker.call(request, timeout, on_output)
+            if store is not None:
+                store.keep_program(code, reply.get("jit_new"))
+            return reply
         except _WorkerDied as exc:
             return Evaluation("crashed", None, {}, str(exc), _timings(), None)
 

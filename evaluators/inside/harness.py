@@ -13,14 +13,12 @@ import linecache
 import os
 import random
 import resource
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import numpy as np
@@ -28,6 +26,7 @@ import numpy as np
 from evoforge.evaluators.inside import seccomp
 from evoforge.evaluators.loader import load_problem
 from evoforge.evaluators.problem import Problem
+from evoforge.evaluators.problem_api import harnesses
 from evoforge.evaluators.wire import WireError, encode_value, write_frame
 
 CANDIDATE_FILE = "<candidate>"
@@ -46,16 +45,19 @@ _numba_seed: Any = None
 
 @dataclass(frozen=True)
 class JitPlan:
-    """How the server wants this candidate compiled: where its cached compilation lives, and when to compile."""
+    """How the server wants this candidate compiled: its earlier compilations, and when to compile."""
 
-    cache_dir: str | None = None  # numba's on-disk cache for this program (its code hash); None: no cache
-    compile_after_s: float = 0.0  # run as Python until the functions have used this long; 0: at the first call
+    entries: dict[str, str] = field(default_factory=dict)  # compile payloads of this program (see jit_compile)
+    compile_after_s: float = 0.0  # run as Python until the functions have used this long; 0: at once
 
 
-def load(problem_path: str, overrides: dict[str, str]) -> Problem:
-    """Load the problem once in the server and warm up everything a candidate would otherwise pay for."""
+def load(problem_path: str, overrides: dict[str, str], jit_entries: dict[str, str] | None = None
+         ) -> tuple[Problem, dict[str, str]]:
+    """Load the problem once in the server and warm up everything a candidate would otherwise pay for; with numba,
+    compile its harnesses (or load them from `jit_entries`). Returns the problem and the harnesses' new payloads."""
     global _numba_seed
     problem = load_problem(problem_path, overrides)
+    new: dict[str, str] = {}
     for name in PRELOAD:
         __import__(name)
     np.random.seed(SEED)  # numpy.random loads lazily: load it here, not in every candidate
@@ -80,30 +82,11 @@ def load(problem_path: str, overrides: dict[str, str]) -> Problem:
         warm(np.zeros(4), 2)
         warm(np.zeros(4, dtype=np.int64), 2.5)
         _numba_seed = seed
-        _warm_cache()
-    return problem
+        from evoforge.evaluators.inside import jit_compile
 
-
-def _warm_cache() -> None:
-    """Save one compilation to numba's on-disk cache and load it back, so that the modules this needs are
-    imported here, where the Python install is readable, and not in a candidate that may not read it."""
-    import numba
-    from numba.core import config
-
-    folder = tempfile.mkdtemp(prefix="evoforge-numba-warm-")
-    old = config.CACHE_DIR
-    try:
-        config.CACHE_DIR = folder
-        path = os.path.join(folder, "warm.py")
-        with open(path, "w") as f:
-            f.write("def warm(x):\n    return x + 1\n")
-        for _ in range(2):
-            ns: dict[str, Any] = {}
-            exec(compile("def warm(x):\n    return x + 1\n", path, "exec"), ns)
-            numba.njit(cache=True)(ns["warm"])(1)
-    finally:
-        config.CACHE_DIR = old
-        shutil.rmtree(folder, ignore_errors=True)
+        jit_compile.warm_payloads()
+        new = jit_compile.compile_harnesses(problem.module.__dict__, jit_entries or {})
+    return problem, new
 
 
 _LIBC: Any = None
@@ -229,35 +212,33 @@ def _install(problem: Problem, code: str, jit: JitPlan | None) -> None:
     evolved = problem.evolved_names
     for name in evolved:
         ns.pop(name, None)
-    # With a compile cache the code must come from a file: numba keys its on-disk cache by the source file.
-    filename = os.path.join(jit.cache_dir, "candidate.py") if jit and jit.cache_dir else CANDIDATE_FILE
+    filename = CANDIDATE_FILE
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     exec(compile(code, filename, "exec"), ns)
     missing = [n for n in evolved if not callable(ns.get(n))]
     if missing:
         raise NameError(f"the program does not define {', '.join(missing)}; it must define every evolved "
                         f"function: {', '.join(evolved)}")
-    if problem.settings.numba:
-        _jit(ns, evolved, filename, jit or JitPlan())
+    if problem.settings.numba and harnesses(ns):
+        from evoforge.evaluators.inside import jit_compile
+
+        jit_compile.install(code, ns, filename, jit or JitPlan(), problem.settings.numba_fallback, _send)
+    elif problem.settings.numba:
+        _jit(ns, evolved, filename, jit or JitPlan(), problem.settings.numba_fallback)
 
 
-def cached(cache_dir: str | None) -> bool:
-    """Whether numba's cache for this program already holds a compiled function (an index file)."""
-    if not cache_dir:
-        return False
-    return any(f.endswith(".nbi") for _, _, files in os.walk(cache_dir) for f in files)
-
-
-def _jit(ns: dict[str, Any], evolved: tuple[str, ...], filename: str, plan: JitPlan) -> None:
+def _jit(ns: dict[str, Any], evolved: tuple[str, ...], filename: str, plan: JitPlan, fallback: str) -> None:
     """Put a guard in place of each evolved function: it compiles with numba (or falls back to Python) once
     the plan says so; until then the function runs as Python and the guard times it."""
     import numba
-    from numba.core import config as numba_config
     from numba.core.registry import CPUDispatcher
 
-    if plan.cache_dir:
-        numba_config.CACHE_DIR = plan.cache_dir
-    after_s = 0.0 if cached(plan.cache_dir) else plan.compile_after_s
+    from evoforge.evaluators.inside.jit_compile import PayloadCache
+
+    after_s = 0.0 if plan.entries else plan.compile_after_s
+
+    def report(key: str, data: str) -> None:
+        _send({"t": "jit", "key": key, "data": data})
 
     # The jitted copies see a namespace where every candidate function is jitted too, so they can call each
     # other; solve() sees the guards. Numba freezes globals at compile time, so the copy changes nothing for it.
@@ -267,15 +248,14 @@ def _jit(ns: dict[str, Any], evolved: tuple[str, ...], filename: str, plan: JitP
             clone = types.FunctionType(value.__code__, jit_ns, value.__name__, value.__defaults__, value.__closure__)
             clone.__kwdefaults__ = value.__kwdefaults__
             try:
-                jit_ns[key] = numba.njit(cache=bool(plan.cache_dir))(clone)
+                dispatcher = numba.njit(clone)
             except Exception:
-                try:  # e.g. no cache locator for this file: compile without the cache
-                    jit_ns[key] = numba.njit(cache=False)(clone)
-                except Exception:
-                    pass
+                continue
+            dispatcher._cache = PayloadCache(f"function:{key}", plan.entries, report)
+            jit_ns[key] = dispatcher
     python = {n: ns[n] for n in evolved}
     for name in evolved:
-        ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher, after_s)
+        ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher, after_s, fallback)
 
 
 class _FirstCall:
@@ -289,8 +269,9 @@ class _FirstCall:
     """
 
     def __init__(self, ns: dict[str, Any], name: str, jitted: Any, python: Any, dispatcher_type: type[Any],
-                 after_s: float = 0.0):
+                 after_s: float = 0.0, fallback: str = "python"):
         self.ns, self.name, self.jitted, self.python = ns, name, jitted, python
+        self.fallback = fallback
         self.dispatcher_type = dispatcher_type
         self.target: Any = None
         self.auto = after_s > 0
@@ -375,6 +356,9 @@ class _FirstCall:
         _send({"t": "compile", "phase": "end", "ok": False})
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         detail = "\n".join(lines[:6])[:800] or type(exc).__name__
+        if self.fallback == "refuse":
+            raise RuntimeError(f"numba could not compile {self.name} in nopython mode, and this problem refuses such "
+                               f"programs (numba_fallback='refuse'). {type(exc).__name__}: {detail}")
         print(f"[evoforge] numba could not compile {self.name}; it ran as plain Python. {type(exc).__name__}: "
               f"{detail}", file=sys.stderr)
         return self._decide(self.python)

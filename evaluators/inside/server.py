@@ -9,8 +9,9 @@ left behind: the server is a child subreaper, so orphans come back to it, and it
 is left. It talks to the engine over its stdin/stdout with the frames of `evaluators.wire`; nothing it receives
 from the child is trusted beyond being data. Each output goes to the engine as soon as the child sends it, and
 the engine may answer `stop` (an invalid output, or a cascade stage below its threshold): the child is then killed.
-With numba on, each program's compilation is kept in numba's on-disk cache under its code hash (`CompileCache`),
-so that evaluating the same program again (held-out inputs, a replay) loads it instead of compiling.
+With numba on, the engine's first frame holds the problem's compiled harnesses (if it has them from an earlier
+server), each request the program's earlier compilations, and the replies carry new ones back for the engine to
+keep (see `jit_compile` and `evaluators.compile_store`): nothing compiled is kept on the sandbox's side.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from evoforge.evaluators.cleanup import (
     remove_tree,
 )
 from evoforge.evaluators.inside import harness, seccomp
-from evoforge.evaluators.inside.compile_cache import CompileCache
 from evoforge.evaluators.inside.procs import (
     PR_SET_CHILD_SUBREAPER,
     kill_all_children,
@@ -41,6 +41,7 @@ from evoforge.evaluators.inside.procs import (
     vm_size_mb,
 )
 from evoforge.evaluators.inside.watch import FILE_LIMIT, Watch
+from evoforge.evaluators.problem_api import harnesses
 from evoforge.evaluators.wire import (
     COMPILE_ALLOWANCE_S,
     FrameReader,
@@ -65,9 +66,12 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = int(uid_text)
+    reader = FrameReader(req_fd, MAX_REQUEST)
     try:
+        init = reader.read(None)  # the engine's first frame: the compiled harnesses it kept, if any
+        entries = init.get("jit") if isinstance(init.get("jit"), dict) else {}
         os.chdir(workdir)  # relative paths in the overrides resolve as they did for the engine
-        problem = harness.load(problem_path, json.loads(overrides_json))
+        problem, new = harness.load(problem_path, json.loads(overrides_json), entries)
         os.chdir("/")
     except BaseException as exc:  # the engine loaded the same file, so this is rare: report it and stop
         write_frame(resp_fd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -77,8 +81,7 @@ def main(argv: list[str]) -> int:
     write_frame(resp_fd, {"ready": True, "pid": os.getpid(), "level": level, "uid": uid,
                           "seccomp": seccomp.supported(), "inputs": list(problem.inputs),
                           "held_out": list(problem.held_out), "baseline_mb": vm_mb,
-                          "source_hash": problem.source_hash, "digests": digests})
-    reader = FrameReader(req_fd, MAX_REQUEST)
+                          "source_hash": problem.source_hash, "digests": digests, "jit_new": new})
     server = Server(problem, uid, scratch_root, reader, resp_fd, cpu=int(cpu_text),
                     private_tmp=level != "rlimits-only")
     while True:
@@ -114,11 +117,12 @@ class Server:
         # inherits a full /tmp. As root, candidates have a uid of their own: sweep every temp dir they can reach.
         # Otherwise they have ours, whose files on the machine are the user's own: sweep private temp dirs only.
         self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else PRIVATE_SWEEP_DIRS if private_tmp else ()
-        # Compilations are cached only where candidates run under another uid than ours: the server can then
-        # make each program's cache writable by that program's evaluations alone.
-        numba = problem.settings.numba
-        self.compile_cache = CompileCache(scratch_root, uid) if numba and self.switch_uid else None
         self.compile_times: collections.deque[float] = collections.deque(maxlen=COMPILE_SAMPLES)
+        self.harnessed = bool(harnesses(problem.module.__dict__))
+        # numba="auto" with compiled harnesses: per set of inputs, whether the last candidate that ran Python on it
+        # spent a compilation's time there (it then compiled): the next one compiles at once, so its compilation
+        # is made before any of its code runs, and kept.
+        self.compile_pays: dict[tuple[str, ...], bool] = {}
 
     def evaluate(self, request: dict[str, Any]) -> dict[str, Any]:
         code = request.get("code")
@@ -138,8 +142,7 @@ class Server:
         result_r, result_w = os.pipe()
         out_r, out_w = os.pipe()
         cpu_s = math.ceil(settings.time_limit_s * (len(names) + 1) + COMPILE_ALLOWANCE_S) + 1
-        jit = self._jit_plan(code) if settings.numba else None
-        cached = jit is not None and harness.cached(jit.cache_dir)
+        jit = self._jit_plan(request.get("jit"), names) if settings.numba else None
         t_fork = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the candidate: never returns
@@ -157,8 +160,10 @@ class Server:
             def emit(name: str, value: Any) -> None:
                 write_frame(self.resp_fd, {"id": request_id, "t": "output", "name": name, "value": value})
 
+            late = jit is not None and not self.harnessed and (bool(jit.entries) or jit.compile_after_s <= 0)
             watch = Watch(pid, result_r, out_r, names, settings.time_limit_s, t_fork, settings.memory_limit_mb,
-                          settings.numba, emit=emit, requests=self.requests, request_id=request_id)
+                          settings.numba, emit=emit, requests=self.requests, request_id=request_id,
+                          late_payloads=late)
             reply = watch.run()
         finally:
             kill_all_children(pid)
@@ -167,19 +172,22 @@ class Server:
             remove_tree(scratch)
             for directory in self.sweep_dirs:
                 remove_owned_by(directory, self.uid if self.switch_uid else os.getuid())
-            if jit is not None and jit.cache_dir and self.compile_cache is not None:
-                self.compile_cache.seal(jit.cache_dir)
-        if reply.get("compiled") and not cached and reply["timings"]["compile"] > 0:
+        if reply.get("compiled") and not reply.get("jit_cached") and reply["timings"]["compile"] > 0:
             self.compile_times.append(reply["timings"]["compile"])  # a cache hit says nothing of compile cost
+        if jit is not None and jit.compile_after_s > 0 and reply.get("status") == "ok":
+            self.compile_pays[tuple(names)] = bool(reply.get("compiled"))
         return reply
 
-    def _jit_plan(self, code: str) -> harness.JitPlan:
-        """Where this program's compilation is cached, and (numba="auto") how long it runs as Python first."""
-        cache_dir = self.compile_cache.open(code) if self.compile_cache is not None else None
-        if self.problem.settings.numba != "auto":
-            return harness.JitPlan(cache_dir, 0.0)
+    def _jit_plan(self, entries: Any, names: list[str]) -> harness.JitPlan:
+        """The program's earlier compilations (from the engine), and (numba="auto") how long it runs as Python
+        before compiling: at once where compiling paid for the last candidate on the same inputs."""
+        if not isinstance(entries, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in entries.items()):
+            entries = {}
+        if self.problem.settings.numba != "auto" or (self.harnessed and self.compile_pays.get(tuple(names))):
+            return harness.JitPlan(entries, 0.0)
         estimate = statistics.median(self.compile_times) if self.compile_times else COMPILE_ESTIMATE_S
-        return harness.JitPlan(cache_dir, min(max(estimate, 0.02), 5.0))
+        return harness.JitPlan(entries, min(max(estimate, 0.02), 5.0))
 
 
 if __name__ == "__main__":

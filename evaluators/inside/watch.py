@@ -25,6 +25,7 @@ from evoforge.evaluators.wire import COMPILE_ALLOWANCE_S, FrameReader, WireError
 
 MAX_RESULT = 64 * 1024 * 1024  # one output frame from a candidate (JSON); larger outputs are 'invalid'
 STDOUT_CAP = 64 * 1024  # bytes of a candidate's stdout/stderr kept; the rest is read and dropped
+MAX_PAYLOAD_CHARS = 16 * 1024 * 1024  # compile payloads one candidate may report (base64), all together
 MAX_TEMP_FILES = 100_000  # files and folders one candidate may create in /tmp and /var/tmp
 MEMORY_POLL_S = 0.05  # how often the memory of a candidate's processes together is summed
 FILE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE: the largest file a candidate may write
@@ -35,7 +36,7 @@ class Watch:
 
     def __init__(self, pid: int, result_fd: int, out_fd: int, names: list[str], limit_s: float, t_fork: float,
                  memory_mb: int, numba: bool, *, emit: Callable[[str, Any], None], requests: FrameReader,
-                 request_id: Any):
+                 request_id: Any, late_payloads: bool = False):
         self.pid = pid
         self.emit = emit  # each output goes to the engine as it arrives, so that it can score and stop early
         self.requests = requests
@@ -47,6 +48,13 @@ class Watch:
         self.next_resource_check = 0.0
         self.files_before = files_in_temp()
         self.numba = numba  # compile frames (which pause the clock) are only accepted when numba is on
+        # Compile payloads are kept only from compilations no code of the candidate ran before: those before its
+        # `loaded` frame, and (late_payloads: every evolved function compiles at its first call) later ones until a
+        # function falls back to Python, whose code could then forge frames.
+        self.late_payloads = late_payloads
+        self.payloads: dict[str, str] = {}
+        self.payload_chars = 0
+        self.cache_hit = False
         self.names = names
         self.limit_s = limit_s
         self.t_fork = t_fork
@@ -203,10 +211,10 @@ class Watch:
         kind = frame.get("t")
         now = time.monotonic()
         if kind == "loaded" and self.phase == "loading the candidate":
-            self.timings["sandbox_start"] = now - self.t_fork
+            self.timings["sandbox_start"] = now - self.t_fork - self.timings["compile"]
             self._start_input(now)
         elif (kind == "compile" and frame.get("phase") == "begin" and self.paused_remaining is None and self.numba
-              and self.phase.startswith("solving")):
+              and (self.phase.startswith("solving") or self.phase == "loading the candidate")):
             self.paused_remaining = max(0.0, self.deadline - now)
             self.compile_started = now
             self.deadline = now + max(0.0, self.compile_left)
@@ -223,6 +231,10 @@ class Watch:
             ok = frame.get("ok")
             if isinstance(ok, bool):
                 self.compiled = ok if self.compiled is None else (self.compiled and ok)
+            self.cache_hit = frame.get("cached") is True and self.compiled is True
+        elif kind == "jit" and "key" in frame:
+            if self.paused_remaining is not None:  # sent by the harness while it compiles, or not kept
+                self._keep_payload(frame)
         elif kind == "jit" and self.numba and frame.get("compiled") is False and self.paused_remaining is None:
             self.compiled = False  # numba="auto" compiled, found it slower than Python, and went back
         elif kind == "output" and self.paused_remaining is None and len(self.outputs) < len(self.names):
@@ -248,6 +260,16 @@ class Watch:
         else:
             self._finish("crashed", f"the candidate sent an unexpected message {str(kind)[:40]!r} "
                                     f"while {self.phase}")
+
+    def _keep_payload(self, frame: dict[str, Any]) -> None:
+        key, data = frame.get("key"), frame.get("data")
+        trusted = self.compiled is not False and (self.phase.endswith("(loading the candidate)") or self.late_payloads)
+        if not (trusted and isinstance(key, str) and isinstance(data, str) and len(key) == 32
+                and all(c in "0123456789abcdef" for c in key)):
+            return
+        self.payload_chars += len(data)
+        if self.payload_chars <= MAX_PAYLOAD_CHARS:
+            self.payloads[key] = data
 
     def _start_input(self, now: float) -> None:
         name = self.names[len(self.outputs)] if len(self.outputs) < len(self.names) else None
@@ -302,4 +324,5 @@ class Watch:
         # The outputs themselves went to the engine one by one as they arrived (see `emit`).
         return {"status": self.status, "error": self.error, "timings": self.timings,
                 "input_seconds": self.input_seconds, "compiled": self.compiled, "stdout": text,
-                "outputs": len(self.outputs)}
+                "outputs": len(self.outputs), "jit_new": self.payloads,
+                "jit_cached": self.cache_hit}

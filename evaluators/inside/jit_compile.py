@@ -1,0 +1,272 @@
+"""Sandbox side of compiled evaluation: compile a problem's harnesses and a candidate's functions with numba, and
+load earlier compilations from payloads the engine keeps (`evaluators.compile_store`).
+
+numba's own on-disk cache needs a folder the compiling process can write, which in a sandbox is also a folder a
+candidate could write. Here a compilation is a payload instead (numba's serialised compile result, base64): the
+process that compiled it reports it, and the engine decides whether to keep it; a process loads only payloads the
+engine hands it. A candidate's payload is kept only when it was compiled before any of the candidate's code ran
+(the harness compiles it eagerly, right after the `def`s), so a candidate cannot forge another's compilation.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import hashlib
+import pickle
+import sys
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numba
+from numba.core import serialize
+from numba.core.caching import _Cache
+from numba.core.compiler import CompileResult
+
+from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
+
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
+
+
+class PayloadCache(_Cache):
+    """numba's cache interface over payloads: `load_overload` finds one by key, `save_overload` reports a new one."""
+
+    def __init__(self, name: str, entries: dict[str, str], on_save: Callable[[str, str], None]):
+        self.name = name
+        self.entries = entries
+        self.on_save = on_save
+
+    @property
+    def cache_path(self) -> None:
+        return None
+
+    def key(self, sig: Any, target_context: Any) -> str:
+        text = f"{self.name}|{sig}|{target_context.codegen().magic_tuple()}|{numba.__version__}|{sys.version}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        data = self.entries.get(self.key(sig, target_context))
+        if data is None:
+            return None
+        try:
+            return CompileResult._rebuild(target_context, *pickle.loads(base64.b64decode(data)))
+        except Exception:  # a payload from another numba or machine that slipped through: compile instead
+            return None
+
+    def save_overload(self, sig: Any, cres: Any) -> None:
+        if any(not lifted.can_cache for lifted in cres.lifted) or cres.library.has_dynamic_globals:
+            return
+        data = serialize.dumps(cres._reduce())
+        if len(data) <= MAX_PAYLOAD_BYTES:
+            self.on_save(self.key(sig, cres.target_context), base64.b64encode(data).decode())
+
+    def enable(self) -> None:
+        pass
+
+    def disable(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def parse_signature(text: str, extra: dict[str, Any] | None = None) -> Any:
+    """A numba signature from a problem file's string: numba type names, and evolved functions' names for their
+    first-class function types. The string is the problem author's (trusted), never a candidate's."""
+    namespace: dict[str, Any] = {name: value for name, value in vars(numba.types).items() if not name.startswith("_")}
+    namespace.update(extra or {})
+    try:
+        sig = eval(text, {"__builtins__": {}}, namespace)  # noqa: S307 - the problem file's own text
+    except Exception as exc:
+        raise ValueError(f"numba signature {text!r}: {type(exc).__name__}: {exc}") from None
+    return sig
+
+
+def function_types(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The first-class function type of each evolved function a harness takes."""
+    return {name: numba.types.FunctionType(parse_signature(sig))
+            for name, sig in evolved_signatures(namespace).items()}
+
+
+def compile_harnesses(namespace: dict[str, Any], entries: dict[str, str]) -> dict[str, str]:
+    """Compile every compiled harness of a problem module (or load it from entries); return the new payloads."""
+    found = harnesses(namespace)
+    if not found:
+        return {}
+    new: dict[str, str] = {}
+    ftypes = function_types(namespace)
+    for name, harness in found.items():
+        sig = parse_signature(harness.signature, ftypes)
+        dispatcher = numba.njit(harness.py_func)
+        dispatcher._cache = PayloadCache(f"harness:{name}", entries, new.__setitem__)
+        try:
+            dispatcher.compile(sig)
+        except Exception as exc:
+            raise RuntimeError(f"the compiled harness {name} does not compile with numba: "
+                               f"{type(exc).__name__}: {_first_lines(exc)}") from None
+        dispatcher.disable_compile()  # a call with other types is an error, never a silent recompilation
+        harness.dispatcher = dispatcher
+    return new
+
+
+# A compiled candidate is only ever called by compiled harnesses, through its native entry point: it needs neither
+# the wrapper that lets Python call it nor the C one (about a third of a small function's compile time). Indexing
+# is bounds-checked: without it, an index past the end would read the harness's memory (the inputs to come).
+CANDIDATE_OPTIONS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True, "boundscheck": True}
+# Names that would reach raw memory or the interpreter from compiled code; trusted harness code may use them, a
+# candidate compiled into the harness's process may not (the validator refuses them too, where it runs).
+UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
+                          "lib", "objmode", "literally", "address_as_void_pointer"})
+
+
+class CompiledFunction:
+    """Stands for a compiled evolved function in the problem module: harnesses take its dispatcher (the mark),
+    and a direct call from `solve` runs the candidate as Python (a harness-less call has no compiled entry)."""
+
+    def __init__(self, python: Any, dispatcher: Any):
+        self.python = python
+        setattr(self, COMPILED_MARK, dispatcher)
+        self.__name__ = getattr(python, "__name__", "candidate")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.python(*args, **kwargs)
+
+
+def _no_cfunc_wrapper() -> int:
+    """The C wrapper address numba asks for when a dispatcher becomes a first-class function value. Candidates
+    have none: calls go through the native entry point, which numba prefers whenever it has one."""
+    return 1
+
+
+def unsafe_names(code: str) -> list[str]:
+    """Names and attributes in the candidate's code that must not reach compiled code in the harness's process."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if name in UNSAFE_NAMES:
+            found.add(name)
+    return sorted(found)
+
+
+def compile_candidate(code: str, namespace: dict[str, Any], filename: str, entries: dict[str, str],
+                      on_save: Callable[[str, str], None]) -> list[str]:
+    """Compile the candidate's evolved functions that a harness takes, to their declared signatures, and put a
+    `CompiledFunction` for each in its place in `namespace`; return their names. Raises (a ValueError for unsafe
+    names, or what numba raised) if one cannot be compiled; nothing in the namespace is replaced then."""
+    unsafe = unsafe_names(code)
+    if unsafe:
+        raise ValueError(f"compiled code may not use {', '.join(unsafe)}")
+    signatures = evolved_signatures(namespace)
+    jit_ns = dict(namespace)
+    # The candidate's other functions are jitted too, in a namespace of jitted functions, so they can call each other.
+    for key, value in list(namespace.items()):
+        if isinstance(value, types.FunctionType) and value.__code__.co_filename == filename:
+            clone = types.FunctionType(value.__code__, jit_ns, value.__name__, value.__defaults__, value.__closure__)
+            clone.__kwdefaults__ = value.__kwdefaults__
+            dispatcher = numba.njit(**CANDIDATE_OPTIONS)(clone)
+            dispatcher._cache = PayloadCache(f"candidate:{key}", entries, on_save)
+            jit_ns[key] = dispatcher
+    compiled = {}
+    for name, text in signatures.items():
+        dispatcher = jit_ns.get(name)
+        if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
+            raise TypeError(f"{name} is not a function of the candidate")
+        dispatcher.compile(parse_signature(text))
+        dispatcher.disable_compile()
+        dispatcher.__wrapper_address__ = _no_cfunc_wrapper
+        compiled[name] = CompiledFunction(namespace[name], dispatcher)
+    namespace.update(compiled)
+    return list(compiled)
+
+
+def _first_lines(exc: BaseException, count: int = 6) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return "\n".join(lines[:count])[:800] or type(exc).__name__
+
+
+class Refused(Exception):
+    """numba could not compile the candidate and the problem refuses candidates that do not compile."""
+
+
+def install(code: str, namespace: dict[str, Any], filename: str, plan: Any, fallback: str,
+            send: Callable[[dict[str, Any]], None]) -> None:
+    """Prepare a candidate for a problem with compiled harnesses. With payloads for it, or with no Python time to
+    spend first (numba=True, or "auto" when the server expects compiling to pay), compile now, before anything
+    of the candidate runs: only such a compilation is reported for keeping. Otherwise ("auto") every harness
+    runs as Python until the calls have used `plan.compile_after_s`, then compiles and runs compiled."""
+    if plan.entries or plan.compile_after_s <= 0:
+        compile_now(code, namespace, filename, plan.entries, fallback, send)
+        return
+    switch = _AutoSwitch(code, namespace, filename, plan, fallback, send)
+    for harness in harnesses(namespace).values():
+        harness.hook = switch
+
+
+def compile_now(code: str, namespace: dict[str, Any], filename: str, entries: dict[str, str], fallback: str,
+                send: Callable[[dict[str, Any]], None]) -> bool:
+    """Compile the candidate's functions for the harnesses; False (and the reason printed) if numba refused and
+    the problem falls back to Python; raises Refused if it refuses such candidates."""
+    saved: dict[str, str] = {}
+    send({"t": "compile", "phase": "begin"})
+    try:
+        names = compile_candidate(code, namespace, filename, entries, saved.__setitem__)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        send({"t": "compile", "phase": "end", "ok": False})
+        reason = f"{type(exc).__name__}: {_first_lines(exc)}"
+        if fallback == "refuse":
+            raise Refused(f"numba could not compile the evolved function(s) in nopython mode, and this problem "
+                          f"refuses such programs (numba_fallback='refuse'). {reason}") from None
+        print(f"[evoforge] numba could not compile the evolved function(s); they ran as plain Python. {reason}",
+              file=sys.stderr)
+        return False
+    for key, data in saved.items():
+        send({"t": "jit", "key": key, "data": data})
+    send({"t": "compile", "phase": "end", "ok": True, "cached": not saved})
+    return bool(names)
+
+
+class _AutoSwitch:
+    """numba="auto" for a compiled harness: harness calls run as Python (and are timed) until they have used about
+    what a compilation costs, then the candidate is compiled and the remaining calls run compiled (ski rental)."""
+
+    def __init__(self, code: str, namespace: dict[str, Any], filename: str, plan: Any, fallback: str,
+                 send: Callable[[dict[str, Any]], None]):
+        self.code, self.namespace, self.filename, self.fallback, self.send = code, namespace, filename, fallback, send
+        self.left_s = plan.compile_after_s
+        self.python = {name: namespace[name] for name in evolved_signatures(namespace)}
+        self.decided = False
+
+    def __call__(self, harness: Any, args: tuple[Any, ...]) -> Any:
+        if not self.decided and self.left_s <= 0:
+            self.decided = True
+            compile_now(self.code, self.namespace, self.filename, {}, self.fallback, self.send)
+        if self.decided:
+            swapped = list(args)
+            for name, index in zip(harness.evolved, harness.positions):
+                if index < len(args) and args[index] is self.python.get(name):
+                    swapped[index] = self.namespace[name]
+            compiled = harness.compiled_args(tuple(swapped))
+            if compiled is not None:
+                return harness.dispatcher(*compiled)
+            return harness.py_func(*args)
+        start = time.perf_counter()
+        try:
+            return harness.py_func(*args)
+        finally:
+            self.left_s -= time.perf_counter() - start
+
+
+def warm_payloads() -> None:
+    """Compile a small function, save it as a payload and load it back, so that the modules doing so are imported
+    in the server (where the Python install is readable), not in a candidate that may not read it."""
+    entries: dict[str, str] = {}
+    for _ in range(2):
+        namespace: dict[str, Any] = {}
+        exec(compile("def warm(x):\n    return x + 1\n", "<evoforge warm-up>", "exec"), namespace)
+        dispatcher = numba.njit(namespace["warm"])
+        dispatcher._cache = PayloadCache("warm", entries, entries.__setitem__)
+        dispatcher.compile((numba.types.int64,))
