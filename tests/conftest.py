@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,21 @@ from openai_server import openai_server  # noqa: F401 - the fixture, for every t
 from postgres_db import db_url, postgres_url  # noqa: F401 - the database fixtures, for every test module
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir():
+    """Compilations the tests make are kept in a folder of their own, never in the user's cache."""
+    with tempfile.TemporaryDirectory(prefix="evoforge-test-cache-") as folder:
+        old = os.environ.get("EVOFORGE_CACHE_DIR")
+        os.environ["EVOFORGE_CACHE_DIR"] = folder
+        try:
+            yield Path(folder)
+        finally:
+            if old is None:
+                os.environ.pop("EVOFORGE_CACHE_DIR", None)
+            else:
+                os.environ["EVOFORGE_CACHE_DIR"] = old
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import signal
 import sys
 import time
 import traceback
-import types
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -222,18 +221,17 @@ def _install(problem: Problem, code: str, jit: JitPlan | None) -> None:
     if problem.settings.numba and harnesses(ns):
         from evoforge.evaluators.inside import jit_compile
 
-        jit_compile.install(code, ns, filename, jit or JitPlan(), problem.settings.numba_fallback, _send)
+        jit_compile.install(code, ns, jit or JitPlan(), problem.settings.numba_fallback, _send)
     elif problem.settings.numba:
-        _jit(ns, evolved, filename, jit or JitPlan(), problem.settings.numba_fallback)
+        _jit(code, ns, evolved, jit or JitPlan(), problem.settings.numba_fallback)
 
 
-def _jit(ns: dict[str, Any], evolved: tuple[str, ...], filename: str, plan: JitPlan, fallback: str) -> None:
+def _jit(code: str, ns: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan, fallback: str) -> None:
     """Put a guard in place of each evolved function: it compiles with numba (or falls back to Python) once
     the plan says so; until then the function runs as Python and the guard times it."""
-    import numba
     from numba.core.registry import CPUDispatcher
 
-    from evoforge.evaluators.inside.jit_compile import PayloadCache
+    from evoforge.evaluators.inside import jit_compile
 
     after_s = 0.0 if plan.entries else plan.compile_after_s
 
@@ -242,17 +240,14 @@ def _jit(ns: dict[str, Any], evolved: tuple[str, ...], filename: str, plan: JitP
 
     # The jitted copies see a namespace where every candidate function is jitted too, so they can call each
     # other; solve() sees the guards. Numba freezes globals at compile time, so the copy changes nothing for it.
-    jit_ns = dict(ns)
-    for key, value in list(ns.items()):
-        if isinstance(value, types.FunctionType) and value.__code__.co_filename == filename:
-            clone = types.FunctionType(value.__code__, jit_ns, value.__name__, value.__defaults__, value.__closure__)
-            clone.__kwdefaults__ = value.__kwdefaults__
-            try:
-                dispatcher = numba.njit(clone)
-            except Exception:
-                continue
-            dispatcher._cache = PayloadCache(f"function:{key}", plan.entries, report)
-            jit_ns[key] = dispatcher
+    try:
+        jit_ns = jit_compile.jitted(code, ns, plan.entries, report, {"boundscheck": True})
+    except jit_compile.numba_semantics.Divergent as exc:
+        if fallback == "refuse":
+            raise RuntimeError(f"numba would not compute what Python computes, and this problem refuses such "
+                               f"programs (numba_fallback='refuse'): {exc}") from None
+        print(f"[evoforge] numba does not compile this program; it ran as plain Python: {exc}", file=sys.stderr)
+        return
     python = {n: ns[n] for n in evolved}
     for name in evolved:
         ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher, after_s, fallback)

@@ -16,7 +16,6 @@ import hashlib
 import pickle
 import sys
 import time
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from numba.core import serialize
 from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
 
+from evoforge.evaluators.inside import numba_semantics
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
@@ -115,12 +115,6 @@ def compile_harnesses(namespace: dict[str, Any], entries: dict[str, str]) -> dic
 # the wrapper that lets Python call it nor the C one (about a third of a small function's compile time). Indexing
 # is bounds-checked: without it, an index past the end would read the harness's memory (the inputs to come).
 CANDIDATE_OPTIONS = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True, "boundscheck": True}
-# Names that would reach raw memory or the interpreter from compiled code; trusted harness code may use them, a
-# candidate compiled into the harness's process may not (the validator refuses them too, where it runs).
-UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
-                          "lib", "objmode", "literally", "address_as_void_pointer"})
-
-
 class CompiledFunction:
     """Stands for a compiled evolved function in the problem module: harnesses take its dispatcher (the mark),
     and a direct call from `solve` runs the candidate as Python (a harness-less call has no compiled entry)."""
@@ -140,34 +134,31 @@ def _no_cfunc_wrapper() -> int:
     return 1
 
 
-def unsafe_names(code: str) -> list[str]:
-    """Names and attributes in the candidate's code that must not reach compiled code in the harness's process."""
-    found = set()
-    for node in ast.walk(ast.parse(code)):
-        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
-        if name in UNSAFE_NAMES:
-            found.add(name)
-    return sorted(found)
+def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_save: Callable[[str, str], None],
+           options: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the namespace where each function of the candidate is a numba dispatcher (not compiled yet) of its
+    source as numba_semantics adjusts it, so that they call each other compiled; raises Divergent where the
+    candidate must run as Python. Defining the functions runs none of the candidate's code."""
+    source = numba_semantics.for_numba(code)
+    jit_ns = dict(namespace)
+    jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
+    defined = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+    exec(compile(source, "<compiled candidate>", "exec"), jit_ns)
+    for name in defined:
+        dispatcher = numba.njit(**options)(jit_ns[name])
+        dispatcher._cache = PayloadCache(f"candidate:{name}", entries, on_save)
+        jit_ns[name] = dispatcher
+    return jit_ns
 
 
-def compile_candidate(code: str, namespace: dict[str, Any], filename: str, entries: dict[str, str],
+def compile_candidate(code: str, namespace: dict[str, Any], entries: dict[str, str],
                       on_save: Callable[[str, str], None]) -> list[str]:
     """Compile the candidate's evolved functions that a harness takes, to their declared signatures, and put a
-    `CompiledFunction` for each in its place in `namespace`; return their names. Raises (a ValueError for unsafe
-    names, or what numba raised) if one cannot be compiled; nothing in the namespace is replaced then."""
-    unsafe = unsafe_names(code)
-    if unsafe:
-        raise ValueError(f"compiled code may not use {', '.join(unsafe)}")
+    `CompiledFunction` for each in its place in `namespace` (where the candidate's Python functions are); return
+    their names. Raises (numba_semantics.Divergent, or what numba raised) if they cannot be compiled to compute
+    what Python computes; nothing in the namespace is replaced then."""
     signatures = evolved_signatures(namespace)
-    jit_ns = dict(namespace)
-    # The candidate's other functions are jitted too, in a namespace of jitted functions, so they can call each other.
-    for key, value in list(namespace.items()):
-        if isinstance(value, types.FunctionType) and value.__code__.co_filename == filename:
-            clone = types.FunctionType(value.__code__, jit_ns, value.__name__, value.__defaults__, value.__closure__)
-            clone.__kwdefaults__ = value.__kwdefaults__
-            dispatcher = numba.njit(**CANDIDATE_OPTIONS)(clone)
-            dispatcher._cache = PayloadCache(f"candidate:{key}", entries, on_save)
-            jit_ns[key] = dispatcher
+    jit_ns = jitted(code, namespace, entries, on_save, CANDIDATE_OPTIONS)
     compiled = {}
     for name, text in signatures.items():
         dispatcher = jit_ns.get(name)
@@ -190,28 +181,28 @@ class Refused(Exception):
     """numba could not compile the candidate and the problem refuses candidates that do not compile."""
 
 
-def install(code: str, namespace: dict[str, Any], filename: str, plan: Any, fallback: str,
+def install(code: str, namespace: dict[str, Any], plan: Any, fallback: str,
             send: Callable[[dict[str, Any]], None]) -> None:
     """Prepare a candidate for a problem with compiled harnesses. With payloads for it, or with no Python time to
     spend first (numba=True, or "auto" when the server expects compiling to pay), compile now, before anything
     of the candidate runs: only such a compilation is reported for keeping. Otherwise ("auto") every harness
     runs as Python until the calls have used `plan.compile_after_s`, then compiles and runs compiled."""
     if plan.entries or plan.compile_after_s <= 0:
-        compile_now(code, namespace, filename, plan.entries, fallback, send)
+        compile_now(code, namespace, plan.entries, fallback, send)
         return
-    switch = _AutoSwitch(code, namespace, filename, plan, fallback, send)
+    switch = _AutoSwitch(code, namespace, plan, fallback, send)
     for harness in harnesses(namespace).values():
         harness.hook = switch
 
 
-def compile_now(code: str, namespace: dict[str, Any], filename: str, entries: dict[str, str], fallback: str,
+def compile_now(code: str, namespace: dict[str, Any], entries: dict[str, str], fallback: str,
                 send: Callable[[dict[str, Any]], None]) -> bool:
     """Compile the candidate's functions for the harnesses; False (and the reason printed) if numba refused and
     the problem falls back to Python; raises Refused if it refuses such candidates."""
     saved: dict[str, str] = {}
     send({"t": "compile", "phase": "begin"})
     try:
-        names = compile_candidate(code, namespace, filename, entries, saved.__setitem__)
+        names = compile_candidate(code, namespace, entries, saved.__setitem__)
     except MemoryError:
         raise
     except Exception as exc:
@@ -233,9 +224,9 @@ class _AutoSwitch:
     """numba="auto" for a compiled harness: harness calls run as Python (and are timed) until they have used about
     what a compilation costs, then the candidate is compiled and the remaining calls run compiled (ski rental)."""
 
-    def __init__(self, code: str, namespace: dict[str, Any], filename: str, plan: Any, fallback: str,
+    def __init__(self, code: str, namespace: dict[str, Any], plan: Any, fallback: str,
                  send: Callable[[dict[str, Any]], None]):
-        self.code, self.namespace, self.filename, self.fallback, self.send = code, namespace, filename, fallback, send
+        self.code, self.namespace, self.fallback, self.send = code, namespace, fallback, send
         self.left_s = plan.compile_after_s
         self.python = {name: namespace[name] for name in evolved_signatures(namespace)}
         self.decided = False
@@ -243,7 +234,7 @@ class _AutoSwitch:
     def __call__(self, harness: Any, args: tuple[Any, ...]) -> Any:
         if not self.decided and self.left_s <= 0:
             self.decided = True
-            compile_now(self.code, self.namespace, self.filename, {}, self.fallback, self.send)
+            compile_now(self.code, self.namespace, {}, self.fallback, self.send)
         if self.decided:
             swapped = list(args)
             for name, index in zip(harness.evolved, harness.positions):
