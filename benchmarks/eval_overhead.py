@@ -1,13 +1,17 @@
 """What evaluation costs, per bundled problem: the sandbox's own overhead, Python against Numba, a cascade's saving.
 
-    python benchmarks/eval_overhead.py [PROBLEM ...] [-n 50] [--mutants 40] [--set key=value ...]
+    python benchmarks/eval_overhead.py [PROBLEM ...] [-n 50] [--mutants 40] [--candidates 5] [--only TABLE]
+        [--set key=value ...]
 
 Three tables (default problems: problems/cap_set.py and problems/bin_packing.py):
 1. overhead: the seed evaluated n times per isolation level. The sandbox's own time per evaluation is the total
    minus what the candidate and the problem spend (solve, numba compile, trusted score): fork, lock-down, pipes,
    encoding and decoding. Median and p99; the target is under 20 ms median.
-2. numba: the seed's solve time as plain Python, compiled (first evaluation compiles; the next loads the program's
-   compilation from the cache), and under numba="auto", which compiles only when it pays.
+2. numba: per candidate (distinct mutants of the seed that numba compiles), the time `solve` takes as Python, and
+   with numba the first time a program is seen (compile + run) and when it is seen again by a new server (the
+   compilation loaded from the engine's store + run); the speed-up per new and per cached candidate, and the
+   break-even: the Python solve time per candidate above which compiling a new candidate pays. Bin packing is
+   measured at 5 x 5000 items, cap set at n = 8 and n = 10.
 3. cascade: offline mutants of the seed, each evaluated with and without the problem's cascade (a problem without
    one gets a variant here: its first input must score within 10% of the seed's): time, culled, saving.
 """
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,25 +79,55 @@ def overhead_table(problems: list[Problem], n: int) -> None:
                   f"{_ms(statistics.median(e.timings['total'] for e in evs)):>10}{started:>14.2f}")
 
 
-def numba_table(problems: list[Problem], repeats: int) -> None:
-    print(f"\n2. Python against Numba: the seed's solve time (median of {repeats} evaluations after the first)")
-    print(f"{'problem':<16}{'numba':<8}{'first: compile + solve ms':>27}{'again: compile + solve ms':>27}"
-          f"{'compiled':>10}")
-    for problem in problems:
-        for choice in (False, True, "auto"):
-            # The sandbox loads the problem file itself, so the setting must travel as an override.
-            variant = load_problem(problem.path, {**problem.overrides, "numba": str(choice).lower()})
-            with SandboxPool(variant, 1) as pool:
-                first = pool.evaluate(problem.seed_code, cascade=False)
-                again = [pool.evaluate(problem.seed_code, cascade=False) for _ in range(repeats)]
-            if not first.ok:
-                print(f"{problem.name:<16}{str(choice):<8} {first.status}: {first.error}")
-                continue
-            compile_again = statistics.median(e.timings["compile"] for e in again)
-            solve_again = statistics.median(e.timings["solve"] for e in again)
-            print(f"{problem.name:<16}{str(choice):<8}"
-                  f"{_ms(first.timings['compile']):>15} + {_ms(first.timings['solve']):>9}"
-                  f"{_ms(compile_again):>15} + {_ms(solve_again):>9}{str(first.compiled):>10}")
+# Sizes the numba table measures each bundled problem at: bin packing at 5 x 5000 items (the size of FunSearch's
+# Weibull 5k set), cap set at its default n = 8 and at n = 10, where compiling starts to pay.
+NUMBA_SIZES = {"bin_packing": ({"num_items": "5000"},), "cap_set": ({}, {"n": "10"})}
+
+
+def numba_table(problems: list[Problem], count: int) -> None:
+    """Per new candidate: Python, then numba the first time a program is seen (compile + run), then the same
+    program in a new server (its compilation loaded from the engine's store), and the break-even."""
+    print(f"\n2. Python against numba per candidate ({count} distinct compilable mutants of the seed, medians; "
+          "numba: first = a program never compiled, cached = the same program again in a new server)")
+    print(f"{'problem':<24}{'python s':>9}{'numba first: compile + run s':>30}{'cached: load + run s':>22}"
+          f"{'new cand.':>10}{'cached':>8}{'pays above':>12}")
+    with tempfile.TemporaryDirectory(prefix="evoforge-bench-cache-") as folder:
+        os.environ["EVOFORGE_CACHE_DIR"] = folder  # a fresh store: "first" really compiles
+        for problem in problems:
+            for extra in NUMBA_SIZES.get(problem.name, ({},)):
+                overrides = {**problem.overrides, **extra}
+                _numba_row(problem, overrides, count)
+
+
+def _numba_row(problem: Problem, overrides: dict[str, str], count: int) -> None:
+    label = problem.name + "".join(f" {k}={v}" for k, v in overrides.items() if k != "numba")
+    python = load_problem(problem.path, {**overrides, "numba": "false"})
+    compiled = load_problem(problem.path, {**overrides, "numba": "true"})
+    codes = [problem.seed_code] + mutants(problem, 4 * count)
+    with SandboxPool(python, 1) as pool:
+        py = {code: pool.evaluate(code, cascade=False) for code in codes}
+    with SandboxPool(compiled, 1) as pool:
+        first: dict[str, Evaluation] = {}
+        for code in codes:
+            if len(first) < count and py[code].ok:
+                ev = pool.evaluate(code, cascade=False)
+                if ev.ok and ev.compiled:
+                    first[code] = ev
+    if not first:
+        print(f"{label:<24} no candidate compiled")
+        return
+    with SandboxPool(compiled, 1) as pool:  # a new server: compilations come from the engine's store
+        again = {code: pool.evaluate(code, cascade=False) for code in first}
+    assert all(again[c].score == first[c].score == py[c].score for c in first), "numba changed a score"
+    py_s = statistics.median(py[c].timings["solve"] for c in first)
+    compile_s = statistics.median(first[c].timings["compile"] for c in first)
+    run_s = statistics.median(first[c].timings["solve"] for c in first)
+    load_s = statistics.median(again[c].timings["compile"] for c in first)
+    rerun_s = statistics.median(again[c].timings["solve"] for c in first)
+    # compiling a new candidate pays once its Python solve time exceeds this (running compiled takes run/py of it)
+    even = f"{compile_s / (1 - run_s / py_s):.2f} s" if run_s < py_s else "never"
+    print(f"{label:<24}{py_s:>9.3f}{compile_s:>21.3f} + {run_s:>6.3f}{load_s:>13.3f} + {rerun_s:>6.3f}"
+          f"{py_s / (compile_s + run_s):>9.1f}x{py_s / (load_s + rerun_s):>7.1f}x{even:>12}")
 
 
 def mutants(problem: Problem, count: int, seed: int = 0) -> list[str]:
@@ -154,6 +190,8 @@ def main() -> None:
     parser.add_argument("problems", nargs="*", default=[str(p) for p in DEFAULT_PROBLEMS])
     parser.add_argument("-n", type=int, default=50, help="evaluations per row of the overhead table")
     parser.add_argument("--mutants", type=int, default=40, help="programs in the cascade comparison")
+    parser.add_argument("--candidates", type=int, default=5, help="new candidates per row of the numba table")
+    parser.add_argument("--only", choices=("overhead", "numba", "cascade"), help="print one table only")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter or setting of every problem given (e.g. time_limit_s=10)")
     args = parser.parse_args()
@@ -161,9 +199,12 @@ def main() -> None:
     problems = [load_problem(path, overrides) for path in args.problems]
     print(f"problems: {', '.join(p.name for p in problems)}; isolation levels here: "
           f"{', '.join(available_levels(problems[0].path))}")
-    overhead_table(problems, args.n)
-    numba_table(problems, 3)
-    cascade_table(problems, args.mutants)
+    if args.only in (None, "overhead"):
+        overhead_table(problems, args.n)
+    if args.only in (None, "numba"):
+        numba_table(problems, args.candidates)
+    if args.only in (None, "cascade"):
+        cascade_table(problems, args.mutants)
 
 
 if __name__ == "__main__":

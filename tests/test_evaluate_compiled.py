@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evoforge.engine.program.patching import PatchError, apply_response
-from evoforge.engine.propose.offline import NoMutationFound, OfflineProposer
+from evoforge.engine.propose.offline import AstMutator, NoMutationFound
 from evoforge.evaluators import ProblemError, SandboxPool, load_problem
 from evoforge.evaluators.compile_store import CompileStore
 
@@ -41,7 +41,7 @@ UNCOMPILABLE = "def priority(item, bins):\n    return np.array(sorted(bins.tolis
 def mutants(problem, count: int) -> list[str]:
     """Distinct offline mutations of the seed (a fixed seed), chained so that some drift far from it."""
     rng = np.random.default_rng(7)
-    proposer = OfflineProposer()
+    proposer = AstMutator()
     programs = [problem.seed_code]
     for _ in range(30 * count):
         if len(programs) > count:

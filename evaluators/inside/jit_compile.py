@@ -146,19 +146,22 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
     exec(compile(source, "<compiled candidate>", "exec"), jit_ns)
     for name in defined:
         dispatcher = numba.njit(**options)(jit_ns[name])
-        dispatcher._cache = PayloadCache(f"candidate:{name}", entries, on_save)
+        # the options are part of the key: a compilation made with others is not the same program
+        dispatcher._cache = PayloadCache(f"candidate:{name}:{sorted(options.items())}", entries, on_save)
         jit_ns[name] = dispatcher
     return jit_ns
 
 
 def compile_candidate(code: str, namespace: dict[str, Any], entries: dict[str, str],
-                      on_save: Callable[[str, str], None]) -> list[str]:
+                      on_save: Callable[[str, str], None], scope: dict[str, Any] | None = None) -> list[str]:
     """Compile the candidate's evolved functions that a harness takes, to their declared signatures, and put a
     `CompiledFunction` for each in its place in `namespace` (where the candidate's Python functions are); return
     their names. Raises (numba_semantics.Divergent, or what numba raised) if they cannot be compiled to compute
     what Python computes; nothing in the namespace is replaced then."""
     signatures = evolved_signatures(namespace)
-    jit_ns = jitted(code, namespace, entries, on_save, CANDIDATE_OPTIONS)
+    # `scope`: what the compiled code may see besides its arguments (numba freezes each global it reads as a
+    # constant), where a restricted namespace for candidates is built; by default the namespace the code was run in
+    jit_ns = jitted(code, namespace if scope is None else scope, entries, on_save, CANDIDATE_OPTIONS)
     compiled = {}
     for name, text in signatures.items():
         dispatcher = jit_ns.get(name)
@@ -182,27 +185,27 @@ class Refused(Exception):
 
 
 def install(code: str, namespace: dict[str, Any], plan: Any, fallback: str,
-            send: Callable[[dict[str, Any]], None]) -> None:
+            send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> None:
     """Prepare a candidate for a problem with compiled harnesses. With payloads for it, or with no Python time to
     spend first (numba=True, or "auto" when the server expects compiling to pay), compile now, before anything
     of the candidate runs: only such a compilation is reported for keeping. Otherwise ("auto") every harness
     runs as Python until the calls have used `plan.compile_after_s`, then compiles and runs compiled."""
     if plan.entries or plan.compile_after_s <= 0:
-        compile_now(code, namespace, plan.entries, fallback, send)
+        compile_now(code, namespace, plan.entries, fallback, send, scope)
         return
-    switch = _AutoSwitch(code, namespace, plan, fallback, send)
+    switch = _AutoSwitch(code, namespace, plan, fallback, send, scope)
     for harness in harnesses(namespace).values():
         harness.hook = switch
 
 
 def compile_now(code: str, namespace: dict[str, Any], entries: dict[str, str], fallback: str,
-                send: Callable[[dict[str, Any]], None]) -> bool:
+                send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> bool:
     """Compile the candidate's functions for the harnesses; False (and the reason printed) if numba refused and
     the problem falls back to Python; raises Refused if it refuses such candidates."""
     saved: dict[str, str] = {}
     send({"t": "compile", "phase": "begin"})
     try:
-        names = compile_candidate(code, namespace, entries, saved.__setitem__)
+        names = compile_candidate(code, namespace, entries, saved.__setitem__, scope)
     except MemoryError:
         raise
     except Exception as exc:
@@ -225,8 +228,8 @@ class _AutoSwitch:
     what a compilation costs, then the candidate is compiled and the remaining calls run compiled (ski rental)."""
 
     def __init__(self, code: str, namespace: dict[str, Any], plan: Any, fallback: str,
-                 send: Callable[[dict[str, Any]], None]):
-        self.code, self.namespace, self.fallback, self.send = code, namespace, fallback, send
+                 send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None):
+        self.code, self.namespace, self.fallback, self.send, self.scope = code, namespace, fallback, send, scope
         self.left_s = plan.compile_after_s
         self.python = {name: namespace[name] for name in evolved_signatures(namespace)}
         self.decided = False
@@ -234,7 +237,7 @@ class _AutoSwitch:
     def __call__(self, harness: Any, args: tuple[Any, ...]) -> Any:
         if not self.decided and self.left_s <= 0:
             self.decided = True
-            compile_now(self.code, self.namespace, {}, self.fallback, self.send)
+            compile_now(self.code, self.namespace, {}, self.fallback, self.send, self.scope)
         if self.decided:
             swapped = list(args)
             for name, index in zip(harness.evolved, harness.positions):
