@@ -409,9 +409,10 @@ class Store:
         return {status: count for status, count in self._read(lambda c: c.execute(query).all())}
 
     def program_briefs(self, run_id: int, *, origin: str | None = None, ids: Iterable[int] | None = None,
-                       rejected: bool | None = None) -> list[ProgramBrief]:
+                       rejected: bool | None = None, after_seq: int | None = None) -> list[ProgramBrief]:
         """The run's programs without their code, in seq order: for curves, lineages and listings. ``origin``,
-        ``ids`` and ``rejected`` keep only those programs, so a command that needs a few never reads them all."""
+        ``ids``, ``rejected`` and ``after_seq`` keep only those programs, so a command that needs a few (or a live
+        page that needs the new ones) never reads them all."""
         query = select(
             Program.c.id, Program.c.seq, Program.c.island, Program.c.parent_ids, Program.c.origin, Program.c.status,
             Program.c.score, Program.c.held_out_score, Program.c.proposal_id, Program.c.duplicate_of,
@@ -423,12 +424,22 @@ class Store:
             query = query.where(Program.c.id.in_(set(ids)))
         if rejected is not None:
             query = query.where(Program.c.rejected_at.is_not(None) if rejected else Program.c.rejected_at.is_(None))
+        if after_seq is not None:
+            query = query.where(Program.c.seq > after_seq)
         return [
             ProgramBrief(row.id, row.seq, row.island, tuple(row.parent_ids), row.origin, row.status, row.score,
                          row.held_out_score, row.proposal_id, row.duplicate_of, row.code_length,
                          as_utc(row.created_at), bool(row.rejected))
             for row in self._read(lambda c: c.execute(query).all())
         ]
+
+    def program_marks(self, run_id: int) -> tuple[int, int]:
+        """How many of the run's programs a person rejected, and how many have a held-out score: both change after
+        a program is recorded, so a cache of the run's programs compares them to know it went stale."""
+        query = select(func.count(Program.c.rejected_at), func.count(Program.c.held_out_score)).where(
+            Program.c.run_id == run_id)
+        rejected, held = self._read(lambda c: c.execute(query).one())
+        return int(rejected), int(held)
 
     def parent_links(self, run_id: int) -> dict[int, tuple[int, ...]]:
         """Every program's parent ids, by program id: enough to walk a lineage without reading the programs."""

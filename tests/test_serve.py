@@ -233,3 +233,34 @@ def test_the_page_never_shows_a_database_password() -> None:
     shown = safe_url("postgresql+psycopg://evo:s3cret@db.example:5432/runs")
     assert "s3cret" not in shown and "evo" in shown
 
+
+
+def test_the_live_curve_reads_only_new_programs_and_rebuilds_when_old_ones_change(tmp_path: Path) -> None:
+    from evoforge.db import NewEvaluation, NewProgram
+    from evoforge.engine.analysis.web.pages import LiveCurve, curve_payload
+
+    with Store(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        config = {"run": {"islands": {"num_islands": 2}}, "settings": {"maximize": True}, "params": {}}
+        run = store.create_run(name="c", problem_name="p", problem_path="p.py", problem_source="", problem_hash="h",
+                               config=config, seed=0, evoforge_version="test")
+
+        def add(score: float, origin: str = "human") -> int:
+            code = f"def f():\n    return {score}\n"
+            program = NewProgram(island=0, origin=origin, code=code, code_hash=code, status="ok", score=score,
+                                 scores={"a": score}, parent_ids=[])
+            ev = NewEvaluation(kind="train", status="ok", score=score, scores={"a": score})
+            return store.record_candidate(run.id, program=program, evaluations=[ev]).program_id
+
+        seed = add(1.0, "seed")
+        live = LiveCurve(run)
+        live.refresh(store)
+        assert live.payload()["best"] == [1.0]
+        good = add(5.0)
+        add(3.0)
+        live.refresh(store)
+        assert live.payload(since=1)["best"] == [5.0, 5.0] and live.payload()["total"] == 3
+        store.reject_program(good, by="me", why="test")  # changes a program already read: the curve is rebuilt
+        live.refresh(store)
+        assert live.payload()["best"] == [1.0, 1.0, 3.0] and live.payload()["rejected"] == [False, True, False]
+        assert live.payload() == curve_payload(store, run)  # incremental and fresh agree
+        assert seed == live.payload()["program_id"][0]

@@ -49,6 +49,8 @@ def new_token() -> str:
 
 
 STORE_KEY: web.AppKey[ServeConfig] = web.AppKey("config", ServeConfig)
+CURVES_KEY: web.AppKey[dict[int, pages.LiveCurve]] = web.AppKey("curves", dict)
+CURVES_LOCK_KEY: web.AppKey[asyncio.Lock] = web.AppKey("curves_lock", asyncio.Lock)
 
 
 def _config(request: web.Request) -> ServeConfig:
@@ -216,7 +218,14 @@ async def api_curve(request: web.Request) -> web.Response:
     store = _config(request).store
     run = await _blocking(_open_run, store, request.match_info["name"])
     since = max(0, int(request.query.get("since", "0")))
-    return _json(await _blocking(pages.curve_payload, store, run, since=since))
+    curves = request.app[CURVES_KEY]
+    live = curves.get(run.id)
+    if live is None:
+        live = curves[run.id] = pages.LiveCurve(run)
+    live.run = run  # its status changes while it runs
+    async with request.app[CURVES_LOCK_KEY]:  # one refresh at a time: two pages polling share the work
+        await _blocking(live.refresh, store)
+        return _json(live.payload(since=since))
 
 
 async def api_reject(request: web.Request) -> web.Response:
@@ -259,6 +268,8 @@ def make_app(config: ServeConfig) -> web.Application:
     """The web application; `evoforge serve` runs it, tests start it on a free port."""
     app = web.Application(middlewares=[guard], client_max_size=2 * 1024 * 1024)
     app[STORE_KEY] = config
+    app[CURVES_KEY] = {}
+    app[CURVES_LOCK_KEY] = asyncio.Lock()
     app.router.add_get("/", runs_page)
     app.router.add_get("/runs/{name}", run_page)
     app.router.add_get("/runs/{name}/lineage", lineage_page)

@@ -105,24 +105,73 @@ def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ curves
 
 
-def curve_payload(store: Store, run: RunInfo, *, since: int = 0) -> dict[str, Any]:
-    """The run's evaluated candidates from index `since` on, as JSON-ready columns for the chart script.
+class LiveCurve:
+    """A run's curve kept up to date by reading only the programs recorded since the last look.
 
-    The client keeps what it has and asks for the rest, so a live page only ever fetches the new points.
+    The columns are what the chart script draws (scores, the running best, the held-out score of the running best).
+    A rejection or a new held-out score changes programs already read, so the counts of both are compared at each
+    look, and the curve is rebuilt from scratch when they moved.
     """
-    c = analysis.curve(store, run)
-    since = max(0, min(since, len(c.evaluated)))
 
-    def column(values: Any) -> list[Any]:
-        return [_number(v) for v in values[since:].tolist()]
+    def __init__(self, run: RunInfo) -> None:
+        self.run = run
+        self.maximize = analysis.maximize(run)
+        self._reset()
 
-    return {"run": run.name, "status": run.status, "maximize": c.maximize, "num_islands": c.num_islands,
-            "since": since, "total": int(len(c.evaluated)),
-            "evaluated": c.evaluated[since:].tolist(), "seconds": column(c.seconds), "score": column(c.score),
-            "best": column(c.best), "best_held_out": column(c.best_held_out), "island": c.island[since:].tolist(),
-            "program_id": c.program_id[since:].tolist(), "best_program_id": c.best_program_id[since:].tolist(),
-            "valid": c.valid[since:].tolist(), "rejected": c.rejected[since:].tolist(),
-            "seed": [bool(o == "seed") for o in c.origin[since:].tolist()]}
+    def _reset(self) -> None:
+        self._after_seq = -1
+        self._marks: tuple[int, int] | None = None
+        self._best: ProgramBrief | None = None
+        self.columns: dict[str, list[Any]] = {k: [] for k in (
+            "evaluated", "seconds", "score", "best", "best_held_out", "island", "program_id", "best_program_id",
+            "valid", "rejected", "seed")}
+
+    def refresh(self, store: Store) -> None:
+        """Read what was recorded since the last refresh (everything, when earlier programs changed)."""
+        marks = store.program_marks(self.run.id)
+        if self._marks is not None and marks != self._marks:
+            self._reset()
+        self._marks = marks
+        briefs = store.program_briefs(self.run.id, after_seq=self._after_seq)
+        if briefs:
+            self._after_seq = briefs[-1].seq
+        for p in briefs:
+            if p.status != "duplicate":
+                self._append(p)
+
+    def _append(self, p: ProgramBrief) -> None:
+        c = self.columns
+        valid = p.status == "ok" and p.score is not None
+        if valid and not p.rejected and analysis.is_better(
+                p.score, None if self._best is None else self._best.score, self.maximize):  # type: ignore[arg-type]
+            self._best = p
+        best = self._best
+        c["evaluated"].append(len(c["evaluated"]) + 1)
+        c["seconds"].append((p.created_at - self.run.created_at).total_seconds())
+        c["score"].append(_number(p.score))
+        c["best"].append(None if best is None else _number(best.score))
+        c["best_held_out"].append(None if best is None else _number(best.held_out_score))
+        c["island"].append(p.island)
+        c["program_id"].append(p.id)
+        c["best_program_id"].append(-1 if best is None else best.id)
+        c["valid"].append(valid)
+        c["rejected"].append(p.rejected)
+        c["seed"].append(p.origin == "seed")
+
+    def payload(self, *, since: int = 0) -> dict[str, Any]:
+        """The points from index `since` on, as JSON-ready columns: a live page asks only for the new ones."""
+        total = len(self.columns["evaluated"])
+        since = max(0, min(since, total))
+        return {"run": self.run.name, "status": self.run.status, "maximize": self.maximize,
+                "num_islands": analysis.num_islands(self.run), "since": since, "total": total,
+                **{k: v[since:] for k, v in self.columns.items()}}
+
+
+def curve_payload(store: Store, run: RunInfo, *, since: int = 0) -> dict[str, Any]:
+    """The run's curve from index `since` on, read afresh (the report; the server keeps a LiveCurve per run)."""
+    live = LiveCurve(run)
+    live.refresh(store)
+    return live.payload(since=since)
 
 
 # ----------------------------------------------------------------------------------------------- program
@@ -168,21 +217,27 @@ class TreeNode:
 
 
 def lineage_tree(store: Store, run: RunInfo, *, top: int = 10) -> list[TreeNode]:
-    """The ancestors of the run's `top` best programs merged into one tree (roots: the seed, human programs)."""
+    """The ancestors of the run's `top` best programs merged into one tree (roots: the seed, human programs).
+
+    Walks the parent links alone, then reads just the programs on the tree, so a long run's others are never read.
+    """
     ranked = analysis.best(store, run, top)
-    by_id = {p.id: p for p in store.program_briefs(run.id)}
+    links = store.parent_links(run.id)
+    chains: list[list[int]] = []
+    for r in ranked:
+        chain = [r.program.id]
+        while (parents := links.get(chain[-1])) and parents[-1] in links and parents[-1] not in chain:
+            chain.append(parents[-1])  # the primary parent: the one the change was made to
+        chains.append(chain[::-1])
+    briefs = {b.id: b for b in store.program_briefs(run.id, ids={pid for chain in chains for pid in chain})}
     nodes: dict[int, TreeNode] = {}
     roots: list[TreeNode] = []
-    for r in ranked:
-        chain: list[ProgramBrief] = [by_id[r.program.id]]
-        while (parent := analysis.primary_parent(chain[-1])) is not None and parent in by_id \
-                and parent not in {p.id for p in chain}:
-            chain.append(by_id[parent])
+    for r, chain in zip(ranked, chains):
         above: TreeNode | None = None
-        for brief in reversed(chain):
-            node = nodes.get(brief.id)
+        for pid in chain:
+            node = nodes.get(pid)
             if node is None:
-                node = nodes[brief.id] = TreeNode(brief, fmt.score(brief.score), None, [])
+                node = nodes[pid] = TreeNode(briefs[pid], fmt.score(briefs[pid].score), None, [])
                 (above.children if above is not None else roots).append(node)
             above = node
         nodes[r.program.id].best_rank = r.rank
