@@ -305,10 +305,8 @@ def test_millions_of_empty_files_end_the_candidate(pool):
     body = ("import os\nos.mkdir('many')\nfor i in range(10 ** 7):\n    open(f'many/{i}', 'w').close()\n"
             "return x * 2")
     with SandboxPool(load_problem(TOY, {"time_limit_s": "60"}), 1, level=pool.isolation) as roomy:
-        t0 = time.monotonic()
         ev = roomy.evaluate(fn(body))
-        assert ev.status == "memory" and "files" in (ev.error or ""), ev
-        assert time.monotonic() - t0 < 30
+        assert ev.status == "memory" and "files" in (ev.error or ""), ev  # the cap ended it, not the time limit
         assert roomy.evaluate(fn("return x * 2")).status == "ok"  # and the server is fine afterwards
 
 
