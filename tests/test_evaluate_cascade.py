@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,8 @@ from evoforge.evaluators import SandboxPool, load_problem
 
 CASCADE = Path(__file__).parent / "fixtures" / "cascade_problem.py"
 # On the costly input (x = 100) these candidates sleep: a cascade that works never waits for it.
-SLOW_ON_COSTLY = "import time\n\ndef f(x):\n    if x == 100:\n        time.sleep(3)\n    return {}\n"
+SLOW_ON_COSTLY = ("import time\n\ndef f(x):\n    if x == 100:\n        print('costly input started')\n"
+                  "        time.sleep(3)\n    return {}\n")
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,8 @@ def test_passing_every_stage_scores_all_inputs_in_the_problem_order(pool):
     ("x * 2 if x < 2 else x * 1.5", 2, ["cheap", "mid"]),  # passes stage 1, f(2) = 3 < 4
 ])
 def test_a_stage_below_its_threshold_culls_before_the_costly_input(pool, body, stage, scored):
-    t0 = time.monotonic()
     ev = pool.evaluate(SLOW_ON_COSTLY.replace("{}", body))
-    assert time.monotonic() - t0 < 2.0, "the costly input ran although an earlier stage culled the candidate"
+    assert "costly input started" not in ev.stdout, "the costly input ran although an earlier stage culled it"
     assert ev.status == "culled" and ev.stage == stage and ev.score is None
     assert list(ev.scores) == scored
     assert f"stage {stage}" in ev.error and "below the threshold" in ev.error
@@ -50,10 +49,9 @@ def test_cascade_off_held_out_and_named_inputs_run_everything(pool):
 
 
 def test_an_invalid_output_stops_the_candidate_at_once(pool):
-    t0 = time.monotonic()
     ev = pool.evaluate(SLOW_ON_COSTLY.replace("{}", "float('nan') if x == 1 else x * 2"))
     assert ev.status == "invalid" and "'cheap'" in ev.error and ev.stage is None
-    assert time.monotonic() - t0 < 2.0
+    assert "costly input started" not in ev.stdout  # stopped at the invalid output, before the costly input
     assert pool.evaluate(pool.problem.seed_code).status == "ok"  # the stopped server serves the next one
 
 

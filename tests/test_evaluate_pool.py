@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -47,10 +46,8 @@ def test_close_stops_every_server_and_is_idempotent():
 def test_overrides_reach_the_sandbox():
     problem = load_problem(TOY, {"time_limit_s": "0.3"})
     with SandboxPool(problem, 1) as pool:
-        t0 = time.monotonic()
         ev = pool.evaluate("def f(x):\n    while True:\n        pass\n")
-        assert ev.status == "timeout" and "0.3 s" in ev.error
-        assert time.monotonic() - t0 < 1.5
+        assert ev.status == "timeout" and "0.3 s" in ev.error  # the override's limit, not the file's
 
 
 def test_scrubbed_env_carries_no_engine_variables(monkeypatch):
