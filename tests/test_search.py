@@ -15,6 +15,7 @@ from openai_server import OpenAIServer
 
 from evoforge.db import Store
 from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
+from evoforge.engine.run.errors import RunFailed
 from evoforge.engine.run.search import resume_search, run_search
 from evoforge.islands import IslandConfig
 
@@ -121,11 +122,41 @@ def test_seed_that_fails_stops_the_run_with_a_clear_message(tmp_path: Path) -> N
     problem.write_text('"""Seed raises."""\nfrom evoforge import evolve\n\n@evolve\ndef f(x):\n    return 1 / 0\n\n'
                        "def solve(x):\n    return f(x)\n\ndef score(x, out):\n    return float(out)\n\n"
                        "def inputs(params):\n    return [1]\n")
-    from evoforge.engine.run.controller import SeedFailed
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with pytest.raises(RunFailed, match="ZeroDivisionError"):
+        run_search(RunConfig(problem=str(problem), name="broken", budget=3), db, progress=False)
+    assert_failed_with(db, "broken", "ZeroDivisionError")
 
-    with pytest.raises(SeedFailed, match="ZeroDivisionError"):
-        run_search(RunConfig(problem=str(problem), name="broken", budget=3), f"sqlite:///{tmp_path / 'r.db'}",
-                   progress=False)
+
+def assert_failed_with(db: str, name: str, reason: str) -> None:
+    """The run ended failed, and `evoforge show` says why."""
+    with Store(db) as store:
+        run = store.get_run(name)
+        assert run is not None and run.status == "failed" and run.finished_at is not None
+        from evoforge.engine.analysis.views import show
+
+        shown = show(store, name, as_json=False)
+    assert f"run        {name}  (failed)" in shown and "failed     " in shown and reason in shown, shown
+
+
+def test_a_sandbox_that_cannot_start_fails_the_run_with_its_reason_and_no_traceback(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
+    out = subprocess.run([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--name", "nosandbox", "--db", db,
+                          "--budget", "3", "--quiet", *sets], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "EVOFORGE_SANDBOX": "no-such-level"})
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "sandbox workers could not start" in out.stderr and "no-such-level" in out.stderr
+    assert_failed_with(db, "nosandbox", "no-such-level")
+
+
+def test_a_replay_of_a_missing_run_fails_the_run_instead_of_leaving_it_running(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    models = ModelConfig(models=(ModelEntry(name="openai/m", api_base="http://127.0.0.1:9/v1"),), replay="nope")
+    with pytest.raises(RunFailed, match="--replay nope: no such run"):
+        run_search(small_config("replaying", 2, models=models), db, progress=False)
+    assert_failed_with(db, "replaying", "--replay nope")
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -187,7 +218,8 @@ def test_cli_reports_a_broken_problem_file_in_one_message(tmp_path: Path) -> Non
     assert "Traceback" not in out.stderr
 
 
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_cleanly_and_the_run_resumes(tmp_path: Path, sent: signal.Signals) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
     proc = subprocess.Popen([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--name", "interrupted",
@@ -201,10 +233,11 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
                 break
         except Exception:  # the database or the run row may not exist yet
             continue
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sent)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "stopped" in out
+    assert "stopped" in out and "Traceback" not in err
+    assert ("terminated (SIGTERM)" in out) == (sent == signal.SIGTERM)
     with Store(db) as store:
         run = store.get_run("interrupted")
         assert run is not None and run.status == "stopped"

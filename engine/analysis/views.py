@@ -128,7 +128,8 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
              *fmt.field("candidates", f"{summary.candidates} recorded; "
                         + ", ".join([f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
                                     + ([f"no program {unapplied}"] if unapplied else []))),
-             *(fmt.field("stopped", stops[-1].data.get("reason", "?")) if stops else []),
+             *(fmt.field("failed" if stops[-1].data.get("failed") else "stopped",
+                         stops[-1].data.get("reason", "?")) if stops else []),
              f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",
              f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}", ""]
     lines += fmt.table(MODEL_HEADER, [[fmt.fit(m.model, 24), *model_cells(m)] for m in models])

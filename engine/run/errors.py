@@ -7,6 +7,10 @@ class SeedFailed(RuntimeError):
     """The problem's own seed program does not evaluate to a valid score, so there is nothing to evolve from."""
 
 
+class StartFailed(RuntimeError):
+    """The sandbox workers or the Ray actors that evaluate candidates could not start."""
+
+
 class RunFailed(RuntimeError):
     """A run ended `failed` before or while searching (its sandbox or Ray would not start, its --replay run is
     missing, its seed failed); the reason is recorded with the run, so `evoforge show` says it too."""

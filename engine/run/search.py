@@ -10,22 +10,27 @@ RunConfig; from Python it also takes a proposer of your own:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store
+from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store, StoreError
 from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache
 from evoforge.engine.propose.proposers import Proposer, make_proposer
-from evoforge.engine.run.config import ExecutorSettings, RunConfig
+from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig
 from evoforge.engine.run.controller import Controller, RunRef
-from evoforge.engine.run.executor import make_executor
+from evoforge.engine.run.errors import RunFailed, SeedFailed, StartFailed
+from evoforge.engine.run.executor import Executor, make_executor
+from evoforge.engine.run.interrupt import interrupt_on_sigterm
 from evoforge.engine.run.progress import ProgressDisplay
 from evoforge.engine.run.stats import RunStats
-from evoforge.evaluators import Problem, ProblemError, load_problem
+from evoforge.evaluators import Problem, ProblemError, SandboxError, load_problem
 from evoforge.islands import IslandModel
 
 log = logging.getLogger(__name__)
@@ -107,29 +112,88 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
 
 def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
            progress: bool, proposer: Proposer | None) -> SearchResult:
-    islands = IslandModel(config.islands, maximize=problem.settings.maximize)
-    if proposer is None:
-        proposer = _llm_aware_proposer(config, problem, store, run, fresh)
+    """Search until the budget is spent, Ctrl-C or SIGTERM (status stopped) or a failure (status failed, its reason
+    recorded as a stop event and raised as RunFailed); the run never stays 'running' once this returns."""
     stats = RunStats(budget=config.budget)
     store.set_run_status(run.id, "running")
-    executor = make_executor(problem, config)
-    status = "failed"
+    status, executor = "failed", None
     try:
-        with ProgressDisplay(run.name, stats, enabled=progress) as display:
-            controller = Controller(problem=problem, store=store, run=RunRef(run.id, run.name, config.seed),
-                                    islands=islands, proposer=proposer, executor=executor, stats=stats,
-                                    concurrency=config.in_flight, limits=config.limits,
-                                    reject_same_behaviour=config.rejects_same_behaviour,
-                                    on_progress=display.update)
-            asyncio.run(_search(controller, fresh))
-        status = "failed" if stats.stopped_by_failure else "finished"
-    except KeyboardInterrupt:
-        status = "stopped"
+        with interrupt_on_sigterm() as terminated:
+            try:
+                given = proposer
+                executor, proposer = _start(problem, config, (lambda: given) if given is not None else (
+                    lambda: _llm_aware_proposer(config, problem, store, run, fresh)))
+                islands = IslandModel(config.islands, maximize=problem.settings.maximize)
+                with ProgressDisplay(run.name, stats, enabled=progress) as display:
+                    controller = Controller(problem=problem, store=store, run=RunRef(run.id, run.name, config.seed),
+                                            islands=islands, proposer=proposer, executor=executor, stats=stats,
+                                            concurrency=config.in_flight, limits=config.limits,
+                                            reject_same_behaviour=config.rejects_same_behaviour,
+                                            on_progress=display.update)
+                    asyncio.run(_search(controller, fresh))
+                status = "failed" if stats.stopped_by_failure else "finished"
+            except KeyboardInterrupt:
+                status = "stopped"
+                if terminated():
+                    stats.stop_reason = "terminated (SIGTERM)"
+    except Exception as exc:
+        reason = _reason(exc)
+        _record_failure(store, run, reason, stats)
+        if isinstance(exc, _EXPECTED):
+            raise RunFailed(run.name, reason) from exc
+        raise  # an engine bug: recorded with the run, and raised with its traceback
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
         store.set_run_status(run.id, status)
     return SearchResult(run_name=run.name, status=status, best_score=stats.best_score,
                         best_program_id=stats.best_program_id, stats=stats)
+
+
+def _start(problem: Problem, config: RunConfig, build: Callable[[], Proposer]) -> tuple[Executor, Proposer]:
+    """The executor and the proposer. Local sandbox servers start in a thread while the proposer is built (the
+    LLM client's import, the run's memory), so neither waits for the other; Ray starts in this thread."""
+    if config.executor.ray:
+        executor = _started(problem, config)
+        try:
+            return executor, build()
+        except BaseException:
+            executor.close()
+            raise
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evoforge-start") as pool:
+        starting = pool.submit(_started, problem, config)
+        try:
+            built = build()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                starting.result().close()
+            raise
+        return starting.result(), built
+
+
+def _started(problem: Problem, config: RunConfig) -> Executor:
+    try:
+        return make_executor(problem, config)
+    except Exception as exc:  # whatever stopped them (a missing sandbox tool, a bad level, Ray), said in one line
+        where = "Ray evaluation actors" if config.executor.ray else "sandbox workers"
+        raise StartFailed(f"the {where} could not start: {exc}") from exc
+
+
+_EXPECTED = (ProblemError, ConfigError, SeedFailed, StartFailed, SandboxError, StoreError, OSError)
+"""Failures with a message written for the user: the CLI prints it, without a traceback."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, _EXPECTED):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _record_failure(store: Store, run: RunInfo, reason: str, stats: RunStats) -> None:
+    """Keep why the run failed with it (`evoforge show` prints it); a database that is itself the failure may
+    refuse, and then the raised error still says why."""
+    with contextlib.suppress(StoreError):
+        store.record_event(run.id, "stop", {"reason": reason, "failed": True, "attempts": stats.attempts})
 
 
 def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: RunInfo, fresh: bool) -> Proposer:
