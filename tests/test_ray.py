@@ -57,7 +57,9 @@ def test_evoforge_run_with_ray_starts_a_local_instance_and_searches(tmp_path: Pa
     # A subprocess, as a user runs it: Ray keeps per-process state, which must not leak into the cluster tests.
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    # RAY_ADDRESS names a cluster (here one that is not there): --ray without an address must still start its own.
+    env = {**{key: value for key, value in os.environ.items() if not key.startswith("RAY_")},
+           "RAY_ADDRESS": "127.0.0.1:1"}
     done = subprocess.run([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--ray", "--workers", "2",
                            "--budget", "16", "--islands", "2", "--name", "local", "--db", db, "--quiet", *sets],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -12,10 +12,13 @@ each actor checks the file's hash against the controller's and refuses a differe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ray
@@ -156,16 +159,35 @@ def start_ray(address: str | None, workers: int) -> bool:
     if ray.is_initialized():
         return False
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address is None:
-            ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, **quiet)
+            # "local": a new instance of our own, even when `ray start` left one running or RAY_ADDRESS is set
+            # (joining those would take someone else's cluster and fail on num_cpus). Its processes must not
+            # inherit RAY_ADDRESS either, or they look for that cluster.
+            with _without_env("RAY_ADDRESS"):
+                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False,
+                         **quiet)
         else:
             ray.init(address=address, **quiet)
+        if main_thread:  # ray.init makes SIGTERM exit at once; the run's own handler stops it cleanly instead
+            signal.signal(signal.SIGTERM, on_sigterm)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise ConfigError(f"cannot start or join {where}: {_first_line(err)}; check the address "
                           "(`ray status` on the head node prints it) or run without --ray-address") from err
     return True
+
+
+@contextlib.contextmanager
+def _without_env(name: str) -> Iterator[None]:
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
 
 
 def _node_label() -> str:
