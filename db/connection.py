@@ -71,6 +71,26 @@ def open_engine(url: str | URL, *, timeout_s: float) -> tuple[Engine, threading.
     return engine, shared_lock
 
 
+def missing_folder(url: str) -> str | None:
+    """For a SQLite file whose folder does not exist, what to tell the user (None otherwise): three slashes make a
+    path relative to the working folder, so `sqlite:///tmp/x.db` is ./tmp/x.db; an absolute one needs four."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        return None  # open_engine explains a malformed URL
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    folder = Path(path).expanduser().parent
+    if folder.exists():
+        return None
+    text = f"the folder {folder} of database {path} does not exist"
+    if not Path(path).expanduser().is_absolute():
+        text += (f" (three slashes make a path relative to the working folder, {Path.cwd()}; an absolute path "
+                 f"needs four: sqlite:////{path})")
+    return text
+
+
 def _make_parent(url: URL) -> None:
     assert url.database, "only a SQLite URL naming a file has a folder to make"
     parent = Path(url.database).expanduser().parent

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Row, Select, and_, case, exc, func, insert, s
 from sqlalchemy.engine import make_url
 
 from evoforge.db.checkpoint import WalCheckpointer
-from evoforge.db.connection import masked, open_engine, transaction
+from evoforge.db.connection import masked, missing_folder, open_engine, transaction
 from evoforge.db.errors import StoreError
 from evoforge.db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Receipt, Run, utcnow
 from evoforge.db.records import (
@@ -565,8 +565,10 @@ def _require_existing_file(url: str) -> None:
         return  # open_engine explains a malformed URL
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not parsed.database.startswith("file:") and not Path(parsed.database).expanduser().exists():
-        raise StoreError(f"no evoforge database at {parsed.database}; run a search first (evoforge run PROBLEM "
-                         "writes runs/evoforge.db), or pass --db with the URL of an existing one")
+        folder = missing_folder(url)
+        raise StoreError(f"no evoforge database at {parsed.database}" + (f": {folder}" if folder else "")
+                         + "; run a search first (evoforge run PROBLEM writes runs/evoforge.db), or pass --db with "
+                         "the URL of an existing one")
 
 
 def _to_log(message: str) -> None:

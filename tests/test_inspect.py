@@ -269,6 +269,14 @@ def test_export_is_a_problem_file_that_scores_alone(capsys, db: str, tmp_path: P
 # ----------------------------------------------------------------------------------------------- oversight
 
 
+def test_adding_a_failing_program_does_not_promise_it_selection(capsys, db: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("def priority(item, bins):\n    return 1 / 0\n")
+    rc, out, _ = cli(capsys, "add", "insp", str(broken), "--db", db)
+    assert rc == 1 and "ZeroDivisionError" in out
+    assert "enters selection" not in out and "stays out of selection" in out
+
+
 def test_a_human_program_joins_selection_and_a_rejected_one_leaves_it(capsys, db: str, tmp_path: Path) -> None:
     with Store(db) as store:
         run = analysis.open_run(store, "insp")

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from evoforge.engine.run.options import DB_ENV, default_db
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an option it does not know is refused here, with this subcommand's usage and the
+    closest option it has (argparse would leave it to the top-level parser, whose usage does not help)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            options = [o for action in self._actions for o in action.option_strings]
+            near = [match for extra in extras if extra.startswith("-")
+                     for match in difflib.get_close_matches(extra.split("=")[0], options, n=1)]
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       + (f"; did you mean {' and '.join(near)}?" if near else ""))
+        return parsed, extras
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:

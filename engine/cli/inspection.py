@@ -194,7 +194,10 @@ def _add(args: argparse.Namespace) -> int:
     print(f"program {p.id} added to run {added.run_name}, island {p.island}: {p.status}\n"
           f"score {fmt.score(p.score)}, held-out {fmt.score(p.held_out_score)}"
           + (f"\nerror: {p.error}" if p.error else ""))
-    print(f"it enters selection when the run resumes: evoforge resume {added.run_name} --db {args.db}")
+    if p.status == "ok":
+        print(f"it enters selection when the run resumes: evoforge resume {added.run_name} --db {args.db}")
+    else:
+        print(f"it stays out of selection: only valid programs are chosen as parents (this one is {p.status})")
     return 0 if p.status == "ok" else 1
 
 

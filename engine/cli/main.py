@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from evoforge import __version__
 from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_database
-from evoforge.engine.cli.common import Handler, add_db_option, configure_logging
+from evoforge.engine.cli.common import Handler, SubcommandParser, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options
-from evoforge.engine.run.config import ConfigError, ExecutorSettings
+from evoforge.engine.run.config import DEFAULT_DB_URL, ConfigError, ExecutorSettings
 from evoforge.engine.run.errors import RunFailed, SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(prog="evoforge", description="Evolutionary program search with LLMs.")
     parser.add_argument("--version", action="version", version=f"evoforge {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
 
     run = sub.add_parser("run", help="start a search on a problem file")
     run.add_argument("problem", help="problem file (e.g. problems/bin_packing.py) or a bundled problem's name "
@@ -94,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchOptions)}
     options = SearchOptions(**{**given, "overrides": parse_overrides(args.overrides)})
     config = run_config(args.problem, options, args.db)
+    _refuse_missing_folder(args.db)
     result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)
     _print_result(result, args.db)
     return _exit_code(result.status)
@@ -138,6 +139,16 @@ def _add_patience_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-patience", type=float, default=DEFAULT_PATIENCE_S, metavar="SECONDS",
                         help="how long the run waits (retrying) for a database that stopped answering "
                              f"(default {DEFAULT_PATIENCE_S:g})")
+
+
+def _refuse_missing_folder(db: str) -> None:
+    """A new database goes into an existing folder: a missing one is more likely a mistyped path than a wish, so
+    only the default database's folder (runs/) is made."""
+    from evoforge.db.connection import missing_folder
+
+    folder = missing_folder(db)
+    if folder is not None and db != DEFAULT_DB_URL:
+        raise ConfigError(f"--db {db}: {folder}; create it first (mkdir -p) or fix the URL")
 
 
 def _cmd_upgrade(args: argparse.Namespace) -> int:

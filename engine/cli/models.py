@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from evoforge.engine.run.config import ModelEntry
 from evoforge.engine.run.options import SearchOptions
 
 _DEFAULT = SearchOptions()
+_MODEL = ModelEntry(name="default")
 
 
 def add_model_options(run: argparse.ArgumentParser) -> None:
@@ -16,13 +18,15 @@ def add_model_options(run: argparse.ArgumentParser) -> None:
                      help="cheap LLM, a litellm model string (repeatable: equal weights)")
     llm.add_argument("--strong-model", action="append", default=[], metavar="M",
                      help="strong LLM used with probability --strong-prob (repeatable)")
-    llm.add_argument("--strong-prob", type=float, default=_DEFAULT.strong_prob)
+    llm.add_argument("--strong-prob", type=float,
+                     help="chance that a strong model answers (default 0; with --replay and no --model, the run's)")
     llm.add_argument("--models", metavar="FILE.json", help="a JSON list of model entries (name, tier, weight, "
                      "api_base, temperature, max_tokens, timeout_s, input/output_cost_per_token)")
-    llm.add_argument("--api-base", help="OpenAI-compatible server URL for --model/--strong-model (vLLM, Ollama...)")
-    llm.add_argument("--temperature", type=float, default=_DEFAULT.temperature, help="sampling temperature")
-    llm.add_argument("--max-tokens", type=int, default=_DEFAULT.max_tokens, help="answer length limit")
-    llm.add_argument("--llm-timeout", type=float, default=_DEFAULT.llm_timeout, help="seconds per LLM call")
+    llm.add_argument("--api-base", help="OpenAI-compatible server URL for every model (vLLM, Ollama...)")
+    llm.add_argument("--temperature", type=float,
+                     help=f"sampling temperature of every model (default {_MODEL.temperature})")
+    llm.add_argument("--max-tokens", type=int, help=f"answer length limit of every model (default {_MODEL.max_tokens})")
+    llm.add_argument("--llm-timeout", type=float, help=f"seconds per LLM call (default {_MODEL.timeout_s:g})")
     llm.add_argument("--bandit", action="store_true",
                      help="shift calls toward the model with the most improvement per unit of cost")
     llm.add_argument("--full-rewrite", action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from evoforge.islands import IslandConfig
 
@@ -124,11 +124,15 @@ class Limits:
     max_cost: float | None = None  # USD, from litellm's price map or the prices a model entry gives
     max_wall_s: float | None = None  # seconds of this invocation (a resume starts its own clock)
 
+    FLAGS: ClassVar[dict[str, str]] = {"max_calls": "--max-calls", "max_tokens": "--max-total-tokens",
+                                       "max_cost": "--max-cost", "max_wall_s": "--max-time"}
+    """The `evoforge run` flag of each limit, which the errors name."""
+
     def __post_init__(self) -> None:
-        for name in ("max_calls", "max_tokens", "max_cost", "max_wall_s"):
+        for name, flag in self.FLAGS.items():
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")
+                raise ConfigError(f"{flag} {value}: must be > 0")
 
 
 @dataclass(frozen=True)

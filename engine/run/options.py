@@ -59,12 +59,14 @@ class SearchOptions:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
     strong_model: str | Sequence[str] = ()
-    strong_prob: float = 0.0
+    strong_prob: float | None = None  # None: 0, or the replayed run's
     models: ModelsSpec = None  # --models FILE.json; from Python also a list of entries
+    # How to call the models; None leaves each entry's own (a model entry's default, a --models entry's value, the
+    # replayed run's). Given, they apply to every model, and a --models entry that says otherwise is refused.
     api_base: str | None = None
-    temperature: float = _MODEL_DEFAULTS.temperature
-    max_tokens: int = _MODEL_DEFAULTS.max_tokens
-    llm_timeout: float = _MODEL_DEFAULTS.timeout_s
+    temperature: float | None = None
+    max_tokens: int | None = None
+    llm_timeout: float | None = None
     bandit: bool = False
     full_rewrite: bool = False
     evolve_instructions: bool = False
@@ -147,21 +149,37 @@ def _entries_from_file(path: str) -> tuple[ModelEntry, ...]:
     return tuple(ModelEntry.from_dict(item) for item in raw)
 
 
+_CALL_FLAGS = {"api_base": "--api-base", "temperature": "--temperature", "max_tokens": "--max-tokens",
+               "timeout_s": "--llm-timeout"}
+"""ModelEntry fields that the call options set, by the flag that sets them."""
+
+
 def model_config(options: SearchOptions, replayed: ModelConfig | None) -> ModelConfig:
     """The ModelConfig the options describe; `replayed` is the config of the --replay run, if any."""
-    def entry(name: str, tier: str) -> ModelEntry:
-        return ModelEntry(name=name, tier=tier, api_base=options.api_base, temperature=options.temperature,
-                          max_tokens=options.max_tokens, timeout_s=options.llm_timeout)
-
-    entries = tuple(entry(n, "cheap") for n in _names(options.model))
-    entries += tuple(entry(n, "strong") for n in _names(options.strong_model))
-    entries += _entries(options.models)
-    strong_prob = options.strong_prob
-    if not entries and replayed is not None:
-        entries, strong_prob = replayed.models, replayed.strong_prob
+    call = {key: value for key, value in (("api_base", options.api_base), ("temperature", options.temperature),
+                                          ("max_tokens", options.max_tokens), ("timeout_s", options.llm_timeout))
+            if value is not None}
+    entries = tuple(ModelEntry(name=n, tier="cheap", **call) for n in _names(options.model))
+    entries += tuple(ModelEntry(name=n, tier="strong", **call) for n in _names(options.strong_model))
+    entries += tuple(_with_call(entry, call) for entry in _entries(options.models))
+    strong_prob = 0.0 if options.strong_prob is None else options.strong_prob
+    if not entries and replayed is not None:  # the replayed run's models, called as this run says
+        entries = tuple(dataclasses.replace(entry, **call) for entry in replayed.models)
+        strong_prob = replayed.strong_prob if options.strong_prob is None else options.strong_prob
     return ModelConfig(models=entries, strong_prob=strong_prob, bandit=options.bandit,
                        full_rewrite=options.full_rewrite, evolve_instructions=options.evolve_instructions,
                        cache=options.cache, replay=options.replay, retries=options.llm_retries)
+
+
+def _with_call(entry: ModelEntry, call: Mapping[str, Any]) -> ModelEntry:
+    """A --models entry with the call options applied where it keeps the default; one it sets otherwise is refused
+    rather than silently overridden or ignored."""
+    for key, value in call.items():
+        own = getattr(entry, key)
+        if own != getattr(_MODEL_DEFAULTS, key) and own != value:
+            raise ConfigError(f"{_CALL_FLAGS[key]} {value} disagrees with model {entry.name}'s {key} {own} in "
+                              f"--models; drop one of them (the flag applies to every model)")
+    return dataclasses.replace(entry, **call)
 
 
 def limits(options: SearchOptions) -> Limits:
