@@ -156,9 +156,9 @@ _CALL_FLAGS = {"api_base": "--api-base", "temperature": "--temperature", "max_to
 
 def model_config(options: SearchOptions, replayed: ModelConfig | None) -> ModelConfig:
     """The ModelConfig the options describe; `replayed` is the config of the --replay run, if any."""
-    call = {key: value for key, value in (("api_base", options.api_base), ("temperature", options.temperature),
-                                          ("max_tokens", options.max_tokens), ("timeout_s", options.llm_timeout))
-            if value is not None}
+    given = (("api_base", options.api_base), ("temperature", options.temperature),
+             ("max_tokens", options.max_tokens), ("timeout_s", options.llm_timeout))
+    call: dict[str, Any] = {key: value for key, value in given if value is not None}
     entries = tuple(ModelEntry(name=n, tier="cheap", **call) for n in _names(options.model))
     entries += tuple(ModelEntry(name=n, tier="strong", **call) for n in _names(options.strong_model))
     entries += tuple(_with_call(entry, call) for entry in _entries(options.models))

@@ -26,13 +26,13 @@ class Divergent(ValueError):
     """The candidate uses something compiled code would compute differently, or must not reach."""
 
 
-def evoforge_pow(base, exponent):  # type: ignore[no-untyped-def]  # the overload must match it exactly
+def evoforge_pow(base, exponent):  # unannotated: the overload must match it exactly
     """`base ** exponent` as Python and numpy compute it (see the module docstring); compiled only."""
     return base ** exponent
 
 
 @overload(evoforge_pow)
-def _pow(base, exponent):  # type: ignore[no-untyped-def]  # numba wants the plain signature of evoforge_pow
+def _pow(base, exponent):  # unannotated: numba wants the plain signature of evoforge_pow
     floats = isinstance(base, types.Float) or (isinstance(base, types.Array) and isinstance(base.dtype, types.Float))
     if floats and isinstance(exponent, types.Integer):
         return lambda base, exponent: base ** float(exponent)
