@@ -87,10 +87,11 @@ NUMBA_SIZES = {"bin_packing": ({"num_items": "5000"},), "cap_set": ({}, {"n": "1
 def numba_table(problems: list[Problem], count: int) -> None:
     """Per new candidate: Python, then numba the first time a program is seen (compile + run), then the same
     program in a new server (its compilation loaded from the engine's store), and the break-even."""
-    print(f"\n2. Python against numba per candidate ({count} distinct compilable mutants of the seed, medians; "
-          "numba: first = a program never compiled, cached = the same program again in a new server)")
-    print(f"{'problem':<24}{'python s':>9}{'numba first: compile + run s':>30}{'cached: load + run s':>22}"
-          f"{'new cand.':>10}{'cached':>8}{'pays above':>12}")
+    print(f"\n2. Python against numba per candidate ({count} distinct mutants of the seed, medians of solve and "
+          "compile time; first = a program never compiled, cached = the same program again in a new server; "
+          "each problem under its own numba setting)")
+    print(f"{'problem':<28}{'python s':>9}{'numba first: compile + run s':>30}{'cached: load + run s':>22}"
+          f"{'new cand.':>10}{'cached':>8}{'pays above':>12}{'compiled':>9}")
     with tempfile.TemporaryDirectory(prefix="evoforge-bench-cache-") as folder:
         os.environ["EVOFORGE_CACHE_DIR"] = folder  # a fresh store: "first" really compiles
         for problem in problems:
@@ -100,34 +101,38 @@ def numba_table(problems: list[Problem], count: int) -> None:
 
 
 def _numba_row(problem: Problem, overrides: dict[str, str], count: int) -> None:
-    label = problem.name + "".join(f" {k}={v}" for k, v in overrides.items() if k != "numba")
+    """One row: the problem under its own numba setting (True where it sets none), against numba off."""
+    setting = str(problem.settings.numba or True).lower()
+    label = f"{problem.name} numba={setting}" + "".join(f" {k}={v}" for k, v in overrides.items() if k != "numba")
     python = load_problem(problem.path, {**overrides, "numba": "false"})
-    compiled = load_problem(problem.path, {**overrides, "numba": "true"})
+    numba = load_problem(problem.path, {**overrides, "numba": setting})
     codes = [problem.seed_code] + mutants(problem, 4 * count)
     with SandboxPool(python, 1) as pool:
         py = {code: pool.evaluate(code, cascade=False) for code in codes}
-    with SandboxPool(compiled, 1) as pool:
+    with SandboxPool(numba, 1) as pool:
         first: dict[str, Evaluation] = {}
         for code in codes:
             if len(first) < count and py[code].ok:
                 ev = pool.evaluate(code, cascade=False)
-                if ev.ok and ev.compiled:
+                if ev.ok and (ev.compiled or setting == "auto"):
                     first[code] = ev
     if not first:
-        print(f"{label:<24} no candidate compiled")
+        print(f"{label:<28} no candidate compiled")
         return
-    with SandboxPool(compiled, 1) as pool:  # a new server: compilations come from the engine's store
+    with SandboxPool(numba, 1) as pool:  # a new server: compilations come from the engine's store
         again = {code: pool.evaluate(code, cascade=False) for code in first}
     assert all(again[c].score == first[c].score == py[c].score for c in first), "numba changed a score"
+    compiled = sum(bool(first[c].compiled) for c in first)
     py_s = statistics.median(py[c].timings["solve"] for c in first)
     compile_s = statistics.median(first[c].timings["compile"] for c in first)
     run_s = statistics.median(first[c].timings["solve"] for c in first)
     load_s = statistics.median(again[c].timings["compile"] for c in first)
     rerun_s = statistics.median(again[c].timings["solve"] for c in first)
     # compiling a new candidate pays once its Python solve time exceeds this (running compiled takes run/py of it)
-    even = f"{compile_s / (1 - run_s / py_s):.2f} s" if run_s < py_s else "never"
-    print(f"{label:<24}{py_s:>9.3f}{compile_s:>21.3f} + {run_s:>6.3f}{load_s:>13.3f} + {rerun_s:>6.3f}"
-          f"{py_s / (compile_s + run_s):>9.1f}x{py_s / (load_s + rerun_s):>7.1f}x{even:>12}")
+    even = f"{compile_s / (1 - run_s / py_s):.2f} s" if compiled and run_s < py_s else "-"
+    print(f"{label:<28}{py_s:>9.3f}{compile_s:>21.3f} + {run_s:>6.3f}{load_s:>13.3f} + {rerun_s:>6.3f}"
+          f"{py_s / (compile_s + run_s):>9.1f}x{py_s / (load_s + rerun_s):>7.1f}x{even:>12}"
+          f"{compiled:>5}/{len(first)}")
 
 
 def mutants(problem: Problem, count: int, seed: int = 0) -> list[str]:
