@@ -107,18 +107,18 @@ def _numba_row(problem: Problem, overrides: dict[str, str], count: int) -> None:
     python = load_problem(problem.path, {**overrides, "numba": "false"})
     numba = load_problem(problem.path, {**overrides, "numba": setting})
     codes = [problem.seed_code] + mutants(problem, 4 * count)
-    with SandboxPool(python, 1) as pool:
-        py = {code: pool.evaluate(code, cascade=False) for code in codes}
     with SandboxPool(numba, 1) as pool:
         first: dict[str, Evaluation] = {}
         for code in codes:
-            if len(first) < count and py[code].ok:
+            if len(first) < count:
                 ev = pool.evaluate(code, cascade=False)
                 if ev.ok and (ev.compiled or setting == "auto"):
                     first[code] = ev
     if not first:
         print(f"{label:<28} no candidate compiled")
         return
+    with SandboxPool(python, 1) as pool:
+        py = {code: pool.evaluate(code, cascade=False) for code in first}
     with SandboxPool(numba, 1) as pool:  # a new server: compilations come from the engine's store
         again = {code: pool.evaluate(code, cascade=False) for code in first}
     assert all(again[c].score == first[c].score == py[c].score for c in first), "numba changed a score"
