@@ -258,8 +258,9 @@ class Store:
         return [_event_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
     def last_activity(self, run_id: int, before_seq: int | None = None) -> datetime | None:
-        """When the run last recorded a program or a proposal (before a place in its history, if given); None if
-        never. Found through the (run, seq) index: the latest record is the one with the highest seq."""
+        """When the search last recorded a program or a proposal (before a place in its history, if given); None
+        if never. A person's program, added while the run waited, is not the search's activity. Found through the
+        (run, seq) index: the latest record is the one with the highest seq."""
 
         def latest(query: Select[datetime]) -> datetime | None:
             return self._read(lambda c: c.execute(query).scalar())
@@ -269,6 +270,8 @@ class Store:
             query = select(model.c.created_at).where(model.c.run_id == run_id)
             if before_seq is not None:
                 query = query.where(model.c.seq < before_seq)
+            if model is Program:
+                query = query.where(Program.c.origin != "human")
             times.append(latest(query.order_by(model.c.seq.desc()).limit(1)))
         found = [as_utc(t) for t in times if t is not None]
         return max(found) if found else None
@@ -403,9 +406,12 @@ class Store:
         calls, tokens, cost = self._read(lambda c: c.execute(query).one())
         return Spend(calls=int(calls), tokens=int(tokens), cost=float(cost))
 
-    def status_counts(self, run_id: int) -> dict[str, int]:
-        """Number of the run's programs per status (failed proposals have no program and are not counted)."""
+    def status_counts(self, run_id: int, *, origins: Sequence[str] | None = None) -> dict[str, int]:
+        """Number of the run's programs per status (failed proposals have no program and are not counted); with
+        ``origins``, of the programs of those origins only."""
         query = select(Program.c.status, func.count()).where(Program.c.run_id == run_id).group_by(Program.c.status)
+        if origins is not None:
+            query = query.where(Program.c.origin.in_(list(origins)))
         return {status: count for status, count in self._read(lambda c: c.execute(query).all())}
 
     def program_briefs(self, run_id: int, *, origin: str | None = None, ids: Iterable[int] | None = None,

@@ -368,6 +368,22 @@ def test_a_resume_shows_its_new_budget_and_its_idle_gap_is_not_counted(capsys, d
     assert before is not None and after == pytest.approx(before, abs=1e-6)
 
 
+def test_a_program_added_while_the_run_waits_does_not_count_as_searching(db: str) -> None:
+    from evoforge.db import NewProgram
+    from evoforge.engine.program.source import code_hash
+
+    with Store(db) as store:
+        run = analysis.open_run(store, "insp")
+        before = analysis.active_seconds(store, run)
+        time.sleep(1.5)  # the run is finished and waits; then a person adds a program, then it resumes
+        store.record_candidate(run.id, program=NewProgram(island=0, origin="human", code=HUMAN,
+                                                          code_hash=code_hash(HUMAN + "#2"), status="ok", score=3.0,
+                                                          scores={"x": 3.0}))
+        store.record_event(run.id, "resume", {"budget": 50})
+        after = analysis.active_seconds(store, analysis.open_run(store, "insp"))
+    assert before is not None and after == pytest.approx(before, abs=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------ start-up
 
 

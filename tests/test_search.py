@@ -73,6 +73,16 @@ def test_same_seed_same_run_and_resume_continues_exactly(tmp_path: Path) -> None
     assert programs_of(db, "c") == programs_of(db, "a")
     # The progress bar's totals continue too: the resumed run reports what the uninterrupted one did.
     assert (resumed.stats.evaluated, resumed.stats.valid) == (whole.stats.evaluated, whole.stats.valid)
+    # Its throughput is this process's own work (25 candidates), not the whole run's over this process's time.
+    assert resumed.stats.done - resumed.stats.done_before == 25
+    assert resumed.stats.throughput * resumed.stats.elapsed == pytest.approx(25, rel=0.05)
+    # One valid rate: the progress bar's is what `runs` and `show` say.
+    from evoforge.engine.analysis import queries as analysis
+
+    with Store(db) as store:
+        for name, result in (("a", whole), ("c", resumed)):
+            summary = analysis.summarize(store, analysis.open_run(store, name))
+            assert (summary.evaluated, summary.valid_rate) == (result.stats.evaluated, result.stats.valid_rate)
 
     run_search(small_config("d", 40, seed=8), db, progress=False)
     assert programs_of(db, "d") != programs_of(db, "a")

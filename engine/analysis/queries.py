@@ -22,8 +22,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from evoforge.db import EvaluationInfo, ProgramBrief, ProgramInfo, ProposalInfo, RunInfo, Store
+from evoforge.db.records import PROPOSED_ORIGINS
 from evoforge.engine.analysis.llm_stats import ModelStats, model_stats
 from evoforge.engine.analysis.overfit import Gap, gap, relative_gap
+from evoforge.engine.run.stats import valid_rate
 from evoforge.evaluators import ProblemError
 
 if TYPE_CHECKING:
@@ -78,8 +80,8 @@ class RunSummary:
     problem: str
     status: str
     candidates: int  # proposals plus programs recorded without one (seed, human): what the budget counts
-    evaluated: int
-    valid_rate: float
+    evaluated: int  # proposed candidates evaluated (duplicates, the seed and people's programs left out)
+    valid_rate: float  # engine.run.stats.valid_rate: the progress bar's figure
     best_score: float | None
     best_program_id: int | None
     cost: float
@@ -92,12 +94,12 @@ class RunSummary:
 
 def summarize(store: Store, run: RunInfo) -> RunSummary:
     """Counts, best score, cost and timing of a run."""
-    counts = store.status_counts(run.id)
+    counts = store.status_counts(run.id, origins=PROPOSED_ORIGINS)
     best = store.best_programs(run.id, 1, maximize=maximize(run))
     evaluated = sum(n for status, n in counts.items() if status != "duplicate")
     duration = active_seconds(store, run)
     return RunSummary(name=run.name, problem=run.problem_name, status=run.status, candidates=store.attempts(run.id),
-                      evaluated=evaluated, valid_rate=counts.get("ok", 0) / evaluated if evaluated else 0.0,
+                      evaluated=evaluated, valid_rate=valid_rate(counts.get("ok", 0), evaluated),
                       best_score=best[0].score if best else None, best_program_id=best[0].id if best else None,
                       cost=store.total_cost(run.id), started=run.created_at, duration_s=duration)
 

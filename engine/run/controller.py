@@ -147,7 +147,7 @@ class Controller:
                 self._note_best(item.id, item.score)
                 self._remember_behaviour(item.behaviour, item.id)
                 found = True
-        self.stats.attempts = self.stats.done = self.store.attempts(self.run.id) - unproposed
+        self.stats.attempts = self.stats.done = self.stats.done_before = self.store.attempts(self.run.id) - unproposed
         spend = self.store.llm_spend(self.run.id)
         self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
         return found

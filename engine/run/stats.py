@@ -7,6 +7,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 
+def valid_rate(valid: int, evaluated: int) -> float:
+    """The valid rate, one definition for the progress bar, `runs`, `show` and the pages: of the candidates the
+    search proposed and evaluated, the share that came out valid (status ok). Duplicates (never evaluated) and the
+    seed and people's programs (never proposed) are left out."""
+    return valid / evaluated if evaluated else 0.0
+
+
 @dataclass
 class RunStats:
     """Counts and time split of the candidates this process has handled (plus the run's earlier totals)."""
@@ -14,8 +21,9 @@ class RunStats:
     budget: int
     attempts: int = 0  # proposals started, the budget's unit (including those made before a resume)
     done: int = 0  # proposals finished and recorded (including those made before a resume)
-    evaluated: int = 0  # candidates evaluated in a sandbox by this process
-    valid: int = 0  # of those, status ok
+    done_before: int = 0  # proposals a resumed run had finished before this process started
+    evaluated: int = 0  # proposed candidates evaluated in a sandbox (including before a resume)
+    valid: int = 0  # of those, status ok (including before a resume)
     failed_proposals: int = 0  # the model failed, or its answer could not be applied
     duplicates: int = 0  # same normalised code, or (behaviour_duplicates of them) same outputs on the first inputs
     behaviour_duplicates: int = 0
@@ -40,10 +48,10 @@ class RunStats:
 
     @property
     def valid_rate(self) -> float:
-        return self.valid / self.evaluated if self.evaluated else 0.0
+        return valid_rate(self.valid, self.evaluated)
 
     @property
     def throughput(self) -> float:
-        """Candidates handled per second by this process."""
-        handled = self.evaluated + self.failed_proposals + self.duplicates
+        """Candidates handled per second by this process (a resumed run's earlier ones are not its work)."""
+        handled = self.done - self.done_before
         return handled / self.elapsed if self.elapsed > 0 else 0.0
