@@ -14,6 +14,11 @@ Three tables (default problems: problems/cap_set.py and problems/bin_packing.py)
    measured at 5 x 5000 items, cap set at n = 8 and n = 10.
 3. cascade: offline mutants of the seed, each evaluated with and without the problem's cascade (a problem without
    one gets a variant here: its first input must score within 10% of the seed's): time, culled, saving.
+4. the candidate boundary (issue 13): the cost of one call through the pipe to the candidate's own process (bin
+   packing's arguments: a float and an array of 1000 floats) against a direct call, in calls per second; and per
+   problem the seed's solve time with the evolved function called directly in the process that runs solve (how
+   evoforge ran candidates before) against the sandbox's solve time through the boundary, and their ratio.
+   Both sides are measured here, interleaved, so that a loaded machine weighs on both alike.
 """
 
 from __future__ import annotations
@@ -27,13 +32,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # as in the sandbox: one thread,
+    os.environ.setdefault(_threads, "1")  # so that solving in process here compares with solving there
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evoforge.engine.program.patching import PatchError, apply_response  # noqa: E402
 from evoforge.engine.propose.offline import AstMutator, NoMutationFound  # noqa: E402
 from evoforge.evaluators import Evaluation, Problem, SandboxPool, Stage, load_problem, parse_overrides  # noqa: E402
+from evoforge.evaluators.channel import ChannelError, Receiver, RemoteFunction, send  # noqa: E402
 from evoforge.evaluators.isolation import available_levels  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,13 +199,92 @@ def cascade_table(problems: list[Problem], count: int) -> None:
               f"{f'{same}/{kept}':>15}")
 
 
+def per_call_us(calls: int) -> tuple[float, float]:
+    """Microseconds per call of best fit's priority: direct, and through a channel to a forked process (both
+    processes on one CPU, as a sandbox worker's are)."""
+    cpu = min(os.sched_getaffinity(0))
+    call_r, call_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the far side: what evaluators.inside.candidate does per call, without the lock-down
+        os.sched_setaffinity(0, {cpu})
+        os.close(call_w)
+        os.close(reply_r)
+        requests = Receiver(call_r, generators=True)
+        while True:
+            try:
+                _, _, args, kwargs = requests.receive()
+            except ChannelError:
+                os._exit(0)
+            send(reply_w, ("ok", -(args[1] - args[0])))
+    os.close(call_r)
+    os.close(reply_w)
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        remote = RemoteFunction("priority", call_w, Receiver(reply_r))
+        bins = np.full(1000, 100.0)
+
+        def direct(item: float, bins: np.ndarray) -> np.ndarray:
+            return -(bins - item)
+
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            direct(3.0, bins)
+        local = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            remote(3.0, bins)
+        through = time.perf_counter() - t0
+    finally:
+        os.close(call_w)
+        os.waitpid(pid, 0)
+        os.close(reply_r)
+        os.sched_setaffinity(0, saved)
+    return 1e6 * local / calls, 1e6 * through / calls
+
+
+def in_process_solve_s(problem: Problem) -> float:
+    """The seed's solve time over the training inputs, its evolved function called directly (before issue 13)."""
+    t0 = time.perf_counter()
+    for value in problem.inputs.values():
+        problem.module.solve(value)
+    return time.perf_counter() - t0
+
+
+def boundary_table(problems: list[Problem], repeats: int, calls: int) -> None:
+    direct_us, through_us = per_call_us(calls)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n4. the candidate boundary: one call of best fit's priority (a float and 1000 floats), {calls} calls "
+          f"(load average {load}: each call waits for the scheduler twice, so a loaded machine costs more)")
+    print(f"{'direct us/call':>16}{'through us/call':>17}{'calls/s through':>17}{'cost per call us':>18}")
+    print(f"{direct_us:>16.1f}{through_us:>17.1f}{1e6 / through_us:>17.0f}{through_us - direct_us:>18.1f}")
+    print(f"\n   the seed's solve time over the training inputs (median of {repeats}), before and after")
+    print(f"{'problem':<22}{'in process ms':>14}{'boundary ms':>13}{'ratio':>8}")
+    for problem in problems:
+        with SandboxPool(problem, 1) as pool:
+            pool.evaluate(problem.seed_code, cascade=False)  # warm up
+            before, after = [], []
+            for _ in range(repeats):  # interleaved: the same load weighs on both
+                before.append(in_process_solve_s(problem))
+                ev = pool.evaluate(problem.seed_code, cascade=False)
+                if not ev.ok:
+                    print(f"{problem.name:<22} {ev.status}: {ev.error}")
+                    break
+                after.append(ev.timings["solve"])
+        if after:
+            b, a = statistics.median(before), statistics.median(after)
+            print(f"{problem.name:<22}{_ms(b):>14}{_ms(a):>13}{a / b:>8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("problems", nargs="*", default=[str(p) for p in DEFAULT_PROBLEMS])
     parser.add_argument("-n", type=int, default=50, help="evaluations per row of the overhead table")
     parser.add_argument("--mutants", type=int, default=40, help="programs in the cascade comparison")
     parser.add_argument("--candidates", type=int, default=5, help="new candidates per row of the numba table")
-    parser.add_argument("--only", choices=("overhead", "numba", "cascade"), help="print one table only")
+    parser.add_argument("--only", choices=("overhead", "numba", "cascade", "boundary"), help="print one table only")
+    parser.add_argument("--calls", type=int, default=5000, help="calls timed for the per-call cost (table 4)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter or setting of every problem given (e.g. time_limit_s=10)")
     args = parser.parse_args()
@@ -210,6 +298,8 @@ def main() -> None:
         numba_table(problems, args.candidates)
     if args.only in (None, "cascade"):
         cascade_table(problems, args.mutants)
+    if args.only in (None, "boundary"):
+        boundary_table(problems, 5, args.calls)
 
 
 if __name__ == "__main__":

@@ -349,6 +349,15 @@ class Store:
         )
         return [_program_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
+    def held_out_statuses(self, run_id: int) -> dict[int, str]:
+        """Per program of the run that was evaluated on the held-out inputs, the status of its latest such
+        evaluation ('ok', or how it failed: a failure must show wherever the program does)."""
+        query = (select(Evaluation.c.program_id, Evaluation.c.status)
+                 .join(Program, Program.c.id == Evaluation.c.program_id)
+                 .where(Program.c.run_id == run_id, Evaluation.c.kind == "held_out")
+                 .order_by(Evaluation.c.id))
+        return {int(pid): str(status) for pid, status in self._read(lambda c: c.execute(query).all())}
+
     def evaluations(self, program_id: int) -> list[EvaluationInfo]:
         """All evaluations of a program, in the order they were recorded."""
         query = select(*Evaluation.c).where(Evaluation.c.program_id == program_id).order_by(Evaluation.c.id)

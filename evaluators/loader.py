@@ -34,6 +34,7 @@ from evoforge.evaluators.problem_api import (
     evolved_signatures,
     harnesses,
 )
+from evoforge.evaluators.validator import module_allowed
 
 
 class ProblemError(Exception):
@@ -64,6 +65,8 @@ def _error(path: Path, line: int | None, what: str, fix: str) -> ProblemError:
 def _coerce(key: str, raw: str, default: Any, path: Path) -> Any:
     """Turn a `--set` string into the type of the default it replaces."""
     try:
+        if key == "bound":  # a setting whose default may be None
+            return None if raw.strip().lower() in ("", "none") else float(raw)
         if isinstance(default, bool) or key == "numba":
             lowered = raw.strip().lower()
             if key == "numba" and lowered == "auto":
@@ -203,7 +206,7 @@ def _require_callable(path: Path, module: ModuleType, name: str, fix: str) -> No
 _CALLED_AS = {"solve": ("input",), "score": ("input", "output"), "inputs": ("params",),
               "held_out_inputs": ("params",), "aggregate": ("scores", "inputs")}
 # Optional names the engine looks up; a near miss of one that is absent is most likely a typo.
-_OPTIONAL_NAMES = ("SETTINGS", "PARAMS", "CASCADE", "held_out_inputs", "aggregate")
+_OPTIONAL_NAMES = ("SETTINGS", "PARAMS", "CASCADE", "EXPOSE", "held_out_inputs", "aggregate")
 
 
 def _check_signatures(path: Path, module: ModuleType) -> None:
@@ -336,8 +339,54 @@ def _cascade_from(path: Path, module: ModuleType, params: dict[str, Any], inputs
     return stages
 
 
-def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -> Problem:
-    """Load a problem file, apply `--set` overrides, and check that it has everything a search needs."""
+def _candidate_modules(module: ModuleType) -> dict[str, str]:
+    """The allowed modules the problem file bound to a name (`np` -> numpy): the evolved code sees them so too."""
+    return {alias: value.__name__ for alias, value in vars(module).items()
+            if isinstance(value, ModuleType) and not alias.startswith("_") and module_allowed(value.__name__)}
+
+
+def _exposed(path: Path, source: str, module: ModuleType) -> tuple[dict[str, str], dict[str, Any]]:
+    """EXPOSE: the helpers (their `def` source, compiled afresh for the candidate) and constants (plain data)
+    the evolved functions may use; nothing else of the module is theirs to see."""
+    from evoforge.evaluators.channel import ChannelError, encode  # numpy: not for commands that only read runs
+
+    raw = getattr(module, "EXPOSE", ())
+    line = _assigned_at(path, "EXPOSE")
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)) or not all(isinstance(n, str) for n in raw):
+        raise _error(path, line, f"EXPOSE is {raw!r}", "set EXPOSE to a list of names: ['helper', 'CONSTANT']")
+    defs = {node.name: node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+    lines = source.splitlines()
+    helpers: dict[str, str] = {}
+    constants: dict[str, Any] = {}
+    for name in raw:
+        if not hasattr(module, name):
+            raise _error(path, line, f"EXPOSE names {name!r}, which the file does not define",
+                         "name only top-level functions and constants of this file")
+        if name in defs:
+            node = defs[name]
+            if node.decorator_list:
+                raise _error(path, node.lineno, f"the exposed helper {name!r} is decorated",
+                             "expose plain top-level functions only (it is compiled again for the candidate)")
+            helpers[name] = "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
+            continue
+        value = getattr(module, name)
+        try:
+            encode(value)
+        except ChannelError as exc:
+            raise _error(path, line, f"EXPOSE names {name!r}, which is neither a top-level def nor plain data "
+                                     f"({exc})", "expose functions defined in this file, numbers, strings, "
+                                                 "tuples, lists, dicts or numeric numpy arrays") from None
+        constants[name] = value
+    return helpers, constants
+
+
+def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *,
+                 with_inputs: bool = True) -> Problem:
+    """Load a problem file, apply `--set` overrides, and check that it has everything a search needs.
+
+    `with_inputs=False` (the sandbox) skips inputs() and held_out_inputs(): the engine computes the inputs and
+    sends each evaluation only its own, so a sandbox never holds the held-out inputs while it runs training ones.
+    """
     path = Path(path).resolve()
     if not path.is_file():
         raise ProblemError(f"{path}: no such problem file\n  fix: pass the path of a .py problem file, "
@@ -361,6 +410,13 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -
                      "set PARAMS to a dict of defaults")
     _check_signatures(path, module)
     settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
+    helpers, constants = _exposed(path, source, module)
+    common = dict(path=path, name=path.stem, description=description, source=source, evolved=evolved,
+                  settings=settings, params=params, module=module, overrides=dict(overrides or {}),
+                  warnings=_misspellings(module), candidate_modules=_candidate_modules(module),
+                  exposed_helpers=helpers, exposed_constants=constants)
+    if not with_inputs:
+        return Problem(inputs={}, held_out={}, **common)
     inputs = _named_inputs(path, module, "inputs", params)
     if not inputs:
         used = f" with {', '.join(f'{k}={v!r}' for k, v in params.items())}" if params else ""
@@ -370,6 +426,4 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None) -
     held_out = _named_inputs(path, module, "held_out_inputs", params) if callable(
         getattr(module, "held_out_inputs", None)) else {}
     cascade = _cascade_from(path, module, params, inputs)
-    return Problem(path=path, name=path.stem, description=description, source=source, evolved=evolved,
-                   settings=settings, params=params, inputs=inputs, held_out=held_out, module=module,
-                   overrides=dict(overrides or {}), cascade=cascade, warnings=_misspellings(module))
+    return Problem(inputs=inputs, held_out=held_out, cascade=cascade, **common)

@@ -44,6 +44,11 @@ class Problem:
     overrides: dict[str, str] = field(default_factory=dict)
     cascade: tuple[Stage, ...] = ()  # early stages; the inputs they do not name are evaluated last
     warnings: tuple[str, ...] = ()  # likely mistakes that do not stop the problem from loading
+    # What the evolved functions see besides their arguments (see evaluators.inside.namespace): the allowed modules the
+    # file imported (alias -> module, e.g. np -> numpy), and the helpers (name -> source) and constants it EXPOSEs.
+    candidate_modules: dict[str, str] = field(default_factory=dict)
+    exposed_helpers: dict[str, str] = field(default_factory=dict)
+    exposed_constants: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seed_code(self) -> str:

@@ -53,6 +53,9 @@ class Settings:
     # Where numba refuses a candidate (nopython mode cannot compile it): "python" runs it as Python (the reason is
     # printed in its output), "refuse" ends it with status error and the reason.
     numba_fallback: str = "python"
+    # The best score an honest program can reach (an L1 lower bound, a noise floor, accuracy 1.0): a program that
+    # reaches it or goes past it is SUSPECT, held out of selection until a person accepts or rejects it.
+    bound: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.maximize, bool):
@@ -65,6 +68,15 @@ class Settings:
             raise ValueError(f"Settings(numba={self.numba!r}): use True, False or 'auto'")
         if self.numba_fallback not in NUMBA_FALLBACKS:
             raise ValueError(f"Settings(numba_fallback={self.numba_fallback!r}): use 'python' or 'refuse'")
+        if self.bound is not None and (isinstance(self.bound, bool) or not isinstance(self.bound, (int, float))
+                                       or not math.isfinite(self.bound)):
+            raise ValueError(f"Settings(bound={self.bound!r}): use a finite number, or None for no bound")
+
+    def beyond_bound(self, score: float) -> bool:
+        """Whether a score reaches or passes what an honest program can reach (always False without a bound)."""
+        if self.bound is None:
+            return False
+        return score >= self.bound if self.maximize else score <= self.bound
 
 
 class InvalidOutput(Exception):

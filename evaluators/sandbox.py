@@ -18,26 +18,19 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from evoforge.evaluators import isolation
+from evoforge.evaluators import isolation, validator
 from evoforge.evaluators.cleanup import SHARED_TMP_DIRS, remove_owned_by, remove_tree
 from evoforge.evaluators.compile_store import CompileStore
 from evoforge.evaluators.cpus import CpuClaim, claim_cpu
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
 from evoforge.evaluators.statuses import EVALUATION_STATUSES
-from evoforge.evaluators.wire import (
-    COMPILE_ALLOWANCE_S,
-    FrameReader,
-    WireError,
-    inputs_digest,
-    write_frame,
-)
+from evoforge.evaluators.wire import COMPILE_ALLOWANCE_S, FrameReader, WireError, encode_value, write_frame
 
 MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)
 START_TIMEOUT_S = 120.0  # a server must load the problem (and warm numba) within this
@@ -279,12 +272,16 @@ class SandboxPool:
     isolation: str  # 'bwrap' | 'unshare' | 'rlimits-only': what this machine gave us
     seccomp: bool  # whether candidates also run under the seccomp filter (x86_64 only)
 
-    def __init__(self, problem: Problem, workers: int, *, level: str | None = None):
+    def __init__(self, problem: Problem, workers: int, *, level: str | None = None, check_code: bool = True):
+        """`check_code=False` skips the language check and gives candidates the full builtins (their process and
+        its limits stay): only for code a person vouches for, and for testing the operating-system layers."""
         if workers < 1:
             raise ValueError(f"workers={workers}: a sandbox pool needs at least one worker")
         self.problem = problem
+        self.check_code = check_code
         self.isolation = isolation.detect_level(problem.path, level)
-        self._digests = {"inputs": inputs_digest(problem.inputs), "held_out": inputs_digest(problem.held_out)}
+        self._encoded: dict[tuple[bool, str], Any] = {}  # (held out, name) -> the input as plain data
+        self._encode_lock = threading.Lock()
         self._serial = 0
         self._serial_lock = threading.Lock()
         self._closed = False
@@ -314,11 +311,7 @@ class SandboxPool:
             return self._serial
 
     def check_ready(self, info: dict[str, Any]) -> None:
-        """Refuse a server whose problem differs from ours (other inputs) or whose baseline exceeds the limit."""
-        if info.get("inputs") != list(self.problem.inputs) or info.get("held_out") != list(self.problem.held_out):
-            raise SandboxError(f"{self.problem.path}: the sandbox computed other input names than the engine "
-                               f"({info.get('inputs')} vs {list(self.problem.inputs)}); make inputs(params) "
-                               "deterministic")
+        """Refuse a server whose problem file differs from ours or whose baseline exceeds the limit."""
         if info.get("source_hash") != self.problem.source_hash:
             raise SandboxError(f"{self.problem.path} changed on disk after the engine loaded it; the sandbox would "
                                "run another version. Reload the problem (restart the run) to use the new file.")
@@ -329,13 +322,6 @@ class SandboxPool:
                                f"needs ({baseline:.0f} MB of address space with numpy"
                                f"{' and numba' if self.problem.settings.numba else ''} loaded); "
                                f"set memory_limit_mb to at least {int(baseline + 256)}")
-        for key in ("inputs", "held_out"):
-            theirs = info.get("digests", {}).get(key) if isinstance(info.get("digests"), dict) else None
-            ours = self._digests[key]
-            if theirs and ours and theirs != ours:
-                warnings.warn(f"{self.problem.path}: the sandbox computed different {key} than the engine; scores "
-                              "will not match the outputs. Make inputs(params) deterministic (seed its RNG).",
-                              stacklevel=3)
 
     # -- evaluation
 
@@ -357,19 +343,38 @@ class SandboxPool:
             kind = "held-out inputs" if held_out else "inputs"
             raise ValueError(f"unknown {kind} {unknown} for {self.problem.path}; it has {list(source)}"
                              if unknown else f"no {kind} to evaluate on")
+        try:
+            if self.check_code:
+                validator.check(code, "<candidate>")
+        except validator.Refused as exc:  # the model learns the rule from the error, as from any other
+            return Evaluation("error", None, {}, str(exc), _timings(), None)
+        try:
+            values = self._values(names, held_out)
+        except WireError as exc:
+            raise ValueError(f"{self.problem.path}: input values must be plain data to reach the sandbox: {exc}"
+                             ) from None
         steps = plan_steps(self.problem, names, cascade and not held_out and input_names is None)
         scorer = StreamScorer(self.problem, source, steps, probe=None if held_out else probe)
         worker = self._free.get()
         t0 = time.perf_counter()
         try:
-            reply = self._run(worker, code, scorer.order, held_out, scorer.add)
+            reply = self._run(worker, code, scorer.order, values, scorer.add)
         finally:
             self._free.put(worker)
         if isinstance(reply, Evaluation):
             return replace(reply, timings=dict(reply.timings, total=time.perf_counter() - t0))
         return self._conclude(reply, names, scorer, t0)
 
-    def _run(self, worker: _Worker, code: str, names: list[str], held_out: bool,
+    def _values(self, names: list[str], held_out: bool) -> dict[str, Any]:
+        """The named inputs as plain data, encoded once per pool: each evaluation is sent its own inputs only."""
+        source = self.problem.held_out if held_out else self.problem.inputs
+        with self._encode_lock:
+            for name in names:
+                if (held_out, name) not in self._encoded:
+                    self._encoded[held_out, name] = encode_value(source[name])
+            return {name: self._encoded[held_out, name] for name in names}
+
+    def _run(self, worker: _Worker, code: str, names: list[str], values: dict[str, Any],
              on_output: Callable[[Any, Any], bool]) -> dict[str, Any] | Evaluation:
         if not worker.alive:
             worker.kill()
@@ -381,7 +386,7 @@ class SandboxPool:
         limit = self.problem.settings.time_limit_s
         timeout = limit * (len(names) + 1) + COMPILE_ALLOWANCE_S + 5 + REPLY_SLACK_S
         store = self.compile_store
-        request = {"op": "eval", "code": code, "inputs": names, "held_out": held_out,
+        request = {"op": "eval", "code": code, "inputs": names, "values": values, "checked": self.check_code,
                    "jit": store.program(code) if store else {}}
         try:
             reply = worker.call(request, timeout, on_output)

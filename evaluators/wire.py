@@ -13,7 +13,6 @@ Shared by both sides of the trust boundary: the engine (`evaluators.sandbox`) an
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import os
@@ -248,12 +247,3 @@ def _decode_array(body: Any) -> np.ndarray:
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # e.g. shape [0, 2**63]: no real array
         raise WireError(f"array of shape {tuple(shape)[:8]} cannot be built: {exc}") from None
-
-
-def inputs_digest(inputs: dict[str, Any]) -> str | None:
-    """A hash of named inputs as plain data, to check two processes computed the same (None: not plain data)."""
-    try:
-        data = json.dumps({k: encode_value(v) for k, v in inputs.items()}, sort_keys=True, allow_nan=True)
-    except (WireError, TypeError, ValueError):
-        return None
-    return hashlib.sha256(data.encode()).hexdigest()

@@ -14,10 +14,14 @@ from evoforge.evaluators.problem_api import Settings, Stage, compiled_harness, e
 
 __version__ = "0.2.0"
 
-__all__ = ["Settings", "Stage", "__version__", "compiled_harness", "evolve", "load_run", "run"]
+__all__ = ["Settings", "Stage", "__version__", "batch", "compiled_harness", "evolve", "load_run", "run"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "batch":  # for problem files: call an evolved function on many arguments in one round trip
+        from evoforge.evaluators.channel import batch
+
+        return batch
     if name in ("run", "load_run", "Run"):
         from evoforge import api
 

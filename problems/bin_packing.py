@@ -5,7 +5,9 @@ size and a numpy array with the remaining capacity of every bin that can take th
 same length with one priority per bin. The item goes into the bin with the highest priority (ties: the first).
 Unused bins are always offered, so opening a new bin is just choosing a bin whose remaining capacity is the full
 capacity. The score is the percentage of excess bins over the L1 lower bound ceil(sum(items) / capacity), averaged
-over the instances as FunSearch computes it; lower is better. numpy is available as `np`.
+over the instances as FunSearch computes it; lower is better. The evolved code sees its arguments, numpy as `np` and
+the standard modules it imports (math, itertools, functools, collections, heapq, bisect, random, ...); nothing else
+of this file.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ PARAMS = {
 }
 # numba: `pack` is compiled once per problem and each candidate's `priority` alone (cached by its code); a
 # priority numba cannot compile runs as Python, with the same results.
-SETTINGS = Settings(maximize=False, time_limit_s=60.0, memory_limit_mb=2048, numba=True)
+# bound: no packing beats the L1 bound (0 % excess); a program at it has most likely not packed online.
+SETTINGS = Settings(maximize=False, time_limit_s=60.0, memory_limit_mb=2048, numba=True, bound=0.0)
 
 # Published figures, % excess bins over L1 (FunSearch, Nature 2023, Table 1); for reference, never used in scoring.
 REFERENCES = {

@@ -6,7 +6,8 @@ distinct vectors a, b, c satisfy a + b + c = 0 (mod 3). The larger the cap set, 
 The cap set is built greedily: every vector of F_3^n gets a priority from `priority(el, n)`; vectors are taken in
 order of decreasing priority and each is added unless it would complete a line with two vectors already chosen.
 Improve `priority` so that the greedy construction finds a larger cap set. `el` is a tuple of n ints in {0, 1, 2};
-the function returns a float. numpy is available as `np`.
+the function returns a float. The evolved code sees its arguments, numpy as `np` and the standard modules it imports
+(math, itertools, functools, collections, heapq, bisect, random, ...); nothing else of this file.
 
 The program is run for every dimension from 3 up to n (default 8); its score is the cap set size in dimension n.
 The smaller dimensions are cheap and come first, so a program that is clearly worse than the trivial one there
@@ -19,7 +20,7 @@ import itertools
 
 import numpy as np
 
-from evoforge import Settings, Stage, evolve
+from evoforge import Settings, Stage, batch, evolve
 
 PARAMS = {"n": 8}
 # numba="auto": priority is compiled only where the candidate's Python calls have cost about a compilation (for
@@ -44,7 +45,9 @@ def solve(n: int) -> list[list[int]]:
     """Greedy construction: add vectors by decreasing priority unless they complete a line."""
     vectors = np.array(list(itertools.product((0, 1, 2), repeat=n)), dtype=np.int64)
     powers = 3 ** np.arange(n - 1, -1, -1)
-    priorities = np.array([float(priority(tuple(int(x) for x in v), n)) for v in vectors], dtype=np.float64)
+    # The priorities do not depend on each other: one batch crosses to the candidate's process once, not 3^n times.
+    calls = [(tuple(int(x) for x in v), n) for v in vectors]
+    priorities = np.array([float(p) for p in batch(priority, calls)], dtype=np.float64)
     capset = np.empty((0, n), dtype=np.int64)
     while np.any(priorities != -np.inf):
         best = int(np.argmax(priorities))

@@ -1,13 +1,15 @@
 """Pack n disjoint circles into the unit square so that the sum of their radii is as large as possible.
 
-`pack(n)` returns n circles as rows [x, y, r]: centre (x, y) and radius r > 0. Every circle must lie inside the
-unit square [0, 1] x [0, 1] (x - r >= 0, x + r <= 1, and the same for y) and no two circles may overlap
-(the distance between two centres must be at least the sum of their radii; touching is allowed). These conditions
-are checked exactly, on the exact values of the floats returned, with no tolerance: a packing that overlaps by
-1e-17 is rejected. Leave a tiny margin (say 1e-12) rather than rely on rounding. `safe_radii(centres)` is
-available: for an (n, 2) array of centres it returns radii that always pass (each circle as large as the walls and
-half the distance to its nearest neighbour allow, less 1e-12). The score is the sum of the radii; higher is
-better. The best known sum for n=26 is 2.6358628 (AlphaEvolve, 2025; 2.634 before it). numpy is available as `np`.
+`pack(n)` returns n circles as rows [x, y, r]: centre (x, y) and radius r > 0. Every circle must lie inside the unit
+square [0, 1] x [0, 1] (x - r >= 0, x + r <= 1, and the same for y) and no two circles may overlap (the distance
+between two centres must be at least the sum of their radii; touching is allowed). These conditions are checked
+exactly, on the exact values of the floats returned, with no tolerance: a packing that overlaps by 1e-17 is
+rejected. Leave a tiny margin (say 1e-12) rather than rely on rounding. `safe_radii(centres)` is available: for an
+(n, 2) array of centres it returns radii that always pass (each circle as large as the walls and half the distance
+to its nearest neighbour allow, less 1e-12). The score is the sum of the radii; higher is better. The best known sum
+for n=26 is 2.6358628 (AlphaEvolve, 2025; 2.634 before it). The evolved code sees its arguments, numpy as `np` and
+the standard modules it imports (math, itertools, functools, collections, heapq, bisect, random, ...) and
+`safe_radii`; nothing else of this file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ REFERENCES = {
 }
 
 
+EXPOSE = ["safe_radii", "MARGIN"]  # what the evolved code may use of this file (safe_radii reads MARGIN)
 MARGIN = 1e-12  # what safe_radii leaves between circles, far above float rounding (about 1e-16 here)
 
 

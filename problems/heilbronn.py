@@ -7,7 +7,8 @@ whose corners are three of the points; higher is better. Three collinear points 
 of area 0, so the score is then 0. Containment and areas are computed exactly from the floats returned, with no
 tolerance: the float just above 1 (1 + 2.2e-16) is rejected. The best known value for n = 11 in the unit square is
 1/27 = 0.0370370 (Comellas and Yebra, 2002). 11 points evenly spaced on the circle inscribed in the square (the
-seed) score 0.0214562. numpy is available as `np`.
+seed) score 0.0214562. The evolved code sees its arguments, numpy as `np` and the standard modules it imports (math,
+itertools, functools, collections, heapq, bisect, random, ...); nothing else of this file.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 possible.
 
 `points(n, dim)` returns an (n, dim) array of point coordinates (n = 16, dim = 2). The score is (d_max / d_min)^2,
-the square of the ratio of the largest to the smallest distance between two of the points; lower is better.
-Scale, rotation and translation do not matter. The points must be finite and distinct. The score is computed
-exactly from the floats returned. The best known value is 12.889266 (AlphaEvolve, 2025; 12.890 before it).
-A 4 x 4 grid scores 18.
-numpy is available as `np`.
+the square of the ratio of the largest to the smallest distance between two of the points; lower is better. Scale,
+rotation and translation do not matter. The points must be finite and distinct. The score is computed exactly from
+the floats returned. The best known value is 12.889266 (AlphaEvolve, 2025; 12.890 before it). A 4 x 4 grid scores
+18. The evolved code sees its arguments, numpy as `np` and the standard modules it imports (math, itertools,
+functools, collections, heapq, bisect, random, ...); nothing else of this file.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """Recover the law of the swinging pendulum from noisy measurements.
 
-On several planets we timed pendulums of length L (metres) released from rest at amplitude theta (radians, up to
-90 degrees), with about 1% measurement noise on each period. `features(length, theta)` returns an (m, k) array of
+On several planets we timed pendulums of length L (metres) released from rest at amplitude theta (radians, up to 90
+degrees), with about 1% measurement noise on each period. `features(length, theta)` returns an (m, k) array of
 terms, 1 <= k <= 6; the period is modelled as a linear combination of these terms whose coefficients are fitted
-(least squares on the relative error) to each planet's measurements separately, so gravity need not be known.
-The score is the RMS relative error, in %, of the fitted model's periods at fresh points against the true periods;
-lower is better. The seed is the small-angle law T = c * sqrt(L). A formula that is the true law also holds at
-amplitudes and on planets it was never fitted on; a curve fit does not. numpy is available as `np`.
+(least squares on the relative error) to each planet's measurements separately, so gravity need not be known. The
+score is the RMS relative error, in %, of the fitted model's periods at fresh points against the true periods; lower
+is better. The seed is the small-angle law T = c * sqrt(L). A formula that is the true law also holds at amplitudes
+and on planets it was never fitted on; a curve fit does not. The evolved code sees its arguments, numpy as `np` and
+the standard modules it imports (math, itertools, functools, collections, heapq, bisect, random, ...); nothing else
+of this file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ PARAMS = {
     "noise": 0.01,  # relative standard deviation of the measured periods
     "seed": 0,
 }
-SETTINGS = Settings(maximize=False, time_limit_s=30.0, memory_limit_mb=2048, numba=False)
+# bound: half the error of the true law itself (0.04 %, a floor set by the noise): no honest fit gets below it.
+SETTINGS = Settings(maximize=False, time_limit_s=30.0, memory_limit_mb=2048, numba=False, bound=0.02)
 MAX_TERMS = 6
 # Surface gravity (m/s^2). Training planets, then planets only the held-out report uses.
 TRAIN_PLANETS = {"earth": 9.81, "mars": 3.71, "moon": 1.62}
@@ -60,9 +63,8 @@ def solve(case: dict) -> list[float]:
     return (_terms(case["check"]["length"], case["check"]["theta"]) @ coefficients).tolist()
 
 
-# The law lives here, on the trusted side, and the cases carry no true periods at the check points. A hostile
-# program could still call true_period() from the sandbox (it runs in this module); review of the best programs
-# catches that, as it would a program that prints the answer.
+# The law lives here, on the trusted side, and the cases carry no true periods at the check points. The evolved
+# code cannot call true_period(): it runs in a process of its own that sees nothing of this file but `np`.
 def true_period(length: np.ndarray, theta: np.ndarray, gravity: float) -> np.ndarray:
     """The exact period, 2 pi sqrt(L / g) / AGM(1, cos(theta / 2)): the complete elliptic integral by Gauss's AGM."""
     a, b = np.ones_like(theta), np.cos(theta / 2)

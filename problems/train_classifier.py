@@ -23,7 +23,8 @@ PARAMS = {
     "split_seed": 0,  # which images go to training, validation and test
     "train_seed": 0,  # seed of the Generator passed to train()
 }
-SETTINGS = Settings(maximize=True, time_limit_s=20.0, memory_limit_mb=2048, numba=False)
+# bound: every one of the 397 validation images right, which no honest 5000-parameter network has shown here.
+SETTINGS = Settings(maximize=True, time_limit_s=20.0, memory_limit_mb=2048, numba=False, bound=1.0)
 TRAIN, VALIDATION = 1000, 397  # of the 1797 images; the last 400 are the held-out test split
 PIXELS, CLASSES = 64, 10
 # Validation accuracy at the default parameters of the seed (softmax regression by plain gradient descent) and of
@@ -111,9 +112,8 @@ def score(case: dict, output: object) -> float:
 
 
 def _case(params: dict, evaluate_on: str) -> dict:
-    # Only the training images go into the case, so a training procedure cannot fit the evaluation images by
-    # accident. It is no secret from a hostile program: the sandbox can read scikit-learn's data file like any
-    # installed file; the test split reported beside validation, and review of the best programs, show that.
+    # Only the training images go into the case. The evolved train() cannot reach the others: it runs in a process
+    # of its own that sees its arguments and `np` only, may not import sklearn and may not open files.
     x, y = _digits(params["split_seed"], "train")
     return {"x": x, "y": y, "train_seed": params["train_seed"], "split_seed": params["split_seed"],
             "max_params": params["max_params"], "evaluate_on": evaluate_on}

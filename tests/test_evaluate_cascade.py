@@ -9,9 +9,9 @@ import pytest
 from evoforge.evaluators import SandboxPool, load_problem
 
 CASCADE = Path(__file__).parent / "fixtures" / "cascade_problem.py"
-# On the costly input (x = 100) these candidates sleep: a cascade that works never waits for it.
-SLOW_ON_COSTLY = ("import time\n\ndef f(x):\n    if x == 100:\n        print('costly input started')\n"
-                  "        time.sleep(3)\n    return {}\n")
+# On the costly input (x = 100) these candidates spin: a cascade that works never waits for it.
+SLOW_ON_COSTLY = ("def f(x):\n    if x == 100:\n        print('costly input started')\n"
+                  "        while True:\n            pass\n    return {}\n")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,16 @@ SEED_SCORES = {"a": 2.0, "b": 4.0}
 
 @pytest.fixture(scope="module", params=available_levels(TOY))
 def pool(request):
-    with SandboxPool(load_problem(TOY, {"time_limit_s": str(LIMIT_S)}), 2, level=request.param) as pool:
+    # These candidates attack the operating-system layers (processes, files, sockets, memory) with everything
+    # Python offers, so the language check that would refuse them first is off: what is tested is the layer below.
+    with SandboxPool(load_problem(TOY, {"time_limit_s": str(LIMIT_S)}), 2, level=request.param,
+                     check_code=False) as pool:
         yield pool
 
 
 @pytest.fixture(scope="module")
 def cap_pool():
-    with SandboxPool(load_problem(CAP_SET, {"n": "4", "time_limit_s": "5"}), 1) as pool:
+    with SandboxPool(load_problem(CAP_SET, {"n": "4", "time_limit_s": "5"}), 1, check_code=False) as pool:
         yield pool
 
 
@@ -69,7 +72,7 @@ def marker() -> str:
 def test_threads_and_child_processes_do_not_outlive_it(pool):
     body = ("import os, threading, time\nif x == 1:\n"
             "    for _ in range(4):\n        if os.fork() == 0:\n            os.setsid()\n"
-            "            os.execv('/bin/sleep', ['sleep', '600'])\n"
+            "            time.sleep(600)\n"
             "    for _ in range(8):\n        threading.Thread(target=lambda: time.sleep(600)).start()\n"
             "    threading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n"
             "return x * 2")
@@ -112,7 +115,8 @@ def test_killing_parent_group_or_everything_leaves_the_engine_running(pool, atta
     if "-1" in attack and pool.isolation == "rlimits-only" and not pool._workers[0].uid:
         pytest.skip("without root, rlimits-only candidates run as you: kill(-1) would reach this test (see README)")
     ev = pool.evaluate(fn(f"import os, signal\ntry:\n    {attack}\nexcept OSError:\n    pass\nreturn x * 2"))
-    assert ev.status in ("ok", "crashed", "error"), ev
+    # A stopped harness (the candidate's process shares its uid without root) is a timeout, never a score.
+    assert ev.status in ("ok", "crashed", "error", "timeout"), ev
     for _ in range(3):
         assert pool.evaluate(fn("return x * 2")).scores == SEED_SCORES
 
@@ -126,7 +130,7 @@ def test_killing_parent_group_or_everything_leaves_the_engine_running(pool, atta
     ("import sys\nsys.setrecursionlimit(10 ** 8)\ndef deep(n):\n    return list(map(deep, [n + 1]))\n"
      "return deep(0)", "crashed", "SIGSEGV"),  # recursion through C code: the C stack overflows
     ("def deep(n):\n    return deep(n + 1) + 1\nreturn deep(0)", "error", "RecursionError"),
-    ("raise SystemExit(0)", "crashed", "exited with code 0"),
+    ("raise SystemExit(0)", "error", "SystemExit: 0"),  # an exception of the candidate's call like any other
     ("import os\nos._exit(0)", "crashed", "exited with code 0"),
 ])
 def test_crashes_are_recorded_with_the_reason(pool, body, status, reason):
@@ -247,7 +251,7 @@ def test_what_one_candidate_leaves_in_temp_folders_the_next_never_sees(pool):
               "        raise RuntimeError('found what the previous candidate left in ' + d)\n"
               "return x * 2")
     problem = load_problem(TOY, {"time_limit_s": str(LIMIT_S)})
-    with SandboxPool(problem, 1, level=pool.isolation) as one_server:
+    with SandboxPool(problem, 1, level=pool.isolation, check_code=False) as one_server:
         for code in (fn(writer), fn(reader)):
             ev = one_server.evaluate(code)
             assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
@@ -259,7 +263,7 @@ def test_forked_children_share_one_memory_limit(pool):
             "            block = np.ones(400 * 2 ** 20 // 8)\n            time.sleep(30)\n            os._exit(0)\n"
             "    time.sleep(30)\nreturn x * 2")
     problem = load_problem(TOY, {"time_limit_s": "20"})  # memory_limit_mb is 1024: 4 x 400 MB is over it
-    with SandboxPool(problem, 1, level=pool.isolation) as roomy:
+    with SandboxPool(problem, 1, level=pool.isolation, check_code=False) as roomy:
         t0 = time.monotonic()
         ev = roomy.evaluate(fn(body))
     assert ev.status == "memory" and "processes together" in (ev.error or ""), ev
@@ -269,7 +273,7 @@ def test_forked_children_share_one_memory_limit(pool):
 def test_a_folder_nested_thousands_deep_does_not_break_the_cleanup(pool):
     """shutil.rmtree gives up with RecursionError at about a thousand levels; the next candidates must not care."""
     body = "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nreturn x * 2"
-    with SandboxPool(load_problem(TOY, {"time_limit_s": "5"}), 1, level=pool.isolation) as one_server:
+    with SandboxPool(load_problem(TOY, {"time_limit_s": "5"}), 1, level=pool.isolation, check_code=False) as one_server:
         for code in (fn(body), fn("return x * 2"), fn("return x * 2")):
             ev = one_server.evaluate(code)
             assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
@@ -304,7 +308,8 @@ def test_millions_of_empty_files_end_the_candidate(pool):
     """Empty files use inodes, not the tmpfs's bytes: kernel memory no limit counts, so the count is capped."""
     body = ("import os\nos.mkdir('many')\nfor i in range(10 ** 7):\n    open(f'many/{i}', 'w').close()\n"
             "return x * 2")
-    with SandboxPool(load_problem(TOY, {"time_limit_s": "60"}), 1, level=pool.isolation) as roomy:
+    with SandboxPool(load_problem(TOY, {"time_limit_s": "60"}), 1, level=pool.isolation,
+                     check_code=False) as roomy:
         ev = roomy.evaluate(fn(body))
         assert ev.status == "memory" and "files" in (ev.error or ""), ev  # the cap ended it, not the time limit
         assert roomy.evaluate(fn("return x * 2")).status == "ok"  # and the server is fine afterwards
@@ -360,7 +365,8 @@ def test_secrets_and_run_databases_in_the_working_folder_stay_hidden(pool, tmp_p
             f"if {secret!r} in seen:\n    raise RuntimeError('read a secret')\n"
             f"if open({str(project / 'data.json')!r}).read() != '[1, 2]':\n    raise RuntimeError('data hidden')\n"
             "return x * 2")
-    with SandboxPool(load_problem(TOY, {"time_limit_s": str(LIMIT_S)}), 1, level=pool.isolation) as here:
+    with SandboxPool(load_problem(TOY, {"time_limit_s": str(LIMIT_S)}), 1, level=pool.isolation,
+                     check_code=False) as here:
         ev = here.evaluate(fn(body))
     assert ev.status == "ok" and ev.scores == SEED_SCORES, ev
 
@@ -401,9 +407,9 @@ PRIORITY = "def priority(el, n):\n    return 0.0\n"
     # a patched skeleton: solve returns every vector of F_3^4, far "larger" than any cap set
     PRIORITY + "import itertools\n\ndef solve(n):\n    return [list(v) for v in itertools.product((0, 1, 2), "
                "repeat=n)]\n",
-    # patch solve and the sandbox's copy of score, through the module object
-    PRIORITY + "import sys\nmod = [m for m in sys.modules.values() if hasattr(m, 'REFERENCE_SIZES')][0]\n"
-               "mod.score = lambda n, output: 1e9\nmod.solve = lambda n: [[0] * n] * 500\n",
+    # patch solve and the sandbox's copy of score, through the module object (none is loaded in its process)
+    PRIORITY + "import sys\nfor mod in [m for m in sys.modules.values() if hasattr(m, 'REFERENCE_SIZES')]:\n"
+               "    mod.score = lambda n, output: 1e9\n    mod.solve = lambda n: [[0] * n] * 500\n",
     PRIORITY + "def solve(n):\n    return float('nan')\n",
     PRIORITY + "def solve(n):\n    return [[float('inf')] * n]\n",
     PRIORITY + "class Forged(list):\n    def __len__(self):\n        return 10 ** 6\n\n"
@@ -412,9 +418,11 @@ PRIORITY = "def priority(el, n):\n    return 0.0\n"
     PRIORITY + f"import pickle\n\ndef solve(n):\n    return pickle.loads({TRAP!r})\n",
     PRIORITY + f"def solve(n):\n    return {TRAP!r}\n",
 ])
-def test_tampering_is_rejected_by_the_trusted_score(cap_pool, code):
+def test_a_candidate_cannot_replace_the_harness(cap_pool, code):
+    """Whatever else the code defines or patches lives in the candidate's own process: the problem's solve runs,
+    calls the candidate's priority, and the score is the honest one (the seed's)."""
     ev = cap_pool.evaluate(code)
-    assert ev.status == "invalid", ev
+    assert ev.status == "ok" and ev.scores == {"n3": 8.0, "n4": 16.0}, ev
     assert not PICKLE_MARKER.exists()
 
 
@@ -428,22 +436,28 @@ def _frame(payload: str) -> bytes:
     '{"$pickle": "%s"}',
     '{"$ndarray": ["<f8", [1], "%s"]}',  # the wrong number of bytes for the shape
 ])
-def test_forged_frames_are_never_unpickled(cap_pool, value):
+def test_forged_frames_reach_nothing(cap_pool, value):
+    """The candidate's process holds no pipe to the server: frames written to every fd it has go nowhere that
+    trusts them (its call channel takes them as a malformed reply), and nothing is unpickled."""
     import base64
 
     payload = value % base64.b64encode(TRAP).decode()
     first = plan_steps(cap_pool.problem, list(cap_pool.problem.inputs), True)[0].inputs[0]
     frames = _frame(f'{{"t": "output", "name": "{first}", "value": {payload}}}') + _frame('{"t": "done"}')
-    code = PRIORITY + f"import os\n\ndef solve(n):\n    os.write(3, {frames!r})\n    os._exit(0)\n"
+    code = ("import os\n\ndef priority(el, n):\n    for fd in range(3, 64):\n        try:\n"
+            f"            os.write(fd, {frames!r})\n        except OSError:\n            pass\n    return 0.0\n")
     ev = cap_pool.evaluate(code)
-    assert ev.status == "invalid" and "could not be decoded" in ev.error, ev
+    assert ev.status == "crashed" and "malformed reply" in ev.error, ev
     assert not PICKLE_MARKER.exists()
 
 
-def test_a_fake_done_before_the_outputs_is_crashed(cap_pool):
-    done = _frame('{"t": "done"}')
-    code = PRIORITY + f"import os\n\ndef solve(n):\n    os.write(3, {done!r})\n    return [[0] * n]\n"
+def test_forged_channel_messages_are_refused(cap_pool):
+    """Bytes the candidate writes on its reply channel are decoded as plain data only, never as objects."""
+    forged = (len(b"lxxxx").to_bytes(4, "little") + b"g" + b"\xff" * 64)
+    code = ("import os\n\ndef priority(el, n):\n"
+            f"    os.write(4, {forged!r})\n    os._exit(0)\n")
     ev = cap_pool.evaluate(code)
-    assert ev.status == "crashed" and "unexpected message 'done'" in ev.error, ev
+    assert ev.status == "crashed", ev
     assert cap_pool.evaluate(cap_pool.problem.seed_code).status == "ok"
+
 

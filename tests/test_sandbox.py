@@ -34,7 +34,9 @@ def pool(problem, request):
     old = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = SECRET  # the engine holds a key; no candidate may ever see it
     try:
-        with SandboxPool(problem, 2, level=request.param) as pool:
+        # These candidates use everything Python offers against the operating-system layers, so the language
+        # check that would refuse most of them first is off (tests/test_hostile_trust.py covers it).
+        with SandboxPool(problem, 2, level=request.param, check_code=False) as pool:
             yield pool
     finally:
         if old is None:
@@ -173,9 +175,9 @@ def test_os_exit_is_crashed(pool):
     assert ev.status == "crashed" and "code 3" in ev.error
 
 
-def test_sys_exit_is_crashed(pool):
+def test_sys_exit_is_an_error_of_the_call(pool):
     ev = pool.evaluate(fn("import sys\nsys.exit()"))
-    assert ev.status == "crashed" and "exited" in ev.error
+    assert ev.status == "error" and "SystemExit" in ev.error
 
 
 def test_segfault_is_crashed(pool):
@@ -242,11 +244,14 @@ def test_non_plain_output_is_invalid(pool):
 
 
 def test_forged_result_frames_are_handled(pool):
-    body = "import os\nos.write(3, b'\\x00\\x00\\x00\\x05garbage')\nos._exit(0)"
-    ev = pool.evaluate(fn(body))
-    assert ev.status == "crashed" and "could not be read" in ev.error
-    ev = pool.evaluate(fn("import os\nos.write(3, b'\\xff\\xff\\xff\\xff')\nreturn x"))
-    assert ev.status in ("invalid", "crashed")
+    """The candidate's fd 3 is the read end of its call channel, not the result pipe: writing there fails, and
+    garbage on its reply channel (fd 4) is a crash, never a result."""
+    ev = pool.evaluate(fn("import os\nos.write(3, b'\\x00\\x00\\x00\\x05garbage')\nos._exit(0)"))
+    assert ev.status == "error" and "Bad file descriptor" in ev.error, ev
+    ev = pool.evaluate(fn("import os\nos.write(4, b'\\x05\\x00\\x00\\x00garbage')\nos._exit(0)"))
+    assert ev.status == "crashed", ev
+    ev = pool.evaluate(fn("import os\nos.write(4, b'\\xff\\xff\\xff\\xff')\nreturn x"))
+    assert ev.status == "crashed", ev
     assert pool.evaluate(fn("return x * 2")).status == "ok"
 
 
@@ -390,6 +395,6 @@ def test_numba_runtime_error_is_error(numba_pool):
 def test_pools_in_one_machine_pin_their_workers_to_different_cpus(problem):
     """Each Ray actor has a one-worker pool of its own: they must not all pin their candidates to CPU 0."""
     code = "import os\n\ndef f(x):\n    return 1000 * min(os.sched_getaffinity(0)) + x * 2\n"
-    with SandboxPool(problem, 1) as first, SandboxPool(problem, 1) as second:
+    with SandboxPool(problem, 1, check_code=False) as first, SandboxPool(problem, 1, check_code=False) as second:
         cpus = [pool.evaluate(code).scores["a"] // 1000 for pool in (first, second)]
     assert cpus[0] != cpus[1]

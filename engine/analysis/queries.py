@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # Events that record a person's action on a run: read by a running search's steering (engine/run/steering.py)
 # and shown by the report and `evoforge serve`.
-HUMAN_EVENT, REJECT_EVENT, NOTE_EVENT = "human", "reject", "note"
+HUMAN_EVENT, REJECT_EVENT, NOTE_EVENT, ACCEPT_EVENT = "human", "reject", "note", "accept"
 
 
 def open_run(store: Store, name: str) -> RunInfo:
@@ -84,6 +84,8 @@ class RunSummary:
     valid_rate: float  # engine.run.stats.valid_rate: the progress bar's figure
     best_score: float | None
     best_program_id: int | None
+    best_held_out_status: str | None  # of the best's held-out evaluation: 'ok', how it failed, None (not run)
+    best_suspect: bool  # the best scores past the problem's bound, and no person accepted or rejected it
     cost: float
     started: datetime
     duration_s: float | None  # time spent searching (idle gaps before a resume left out); None: never active
@@ -101,6 +103,8 @@ def summarize(store: Store, run: RunInfo) -> RunSummary:
     return RunSummary(name=run.name, problem=run.problem_name, status=run.status, candidates=store.attempts(run.id),
                       evaluated=evaluated, valid_rate=valid_rate(counts.get("ok", 0), evaluated),
                       best_score=best[0].score if best else None, best_program_id=best[0].id if best else None,
+                      best_held_out_status=store.held_out_statuses(run.id).get(best[0].id) if best else None,
+                      best_suspect=bool(suspects(store, run, best)),
                       cost=store.total_cost(run.id), started=run.created_at, duration_s=duration)
 
 
@@ -136,8 +140,10 @@ def seed_gap(store: Store, run: RunInfo) -> float | None:
     return relative_gap(seed.score, seed.held_out_score, maximize=maximize(run))
 
 
-def gap_of(run: RunInfo, program: ProgramInfo | ProgramBrief, baseline: float | None) -> Gap:
-    return gap(program.score, program.held_out_score, maximize=maximize(run), baseline=baseline)
+def gap_of(run: RunInfo, program: ProgramInfo | ProgramBrief, baseline: float | None,
+           held_out_status: str | None = None) -> Gap:
+    return gap(program.score, program.held_out_score, maximize=maximize(run), baseline=baseline,
+               held_out_status=held_out_status)
 
 
 @dataclass(frozen=True)
@@ -147,13 +153,49 @@ class Ranked:
     rank: int
     program: ProgramInfo
     gap: Gap
+    suspect: bool = False  # past the problem's bound and neither accepted nor rejected by a person
+
+
+def bound(run: RunInfo) -> float | None:
+    """The best score an honest program can reach, as the run's problem declared it (None: none declared)."""
+    value = run.config.get("settings", {}).get("bound")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def beyond_bound(run: RunInfo, score: float | None) -> bool:
+    limit = bound(run)
+    if limit is None or score is None:
+        return False
+    return score >= limit if maximize(run) else score <= limit
+
+
+def accepted(store: Store, run: RunInfo) -> set[int]:
+    """Programs past the bound that a person accepted (`evoforge accept`)."""
+    return {int(e.data["program"]) for e in store.events(run.id, ACCEPT_EVENT) if "program" in e.data}
+
+
+def suspects(store: Store, run: RunInfo, programs: list[ProgramInfo] | list[ProgramBrief]) -> set[int]:
+    """Those of `programs` that score past the bound, held out of selection until a person accepts or rejects."""
+    if bound(run) is None:
+        return set()
+    ok = accepted(store, run)
+    return {p.id for p in programs if p.status == "ok" and beyond_bound(run, p.score) and p.id not in ok
+            and not (p.rejected if isinstance(p, ProgramBrief) else p.rejected_at is not None)}
 
 
 def best(store: Store, run: RunInfo, n: int) -> list[Ranked]:
     """The run's `n` best programs that no person rejected, best first, each with its held-out gap."""
     baseline = seed_gap(store, run)
     programs = store.best_programs(run.id, n, maximize=maximize(run))
-    return [Ranked(rank, p, gap_of(run, p, baseline)) for rank, p in enumerate(programs, 1)]
+    statuses = store.held_out_statuses(run.id)
+    held = suspects(store, run, programs)
+    return [Ranked(rank, p, gap_of(run, p, baseline, statuses.get(p.id)), p.id in held)
+            for rank, p in enumerate(programs, 1)]
+
+
+def seed_program(store: Store, run: RunInfo) -> ProgramBrief | None:
+    """The run's seed program (its scores are the baseline every best is read against)."""
+    return next(iter(store.program_briefs(run.id, origin="seed")), None)
 
 
 @dataclass(frozen=True)
@@ -221,8 +263,10 @@ def program_detail(store: Store, program_id: int) -> ProgramDetail:
     diff = code_diff(parent.code, program.code, f"program {parent.id}", f"program {program.id}") if parent else ""
     proposal = store.get_proposal(program.proposal_id) if program.proposal_id is not None else None
     baseline = seed_gap(store, run)
-    return ProgramDetail(run=run, program=program, parent=parent, diff=diff, evaluations=store.evaluations(program_id),
-                         proposal=proposal, gap=gap_of(run, program, baseline))
+    evaluations = store.evaluations(program_id)
+    held_out = [e.status for e in evaluations if e.kind == "held_out"]
+    return ProgramDetail(run=run, program=program, parent=parent, diff=diff, evaluations=evaluations,
+                         proposal=proposal, gap=gap_of(run, program, baseline, held_out[-1] if held_out else None))
 
 
 _FEW = 500

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import textwrap
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
 WIDTH = 80
+
+
+def printable(text: str) -> str:
+    """Text a candidate wrote (what it printed, its error), with control and format characters escaped (`\\x1b`,
+    `\\u202e`), so that it cannot move the cursor, clear or retitle a terminal, or reorder what it shows; newlines
+    and tabs stay."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+                   else repr(c)[1:-1] for c in text)
 
 
 def score(value: float | None) -> str:

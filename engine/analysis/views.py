@@ -25,8 +25,14 @@ def gap_legend(baseline: float | None) -> str:
                 "scores can show overfitting")
     seed = f"{baseline:+.1%}"
     return (f"gap: how far held-out falls behind training, in % of training (the seed's: {seed}); OVERFIT? "
-            f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; '-': no held-out score yet "
-            "(the search scores them for each new best only; `evoforge best --held-out` scores the rest)")
+            f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; FAILED: its held-out evaluation "
+            "failed (it scores nothing there); '-': no held-out score yet (the search scores them for each new best "
+            "only; `evoforge best --held-out` scores the rest); SUSPECT: past the best score an honest program can "
+            "reach (the problem's bound), out of selection until `evoforge accept ID` or `evoforge reject ID`")
+
+
+def _seed_json(seed: ProgramBrief | None) -> dict[str, Any] | None:
+    return None if seed is None else {"id": seed.id, "score": seed.score, "held_out_score": seed.held_out_score}
 
 
 def _program_json(p: ProgramInfo, gap: Gap | None = None) -> dict[str, Any]:
@@ -45,18 +51,32 @@ def runs(store: Store, *, as_json: bool) -> str:
     if not summaries:
         return f"no runs in {store.url}"
     header = ["problem", "status", "cands", "best", "valid", "cost", "started", "took"]
-    rows = [[fmt.fit(s.problem, 14), s.status, str(s.candidates), fmt.score(s.best_score), f"{s.valid_rate:.0%}",
+    rows = [[fmt.fit(s.problem, 14), s.status, str(s.candidates), _best_cell(s), f"{s.valid_rate:.0%}",
              fmt.cost(s.cost), f"{s.started:%m-%d %H:%M}", fmt.duration(s.duration_s)] for s in summaries]
     names = [s.name for s in summaries]
+    legend = ([f"!: the best's held-out evaluation failed ({', '.join(sorted(failed))}); `evoforge best NAME`"]
+              if (failed := {s.best_held_out_status for s in summaries if _held_out_failed(s)}) else [])
+    if any(s.best_suspect for s in summaries):
+        legend.append("?: the best is SUSPECT (past the problem's bound): `evoforge accept ID` or `evoforge reject ID`")
     one_line = fmt.table(["name", *header], [[n, *r] for n, r in zip(names, rows)], left=3)
     if max(len(line) for line in one_line) <= fmt.WIDTH:
-        return "\n".join(one_line)
+        return "\n".join(one_line + legend)
     # Names too long for one line: each run's name on a line of its own, its figures indented below.
     lines = fmt.table(header, rows, left=2, indent="  ")
     out = ["name", lines[0]]
     for name, line in zip(names, lines[1:]):
         out += [name, line]
-    return "\n".join(out)
+    return "\n".join(out + legend)
+
+
+def _held_out_failed(summary: analysis.RunSummary) -> bool:
+    return summary.best_held_out_status not in (None, "ok")
+
+
+def _best_cell(summary: analysis.RunSummary) -> str:
+    """The best score, marked '!' when that program failed on the held-out inputs."""
+    return (fmt.score(summary.best_score) + ("!" if _held_out_failed(summary) else "")
+            + ("?" if summary.best_suspect else ""))
 
 
 # ------------------------------------------------------------------------------------------------ show
@@ -77,8 +97,17 @@ def without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def _best_rows(ranked: list[analysis.Ranked]) -> list[list[str]]:
-    return [[str(r.rank), str(r.program.id), fmt.score(r.program.score), fmt.score(r.program.held_out_score),
-             r.gap.describe(), str(r.program.island), r.program.origin] for r in ranked]
+    return [[str(r.rank), str(r.program.id), fmt.score(r.program.score),
+             r.gap.held_out_text(fmt.score(r.program.held_out_score)),
+             ("SUSPECT " if r.suspect else "") + r.gap.describe(), str(r.program.island), r.program.origin]
+            for r in ranked]
+
+
+def seed_line(seed: ProgramBrief | None) -> str:
+    """The seed's training and held-out scores: what the best's are read against."""
+    if seed is None:
+        return "seed       -"
+    return f"seed       score {fmt.score(seed.score)}, held-out {fmt.score(seed.held_out_score)}"
 
 
 _BEST_HEADER = ["rank", "program", "score", "held-out", "gap", "island", "origin"]
@@ -112,7 +141,9 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                        "statuses": counts, "models": [vars(m) for m in models],
                        "islands": [vars(i) for i in islands], "seed_gap": baseline,
                        "best": [{"rank": r.rank, "id": r.program.id, "score": r.program.score,
-                                 "held_out_score": r.program.held_out_score, "gap": r.gap.to_dict()} for r in ranked],
+                                 "held_out_score": r.program.held_out_score, "gap": r.gap.to_dict(),
+                                 "suspect": r.suspect} for r in ranked],
+                       "seed": _seed_json(analysis.seed_program(store, run)),
                        "rejected": [{"id": p.id, "score": p.score} for p in rejected],
                        "instructions": [vars(i) for i in instructions]})
     direction = "maximise" if analysis.maximize(run) else "minimise"
@@ -144,6 +175,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                                "-" if i.best_program_id is None else str(i.best_program_id)] for i in islands], left=0)]
     lines += ["", f"best {len(ranked)} ({'higher' if analysis.maximize(run) else 'lower'} is better):"]
     lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0) if ranked else ["(no valid program yet)"]
+    lines += [seed_line(analysis.seed_program(store, run))]
     lines += fmt.field("", gap_legend(baseline), label_width=0)
     for p in rejected:
         info = store.get_program(p.id)
@@ -160,14 +192,17 @@ def best(store: Store, name: str, n: int, *, as_json: bool) -> str:
     """The run's n best programs (rejected ones left out), with held-out gaps, then their code."""
     run = analysis.open_run(store, name)
     ranked = analysis.best(store, run, n)
-    if as_json:
-        return _dumps([{"rank": r.rank, **_program_json(r.program, r.gap)} for r in ranked])
+    seed = analysis.seed_program(store, run)
+    if as_json:  # each with the seed's scores, read against it
+        return _dumps([{"rank": r.rank, **_program_json(r.program, r.gap), "suspect": r.suspect,
+                        "seed": _seed_json(seed)} for r in ranked])
     if not ranked:
         return f"run {run.name} has no valid program yet"
     hidden = analysis.rejected(store, run)
     lines = [f"run {run.name}: best {len(ranked)} ({'higher' if analysis.maximize(run) else 'lower'} is better)"
              + (f"; rejected, not shown: {', '.join(str(p.id) for p in hidden)}" if hidden else "")]
     lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0)
+    lines += [seed_line(seed)]
     lines += fmt.field("", gap_legend(analysis.seed_gap(store, run)), label_width=0)
     for r in ranked:
         lines += ["", fmt.section(f"{r.rank}. program {r.program.id}, score {fmt.score(r.program.score)}"),
@@ -206,9 +241,10 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
     if p.duplicate_of is not None:
         lines += [f"duplicate  of program {p.duplicate_of}: not evaluated again"]
     lines += [f"status     {p.status}",
-              f"score      {fmt.score(p.score)}   held-out {fmt.score(p.held_out_score)}   gap {d.gap.describe()}"]
+              f"score      {fmt.score(p.score)}   held-out {d.gap.held_out_text(fmt.score(p.held_out_score))}   "
+              f"gap {d.gap.describe()}"]
     if p.error:
-        lines += ["error", *("  " + line for line in p.error.rstrip().splitlines())]
+        lines += ["error", *("  " + line for line in fmt.printable(p.error).rstrip().splitlines())]
     for ev in d.evaluations:
         label = "held-out" if ev.kind == "held_out" else "training"
         culled = f", culled at stage {ev.stage}" if ev.stage is not None else ""

@@ -74,6 +74,10 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     reject.add_argument("id", type=int)
     reject.add_argument("--why", required=True, help="what is wrong with it, e.g. 'reads the answers'")
     reject.add_argument("--by", help="who rejects it (default: $USER)")
+    accept = command("accept", "let a SUSPECT program (past its problem's bound) into selection, recording who and why")
+    accept.add_argument("id", type=int)
+    accept.add_argument("--why", required=True, help="why its score is real, e.g. 'checked the packing by hand'")
+    accept.add_argument("--by", help="who accepts it (default: $USER)")
     serve = command("serve", "live pages of the runs in a database, where a person can reject, add and annotate")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
                        "only)")
@@ -81,7 +85,8 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     serve.add_argument("--private", action="store_true",
                        help="pages need the token too, not only the actions that change the database")
     return {"runs": _runs, "show": _show, "best": _best, "program": _program, "lineage": _lineage, "plot": _plot,
-            "report": _report, "export": _export, "add": _add, "reject": _reject, "serve": _serve}
+            "report": _report, "export": _export, "add": _add, "reject": _reject, "accept": _accept,
+            "serve": _serve}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -199,6 +204,16 @@ def _add(args: argparse.Namespace) -> int:
     else:
         print(f"it stays out of selection: only valid programs are chosen as parents (this one is {p.status})")
     return 0 if p.status == "ok" else 1
+
+
+def _accept(args: argparse.Namespace) -> int:
+    from evoforge.engine.run import oversight
+
+    with Store(args.db, create=False) as store:
+        p = oversight.accept_program(store, args.id, why=args.why, by=args.by)
+    print(f"program {p.id} accepted (score {fmt.score(p.score)}): it enters selection when the run resumes, or at "
+          "once in a running search")
+    return 0
 
 
 def _reject(args: argparse.Namespace) -> int:

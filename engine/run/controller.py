@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evoforge.db import EventInfo, NewProgram, NewProposal, ProgramInfo, ProgramSummary, Store
-from evoforge.engine.analysis.queries import HUMAN_EVENT, REJECT_EVENT
+from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.prompts import ParentView
@@ -128,6 +128,7 @@ class Controller:
         history = self.store.history(self.run.id)
         # A program a person rejected stays out of selection, also where a reset copied it as a founder.
         rejected = {item.id for item in history if isinstance(item, ProgramSummary) and item.rejected}
+        accepted = {int(e.data["program"]) for e in self.store.events(self.run.id, ACCEPT_EVENT)}
         for item in history:
             if isinstance(item, EventInfo):
                 if item.kind == "reset":
@@ -139,6 +140,8 @@ class Controller:
                 self.stats.evaluated += 1
                 self.stats.valid += item.status == "ok" and item.score is not None
             if item.status == "ok" and item.score is not None and not item.rejected:
+                if self._suspect(item.score, item.origin) and item.id not in accepted:
+                    continue  # held for a person: `evoforge accept` or `reject`
                 if item.origin == "seed":
                     self._register_seed(item.id, item.score, item.scores, item.code_length)
                 else:
@@ -161,11 +164,16 @@ class Controller:
             if self.stats.best_program_id == program_id:
                 best = self.islands.best()
                 self.stats.best_program_id, self.stats.best_score = best if best else (None, None)
-        elif kind == HUMAN_EVENT and not self.islands.is_registered(program_id):
+        elif kind in (HUMAN_EVENT, ACCEPT_EVENT) and not self.islands.is_registered(program_id):
             p = self.store.get_program(program_id)
-            if p.status == "ok" and p.score is not None and p.rejected_at is None:
+            if (p.status == "ok" and p.score is not None and p.rejected_at is None
+                    and (kind == ACCEPT_EVENT or not self._suspect(p.score, p.origin))):
                 self.islands.register(p.id, p.island, self._signature(p.scores), p.score, p.code_length)
                 self._note_best(p.id, p.score)
+
+    def _suspect(self, score: float, origin: str) -> bool:
+        """Past the problem's bound: not a parent until a person accepts it (the seed is the starting point)."""
+        return origin != "seed" and self.problem.settings.beyond_bound(score)
 
     def _seed_id(self) -> int:
         return self.store.program_briefs(self.run.id, origin="seed")[0].id
@@ -316,7 +324,11 @@ class Controller:
         self.stats.add_time("database", time.perf_counter() - start)
         assert recorded.program_id is not None  # a program was recorded
         self.stats.evaluated += 1
-        if ev.status == "ok" and ev.score is not None:
+        if ev.status == "ok" and ev.score is not None and self._suspect(ev.score, program.origin):
+            self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
+            self._feedback[island].append(f"a version scored {ev.score:g}, past what an honest program can reach; "
+                                          "it waits for a person's review")
+        elif ev.status == "ok" and ev.score is not None:
             self.stats.valid += 1
             self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
             self._note_best(recorded.program_id, ev.score)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from evoforge.engine.analysis.textfmt import printable
 from evoforge.engine.program.candidates import read_candidate
 from evoforge.evaluators import Evaluation, SandboxPool, load_problem
 
@@ -41,6 +42,7 @@ def evaluate_file(problem_path: str, candidate_path: str | None, overrides: Mapp
     report = {"problem": str(problem.path), "candidate": candidate_path or "seed",
               "maximize": problem.settings.maximize, "isolation": pool.isolation, **_as_dict(train),
               "held_out_score": held.score if held else None,
+              "held_out_status": held.status if held else None,
               "held_out": _as_dict(held) if held else None,
               "numba": _numba_note(train, problem.settings.numba), "warnings": list(problem.warnings),
               "stdout": train.stdout}
@@ -54,17 +56,20 @@ def format_report(report: Mapping[str, Any]) -> str:
              f"score      {report['score']}  ({'higher' if report['maximize'] else 'lower'} is better)"]
     for name, value in report["scores"].items():
         lines.append(f"  {name:<24} {value:.6g}")
-    if report["held_out"] is not None:
+    held = report["held_out"]
+    if held is not None and held["status"] != "ok":  # a program that fails there does not generalise at all
+        lines.append(f"held-out   FAILED ({held['status']}): {printable(held['error'] or '')}")
+    elif held is not None:
         lines.append(f"held-out   {report['held_out_score']}")
     if report["error"]:
-        lines.append(f"error      {report['error']}")
+        lines.append(f"error      {printable(report['error'])}")
     timings = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in report["timings"].items())
     lines.append(f"timings    {timings}")
     if report["numba"] is not None:
         lines.append(f"numba      {report['numba']}")
     lines.append(f"sandbox    {report['isolation']}")
     lines.extend(f"warning    {warning}" for warning in report["warnings"])
-    printed = report["stdout"].rstrip("\n").splitlines()
+    printed = printable(report["stdout"]).rstrip("\n").splitlines()
     if printed:  # what the candidate printed (capped at 64 KiB by the sandbox): its last lines
         shown = f", the last {PRINTED_LINES}" if len(printed) > PRINTED_LINES else ""
         lines.append(f"printed    {len(printed)} line(s){shown}:")

@@ -100,6 +100,25 @@ def reject_program(store: Store, program_id: int, *, why: str, by: str | None = 
     return rejected
 
 
+def accept_program(store: Store, program_id: int, *, why: str, by: str | None = None) -> ProgramInfo:
+    """Let a SUSPECT program (past its problem's bound) into selection, recording who and why."""
+    program = store.get_program(program_id)
+    run = analysis.run_of(store, program)
+    if program.status != "ok" or not analysis.beyond_bound(run, program.score):
+        bound = analysis.bound(run)
+        raise ProblemError(f"program {program_id} is not SUSPECT (score {program.score}, bound {bound}): only a "
+                           "program past its problem's bound waits to be accepted")
+    if program.rejected_at is not None:
+        raise ProblemError(f"program {program_id} was rejected by {program.rejected_by}; a rejection is final")
+    if program_id in analysis.accepted(store, run):
+        raise ProblemError(f"program {program_id} was already accepted")
+    if not why.strip():
+        raise ProblemError("--why is empty: say why the score is real, e.g. --why 'checked: a valid new packing'")
+    who = by or current_user()
+    store.record_event(run.id, analysis.ACCEPT_EVENT, {"program": program_id, "by": who, "why": why})
+    return program
+
+
 def annotate_run(store: Store, name: str, text: str, *, by: str | None = None) -> int:
     """Record a person's note on a run (shown by the report and `evoforge serve`); returns its seq."""
     if not text.strip():

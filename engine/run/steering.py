@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 
 from evoforge.db import Store
-from evoforge.engine.analysis.queries import HUMAN_EVENT, REJECT_EVENT
+from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
 
 STEER_INTERVAL_S = 2.0  # how soon a person's action reaches a running search
 
@@ -20,7 +20,7 @@ STEER_INTERVAL_S = 2.0  # how soon a person's action reaches a running search
 class Steering:
     """Reads a person's actions on one run from the database, each once, in the order they were taken."""
 
-    KINDS = (REJECT_EVENT, HUMAN_EVENT)
+    KINDS = (REJECT_EVENT, HUMAN_EVENT, ACCEPT_EVENT)
 
     def __init__(self, store: Store, run_id: int) -> None:
         self.store = store

@@ -1,14 +1,21 @@
-"""What runs in the candidate's own process: lock it down, install its functions, run solve, send plain data.
+"""The harness process of one evaluation: runs the problem's `solve` on the inputs, calling the candidate remotely.
 
 `run_child` is called in a freshly forked child of the fork server and never returns. Order matters: the process
-is put in its own session, its fds are reduced to stdin (/dev/null), stdout/stderr (the capped capture pipe) and
-fd 3 (the result pipe), rlimits are set, no_new_privs is set and the uid is dropped *before* any candidate code
-runs. Frames on fd 3 (see `evaluators.inside.watch.Watch`): loaded, compile begin/end, output per input, done or fail.
+is put in its own session, its fds are reduced to stdin (/dev/null), stdout/stderr (the capped capture pipe),
+fd 3 (the result pipe) and, without numba, the call channel to the candidate's own process
+(`evaluators.inside.candidate`); rlimits are set, no_new_privs is set, the process is made undumpable (the
+candidate's process, same uid, cannot read its memory) and the uid is dropped before anything of the candidate is
+called. Without numba the evolved functions in the problem module are replaced by `RemoteFunction`s: the candidate
+runs elsewhere and sees only each call's arguments. With numba they are compiled here, from code that passed the
+language check and in the restricted namespace (`evaluators.inside.namespace`), never in the problem module.
+Frames on fd 3 (see `evaluators.inside.watch.Watch`): loaded, compile begin/end, output per input, done or fail.
+The candidate's process locks itself down with the same `lock_down`.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import linecache
 import os
 import random
@@ -22,18 +29,22 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from evoforge.evaluators.inside import seccomp
+from evoforge.evaluators import validator
+from evoforge.evaluators.channel import CandidateError, Receiver, RemoteFunction, send, wait_reply
+from evoforge.evaluators.inside import namespace, seccomp
 from evoforge.evaluators.loader import load_problem
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.problem_api import harnesses
-from evoforge.evaluators.wire import WireError, encode_value, write_frame
+from evoforge.evaluators.wire import WireError, decode_value, encode_value, write_frame
 
 CANDIDATE_FILE = "<candidate>"
 RESULT_FD = 3
+CALL_FD, REPLY_FD = 4, 5  # the harness's ends of the call channel
 SETUP_FAILED = 71  # exit status of a child whose lock-down failed before any candidate code ran
 SEED = 0
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
 # Imported by the server so that a candidate can use them even where its uid cannot read the Python install.
 PRELOAD = ("math", "random", "itertools", "functools", "collections", "heapq", "bisect", "operator", "statistics",
            "fractions", "decimal", "dataclasses", "typing", "copy", "string", "re", "cmath", "array")
@@ -52,17 +63,13 @@ class JitPlan:
 
 def load(problem_path: str, overrides: dict[str, str], jit_entries: dict[str, str] | None = None
          ) -> tuple[Problem, dict[str, str]]:
-    """Load the problem once in the server and warm up everything a candidate would otherwise pay for; with numba,
-    compile its harnesses (or load them from `jit_entries`). Returns the problem and the harnesses' new payloads."""
+    """Load the problem once in the server (its module and settings; the inputs come with each request) and warm
+    up everything a candidate would otherwise pay for; with numba, compile its harnesses (or load them from
+    `jit_entries`). Returns the problem and the harnesses' new payloads."""
     global _numba_seed
-    problem = load_problem(problem_path, overrides)
+    problem = load_problem(problem_path, overrides, with_inputs=False)
     new: dict[str, str] = {}
-    for name in PRELOAD:
-        __import__(name)
-    np.random.seed(SEED)  # numpy.random loads lazily: load it here, not in every candidate
-    random.seed(SEED)
-    _libc()
-    seccomp.prepare()
+    prepare_candidates()
     if problem.settings.numba:
         import numba
 
@@ -85,7 +92,18 @@ def load(problem_path: str, overrides: dict[str, str], jit_entries: dict[str, st
 
         jit_compile.warm_payloads()
         new = jit_compile.compile_harnesses(problem.module.__dict__, jit_entries or {})
+    namespace.prepare()  # the module views numba's candidates are compiled against
     return problem, new
+
+
+def prepare_candidates() -> None:
+    """Warm up everything a candidate process would otherwise pay for (in the server and in the zygote)."""
+    for name in PRELOAD:
+        __import__(name)
+    np.random.seed(SEED)  # numpy.random loads lazily: load it here, not in every candidate
+    random.seed(SEED)
+    _libc()
+    seccomp.prepare()
 
 
 _LIBC: Any = None
@@ -98,15 +116,22 @@ def _libc() -> Any:
     return _LIBC
 
 
-def _lock_down(result_w: int, out_w: int, scratch: str, uid: int | None, limits: dict[str, int]) -> None:
+def lock_down(fds: dict[int, int], out_w: int, scratch: str, uid: int | None, limits: dict[str, int],
+              files: bool = False) -> None:
+    """Make this forked process a candidate-grade one: own session, only fds 0-2 and `fds` (target: current),
+    rlimits, one CPU, no_new_privs, uid, seeded RNGs, seccomp (with `files`, no opening of files either)."""
     os.setsid()
     libc = _libc()
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.dup2(out_w, 1)
     os.dup2(out_w, 2)
-    os.dup2(result_w, RESULT_FD)
-    os.set_inheritable(RESULT_FD, False)
-    os.closerange(RESULT_FD + 1, 1 << 16)  # the engine's pipes, the server's pidfds, everything else
+    if sorted(fds) != list(range(3, 3 + len(fds))):
+        raise ValueError(f"fds {sorted(fds)} must be numbered from 3 on")
+    high = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for target, fd in fds.items()}  # out of the targets' way
+    for target, fd in high.items():
+        os.dup2(fd, target)
+        os.set_inheritable(target, False)
+    os.closerange(3 + len(fds), 1 << 16)  # the copies, the engine's pipes, the server's pidfds, everything else
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     as_bytes = limits["as_mb"] * 1024 * 1024
@@ -121,6 +146,8 @@ def _lock_down(result_w: int, out_w: int, scratch: str, uid: int | None, limits:
     os.environ["TMPDIR"] = scratch
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:  # no /proc/<pid>/mem or ptrace for other processes
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
     if uid is not None:
         resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
         os.setgroups([])
@@ -128,11 +155,16 @@ def _lock_down(result_w: int, out_w: int, scratch: str, uid: int | None, limits:
         os.setresuid(uid, uid, uid)
         if os.getuid() != uid or os.geteuid() != uid:
             raise OSError("the uid switch did not take")
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it
     random.seed(SEED)
     np.random.seed(SEED)
     if _numba_seed is not None:
         _numba_seed(SEED)
-    seccomp.install(libc)  # last: from here on only the candidate's code runs
+    seccomp.install(libc, files=files)  # last: from here on only the candidate's code runs
+
+
+def die_with_parent() -> None:
+    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _send(payload: dict[str, Any]) -> None:
@@ -148,18 +180,24 @@ def _tail(exc: BaseException) -> str:
     return text[-4000:]
 
 
-def run_child(problem: Problem, code: str, names: list[str], held_out: bool, result_w: int, out_w: int,
-              scratch: str, uid: int | None, limits: dict[str, int], jit: JitPlan | None = None) -> NoReturn:
-    """Lock this forked process down, run the candidate on the named inputs, report, and exit."""
+def run_child(problem: Problem, code: str, values: dict[str, Any], names: list[str], result_w: int, out_w: int,
+              channel_fds: tuple[int, int] | None, scratch: str, uid: int | None, limits: dict[str, int],
+              checked: bool = True, jit: JitPlan | None = None) -> NoReturn:
+    """Lock this forked process down, run solve on the named inputs (against the candidate's process, or its
+    compiled functions with numba), report, and exit. `values` holds the inputs as the engine encoded them
+    (`evaluators.wire`); `channel_fds` the write end of the calls and the read end of the replies."""
+    fds = {RESULT_FD: result_w}
+    if channel_fds is not None:
+        fds.update({CALL_FD: channel_fds[0], REPLY_FD: channel_fds[1]})
     try:
-        _lock_down(result_w, out_w, scratch, uid, limits)
+        lock_down(fds, out_w, scratch, uid, limits)
     except BaseException as exc:  # nothing of the candidate has run: a setup failure is the sandbox's
         try:
             os.write(2, f"sandbox setup failed: {exc!r}\n".encode())
         finally:
             os._exit(SETUP_FAILED)
     try:
-        _run(problem, code, names, held_out, jit)
+        _run(problem, code, values, names, checked, jit)
         status = 0
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
@@ -172,14 +210,14 @@ def run_child(problem: Problem, code: str, names: list[str], held_out: bool, res
         os._exit(status)
 
 
-def _run(problem: Problem, code: str, names: list[str], held_out: bool, jit: JitPlan | None) -> None:
-    inputs = problem.held_out if held_out else problem.inputs
+def _run(problem: Problem, code: str, values: dict[str, Any], names: list[str], checked: bool,
+         jit: JitPlan | None) -> None:
     try:
-        _install(problem, code, jit)
+        _install(problem, code, checked, jit)
         _send({"t": "loaded"})
         solve = problem.module.solve
         for name in names:
-            output = solve(inputs[name])
+            output = solve(decode_value(values[name]))
             try:
                 encoded = encode_value(output)
             except WireError as exc:
@@ -189,6 +227,9 @@ def _run(problem: Problem, code: str, names: list[str], held_out: bool, jit: Jit
             _send({"t": "output", "name": name, "value": encoded})
         _flush()
         _send({"t": "done"})
+    except CandidateError as exc:
+        _flush()
+        _send({"t": "fail", "kind": exc.kind, "message": str(exc)})
     except MemoryError:
         _flush()
         _send({"t": "fail", "kind": "memory", "message": f"MemoryError (limit {problem.settings.memory_limit_mb} MB)"})
@@ -205,25 +246,45 @@ def _flush() -> None:
         pass
 
 
-def _install(problem: Problem, code: str, jit: JitPlan | None) -> None:
-    """Exec the candidate into the problem's module so that its functions replace the evolved ones."""
-    ns = problem.module.__dict__
+def _install(problem: Problem, code: str, checked: bool, jit: JitPlan | None) -> None:
+    """Put the candidate's functions where `solve` calls them: in a process of their own (RemoteFunctions)
+    without numba, compiled here with numba."""
+    if problem.settings.numba:
+        _install_compiled(problem, code, checked, jit or JitPlan())
+        return
+    send(CALL_FD, ("install", code, list(problem.evolved_names), problem.candidate_modules,
+                   problem.exposed_helpers, problem.exposed_constants, checked))
+    replies = Receiver(REPLY_FD)
+    wait_reply(replies)
+    for name in problem.evolved_names:
+        problem.module.__dict__[name] = RemoteFunction(name, CALL_FD, replies)
+
+
+def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan) -> None:
+    """numba: the checked code runs in a fresh restricted namespace (never the problem module's), which is also
+    all its compiled form may see; the problem module gets only the evolved functions themselves."""
+    if checked:
+        validator.check(code, CANDIDATE_FILE)
+    scope = namespace.candidate_namespace(problem.candidate_modules, problem.exposed_helpers,
+                                          problem.exposed_constants, restricted=checked)
+    linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
+    exec(compile(code, CANDIDATE_FILE, "exec"), scope)
     evolved = problem.evolved_names
-    for name in evolved:
-        ns.pop(name, None)
-    filename = CANDIDATE_FILE
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    exec(compile(code, filename, "exec"), ns)
-    missing = [n for n in evolved if not callable(ns.get(n))]
+    missing = [n for n in evolved if not callable(scope.get(n))]
     if missing:
         raise NameError(f"the program does not define {', '.join(missing)}; it must define every evolved "
                         f"function: {', '.join(evolved)}")
-    if problem.settings.numba and harnesses(ns):
+    ns = problem.module.__dict__
+    for name in evolved:
+        ns[name] = scope[name]
+    if harnesses(ns):
         from evoforge.evaluators.inside import jit_compile
 
-        jit_compile.install(code, ns, jit or JitPlan(), problem.settings.numba_fallback, _send)
-    elif problem.settings.numba:
-        _jit(code, ns, evolved, jit or JitPlan(), problem.settings.numba_fallback)
+        jit_compile.install(code, ns, plan, problem.settings.numba_fallback, _send, scope=scope)
+        return
+    _jit(code, scope, evolved, plan, problem.settings.numba_fallback)
+    for name in evolved:
+        ns[name] = scope[name]
 
 
 def _jit(code: str, ns: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan, fallback: str) -> None:

@@ -32,15 +32,20 @@ def vm_size_mb() -> float:
     return 0.0
 
 
-def kill_all_children(pid: int) -> None:
-    """Kill the candidate's process group, then every child of this server (orphans come here) until none is left."""
+def kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_all_children(pid: int, keep: int | None = None) -> None:
+    """Kill the harness's process group, then every child of this server but `keep` (the zygote) until none is
+    left (orphans, the candidate's process's included, come here)."""
+    kill_group(pid)
     me = os.getpid()
     for _ in range(1000):
-        kids = children(me)
+        kids = [c for c in children(me) if c != keep]
         if not kids:
             return
         for child in kids:

@@ -128,31 +128,56 @@ def _program() -> list[tuple[int, int, int, int]]:
     return resolved
 
 
+# What a candidate's own process may not do once its functions run, with numba off (numba's compile cache needs
+# files): open any file (the problem's data, /proc/<harness>/mem) or start a program.
+FILES = {"open": 2, "openat": 257, "openat2": 437, "creat": 85, "execve": 59, "execveat": 322}
+
+
+def _files_program() -> list[tuple[int, int, int, int]]:
+    """A second filter, stacked on the first: every syscall in FILES fails with EACCES."""
+    numbers = sorted(FILES.values())
+    prog = [(LD_W_ABS, 0, 0, OFF_ARCH), (JEQ_K, 1, 0, AUDIT_ARCH_X86_64), (RET_K, 0, 0, RET_KILL_PROCESS),
+            (LD_W_ABS, 0, 0, OFF_NR)]
+    for i, number in enumerate(numbers):
+        prog.append((JEQ_K, len(numbers) - i, 0, number))  # to the EACCES return after the allow
+    prog.append((RET_K, 0, 0, RET_ALLOW))
+    prog.append((RET_K, 0, 0, RET_ERRNO | errno.EACCES))
+    return prog
+
+
 def supported() -> bool:
     return platform.machine() in ("x86_64", "AMD64")
 
 
 _FILTER: bytes | None = None
+_FILES_FILTER: bytes | None = None
 
 
 def prepare() -> None:
-    """Build the filter once (in the server), so that installing it in a candidate costs one syscall."""
-    global _FILTER
+    """Build the filters once (in the server), so that installing them in a candidate costs a syscall each."""
+    global _FILTER, _FILES_FILTER
     if supported():
         _FILTER = b"".join(struct.pack("HBBI", *ins) for ins in _program())
+        _FILES_FILTER = b"".join(struct.pack("HBBI", *ins) for ins in _files_program())
 
 
-def install(libc: ctypes.CDLL) -> bool:
-    """Install the filter on this process (no_new_privs must be set); False where unsupported. Raises on failure."""
+def install(libc: ctypes.CDLL, files: bool = False) -> bool:
+    """Install the filter on this process (no_new_privs must be set), and with `files` the FILES filter too;
+    False where unsupported. Raises on failure."""
     if _FILTER is None:
         prepare()
-    if _FILTER is None:
+    if _FILTER is None or _FILES_FILTER is None:
         return False
+    _load(libc, _FILTER)
+    if files:
+        _load(libc, _FILES_FILTER)
+    return True
 
+
+def _load(libc: ctypes.CDLL, program: bytes) -> None:
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
-    prog = SockFprog(len(_FILTER) // 8, _FILTER)
+    prog = SockFprog(len(program) // 8, program)
     if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
-    return True

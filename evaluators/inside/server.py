@@ -1,17 +1,23 @@
 """The fork server that runs inside a sandbox: `python -m evoforge.evaluators.inside.server
 PROBLEM OVERRIDES_JSON UID LEVEL SCRATCH WORKDIR CPU`.
 
-It loads the problem once (numpy, numba and the inputs stay warm), then for each request from the engine forks a
-fresh child that becomes the candidate: new session, rlimits, private scratch directory, unprivileged uid, captured
-and capped stdout/stderr, seeded RNGs. The server alone enforces the wall-clock deadline per input (it does not
-rely on the candidate's cooperation) and, when the candidate is done or out of time, kills it and every process it
-left behind: the server is a child subreaper, so orphans come back to it, and it kills its children until none
-is left. It talks to the engine over its stdin/stdout with the frames of `evaluators.wire`; nothing it receives
-from the child is trusted beyond being data. Each output goes to the engine as soon as the child sends it, and
-the engine may answer `stop` (an invalid output, or a cascade stage below its threshold): the child is then killed.
-With numba on, the engine's first frame holds the problem's compiled harnesses (if it has them from an earlier
-server), each request the program's earlier compilations, and the replies carry new ones back for the engine to
-keep (see `jit_compile` and `evaluators.compile_store`): nothing compiled is kept on the sandbox's side.
+Before anything else it forks the zygote (`evaluators.inside.zygote`), a clean process that forks the candidates'
+own processes; then it loads the problem's module once (its inputs come from the engine with each request). For
+each request it forks a harness child that runs `solve` on the request's inputs. Without numba the candidate's
+functions run in a process of their own, which the zygote forks, and the harness calls them over a pipe
+(`evaluators.channel`): the candidate sees its arguments and nothing else. With numba they are compiled in the
+harness's process (nopython code reaches no interpreter state; what falls back to Python runs there under the
+language check and the restricted namespace). Every candidate process gets a new session, rlimits, a private
+scratch directory, an unprivileged uid, captured and capped stdout/stderr and seeded RNGs. The server alone enforces
+the wall-clock deadline per input (it does not rely on the candidate's cooperation) and, when the candidate is done
+or out of time, kills it and every process it left behind: the server is a child subreaper, so orphans come back to
+it, and it kills its children until none is left. It talks to the engine over its stdin/stdout with the frames of
+`evaluators.wire`; nothing it receives from the children is trusted beyond being data. Each output goes to the
+engine as soon as the harness sends it, and the engine may answer `stop` (an invalid output, or a cascade stage
+below its threshold): the children are then killed. With numba on, the engine's first frame holds the problem's
+compiled harnesses (if it has them from an earlier server), each request the program's earlier compilations, and
+the replies carry new ones back for the engine to keep (see `jit_compile` and `evaluators.compile_store`): nothing
+compiled is kept on the sandbox's side.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import collections
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -27,6 +34,7 @@ import time
 import traceback
 from typing import Any
 
+from evoforge.evaluators import validator
 from evoforge.evaluators.cleanup import (
     PRIVATE_SWEEP_DIRS,
     SHARED_TMP_DIRS,
@@ -37,20 +45,16 @@ from evoforge.evaluators.inside import harness, seccomp
 from evoforge.evaluators.inside.procs import (
     PR_SET_CHILD_SUBREAPER,
     kill_all_children,
+    kill_group,
     prctl,
     vm_size_mb,
 )
 from evoforge.evaluators.inside.watch import FILE_LIMIT, Watch
+from evoforge.evaluators.inside.zygote import Zygote
 from evoforge.evaluators.problem_api import harnesses
-from evoforge.evaluators.wire import (
-    COMPILE_ALLOWANCE_S,
-    FrameReader,
-    WireError,
-    inputs_digest,
-    write_frame,
-)
+from evoforge.evaluators.wire import COMPILE_ALLOWANCE_S, FrameReader, WireError, write_frame
 
-MAX_REQUEST = 16 * 1024 * 1024  # a candidate's code and the input names
+MAX_REQUEST = 1 << 30  # a candidate's code and the inputs it runs on (from the trusted engine)
 COMPILE_ESTIMATE_S = 0.3  # what a compilation is assumed to cost under numba="auto" until this server has seen some
 COMPILE_SAMPLES = 16  # recent compile times whose median is the estimate
 NOFILE_LIMIT = 64
@@ -66,6 +70,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = int(uid_text)
+    zygote = Zygote()  # before the problem is loaded: its memory never holds any of it
     reader = FrameReader(req_fd, MAX_REQUEST)
     try:
         init = reader.read(None)  # the engine's first frame: the compiled harnesses it kept, if any
@@ -77,12 +82,10 @@ def main(argv: list[str]) -> int:
         write_frame(resp_fd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
     vm_mb = vm_size_mb()
-    digests = {"inputs": inputs_digest(problem.inputs), "held_out": inputs_digest(problem.held_out)}
     write_frame(resp_fd, {"ready": True, "pid": os.getpid(), "level": level, "uid": uid,
-                          "seccomp": seccomp.supported(), "inputs": list(problem.inputs),
-                          "held_out": list(problem.held_out), "baseline_mb": vm_mb,
-                          "source_hash": problem.source_hash, "digests": digests, "jit_new": new})
-    server = Server(problem, uid, scratch_root, reader, resp_fd, cpu=int(cpu_text),
+                          "seccomp": seccomp.supported(), "baseline_mb": vm_mb, "source_hash": problem.source_hash,
+                          "jit_new": new})
+    server = Server(problem, uid, scratch_root, reader, resp_fd, zygote, cpu=int(cpu_text),
                     private_tmp=level != "rlimits-only")
     while True:
         try:
@@ -97,16 +100,17 @@ def main(argv: list[str]) -> int:
             reply = {"status": "crashed", "error": "sandbox server error:\n" + traceback.format_exc()[-2000:]}
         reply["id"] = request.get("id")
         write_frame(resp_fd, reply)
-        if reader.closed:
-            return 0
+        if reader.closed or not zygote.alive:
+            return 0  # without its zygote a server cannot run candidates: the engine starts a new one
 
 
 class Server:
     """Runs one candidate at a time in a forked child and turns what happened into a reply."""
 
     def __init__(self, problem: Any, uid: int, scratch_root: str, requests: FrameReader,
-                 resp_fd: int, *, cpu: int, private_tmp: bool):
+                 resp_fd: int, zygote: Zygote, *, cpu: int, private_tmp: bool):
         self.problem = problem
+        self.zygote = zygote
         self.requests = requests  # read during an evaluation too: the engine may stop a candidate early
         self.resp_fd = resp_fd
         self.uid = uid
@@ -127,13 +131,20 @@ class Server:
     def evaluate(self, request: dict[str, Any]) -> dict[str, Any]:
         code = request.get("code")
         names = request.get("inputs")
-        held_out = bool(request.get("held_out"))
-        source = self.problem.held_out if held_out else self.problem.inputs
-        if not isinstance(code, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        values = request.get("values")
+        if (not isinstance(code, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+                or not isinstance(values, dict)):
             return {"status": "crashed", "error": "malformed request"}
-        unknown = [n for n in names if n not in source]
+        unknown = [n for n in names if n not in values]
         if unknown:
-            return {"status": "crashed", "error": f"unknown input(s) {unknown}"}
+            return {"status": "crashed", "error": f"no value sent for input(s) {unknown}"}
+        checked = request.get("checked") is not False
+        try:
+            if checked:
+                validator.check(code, harness.CANDIDATE_FILE)
+        except validator.Refused as exc:
+            return {"status": "error", "error": str(exc), "timings": {}, "input_seconds": {}, "compiled": None,
+                    "stdout": "", "outputs": 0}
         settings = self.problem.settings
         scratch = tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root)
         if self.switch_uid:
@@ -142,18 +153,31 @@ class Server:
         result_r, result_w = os.pipe()
         out_r, out_w = os.pipe()
         cpu_s = math.ceil(settings.time_limit_s * (len(names) + 1) + COMPILE_ALLOWANCE_S) + 1
+        limits = {"as_mb": settings.memory_limit_mb, "cpu_s": cpu_s, "fsize": FILE_LIMIT, "nofile": NOFILE_LIMIT,
+                  "nproc": NPROC_LIMIT, "cpu": self.cpu}
+        uid = self.uid if self.switch_uid else None
         jit = self._jit_plan(request.get("jit"), names) if settings.numba else None
         t_fork = time.monotonic()
+        # Without numba the candidate's functions run in a process of their own, forked by the zygote; with numba
+        # they are compiled in the harness's process (see harness._install), where nopython code reaches nothing.
+        candidate_pid, channel_fds = None, None
+        if not settings.numba:
+            call_r, call_w = os.pipe()
+            reply_r, reply_w = os.pipe()
+            candidate_pid = self.zygote.spawn([call_r, reply_w, out_w], {
+                "scratch": scratch, "uid": uid, "limits": limits, "no_files": checked})
+            os.close(call_r)
+            os.close(reply_w)
+            channel_fds = (call_w, reply_r)
         pid = os.fork()
-        if pid == 0:  # the candidate: never returns
+        if pid == 0:  # the harness: never returns
             os.close(result_r)
             os.close(out_r)
-            harness.run_child(self.problem, code, names, held_out, result_w, out_w, scratch,
-                              uid=self.uid if self.switch_uid else None,
-                              limits={"as_mb": settings.memory_limit_mb, "cpu_s": cpu_s, "fsize": FILE_LIMIT,
-                                      "nofile": NOFILE_LIMIT, "nproc": NPROC_LIMIT, "cpu": self.cpu}, jit=jit)
-        os.close(result_w)
-        os.close(out_w)
+            harness.run_child(self.problem, code, values, names, result_w, out_w, channel_fds, scratch,
+                              uid=uid, limits=limits, checked=checked, jit=jit)
+        for fd in (result_w, out_w, *(channel_fds or ())):
+            os.close(fd)
+        candidate_status: tuple[int, int] | None = None
         try:
             request_id = request.get("id")
 
@@ -163,15 +187,20 @@ class Server:
             late = jit is not None and not self.harnessed and (bool(jit.entries) or jit.compile_after_s <= 0)
             watch = Watch(pid, result_r, out_r, names, settings.time_limit_s, t_fork, settings.memory_limit_mb,
                           settings.numba, emit=emit, requests=self.requests, request_id=request_id,
-                          late_payloads=late)
+                          late_payloads=late, not_counted=self.zygote.pid)
             reply = watch.run()
         finally:
-            kill_all_children(pid)
+            if candidate_pid is not None:
+                kill_group(candidate_pid)
+                candidate_status = self.zygote.reaped()
+            kill_all_children(pid, keep=self.zygote.pid)
             os.close(result_r)
             os.close(out_r)
             remove_tree(scratch)
             for directory in self.sweep_dirs:
                 remove_owned_by(directory, self.uid if self.switch_uid else os.getuid())
+        if reply["status"] == "crashed" and candidate_status is not None:
+            reply.update(_candidate_ending(*candidate_status, reply["error"], settings.memory_limit_mb))
         if reply.get("compiled") and not reply.get("jit_cached") and reply["timings"]["compile"] > 0:
             self.compile_times.append(reply["timings"]["compile"])  # a cache hit says nothing of compile cost
         if jit is not None and jit.compile_after_s > 0 and reply.get("status") == "ok":
@@ -188,6 +217,26 @@ class Server:
             return harness.JitPlan(entries, 0.0)
         estimate = statistics.median(self.compile_times) if self.compile_times else COMPILE_ESTIMATE_S
         return harness.JitPlan(entries, min(max(estimate, 0.02), 5.0))
+
+
+def _candidate_ending(status: int, max_rss_kb: int, error: str | None, memory_mb: int) -> dict[str, Any]:
+    """The status of an evaluation whose candidate process ended under the harness, from how it ended."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        if sig == signal.SIGXCPU:
+            return {"status": "timeout", "error": "CPU time limit exceeded in the candidate's process"}
+        if sig == signal.SIGKILL and max_rss_kb * 1024 > 0.9 * memory_mb * 2**20:
+            return {"status": "memory", "error": "the candidate's process was killed by SIGKILL near the memory "
+                                                 "limit"}
+        if sig != signal.SIGKILL:  # SIGKILL otherwise: ours, after the harness had already failed
+            return {"status": "crashed", "error": f"the candidate's process was killed by {name}"}
+    elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == harness.SETUP_FAILED:
+        return {"status": "crashed", "error": "the sandbox could not set up the candidate's process"}
+    elif os.WIFEXITED(status):
+        return {"status": "crashed", "error": f"the candidate's process exited with code {os.WEXITSTATUS(status)} "
+                                              "(os._exit or a fatal error) before returning a result"}
+    return {"status": "crashed", "error": error}
 
 
 if __name__ == "__main__":

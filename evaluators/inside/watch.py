@@ -36,8 +36,9 @@ class Watch:
 
     def __init__(self, pid: int, result_fd: int, out_fd: int, names: list[str], limit_s: float, t_fork: float,
                  memory_mb: int, numba: bool, *, emit: Callable[[str, Any], None], requests: FrameReader,
-                 request_id: Any, late_payloads: bool = False):
+                 request_id: Any, late_payloads: bool = False, not_counted: int | None = None):
         self.pid = pid
+        self.not_counted = not_counted  # the zygote: its own memory is not the candidate's (its children's is)
         self.emit = emit  # each output goes to the engine as it arrives, so that it can score and stop early
         self.requests = requests
         self.request_id = request_id
@@ -136,7 +137,7 @@ class Watch:
             self._finish("memory", f"the candidate created {created} files in the temp folders, more than "
                                    f"{MAX_TEMP_FILES}")
             return
-        processes = descendants(os.getpid())
+        processes = [p for p in descendants(os.getpid()) if p != self.not_counted]
         if len(processes) < 2:
             return  # one process: its own RLIMIT_AS is the bound
         used = sum(private_resident_bytes(p) for p in processes)
@@ -254,7 +255,7 @@ class Watch:
                 self.deadline = now + 5.0
         elif kind == "done" and len(self.outputs) == len(self.names):
             self._finish("ok", None)
-        elif kind == "fail" and frame.get("kind") in ("error", "memory", "invalid"):
+        elif kind == "fail" and frame.get("kind") in ("error", "memory", "invalid", "crashed"):
             message = frame.get("message")
             self._finish(frame["kind"], message[-4000:] if isinstance(message, str) else "no message")
         else:

@@ -70,8 +70,10 @@ class BestRow:
 
 
 def _best_rows(ranked: list[analysis.Ranked]) -> list[BestRow]:
-    return [BestRow(r.rank, r.program.id, fmt.score(r.program.score), fmt.score(r.program.held_out_score),
-                    r.gap.describe(), r.gap.flagged, r.program.island, r.program.origin) for r in ranked]
+    return [BestRow(r.rank, r.program.id, fmt.score(r.program.score),
+                    r.gap.held_out_text(fmt.score(r.program.held_out_score)),
+                    ("SUSPECT " if r.suspect else "") + r.gap.describe(),
+                    r.gap.flagged or r.gap.failed or r.suspect, r.program.island, r.program.origin) for r in ranked]
 
 
 def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
@@ -181,11 +183,14 @@ def program_view(store: Store, program_id: int) -> dict[str, Any]:
     """One program: code, diff to its parent, each input's score, held-out, error, the prompt and the response."""
     d = analysis.program_detail(store, program_id)
     evaluations = [{"kind": "held-out" if ev.kind == "held_out" else "training", "status": ev.status,
-                    "score": fmt.score(ev.score), "stage": ev.stage, "error": ev.error,
+                    "score": fmt.score(ev.score), "stage": ev.stage,
+                    "error": fmt.printable(ev.error) if ev.error else ev.error,
                     "scores": [(name, fmt.score(value)) for name, value in ev.scores.items()],
                     "timings": ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items()) or "-"}
                    for ev in d.evaluations]
-    return {"detail": d, "program": d.program, "run": d.run, "gap": d.gap.describe(), "flagged": d.gap.flagged,
+    return {"detail": d, "program": d.program, "run": d.run, "gap": d.gap.describe(),
+            "flagged": d.gap.flagged or d.gap.failed,
+            "error": fmt.printable(d.program.error) if d.program.error else None,
             "code": code_html(d.program.code), "diff": diff_html(d.diff) if d.parent is not None else None,
             "evaluations": evaluations, "proposal": d.proposal}
 
@@ -201,8 +206,11 @@ def lineage_section(store: Store, ranked: analysis.Ranked) -> dict[str, Any]:
     diffs = [{"title": f"program {a.id} → {b.id} ({b.origin}): score {fmt.score(a.score)} → {fmt.score(b.score)}",
               "diff": diff_html(analysis.code_diff(code[a.id], code[b.id], f"program {a.id}", f"program {b.id}"))}
              for a, b in zip(chain, chain[1:])]
-    return {"ranked": ranked, "program": p, "code": code_html(p.code), "gap": ranked.gap.describe(),
-            "flagged": ranked.gap.flagged, "lineage_header": LINEAGE_HEADER, "lineage": lineage_rows(chain),
+    return {"ranked": ranked, "program": p, "code": code_html(p.code),
+            "gap": ("SUSPECT " if ranked.suspect else "") + ranked.gap.describe(),
+            "held_out": ranked.gap.held_out_text(fmt.score(p.held_out_score)),
+            "flagged": ranked.gap.flagged or ranked.gap.failed or ranked.suspect, "lineage_header": LINEAGE_HEADER,
+            "lineage": lineage_rows(chain),
             "rejected_steps": [c.rejected for c in chain], "steps": len(chain) - 1, "diffs": diffs}
 
 

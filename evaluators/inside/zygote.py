@@ -1,0 +1,99 @@
+"""The zygote: a clean process, forked by the sandbox server before it loads the problem, that forks candidates.
+
+A forked process carries a copy of its parent's memory. The server loads the problem module, and the harness it
+forks for each evaluation receives that evaluation's inputs; a candidate forked from either could find them in
+its own memory. So the candidate's process is forked from here instead: this process was forked before the
+problem was loaded, never receives anything but the fds and limits of the next candidate, and has already
+imported what candidates use (numpy, the allowed modules' views).
+The server asks over a Unix seqpacket socketpair (the pipes travel as SCM_RIGHTS); the zygote forks the candidate,
+says its pid, waits for it to end (the server kills it when the evaluation is over) and says how it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from typing import Any
+
+MAX_REQUEST = 1 << 16
+
+
+class Zygote:
+    """The server's handle on its zygote process."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            keep = theirs.fileno()
+            os.closerange(3, keep)  # the engine's pipes and anything else of the server's
+            os.closerange(keep + 1, 1 << 16)
+            _main(theirs)  # never returns
+        theirs.close()
+        self.pid = pid
+        self.sock = ours
+
+    def spawn(self, fds: list[int], spec: dict[str, Any]) -> int:
+        """Fork a candidate process with these fds (call read end, reply write end, output); its pid."""
+        return int(self._ask({"spec": spec}, fds)["pid"])
+
+    def reaped(self) -> tuple[int, int] | None:
+        """Wait until the candidate has ended (the server killed it); its wait status and peak memory in KiB."""
+        reply = self._read()
+        status, rss = reply.get("status"), reply.get("max_rss_kb")
+        return (status, rss) if isinstance(status, int) and isinstance(rss, int) else None
+
+    @property
+    def alive(self) -> bool:
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return pid == 0
+
+    def _ask(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        data = self.sock.recv(MAX_REQUEST)
+        if not data:
+            raise OSError("the zygote process ended")
+        reply = json.loads(data)
+        if reply.get("error"):
+            raise OSError(f"the zygote failed: {reply['error']}")
+        return dict(reply)
+
+
+def _main(sock: socket.socket) -> None:
+    status = 0
+    try:
+        _loop(sock)
+    except BaseException:
+        status = 1
+    os._exit(status)
+
+
+def _loop(sock: socket.socket) -> None:
+    from evoforge.evaluators.inside import candidate, harness, namespace
+
+    harness.die_with_parent()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    harness.prepare_candidates()
+    namespace.prepare()
+    while True:
+        data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 8)
+        if not data:
+            return
+        request = json.loads(data)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            candidate.run(fds[0], fds[1], fds[2], request["spec"])  # never returns
+        for fd in fds:
+            os.close(fd)
+        sock.sendall(json.dumps({"pid": pid}).encode())
+        _, status, usage = os.wait4(pid, 0)
+        sock.sendall(json.dumps({"status": status, "max_rss_kb": usage.ru_maxrss}).encode())

@@ -1,0 +1,200 @@
+"""The language a candidate is written in: Python without the parts that reach past a function's own arguments.
+
+Checked on the syntax tree before anything of the candidate runs; a refusal names the line and the rule, so the
+model that wrote the code learns it from the error. The rules are structural, not a list of known tricks:
+- no attribute whose name starts with `_` (dunders, private members: `__globals__`, `__class__`, `random._os`),
+  no attribute of frames, tracebacks, generators, coroutines or code objects (`gi_frame`, `f_back`, `co_consts`),
+  none of the few public names that look attributes up by a string (`str.format`, `operator.attrgetter`,
+  `functools.update_wrapper`, `singledispatch`) and none of numpy's doors to memory and files (`ctypes`,
+  `as_strided`, `load`, `fromfile`, `memmap`, ...); attributes are never assigned or deleted;
+- no name that starts with `__` and none of the builtins that read or write namespaces, run strings as code,
+  open files or introspect types (`getattr`, `globals`, `vars`, `eval`, `exec`, `compile`, `open`, `type`);
+- imports only of the allowed modules (`ALLOWED_MODULES`); no classes, no `async`.
+What is not refused here is still out of reach at run time: the functions are compiled in a namespace of their
+own (`evaluators.inside.namespace`) and run in a process that never held the problem's data
+(`evaluators.inside.candidate`).
+"""
+
+from __future__ import annotations
+
+import ast
+
+# Modules a candidate may import (and the problem's helpers may use); each is seen through a copy that holds only
+# its public, allowed names (see evaluators.inside.namespace).
+ALLOWED_MODULES = ("numpy", "math", "cmath", "itertools", "functools", "collections", "heapq", "bisect", "random",
+                   "statistics", "fractions", "decimal", "operator", "array", "re", "string", "typing")
+ALLOWED_SUBMODULES = {"numpy": ("linalg", "random", "fft", "polynomial", "emath", "ma", "char", "rec"),
+                      "collections": ("abc",)}
+
+# Attributes of frames, tracebacks, generators, coroutines and code objects, and of the interpreter's internals.
+INTROSPECTION_ATTRIBUTES = frozenset({
+    "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "f_lasti", "f_lineno", "f_trace_lines",
+    "f_trace_opcodes", "tb_frame", "tb_next", "tb_lasti", "tb_lineno", "gi_frame", "gi_code", "gi_yieldfrom",
+    "gi_running", "gi_suspended", "cr_frame", "cr_code", "cr_await", "cr_origin", "cr_running", "cr_suspended",
+    "ag_frame", "ag_code", "ag_await", "ag_running", "func_globals", "func_code", "func_closure", "cell_contents",
+    "modules", "builtins", "sys", "os", "gc", "inspect", "importlib", "subprocess", "posix", "socket",
+})
+# Public names that look an attribute up by a string given at run time, or evaluate a string as code.
+STRING_LOOKUP_ATTRIBUTES = frozenset({
+    "format", "format_map", "vformat", "get_field", "attrgetter", "methodcaller", "update_wrapper", "wraps",
+    "singledispatch", "singledispatchmethod", "get_type_hints", "ForwardRef", "Formatter", "Template",
+})
+# numpy's doors to raw memory, files and native code.
+NUMPY_ESCAPE_ATTRIBUTES = frozenset({
+    "ctypes", "ctypeslib", "cffi", "lib", "core", "testing", "f2py", "distutils", "stride_tricks", "as_strided",
+    "memmap", "open_memmap", "load", "loads", "save", "savez", "savez_compressed", "savetxt", "loadtxt",
+    "genfromtxt", "fromfile", "tofile", "fromregex", "DataSource", "dump", "dumps", "show_config", "show_runtime",
+    "info", "source", "lookfor", "get_include", "test", "from_dlpack", "capsule", "byte_bounds", "recfunctions",
+})
+FORBIDDEN_ATTRIBUTES = INTROSPECTION_ATTRIBUTES | STRING_LOOKUP_ATTRIBUTES | NUMPY_ESCAPE_ATTRIBUTES
+
+FORBIDDEN_NAMES = frozenset({
+    "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "dir", "eval", "exec", "compile",
+    "open", "input", "breakpoint", "help", "exit", "quit", "type", "object", "super", "memoryview", "classmethod",
+    "staticmethod", "property", "copyright", "credits", "license",
+})
+
+RULES_HINT = ("evolved code may use its arguments, numpy as `np`, the modules " + ", ".join(ALLOWED_MODULES[1:])
+              + " and the helpers the problem names; no introspection, files or private attributes")
+
+
+class Refused(Exception):
+    """The candidate breaks a rule of the language subset; the message names the line and the rule."""
+
+
+def check(code: str, filename: str = "<candidate>") -> None:
+    """Raise Refused if code uses anything outside the subset (every violation found, one per line)."""
+    try:
+        tree = ast.parse(code, filename=filename)
+    except SyntaxError as exc:
+        raise Refused(f"line {exc.lineno}: syntax error: {exc.msg}") from None
+    problems = _Checker().run(tree)
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise Refused(f"refused before running: {shown} ({RULES_HINT})")
+
+
+def attribute_allowed(name: str) -> bool:
+    """Whether `x.name` may appear in a candidate (and what a module copy may hold)."""
+    return not name.startswith("_") and not name.startswith("co_") and name not in FORBIDDEN_ATTRIBUTES
+
+
+def module_allowed(dotted: str) -> bool:
+    """Whether `import dotted` (or `from dotted import ...`) is allowed."""
+    top, _, rest = dotted.partition(".")
+    if top not in ALLOWED_MODULES:
+        return False
+    return not rest or rest in ALLOWED_SUBMODULES.get(top, ())
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def run(self, tree: ast.AST) -> list[str]:
+        self.visit(tree)
+        return self.problems
+
+    def refuse(self, node: ast.AST, what: str) -> None:
+        line = getattr(node, "lineno", "?")
+        text = f"line {line}: {what}"
+        if text not in self.problems:
+            self.problems.append(text)
+
+    def name(self, node: ast.AST, name: str | None, what: str) -> None:
+        if name is None:
+            return
+        if name.startswith("__"):
+            self.refuse(node, f"{what} `{name}` (names starting with __ are not allowed)")
+        elif name in FORBIDDEN_NAMES:
+            self.refuse(node, f"`{name}` is not available to evolved code")
+
+    def visit_Name(self, node: ast.Name) -> None:
+        self.name(node, node.id, "the name")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        attr = node.attr
+        if attr in ("format", "format_map"):
+            self.refuse(node, f"`.{attr}` is not allowed (it reads attributes named in a string); use an f-string")
+        elif not attribute_allowed(attr):
+            why = ("private and special attributes are not allowed" if attr.startswith("_")
+                   else "it reaches past the function's arguments")
+            self.refuse(node, f"the attribute `.{attr}` ({why})")
+        if not isinstance(node.ctx, ast.Load):
+            self.refuse(node, f"assigning or deleting the attribute `.{attr}` is not allowed; keep state in a "
+                              "local variable or a dict")
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if not module_allowed(alias.name):
+                self.refuse(node, f"`import {alias.name}`: only {', '.join(ALLOWED_MODULES)} may be imported")
+            self.name(node, alias.asname, "the alias")
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        if node.level or not module_allowed(module):
+            self.refuse(node, f"`from {'.' * node.level}{module} import ...`: only {', '.join(ALLOWED_MODULES)} "
+                              "may be imported")
+            return
+        for alias in node.names:
+            if alias.name == "*":
+                self.refuse(node, f"`from {module} import *` is not allowed; name what you import")
+            elif not attribute_allowed(alias.name) and not module_allowed(f"{module}.{alias.name}"):
+                self.refuse(node, f"`from {module} import {alias.name}` is not allowed")
+            self.name(node, alias.asname, "the alias")
+
+    def _function(self, node: ast.FunctionDef | ast.Lambda) -> None:
+        if isinstance(node, ast.FunctionDef):
+            self.name(node, node.name, "the function name")
+        args = node.args
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if arg is not None:
+                self.name(arg, arg.arg, "the parameter")
+        self.generic_visit(node)
+
+    visit_FunctionDef = _function
+    visit_Lambda = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.refuse(node, "classes are not allowed in evolved code; use functions, tuples and dicts")
+
+    def _async(self, node: ast.AST) -> None:
+        self.refuse(node, "async code is not allowed in evolved code")
+
+    visit_AsyncFunctionDef = _async
+    visit_Await = _async
+    visit_AsyncFor = _async
+    visit_AsyncWith = _async
+
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+        for name in node.names:
+            self.name(node, name, "the name")
+
+    visit_Nonlocal = visit_Global
+
+    def visit_keyword(self, node: ast.keyword) -> None:
+        self.name(node, node.arg, "the keyword")
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        self.name(node, node.name, "the name")
+        self.generic_visit(node)
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        for attr in node.kwd_attrs:  # `case C(attr=...)` reads the attribute
+            if not attribute_allowed(attr):
+                self.refuse(node, f"the attribute `{attr}` in a class pattern")
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        self.name(node, node.name, "the name")
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        self.name(node, node.name, "the name")
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self.name(node, node.rest, "the name")
+        self.generic_visit(node)
+
