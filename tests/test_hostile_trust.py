@@ -25,7 +25,9 @@ from evoforge.evaluators.validator import Refused, check
 
 REPO = Path(__file__).resolve().parent.parent
 PROBLEMS = REPO / "problems"
-SMALL_BINS = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
+# numba off: the candidate's functions run in a process of their own (with numba they are compiled in the
+# harness's process, and the language check and restricted namespace are the boundary: tested below).
+SMALL_BINS = {"num_items": "200", "num_instances": "2", "held_out_instances": "1", "numba": "false"}
 BEST_FIT = "def priority(item, bins):\n    return -(bins - item)\n"
 
 # FunSearch's published heuristic for online bin packing (Weibull), numpy throughout.
@@ -214,6 +216,19 @@ def test_an_exposed_helper_is_a_fresh_copy(tmp_path):
                  "    return np.column_stack([centres, safe_radii(centres)])\n")
         ev = pool.evaluate(snoop)
         assert ev.status == "ok" and ev.score == pytest.approx(2.1666666666406664, abs=0), ev
+
+
+def test_with_numba_the_problem_module_is_not_the_candidates_namespace():
+    """Compiled in the harness's process, the evolved code still sees only its namespace: the problem module's
+    helpers and data are not names it can use, compiled or (numba's fallback) as Python."""
+    overrides = {k: v for k, v in SMALL_BINS.items() if k != "numba"}
+    with pool_for("bin_packing", overrides) as pool:
+        assert pool.problem.settings.numba
+        honest = pool.evaluate(BEST_FIT)
+        assert honest.status == "ok" and honest.compiled is True, honest
+        for name in ("l1_bound", "solve", "held_out_inputs", "_weibull_instances"):
+            ev = pool.evaluate(f"def priority(item, bins):\n    return -(bins - item) + 0 * len([{name}])\n")
+            assert ev.status == "error" and f"name '{name}' is not defined" in ev.error, ev
 
 
 # ---------------------------------------------------------------- the runtime layers, with the check off
