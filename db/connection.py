@@ -19,6 +19,10 @@ WAL_SAFETY_NET_PAGES = 10_000
 
 # Messages of driver errors that a bounded retry can fix: locks, timeouts, dropped connections.
 _TRANSIENT_WORDS = ("locked", "busy", "timeout", "timed out", "connection", "server closed", "deadlock", "serialize")
+# Messages that no wait can fix: the database, its file or folder, or the role refuses to be written or opened. These
+# fail at once, even where the words above appear too ("connection ... failed: permission denied").
+_REFUSAL_WORDS = ("readonly", "read-only", "permission denied", "unable to open database file", "not permitted",
+                  "authentication failed", "access denied")
 
 
 def masked(url: URL) -> str:
@@ -146,8 +150,15 @@ def transaction(engine: Engine, lock: threading.RLock | None, *, write: bool) ->
         # A server's OperationalError is about the connection or the server (down, restarting, out of slots);
         # SQLite raises it for a missing table too, so there only the message tells a lock from a bug.
         server_fault = isinstance(err, exc.OperationalError) and engine.dialect.name != "sqlite"
-        transient = (err.connection_invalidated or server_fault
-                     or any(w in str(err.orig).lower() for w in _TRANSIENT_WORDS))
+        message = str(err.orig).lower()
+        if any(w in message for w in _REFUSAL_WORDS):
+            raise StoreError(
+                f"database {masked(engine.url)} cannot be opened or written: {_orig(err)}; waiting would not help: "
+                "make the file and its folder writable by this user (SQLite also writes NAME-wal and NAME-shm "
+                "beside it), grant the role access (PostgreSQL), or pass another --db",
+                transient=False,
+            ) from err
+        transient = (err.connection_invalidated or server_fault or any(w in message for w in _TRANSIENT_WORDS))
         raise StoreError(
             f"database {masked(engine.url)} failed: {_orig(err)}; check that it is reachable and writable "
             "(for SQLite: the file and its folder are writable, on a local disk, and no other process holds "

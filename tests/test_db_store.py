@@ -7,9 +7,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -607,3 +610,58 @@ def test_the_write_ahead_log_is_moved_into_the_file_in_the_background_not_by_com
     assert checkpointers() == others
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM programs").fetchone()[0] == 200
+
+
+UNPRIVILEGED = 65534  # nobody
+
+
+@pytest.mark.parametrize("locked", ["file", "folder"])
+def test_an_unwritable_sqlite_database_fails_at_once_saying_why(request: pytest.FixtureRequest,
+                                                                locked: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to drop to an unprivileged user for whom the database is read-only")
+    folder = Path(tempfile.mkdtemp(prefix="evoforge-ro-"))  # pytest's own folders are closed to other users
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    url = f"sqlite:///{folder / 'r.db'}"
+    with Store(url) as store:
+        make_run(store)
+    for path in (folder, *folder.iterdir()):
+        os.chown(path, UNPRIVILEGED, UNPRIVILEGED)
+    (folder / "r.db").chmod(0o444) if locked == "file" else folder.chmod(0o555)
+    # Imports first (the interpreter's files need not be readable by nobody), then drop to nobody and write.
+    script = textwrap.dedent(f"""
+        import os, sqlite3, sqlalchemy.dialects.sqlite.pysqlite
+        from evoforge.db import Store, StoreError
+        os.setgid({UNPRIVILEGED}); os.setuid({UNPRIVILEGED})
+        try:
+            Store({url!r}, patience_s=300).create_run(name="more", problem_name="p", problem_path="/p.py",
+                                                      problem_source="", problem_hash="h", config={{}}, seed=0,
+                                                      evoforge_version="test")
+        except StoreError as err:
+            print(err)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "cannot be opened or written" in out.stdout and "make the file and its folder writable" in out.stdout, \
+        out.stdout + out.stderr
+    assert "gave up after retrying" not in out.stdout and "not answering" not in out.stderr
+
+
+def test_a_postgresql_role_without_access_fails_at_once_saying_why(postgres_url: str) -> None:  # noqa: F811
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    role = f"evoforge_outsider_{os.getpid()}"
+    target = make_url(postgres_url)
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+            c.execute(text(f'REVOKE CONNECT ON DATABASE "{target.database}" FROM PUBLIC'))
+        with pytest.raises(StoreError, match="cannot be opened or written") as info:
+            Store(target.set(username=role).render_as_string(hide_password=False), patience_s=300)
+        assert "gave up after retrying" not in str(info.value)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'GRANT CONNECT ON DATABASE "{target.database}" TO PUBLIC'))
+            c.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
