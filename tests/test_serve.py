@@ -11,9 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -264,3 +265,171 @@ def test_the_live_curve_reads_only_new_programs_and_rebuilds_when_old_ones_chang
         assert live.payload()["best"] == [1.0, 1.0, 3.0] and live.payload()["rejected"] == [False, True, False]
         assert live.payload() == curve_payload(store, run)  # incremental and fresh agree
         assert seed == live.payload()["program_id"][0]
+
+
+HOSTILE_NAME = 'r"><img src=x onerror=alert(1)></script>'
+
+
+def _attack(tmp_path: Path, check: Callable[..., Awaitable[object]], **config: object) -> None:
+    """Run `check(client, run_name, program_id)` against the real app over a database with one run and one program
+    whose name and code are hostile text."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from evoforge.db import NewEvaluation, NewProgram
+    from evoforge.engine.serve.app import ServeConfig, make_app
+
+    async def go() -> None:
+        with Store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+            run = store.create_run(name=HOSTILE_NAME, problem_name="p", problem_path="p.py", problem_source="",
+                                   problem_hash="h", config={"run": {"islands": {"num_islands": 1}},
+                                                             "settings": {"maximize": True}, "params": {}},
+                                   seed=0, evoforge_version="test")
+            code = HOSTILE
+            program = NewProgram(island=0, origin="human", code=code, code_hash=code, status="ok", score=1.0,
+                                 scores={"a": 1.0}, parent_ids=[])
+            ev = NewEvaluation(kind="train", status="ok", score=1.0, scores={"a": 1.0})
+            pid = store.record_candidate(run.id, program=program, evaluations=[ev]).program_id
+            app = make_app(ServeConfig(store=store, token=TOKEN, **config))  # type: ignore[arg-type]
+            async with TestClient(TestServer(app)) as client:
+                await check(client, HOSTILE_NAME, pid)
+
+    asyncio.run(go())
+
+
+async def _raw(client: Any, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send bytes as they are (a path no client library would send), return the status and headers."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(request)
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    writer.close()
+    return int(head[0].split()[1]), {k.lower(): v for k, v in (h.split(": ", 1) for h in head[1:] if h)}
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+
+
+def test_a_page_reached_by_another_host_name_is_refused(tmp_path: Path) -> None:
+    """DNS rebinding: a site whose name now points at 127.0.0.1 is same-origin with the server, so it could read
+    every page unless the server refuses names it does not answer to."""
+    from evoforge.engine.serve.app import allowed_hosts
+
+    async def check(client: Any, name: str, pid: int) -> None:
+        for host in ("evil.example:8765", "evil.example", "127.0.0.1.evil.example", ""):
+            r = await client.get("/api/runs", headers={"Host": host})
+            assert r.status == 421, host
+        r = await client.post(f"/api/programs/{pid}/reject", json={"why": "x"},
+                              headers={"Host": "evil.example:1", "Origin": "http://evil.example:1",
+                                       "X-Evoforge-Token": TOKEN})
+        assert r.status == 421
+        for host in ("localhost:8765", "127.0.0.1", "LOCALHOST", "[::1]:8765"):
+            assert (await client.get("/api/runs", headers={"Host": host})).status == 200, host
+
+    _attack(tmp_path, check)
+    assert allowed_hosts("127.0.0.1") is not None and "localhost" in allowed_hosts("localhost")  # type: ignore[operator]
+    assert allowed_hosts("0.0.0.0") is None and allowed_hosts("192.168.1.5") is None  # --host: any name
+
+
+def test_the_login_link_never_redirects_to_another_site(tmp_path: Path) -> None:
+    async def check(client: Any, name: str, pid: int) -> None:
+        for path, target in ((f"//evil.example/?token={TOKEN}", "/evil.example/"),
+                             (f"///evil.example/?token={TOKEN}", "/evil.example/"),
+                             (f"/\\evil.example/?token={TOKEN}", "/evil.example/"),
+                             (f"/runs/x?a=1&token={TOKEN}", "/runs/x?a=1"), (f"/?token={TOKEN}", "/")):
+            status, headers = await _raw(client, _get(path))
+            assert status == 302 and headers["location"] == target, (path, headers.get("location"))
+            assert "HttpOnly" in headers["set-cookie"] and "SameSite=Strict" in headers["set-cookie"]
+        assert (await client.get("/?token=" + TOKEN[:-1], allow_redirects=False)).status == 403
+
+    _attack(tmp_path, check)
+
+
+def test_tokens_that_are_wrong_in_any_way_are_refused_cleanly(tmp_path: Path) -> None:
+    async def check(client: Any, name: str, pid: int) -> None:
+        url = f"/api/programs/{pid}/reject"
+        for token in ("", TOKEN[:-1], TOKEN + "x", TOKEN.upper(), "é" + TOKEN[1:]):
+            r = await client.post(url, json={"why": "x"}, headers={"X-Evoforge-Token": token})
+            assert r.status == 403, token
+        # Bytes that are not UTF-8 in the header: refused, not a server error.
+        status, _ = await _raw(client, f"POST {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                       "Content-Length: 2\r\nConnection: close\r\nX-Evoforge-Token: ".encode()
+                               + b"\xff\xfe\r\n\r\n{}")
+        assert status == 403
+        assert (await client.get("/?token=%ff", allow_redirects=False)).status == 403
+
+    _attack(tmp_path, check)
+
+
+def test_cross_site_requests_cannot_act_with_the_cookie(tmp_path: Path) -> None:
+    """CSRF: the cookie alone, without this server's Origin or with a form's text/plain body, changes nothing."""
+    async def check(client: Any, name: str, pid: int) -> None:
+        client.session.cookie_jar.update_cookies({"evoforge_token": TOKEN})
+        url = f"/api/programs/{pid}/reject"
+        own = str(client.make_url("")).rstrip("/")
+        refused = [({"Origin": "http://localhost:9"}, "json"), ({"Origin": "null"}, "json"), ({}, "json"),
+                   ({"Origin": own, "Content-Type": "text/plain"}, "text"),
+                   ({"Origin": own, "Content-Type": "application/x-www-form-urlencoded"}, "text")]
+        for headers, kind in refused:
+            body = {"json": {"why": "csrf"}} if kind == "json" else {"data": '{"why": "csrf"}'}
+            r = await client.post(url, headers=headers, **body)
+            assert r.status in (403, 415), (headers, r.status)
+        assert (await client.get(f"/programs/{pid}")).status == 200
+        with Store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+            assert store.get_program(pid).rejected_at is None
+        ok = await client.post(url, json={"why": "from the page"}, headers={"Origin": own})
+        assert ok.status == 200, await ok.text()
+
+    _attack(tmp_path, check)
+
+
+def test_bad_numbers_and_bodies_get_a_clean_400_not_a_server_error(tmp_path: Path) -> None:
+    async def check(client: Any, name: str, pid: int) -> None:
+        from urllib.parse import quote
+
+        run = quote(name, safe="")
+        auth = {"X-Evoforge-Token": TOKEN}
+        for query in ("top=abc", "top=0", "top=-5", "top=99999999999999999999999", "top=1e3", "top=" + "9" * 5000):
+            r = await client.get(f"/runs/{run}/lineage?{query}")
+            assert r.status == 400 and "whole number" in await r.text(), query
+        assert (await client.get(f"/runs/{run}/lineage?top=3")).status == 200
+        for query in ("since=-1", "since=x", "since=1.5"):
+            assert (await client.get(f"/api/runs/{run}/curve?{query}")).status == 400, query
+        assert (await (await client.get(f"/api/runs/{run}/curve?since=99999999")).json())["total"] == 1
+        for path in ("/programs/99999999999999999999999", "/programs/-1", "/programs/0", "/programs/1e3"):
+            assert (await client.get(path)).status == 404, path
+        r = await client.post("/api/programs/99999999999999999999999/reject", json={"why": "x"}, headers=auth)
+        assert r.status == 404
+        for body in ('{"island": Infinity, "code": "x"}', '{"island": 1e400, "code": "x"}',
+                     '{"island": NaN, "code": "x"}', '{"island": 1.5, "code": "x"}', '{"island": true, "code": "x"}',
+                     '{"island": [0], "code": "x"}', "[" * 100_000, "\xff\xfe", "[1]", ""):
+            r = await client.post(f"/api/runs/{run}/programs", data=body.encode("latin-1"),
+                                  headers={**auth, "Content-Type": "application/json"})
+            assert r.status == 400, (body[:30], r.status)
+        r = await client.post(f"/api/runs/{run}/notes", data=b"x" * (3 * 1024 * 1024),
+                              headers={**auth, "Content-Type": "application/json"})
+        assert r.status == 413
+
+    _attack(tmp_path, check)
+
+
+def test_hostile_run_names_and_code_stay_text_on_every_page(tmp_path: Path) -> None:
+    async def check(client: Any, name: str, pid: int) -> None:
+        from urllib.parse import quote
+
+        run = quote(name, safe="")
+        for path in ("/", f"/runs/{run}", f"/runs/{run}/lineage", f"/programs/{pid}", f"/compare?a={run}&b={run}"):
+            r = await client.get(path)
+            text = await r.text()
+            assert r.status == 200, path
+            assert "<img" not in text and "onerror=alert" not in text.replace("onerror=alert(1)&gt;", ""), path
+            assert text.count("<script") == 2 and "</script>" not in text.replace("></script>", ""), path
+        for path in ("/static/../api/runs", "/static/%2e%2e/api/runs", "/static/..%2fapi%2fruns",
+                     "/static/..%2f__init__.py", "/static/__init__.py", "/static/uplot.LICENSE"):
+            assert (await _raw(client, _get(path)))[0] == 404, path
+
+    _attack(tmp_path, check)

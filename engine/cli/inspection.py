@@ -93,11 +93,12 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     from evoforge.engine.run.oversight import current_user
-    from evoforge.engine.serve.app import ServeConfig, new_token, serve
+    from evoforge.engine.serve.app import ServeConfig, allowed_hosts, new_token, serve
 
     token = os.environ.get("EVOFORGE_TOKEN") or new_token()
     with Store(args.db, create=False) as store:
-        config = ServeConfig(store=store, token=token, private=args.private, by=f"{current_user()} via evoforge serve")
+        config = ServeConfig(store=store, token=token, private=args.private, by=f"{current_user()} via evoforge serve",
+                             hosts=allowed_hosts(args.host))
         serve(config, host=args.host, port=args.port, announce=_note)
     return 0
 

@@ -2,16 +2,20 @@
 
 aiohttp.web serves them (already installed with litellm, asyncio-native, long maintained). Pages are the report's
 templates (engine/analysis/web); the chart script polls the JSON API for new points. Safe by default: it listens on
-127.0.0.1, actions that change the database need the token printed at start (a header, or the cookie set by
-opening `/?token=...`), read-only pages need it too under `--private`, scripts run only from our own static files
-(a Content-Security-Policy), and candidate text reaches a page only escaped.
+127.0.0.1 and then answers only requests addressed to this machine by name (a web page whose domain was
+re-pointed at 127.0.0.1 cannot read it: DNS rebinding), actions that change the database need the token printed at
+start (a header, or the cookie set by opening `/?token=...`, which a browser sends with JSON from our own pages
+only), read-only pages need it too under `--private`, scripts run only from our own static files (a
+Content-Security-Policy), and candidate text reaches a page only escaped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +34,9 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COOKIE = "evoforge_token"
 TOKEN_HEADER = "X-Evoforge-Token"
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_TOP = 1000  # the lineage tree of more best programs than this is no page anyone reads
+MAX_ID = 2**63 - 1  # the largest id SQL stores: a bigger one names no program
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
@@ -42,10 +49,22 @@ class ServeConfig:
     token: str
     private: bool = False
     by: str = "web"  # recorded as who acted, with what the person typed in the form, if anything
+    # The names a request may address the server by (its Host header, without the port); None: any, for a server
+    # listening on a non-loopback address, which cannot know the names people reach it by.
+    hosts: frozenset[str] | None = LOOPBACK_NAMES
 
 
 def new_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def allowed_hosts(host: str) -> frozenset[str] | None:
+    """The Host names to accept when listening on `host`: this machine's names on loopback, any name otherwise."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() == "localhost"
+    return LOOPBACK_NAMES | {host.strip("[]").lower()} if loopback else None
 
 
 STORE_KEY: web.AppKey[ServeConfig] = web.AppKey("config", ServeConfig)
@@ -62,10 +81,27 @@ async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
 
 
-def _has_token(request: web.Request) -> bool:
+def _same(given: str, token: str) -> bool:
+    """Constant-time comparison that any text a client sends can go through (a header may hold non-UTF-8 bytes)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass"))
+
+
+def _token_source(request: web.Request) -> str | None:
+    """Where the request showed the right token: 'header', 'cookie', or None."""
     token = _config(request).token
-    given = request.headers.get(TOKEN_HEADER) or request.cookies.get(COOKIE) or ""
-    return hmac.compare_digest(given.encode(), token.encode())
+    if _same(request.headers.get(TOKEN_HEADER) or "", token):
+        return "header"
+    if _same(request.cookies.get(COOKIE) or "", token):
+        return "cookie"
+    return None
+
+
+def _host_name(request: web.Request) -> str:
+    """The name the request addressed the server by: its Host header without the port, lower case."""
+    host = request.headers.get("Host", "").strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 @web.middleware
@@ -80,24 +116,41 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
+def _login_target(request: web.Request) -> str:
+    """Where `/?token=...` goes once the cookie is set: the same page on this server, never another site (a path
+    starting with two slashes or a backslash would be read by the browser as another host)."""
+    query = request.rel_url.with_query({k: v for k, v in request.query.items() if k != "token"}).raw_query_string
+    path = "/" + request.rel_url.raw_path.lstrip("/\\")
+    return path + ("?" + query if query else "")
+
+
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
     config = _config(request)
+    if config.hosts is not None and _host_name(request) not in config.hosts:
+        raise web.HTTPMisdirectedRequest(text=f"this server answers only as {', '.join(sorted(config.hosts))}: "
+                                              "to reach it by another name, start it with --host")
     login = request.query.get("token")
     if login is not None and request.method == "GET":
-        if not hmac.compare_digest(login.encode(), config.token.encode()):
+        if not _same(login, config.token):
             raise web.HTTPForbidden(text="wrong token: use the one `evoforge serve` printed when it started")
-        found = web.HTTPFound(request.rel_url.with_query({k: v for k, v in request.query.items() if k != "token"}))
+        found = web.HTTPFound(_login_target(request))
         found.set_cookie(COOKIE, config.token, httponly=True, samesite="Strict")
         raise found
     acting = request.method not in ("GET", "HEAD")
-    if (acting or config.private) and not request.path.startswith("/static/") and not _has_token(request):
+    shown = _token_source(request) if acting or config.private else None
+    if (acting or config.private) and not request.path.startswith("/static/") and shown is None:
         if acting or request.path.startswith("/api/"):
             return _json({"error": "this needs the token `evoforge serve` printed when it started (header "
                                    f"{TOKEN_HEADER}, or open the page once with ?token=...)"}, status=403)
         raise web.HTTPForbidden(text="this server is private: open it with the URL `evoforge serve` printed, which "
                                      "ends in ?token=...")
-    if acting and (origin := request.headers.get("Origin")) and origin != f"{request.scheme}://{request.host}":
-        return _json({"error": f"refused: the request came from another site ({origin})"}, status=403)
+    if acting:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            return _json({"error": f"refused: the request came from another site ({origin})"}, status=403)
+        if shown == "cookie" and origin is None:  # a browser sends Origin with every POST; a script sends the header
+            return _json({"error": "refused: an action shown the token by cookie must come from this server's pages "
+                                   f"(an Origin header); scripts send the {TOKEN_HEADER} header"}, status=403)
     try:
         return await handler(request)
     except (ProblemError, StoreError, ValueError) as exc:
@@ -133,16 +186,36 @@ def _open_run(store: Store, name: str) -> Any:
 
 
 def _program_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text=f"no program {request.match_info['id']!r}") from None
+    text = request.match_info["id"]
+    if not (re.fullmatch(r"[0-9]{1,19}", text) and 0 < int(text) <= MAX_ID):
+        raise web.HTTPNotFound(text=f"no program {text!r}")
+    return int(text)
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int | None = None) -> int:
+    """A whole-number query value within [low, high], else a 400 that says what to give."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    limits = f"from {low}" + (f" to {high}" if high is not None else "")
+    if not re.fullmatch(r"-?[0-9]{1,18}", text):
+        raise web.HTTPBadRequest(text=f"{name}={text[:40]!r}: give a whole number {limits}")
+    value = int(text)
+    if value < low or (high is not None and value > high):
+        raise web.HTTPBadRequest(text=f"{name}={value}: give a whole number {limits}")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":  # a form of another site can send text/plain without asking
+        raise web.HTTPUnsupportedMediaType(text="send the action's fields as JSON (Content-Type: application/json)")
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(await request.text(), parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # bad JSON, NaN/Infinity, bad UTF-8, nesting deeper than Python recurses
         raise web.HTTPBadRequest(text="send the action's fields as a JSON object") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="send the action's fields as a JSON object")
@@ -182,7 +255,7 @@ async def program_page(request: web.Request) -> web.Response:
 async def lineage_page(request: web.Request) -> web.Response:
     store = _config(request).store
     run = await _blocking(_open_run, store, request.match_info["name"])
-    top = int(request.query.get("top", "10"))
+    top = _int_query(request, "top", 10, 1, MAX_TOP)
     roots = await _blocking(pages.lineage_tree, store, run, top=top)
     return _html("lineage.html", run=run, roots=roots, top=top)
 
@@ -217,7 +290,7 @@ async def api_runs(request: web.Request) -> web.Response:
 async def api_curve(request: web.Request) -> web.Response:
     store = _config(request).store
     run = await _blocking(_open_run, store, request.match_info["name"])
-    since = max(0, int(request.query.get("since", "0")))
+    since = _int_query(request, "since", 0, 0)
     curves = request.app[CURVES_KEY]
     live = curves.get(run.id)
     if live is None:
@@ -251,10 +324,11 @@ async def api_add(request: web.Request) -> web.Response:
     from evoforge.engine.run.oversight import add_program
 
     config, data = _config(request), await _body(request)
-    try:
-        island = int(data.get("island", 0))
-    except (TypeError, ValueError):
-        raise web.HTTPBadRequest(text="island: give a whole number") from None
+    island = data.get("island", 0)
+    if isinstance(island, str) and re.fullmatch(r"-?[0-9]{1,9}", island.strip()):
+        island = int(island)  # the page's number field arrives as text
+    if isinstance(island, bool) or not isinstance(island, int):
+        raise web.HTTPBadRequest(text="island: give a whole number")
     added = await _blocking(add_program, config.store, request.match_info["name"], code=str(data.get("code", "")),
                             island=island, by=_who(config, data))
     p = added.program
@@ -295,4 +369,4 @@ def serve(config: ServeConfig, *, host: str, port: int, announce: Callable[[str]
     web.run_app(app, host=host, port=port, print=None, handle_signals=True)
 
 
-__all__ = ["ServeConfig", "make_app", "new_token", "serve"]
+__all__ = ["ServeConfig", "allowed_hosts", "make_app", "new_token", "serve"]
