@@ -23,9 +23,10 @@ import numpy as np
 from evoforge import Settings, Stage, batch, evolve
 
 PARAMS = {"n": 8}
-# numba="auto": priority is compiled only where the candidate's Python calls have cost about a compilation (for
-# n = 8 they do not, so it runs as Python; from n = 10 or so compiling pays), with the same scores either way.
-SETTINGS = Settings(maximize=True, time_limit_s=60.0, memory_limit_mb=2048, numba="auto")
+# numba off: priority takes a tuple whose length is the dimension, so it would compile once per dimension and be
+# called from Python once per vector; measured (benchmarks/eval_overhead.py), numba="auto" gains nothing at n = 8
+# or n = 10, and a candidate's whole evaluation at n = 8 costs less than one compilation.
+SETTINGS = Settings(maximize=True, time_limit_s=60.0, memory_limit_mb=2048, numba=False)
 
 # Best sizes known per dimension (n=8: FunSearch, Nature 2023); for reference in reports, never used in scoring.
 REFERENCE_SIZES = {3: 9, 4: 20, 5: 45, 6: 112, 7: 236, 8: 512}
