@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +26,14 @@ _REFUSAL_WORDS = ("readonly", "read-only", "permission denied", "unable to open 
                   "authentication failed", "access denied")
 
 
+SECRET_QUERY_KEY = re.compile(r"pass|secret|token|key|auth", re.IGNORECASE)
+
+
 def masked(url: URL) -> str:
-    """The URL with its password hidden, fit for error messages and logs."""
-    return url.render_as_string(hide_password=True)
+    """The URL with its password hidden, fit for error messages, logs and pages: the one after the user name, and
+    any given as a query value (psycopg takes `?password=...`, `?sslpassword=...`)."""
+    hidden = {k: "***" for k in url.query if SECRET_QUERY_KEY.search(k)}
+    return (url.update_query_dict(hidden) if hidden else url).render_as_string(hide_password=True)
 
 
 def is_sqlite_memory(url: URL) -> bool:

@@ -233,6 +233,14 @@ def test_the_page_never_shows_a_database_password() -> None:
 
     shown = safe_url("postgresql+psycopg://evo:s3cret@db.example:5432/runs")
     assert "s3cret" not in shown and "evo" in shown
+    # psycopg also takes the password (and the client key's) as query values; the rest stays readable.
+    shown = safe_url("postgresql+psycopg://evo@db.example/runs?password=s3cret&sslpassword=k3y&sslmode=require")
+    assert "s3cret" not in shown and "k3y" not in shown and "sslmode=require" in shown
+    from sqlalchemy.engine import make_url
+
+    from evoforge.db.connection import masked  # Store.url, which error messages (a missing run's page) show
+
+    assert "s3cret" not in masked(make_url("postgresql+psycopg:///runs?host=/tmp&password=s3cret"))
 
 
 

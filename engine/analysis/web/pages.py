@@ -256,7 +256,9 @@ def safe_url(url: str) -> str:
     """A database URL fit to show on a page: its password, if any, replaced by ***."""
     from sqlalchemy.engine import make_url
 
+    from evoforge.db.connection import masked
+
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return masked(make_url(url))
     except Exception:  # not a URL SQLAlchemy can parse: show nothing of it rather than a secret
         return "(database)"
