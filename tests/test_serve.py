@@ -441,3 +441,12 @@ def test_hostile_run_names_and_code_stay_text_on_every_page(tmp_path: Path) -> N
             assert (await _raw(client, _get(path)))[0] == 404, path
 
     _attack(tmp_path, check)
+
+
+def test_a_guessable_token_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from evoforge.engine.cli.main import main
+
+    monkeypatch.setenv("EVOFORGE_TOKEN", "secret")
+    assert main(["serve", "--db", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
+    assert "EVOFORGE_TOKEN has 6 characters" in capsys.readouterr().err

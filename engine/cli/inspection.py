@@ -92,10 +92,14 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
+    from evoforge.engine.run.config import ConfigError
     from evoforge.engine.run.oversight import current_user
-    from evoforge.engine.serve.app import ServeConfig, allowed_hosts, new_token, serve
+    from evoforge.engine.serve.app import MIN_TOKEN_CHARS, ServeConfig, allowed_hosts, new_token, serve
 
     token = os.environ.get("EVOFORGE_TOKEN") or new_token()
+    if len(token) < MIN_TOKEN_CHARS:  # whoever guesses it may reject, add and annotate
+        raise ConfigError(f"EVOFORGE_TOKEN has {len(token)} characters: a token that short can be guessed; give "
+                          f"{MIN_TOKEN_CHARS} or more, or unset it and use the one evoforge serve makes")
     with Store(args.db, create=False) as store:
         config = ServeConfig(store=store, token=token, private=args.private, by=f"{current_user()} via evoforge serve",
                              hosts=allowed_hosts(args.host))

@@ -35,6 +35,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COOKIE = "evoforge_token"
 TOKEN_HEADER = "X-Evoforge-Token"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+MIN_TOKEN_CHARS = 16  # a token chosen with EVOFORGE_TOKEN: shorter ones can be guessed
 MAX_TOP = 1000  # the lineage tree of more best programs than this is no page anyone reads
 MAX_ID = 2**63 - 1  # the largest id SQL stores: a bigger one names no program
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
