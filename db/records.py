@@ -289,6 +289,7 @@ class ProgramSummary:
     code_length: int
     rejected: bool = False  # a person took it out of selection
     behaviour: str | None = None  # digest of its outputs on the first inputs
+    parent_ids: tuple[int, ...] = ()  # counted as offspring on resume (parent selection's offspring penalty)
 
 
 @dataclass(frozen=True)

@@ -380,6 +380,7 @@ class Store:
         programs = select(
             Program.c.id, Program.c.seq, Program.c.island, Program.c.origin, Program.c.status, Program.c.score,
             Program.c.scores, Program.c.code_length, Program.c.rejected_at.is_not(None), Program.c.behaviour,
+            Program.c.parent_ids,
         ).where(Program.c.run_id == run_id).order_by(Program.c.seq)
         events = _EVENT_COLUMNS.where(Event.c.run_id == run_id).order_by(Event.c.seq)
 
@@ -388,7 +389,7 @@ class Store:
             return c.execute(programs).all(), c.execute(events).all()
 
         program_rows, event_rows = self._read(read)
-        summaries = [ProgramSummary(*row) for row in program_rows]
+        summaries = [ProgramSummary(*row[:-1], tuple(row[-1] or ())) for row in program_rows]
         infos = [_event_info(r) for r in event_rows]
         return list(heapq.merge(summaries, infos, key=attrgetter("seq")))
 

@@ -33,6 +33,20 @@ class IslandConfig:
     length_temperature: float = 1.0
     """Temperature of the within-cluster choice; lower prefers the shortest program of a cluster more strongly."""
 
+    selection: str = "clusters"
+    """How a cluster is drawn: "clusters" (FunSearch: softmax of normalised scores over the temperature) or
+    "power_law" (ShinkaEvolve: rank r, best = 1, drawn with weight r ** -power_alpha, scale-free in the scores)."""
+
+    power_alpha: float = 1.0
+    """The exponent of "power_law" selection; higher exploits the top ranks more."""
+
+    offspring_penalty: float = 0.0
+    """With "power_law": a cluster's weight is divided by (1 + children of its programs) ** offspring_penalty, so
+    parents that were tried often give way to fresh ones (0: off)."""
+
+    elite_share: float = 0.0
+    """Chance that a prompt's best parent is the island's best program (exploitation of the elite; 0: never)."""
+
     def __post_init__(self) -> None:
         _positive_int("num_islands", self.num_islands)
         _positive_int("parents_per_prompt", self.parents_per_prompt)
@@ -40,6 +54,23 @@ class IslandConfig:
         _positive_int("temperature_period", self.temperature_period)
         _positive_int("reset_period", self.reset_period)
         _positive_float("length_temperature", self.length_temperature)
+        if self.selection not in SELECTIONS:
+            raise IslandConfigError(f"IslandConfig.selection must be one of {SELECTIONS}, got {self.selection!r}")
+        _positive_float("power_alpha", self.power_alpha)
+        _share("offspring_penalty", self.offspring_penalty, upper=math.inf)
+        if self.offspring_penalty > 0 and self.selection != "power_law":
+            raise IslandConfigError("IslandConfig.offspring_penalty only applies to selection='power_law'; set "
+                                    "selection='power_law' or offspring_penalty=0")
+        _share("elite_share", self.elite_share, upper=1.0)
+
+
+SELECTIONS = ("clusters", "power_law")
+
+
+def _share(name: str, value: object, *, upper: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= upper \
+            or math.isnan(value):
+        raise IslandConfigError(f"IslandConfig.{name} must be a number in [0, {upper}], got {value!r}")
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -78,10 +78,33 @@ class Island:
         """Return the probability of each cluster (creation order) being drawn first."""
         return softmax(self.normalised_scores(), temperature)
 
-    def select(self, k: int, temperature: float, length_temperature: float, rng: np.random.Generator) -> list[int]:
-        """Return min(k, size) distinct program ids, from distinct clusters while there are enough, worst first."""
+    def power_law_logits(self, alpha: float, children: np.ndarray | None = None, penalty: float = 0.0) -> np.ndarray:
+        """Log-weights of "power_law" selection: -alpha * log(rank), rank 1 = best (ties by creation order), minus
+        penalty * log(1 + children) when each cluster's children are given."""
+        g = self._scores.view()
+        order = np.lexsort((np.arange(g.size), -g))  # best first; equal scores: the older cluster first
+        rank = np.empty(g.size)
+        rank[order] = np.arange(1, g.size + 1)
+        logits = -alpha * np.log(rank)
+        if children is not None and penalty > 0:
+            logits = logits - penalty * np.log1p(children)
+        return logits
+
+    def cluster_children(self, children: dict[int, int]) -> np.ndarray:
+        """Children recorded for the programs of each cluster, summed (creation order)."""
+        return np.array([sum(children.get(int(p), 0) for p in c.program_ids) for c in self._clusters], dtype=float)
+
+    def select(self, k: int, temperature: float, length_temperature: float, rng: np.random.Generator,
+               logits: np.ndarray | None = None) -> list[int]:
+        """Return min(k, size) distinct program ids, from distinct clusters while there are enough, worst first.
+
+        `logits`: the clusters' log-weights at temperature 1 ("power_law"); None samples FunSearch's normalised
+        scores at `temperature`."""
         want = min(k, self._size)
-        logits = self.normalised_scores()
+        if logits is None:
+            logits = self.normalised_scores()
+        else:
+            temperature = 1.0
         chosen = [int(c) for c in sample_distinct(logits, temperature, min(want, len(self._clusters)), rng)]
         counts = dict.fromkeys(chosen, 1)
         # Fewer clusters than parents wanted: every cluster is already chosen, so draw further parents from clusters

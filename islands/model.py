@@ -41,6 +41,7 @@ class IslandModel:
         self._programs: dict[int, tuple[Signature, float, int]] = {}  # kept so a reset can copy a founder
         self._num_registered = 0
         self._since_reset = 0
+        self._children: dict[int, int] = {}  # program id -> programs recorded with it as a parent
 
     # ---- updates -------------------------------------------------------------------------------------------------
 
@@ -116,6 +117,21 @@ class IslandModel:
         self._islands[i] = Island(self.maximize)
         self._islands[i].add(founder, sig, score, length)
 
+    def note_offspring(self, parent_ids: Sequence[int]) -> None:
+        """Count one more child of each parent (any outcome), for `offspring_penalty`; replayed on resume."""
+        for pid in parent_ids:
+            p = _as_int("parent_id", pid)
+            self._children[p] = self._children.get(p, 0) + 1
+
+    def entry(self, program_id: int) -> tuple[Signature, float] | None:
+        """(signature, score) of a registered program, or None; a behavioural twin registers with these."""
+        found = self._programs.get(program_id)
+        return None if found is None else (found[0], found[1])
+
+    def children(self, program_id: int) -> int:
+        """Programs recorded with this one as a parent."""
+        return self._children.get(program_id, 0)
+
     def needs_reset(self) -> bool:
         """Return True once `reset_period` programs were registered since the last reset (or the start)."""
         return self._since_reset >= self.config.reset_period
@@ -155,16 +171,26 @@ class IslandModel:
         return self.config.temperature_init * (1 - (n % period) / period)
 
     def select_parents(self, island: int, rng: np.random.Generator) -> list[int]:
-        """Return up to k parent ids from distinct clusters where possible, ordered worst to best score."""
+        """Return up to k parent ids from distinct clusters where possible, ordered worst to best score; with
+        `elite_share`, sometimes the island's best program replaces the worst of them (and comes last)."""
         i = self._check_island(island)
         if len(self._islands[i]) == 0:
             raise EmptyIslandError(
                 f"IslandModel.select_parents: island {i} has no programs; register the seed program on every "
                 "island before sampling"
             )
-        return self._islands[i].select(
-            self.config.parents_per_prompt, self.temperature(i), self.config.length_temperature, rng
-        )
+        isl, config = self._islands[i], self.config
+        logits = None
+        if config.selection == "power_law":
+            children = isl.cluster_children(self._children) if config.offspring_penalty > 0 else None
+            logits = isl.power_law_logits(config.power_alpha, children, config.offspring_penalty)
+        parents = isl.select(config.parents_per_prompt, self.temperature(i), config.length_temperature, rng, logits)
+        best = isl.best
+        # Only draws when the share is on, so the default's random stream (and every stored run) is unchanged.
+        if config.elite_share > 0 and best is not None and best[0] not in parents \
+                and rng.random() < config.elite_share:
+            parents = [*parents[1:], best[0]] if len(parents) >= config.parents_per_prompt else [*parents, best[0]]
+        return parents
 
     def cluster_probabilities(self, island: int) -> dict[Signature, float]:
         """Return each cluster's probability of being drawn first on the island at its current temperature."""

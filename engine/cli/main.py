@@ -25,6 +25,7 @@ from evoforge.engine.run.errors import RunFailed, SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
 from evoforge.islands import IslandConfigError
+from evoforge.islands.config import SELECTIONS
 
 if TYPE_CHECKING:
     from evoforge.engine.run.search import SearchResult
@@ -56,9 +57,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--ray-address", metavar="HOST:PORT",
                      help="evaluate in Ray actors on the cluster at this address (or 'auto'); --workers actors")
     _add_patience_option(run)
-    run.add_argument("--same-behaviour", choices=("reject", "keep"),
+    run.add_argument("--same-behaviour", choices=("reject", "keep", "parent"),
                      help="a candidate whose outputs on the first inputs equal an earlier program's: reject it "
-                     "before its other inputs run (default with an LLM), or keep evaluating it (default offline)")
+                     "before its other inputs run, keep evaluating it, or stop evaluating it and keep it as a "
+                     "parent with its twin's score (the default)")
+    run.add_argument("--selection", choices=SELECTIONS, default=defaults.selection,
+                     help="parent selection: FunSearch's score clusters, or power-law ranks (default clusters)")
+    run.add_argument("--elite-share", type=float, default=defaults.elite_share,
+                     help="chance that a prompt's best parent is its island's best program (default "
+                     f"{defaults.elite_share}; 0 is FunSearch's sampling alone)")
+    run.add_argument("--inspirations", type=int, default=defaults.inspirations,
+                     help="other islands' best programs shown in each prompt beside the parents (default 0)")
     add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")

@@ -52,14 +52,20 @@ def _version(index: int, parent: ParentView) -> str:
     return "\n".join(parts)
 
 
+def _inspiration(label: str, program: ParentView) -> str:
+    return f"### Inspiration {label} ({_score_text(program.score)})\n```python\n{program.code.strip(chr(10))}\n```"
+
+
 def build_messages(description: str, evolved_names: Sequence[str], parents: Sequence[ParentView], *,
                    instructions: str | None = None, feedback: Sequence[str] = (),
-                   full_rewrite: bool = False, maximize: bool = True) -> list[dict]:
+                   full_rewrite: bool = False, maximize: bool = True,
+                   inspirations: Sequence[ParentView] = ()) -> list[dict]:
     """Chat messages (system, user) asking for an improvement of the last, best parent; parents go worst to best.
 
     `feedback` lists why recent attempts from these parents failed, so the model does not repeat them;
     `full_rewrite` asks for whole functions only, for models that cannot write exact diffs; `maximize` says
-    which way scores improve.
+    which way scores improve; `inspirations` are high scorers from elsewhere in the search, shown before the
+    versions as ideas to borrow (the answer still edits the best version).
     """
     if not parents:
         raise ValueError("build_messages needs at least one parent: the prompt asks to improve the best of them")
@@ -82,7 +88,11 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
         task = "\n".join(rules)
     else:
         task = _two_formats(rules, best, plural)
-    sections = [description.strip(), intro, *(_version(i, p) for i, p in enumerate(parents))]
+    sections = [description.strip()]
+    if inspirations:
+        sections.append("## Inspirations\nHigh-scoring programs from elsewhere in the search; borrow their ideas.\n\n"
+                        + "\n\n".join(_inspiration(chr(ord("A") + i), p) for i, p in enumerate(inspirations)))
+    sections += [intro, *(_version(i, p) for i, p in enumerate(parents))]
     if feedback:
         sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
     sections.append(task)

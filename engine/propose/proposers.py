@@ -48,7 +48,10 @@ class Proposer(Protocol):
     """Anything that proposes a new program from parents ordered worst to best."""
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
-                      feedback: Sequence[str] = ()) -> Proposal: ...
+                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = ()) -> Proposal:
+        """A new program from `parents` (worst to best); `inspirations`: high scorers from elsewhere, shown beside
+        them (the controller passes it only when the run shows inspirations)."""
+        ...
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None: ...
 
@@ -65,10 +68,10 @@ class OfflineProposer:
         self._mutator = AstMutator(global_names=global_names)
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
-                      feedback: Sequence[str] = ()) -> Proposal:
+                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = ()) -> Proposal:
         start = time.perf_counter()
-        try:
-            text = self._mutator.propose([p.code for p in parents], self._names, rng)
+        try:  # inspirations are further donors for recombination; the best parent is still the one changed
+            text = self._mutator.propose([p.code for p in (*inspirations, *parents)], self._names, rng)
         except NoMutationFound as exc:
             return Proposal(model="offline", prompt="[]", text="", latency_s=time.perf_counter() - start,
                             error=f"no mutation found: {exc}")
@@ -106,9 +109,10 @@ class LLMProposer:
                                backoff_s=models.backoff_s, chooser=BanditChoice() if models.bandit else None)
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
-                      feedback: Sequence[str] = ()) -> Proposal:
+                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = ()) -> Proposal:
         instruction: Instruction | None = self.instructions.pick(rng) if self.instructions else None
         messages = build_messages(self._description, self._names, parents, feedback=feedback,
+                                  inspirations=inspirations,
                                   instructions=instruction.text if instruction else None,
                                   full_rewrite=self._full_rewrite, maximize=self._maximize)
         details: dict[str, Any] = {"instruction": instruction.id} if instruction else {}

@@ -149,6 +149,11 @@ class ExecutorSettings:
             raise ConfigError("--ray-address is empty: give HOST:PORT of the cluster's head, or 'auto'")
 
 
+SAME_BEHAVIOUR = ("reject", "keep", "parent")
+DEFAULT_SAME_BEHAVIOUR = "parent"  # chosen by benchmarks/quality.py (QUALITY.md)
+DEFAULT_INSPIRATIONS = 0  # chosen by benchmarks/quality.py (QUALITY.md)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a search; stored as JSON with the run so it can be resumed and replayed."""
@@ -163,9 +168,11 @@ class RunConfig:
     models: ModelConfig = field(default_factory=ModelConfig)
     limits: Limits = field(default_factory=Limits)
     concurrency: int | None = None  # candidates in flight; None: workers (offline) or 2 x workers (LLM)
-    # Reject a candidate whose outputs on the first inputs equal an earlier program's, before its other inputs
-    # run. None: on with an LLM (calls are dear), off offline (free mutations drift neutrally toward better ones).
-    same_behaviour: str | None = None  # "reject" | "keep" | None
+    # A candidate whose outputs on the first inputs equal an earlier program's: "reject" it before its other inputs
+    # run, "keep" evaluating it in full, or make it a "parent" at no further cost (it joins its island with its
+    # twin's score, so the search can drift across neutral variants). None: the default, "parent" (QUALITY.md).
+    same_behaviour: str | None = None  # "reject" | "keep" | "parent" | None
+    inspirations: int | None = None  # other islands' best programs shown in each prompt; None: the default
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
@@ -175,15 +182,25 @@ class RunConfig:
             raise ConfigError(f"--workers {self.workers}: must be >= 1")
         if self.concurrency is not None and self.concurrency < 1:
             raise ConfigError(f"--concurrency {self.concurrency}: must be >= 1")
-        if self.same_behaviour not in (None, "reject", "keep"):
-            raise ConfigError(f"--same-behaviour {self.same_behaviour}: use reject or keep")
+        if self.same_behaviour not in (None, *SAME_BEHAVIOUR):
+            raise ConfigError(f"--same-behaviour {self.same_behaviour}: use one of {', '.join(SAME_BEHAVIOUR)}")
+        if self.inspirations is not None and (isinstance(self.inspirations, bool) or self.inspirations < 0):
+            raise ConfigError(f"--inspirations {self.inspirations}: must be a whole number >= 0")
+
+    @property
+    def duplicates(self) -> str:
+        """What happens to a behavioural duplicate (see same_behaviour), the default resolved."""
+        return self.same_behaviour or DEFAULT_SAME_BEHAVIOUR
 
     @property
     def rejects_same_behaviour(self) -> bool:
-        """Whether near-duplicates by behaviour are rejected (see same_behaviour)."""
-        if self.same_behaviour is None:
-            return not self.models.offline
-        return self.same_behaviour == "reject"
+        """Whether a behavioural duplicate stops after the first inputs (rejected, or kept as a parent)."""
+        return self.duplicates in ("reject", "parent")
+
+    @property
+    def shown_inspirations(self) -> int:
+        """Inspirations per prompt, the default resolved."""
+        return DEFAULT_INSPIRATIONS if self.inspirations is None else self.inspirations
 
     @property
     def in_flight(self) -> int:

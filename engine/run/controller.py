@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evoforge.db import EventInfo, NewProgram, NewProposal, ProgramInfo, ProgramSummary, Store
+from evoforge.db import EventInfo, NewProgram, NewProposal, ProgramInfo, ProgramSummary, RecordedCandidate, Store
 from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
@@ -63,7 +63,8 @@ class Controller:
 
     def __init__(self, *, problem: Problem, store: Store, run: RunRef, islands: IslandModel, proposer: Proposer,
                  executor: Executor, stats: RunStats, concurrency: int = 1, limits: Limits | None = None,
-                 reject_same_behaviour: bool = False,
+                 reject_same_behaviour: bool = False, duplicates_as_parents: bool = False,
+                 inspirations: int = 0,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -81,6 +82,10 @@ class Controller:
         # Behaviour digest (outputs on the first inputs) -> the first valid program that showed it.
         self._behaviours: dict[str, int] = {}
         self.reject_same_behaviour = reject_same_behaviour
+        # A behavioural duplicate joins its island with its twin's score, at no further evaluation cost, so a
+        # search can drift across variants that behave alike (see RunConfig.same_behaviour).
+        self.duplicates_as_parents = duplicates_as_parents
+        self.inspirations = inspirations  # other islands' best programs shown in each prompt
 
     # ----------------------------------------------------------------- seed and history
 
@@ -134,6 +139,7 @@ class Controller:
                 if item.kind == "reset":
                     self.islands.apply_reset(_without_founders(ResetPlan.from_dict(item.data), rejected))
                 continue
+            self.islands.note_offspring(item.parent_ids)
             if item.origin in ("seed", "human"):
                 unproposed += 1
             elif item.status != "duplicate":  # the valid rate continues where it was
@@ -150,6 +156,8 @@ class Controller:
                 self._note_best(item.id, item.score)
                 self._remember_behaviour(item.behaviour, item.id)
                 found = True
+            elif item.status == "duplicate" and not item.rejected:
+                self._register_twin(item.id, item.island, item.behaviour, item.code_length)
         self.stats.attempts = self.stats.done = self.stats.done_before = self.store.attempts(self.run.id) - unproposed
         spend = self.store.llm_spend(self.run.id)
         self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
@@ -177,6 +185,15 @@ class Controller:
 
     def _seed_id(self) -> int:
         return self.store.program_briefs(self.run.id, origin="seed")[0].id
+
+    def _register_twin(self, program_id: int, island: int, behaviour: str | None, length: int) -> None:
+        """Register a behavioural duplicate with its twin's signature and score (duplicates_as_parents only)."""
+        if not self.duplicates_as_parents or behaviour is None:
+            return  # a copy of an earlier program's code has no behaviour of its own: it never joins
+        twin = self._behaviours.get(behaviour)
+        entry = None if twin is None else self.islands.entry(twin)
+        if entry is not None:  # a twin a person rejected is not registered, so neither is its copy
+            self.islands.register(program_id, island, entry[0], entry[1], length)
 
     def _note_best(self, program_id: int, score: float) -> bool:
         if self.problem.is_better(score, self.stats.best_score):
@@ -236,9 +253,10 @@ class Controller:
         parent_ids = self.islands.select_parents(island, rng)
         parents = self.store.get_programs(parent_ids)
         views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error) for p in parents]
+        extra = {"inspirations": self._inspirations(island, parent_ids)} if self.inspirations else {}
 
         start = time.perf_counter()
-        proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]))
+        proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]), **extra)
         self.stats.add_time("propose", time.perf_counter() - start)
         self._count_spend(proposal)
         if proposal.error is not None:
@@ -274,6 +292,14 @@ class Controller:
             future.set_result(program_id)
             del self._in_flight_hashes[digest]
 
+    def _inspirations(self, island: int, parent_ids: list[int]) -> list[ParentView]:
+        """The best programs of the other islands (best first), not among the parents: ideas from elsewhere."""
+        sign = 1.0 if self.problem.settings.maximize else -1.0
+        bests = {b[0]: b[1] for j in range(self.islands.config.num_islands) if j != island
+                 and (b := self.islands.best(j)) is not None and b[0] not in parent_ids}
+        chosen = sorted(bests, key=lambda pid: (-sign * bests[pid], pid))[: self.inspirations]
+        return [ParentView(code=p.code, score=p.score, status=p.status) for p in self.store.get_programs(chosen)]
+
     def _count_spend(self, proposal: Proposal) -> None:
         self.stats.cost += proposal.cost
         if proposal.is_call:
@@ -302,8 +328,12 @@ class Controller:
         if probe is not None and ev.status == "ok" and ev.behaviour is not None:
             original = probe(ev.behaviour)  # an executor that could not probe early (Ray): compare afterwards
         if original is not None:
-            await self._record_duplicate(proposal, island, parent_ids, code, digest, original)
+            recorded = await self._record_duplicate(proposal, island, parent_ids, code, digest, original,
+                                                    behaviour=ev.behaviour)
             self.stats.behaviour_duplicates += 1
+            assert recorded.program_id is not None  # a program was recorded
+            self._register_twin(recorded.program_id, island, ev.behaviour, len(code))
+            self._maybe_reset(recorded.seq)
             return original, False
         held = None
         if ev.status == "ok" and ev.score is not None and self.problem.is_better(ev.score, self.stats.best_score):
@@ -323,6 +353,7 @@ class Controller:
             program=program, evaluations=evaluations)
         self.stats.add_time("database", time.perf_counter() - start)
         assert recorded.program_id is not None  # a program was recorded
+        self.islands.note_offspring(parent_ids)
         self.stats.evaluated += 1
         if ev.status == "ok" and ev.score is not None and self._suspect(ev.score, program.origin):
             self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
@@ -363,10 +394,13 @@ class Controller:
         self.stats.failed_proposals += 1
 
     async def _record_duplicate(self, proposal: Proposal, island: int, parent_ids: list[int], code: str,
-                                digest: str, original: int) -> None:
+                                digest: str, original: int, *, behaviour: str | None = None) -> RecordedCandidate:
+        """Record a duplicate; `behaviour` (a behavioural duplicate's outputs) lets it join as its twin on resume."""
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status="duplicate", score=None, scores={},
-                             duplicate_of=original)
-        self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids),
-                                    program=program, evaluations=[])
+                             duplicate_of=original, behaviour=behaviour)
+        recorded = self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids),
+                                               program=program, evaluations=[])
+        self.islands.note_offspring(parent_ids)
         self.stats.duplicates += 1
+        return recorded

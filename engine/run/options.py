@@ -56,6 +56,9 @@ class SearchOptions:
     ray: bool = False
     ray_address: str | None = None
     same_behaviour: str | None = None
+    selection: str = IslandConfig.selection
+    elite_share: float = IslandConfig.elite_share
+    inspirations: int | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
     strong_model: str | Sequence[str] = ()
@@ -100,9 +103,11 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
     return RunConfig(problem=path, name=options.name or default_run_name(path), budget=options.budget,
                      seed=options.seed, workers=options.workers, overrides=overrides(options.overrides),
                      islands=IslandConfig(num_islands=options.islands, parents_per_prompt=options.parents,
-                                          reset_period=options.reset_period),
+                                          reset_period=options.reset_period, selection=options.selection,
+                                          elite_share=options.elite_share),
                      models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
+                     inspirations=options.inspirations,
                      executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
                                                ray_address=options.ray_address))
 

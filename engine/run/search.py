@@ -129,6 +129,8 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                             islands=islands, proposer=proposer, executor=executor, stats=stats,
                                             concurrency=config.in_flight, limits=config.limits,
                                             reject_same_behaviour=config.rejects_same_behaviour,
+                                            duplicates_as_parents=config.duplicates == "parent",
+                                            inspirations=config.shown_inspirations,
                                             on_progress=display.update)
                     asyncio.run(_search(controller, fresh))
                 status = "failed" if stats.stopped_by_failure else "finished"

@@ -1,0 +1,227 @@
+"""An OpenAI-compatible server that answers every prompt with a random AST mutation of the program it asks to improve.
+
+A proposal source for benchmarks/quality.py that does not depend on the engine's internals: it reads the prompt
+as a model would (the versions shown, which one the task names), mutates that version's code with `ast` (a
+constant perturbed, an operator swapped, a sub-expression replaced by a leaf or by a piece of another version shown,
+a term added) and answers as SEARCH/REPLACE of the changed statement or as the whole function, so the engine's LLM
+path (litellm, prompts, patching, dedupe) runs exactly as with a real model. Each answer's randomness is seeded by
+(server seed, prompt text, how often that prompt was seen), so a run with the same seed asks and gets the same.
+
+    python benchmarks/mutation_server.py --seed 0     # prints its URL, serves until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import hashlib
+import re
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from openai_server import OpenAIServer  # noqa: E402  (the tests' real HTTP server, reused as is)
+
+_VERSION = re.compile(r"^## Version (\d+)[^\n]*\n(?:Error:[^\n]*\n)?```python\n(.*?)\n```", re.S | re.M)
+_INSPIRATION = re.compile(r"^### Inspiration \w+[^\n]*\n```python\n(.*?)\n```", re.S | re.M)
+_TARGET = re.compile(r"better than Version (\d+)")
+_BIN_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
+_CMP_SWAPS = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE}
+_UNARY = ("sqrt", "log1p", "exp", "square", "below", "above", "distance", "cos")
+KINDS = ("constant", "operator", "replace", "term")
+
+
+def versions(prompt: str) -> tuple[list[str], int]:
+    """The code of every version the prompt shows, and the index of the one it asks to improve."""
+    codes = [m.group(2) for m in _VERSION.finditer(prompt)]
+    target = _TARGET.search(prompt)
+    index = int(target.group(1)) if target else len(codes) - 1
+    return codes, min(index, len(codes) - 1)
+
+
+class MutationResponder:
+    """The server's responder: one random mutation per request, reproducible from its seed and the prompts."""
+
+    def __init__(self, seed: int, *, full_function_share: float = 0.5) -> None:
+        self.seed = seed
+        self.full_function_share = full_function_share
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def rng_for(self, prompt: str) -> np.random.Generator:
+        """The generator for this request: (seed, prompt, occurrence), independent of arrival timing elsewhere."""
+        digest = hashlib.sha256(prompt.encode()).hexdigest()
+        with self._lock:
+            self._seen[digest] += 1
+            occurrence = self._seen[digest]
+        return np.random.default_rng([self.seed, int(digest[:15], 16), occurrence])
+
+    def __call__(self, request: dict[str, Any]) -> str:
+        prompt = "\n".join(str(m.get("content") or "") for m in request["messages"] if m.get("role") == "user")
+        codes, index = versions(prompt)
+        if not codes:
+            return "I see no program to improve."
+        rng = self.rng_for(prompt)
+        donors = [c for i, c in enumerate(codes) if i != index] + _INSPIRATION.findall(prompt)
+        share = self.full_function_share if "SEARCH" in prompt else 1.0  # a prompt may ask for whole functions
+        return mutate_answer(codes[index], donors, rng, share)
+
+
+def mutate_answer(code: str, donors: list[str], rng: np.random.Generator, full_function_share: float = 0.5) -> str:
+    """A SEARCH/REPLACE block or a whole function that applies one random mutation to `code`."""
+    tree = ast.parse(code)
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    func = functions[int(rng.integers(len(functions)))]
+    statements = [s for s in ast.walk(func) if isinstance(s, (ast.Return, ast.Assign, ast.AugAssign))
+                  and getattr(s, "value", None) is not None]
+    if not statements:
+        return "```python\n" + ast.unparse(func) + "\n```"
+    donor_exprs = [n for d in donors for n in ast.walk(ast.parse(d)) if isinstance(n, (ast.BinOp, ast.Call))]
+    names = [a.arg for a in func.args.args]
+    for _ in range(20):
+        stmt = statements[int(rng.integers(len(statements)))]
+        new_stmt = copy.deepcopy(stmt)
+        if _mutate(new_stmt, names, donor_exprs, rng):
+            break
+    else:
+        return "```python\n" + ast.unparse(func) + "\n```"
+    lines = code.split("\n")
+    search = lines[stmt.lineno - 1:stmt.end_lineno]
+    unique = "\n".join(lines).count("\n".join(search)) == 1
+    if rng.random() < full_function_share or not unique:
+        _replace_node(func, stmt, new_stmt)
+        return "Here is an improved version:\n```python\n" + ast.unparse(func) + "\n```"
+    indent = search[0][: len(search[0]) - len(search[0].lstrip())]
+    replace = [indent + line for line in ast.unparse(new_stmt).split("\n")]
+    return ("<<<<<<< SEARCH\n" + "\n".join(search) + "\n=======\n" + "\n".join(replace) + "\n>>>>>>> REPLACE\n")
+
+
+def _replace_node(root: ast.AST, old: ast.AST, new: ast.AST) -> None:
+    for parent in ast.walk(root):
+        for field, value in ast.iter_fields(parent):
+            if isinstance(value, list) and any(v is old for v in value):
+                setattr(parent, field, [new if v is old else v for v in value])
+            elif value is old:
+                setattr(parent, field, new)
+
+
+def _number(rng: np.random.Generator) -> ast.expr:
+    value = round(float(rng.choice([1.0, 2.0, 0.5, 10.0, 100.0]) * rng.uniform(0.1, 3.0)), 3)
+    return ast.Constant(value)
+
+
+def _leaf(names: list[str], rng: np.random.Generator, pieces: list[ast.expr] = ()) -> ast.expr:
+    """An argument, a piece of the program being mutated (`bins - item`), or a number."""
+    roll = rng.random()
+    if pieces and roll < 0.35:
+        return copy.deepcopy(pieces[int(rng.integers(len(pieces)))])
+    if names and roll < 0.8:
+        return ast.Name(names[int(rng.integers(len(names)))], ast.Load())
+    return _number(rng)
+
+
+def _unary(x: ast.expr, rng: np.random.Generator) -> ast.expr:
+    op = _UNARY[int(rng.integers(len(_UNARY)))]
+    if op == "square":
+        return ast.BinOp(x, ast.Pow(), ast.Constant(2))
+    if op in ("below", "above"):
+        return ast.Compare(x, [ast.Lt() if op == "below" else ast.Gt()], [_number(rng)])
+    if op == "distance":
+        return _np("abs", ast.BinOp(x, ast.Sub(), _number(rng)))
+    if op == "cos":
+        return _np("cos", ast.BinOp(x, ast.Div(), _number(rng)))
+    if op in ("sqrt", "log1p"):
+        x = _np("abs", x)
+    if op == "exp":
+        x = ast.BinOp(ast.UnaryOp(ast.USub(), _np("abs", x)), ast.Div(), _number(rng))
+    return _np(op, x)
+
+
+def _np(name: str, x: ast.expr) -> ast.expr:
+    return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), name, ast.Load()), [x], [])
+
+
+def _term(names: list[str], rng: np.random.Generator, pieces: list[ast.expr] = ()) -> ast.expr:
+    """c * g(x), or x * y, or x / (y + c): the shapes of terms a model adds to a heuristic."""
+    k = int(rng.integers(4))
+    x, y = _leaf(names, rng, pieces), _leaf(names, rng, pieces)
+    if k == 0:
+        return ast.BinOp(_number(rng), ast.Mult(), _unary(x, rng))
+    if k == 1:
+        return ast.BinOp(x, ast.Mult(), y)
+    if k == 2:
+        return ast.BinOp(x, ast.Div(), ast.BinOp(y, ast.Add(), _number(rng)))
+    return ast.BinOp(_number(rng), ast.Mult(), ast.Compare(x, [ast.Gt()], [_number(rng)]))
+
+
+def _mutate(stmt: ast.stmt, names: list[str], donor_exprs: list[ast.expr], rng: np.random.Generator) -> bool:
+    """Change `stmt` in place by one random mutation; False when the chosen kind found nothing to change."""
+    kind = KINDS[int(rng.choice(len(KINDS), p=[0.35, 0.15, 0.2, 0.3]))]
+    nodes = [n for n in ast.walk(stmt.value) if isinstance(n, ast.expr)]  # type: ignore[attr-defined]
+    pieces = [n for n in nodes if isinstance(n, ast.BinOp)]
+    if kind == "constant":
+        consts = [n for n in nodes if isinstance(n, ast.Constant) and type(n.value) in (int, float)]
+        if not consts:
+            return False
+        c = consts[int(rng.integers(len(consts)))]
+        value = float(c.value)
+        new = value * float(np.exp(rng.normal(0, 0.5))) if rng.random() < 0.7 else value + float(rng.normal(0, 1))
+        c.value = round(new, 4) if isinstance(c.value, float) or rng.random() < 0.5 else int(round(new)) or 1
+        return c.value != value
+    if kind == "operator":
+        ops = [n for n in nodes if isinstance(n, ast.BinOp) and type(n.op) in _BIN_SWAPS
+               or isinstance(n, ast.Compare) and type(n.ops[0]) in _CMP_SWAPS]
+        if not ops:
+            return False
+        n = ops[int(rng.integers(len(ops)))]
+        if isinstance(n, ast.BinOp):
+            n.op = _BIN_SWAPS[type(n.op)]()
+        else:
+            n.ops = [_CMP_SWAPS[type(n.ops[0])]()]
+        return True
+    if kind == "replace":
+        subs = [n for n in nodes if not isinstance(n, ast.Constant) and n is not stmt.value]  # type: ignore[attr-defined]
+        if not subs:
+            return False
+        old = subs[int(rng.integers(len(subs)))]
+        if donor_exprs and rng.random() < 0.5:
+            new: ast.expr = copy.deepcopy(donor_exprs[int(rng.integers(len(donor_exprs)))])
+        else:
+            new = _term(names, rng, pieces) if rng.random() < 0.5 else _leaf(names, rng, pieces)
+        _replace_node(stmt, old, new)
+        return ast.dump(old) != ast.dump(new)
+    target = nodes[int(rng.integers(len(nodes)))] if rng.random() < 0.3 else stmt.value  # type: ignore[attr-defined]
+    op = ast.Add() if rng.random() < 0.5 else ast.Sub()
+    added = ast.BinOp(copy.deepcopy(target), op, _term(names, rng, pieces))
+    if target is stmt.value:  # type: ignore[attr-defined]
+        stmt.value = added  # type: ignore[attr-defined]
+    else:
+        _replace_node(stmt, target, added)
+    return True
+
+
+def serve(seed: int) -> OpenAIServer:
+    """A started server (127.0.0.1, a free port) answering with mutations seeded by `seed`; stop() it after."""
+    return OpenAIServer(MutationResponder(seed)).start()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    server = serve(args.seed)
+    print(f"serving random mutations at {server.base_url} (model name: anything, e.g. openai/mutation)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
