@@ -89,7 +89,7 @@ def evolve_pool(seed: str, steps: int, rng_seed: int):
 
 def test_every_mutation_kind_appears_and_the_children_run():
     kinds, children = evolve_pool(BIN_SEED, 60, rng_seed=3)
-    assert set(kinds) == set(KINDS)
+    assert set(kinds) >= set(KINDS) - {"swap", "nudge"}  # those two need statements this seed grows rarely
     failures = 0
     for _, code in children:
         try:
@@ -112,7 +112,7 @@ def test_cap_set_seed_mutates_into_varied_scalar_programs():
             failures += 1
     assert failures < 0.1 * len(codes)
     kinds, _ = evolve_pool(CAP_SEED, 50, rng_seed=2)
-    assert set(kinds) == set(KINDS)
+    assert set(kinds) >= set(KINDS) - {"swap", "nudge"}
 
 
 def test_comments_elsewhere_survive_and_search_is_verbatim():
@@ -239,3 +239,88 @@ def test_a_problem_without_numpy_gets_only_mutations_whose_names_it_can_resolve(
     with_numpy = AstMutator(global_names={"np", "weight"})
     codes = [with_numpy.propose_detailed([PLAIN_SEED], ["weight"], rng).code for _ in range(150)]
     assert any("np." in code for code in codes)
+
+
+GRAPH_SEED = "def priority(degree: np.ndarray) -> np.ndarray:\n    return degree.astype(float)\n"
+GRID_SEED = '''def points(n: int) -> np.ndarray:
+    side = int(np.ceil(np.sqrt(n)))
+    grid = np.array([(i, j) for i in range(side) for j in range(side)][:n], dtype=float)
+    return grid / side
+'''
+STATEMENTS_SEED = '''def priority(item: float, bins: np.ndarray) -> np.ndarray:
+    gap = bins - item
+    waste = np.max(gap) - gap
+    score = -gap
+    score += 0.1 * waste
+    return score
+'''
+
+
+def detailed(seed: str, names: list[str], count: int, rng_seed: int = 0, **options) -> list:
+    proposer = AstMutator(**options)
+    rng = np.random.default_rng(rng_seed)
+    return [proposer.propose_detailed([seed], names, rng) for _ in range(count)]
+
+
+def test_a_builtin_is_never_used_as_a_value():
+    """`float` in `degree.astype(float)` is a type, not a number: it never enters a term or a condition."""
+    made = detailed(GRAPH_SEED, NAMES, 80, global_names={"np"})
+    assert len({p.code for p in made}) > 20
+    for p in made:
+        namespace = {"np": np}
+        exec(compile(p.code, "<candidate>", "exec"), namespace)
+        with np.errstate(all="ignore"):
+            out = namespace["priority"](np.array([1, 4, 2, 0]))
+        assert np.shape(out) == (4,), p.code
+        assert not re.search(r"float\s*[-+*/<>)]|[-+*/<>(]\s*float\b(?!\()", p.code.replace("astype(float)", "")), p.code
+
+
+def test_statement_edits_delete_swap_duplicate_wrap_and_call_apply_and_run():
+    made = detailed(STATEMENTS_SEED, NAMES, 300)
+    by_kind = collections.defaultdict(list)
+    for p in made:
+        by_kind[p.kind].append(p.code)
+    assert {"delete", "swap", "duplicate", "wrap", "call"} <= set(by_kind)
+    assert any("score += 0.1 * waste" not in c and "waste" in c for c in by_kind["delete"])
+    assert any(c.count("score += 0.1 * waste") == 2 for c in by_kind["duplicate"])
+    assert any(re.search(r"^    (if .*|for _ in range\(2\)):\n        ", c, re.M) for c in by_kind["wrap"])
+    assert any(re.search(r"np\.(min|mean|median|sum)\(gap\)", c) for c in by_kind["call"])
+    for kind in ("delete", "swap", "duplicate", "wrap", "call"):
+        for code in by_kind[kind]:
+            assert np.shape(run_bin(code)) == (3,), code  # every name still bound where it is read
+
+
+def test_a_rigid_construction_gets_nudged_and_its_steps_adapt_to_the_score():
+    made = detailed(GRID_SEED, ["points"], 120)
+    nudges = [p for p in made if p.kind == "nudge"]
+    assert nudges and all(re.search(r"grid\.flat\[\d+ % grid\.size\] \+= -?[\d.e-]+", p.code) for p in nudges)
+    namespace = {"np": np}
+    exec(compile(nudges[0].code, "<candidate>", "exec"), namespace)
+    moved = namespace["points"](9)
+    base = np.array([(i, j) for i in range(3) for j in range(3)], dtype=float) / 3
+    assert np.count_nonzero(np.abs(moved - base) > 1e-12) == 1  # exactly one coordinate moved
+    proposer = AstMutator()
+    proposer.observe_nudge(True)
+    grown = proposer.nudge_scale
+    for _ in range(5):
+        proposer.observe_nudge(False)
+    assert grown == pytest.approx(0.015) and proposer.nudge_scale < grown
+
+
+def test_subtree_crossover_takes_an_expression_of_the_other_parent():
+    donor = "def priority(item: float, bins: np.ndarray) -> np.ndarray:\n    return np.sqrt(bins) * item\n"
+    proposer = AstMutator()
+    rng = np.random.default_rng(0)
+    crossed = []
+    for _ in range(200):
+        p = proposer.propose_detailed([donor, BIN_SEED], NAMES, rng)
+        if p.kind == "crossover":
+            crossed.append(p.code)
+    assert crossed and any("np.sqrt(bins) * item" in c or "np.sqrt(bins)" in c for c in crossed)
+    assert all(np.shape(run_bin(c)) == (3,) for c in crossed)
+
+
+def test_when_nothing_can_change_the_reason_names_what_was_tried():
+    with pytest.raises(NoMutationFound, match=r"nothing to change \(x\d+\)"):
+        AstMutator(max_tries=10).propose(["def priority(item, bins):\n    return 'x'\n"], NAMES,
+                                               np.random.default_rng(0))

@@ -201,3 +201,21 @@ def test_the_mutation_server_answers_with_applicable_mutations_reproducibly() ->
     children = [apply_response(answer, seed, ["priority"]) for answer in answers_a]
     assert all(child != seed for child in children)
     assert any("<<<<<<< SEARCH" in x for x in answers_a) and any("```python" in x for x in answers_a)
+
+
+# ---- an offline run that can change nothing ----------------------------------------------------------------------
+
+def test_an_offline_run_that_can_change_nothing_stops_at_once_and_show_says_why(tmp_path: Path) -> None:
+    import subprocess
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    config = RunConfig(problem=str(REPO / "tests" / "fixtures" / "frozen_problem.py"), name="frozen", budget=150)
+    result = run_search(config, db, progress=False)
+    assert result.status == "failed"
+    assert "cannot change the program" in (result.stats.stop_reason or "")
+    assert "nothing to change" in (result.stats.stop_reason or "")
+    with Store(db) as store:
+        assert len(store.proposals(store.get_run("frozen").id)) == 10  # it stopped, it did not spend 150
+    shown = subprocess.run([sys.executable, "-m", "evoforge", "show", "frozen", "--db", db], capture_output=True,
+                           text=True, check=True, cwd=REPO).stdout
+    assert "cannot change the program" in " ".join(shown.split())

@@ -63,26 +63,41 @@ class Proposer(Protocol):
 class OfflineProposer:
     """Program mutations with no LLM: keeps the loop working with no network and no key."""
 
+    HOPELESS_AFTER = 10  # proposals in a row that found no mutation, with none found ever, before the run stops
+
     def __init__(self, evolved_names: Sequence[str], global_names: Collection[str] | None = None) -> None:
         self._names = tuple(evolved_names)
         self._mutator = AstMutator(global_names=global_names)
+        self._made_any = False
+        self._misses_in_a_row = 0
+        self._last_miss = ""
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
                       feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = ()) -> Proposal:
         start = time.perf_counter()
         try:  # inspirations are further donors for recombination; the best parent is still the one changed
-            text = self._mutator.propose([p.code for p in (*inspirations, *parents)], self._names, rng)
+            made = self._mutator.propose_detailed([p.code for p in (*inspirations, *parents)], self._names, rng)
         except NoMutationFound as exc:
+            self._misses_in_a_row += 1
+            self._last_miss = str(exc)
             return Proposal(model="offline", prompt="[]", text="", latency_s=time.perf_counter() - start,
                             error=f"no mutation found: {exc}")
-        return Proposal(model="offline", prompt="[]", text=text, latency_s=time.perf_counter() - start)
+        self._made_any, self._misses_in_a_row = True, 0
+        return Proposal(model="offline", prompt="[]", text=made.response, latency_s=time.perf_counter() - start,
+                        details={"kind": made.kind})
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
-        """Random mutations learn nothing."""
+        """Nudges adapt their step to how often they improve on the trusted score; other mutations learn nothing."""
+        if proposal.details.get("kind") == "nudge":
+            self._mutator.observe_nudge(improved)
 
     def stop_reason(self) -> str | None:
-        """Mutations need nothing that could fail for good."""
-        return None
+        """Why the run cannot go on: no mutation of the seed was ever found (the program offers nothing to change)."""
+        if self._made_any or self._misses_in_a_row < self.HOPELESS_AFTER:
+            return None
+        return (f"the offline proposer cannot change the program: {self._misses_in_a_row} proposals in a row found "
+                f"no mutation ({self._last_miss}); give the seed something to vary (a constant, an expression, "
+                "an array it builds) or use an LLM (--model)")
 
 
 class LLMProposer:

@@ -1,0 +1,12 @@
+"""The offline proposer (program mutations with no LLM), split by job: `proposer` chooses and checks an edit,
+`locate` finds statements and writes edits as SEARCH/REPLACE, `mutations` changes expressions, `statements`
+changes whole statements, `recombine` crosses parents over."""
+
+from evoforge.engine.propose.offline.proposer import (
+    KINDS,
+    AstMutator,
+    NoMutationFound,
+    OfflineProposal,
+)
+
+__all__ = ["KINDS", "NoMutationFound", "OfflineProposal", "AstMutator"]

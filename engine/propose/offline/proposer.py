@@ -1,0 +1,201 @@
+"""The offline proposer: real program mutations with no LLM, written as the SEARCH/REPLACE answer an LLM would give.
+
+It keeps the whole loop working (and tested) on a machine with no network and no key. Each proposal edits one
+statement of the best parent with `ast` (see `mutations`, `statements` and `recombine` for the kinds). The SEARCH
+section is the statement's exact source lines, so comments elsewhere survive, and every answer is checked with
+`apply_response` before it is returned.
+
+The vocabulary uses `np` where the problem module imports numpy as np, as the bundled problems do. Given the
+problem module's global names, a mutation that would use a name the candidate cannot see (`np` in a problem that
+does not import numpy) is discarded and another one tried, so every proposal at least resolves its names.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from evoforge.engine.program.patching import apply_response
+from evoforge.engine.program.source import PatchError, normalize_code
+from evoforge.engine.propose.offline import statements
+from evoforge.engine.propose.offline.locate import Edit
+from evoforge.engine.propose.offline.mutations import BUILTIN_NAMES, MUTATORS
+from evoforge.engine.propose.offline.recombine import crossover_edit, recombine_edit
+
+# Mutation kinds and how often each is tried; operator swaps have few outcomes, so they get less weight.
+_WEIGHTS = {"constant": 4.0, "operator": 1.0, "insert": 4.0, "condition": 2.0, "recombine": 2.0, "crossover": 2.0,
+            "delete": 0.7, "swap": 0.7, "duplicate": 0.7, "wrap": 0.7, "call": 1.0, "nudge": 2.0}
+KINDS = tuple(_WEIGHTS)
+_WITH_DONOR = ("recombine", "crossover")  # kinds that need a second parent
+_SAYS = {
+    "constant": "perturb a numeric constant",
+    "operator": "swap an operator",
+    "insert": "add a new term",
+    "condition": "add a thresholded adjustment",
+    "recombine": "take a statement from another parent",
+    "crossover": "take a sub-expression from another parent",
+    "delete": "delete a statement",
+    "swap": "swap two statements",
+    "duplicate": "apply an update twice",
+    "wrap": "wrap a statement in a condition or loop",
+    "call": "call another function of the same module",
+    "nudge": "move one element of a built array",
+}
+_EDITS: dict[str, Callable[..., Edit | None]] = {
+    **MUTATORS, "delete": statements.delete, "swap": statements.swap, "duplicate": statements.duplicate,
+    "wrap": statements.wrap, "call": statements.swap_call,
+}
+
+
+class NoMutationFound(RuntimeError):
+    """The offline proposer found no valid new program from these parents within its tries."""
+
+
+@dataclass(frozen=True)
+class OfflineProposal:
+    """One offline answer: the mutation kind, the SEARCH/REPLACE text, and the program it produces."""
+
+    kind: str
+    response: str
+    code: str
+
+
+
+class AstMutator:
+    """Proposes mutations of the best parent as SEARCH/REPLACE text; deterministic for a given rng state."""
+
+    def __init__(self, *, max_tries: int = 50, global_names: Collection[str] | None = None) -> None:
+        """``global_names``: the names the evolved functions can see besides builtins (the problem module's
+        globals); None trusts every name, as for the bundled problems, which import numpy as np."""
+        if max_tries < 1:
+            raise ValueError(f"max_tries must be at least 1, got {max_tries}")
+        self.max_tries = max_tries
+        self.nudge_scale = 0.01  # the typical step of a nudge; `observe_nudge` adapts it to the trusted score
+        self.global_names = None if global_names is None else frozenset(global_names) | BUILTIN_NAMES
+
+    def propose(self, parents: Sequence[str], evolved_names: Sequence[str], rng: np.random.Generator) -> str:
+        """A SEARCH/REPLACE answer that changes the last (best) parent; parents are ordered worst to best."""
+        return self.propose_detailed(parents, evolved_names, rng).response
+
+    def propose_detailed(self, parents: Sequence[str], evolved_names: Sequence[str],
+                         rng: np.random.Generator) -> OfflineProposal:
+        """Like `propose`, also returning the mutation kind and the resulting program."""
+        if not parents:
+            raise ValueError("propose needs at least one parent program")
+        parents = [p.replace("\r\n", "\n") for p in parents]
+        best = parents[-1]
+        best_normal = _normal_or_none(best)
+        if best_normal is None:
+            raise NoMutationFound("the best parent does not parse, so it cannot be mutated")
+        known = {n for n in map(_normal_or_none, parents) if n is not None}
+        donors = [p for p in parents[:-1] if _normal_or_none(p) not in (None, best_normal)]
+        kinds = [k for k in KINDS if k not in _WITH_DONOR or donors]
+        weights = np.array([_WEIGHTS[k] for k in kinds])
+        weights = weights / weights.sum()
+        misses: Counter[str] = Counter()  # why tries failed, for the message when all of them do
+        for _ in range(self.max_tries):
+            kind = kinds[int(rng.choice(len(kinds), p=weights))]
+            tree = ast.parse(best)
+            functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in evolved_names]
+            if not functions:
+                raise NoMutationFound(f"the best parent defines none of {list(evolved_names)}")
+            func = functions[int(rng.integers(len(functions)))]
+            lines = best.split("\n")
+            if kind in _WITH_DONOR:
+                cross = recombine_edit if kind == "recombine" else crossover_edit
+                edit = cross(func, lines, donors[int(rng.integers(len(donors)))], rng)
+            elif kind == "nudge":
+                edit = statements.nudge(func, lines, rng, self.nudge_scale)
+            else:
+                edit = _EDITS[kind](func, lines, rng)
+            if edit is None:
+                misses[f"{kind}: nothing to change"] += 1
+                continue
+            proposal = _emit(kind, edit, best, lines, evolved_names)
+            if proposal is None:
+                misses[f"{kind}: the edit could not be written as SEARCH/REPLACE"] += 1
+                continue
+            normal = normalize_code(proposal.code)
+            tree = ast.parse(proposal.code)
+            if normal in known:
+                misses[f"{kind}: gave a parent's own code"] += 1
+            elif _divides_by_zero(tree):
+                misses[f"{kind}: divides by zero"] += 1
+            elif self._unresolved(tree, best):
+                misses[f"{kind}: reads a name the program cannot see"] += 1
+            else:
+                return proposal
+        why = "; ".join(f"{reason} (x{count})" for reason, count in misses.most_common(4))
+        raise NoMutationFound(f"no valid new program from {len(parents)} parent(s) in {self.max_tries} tries: {why}")
+
+    def observe_nudge(self, improved: bool) -> None:
+        """A nudge's outcome on the trusted score: grow the step after a success, shrink it slowly otherwise (the
+        1/5 success rule of evolution strategies), so nudges settle at the scale where they still improve."""
+        self.nudge_scale = min(0.2, self.nudge_scale * 1.5) if improved else max(1e-4, self.nudge_scale * 0.92)
+
+
+    def _unresolved(self, tree: ast.Module, parent: str) -> bool:
+        """Whether the new program reads a global name that neither the module nor the parent provides."""
+        if self.global_names is None:
+            return False
+        known = self.global_names | _names(ast.parse(parent), read=True) | _names(tree, read=False)
+        return any(n.id not in known for n in ast.walk(tree) if isinstance(n, ast.Name))
+
+
+def _names(tree: ast.AST, *, read: bool) -> set[str]:
+    """The names a program binds (assignments, arguments, functions, imports), and with ``read`` those it reads."""
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and (read or not isinstance(n.ctx, ast.Load))}
+    names |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    names |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                ast.ClassDef))}
+    names |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import,
+              ast.ImportFrom)) for a in n.names}
+    return names
+
+
+def _normal_or_none(code: str) -> str | None:
+    try:
+        return normalize_code(code)
+    except PatchError:
+        return None
+
+
+def _emit(kind: str, edit: Edit, best: str, lines: list[str], names: Sequence[str]) -> OfflineProposal | None:
+    """Write the edit as a SEARCH/REPLACE answer, widening SEARCH upwards until it matches only its own place."""
+    start, new = edit.start, list(edit.new)
+    expected = _tidy("\n".join(lines[:edit.start] + edit.new + lines[edit.end:]))
+    for _ in range(5):
+        search = lines[start:edit.end]
+        response = (f"Offline mutation ({kind}): {_SAYS[kind]} in {edit.function}.\n\n<<<<<<< SEARCH\n"
+                    + "\n".join(search) + "\n=======\n" + "\n".join(new) + "\n>>>>>>> REPLACE\n")
+        try:
+            code = apply_response(response, best, names)
+        except PatchError:
+            code = None
+        if code is not None and _tidy(code) == expected:
+            return OfflineProposal(kind=kind, response=response, code=code)
+        if start == 0:
+            return None
+        start -= 1
+        new.insert(0, lines[start])
+    return None
+
+
+def _tidy(code: str) -> str:
+    return "\n".join(line.rstrip() for line in code.rstrip("\n").split("\n"))
+
+
+def _divides_by_zero(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
+            right = node.right
+            while isinstance(right, ast.UnaryOp) and isinstance(right.op, (ast.USub, ast.UAdd)):
+                right = right.operand
+            if isinstance(right, ast.Constant) and isinstance(right.value, (int, float)) and right.value == 0:
+                return True
+    return False
+
