@@ -45,10 +45,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dup-keep": ("behavioural duplicates evaluated in full and kept", {"same_behaviour": "keep"}),
     "dup-parent": ("behavioural duplicates kept as parents with their twin's score, not evaluated further",
                    {"same_behaviour": "parent"}),
-    "funsearch": ("FunSearch's cluster sampling", {"islands": {"selection": "clusters"}}),
-    "power-law": ("power-law rank selection with offspring penalty", {"islands": {"selection": "power_law"}}),
-    "elite": ("elite exploitation: the best program as parent half the time",
-              {"islands": {"selection": "clusters", "elite_share": 0.5}}),
+    "power-law": ("power-law rank selection with an offspring penalty",
+                  {"islands": {"selection": "power_law", "offspring_penalty": 0.5}}),
+    "no-elite": ("FunSearch's sampling alone, no elite exploitation", {"islands": {"elite_share": 0.0}}),
+    "elite": ("elite exploitation: the best program as parent half the time", {"islands": {"elite_share": 0.5}}),
+    "today": ("evoforge before this work: duplicates rejected, FunSearch's sampling, no inspirations",
+              {"same_behaviour": "reject", "islands": {"elite_share": 0.0}}),
     "inspirations": ("two inspirations from other islands in each prompt", {"inspirations": 2}),
     "no-inspirations": ("no inspirations in the prompt", {"inspirations": 0}),
     "one-island": ("a single island", {"islands": {"num_islands": 1}}),
@@ -211,7 +213,9 @@ def main() -> None:
     parser.add_argument("--source", choices=("mutation", "offline"), default="mutation")
     parser.add_argument("--jobs", type=int, default=2, help="searches running at once (processes)")
     parser.add_argument("--workers", type=int, default=1, help="sandbox workers per search")
-    parser.add_argument("--json", type=Path, help="also write every outcome to this file")
+    parser.add_argument("--json", type=Path, help="append every outcome to this file as it finishes (JSON lines)")
+    parser.add_argument("--from", dest="saved", type=Path, action="append", default=[],
+                        help="print the table of outcomes saved with --json instead of searching (repeatable)")
     args = parser.parse_args()
     budgets = tuple(sorted(int(b) for b in args.budgets.split(",")))
     variants = args.variants.split(",")
@@ -221,6 +225,11 @@ def main() -> None:
     if "no-search" in variants and args.source != "mutation":
         parser.error("no-search needs --source mutation (its answers are whole functions of the seed)")
     overrides = dict(item.split("=", 1) for item in args.set)
+    if args.saved:
+        saved = [Outcome(**{**row, "best": tuple(row["best"])}) for path in args.saved
+                 for row in map(json.loads, path.read_text().splitlines()) if row["variant"] in variants]
+        print(table(saved, variants, budgets))
+        return
     jobs = [Job(v, s, args.problem, overrides, budgets, args.source, args.workers)
             for v in variants for s in range(args.first_seed, args.first_seed + args.seeds)]
     start = time.perf_counter()
@@ -228,16 +237,20 @@ def main() -> None:
         outcomes = []
         for outcome in pool.map(run_job, jobs):
             outcomes.append(outcome)
+            if args.json:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(dataclasses.asdict(outcome)) + "\n")
             print(f"  {outcome.variant} seed {outcome.seed}: " + ", ".join(
                 f"@{b} {s:.5g}" for b, s in zip(budgets, outcome.best)) + f" ({outcome.wall_s:.0f} s)",
                 file=sys.stderr, flush=True)
-    if args.json:
-        args.json.write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1))
     settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
     print(f"problem {args.problem} ({settings}), source {args.source}, {args.seeds} seeds from {args.first_seed}, "
           f"workers {args.workers}, one candidate in flight; took {time.perf_counter() - start:.0f} s")
     print()
     print(table(outcomes, variants, budgets))
+    print()
+    for v in variants:
+        print(f"- {v}: {VARIANTS[v][0]}")
 
 
 if __name__ == "__main__":

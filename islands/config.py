@@ -44,8 +44,9 @@ class IslandConfig:
     """With "power_law": a cluster's weight is divided by (1 + children of its programs) ** offspring_penalty, so
     parents that were tried often give way to fresh ones (0: off)."""
 
-    elite_share: float = 0.0
-    """Chance that a prompt's best parent is the island's best program (exploitation of the elite; 0: never)."""
+    elite_share: float = 0.5
+    """Chance that a prompt's best parent is the island's best program (exploitation of the elite; 0: never, as
+    FunSearch). 0.5 was best in benchmarks/QUALITY.md."""
 
     def __post_init__(self) -> None:
         _positive_int("num_islands", self.num_islands)

@@ -53,7 +53,9 @@ def test_offline_search_records_every_candidate_and_improves(tmp_path: Path) -> 
         best = store.best_programs(run.id, 1, maximize=False)[0]
         events = [item for item in store.history(run.id) if item.kind == "reset"]
     assert sum(statuses.values()) + sum(not p.applied for p in proposals) == 121
-    assert statuses["ok"] > 60
+    # Most candidates behave validly: evaluated ("ok") or, by default, stopped after the first input as the
+    # behavioural twin of an earlier program ("duplicate", kept as a parent).
+    assert statuses["ok"] + statuses.get("duplicate", 0) > 60 and statuses["ok"] > 5
     assert best.score is not None and seed.score is not None
     assert best.score < seed.score  # strictly better than best fit, the seed
     assert result.best_score == best.score

@@ -86,6 +86,13 @@ class OfflineProposer:
         return Proposal(model="offline", prompt="[]", text=made.response, latency_s=time.perf_counter() - start,
                         details={"kind": made.kind})
 
+    def restore(self, proposals: Sequence[Any]) -> None:
+        """Replay a resumed run's recorded proposals (stored `details`), so its nudge steps continue exactly."""
+        for p in proposals:
+            if p.details.get("kind") == "nudge":
+                self._mutator.observe_nudge(bool(p.details.get("improved")))
+            self._made_any = self._made_any or p.error is None
+
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
         """Nudges adapt their step to how often they improve on the trusted score; other mutations learn nothing."""
         if proposal.details.get("kind") == "nudge":

@@ -333,7 +333,7 @@ class Controller:
             self.stats.behaviour_duplicates += 1
             assert recorded.program_id is not None  # a program was recorded
             self._register_twin(recorded.program_id, island, ev.behaviour, len(code))
-            self._maybe_reset(recorded.seq)
+            self._maybe_reset()
             return original, False
         held = None
         if ev.status == "ok" and ev.score is not None and self.problem.is_better(ev.score, self.stats.best_score):
@@ -364,7 +364,7 @@ class Controller:
             self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
             self._note_best(recorded.program_id, ev.score)
             self._remember_behaviour(ev.behaviour, recorded.program_id)
-            self._maybe_reset(recorded.seq)
+            self._maybe_reset()
         else:
             self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")
         return recorded.program_id, improved
@@ -377,10 +377,12 @@ class Controller:
         self.stats.add_time("held_out", time.perf_counter() - start)
         return held
 
-    def _maybe_reset(self, seq: int) -> None:
+    def _maybe_reset(self) -> None:
         if not self.islands.needs_reset():
             return
-        plan = self.islands.plan_reset(np.random.default_rng([self.run.seed, seq, 1]))
+        # Seeded by the registration count, not by seq: a resume records an event, which shifts every later seq,
+        # so a seq-seeded plan would differ between a resumed run and the same run uninterrupted.
+        plan = self.islands.plan_reset(np.random.default_rng([self.run.seed, self.islands.num_registered, 1]))
         self.store.record_event(self.run.id, "reset", plan.to_dict())
         self.islands.apply_reset(plan)
 

@@ -22,7 +22,7 @@ from typing import Any
 from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store, StoreError
 from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache
-from evoforge.engine.propose.proposers import Proposer, make_proposer
+from evoforge.engine.propose.proposers import OfflineProposer, Proposer, make_proposer
 from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig
 from evoforge.engine.run.controller import Controller, RunRef
 from evoforge.engine.run.errors import RunFailed, SeedFailed, StartFailed
@@ -202,8 +202,11 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     """The configured proposer, with its memory of this run (cache, instructions) and any run it replays."""
     models = config.models
     if models.offline:
-        return make_proposer(models, problem.description, problem.evolved_names,
-                             global_names=vars(problem.module).keys())
+        offline = make_proposer(models, problem.description, problem.evolved_names,
+                                global_names=vars(problem.module).keys())
+        if not fresh and isinstance(offline, OfflineProposer):
+            offline.restore(store.proposals(run.id))
+        return offline
     own = [] if fresh else store.proposals(run.id)
     replay = None
     if models.replay:
