@@ -389,7 +389,8 @@ class Store:
             return c.execute(programs).all(), c.execute(events).all()
 
         program_rows, event_rows = self._read(read)
-        summaries = [ProgramSummary(*row[:-1], tuple(row[-1] or ())) for row in program_rows]
+        summaries = [ProgramSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9],
+                                    tuple(r[10] or ())) for r in program_rows]
         infos = [_event_info(r) for r in event_rows]
         return list(heapq.merge(summaries, infos, key=attrgetter("seq")))
 

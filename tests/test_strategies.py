@@ -106,10 +106,20 @@ def test_run_config_refuses_unknown_duplicate_handling_and_negative_inspirations
 
 # ---- behavioural duplicates ------------------------------------------------------------------------------------
 
-def dead_variable_answers(request: dict, counter=itertools.count(), lock=threading.Lock()) -> str:
+def numbered(make):
+    """A responder calling make(i) with i = 0, 1, 2, ... across the server's threads."""
+    lock, counter = threading.Lock(), itertools.count()
+
+    def respond(request: dict) -> str:
+        with lock:
+            i = next(counter)
+        return make(i)
+
+    return respond
+
+
+def dead_variable_answer(i: int) -> str:
     """New code each time (a new dead variable) that packs exactly as best fit: a behavioural duplicate."""
-    with lock:
-        i = next(counter)
     return (f"```python\ndef priority(item: float, bins: np.ndarray) -> np.ndarray:\n    unused = {i}\n"
             f"    return -(bins - item)\n```")
 
@@ -131,7 +141,7 @@ def parents_and_programs(db: str, name: str) -> tuple[list[tuple[int, ...]], lis
 @pytest.mark.parametrize("mode", ["parent", "reject"])
 def test_behavioural_duplicates_become_parents_only_when_kept_as_parents(tmp_path: Path, mode: str) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
-    with OpenAIServer(dead_variable_answers) as server:
+    with OpenAIServer(numbered(dead_variable_answer)) as server:
         result = run_search(config(mode, 6, server, same_behaviour=mode), db, progress=False)
     parents, programs = parents_and_programs(db, mode)
     seed, rest = programs[0], programs[1:]
@@ -148,7 +158,7 @@ def test_behavioural_duplicates_become_parents_only_when_kept_as_parents(tmp_pat
 
 def test_duplicates_kept_as_parents_rejoin_their_islands_on_resume(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
-    with OpenAIServer(dead_variable_answers) as server:
+    with OpenAIServer(numbered(dead_variable_answer)) as server:
         run_search(config("resumed", 3, server), db, progress=False)
         _, before = parents_and_programs(db, "resumed")
         duplicates = {p.id for p in before if p.status == "duplicate"}
@@ -161,7 +171,8 @@ def test_duplicates_kept_as_parents_rejoin_their_islands_on_resume(tmp_path: Pat
 # ---- inspirations ----------------------------------------------------------------------------------------------
 
 def test_inspirations_are_shown_apart_from_the_versions_and_the_answer_edits_the_best_version() -> None:
-    parents = [ParentView("def f(x):\n    return x\n", 2.0, "ok"), ParentView("def f(x):\n    return x + 1\n", 3.0, "ok")]
+    parents = [ParentView("def f(x):\n    return x\n", 2.0, "ok"),
+               ParentView("def f(x):\n    return x + 1\n", 3.0, "ok")]
     other = ParentView("def f(x):\n    return 2 * x\n", 9.0, "ok")
     text = build_messages("Maximise f.", ["f"], parents, inspirations=[other])[1]["content"]
     assert "## Inspirations" in text and "### Inspiration A (score 9)" in text and "return 2 * x" in text
@@ -170,15 +181,13 @@ def test_inspirations_are_shown_apart_from_the_versions_and_the_answer_edits_the
 
 
 def test_a_search_shows_other_islands_best_programs_as_inspirations(tmp_path: Path) -> None:
-    def improving(request: dict, counter=itertools.count(), lock=threading.Lock()) -> str:
-        with lock:
-            i = next(counter)
+    def improving(i: int) -> str:
         return (f"```python\ndef priority(item: float, bins: np.ndarray) -> np.ndarray:\n"
                 f"    return -(bins - item) + {0.001 * (i + 1):.3f} * (bins - item) ** 2\n```")
 
     db = f"sqlite:///{tmp_path / 'r.db'}"
     islands = IslandConfig(num_islands=2, reset_period=1000)
-    with OpenAIServer(improving) as server:
+    with OpenAIServer(numbered(improving)) as server:
         run_search(config("insp", 6, server, islands=islands, inspirations=1), db, progress=False)
         prompts = [r.messages[-1]["content"] for r in server.completion_requests]
     assert "### Inspiration A" not in prompts[0]  # every island holds only the seed, which is a parent

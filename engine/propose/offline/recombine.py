@@ -114,7 +114,7 @@ def crossover_edit(func: ast.FunctionDef, lines: list[str], donor_code: str, rng
         needed = _loaded(piece) & donor_locals
         before = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
         before |= set().union(*(_stored(s) for s in ast.walk(func) if isinstance(s, ast.stmt) and s is not func
-                                and s.end_lineno < site.stmt.lineno))
+                                and end_of(s)[0] < site.stmt.lineno))
         if needed <= before and ast.dump(piece) != ast.dump(site.node):
             replace_node(site.stmt, site.node, copy.deepcopy(piece))
             return edit_for(site.stmt, lines, span, func)

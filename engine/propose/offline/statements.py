@@ -19,6 +19,7 @@ import numpy as np
 from evoforge.engine.propose.offline.locate import (
     Edit,
     edit_for,
+    end_of,
     indent_of,
     sites_of,
     span_of,
@@ -42,8 +43,9 @@ def _blocks(func: ast.FunctionDef) -> list[list[ast.stmt]]:
     for node in ast.walk(func):
         if node is not func and isinstance(node, (ast.If, ast.For, ast.While, ast.With)):
             found.append(node.body)
-            if getattr(node, "orelse", None):
-                found.append(node.orelse)
+            orelse = getattr(node, "orelse", None)  # a `with` has none
+            if orelse:
+                found.append(orelse)
     return [b for b in found if b]
 
 
@@ -59,7 +61,7 @@ def _bound_before(func: ast.FunctionDef, stmt: ast.stmt) -> set[str]:
     """Names bound before `stmt` starts: the arguments and whatever earlier lines assign."""
     names = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
     for node in ast.walk(func):
-        if isinstance(node, ast.stmt) and node is not func and node.end_lineno < stmt.lineno:
+        if isinstance(node, ast.stmt) and node is not func and end_of(node)[0] < stmt.lineno:
             names |= _stored(node)
     return names
 
@@ -177,7 +179,7 @@ def _array_like(value: ast.expr) -> bool:
 
 def nudge(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, scale: float = 0.01) -> Edit | None:
     """Move one element of a built array by a small literal step (its index wraps, so any size works)."""
-    choices = []
+    choices: list[tuple[ast.stmt, tuple[int, int], str | None]] = []
     for block in _blocks(func):
         for s in block:
             span = span_of(s, lines)
@@ -193,6 +195,7 @@ def nudge(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, sca
     if picked is None:
         return None
     stmt, (start, end), name = picked
+    assert isinstance(stmt, (ast.Assign, ast.Return)) and stmt.value is not None  # the two kinds chosen above
     indent = indent_of(lines[start])
     step = float(f"{scale * math.exp(rng.normal(0, 1)) * (1 if rng.random() < 0.5 else -1):.3g}")
     j = int(rng.integers(64))
