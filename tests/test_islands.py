@@ -20,7 +20,8 @@ from evoforge.islands import (
 
 
 def make(maximize: bool = True, **config: object) -> IslandModel:
-    return IslandModel(IslandConfig(**config), maximize=maximize)  # type: ignore[arg-type]
+    """A model with FunSearch's sampling alone (no elite exploitation) unless the test sets elite_share."""
+    return IslandModel(IslandConfig(**{"elite_share": 0.0, **config}), maximize=maximize)  # type: ignore[arg-type]
 
 
 def first_pick_freq(model: IslandModel, island: int, n: int, seed: int = 0) -> Counter[int]:

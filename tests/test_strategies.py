@@ -35,7 +35,7 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def model(scores: list[float], **config: object) -> IslandModel:
     """One island holding one program per score (ids 1.., distinct signatures), minimising."""
-    m = IslandModel(IslandConfig(num_islands=1, **config), maximize=False)
+    m = IslandModel(IslandConfig(**{"num_islands": 1, "elite_share": 0.0, **config}), maximize=False)
     for i, s in enumerate(scores, start=1):
         m.register(i, 0, [s], s, 10)
     return m
