@@ -7,7 +7,8 @@ filled through ``Store.record_candidates`` with ``--programs`` candidates: offli
 hundred characters, nine in ten valid, each the child of an earlier one (so lineages are long), one train
 evaluation each, and an island reset every 500 programs. Then each inspection command (`runs`, `show`, `best`,
 `program`, `lineage`, and `--help`) runs ``--repeats`` times as a fresh ``python -m evoforge`` process and the
-median wall time is printed against the target (0.5 s).
+median wall time is printed against the target (0.5 s), with the median CPU time (user + system) beside it: on a
+loaded machine the wall time grows with the load average (printed first), the CPU time far less.
 
 `run` is timed from the moment its process starts to its first proposal: with an LLM, to the arrival of the first
 chat request at a local OpenAI-speaking server (tests/openai_server.py); with the offline proposer, to the first
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -98,16 +100,23 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def time_command(args: list[str], repeats: int) -> float:
-    """Median wall time of `python -m evoforge ARGS` in a fresh process; it must succeed."""
-    times = []
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_command(args: list[str], repeats: int) -> tuple[float, float]:
+    """Median wall time and CPU time (user + system) of `python -m evoforge ARGS` in a fresh process; it must
+    succeed. On a loaded machine the wall time grows with the load, the CPU time much less."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu()
         proc = subprocess.run([sys.executable, "-m", "evoforge", *args], capture_output=True, text=True, env=_env())
-        times.append(time.perf_counter() - start)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_children_cpu() - cpu)
         if proc.returncode != 0:
             raise SystemExit(f"evoforge {' '.join(args)} failed:\n{proc.stderr}")
-    return statistics.median(times)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def _run_args(folder: Path, name: str) -> list[str]:
@@ -167,15 +176,18 @@ def main() -> None:
                 ("best -n 5", ["best", "big", "-n", "5", "--db", db]),
                 ("program", ["program", str(last), "--db", db]), ("lineage", ["lineage", str(last), "--db", db]),
                 ("runs --json", ["runs", "--json", "--db", db]), ("show --json", ["show", "big", "--json", "--db", db])]
-        print(f"{'command':<28} {'seconds':>8} {'target':>7}  ok")
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+        print(f"{'command':<28} {'wall s':>8} {'cpu s':>7} {'target':>7}  ok")
+        baseline = time_command(["--version"], args.repeats)
+        print(f"{"--version (imports only)":<28} {baseline[0]:8.3f} {baseline[1]:7.3f}")
         for label, command in rows:
-            seconds = time_command(command, args.repeats)
-            print(f"{label:<28} {seconds:8.3f} {INSPECT_TARGET_S:7.1f}  {_ok(seconds, INSPECT_TARGET_S)}")
+            seconds, cpu = time_command(command, args.repeats)
+            print(f"{label:<28} {seconds:8.3f} {cpu:7.3f} {INSPECT_TARGET_S:7.1f}  {_ok(seconds, INSPECT_TARGET_S)}")
         runs = max(1, args.repeats // 2)
         for label, measure in (("run: first proposal offline", time_to_offline_proposal),
                                ("run: first LLM request", time_to_llm_request)):
             seconds = statistics.median(measure(folder, f"{label[-3:]}-{i}") for i in range(runs))
-            print(f"{label:<28} {seconds:8.3f} {RUN_TARGET_S:7.1f}  {_ok(seconds, RUN_TARGET_S)}")
+            print(f"{label:<28} {seconds:8.3f} {'':>7} {RUN_TARGET_S:7.1f}  {_ok(seconds, RUN_TARGET_S)}")
 
 
 if __name__ == "__main__":
