@@ -179,7 +179,7 @@ def main() -> None:
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
         print(f"{'command':<28} {'wall s':>8} {'cpu s':>7} {'target':>7}  ok")
         baseline = time_command(["--version"], args.repeats)
-        print(f"{"--version (imports only)":<28} {baseline[0]:8.3f} {baseline[1]:7.3f}")
+        print(f"{'--version (imports only)':<28} {baseline[0]:8.3f} {baseline[1]:7.3f}")
         for label, command in rows:
             seconds, cpu = time_command(command, args.repeats)
             print(f"{label:<28} {seconds:8.3f} {cpu:7.3f} {INSPECT_TARGET_S:7.1f}  {_ok(seconds, INSPECT_TARGET_S)}")
