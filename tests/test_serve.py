@@ -450,3 +450,48 @@ def test_a_guessable_token_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("EVOFORGE_TOKEN", "secret")
     assert main(["serve", "--db", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
     assert "EVOFORGE_TOKEN has 6 characters" in capsys.readouterr().err
+
+
+def test_a_suspect_program_is_accepted_from_its_page_once_with_the_token(tmp_path: Path) -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from evoforge.db import NewEvaluation, NewProgram
+    from evoforge.engine.analysis.queries import ACCEPT_EVENT
+    from evoforge.engine.serve.app import ServeConfig, make_app
+
+    async def go() -> None:
+        with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+            run = store.create_run(name="s", problem_name="p", problem_path="p.py", problem_source="",
+                                   problem_hash="h", config={"run": {"islands": {"num_islands": 1}},
+                                                             "settings": {"maximize": False, "bound": 1.0},
+                                                             "params": {}}, seed=0, evoforge_version="test")
+            ids = []
+            for score in (3.0, 0.5):  # 0.5 is past the bound of a minimised problem: SUSPECT
+                code = f"def f():\n    return {score}\n"
+                program = NewProgram(island=0, origin="human", code=code, code_hash=code, status="ok", score=score,
+                                     scores={"a": score}, parent_ids=[])
+                ev = NewEvaluation(kind="train", status="ok", score=score, scores={"a": score})
+                ids.append(store.record_candidate(run.id, program=program, evaluations=[ev]).program_id)
+            honest, suspect = ids
+            app = make_app(ServeConfig(store=store, token=TOKEN))
+            headers = {"X-Evoforge-Token": TOKEN}
+            async with TestClient(TestServer(app)) as client:
+                page = await (await client.get(f"/programs/{suspect}")).text()
+                assert 'id="suspect-mark"' in page and 'id="accept-go"' in page
+                assert 'id="suspect-mark"' not in await (await client.get(f"/programs/{honest}")).text()
+                refused = await client.post(f"/api/programs/{suspect}/accept", json={"why": "checked"})
+                assert refused.status == 403
+                done = await client.post(f"/api/programs/{suspect}/accept", json={"why": "checked by hand"},
+                                         headers=headers)
+                assert done.status == 200, await done.text()
+                again = await client.post(f"/api/programs/{suspect}/accept", json={"why": "again"}, headers=headers)
+                assert again.status == 400 and "already accepted" in (await again.json())["error"]
+                plain = await client.post(f"/api/programs/{honest}/accept", json={"why": "x"}, headers=headers)
+                assert plain.status == 400 and "not SUSPECT" in (await plain.json())["error"]
+                assert 'id="suspect-mark"' not in await (await client.get(f"/programs/{suspect}")).text()
+            events = store.events(run.id, ACCEPT_EVENT)
+            assert [(e.data["program"], e.data["why"]) for e in events] == [(suspect, "checked by hand")]
+
+    asyncio.run(go())

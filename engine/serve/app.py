@@ -312,6 +312,16 @@ async def api_reject(request: web.Request) -> web.Response:
                   "program": program.id})
 
 
+async def api_accept(request: web.Request) -> web.Response:
+    from evoforge.engine.run.oversight import accept_program
+
+    config, data = _config(request), await _body(request)
+    program = await _blocking(accept_program, config.store, _program_id(request), why=str(data.get("why", "")),
+                              by=_who(config, data))
+    return _json({"message": f"program {program.id} accepted: it joins the search's selection within seconds",
+                  "program": program.id})
+
+
 async def api_note(request: web.Request) -> web.Response:
     from evoforge.engine.run.oversight import annotate_run
 
@@ -355,6 +365,7 @@ def make_app(config: ServeConfig) -> web.Application:
     app.router.add_get("/api/runs", api_runs)
     app.router.add_get("/api/runs/{name}/curve", api_curve)
     app.router.add_post("/api/programs/{id}/reject", api_reject)
+    app.router.add_post("/api/programs/{id}/accept", api_accept)
     app.router.add_post("/api/runs/{name}/notes", api_note)
     app.router.add_post("/api/runs/{name}/programs", api_add)
     return app

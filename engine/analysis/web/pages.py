@@ -188,8 +188,9 @@ def program_view(store: Store, program_id: int) -> dict[str, Any]:
                     "scores": [(name, fmt.score(value)) for name, value in ev.scores.items()],
                     "timings": ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items()) or "-"}
                    for ev in d.evaluations]
+    suspect = d.program.id in analysis.suspects(store, d.run, [d.program])
     return {"detail": d, "program": d.program, "run": d.run, "gap": d.gap.describe(),
-            "flagged": d.gap.flagged or d.gap.failed,
+            "flagged": d.gap.flagged or d.gap.failed, "suspect": suspect, "bound": analysis.bound(d.run),
             "error": fmt.printable(d.program.error) if d.program.error else None,
             "code": code_html(d.program.code), "diff": diff_html(d.diff) if d.parent is not None else None,
             "evaluations": evaluations, "proposal": d.proposal}
