@@ -411,10 +411,10 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *
     _check_signatures(path, module)
     settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
     helpers, constants = _exposed(path, source, module)
-    common = dict(path=path, name=path.stem, description=description, source=source, evolved=evolved,
-                  settings=settings, params=params, module=module, overrides=dict(overrides or {}),
-                  warnings=_misspellings(module), candidate_modules=_candidate_modules(module),
-                  exposed_helpers=helpers, exposed_constants=constants)
+    common: dict[str, Any] = dict(
+        path=path, name=path.stem, description=description, source=source, evolved=evolved, settings=settings,
+        params=params, module=module, overrides=dict(overrides or {}), warnings=_misspellings(module),
+        candidate_modules=_candidate_modules(module), exposed_helpers=helpers, exposed_constants=constants)
     if not with_inputs:
         return Problem(inputs={}, held_out={}, **common)
     inputs = _named_inputs(path, module, "inputs", params)

@@ -55,7 +55,7 @@ def runs(store: Store, *, as_json: bool) -> str:
              fmt.cost(s.cost), f"{s.started:%m-%d %H:%M}", fmt.duration(s.duration_s)] for s in summaries]
     names = [s.name for s in summaries]
     legend = ([f"!: the best's held-out evaluation failed ({', '.join(sorted(failed))}); `evoforge best NAME`"]
-              if (failed := {s.best_held_out_status for s in summaries if _held_out_failed(s)}) else [])
+              if (failed := {str(s.best_held_out_status) for s in summaries if _held_out_failed(s)}) else [])
     if any(s.best_suspect for s in summaries):
         legend.append("?: the best is SUSPECT (past the problem's bound): `evoforge accept ID` or `evoforge reject ID`")
     one_line = fmt.table(["name", *header], [[n, *r] for n, r in zip(names, rows)], left=3)
