@@ -135,6 +135,10 @@ Program = Table(
     _optional("rejected_at", _WHEN),
     # Digest of its outputs on the first inputs: a later candidate with the same one is a near-duplicate.
     _optional("behaviour", String(64)),
+    # Named metrics over every input, when score() returns several (NULL: one score, or recorded before v6).
+    _optional("metrics", JSON),
+    # What score() said about its outputs, shown to its children's model (bounded, control characters escaped).
+    _optional("feedback", Text),
     UniqueConstraint("run_id", "seq", name="uq_programs_run_seq"),
     Index("ix_programs_run_status_score", "run_id", "status", "score"),
     Index("ix_programs_run_code_hash", "run_id", "code_hash", "seq"),
@@ -157,6 +161,8 @@ Evaluation = Table(
     _optional("compiled", Boolean),
     _optional("node", String(200)),
     _optional("stage", Integer),  # the cascade stage that culled it; None if none did
+    _optional("metrics", JSON),  # named metrics over every input (see programs.metrics)
+    _optional("feedback", Text),  # what score() said about the outputs
     _required("created_at", _WHEN, default=utcnow),
     Index("ix_evaluations_program", "program_id"),
     _one_of("kind", EVALUATION_KINDS),

@@ -92,9 +92,12 @@ class NewProgram:
     behaviour: str | None = None
     code_length: int | None = None
     held_out_score: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)  # named metrics, when score() returns several
+    feedback: str | None = None  # what score() said about the outputs
 
     def __post_init__(self) -> None:
         _check_one_of("program origin", self.origin, ORIGINS)
+        _check_scores("program metrics", self.metrics)
         if self.code_length is not None and self.code_length != len(self.code):
             raise ValueError(f"code_length {self.code_length} is not len(code) = {len(self.code)}; leave it out")
         _check_one_of("program status", self.status, STATUSES)
@@ -117,9 +120,12 @@ class NewEvaluation:
     compiled: bool | None = None
     node: str | None = None
     stage: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    feedback: str | None = None
 
     def __post_init__(self) -> None:
         _check_one_of("evaluation kind", self.kind, EVALUATION_KINDS)
+        _check_scores("evaluation metrics", self.metrics)
         _check_one_of("evaluation status", self.status, EVALUATION_STATUSES)
         _check_score("evaluation score", self.score)
         _check_scores("evaluation scores", self.scores)
@@ -252,6 +258,8 @@ class ProgramInfo:
     rejected_reason: str | None
     rejected_at: datetime | None
     behaviour: str | None
+    metrics: dict[str, float]  # named metrics ({} for a single score)
+    feedback: str | None
 
 
 @dataclass(frozen=True)
@@ -270,6 +278,8 @@ class EvaluationInfo:
     node: str | None
     stage: int | None
     created_at: datetime
+    metrics: dict[str, float]
+    feedback: str | None
 
 
 @dataclass(frozen=True)

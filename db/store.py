@@ -557,7 +557,7 @@ def _run_info(row: Row) -> RunInfo:
 def _program_info(row: Row) -> ProgramInfo:
     m = row._mapping
     return ProgramInfo(**{**m, "parent_ids": tuple(m["parent_ids"]), "created_at": as_utc(m["created_at"]),
-                          "rejected_at": as_utc(m["rejected_at"])})
+                          "rejected_at": as_utc(m["rejected_at"]), "metrics": m["metrics"] or {}})
 
 
 def _proposal_info(row: Row) -> ProposalInfo:
@@ -567,7 +567,7 @@ def _proposal_info(row: Row) -> ProposalInfo:
 
 def _evaluation_info(row: Row) -> EvaluationInfo:
     m = row._mapping
-    return EvaluationInfo(**{**m, "created_at": as_utc(m["created_at"])})
+    return EvaluationInfo(**{**m, "created_at": as_utc(m["created_at"]), "metrics": m["metrics"] or {}})
 
 
 def _event_info(row: Row) -> EventInfo:

@@ -137,6 +137,8 @@ def _program_row(
         error=g.error,
         duplicate_of=g.duplicate_of,
         behaviour=g.behaviour,
+        metrics=dict(g.metrics) or None,
+        feedback=g.feedback,
         created_at=now,
     )
 
@@ -154,5 +156,7 @@ def evaluation_row(program_id: int, e: NewEvaluation, now: datetime) -> dict[str
         compiled=e.compiled,
         node=e.node,
         stage=e.stage,
+        metrics=dict(e.metrics) or None,
+        feedback=e.feedback,
         created_at=now,
     )

@@ -9,13 +9,40 @@ from __future__ import annotations
 import hashlib
 import math
 import traceback
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from evoforge.evaluators.problem_api import InvalidOutput, Settings, Stage
+from evoforge.evaluators.problem_api import InvalidOutput, Scored, Settings, Stage
+
+FEEDBACK_CHARS = 2000  # of score()'s feedback kept for one evaluation (and shown to the children's model)
+
+
+@dataclass(frozen=True)
+class InputScore:
+    """What the trusted score said about one output: the primary score, the named metrics, the feedback text."""
+
+    value: float
+    metrics: dict[str, float]
+    feedback: str
+
+
+def escape_controls(text: str) -> str:
+    """Text with control and format characters (newline and tab kept) written as escapes (`\\x1b`, `\\u202e`), so
+    that it cannot drive a terminal or reorder what a page shows."""
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+                   else repr(ch)[1:-1] for ch in text)
+
+
+def bounded(text: str, limit: int = FEEDBACK_CHARS) -> str:
+    """Text cut to `limit` characters, saying so when cut."""
+    text = escape_controls(text)
+    if len(text) <= limit:
+        return text
+    return text[: limit - 20] + " [... cut]"
 
 
 @dataclass(frozen=True)
@@ -64,7 +91,15 @@ class Problem:
         return hashlib.sha256(self.source.encode()).hexdigest()
 
     def score_output(self, input_value: Any, output: Any) -> float:
-        """Run the trusted score on one output; raise InvalidOutput unless it accepts it with a finite number."""
+        """The primary score of one output (see `score_input`)."""
+        return self.score_input(input_value, output).value
+
+    def score_input(self, input_value: Any, output: Any) -> InputScore:
+        """Run the trusted score on one output; raise InvalidOutput unless it accepts it with finite numbers.
+
+        score() returns a number, a dict of named metrics holding `Settings.primary_metric`, or `Scored` (either of
+        those with feedback text).
+        """
         try:
             value = self.module.score(input_value, output)
         except Exception as exc:  # the trusted check rejecting an output is the normal way to say "invalid"
@@ -72,12 +107,39 @@ class Problem:
             where = f" (raised at {self.path.name}:{line})" if line else ""
             returned = "solve() returned None; " if output is None else ""
             raise InvalidOutput(f"{returned}score() rejected the output: {type(exc).__name__}: {exc}{where}") from exc
+        feedback = ""
+        if isinstance(value, Scored):
+            if not isinstance(value.feedback, str):
+                raise InvalidOutput(self._where(f"score() returned Scored(feedback={type(value.feedback).__name__}), "
+                                                "not text"))
+            feedback, value = value.feedback, value.value
+        if isinstance(value, Mapping):
+            metrics = {}
+            for name, number in value.items():
+                if not isinstance(name, str):
+                    raise InvalidOutput(self._where(f"score() returned a metric named {name!r}; name metrics with "
+                                                    "strings"))
+                metrics[name] = self._number(number, f"metric {name!r}")
+            primary = self.settings.primary_metric
+            if primary not in metrics:
+                raise InvalidOutput(self._where(
+                    f"score() returned metrics {sorted(metrics)} without the primary metric {primary!r}; return it, "
+                    "or name another with Settings(primary_metric=...)"))
+            return InputScore(metrics[primary], metrics, feedback)
+        return InputScore(self._number(value, "the score"), {}, feedback)
+
+    def _number(self, value: Any, what: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-            raise InvalidOutput(f"score() returned {type(value).__name__}, not a number")
+            raise InvalidOutput(self._where(f"score() returned {type(value).__name__} as {what}, not a number"))
         value = float(value)
         if not math.isfinite(value):
-            raise InvalidOutput(f"score() returned {value}, not a finite number")
+            raise InvalidOutput(self._where(f"score() returned {value} as {what}, not a finite number"))
         return value
+
+    def _where(self, what: str) -> str:
+        """A message about what score() returned, pointing at score's definition in the problem file."""
+        line = getattr(getattr(self.module.score, "__code__", None), "co_firstlineno", None)
+        return f"{what} ({self.path.name}:{line})" if line else what
 
     def aggregate(self, scores: Mapping[str, float], inputs: Mapping[str, Any]) -> float:
         """Combine per-input scores into the program's score (the problem's `aggregate`, else the mean)."""
@@ -86,6 +148,15 @@ class Problem:
         if custom is None:
             return float(sum(scores[n] for n in names) / len(names))
         return float(custom([scores[n] for n in names], [inputs[n] for n in names]))
+
+    def aggregate_metrics(self, per_input: Mapping[str, Mapping[str, float]], inputs: Mapping[str, Any]
+                          ) -> dict[str, float]:
+        """Each named metric over the inputs that reported it, combined as the score is (`aggregate`, else mean)."""
+        names: dict[str, None] = {}
+        for metrics in per_input.values():
+            names.update(dict.fromkeys(metrics))
+        return {metric: self.aggregate({n: m[metric] for n, m in per_input.items() if metric in m}, inputs)
+                for metric in names}
 
     def passes(self, stage: Stage, score: float) -> bool:
         """Whether an aggregate score over a stage's inputs is good enough to go on to the next stage."""

@@ -1,4 +1,4 @@
-"""The problem-file API: what a problem file imports (`from evoforge import evolve, Settings, Stage,
+"""The problem-file API: what a problem file imports (`from evoforge import evolve, Settings, Stage, Scored,
 compiled_harness`), and `InvalidOutput`, what a rejected output raises.
 
 Problem files are loaded inside every sandbox, so this module imports nothing beyond a few small modules of the
@@ -11,8 +11,8 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 EVOLVE_MARK = "__evoforge_evolve__"
@@ -56,6 +56,13 @@ class Settings:
     # The best score an honest program can reach (an L1 lower bound, a noise floor, accuracy 1.0): a program that
     # reaches it or goes past it is SUSPECT, held out of selection until a person accepts or rejects it.
     bound: float | None = None
+    # Several metrics: when score() returns a mapping (or Scored with one), the metric that drives selection.
+    primary_metric: str = "score"
+    # Direction of each other metric (True: higher is better); a metric not named here follows `maximize`.
+    metrics_maximize: Mapping[str, bool] = field(default_factory=dict)
+    # Metrics to keep at or under a limit (a time or memory budget): ranked as a constraint, so a program over
+    # any limit ranks after every program within all of them.
+    constraints: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.maximize, bool):
@@ -71,12 +78,36 @@ class Settings:
         if self.bound is not None and (isinstance(self.bound, bool) or not isinstance(self.bound, (int, float))
                                        or not math.isfinite(self.bound)):
             raise ValueError(f"Settings(bound={self.bound!r}): use a finite number, or None for no bound")
+        if not isinstance(self.primary_metric, str) or not self.primary_metric:
+            raise ValueError(f"Settings(primary_metric={self.primary_metric!r}): use the name of a metric")
+        if not isinstance(self.metrics_maximize, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, bool) for k, v in self.metrics_maximize.items()):
+            raise ValueError(f"Settings(metrics_maximize={self.metrics_maximize!r}): use a dict of metric name -> "
+                             "True (higher is better) or False")
+        if not isinstance(self.constraints, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for k, v in self.constraints.items()):
+            raise ValueError(f"Settings(constraints={self.constraints!r}): use a dict of metric name -> the finite "
+                             "number it must stay at or under")
 
     def beyond_bound(self, score: float) -> bool:
         """Whether a score reaches or passes what an honest program can reach (always False without a bound)."""
         if self.bound is None:
             return False
         return score >= self.bound if self.maximize else score <= self.bound
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What score() may return instead of a float: a number or named metrics, and feedback for the next prompts.
+
+    `value` is the score (a number) or a dict of metric name -> number holding `Settings.primary_metric`.
+    `feedback` is text for the model that writes the next versions (what failed, on which input, by how much);
+    it is shown to the children of this program, so it must never give away an answer.
+    """
+
+    value: float | Mapping[str, float]
+    feedback: str = ""
 
 
 class InvalidOutput(Exception):

@@ -54,6 +54,8 @@ class Evaluation:
     stage: int | None = None  # the 1-based cascade stage that culled it (status 'culled'); None otherwise
     behaviour: str | None = None  # digest of its outputs on the first inputs (see evaluators.scoring)
     duplicate_of: int | None = None  # status 'duplicate': the program that behaved the same on the first inputs
+    metrics: dict[str, float] = field(default_factory=dict)  # named metrics over every input, when ok (if any)
+    feedback: str | None = None  # what score() said about the outputs, bounded (see Problem.score_input)
 
     @property
     def ok(self) -> bool:
@@ -417,8 +419,9 @@ class SandboxPool:
             timings["total"] = time.perf_counter() - t0
             scores = dict(scorer.scores) if status in ("ok", "culled") else {}
             duplicate_of = scorer.verdict.duplicate_of if scorer.verdict is not None else None
+            metrics = dict(scorer.metrics) if status == "ok" else {}
             return Evaluation(status, score, scores, error, timings, compiled, stdout, stage, scorer.behaviour,
-                              duplicate_of)
+                              duplicate_of, metrics, scorer.feedback)
 
         # What the trusted side decided on streamed outputs stands, whatever the candidate did after.
         if scorer.verdict is not None:

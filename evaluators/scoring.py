@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evoforge.evaluators.problem import Problem
+from evoforge.evaluators.problem import Problem, bounded
 from evoforge.evaluators.problem_api import InvalidOutput, Stage
 from evoforge.evaluators.wire import WireError, decode_value
 
@@ -84,7 +84,10 @@ class StreamScorer:
         self.behaviour: str | None = None
         self._probe = probe
         self._digests: list[str] = []
-        self.scores: dict[str, float] = {}
+        self.scores: dict[str, float] = {}  # the primary score per input
+        self.input_metrics: dict[str, dict[str, float]] = {}  # the named metrics per input (none: a plain score)
+        self.metrics: dict[str, float] = {}  # the named metrics over every input, once `final` has run
+        self._feedback: list[str] = []
         self.verdict: Verdict | None = None
         self.seconds = 0.0  # time spent in the trusted score/aggregate
         self._step = 0
@@ -112,10 +115,15 @@ class StreamScorer:
             self.verdict = Verdict("invalid", f"input {name!r}: the output could not be decoded: {exc}")
             return
         try:
-            self.scores[name] = self.problem.score_output(self.source[name], value)
+            scored = self.problem.score_input(self.source[name], value)
         except InvalidOutput as exc:
             self.verdict = Verdict("invalid", f"input {name!r}: {exc}")
             return
+        self.scores[name] = scored.value
+        if scored.metrics:
+            self.input_metrics[name] = scored.metrics
+        if scored.feedback:
+            self._feedback.append(f"input {name}: {scored.feedback}")
         if len(self._digests) < len(self.window):
             self._fingerprint(encoded)
             if self.verdict is not None:
@@ -161,9 +169,32 @@ class StreamScorer:
         start = time.perf_counter()
         try:
             self.scores = {name: self.scores[name] for name in names}
-            return self._aggregate(names)
+            score = self._aggregate(names)
+            if score is not None and self.input_metrics:
+                score = self._aggregate_metrics(names, score)
+            return score
         finally:
             self.seconds += time.perf_counter() - start
+
+    def _aggregate_metrics(self, names: Sequence[str], score: float) -> float | None:
+        """Fill `metrics` (the primary is the score itself); None with an 'invalid' verdict if one is refused."""
+        per_input = {n: self.input_metrics[n] for n in names if n in self.input_metrics}
+        try:
+            metrics = self.problem.aggregate_metrics(per_input, self.source)
+        except Exception as exc:  # as for the score: the trusted aggregate refusing them makes the program invalid
+            self.verdict = Verdict("invalid", f"aggregate() of the metrics raised {type(exc).__name__}: {exc}")
+            return None
+        refused = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if refused:
+            self.verdict = Verdict("invalid", f"aggregate() of metrics {refused} is not a finite number")
+            return None
+        self.metrics = {**metrics, self.problem.settings.primary_metric: score}
+        return score
+
+    @property
+    def feedback(self) -> str | None:
+        """What score() said about the outputs, one line per input that said something, bounded; None if nothing."""
+        return bounded("\n".join(self._feedback)) if self._feedback else None
 
     @property
     def complete(self) -> bool:

@@ -17,19 +17,21 @@ from evoforge.db.migrations import (
     v0002_proposal_attempts_details,
     v0003_program_behaviour,
     v0004_receipts,
+    v0006_metrics_feedback,
 )
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour,
-                                 v0004_receipts)
-"""Every step in order; step i has VERSION i + 1."""
+                                 v0004_receipts, v0006_metrics_feedback)
+"""Every step in order of VERSION. Versions are reserved per change and may land out of order, so a number can be
+missing while the change that holds it has not landed."""
 
 LATEST = STEPS[-1].VERSION
 """The schema version this evoforge reads and writes."""
 
-assert [step.VERSION for step in STEPS] == list(range(1, LATEST + 1)), "migration steps must be numbered 1, 2, ..."
+assert all(a.VERSION < b.VERSION for a, b in zip(STEPS, STEPS[1:])), "migration steps must be in VERSION order"
 
 
 def apply(connection: Connection, found: int, target: int = LATEST) -> list[str]:
@@ -42,7 +44,7 @@ def apply(connection: Connection, found: int, target: int = LATEST) -> list[str]
 
     op = Operations(MigrationContext.configure(connection))
     done = []
-    for step in STEPS[found:target]:
+    for step in (step for step in STEPS if found < step.VERSION <= target):
         step.upgrade(op)
         assert step.__doc__, f"migration {step.VERSION} says what it does in its docstring"
         done.append(f"{step.VERSION}: {step.__doc__.strip().splitlines()[0]}")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from evoforge.db import EvaluationInfo, ProgramBrief, ProgramInfo, ProposalInfo, RunInfo, Store
 from evoforge.db.records import PROPOSED_ORIGINS
 from evoforge.engine.analysis.llm_stats import ModelStats, model_stats
+from evoforge.engine.analysis.metrics import MetricSpec, pareto, rank
 from evoforge.engine.analysis.overfit import Gap, gap, relative_gap
 from evoforge.engine.run.stats import valid_rate
 from evoforge.evaluators import ProblemError
@@ -183,10 +184,30 @@ def suspects(store: Store, run: RunInfo, programs: list[ProgramInfo] | list[Prog
             and not (p.rejected if isinstance(p, ProgramBrief) else p.rejected_at is not None)}
 
 
-def best(store: Store, run: RunInfo, n: int) -> list[Ranked]:
-    """The run's `n` best programs that no person rejected, best first, each with its held-out gap."""
+ALL = 2**31 - 1  # "every program" as a row limit
+
+
+def best(store: Store, run: RunInfo, n: int, *, by: str | None = None) -> list[Ranked]:
+    """The run's `n` best programs that no person rejected, best first, each with its held-out gap.
+
+    They rank by the metric `by` (the primary score when None), after the run's constraints (engine.analysis.metrics).
+    """
     baseline = seed_gap(store, run)
-    programs = store.best_programs(run.id, n, maximize=maximize(run))
+    spec = MetricSpec.of(run)
+    if by is None and not spec.constraints:
+        programs = store.best_programs(run.id, n, maximize=maximize(run))
+    else:
+        programs = rank(spec, store.best_programs(run.id, ALL, maximize=maximize(run)), by)[:n]
+    return _ranked(store, run, programs, baseline)
+
+
+def pareto_front(store: Store, run: RunInfo, a: str, b: str) -> list[Ranked]:
+    """The run's programs that no other beats on both metrics a and b (within its constraints), by a."""
+    front = pareto(MetricSpec.of(run), store.best_programs(run.id, ALL, maximize=maximize(run)), a, b)
+    return _ranked(store, run, front, seed_gap(store, run))
+
+
+def _ranked(store: Store, run: RunInfo, programs: list[ProgramInfo], baseline: float | None) -> list[Ranked]:
     statuses = store.held_out_statuses(run.id)
     held = suspects(store, run, programs)
     return [Ranked(rank, p, gap_of(run, p, baseline, statuses.get(p.id)), p.id in held)

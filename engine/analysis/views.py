@@ -12,6 +12,7 @@ from evoforge.db import ProgramBrief, ProgramInfo, Store
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
 from evoforge.engine.analysis.llm_stats import ModelStats, instruction_stats
+from evoforge.engine.analysis.metrics import MetricSpec, known_metrics
 from evoforge.engine.analysis.overfit import WIDENING_LIMIT, Gap
 
 
@@ -110,6 +111,36 @@ def seed_line(seed: ProgramBrief | None) -> str:
     return f"seed       score {fmt.score(seed.score)}, held-out {fmt.score(seed.held_out_score)}"
 
 
+def metric_rows(spec: MetricSpec, ranked: list[analysis.Ranked]) -> tuple[list[str], list[list[str]]]:
+    """The named metrics of ranked programs as a table (header, rows); no rows when none has metrics."""
+    if not any(r.program.metrics for r in ranked):
+        return [], []
+    names = known_metrics(spec, [r.program for r in ranked])
+    header = ["rank", "program", *names] + (["constraints"] if spec.constraints else [])
+    rows = []
+    for r in ranked:
+        over = spec.over(r.program)
+        limits = ["OVER " + ",".join(over) if over else "within"] if spec.constraints else []
+        rows.append([str(r.rank), str(r.program.id), *(fmt.score(spec.value(r.program, n)) for n in names), *limits])
+    return header, rows
+
+
+def metric_legend(spec: MetricSpec) -> str:
+    """Each metric's direction and limit, as the run's problem declared them."""
+    directions = ", ".join(f"{name} {'higher' if up else 'lower'} is better" for name, up in spec.directions.items())
+    limits = ", ".join(f"{name} <= {limit:g}" for name, limit in spec.constraints.items())
+    return "; ".join(part for part in (f"primary {spec.primary}", directions,
+                                       f"constraints {limits} (a program over one ranks after those within)"
+                                       if limits else "") if part)
+
+
+def _metric_lines(spec: MetricSpec, ranked: list[analysis.Ranked]) -> list[str]:
+    header, rows = metric_rows(spec, ranked)
+    if not rows:
+        return []
+    return ["", "metrics:", *fmt.table(header, rows, left=0), *fmt.field("", metric_legend(spec), label_width=0)]
+
+
 _BEST_HEADER = ["rank", "program", "score", "held-out", "gap", "island", "origin"]
 MODEL_HEADER = ["model", "proposals", "calls", "applied", "valid", "improved", "tokens", "cost"]
 
@@ -141,8 +172,8 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                        "statuses": counts, "models": [vars(m) for m in models],
                        "islands": [vars(i) for i in islands], "seed_gap": baseline,
                        "best": [{"rank": r.rank, "id": r.program.id, "score": r.program.score,
-                                 "held_out_score": r.program.held_out_score, "gap": r.gap.to_dict(),
-                                 "suspect": r.suspect} for r in ranked],
+                                 "metrics": r.program.metrics, "held_out_score": r.program.held_out_score,
+                                 "gap": r.gap.to_dict(), "suspect": r.suspect} for r in ranked],
                        "seed": _seed_json(analysis.seed_program(store, run)),
                        "rejected": [{"id": p.id, "score": p.score} for p in rejected],
                        "instructions": [vars(i) for i in instructions]})
@@ -177,6 +208,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0) if ranked else ["(no valid program yet)"]
     lines += [seed_line(analysis.seed_program(store, run))]
     lines += fmt.field("", gap_legend(baseline), label_width=0)
+    lines += _metric_lines(MetricSpec.of(run), ranked)
     for p in rejected:
         info = store.get_program(p.id)
         lines += fmt.field("REJECTED", f"program {p.id} (score {fmt.score(p.score)}) by {info.rejected_by}, "
@@ -188,22 +220,36 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
 # ------------------------------------------------------------------------------------------------ best
 
 
-def best(store: Store, name: str, n: int, *, as_json: bool) -> str:
-    """The run's n best programs (rejected ones left out), with held-out gaps, then their code."""
+def best(store: Store, name: str, n: int, *, as_json: bool, by: str | None = None,
+         pareto: tuple[str, str] | None = None) -> str:
+    """The run's n best programs (rejected ones left out), with held-out gaps and metrics, then their code.
+
+    `by` ranks by another metric; `pareto` lists instead every program no other beats on both of two metrics.
+    """
     run = analysis.open_run(store, name)
-    ranked = analysis.best(store, run, n)
+    spec = MetricSpec.of(run)
+    ranked = analysis.pareto_front(store, run, *pareto) if pareto else analysis.best(store, run, n, by=by)
     seed = analysis.seed_program(store, run)
     if as_json:  # each with the seed's scores, read against it
         return _dumps([{"rank": r.rank, **_program_json(r.program, r.gap), "suspect": r.suspect,
-                        "seed": _seed_json(seed)} for r in ranked])
+                        "over_constraints": spec.over(r.program), "seed": _seed_json(seed)} for r in ranked])
     if not ranked:
         return f"run {run.name} has no valid program yet"
     hidden = analysis.rejected(store, run)
-    lines = [f"run {run.name}: best {len(ranked)} ({'higher' if analysis.maximize(run) else 'lower'} is better)"
-             + (f"; rejected, not shown: {', '.join(str(p.id) for p in hidden)}" if hidden else "")]
+    metric = by or spec.primary
+    if pareto:
+        what = (f"the {len(ranked)} programs no other beats on both {pareto[0]} "
+                f"({'higher' if spec.maximized(pareto[0]) else 'lower'} is better) and {pareto[1]} "
+                f"({'higher' if spec.maximized(pareto[1]) else 'lower'} is better)")
+    else:
+        what = (f"best {len(ranked)}" + (f" by {metric}" if by else "")
+                + f" ({'higher' if spec.maximized(metric) else 'lower'} is better)")
+    lines = [f"run {run.name}: {what}" + (f"; rejected, not shown: {', '.join(str(p.id) for p in hidden)}"
+                                          if hidden else "")]
     lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0)
     lines += [seed_line(seed)]
     lines += fmt.field("", gap_legend(analysis.seed_gap(store, run)), label_width=0)
+    lines += _metric_lines(spec, ranked)
     for r in ranked:
         lines += ["", fmt.section(f"{r.rank}. program {r.program.id}, score {fmt.score(r.program.score)}"),
                   r.program.code.rstrip()]
@@ -243,6 +289,8 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
     lines += [f"status     {p.status}",
               f"score      {fmt.score(p.score)}   held-out {d.gap.held_out_text(fmt.score(p.held_out_score))}   "
               f"gap {d.gap.describe()}"]
+    if p.metrics:
+        lines += fmt.field("metrics", ", ".join(f"{name} {fmt.score(value)}" for name, value in p.metrics.items()))
     if p.error:
         lines += ["error", *("  " + line for line in fmt.printable(p.error).rstrip().splitlines())]
     for ev in d.evaluations:
@@ -250,6 +298,10 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
         culled = f", culled at stage {ev.stage}" if ev.stage is not None else ""
         lines += [f"{label} inputs ({ev.status}{culled}):"]
         lines += [f"  {fmt.fit(name, 40):<40} {fmt.score(value)}" for name, value in ev.scores.items()]
+        if ev.metrics:
+            lines += fmt.field("  metrics", ", ".join(f"{k} {fmt.score(v)}" for k, v in ev.metrics.items()))
+        if ev.feedback:
+            lines += ["  feedback from score()", *("    " + line for line in ev.feedback.rstrip().splitlines())]
         timing = ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items())
         lines += fmt.field("  timings", timing or "-")
     if d.proposal:

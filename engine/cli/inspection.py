@@ -49,6 +49,9 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     best = command("best", "a run's best programs with their code (rejected ones left out)", json=True)
     best.add_argument("name")
     best.add_argument("-n", type=_positive, default=1, help="how many (default 1)")
+    order = best.add_mutually_exclusive_group()
+    order.add_argument("--by", metavar="METRIC", help="rank by this metric instead of the primary score")
+    order.add_argument("--pareto", metavar="A,B", help="list every program no other beats on both metrics A and B")
     best.add_argument("--held-out", action="store_true",
                       help="first score the held-out inputs of those shown that have no held-out score (sandbox)")
     program = command("program", "one program: scores, proposal, code and diff against its parent", json=True)
@@ -125,15 +128,17 @@ def _show(args: argparse.Namespace) -> int:
 
 def _best(args: argparse.Namespace) -> int:
     from evoforge.engine.analysis import views as inspect
+    from evoforge.engine.analysis.metrics import parse_pair
 
     with Store(args.db, create=False) as store:
         if args.held_out:
             from evoforge.engine.analysis import queries as analysis
             from evoforge.engine.run.held_out import score_held_out
 
-            ranked = analysis.best(store, analysis.open_run(store, args.name), args.n)
+            ranked = analysis.best(store, analysis.open_run(store, args.name), args.n, by=args.by)
             score_held_out(store, args.name, [r.program for r in ranked], note=_note)
-        print(inspect.best(store, args.name, args.n, as_json=args.json))
+        pair = parse_pair(args.pareto) if args.pareto else None
+        print(inspect.best(store, args.name, args.n, as_json=args.json, by=args.by, pareto=pair))
     return 0
 
 

@@ -6,14 +6,15 @@ describes exactly what `engine.patching.apply_response` accepts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from evoforge.engine.program.source import names_text
 
-__all__ = ["ERROR_CHARS", "SYSTEM_PROMPT", "ParentView", "build_messages"]
+__all__ = ["ERROR_CHARS", "FEEDBACK_CHARS", "SYSTEM_PROMPT", "ParentView", "build_messages"]
 
 ERROR_CHARS = 400  # a failed parent's error is cut to its last this-many characters (the end of a traceback)
+FEEDBACK_CHARS = 800  # of a parent's evaluator feedback, its first this-many characters go into the prompt
 
 SYSTEM_PROMPT = ("You are an expert Python programmer taking part in an evolutionary search for better programs. "
                  "A trusted evaluator runs and scores every version you write; better-scoring versions survive.")
@@ -27,6 +28,8 @@ class ParentView:
     score: float | None  # None when the evaluation failed or has no score
     status: str  # "ok", or why the evaluation failed: invalid, error, timeout, memory, crashed
     error: str | None = None  # the failure's message, shown (truncated) for a failed parent
+    metrics: Mapping[str, float] = field(default_factory=dict)  # its named metrics, when the problem has several
+    feedback: str | None = None  # what the trusted score() said about its outputs, shown (truncated)
 
 
 def _score_text(score: float | None) -> str:
@@ -48,6 +51,13 @@ def _version(index: int, parent: ParentView) -> str:
     parts = [header]
     if parent.status != "ok" and parent.error:
         parts.append(f"Error: {_error_text(parent.error)}")
+    if parent.metrics:
+        parts.append("Metrics: " + ", ".join(f"{name} {value:.6g}" for name, value in sorted(parent.metrics.items())))
+    if parent.feedback and parent.feedback.strip():
+        text = parent.feedback.strip()
+        if len(text) > FEEDBACK_CHARS:
+            text = text[:FEEDBACK_CHARS] + " [...]"
+        parts.append(f"Evaluator feedback:\n{text}")
     parts.append("```python\n" + parent.code.strip("\n") + "\n```")
     return "\n".join(parts)
 

@@ -102,7 +102,7 @@ class Controller:
         held = await self._held_out(code)
         program = NewProgram(island=0, parent_ids=[], origin="seed", code=code, code_hash=code_hash(code),
                              status="ok", score=ev.score, scores=dict(ev.scores), error=None,
-                             behaviour=ev.behaviour)
+                             behaviour=ev.behaviour, metrics=dict(ev.metrics), feedback=ev.feedback)
         evaluations = [evaluation_record(ev, "train")]
         if held is not None:
             evaluations.append(evaluation_record(held, "held_out"))
@@ -252,7 +252,8 @@ class Controller:
         island = attempt % self.islands.config.num_islands
         parent_ids = self.islands.select_parents(island, rng)
         parents = self.store.get_programs(parent_ids)
-        views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error) for p in parents]
+        views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error, metrics=p.metrics,
+                            feedback=p.feedback) for p in parents]
         extra = {"inspirations": self._inspirations(island, parent_ids)} if self.inspirations else {}
 
         start = time.perf_counter()
@@ -340,7 +341,8 @@ class Controller:
             held = await self._held_out(code)
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status=ev.status, score=ev.score,
-                             scores=dict(ev.scores), error=ev.error, behaviour=ev.behaviour)
+                             scores=dict(ev.scores), error=ev.error, behaviour=ev.behaviour,
+                             metrics=dict(ev.metrics), feedback=ev.feedback)
         evaluations = [evaluation_record(ev, "train", {"propose": proposal.latency_s})]
         if held is not None:
             evaluations.append(evaluation_record(held, "held_out"))

@@ -13,7 +13,8 @@ PRINTED_LINES = 20  # of the candidate's output, shown by `evoforge eval` (all o
 
 
 def _as_dict(ev: Evaluation) -> dict[str, Any]:
-    return {"status": ev.status, "score": ev.score, "scores": dict(ev.scores), "error": ev.error,
+    return {"status": ev.status, "score": ev.score, "scores": dict(ev.scores), "metrics": dict(ev.metrics),
+            "feedback": ev.feedback, "error": ev.error,
             "timings": dict(ev.timings), "compiled": ev.compiled}
 
 
@@ -56,6 +57,11 @@ def format_report(report: Mapping[str, Any]) -> str:
              f"score      {report['score']}  ({'higher' if report['maximize'] else 'lower'} is better)"]
     for name, value in report["scores"].items():
         lines.append(f"  {name:<24} {value:.6g}")
+    if report["metrics"]:
+        lines.append("metrics    " + ", ".join(f"{k} {v:.6g}" for k, v in report["metrics"].items()))
+    if report["feedback"]:
+        lines.append("feedback   (from score())")
+        lines.extend(f"  {line}" for line in report["feedback"].splitlines())
     held = report["held_out"]
     if held is not None and held["status"] != "ok":  # a program that fails there does not generalise at all
         lines.append(f"held-out   FAILED ({held['status']}): {printable(held['error'] or '')}")

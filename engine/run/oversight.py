@@ -76,7 +76,8 @@ def add_program(store: Store, name: str, path: str | Path | None = None, *, code
             note(f"evaluating it on {len(problem.held_out)} held-out inputs")
             held = NodeEvaluation.of(pool.evaluate(code, held_out=True), node)
     program = NewProgram(island=island, origin="human", code=code, code_hash=digest, status=train.status,
-                         score=train.score, scores=dict(train.scores), error=train.error)
+                         score=train.score, scores=dict(train.scores), error=train.error,
+                         metrics=dict(train.metrics), feedback=train.feedback)
     evaluations = [evaluation_record(train, "train")]
     evaluations += [evaluation_record(held, "held_out")] if held is not None else []
     recorded = store.record_candidate(run.id, program=program, evaluations=evaluations)

@@ -14,4 +14,5 @@ def evaluation_record(ev: Evaluation, kind: str, extra_timings: dict[str, float]
     timings.update(extra_timings or {})
     return NewEvaluation(kind=kind, status=ev.status, score=ev.score, scores=dict(ev.scores), error=ev.error,
                          timings=timings, compiled=ev.compiled, stage=ev.stage,
-                         node=ev.node if isinstance(ev, NodeEvaluation) else None)
+                         node=ev.node if isinstance(ev, NodeEvaluation) else None, metrics=dict(ev.metrics),
+                         feedback=ev.feedback)

@@ -15,10 +15,18 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
-from evoforge.db import ProgramBrief, RunInfo, Store
+from evoforge.db import ProgramBrief, ProgramInfo, RunInfo, Store
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
-from evoforge.engine.analysis.views import LINEAGE_HEADER, MODEL_HEADER, gap_legend, lineage_rows, model_cells
+from evoforge.engine.analysis.metrics import MetricSpec
+from evoforge.engine.analysis.views import (
+    LINEAGE_HEADER,
+    MODEL_HEADER,
+    gap_legend,
+    lineage_rows,
+    metric_legend,
+    model_cells,
+)
 
 
 def code_html(code: str) -> Markup:
@@ -67,13 +75,24 @@ class BestRow:
     flagged: bool
     island: int
     origin: str
+    metrics: str  # its named metrics and any constraint it is over ('' when the problem has one score)
 
 
-def _best_rows(ranked: list[analysis.Ranked]) -> list[BestRow]:
+def _metrics_cell(spec: MetricSpec, p: ProgramInfo) -> str:
+    if not p.metrics:
+        return ""
+    over = spec.over(p)
+    listed = ", ".join(f"{k} {fmt.score(v)}" for k, v in p.metrics.items())
+    return listed + (f"; OVER {', '.join(over)}" if over else "")
+
+
+def _best_rows(spec: MetricSpec, ranked: list[analysis.Ranked]) -> list[BestRow]:
     return [BestRow(r.rank, r.program.id, fmt.score(r.program.score),
                     r.gap.held_out_text(fmt.score(r.program.held_out_score)),
                     ("SUSPECT " if r.suspect else "") + r.gap.describe(),
-                    r.gap.flagged or r.gap.failed or r.suspect, r.program.island, r.program.origin) for r in ranked]
+                    r.gap.flagged or r.gap.failed or r.suspect, r.program.island, r.program.origin,
+                    _metrics_cell(spec, r.program))
+            for r in ranked]
 
 
 def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
@@ -99,7 +118,10 @@ def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
                 for p in store.get_programs([b.id for b in analysis.rejected(store, run)]) if p.rejected_at is not None]
     notes = [{"when": fmt.when(e.created_at), "by": e.data.get("by", "?"), "text": e.data.get("text", "")}
              for e in store.events(run.id, analysis.NOTE_EVENT)]
-    return {"run": run, "name": run.name, "facts": facts, "best": _best_rows(ranked),
+    spec = MetricSpec.of(run)
+    if any(r.program.metrics for r in ranked):
+        facts.append(("metrics", metric_legend(spec)))
+    return {"run": run, "name": run.name, "facts": facts, "best": _best_rows(spec, ranked),
             "legend": gap_legend(analysis.seed_gap(store, run)), "models_header": MODEL_HEADER, "models": models,
             "islands": islands, "rejected": rejected, "notes": notes, "ranked": ranked}
 
@@ -186,6 +208,8 @@ def program_view(store: Store, program_id: int) -> dict[str, Any]:
                     "score": fmt.score(ev.score), "stage": ev.stage,
                     "error": fmt.printable(ev.error) if ev.error else ev.error,
                     "scores": [(name, fmt.score(value)) for name, value in ev.scores.items()],
+                    "metrics": [(name, fmt.score(value)) for name, value in ev.metrics.items()],
+                    "feedback": ev.feedback,
                     "timings": ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items()) or "-"}
                    for ev in d.evaluations]
     suspect = d.program.id in analysis.suspects(store, d.run, [d.program])
