@@ -33,7 +33,8 @@ def test_three_lines_search_inspect_report_and_resume(tmp_path: Path) -> None:
 
     best = run.best(5)
     scores = [p.score for p in best]
-    assert len(best) == 5 and scores == sorted(scores)  # lower is better in bin packing: best first
+    valid = [r for r in run.programs() if r["status"] == "ok"]  # duplicates are parents, not ranked programs
+    assert len(best) == min(5, len(valid)) >= 2 and scores == sorted(scores)  # lower is better: best first
     assert best[0].score == run.result.best_score and "def priority" in best[0].code
 
     rows = run.programs()
