@@ -25,7 +25,8 @@ def everything_set() -> RunConfig:
         models=ModelConfig(models=(CHEAP, STRONG), strong_prob=0.25, bandit=True, full_rewrite=True,
                            evolve_instructions=True, cache=False, replay="older", retries=1, backoff_s=0.5),
         limits=Limits(max_calls=10, max_tokens=1000, max_cost=0.5, max_wall_s=60.0),
-        concurrency=4, same_behaviour="keep", executor=ExecutorSettings(ray=True, ray_address="10.0.0.1:6379"),
+        concurrency=4, same_behaviour="keep", inspirations=2,
+        executor=ExecutorSettings(ray=True, ray_address="10.0.0.1:6379"),
     )
     defaults = RunConfig(problem="p", name="n")
     for f in dataclasses.fields(RunConfig):  # or the round trip below would not cover every field
@@ -79,7 +80,7 @@ def test_a_model_entry_with_a_key_nothing_reads_is_refused() -> None:
     (lambda: RunConfig(problem="p", name="n", budget=-1), "--budget -1"),
     (lambda: RunConfig(problem="p", name="n", workers=0), "--workers 0"),
     (lambda: RunConfig(problem="p", name="n", concurrency=0), "--concurrency 0"),
-    (lambda: RunConfig(problem="p", name="n", same_behaviour="drop"), "--same-behaviour drop: use reject or keep"),
+    (lambda: RunConfig(problem="p", name="n", same_behaviour="drop"), "--same-behaviour drop: use one of reject, keep, parent"),
     (lambda: Limits(max_calls=0), "--max-calls 0"),
     (lambda: Limits(max_cost=-1.0), "--max-cost -1.0"),
     (lambda: Limits(max_tokens=0), "0: must be > 0"),
@@ -130,8 +131,9 @@ def test_a_stored_config_is_checked_as_a_new_one_is() -> None:
 def test_what_the_settings_imply() -> None:
     offline = RunConfig(problem="p", name="n", workers=3)
     llm = dataclasses.replace(offline, models=ModelConfig(models=(CHEAP,)))
-    # Offline mutations are free: one per worker, near-duplicates kept to drift; LLM calls overlap evaluation.
-    assert (offline.in_flight, offline.rejects_same_behaviour) == (3, False)
+    # Offline mutations are free: one per worker; LLM calls overlap evaluation. By default a behavioural duplicate
+    # stops after the first inputs and joins the parents at its twin's score (benchmarks/QUALITY.md).
+    assert (offline.in_flight, offline.rejects_same_behaviour, offline.duplicates) == (3, True, "parent")
     assert (llm.in_flight, llm.rejects_same_behaviour) == (6, True)
     assert dataclasses.replace(llm, concurrency=1).in_flight == 1
     assert dataclasses.replace(llm, same_behaviour="keep").rejects_same_behaviour is False
