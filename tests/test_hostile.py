@@ -447,7 +447,8 @@ def test_forged_frames_reach_nothing(cap_pool, value):
     code = ("import os\n\ndef priority(el, n):\n    for fd in range(3, 64):\n        try:\n"
             f"            os.write(fd, {frames!r})\n        except OSError:\n            pass\n    return 0.0\n")
     ev = cap_pool.evaluate(code)
-    assert ev.status == "crashed" and "malformed reply" in ev.error, ev
+    # The frames land on its reply channel as bytes of no valid message (a wrong length, a wrong tag): a crash.
+    assert ev.status == "crashed" and "channel" in ev.error, ev
     assert not PICKLE_MARKER.exists()
 
 
