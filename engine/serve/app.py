@@ -302,24 +302,24 @@ async def api_curve(request: web.Request) -> web.Response:
         return _json(live.payload(since=since))
 
 
-async def api_reject(request: web.Request) -> web.Response:
-    from evoforge.engine.run.oversight import reject_program
+async def _judge_program(request: web.Request, verdict: str) -> web.Response:
+    """A person's verdict on one program, with why: 'reject' takes it out of selection, 'accept' lets a SUSPECT in."""
+    from evoforge.engine.run import oversight
 
+    act = {"reject": oversight.reject_program, "accept": oversight.accept_program}[verdict]
+    effect = {"reject": "it leaves the search's parents", "accept": "it joins the search's selection"}[verdict]
     config, data = _config(request), await _body(request)
-    program = await _blocking(reject_program, config.store, _program_id(request), why=str(data.get("why", "")),
+    program = await _blocking(act, config.store, _program_id(request), why=str(data.get("why", "")),
                               by=_who(config, data))
-    return _json({"message": f"program {program.id} rejected: it leaves the search's parents within seconds",
-                  "program": program.id})
+    return _json({"message": f"program {program.id} {verdict}ed: {effect} within seconds", "program": program.id})
+
+
+async def api_reject(request: web.Request) -> web.Response:
+    return await _judge_program(request, "reject")
 
 
 async def api_accept(request: web.Request) -> web.Response:
-    from evoforge.engine.run.oversight import accept_program
-
-    config, data = _config(request), await _body(request)
-    program = await _blocking(accept_program, config.store, _program_id(request), why=str(data.get("why", "")),
-                              by=_who(config, data))
-    return _json({"message": f"program {program.id} accepted: it joins the search's selection within seconds",
-                  "program": program.id})
+    return await _judge_program(request, "accept")
 
 
 async def api_note(request: web.Request) -> web.Response:
