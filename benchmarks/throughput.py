@@ -1,54 +1,400 @@
-"""Candidates per second with the offline proposer on each bundled problem, and where the time of a candidate goes.
+"""Candidates per second: the offline proposer on each bundled problem, or the engine alone against a stub model.
 
     .venv/bin/python benchmarks/throughput.py [--budget 60] [--workers 1]
+    .venv/bin/python benchmarks/throughput.py --stub [--sizes 1000,10000,100000] [--workers 2] [--ray] [--profile]
+    .venv/bin/python benchmarks/throughput.py --stub --delay 2 --sizes 40 [--concurrency 32]
 
-Each problem gets a fresh SQLite database in a temporary folder. The split is per candidate evaluated, in ms:
-propose and patch happen in the controller; sandbox start, compile and solve inside the sandbox; score is the
-trusted scoring; database is the one transaction per candidate.
+Offline (the default): each problem gets a fresh SQLite database in a temporary folder. The split is per candidate
+evaluated, in ms: propose and patch happen in the controller; sandbox start, compile and solve inside the sandbox;
+score is the trusted scoring; database is the time spent recording.
+
+`--stub`: the engine's own cost. An OpenAI-compatible server (tests/openai_server.py, in a process of its own)
+answers at once (or after `--delay` seconds) with a new version of a trivial problem's function, so every candidate
+is new, valid and costs ~nothing to evaluate. One `evoforge run` (the CLI, in a fresh process: start-up counts)
+goes to the largest size; candidates/s is measured over the last 10% before each size (from the programs'
+timestamps in the database), with the controller's CPU per candidate and resident memory there (the CPU is the
+figure a loaded machine disturbs least). Time to first candidate is from the
+process's start to the first proposed program's record. CPU is the controller process's own (user + system):
+per candidate over the search loop (start-up and the seed left out), and in all. `--profile` runs the largest size
+a second time with the search loop under cProfile and splits the controller's CPU by part of the engine (the
+profile's shares, scaled to the unprofiled CPU per candidate; a built-in's time goes to its callers' parts; threads
+other than the event loop's are not profiled, so their CPU shows as "other threads").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pstats
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
-
-from evoforge.engine.run.config import RunConfig
-from evoforge.engine.run.search import run_search
 
 REPO = Path(__file__).resolve().parent.parent
 PROBLEMS = ("cap_set", "bin_packing")
 PARTS = ("propose", "patch", "sandbox_start", "compile", "solve", "score", "database")
 
+TRIVIAL_PROBLEM = '''"""Return a number; the score is the number.
 
-def measure(problem: str, budget: int, workers: int, folder: Path) -> dict[str, float]:
-    config = RunConfig(problem=str(REPO / "problems" / f"{problem}.py"), name=f"throughput-{problem}",
-                       budget=budget, workers=workers)
-    result = run_search(config, f"sqlite:///{folder / (problem + '.db')}", progress=False)
-    stats = result.stats
-    evaluated = max(1, stats.evaluated)
-    row = {"cand/s": stats.throughput, "valid": stats.valid_rate, "evaluated": stats.evaluated,
-           "duplicates": stats.duplicates, "failed": stats.failed_proposals}
-    row.update({part: 1000 * stats.seconds.get(part, 0.0) / evaluated for part in PARTS})
-    return row
+Trivial on purpose: the engine's own cost is what is measured."""
+from evoforge import evolve
+
+SETTINGS = {"time_limit_s": 5.0, "memory_limit_mb": 1024}
+
+
+@evolve
+def f(x):
+    return x * 2
+
+
+def solve(x):
+    return f(x)
+
+
+def score(x, out):
+    return float(out)
+
+
+def inputs(params):
+    return {"a": 1}
+'''
+
+STUB_SERVER = '''
+import itertools, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from openai_server import Fault, OpenAIServer
+OpenAIServer._record = lambda self, request: None  # a 100k-request run must not keep every request
+counter, lock, delay = itertools.count(), threading.Lock(), float(sys.argv[2])
+
+def respond(request):
+    with lock:
+        i = next(counter)
+    answer = f"```python\\ndef f(x):\\n    return x * 2 + {i % 1000} + {i // 1000} / 1000\\n```"
+    return Fault.delay(delay, then=answer) if delay > 0 else answer
+
+server = OpenAIServer(respond).start()
+print(server.base_url, flush=True)
+threading.Event().wait()
+'''
+
+# The controller's CPU by part: a profiled function's own time goes to the first part whose path fragment its file
+# (or, for the standard library's asyncio and selectors, its module) contains.
+SPLIT = (
+    ("LLM call path", ("litellm", "openai", "httpx", "httpcore", "aiohttp", "anyio", "h11", "ssl", "/llm.py",
+                       "pydantic", "tiktoken", "tokenizers", "email", "http/", "urllib", "json/", "uuid", "socket")),
+    ("prompt building", ("/prompts.py", "/proposers.py", "/memory.py", "/instructions.py")),
+    ("patching", ("/patching.py", "difflib", "textwrap", "re/", "/re.py", "sre_")),
+    ("dedupe", ("/source.py", "ast.py", "hashlib", "tokenize")),
+    ("database", ("sqlalchemy", "sqlite3", "/db/", "psycopg", "datetime")),
+    ("islands", ("/islands/",)),
+    ("evaluation dispatch", ("/executor.py", "/ray_executor.py", "/evaluators/", "concurrent/futures", "threading",
+                             "queue")),
+    ("event loop", ("asyncio", "selectors", "/controller.py", "contextvars")),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=60)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--budget", type=int, default=60, help="offline: candidates per problem")
+    parser.add_argument("--workers", type=int, help="sandbox workers (default: 1 offline, 2 with --stub)")
+    parser.add_argument("--stub", action="store_true", help="measure the engine against an instant stub model")
+    parser.add_argument("--sizes", default="1000,10000,100000",
+                        help="--stub: comma-separated run sizes (candidates) to report, in one run to the largest")
+    parser.add_argument("--delay", type=float, default=0.0, help="--stub: seconds the stub waits before answering")
+    parser.add_argument("--concurrency", type=int, help="--stub: candidates in flight (default: the engine's)")
+    parser.add_argument("--ray", action="store_true", help="--stub: evaluate in Ray actors on a local Ray")
+    parser.add_argument("--profile", action="store_true", help="--stub: also split the controller's CPU by part")
+    parser.add_argument("--profile-out", type=Path, help="--stub --profile: keep the cProfile file here")
     args = parser.parse_args()
+    if args.stub:
+        stub_benchmark(args)
+    else:
+        offline_benchmark(args.budget, args.workers or 1)
+
+
+# ------------------------------------------------------------------------------------------------------- offline
+
+
+def offline_benchmark(budget: int, workers: int) -> None:
+    from evoforge.engine.run.config import RunConfig
+    from evoforge.engine.run.search import run_search
+
+    rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        rows = {name: measure(name, args.budget, args.workers, Path(tmp))
-                for name in PROBLEMS}
+        for problem in PROBLEMS:
+            config = RunConfig(problem=str(REPO / "problems" / f"{problem}.py"), name=f"throughput-{problem}",
+                               budget=budget, workers=workers)
+            result = run_search(config, f"sqlite:///{Path(tmp) / (problem + '.db')}", progress=False)
+            stats = result.stats
+            evaluated = max(1, stats.evaluated)
+            row = {"cand/s": stats.throughput, "valid": stats.valid_rate, "evaluated": stats.evaluated,
+                   "duplicates": stats.duplicates, "failed": stats.failed_proposals}
+            row.update({part: 1000 * stats.seconds.get(part, 0.0) / evaluated for part in PARTS})
+            rows[problem] = row
     header = ["problem", "cand/s", "valid", "eval'd", "dup", "failed"] + [f"{p} ms" for p in PARTS]
-    print(f"offline proposer, budget {args.budget}, workers {args.workers}")
+    print(f"offline proposer, budget {budget}, workers {workers}")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for name, row in rows.items():
         cells = [name, f"{row['cand/s']:.2f}", f"{row['valid']:.0%}", str(row["evaluated"]),
                  str(row["duplicates"]), str(row["failed"])] + [f"{row[p]:.1f}" for p in PARTS]
         print(" | ".join(cells))
+
+
+# ---------------------------------------------------------------------------------------------------------- stub
+
+
+def stub_benchmark(args: argparse.Namespace) -> None:
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    workers = args.workers or 2
+    with tempfile.TemporaryDirectory() as tmp, _stub_server(args.delay) as base_url:
+        folder = Path(tmp)
+        problem = folder / "trivial.py"
+        problem.write_text(TRIVIAL_PROBLEM)
+        plain = _one_run(folder, problem, base_url, sizes, workers, args, profile=None)
+        split = None
+        if args.profile:
+            profiled = _one_run(folder, problem, base_url, sizes, workers, args, profile=folder / "controller.prof")
+            split = _cpu_split(folder / "controller.prof", profiled)
+            if args.profile_out:
+                args.profile_out.write_bytes((folder / "controller.prof").read_bytes())
+    _print_stub(args, sizes, workers, plain, split)
+
+
+class _stub_server:
+    """The stub model server in a process of its own, so its CPU is not the controller's."""
+
+    def __init__(self, delay: float) -> None:
+        self._delay = delay
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> str:
+        self._process = subprocess.Popen([sys.executable, "-c", STUB_SERVER, str(REPO / "tests"), str(self._delay)],
+                                         stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        return self._process.stdout.readline().strip()
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self._process is not None
+        self._process.terminate()
+        self._process.wait()
+
+
+def _one_run(folder: Path, problem: Path, base_url: str, sizes: list[int], workers: int, args: argparse.Namespace,
+             profile: Path | None) -> dict:
+    """One `evoforge run` to the largest size; its timings, CPU and memory."""
+    db = folder / ("profiled.db" if profile else "plain.db")
+    report = folder / ("profiled.json" if profile else "plain.json")
+    command = ["run", str(problem), "--name", "stub", "--db", f"sqlite:///{db}", "--budget", str(sizes[-1]),
+               "--workers", str(workers), "--model", "openai/stub", "--api-base", base_url, "--quiet",
+               "--llm-timeout", "60"]
+    if args.concurrency:
+        command += ["--concurrency", str(args.concurrency)]
+    if args.ray:
+        command.append("--ray")
+    env = {**os.environ, "OPENAI_API_KEY": "sk-stub", "PYTHONPATH": str(REPO)}
+    child = [sys.executable, "-c", _CHILD, json.dumps(command), str(report), str(profile or "")]
+    started = time.time()
+    process = subprocess.Popen(child, env=env, stdout=subprocess.DEVNULL, cwd=folder)
+    memory = _MemoryWatch(process.pid)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        process.wait()
+        raise
+    finally:
+        memory.stop()
+    if process.returncode != 0:
+        raise SystemExit(f"the run failed (exit {process.returncode}); see its output above")
+    stats = json.loads(report.read_text())
+    stamps, first = _record_times(db)
+    result = {"first_s": first - started, "total": len(stamps), "cpu_s": stats["cpu_s"], "loop_done": stats["done"],
+              "main_thread_cpu_s": stats["main_thread_cpu_s"], "total_cpu_s": stats["total_cpu_s"],
+              "wall_s": stamps[-1] - started, "sizes": {}}
+    for size in sizes:
+        if size > len(stamps):
+            continue
+        low = max(0, size - max(1, size // 10))
+        span = stamps[size - 1] - stamps[low] if size - 1 > low else float("nan")
+        cpu = memory.cpu_between(stamps[low], stamps[size - 1])
+        result["sizes"][size] = {"rate": (size - 1 - low) / span if span > 0 else float("nan"),
+                                 "rss_mb": memory.at(stamps[size - 1]), "cpu_ms": 1000 * cpu / (size - 1 - low)}
+    result["steady"] = _steady_rate(stamps)
+    result["peak_rss_mb"] = memory.peak
+    return result
+
+
+_CHILD = r'''
+import cProfile, json, resource, sys, time
+from evoforge.engine.cli.main import main
+from evoforge.engine.run.controller import Controller
+
+command, report, profile = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU of the event loop's thread, not waiting
+loop_only = Controller.run_to_budget
+window = {}
+
+
+def cpu():
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+async def measured(self):
+    """The search loop alone (start-up and the seed left out): its CPU, and its profile when asked."""
+    window.update(done=-self.stats.done, cpu_s=-cpu(), main_thread_cpu_s=-time.thread_time())
+    if profiler:
+        profiler.enable()
+    try:
+        return await loop_only(self)
+    finally:
+        if profiler:
+            profiler.disable()
+        window["done"] += self.stats.done
+        window["cpu_s"] += cpu()
+        window["main_thread_cpu_s"] += time.thread_time()
+
+
+Controller.run_to_budget = measured
+code = main(command)
+if profiler:
+    profiler.dump_stats(profile)
+with open(report, "w") as out:
+    json.dump({**window, "total_cpu_s": cpu(), "code": code}, out)
+sys.exit(code)
+'''
+
+
+def _record_times(db: Path) -> tuple[list[float], float]:
+    """Wall-clock times (epoch seconds) at which each proposed candidate was recorded, in order; and the first."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT created_at FROM proposals ORDER BY seq").fetchall()
+    from datetime import datetime, timezone
+
+    stamps = sorted(datetime.fromisoformat(r[0]).replace(tzinfo=timezone.utc).timestamp() for r in rows)
+    return stamps, stamps[0]
+
+
+def _steady_rate(stamps: list[float]) -> float:
+    """Candidates/s from the 10th to the 90th percentile of the run: start-up and the tail left out."""
+    low, high = len(stamps) // 10, (9 * len(stamps)) // 10
+    return (high - low) / (stamps[high] - stamps[low]) if high > low and stamps[high] > stamps[low] else float("nan")
+
+
+class _MemoryWatch:
+    """Samples a process's resident memory and CPU time every 0.2 s, for their values at a moment and the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self._status = Path(f"/proc/{pid}/status")
+        self._stat = Path(f"/proc/{pid}/stat")
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._samples: list[tuple[float, float]] = []
+        self._cpu: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                text, stat = self._status.read_text(), self._stat.read_text()
+            except OSError:
+                return
+            now = time.time()
+            for line in text.splitlines():
+                if line.startswith("VmRSS:"):
+                    self._samples.append((now, int(line.split()[1]) / 1024))
+            fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            self._cpu.append((now, (int(fields[11]) + int(fields[12])) / self._tick))  # utime + stime
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def at(self, moment: float) -> float:
+        before = [mb for when, mb in self._samples if when <= moment]
+        return before[-1] if before else float("nan")
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds the process used between two moments (to the nearest samples)."""
+        inside = [cpu for when, cpu in self._cpu if start <= when <= end]
+        return inside[-1] - inside[0] if len(inside) >= 2 else float("nan")
+
+    @property
+    def peak(self) -> float:
+        return max((mb for _, mb in self._samples), default=float("nan"))
+
+
+def _cpu_split(profile: Path, profiled: dict) -> dict[str, float]:
+    """Shares of the profiled controller CPU by part."""
+    stats = pstats.Stats(str(profile))
+    totals = dict.fromkeys([name for name, _ in SPLIT] + ["other"], 0.0)
+    table = stats.stats  # type: ignore[attr-defined]
+
+    def part_of(function: tuple[str, int, str], depth: int = 0) -> dict[str, float]:
+        """Where a function's own time goes: its part, or for a built-in, its callers' parts in proportion."""
+        filename, _line, name = function
+        if filename == "~" and depth < 3 and function in table and table[function][4]:
+            callers = table[function][4]
+            weights = {caller: timing[2] for caller, timing in callers.items()}
+            whole = sum(weights.values()) or 1.0
+            shares: dict[str, float] = {}
+            for caller, weight in weights.items():
+                for part, share in part_of(caller, depth + 1).items():
+                    shares[part] = shares.get(part, 0.0) + share * weight / whole
+            return shares
+        where = f"{filename}:{name}"
+        return {next((part for part, fragments in SPLIT if any(f in where for f in fragments)), "other"): 1.0}
+
+    for function, (_cc, _nc, own, _cum, _callers) in table.items():
+        for part, share in part_of(function).items():
+            totals[part] += own * share
+    profiled_main = sum(totals.values())
+    other_threads = max(0.0, 1.0 - profiled["main_thread_cpu_s"] / profiled["cpu_s"]) if profiled["cpu_s"] else 0.0
+    if profiled_main <= 0:
+        return {}
+    split = {part: (1.0 - other_threads) * seconds / profiled_main for part, seconds in totals.items()}
+    split["other threads"] = other_threads
+    return split
+
+
+def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: dict,
+                split: dict[str, float] | None) -> None:
+    where = "Ray actors (local Ray)" if args.ray else "local sandbox workers"
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs")
+    print(f"stub model (answers after {args.delay:g} s), trivial problem, {workers} workers, {where}, "
+          f"concurrency {args.concurrency or 'default'}; one run of {sizes[-1]} candidates")
+    print("candidates | cand/s (last 10%) | controller CPU ms per candidate (last 10%) | controller RSS MB")
+    print("--- | --- | --- | ---")
+    for size in sizes:
+        row = run["sizes"].get(size)
+        if row:
+            print(f"{size} | {row['rate']:.1f} | {row['cpu_ms']:.1f} | {row['rss_mb']:.0f}")
+    per_candidate = 1000 * run["cpu_s"] / max(1, run["loop_done"])
+    print()
+    print("measure | value")
+    print("--- | ---")
+    print(f"time to first candidate | {run['first_s']:.2f} s")
+    print(f"steady state (10th-90th percentile) | {run['steady']:.1f} cand/s")
+    print(f"whole run, start-up included | {run['total'] / run['wall_s']:.1f} cand/s ({run['wall_s']:.1f} s)")
+    print(f"controller CPU per candidate, search loop | {per_candidate:.1f} ms")
+    print(f"controller CPU, whole process (start-up included) | {run['total_cpu_s']:.1f} s")
+    print(f"controller peak RSS | {run['peak_rss_mb']:.0f} MB")
+    if split:
+        print()
+        print("controller CPU per candidate, by part (cProfile shares x unprofiled CPU) | ms | share")
+        print("--- | --- | ---")
+        for part, share in sorted(split.items(), key=lambda item: -item[1]):
+            print(f"{part} | {share * per_candidate:.1f} | {share:.0%}")
 
 
 if __name__ == "__main__":

@@ -322,6 +322,13 @@ class Store:
         )
         return self._read(lambda c: c.execute(query).scalar_one_or_none())
 
+    def code_hashes(self, run_id: int) -> list[tuple[str, int]]:
+        """(normalised-code hash, program id) of the run's non-duplicate programs in seq order: a resumed run's
+        dedupe index, read once instead of a query per candidate."""
+        query = (select(Program.c.code_hash, Program.c.id)
+                 .where(Program.c.run_id == run_id, Program.c.status != "duplicate").order_by(Program.c.seq))
+        return [(digest, program_id) for digest, program_id in self._read(lambda c: c.execute(query).all())]
+
     def get_program(self, program_id: int) -> ProgramInfo:
         """The program with this id; StoreError if there is none."""
         return self.get_programs([program_id])[0]

@@ -128,6 +128,33 @@ def active_seconds(store: Store, run: RunInfo) -> float | None:
     return total if active else None
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """Proposals (LLM calls) that were waiting on the proposer: time-weighted average and peak, over the run's
+    invocations (each records its own when its search loop ends), and how the candidates were recorded."""
+
+    average: float
+    peak: int
+    seconds: float
+    batches: int
+    recorded: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+
+def in_flight(store: Store, run: RunInfo) -> InFlight | None:
+    """What the run's invocations say about their proposals in flight; None when none said (an older run)."""
+    events = [e.data for e in store.events(run.id, "in_flight")]
+    if not events:
+        return None
+    seconds = sum(float(e["seconds"]) for e in events)
+    area = sum(float(e["average"]) * float(e["seconds"]) for e in events)
+    return InFlight(average=area / seconds if seconds > 0 else 0.0, peak=max(int(e["peak"]) for e in events),
+                    seconds=seconds, batches=sum(int(e["batches"]) for e in events),
+                    recorded=sum(int(e["recorded"]) for e in events))
+
+
 def program_records(store: Store, run: RunInfo) -> list[dict[str, Any]]:
     """Every program of the run as a plain dict (no code), in the order they were recorded: a DataFrame's rows."""
     return [dataclasses.asdict(p) for p in store.program_briefs(run.id)]

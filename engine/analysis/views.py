@@ -167,6 +167,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     islands = analysis.islands(store, run)
     rejected = analysis.rejected(store, run)
     instructions = instruction_stats(store, run.id)
+    flight = analysis.in_flight(store, run)
     if as_json:
         return _dumps({**summary.to_dict(), "problem_path": run.problem_path, "config": run.config,
                        "statuses": counts, "models": [vars(m) for m in models],
@@ -176,7 +177,8 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                                  "gap": r.gap.to_dict(), "suspect": r.suspect} for r in ranked],
                        "seed": _seed_json(analysis.seed_program(store, run)),
                        "rejected": [{"id": p.id, "score": p.score} for p in rejected],
-                       "instructions": [vars(i) for i in instructions]})
+                       "instructions": [vars(i) for i in instructions],
+                       "in_flight": flight.to_dict() if flight else None})
     direction = "maximise" if analysis.maximize(run) else "minimise"
     unapplied = summary.candidates - sum(counts.values())  # proposals that gave no program (failed calls, bad diffs)
     stops = store.events(run.id, "stop")
@@ -193,7 +195,9 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
              *(fmt.field("failed" if stops[-1].data.get("failed") else "stopped",
                          stops[-1].data.get("reason", "?")) if stops else []),
              f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",
-             f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}", ""]
+             f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}",
+             *(fmt.field("in flight", f"{flight.average:.1f} proposals on average, {flight.peak} at most; "
+                         f"{flight.recorded} candidates in {flight.batches} transactions") if flight else []), ""]
     lines += fmt.table(MODEL_HEADER, [[fmt.fit(m.model, 24), *model_cells(m)] for m in models])
     if not models:
         lines.append("(no proposals yet)")

@@ -52,7 +52,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      help="seed for selection, the offline proposer and sampling")
     run.add_argument("--workers", type=int, default=defaults.workers, help="sandbox workers evaluating at once")
     run.add_argument("--concurrency", type=int,
-                     help="candidates in flight (default: --workers offline, twice that with an LLM)")
+                     help="candidates in flight (default: --workers offline; with an LLM, as many as keep the "
+                     "workers busy at the model's measured latency, up to 256)")
     run.add_argument("--ray", action="store_true", help="evaluate in Ray actors on a local Ray instance")
     run.add_argument("--ray-address", metavar="HOST:PORT",
                      help="evaluate in Ray actors on the cluster at this address (or 'auto'); --workers actors")

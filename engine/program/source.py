@@ -8,6 +8,7 @@ compared in, so a change to comments, whitespace or docstrings is not a new prog
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -44,8 +45,11 @@ def _strip_docstrings(tree: ast.AST) -> None:
                 node.body = body[1:] or ([ast.Pass()] if not isinstance(node, ast.Module) else [])
 
 
+@functools.lru_cache(maxsize=256)
 def normalize_code(code: str) -> str:
-    """Canonical form of a program: its AST without docstrings, comments or layout (raises PatchError if unparsable)."""
+    """Canonical form of a program: its AST without docstrings, comments or layout (raises PatchError if unparsable).
+
+    Cached: a candidate is normalised to compare it with its parent and again for its hash, and parents recur."""
     tree = parse_code(code)
     _strip_docstrings(tree)
     return ast.dump(tree)

@@ -220,7 +220,7 @@ class LLMEnsemble:
             text=getattr(message, "content", None) or "",
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost=_cost(self._litellm, spec, response, prompt_tokens, completion_tokens),
+            cost=_cost(spec, response, prompt_tokens, completion_tokens),
             latency_s=time.monotonic() - start,
             error=None,
             attempts=attempts,
@@ -330,16 +330,15 @@ def _failed(spec: ModelEntry, messages: list[dict[str, Any]], error: str, start:
 # -- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _cost(litellm: ModuleType, spec: ModelEntry, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for one response: the user's prices when given, else litellm's cost map, else 0.0."""
+def _cost(spec: ModelEntry, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for one response: the user's prices when given, else the cost litellm already put on the response (from
+    its price map; absent for a model missing there, which is then free), so no call prices a response twice."""
     if spec.has_prices:
         input_price, output_price = spec.input_cost_per_token or 0.0, spec.output_cost_per_token or 0.0
         return prompt_tokens * input_price + completion_tokens * output_price
-    try:
-        cost = float(litellm.completion_cost(completion_response=response))
-    except Exception:  # noqa: BLE001 - a model missing from litellm's map has no known price
-        return 0.0
-    return cost if math.isfinite(cost) and cost >= 0 else 0.0
+    hidden = getattr(response, "_hidden_params", None)
+    cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+    return float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) and cost >= 0 else 0.0
 
 
 def _guard_timeout(timeout_s: float) -> float:

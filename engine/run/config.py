@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency
 from evoforge.islands import IslandConfig
 
 DEFAULT_DB_URL = "sqlite:///runs/evoforge.db"
@@ -167,7 +168,7 @@ class RunConfig:
     islands: IslandConfig = field(default_factory=IslandConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
     limits: Limits = field(default_factory=Limits)
-    concurrency: int | None = None  # candidates in flight; None: workers (offline) or 2 x workers (LLM)
+    concurrency: int | None = None  # candidates in flight; None: workers (offline), adaptive (LLM)
     # A candidate whose outputs on the first inputs equal an earlier program's: "reject" it before its other inputs
     # run, "keep" evaluating it in full, or make it a "parent" at no further cost (it joins its island with its
     # twin's score, so the search can drift across neutral variants). None: the default, "parent" (QUALITY.md).
@@ -203,11 +204,14 @@ class RunConfig:
         return DEFAULT_INSPIRATIONS if self.inspirations is None else self.inspirations
 
     @property
-    def in_flight(self) -> int:
-        """Candidates in flight at once: LLM calls are I/O, so an LLM run overlaps them with evaluation."""
+    def in_flight(self) -> FixedConcurrency | AdaptiveConcurrency:
+        """How many candidates are in flight: `--concurrency N` as given; else one per worker offline (proposing is
+        CPU work here), and with an LLM as many as keep the workers busy at the model's measured latency."""
         if self.concurrency is not None:
-            return self.concurrency
-        return self.workers if self.models.offline else 2 * self.workers
+            return FixedConcurrency(self.concurrency)
+        if self.models.offline:
+            return FixedConcurrency(self.workers)
+        return AdaptiveConcurrency(self.workers)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

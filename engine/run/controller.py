@@ -1,30 +1,43 @@
 """The search loop: pick an island, select parents, propose, patch, dedupe, evaluate, record, update islands.
 
-A steady-state asyncio loop: up to `concurrency` candidates are in flight; proposing (LLM I/O) happens here and
-evaluation goes to the executor. Every random choice for attempt i comes from a Generator seeded by (seed, i), so
-with one candidate in flight the same seed gives the same run, and a resumed run continues exactly where it stopped.
-The controller is the only writer of the database; each finished candidate is one transaction.
+A steady-state asyncio loop: as many candidates are in flight as the concurrency policy says (fixed, or adapted
+to the model's latency and the evaluation time); proposing (LLM I/O) happens here and evaluation goes to the
+executor. Every random choice for attempt i comes from a Generator seeded by (seed, i), so with one candidate in
+flight the same seed gives the same run, and a resumed run continues exactly where it stopped. The controller is
+the only writer of the database; candidates that finish together are recorded in one transaction (see recorder).
+Nothing per candidate grows with the run: parents come from a bounded cache, duplicates are found in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from evoforge.db import EventInfo, NewProgram, NewProposal, ProgramInfo, ProgramSummary, RecordedCandidate, Store
+from evoforge.db import (
+    EventInfo,
+    NewCandidate,
+    NewProgram,
+    NewProposal,
+    ProgramInfo,
+    ProgramSummary,
+    RecordedCandidate,
+    Store,
+)
 from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
+from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency, InFlightMeter
 from evoforge.engine.run.config import Limits
 from evoforge.engine.run.errors import SeedFailed
 from evoforge.engine.run.executor import Executor
+from evoforge.engine.run.recorder import BatchRecorder
 from evoforge.engine.run.records import evaluation_record
 from evoforge.engine.run.stats import RunStats
 from evoforge.engine.run.steering import Steering, steer_forever
@@ -50,6 +63,31 @@ def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str
 
 
 FEEDBACK_ITEMS = 3  # recent failures per island shown in the next prompt
+PARENT_CACHE = 4096  # programs kept for prompts; selection favours few, so most parents come from here
+
+
+def _hash_key(digest: str) -> int:
+    """A 64-bit key for the in-memory dedupe index (a hit is confirmed in the database, so a collision is harmless)."""
+    return int(digest[:16], 16)
+
+
+class _ParentCache:
+    """The programs last used as parents, so a prompt reads the database only for a parent it has not seen."""
+
+    def __init__(self, store: Store, capacity: int = PARENT_CACHE) -> None:
+        self._store = store
+        self._capacity = capacity
+        self._programs: OrderedDict[int, ProgramInfo] = OrderedDict()
+
+    def get(self, ids: list[int]) -> list[ProgramInfo]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self._programs]
+        for program in self._store.get_programs(missing) if missing else ():
+            self._programs[program.id] = program
+        for i in ids:
+            self._programs.move_to_end(i)
+        while len(self._programs) > self._capacity:
+            self._programs.popitem(last=False)
+        return [self._programs[i] for i in ids]
 
 
 def _without_founders(plan: ResetPlan, rejected: set[int]) -> ResetPlan:
@@ -62,9 +100,9 @@ class Controller:
     """Drives one run to its budget; collaborators are passed in so each can be tested and swapped alone."""
 
     def __init__(self, *, problem: Problem, store: Store, run: RunRef, islands: IslandModel, proposer: Proposer,
-                 executor: Executor, stats: RunStats, concurrency: int = 1, limits: Limits | None = None,
-                 reject_same_behaviour: bool = False, duplicates_as_parents: bool = False,
-                 inspirations: int = 0,
+                 executor: Executor, stats: RunStats, concurrency: int | FixedConcurrency | AdaptiveConcurrency = 1,
+                 limits: Limits | None = None, reject_same_behaviour: bool = False,
+                 duplicates_as_parents: bool = False, inspirations: int = 0,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -73,8 +111,14 @@ class Controller:
         self.proposer = proposer
         self.executor = executor
         self.stats = stats
-        self.concurrency = max(1, concurrency)
+        self.concurrency = FixedConcurrency(concurrency) if isinstance(concurrency, int) else concurrency
         self.limits = limits or Limits()
+        self.calls_in_flight = InFlightMeter()  # proposals (LLM calls) waiting on the proposer; `show` says
+        self._proposing = 0  # candidates whose proposal has not come back: each may still become a call
+        self._largest_call = (0, 0.0)  # most tokens and most cost one call has taken: in-flight calls count as such
+        self._recorder = BatchRecorder(store, run.id, after_batch=self._maybe_reset)
+        self._parents = _ParentCache(store)
+        self._hashes: dict[int, int] = {}  # normalised-code hash (64 bits) -> first program with it
         # Why recent candidates from each island failed: shown in the island's next prompts as feedback.
         self._feedback: dict[int, deque[str]] = defaultdict(lambda: deque(maxlen=FEEDBACK_ITEMS))
         self._on_progress = on_progress or (lambda _stats: None)
@@ -108,6 +152,7 @@ class Controller:
             evaluations.append(evaluation_record(held, "held_out"))
         recorded = self.store.record_candidate(self.run.id, proposal=None, program=program, evaluations=evaluations)
         assert recorded.program_id is not None  # a program was recorded
+        self._hashes.setdefault(_hash_key(program.code_hash), recorded.program_id)
         self._register_seed(recorded.program_id, ev.score, ev.scores, len(code))
         self._note_best(recorded.program_id, ev.score)
         self._remember_behaviour(ev.behaviour, recorded.program_id)
@@ -161,6 +206,8 @@ class Controller:
         self.stats.attempts = self.stats.done = self.stats.done_before = self.store.attempts(self.run.id) - unproposed
         spend = self.store.llm_spend(self.run.id)
         self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
+        for digest, program_id in self.store.code_hashes(self.run.id):
+            self._hashes.setdefault(_hash_key(digest), program_id)
         return found
 
     def apply_action(self, kind: str, program_id: int) -> None:
@@ -174,6 +221,8 @@ class Controller:
                 self.stats.best_program_id, self.stats.best_score = best if best else (None, None)
         elif kind in (HUMAN_EVENT, ACCEPT_EVENT) and not self.islands.is_registered(program_id):
             p = self.store.get_program(program_id)
+            if p.status != "duplicate":  # later candidates with its code are its duplicates
+                self._hashes.setdefault(_hash_key(p.code_hash), p.id)
             if (p.status == "ok" and p.score is not None and p.rejected_at is None
                     and (kind == ACCEPT_EVENT or not self._suspect(p.score, p.origin))):
                 self.islands.register(p.id, p.island, self._signature(p.scores), p.score, p.code_length)
@@ -205,30 +254,70 @@ class Controller:
     # ----------------------------------------------------------------- the loop
 
     async def run_to_budget(self) -> RunStats:
-        """Propose and evaluate candidates until the budget is spent; cancellation keeps what was recorded."""
+        """Propose and evaluate candidates until the budget is spent; cancellation keeps what was recorded.
+
+        At the wall-time limit the candidates still in flight are given up (none of them is recorded, so the budget
+        they held stays unspent), so `--max-time` holds however many calls are waiting on a slow model.
+        """
         pending: set[asyncio.Task[None]] = set()
         steer = asyncio.create_task(steer_forever(Steering(self.store, self.run.id), self.apply_action))
+        attempts_before = self.stats.attempts
         try:
             while self._may_start() or pending:
-                while self._may_start() and len(pending) < self.concurrency:
+                while self._may_start() and len(pending) < self.concurrency.limit():
                     attempt = self.stats.attempts
                     self.stats.attempts += 1
+                    self._proposing += 1  # from now on it may become a call: the limits count it at once
                     pending.add(asyncio.create_task(self._one_candidate(attempt)))
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                done, pending = await asyncio.wait(pending, timeout=self._time_left(),
+                                                   return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()  # an engine bug must surface, not vanish in a task
                     self.stats.done += 1
                 self._on_progress(self.stats)
+                if pending and self._out_of_time():
+                    self._give_up(pending)
+                    break
         finally:
             steer.cancel()
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+            try:
+                await self._recorder.drain()
+            finally:
+                self._recorder.close()
+            # What was recorded is what was attempted: candidates given up at the time limit never were.
+            self.stats.attempts = attempts_before + self._recorder.recorded
+            self.store.record_event(self.run.id, "in_flight", {
+                "average": round(self.calls_in_flight.average(), 3), "peak": self.calls_in_flight.peak,
+                "seconds": round(self.calls_in_flight.seconds(), 3), "batches": self._recorder.batches,
+                "recorded": self._recorder.recorded})
         return self.stats
 
+    def _time_left(self) -> float | None:
+        if self.limits.max_wall_s is None:
+            return None
+        return max(0.0, self.limits.max_wall_s - self.stats.elapsed)
+
+    def _out_of_time(self) -> bool:
+        return self.limits.max_wall_s is not None and self.stats.elapsed >= self.limits.max_wall_s
+
+    def _give_up(self, pending: set[asyncio.Task[None]]) -> None:
+        for task in pending:
+            task.cancel()  # never recorded: a resume makes these attempts again
+        if self.stats.stop_reason is None:
+            self.stats.stop_reason = "wall time limit reached"
+            self.store.record_event(self.run.id, "stop", {"reason": self.stats.stop_reason,
+                                                          "attempts": self.stats.attempts})
+
     def _may_start(self) -> bool:
-        """Whether another candidate may start: budget left and no spending limit reached (which is noted)."""
+        """Whether another candidate may start: budget left and no spending limit reached (which is noted).
+
+        Calls still in flight count as made (calls) and as large as the largest call so far (tokens, cost), so a
+        limit holds with hundreds in flight just as with one at a time.
+        """
         if self.stats.attempts >= self.stats.budget or self.stats.stop_reason is not None:
             return False
         hopeless = getattr(self.proposer, "stop_reason", lambda: None)()  # custom proposers may not say
@@ -236,32 +325,46 @@ class Controller:
             self.stats.stop_reason, self.stats.stopped_by_failure = hopeless, True
             self.store.record_event(self.run.id, "stop", {"reason": hopeless, "attempts": self.stats.attempts})
             return False
-        limits, stats = self.limits, self.stats
+        limits, stats, waiting = self.limits, self.stats, self._proposing
+        most_tokens, most_cost = self._largest_call
         reached = [what for what, value, limit in (
-            ("calls", stats.calls, limits.max_calls), ("tokens", stats.tokens, limits.max_tokens),
-            ("cost", stats.cost, limits.max_cost), ("wall time", stats.elapsed, limits.max_wall_s),
+            ("calls", stats.calls + waiting, limits.max_calls),
+            ("tokens", stats.tokens + waiting * most_tokens, limits.max_tokens),
+            ("cost", stats.cost + waiting * most_cost, limits.max_cost),
+            ("wall time", stats.elapsed, limits.max_wall_s),
         ) if limit is not None and value >= limit]
+        if reached and waiting:
+            return False  # the calls in flight may leave room: decide when they are back
         if reached:
             stats.stop_reason = f"{reached[0]} limit reached"
             self.store.record_event(self.run.id, "stop", {"reason": stats.stop_reason, "attempts": stats.attempts})
             return False
-        return True
+        # Nothing measured yet bounds what a call in flight will spend: under a token or cost limit, one at a time.
+        return not (waiting and (limits.max_tokens is not None or limits.max_cost is not None) and stats.calls == 0)
 
     async def _one_candidate(self, attempt: int) -> None:
-        rng = np.random.default_rng([self.run.seed, attempt])
-        island = attempt % self.islands.config.num_islands
-        parent_ids = self.islands.select_parents(island, rng)
-        parents = self.store.get_programs(parent_ids)
-        views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error, metrics=p.metrics,
-                            feedback=p.feedback) for p in parents]
-        extra = {"inspirations": self._inspirations(island, parent_ids)} if self.inspirations else {}
-
-        start = time.perf_counter()
-        proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]), **extra)
-        self.stats.add_time("propose", time.perf_counter() - start)
+        try:
+            rng = np.random.default_rng([self.run.seed, attempt])
+            island = attempt % self.islands.config.num_islands
+            parent_ids = self.islands.select_parents(island, rng)
+            parents = self._parents.get(parent_ids)
+            views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error, metrics=p.metrics,
+                                feedback=p.feedback) for p in parents]
+            extra = {"inspirations": self._inspirations(island, parent_ids)} if self.inspirations else {}
+            start = time.perf_counter()
+            self.calls_in_flight.change(+1)
+            try:
+                proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]), **extra)
+            finally:
+                self.calls_in_flight.change(-1)
+        finally:
+            self._proposing -= 1
+        seconds = time.perf_counter() - start
+        self.stats.add_time("propose", seconds)
+        self.concurrency.observe_proposal(seconds)
         self._count_spend(proposal)
         if proposal.error is not None:
-            self._record_failed(proposal, island, parent_ids, f"proposer failed: {proposal.error}")
+            await self._record_failed(proposal, island, parent_ids, f"proposer failed: {proposal.error}")
             if not proposal.details.get("llm_error"):
                 self.proposer.observe(proposal, False, rng)
             return
@@ -271,7 +374,7 @@ class Controller:
             code = apply_response(proposal.text, parents[-1].code, self.problem.evolved_names)
         except PatchError as exc:
             self.stats.add_time("patch", time.perf_counter() - start)
-            self._record_failed(proposal, island, parent_ids, f"response could not be applied: {exc}")
+            await self._record_failed(proposal, island, parent_ids, f"response could not be applied: {exc}")
             self._feedback[island].append(f"an answer could not be applied: {exc}")
             self.proposer.observe(proposal, False, rng)
             return
@@ -304,16 +407,20 @@ class Controller:
     def _count_spend(self, proposal: Proposal) -> None:
         self.stats.cost += proposal.cost
         if proposal.is_call:
+            tokens = proposal.prompt_tokens + proposal.completion_tokens
             self.stats.calls += 1
-            self.stats.tokens += proposal.prompt_tokens + proposal.completion_tokens
+            self.stats.tokens += tokens
             self.stats.retries += max(0, proposal.attempts - 1)
             self.stats.failed_calls += proposal.error is not None
+            self._largest_call = (max(self._largest_call[0], tokens), max(self._largest_call[1], proposal.cost))
 
     async def _find_original(self, digest: str) -> int | None:
         waiting = self._in_flight_hashes.get(digest)
         if waiting is not None:
             return await asyncio.shield(waiting)
-        return self.store.find_by_hash(self.run.id, digest)
+        if _hash_key(digest) not in self._hashes:
+            return None
+        return self.store.find_by_hash(self.run.id, digest)  # a 64-bit match: the database has the whole hash
 
     async def _evaluate_and_record(self, proposal: Proposal, island: int, parents: list[ProgramInfo], code: str,
                                    digest: str) -> tuple[int, bool]:
@@ -322,19 +429,22 @@ class Controller:
         start = time.perf_counter()
         probe = self._behaviours.get if self.reject_same_behaviour else None
         ev = await self.executor.evaluate(code, probe=probe)
-        self.stats.add_time("evaluate", time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        self.stats.add_time("evaluate", seconds)
+        self.concurrency.observe_evaluation(seconds)
         for part in ("sandbox_start", "compile", "solve", "score"):
             self.stats.add_time(part, ev.timings.get(part, 0.0))
         original = ev.duplicate_of if ev.status == "duplicate" else None
         if probe is not None and ev.status == "ok" and ev.behaviour is not None:
             original = probe(ev.behaviour)  # an executor that could not probe early (Ray): compare afterwards
         if original is not None:
-            recorded = await self._record_duplicate(proposal, island, parent_ids, code, digest, original,
-                                                    behaviour=ev.behaviour)
+            def twin(ids: RecordedCandidate) -> None:
+                assert ids.program_id is not None  # a program was recorded
+                self._register_twin(ids.program_id, island, ev.behaviour, len(code))
+
+            await self._record_duplicate(proposal, island, parent_ids, code, digest, original,
+                                         behaviour=ev.behaviour, after=twin)
             self.stats.behaviour_duplicates += 1
-            assert recorded.program_id is not None  # a program was recorded
-            self._register_twin(recorded.program_id, island, ev.behaviour, len(code))
-            self._maybe_reset()
             return original, False
         held = None
         if ev.status == "ok" and ev.score is not None and self.problem.is_better(ev.score, self.stats.best_score):
@@ -349,26 +459,31 @@ class Controller:
         best_parent = parents[-1].score
         improved = (ev.status == "ok" and ev.score is not None and best_parent is not None
                     and self.problem.is_better(ev.score, best_parent))
+
+        def registered(recorded: RecordedCandidate) -> None:
+            """At the commit, in seq order with the rest of its batch: the program joins the run's state."""
+            assert recorded.program_id is not None
+            self._hashes.setdefault(_hash_key(digest), recorded.program_id)
+            self.islands.note_offspring(parent_ids)
+            self.stats.evaluated += 1
+            if ev.status == "ok" and ev.score is not None and self._suspect(ev.score, program.origin):
+                self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
+                self._feedback[island].append(f"a version scored {ev.score:g}, past what an honest program can "
+                                              "reach; it waits for a person's review")
+            elif ev.status == "ok" and ev.score is not None:
+                self.stats.valid += 1
+                self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
+                self._note_best(recorded.program_id, ev.score)
+                self._remember_behaviour(ev.behaviour, recorded.program_id)
+            else:
+                self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")
+
         start = time.perf_counter()
-        recorded = self.store.record_candidate(
-            self.run.id, proposal=_proposal_record(proposal, island, parent_ids, improved=improved),
-            program=program, evaluations=evaluations)
+        recorded = await self._recorder.record(
+            NewCandidate(proposal=_proposal_record(proposal, island, parent_ids, improved=improved),
+                         program=program, evaluations=tuple(evaluations)), registered)
         self.stats.add_time("database", time.perf_counter() - start)
-        assert recorded.program_id is not None  # a program was recorded
-        self.islands.note_offspring(parent_ids)
-        self.stats.evaluated += 1
-        if ev.status == "ok" and ev.score is not None and self._suspect(ev.score, program.origin):
-            self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
-            self._feedback[island].append(f"a version scored {ev.score:g}, past what an honest program can reach; "
-                                          "it waits for a person's review")
-        elif ev.status == "ok" and ev.score is not None:
-            self.stats.valid += 1
-            self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
-            self._note_best(recorded.program_id, ev.score)
-            self._remember_behaviour(ev.behaviour, recorded.program_id)
-            self._maybe_reset()
-        else:
-            self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")
+        assert recorded.program_id is not None
         return recorded.program_id, improved
 
     async def _held_out(self, code: str) -> Evaluation | None:
@@ -379,11 +494,13 @@ class Controller:
         self.stats.add_time("held_out", time.perf_counter() - start)
         return held
 
-    def _maybe_reset(self) -> None:
+    def _maybe_reset(self, _batch: list[RecordedCandidate]) -> None:
+        """After a batch is recorded: reset the worst islands if enough registrations came since the last reset.
+
+        Its random tie-breaks are seeded by the registrations so far, which a resume restores (a seq would not:
+        the events a stop and a resume record take seqs of their own)."""
         if not self.islands.needs_reset():
             return
-        # Seeded by the registration count, not by seq: a resume records an event, which shifts every later seq,
-        # so a seq-seeded plan would differ between a resumed run and the same run uninterrupted.
         plan = self.islands.plan_reset(np.random.default_rng([self.run.seed, self.islands.num_registered, 1]))
         self.store.record_event(self.run.id, "reset", plan.to_dict())
         self.islands.apply_reset(plan)
@@ -392,19 +509,26 @@ class Controller:
     def _origin(proposal: Proposal) -> str:
         return "offline" if proposal.model == "offline" else "llm"
 
-    def _record_failed(self, proposal: Proposal, island: int, parent_ids: list[int], error: str) -> None:
-        self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids, error),
-                                    program=None, evaluations=[])
+    async def _record_failed(self, proposal: Proposal, island: int, parent_ids: list[int], error: str) -> None:
+        await self._recorder.record(NewCandidate(proposal=_proposal_record(proposal, island, parent_ids, error),
+                                                 program=None, evaluations=()))
         self.stats.failed_proposals += 1
 
     async def _record_duplicate(self, proposal: Proposal, island: int, parent_ids: list[int], code: str,
-                                digest: str, original: int, *, behaviour: str | None = None) -> RecordedCandidate:
-        """Record a duplicate; `behaviour` (a behavioural duplicate's outputs) lets it join as its twin on resume."""
+                                digest: str, original: int, *, behaviour: str | None = None,
+                                after: Callable[[RecordedCandidate], None] | None = None) -> RecordedCandidate:
+        """Record a duplicate; `behaviour` (a behavioural duplicate's outputs) lets it join as its twin on resume;
+        `after` runs at the commit, in seq order with the rest of the batch."""
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status="duplicate", score=None, scores={},
                              duplicate_of=original, behaviour=behaviour)
-        recorded = self.store.record_candidate(self.run.id, proposal=_proposal_record(proposal, island, parent_ids),
-                                               program=program, evaluations=[])
-        self.islands.note_offspring(parent_ids)
+
+        def recorded_duplicate(ids: RecordedCandidate) -> None:
+            self.islands.note_offspring(parent_ids)
+            if after is not None:
+                after(ids)
+
+        recorded = await self._recorder.record(NewCandidate(proposal=_proposal_record(proposal, island, parent_ids),
+                                                            program=program, evaluations=()), recorded_duplicate)
         self.stats.duplicates += 1
         return recorded
