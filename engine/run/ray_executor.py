@@ -173,7 +173,7 @@ def start_ray(address: str | None, workers: int) -> bool:
             ray.init(address=address, **quiet)
         if main_thread:  # ray.init makes SIGTERM exit at once; the run's own handler stops it cleanly instead
             signal.signal(signal.SIGTERM, on_sigterm)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except Exception as err:  # ray.init raises plain Exception too (a raylet that timed out starting, say)
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise ConfigError(f"cannot start or join {where}: {_first_line(err)}; check the address "
                           "(`ray status` on the head node prints it) or run without --ray-address") from err
