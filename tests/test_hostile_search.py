@@ -33,7 +33,8 @@ HOSTILE: dict[str, tuple[str, set[str]]] = {
     "loop ignoring signals": ("import signal\nfor s in (signal.SIGTERM, signal.SIGALRM, signal.SIGINT):\n"
                               "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass", {"timeout"}),
     # np.empty maps lazily, so the limit is hit in milliseconds (zero-filling 1 GB would outlast the 1 s limit)
-    "allocate without end": ("blocks = []\nwhile True:\n    blocks.append(np.empty(1 << 24))", {"memory"}),
+    # compiled by numba (bin packing's default), the allocation fails inside the harness as a MemoryError: 'error'
+    "allocate without end": ("blocks = []\nwhile True:\n    blocks.append(np.empty(1 << 24))", {"memory", "error"}),
     "os._exit": ("import os\nos._exit(0)", {"crashed"}),
     "sys.exit": ("import sys\nsys.exit(3)", {"crashed"}),
     "segfault": ("import ctypes\nctypes.memset(0, 1, 8)", {"crashed"}),
@@ -135,6 +136,11 @@ def test_search_with_hostile_candidates(tmp_path: Path) -> None:
         tag = int(program.code.split("hostile_tag = ")[1].split()[0])
         kind = proposer.sent[tag]
         allowed = HOSTILE[kind][1]
+        # The language check (issue 13) refuses imports of os, sys, signal, ctypes, socket and frame access before
+        # anything runs: stopped earlier than the OS layer would stop it, which is the stronger outcome.
+        refused = program.status == "error" and (program.error or "").startswith("refused before running")
+        if refused:
+            continue
         if program.status not in allowed or (program.status != "ok") != (program.error is not None):
             wrong.append((kind, program.status, (program.error or "")[:200]))
     assert not wrong, wrong
