@@ -40,8 +40,10 @@ NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
 
 
 def small_config(name: str, budget: int, executor: ExecutorSettings, workers: int = 2) -> RunConfig:
+    # same_behaviour="keep": every candidate is evaluated in full, so each one reaches an actor (a behavioural
+    # duplicate kept as a parent, the default, is stopped early and spreads too few evaluations to count nodes)
     return RunConfig(problem=BIN_PACKING, name=name, budget=budget, overrides=dict(SMALL), workers=workers,
-                     islands=IslandConfig(num_islands=2, reset_period=10), executor=executor)
+                     islands=IslandConfig(num_islands=2, reset_period=10), executor=executor, same_behaviour="keep")
 
 
 def nodes_of(db_url: str, name: str) -> Counter[str | None]:
