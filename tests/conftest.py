@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def private_cache_dir():
                 os.environ.pop("EVOFORGE_CACHE_DIR", None)
             else:
                 os.environ["EVOFORGE_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_without_token() -> Iterator[None]:
+    """Every Ray the tests start or join is a throwaway one without an auth token. Ray reads RAY_AUTH_MODE once
+    per process, so it must be the same for the local instance one module starts and the cluster another joins
+    (a driver that first ran with the default mode cannot start actors on a tokenless cluster later)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        yield
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ from evoforge.islands import IslandConfig
 
 RAY = Path(sys.executable).parent / "ray"
 HOST = socket.gethostname()
-# A cluster started with `ray start` wants a shared token by default; these throwaway nodes do without one.
-NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
+# A cluster started with `ray start` wants a shared token by default; these throwaway nodes do without one
+# (conftest's ray_without_token sets RAY_AUTH_MODE for this process and whatever it starts).
 
 
 def small_config(name: str, budget: int, executor: ExecutorSettings, workers: int = 2) -> RunConfig:
@@ -137,11 +137,9 @@ def _session_members(session: int) -> list[int]:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A two-node Ray cluster on this machine: nodes 'head' and 'second', one CPU each."""
-    env = {**os.environ, **NO_TOKEN}
+    env = dict(os.environ)
     port = _free_port()
-    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory(prefix="evoray-", dir="/var/tmp") as tmp:
-        for key, value in NO_TOKEN.items():
-            mp.setenv(key, value)
+    with tempfile.TemporaryDirectory(prefix="evoray-", dir="/var/tmp") as tmp:
         logs = Path(tmp)
         # Ports of our own, so that another test session's cluster on this machine cannot collide with ours.
         head = _start_node(["--head", f"--port={port}", "--num-cpus=1", "--node-name=head",
@@ -203,7 +201,7 @@ def test_a_killed_actor_has_its_candidate_retried_and_none_recorded_twice(
 
 def test_controller_killed_with_sigkill_resumes_on_the_cluster(cluster: Cluster, db_url: str) -> None:
     kill_controller_then_resume(db_url, "ray-killed", "--ray-address", cluster.address, "--workers", "2",
-                                env={**os.environ, **NO_TOKEN})
+                                env=dict(os.environ))
     # The resume replayed the stored cluster address; naming it again (a cluster that moved) works the same way.
     with Store(db_url) as store:
         run = store.get_run("ray-killed")
@@ -211,7 +209,7 @@ def test_controller_killed_with_sigkill_resumes_on_the_cluster(cluster: Cluster,
         budget = store.attempts(run.id) + 3
     again = subprocess.run([sys.executable, "-m", "evoforge", "resume", "ray-killed", "--db", db_url, "--quiet",
                             "--budget", str(budget), "--ray-address", cluster.address], cwd=REPO,
-                           env={**os.environ, **NO_TOKEN}, capture_output=True, text=True, timeout=300)
+                           env=dict(os.environ), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     with Store(db_url) as store:
         run = store.get_run("ray-killed")
