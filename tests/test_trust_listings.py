@@ -84,3 +84,24 @@ def test_what_a_candidate_prints_cannot_drive_the_terminal(tmp_path: Path, capsy
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
     assert "\\x1b[2J" in out and "\\x1b[31mred\\u202e" in out
     assert printable("a\tb\nc\x1b") == "a\tb\nc\\x1b"
+
+
+def test_the_plot_marks_a_best_whose_held_out_evaluation_failed(tmp_path: Path) -> None:
+    from evoforge.db import Store
+    from evoforge.engine.analysis.plots import figure
+    from evoforge.engine.analysis.queries import curve
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    config = RunConfig(problem=str(BOUNDED), name="fails-held-out", budget=0, workers=1,
+                       islands=IslandConfig(num_islands=1, reset_period=10))
+    assert run_search(config, url, progress=False).status == "finished"
+    (tmp_path / "failing.py").write_text(FAILS_HELD_OUT)
+    assert main(["add", "fails-held-out", str(tmp_path / "failing.py"), "--db", url]) == 0
+    with Store(url) as store:
+        run = store.get_run("fails-held-out")
+        assert run is not None
+        c = curve(store, run)
+    assert c.best_held_out_failed.tolist() == [False, True]  # the seed's held-out ran; the new best's timed out
+    held_out_panel = figure(c, "fails-held-out").axes[3]
+    assert "held-out evaluation FAILED" in held_out_panel.get_legend_handles_labels()[1]
+    assert main(["plot", "fails-held-out", "-o", str(tmp_path / "curve.png"), "--db", url]) == 0

@@ -1,7 +1,8 @@
 """`evoforge plot`: a run's fitness curves as one PNG (matplotlib's Agg renderer, no display needed).
 
 Four panels: best-so-far per island and overall against candidates evaluated, the same against wall time, the
-valid rate over a sliding window, and the held-out score of the running best beside its training score.
+valid rate over a sliding window, and the held-out score of the running best beside its training score (a red X
+where the running best's held-out evaluation failed).
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ def figure(c: Curve, title: str) -> Figure:
     h.step(c.evaluated, c.best, where="post", color="black", linewidth=2, label="training score of the best")
     h.step(c.evaluated, c.best_held_out, where="post", color="C3", linewidth=2, linestyle="--",
            label="held-out score of the best")
-    if np.isnan(c.best_held_out).all():
+    failed = c.best_held_out_failed
+    if failed.any():  # no held-out score to draw: mark where the best failed there, at its training score
+        h.scatter(c.evaluated[failed], c.best[failed], s=60, marker="X", color="crimson", zorder=5,
+                  label="held-out evaluation FAILED")
+    elif np.isnan(c.best_held_out).all():
         h.text(0.5, 0.1, "no held-out scores: the problem has no held-out inputs", ha="center",
                transform=h.transAxes)
     h.set_xlabel("candidates evaluated")

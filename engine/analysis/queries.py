@@ -342,7 +342,9 @@ class Curve:
     """A run's evaluated candidates in order (duplicates are not evaluated, so not here), as arrays.
 
     `best` is the running best over valid programs no person rejected; `best_held_out` the held-out score of that
-    running best (NaN where it has none). Scores of invalid programs are NaN.
+    running best (NaN where it has none), and `best_held_out_failed` whether its held-out evaluation failed (a
+    timeout, error, memory or crash: shown as a failure, never as "not scored yet"). Scores of invalid programs
+    are NaN.
     """
 
     maximize: bool
@@ -358,6 +360,7 @@ class Curve:
     best: np.ndarray
     best_program_id: np.ndarray  # -1 before the first valid program
     best_held_out: np.ndarray
+    best_held_out_failed: np.ndarray
 
     def island_best(self, island: int) -> np.ndarray:
         """The running best of one island (the seed counts on every island); NaN before its first program."""
@@ -395,7 +398,8 @@ def curve(store: Store, run: RunInfo) -> Curve:
     valid = np.array([p.status == "ok" and p.score is not None for p in briefs], dtype=bool)
     score = np.array([p.score if p.score is not None else np.nan for p in briefs], dtype=float)
     rejected_mask = np.array([p.rejected for p in briefs], dtype=bool)
-    best_ids, best_held, current = [], [], None
+    held_out_statuses = store.held_out_statuses(run.id)
+    best_ids, best_held, best_failed, current = [], [], [], None
     for p in briefs:
         counts = p.status == "ok" and not p.rejected
         if counts and p.score is not None and is_better(p.score, None if current is None else current.score, up):
@@ -403,6 +407,7 @@ def curve(store: Store, run: RunInfo) -> Curve:
         best_ids.append(current.id if current else -1)
         held = current.held_out_score if current else None
         best_held.append(np.nan if held is None else held)
+        best_failed.append(current is not None and held_out_statuses.get(current.id) not in (None, "ok"))
     return Curve(
         maximize=up, num_islands=num_islands(run),
         program_id=np.array([p.id for p in briefs], dtype=int),
@@ -413,4 +418,5 @@ def curve(store: Store, run: RunInfo) -> Curve:
         score=score, valid=valid, rejected=rejected_mask,
         best=_running_best(np.where(valid & ~rejected_mask, score, np.nan), up),
         best_program_id=np.array(best_ids, dtype=int), best_held_out=np.array(best_held, dtype=float),
+        best_held_out_failed=np.array(best_failed, dtype=bool),
     )
