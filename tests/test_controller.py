@@ -43,7 +43,7 @@ class Rig:
 
     def controller(self, proposer: Proposer, *, budget: int, name: str = "c", problem: Problem | None = None,
                    concurrency: int = 1, limits: Limits | None = None, reject_same_behaviour: bool = False,
-                   seed: int = 3) -> Controller:
+                   duplicates_as_parents: bool = False, seed: int = 3) -> Controller:
         problem = problem or load_problem(TOY)
         run = self.store.get_run(name) or self.store.create_run(
             name=name, problem_name=problem.name, problem_path=str(problem.path), problem_source=problem.source,
@@ -54,7 +54,8 @@ class Rig:
                           islands=IslandModel(IslandConfig(num_islands=2, reset_period=6), maximize=True),
                           proposer=proposer,
                           executor=executor, stats=RunStats(budget=budget), concurrency=concurrency,
-                          limits=limits, reject_same_behaviour=reject_same_behaviour)
+                          limits=limits, reject_same_behaviour=reject_same_behaviour,
+                          duplicates_as_parents=duplicates_as_parents)
 
     def close(self) -> None:
         self._closing.close()
@@ -232,3 +233,45 @@ def test_a_rejected_program_leaves_selection_at_once(rig: Rig, llm) -> None:
     assert (controller.stats.best_program_id, controller.stats.best_score) == (seed.id, 3.0)
     controller.apply_action(REJECT_EVENT, best.id)  # seen twice: changes nothing
     assert controller.islands.island_sizes() == [1, 1]
+
+
+class RejectsBefore:
+    """A proposer that, before its n-th proposal, has a person reject the run's best program (as the steering
+    poll would apply it while the run goes on); otherwise the wrapped proposer."""
+
+    def __init__(self, inner: Proposer, before: int) -> None:
+        self.inner, self.before, self.calls = inner, before, 0
+        self.controller: Controller | None = None
+        self.rejected: int | None = None
+
+    async def propose(self, parents, rng, *, feedback=(), inspirations=()):
+        self.calls += 1
+        if self.calls == self.before and self.controller is not None:
+            self.rejected = self.controller.stats.best_program_id
+            assert self.rejected is not None
+            reject_program(self.controller.store, self.rejected, why="it reads the answer")
+            self.controller.apply_action(REJECT_EVENT, self.rejected)
+        return await self.inner.propose(parents, rng, feedback=feedback, inspirations=inspirations)
+
+    def observe(self, proposal, improved, rng) -> None:
+        self.inner.observe(proposal, improved, rng)
+
+    def stop_reason(self) -> str | None:
+        return self.inner.stop_reason()
+
+
+def test_a_rejected_programs_behavioural_twins_leave_selection_with_it(rig: Rig, llm) -> None:
+    # x + x * 8 and 9 * x behave as x * 9 does: each joins as a parent with x * 9's score, which it never earned
+    inner, _ = llm(*(f"```python\ndef f(x):\n    return {body}\n```" for body in ("x * 9", "x + x * 8", "9 * x")))
+    proposer = RejectsBefore(inner, before=3)
+    controller = rig.controller(proposer, budget=3, reject_same_behaviour=True, duplicates_as_parents=True)
+    proposer.controller = controller
+    drive(controller)
+    seed, best, twin, later = programs(rig.store, controller.run.id)
+    assert proposer.rejected == best.id and best.score == 13.5
+    # Before the rejection, the twin had joined with its original's score; with it, it left.
+    assert twin.status == "duplicate" and twin.duplicate_of == best.id and controller.islands.is_registered(twin.id)
+    assert later.status == "duplicate" and later.duplicate_of == best.id  # a twin that came after the rejection
+    assert controller.islands.best() == (seed.id, 3.0)
+    assert sorted(controller.islands.island_sizes()) == [1, 1]  # the seed alone on each island
+    assert (controller.stats.best_program_id, controller.stats.best_score) == (seed.id, 3.0)

@@ -129,6 +129,9 @@ class Controller:
         # A behavioural duplicate joins its island with its twin's score, at no further evaluation cost, so a
         # search can drift across variants that behave alike (see RunConfig.same_behaviour).
         self.duplicates_as_parents = duplicates_as_parents
+        # Program -> the behavioural twins registered with its score; a person's rejection takes them out too.
+        self._twins: dict[int, list[int]] = defaultdict(list)
+        self._withdrawn: set[int] = set()  # rejected while the run went on: no twin joins with their score
         self.inspirations = inspirations  # other islands' best programs shown in each prompt
 
     # ----------------------------------------------------------------- seed and history
@@ -214,9 +217,14 @@ class Controller:
         """Apply a person's action taken while the run goes on: a rejected program leaves selection at once, a
         valid human program joins its island. Idempotent, so an action seen twice changes nothing."""
         if kind == REJECT_EVENT:
-            for island in self.islands.withdraw(program_id):
-                self.islands.refound(island, self._seed_id())
-            if self.stats.best_program_id == program_id:
+            # Its twins never earned its score themselves (they joined with it): they leave with it, as a
+            # resume, which registers no twin of a rejected program, would have it.
+            gone = [program_id, *self._twins.pop(program_id, [])]
+            self._withdrawn.update(gone)
+            for pid in gone:
+                for island in self.islands.withdraw(pid):
+                    self.islands.refound(island, self._seed_id())
+            if self.stats.best_program_id in gone:
                 best = self.islands.best()
                 self.stats.best_program_id, self.stats.best_score = best if best else (None, None)
         elif kind in (HUMAN_EVENT, ACCEPT_EVENT) and not self.islands.is_registered(program_id):
@@ -240,9 +248,12 @@ class Controller:
         if not self.duplicates_as_parents or behaviour is None:
             return  # a copy of an earlier program's code has no behaviour of its own: it never joins
         twin = self._behaviours.get(behaviour)
-        entry = None if twin is None else self.islands.entry(twin)
+        if twin is None or twin in self._withdrawn:
+            return
+        entry = self.islands.entry(twin)
         if entry is not None:  # a twin a person rejected is not registered, so neither is its copy
             self.islands.register(program_id, island, entry[0], entry[1], length)
+            self._twins[twin].append(program_id)
 
     def _note_best(self, program_id: int, score: float) -> bool:
         if self.problem.is_better(score, self.stats.best_score):
