@@ -38,9 +38,10 @@ for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"): 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from evoforge.engine.program.patching import PatchError, apply_response  # noqa: E402
-from evoforge.engine.propose.offline import AstMutator, NoMutationFound  # noqa: E402
+from mutants import mutants  # noqa: E402
+
 from evoforge.evaluators import Evaluation, Problem, SandboxPool, Stage, load_problem, parse_overrides  # noqa: E402
 from evoforge.evaluators.channel import ChannelError, Receiver, RemoteFunction, send  # noqa: E402
 from evoforge.evaluators.isolation import available_levels  # noqa: E402
@@ -143,25 +144,6 @@ def _numba_row(problem: Problem, overrides: dict[str, str], count: int) -> None:
     print(f"{label:<28}{py_s:>9.3f}{compile_s:>21.3f} + {run_s:>6.3f}{load_s:>13.3f} + {rerun_s:>6.3f}"
           f"{py_s / (compile_s + run_s):>9.1f}x{py_s / (load_s + rerun_s):>7.1f}x{even:>12}"
           f"{compiled:>5}/{len(first)}")
-
-
-def mutants(problem: Problem, count: int, seed: int = 0) -> list[str]:
-    """Distinct offline mutations of the seed, chained so that some drift far from it."""
-    rng = np.random.default_rng(seed)
-    proposer = AstMutator()
-    programs = [problem.seed_code]
-    for _ in range(20 * count):
-        if len(programs) > count:
-            break
-        parent = programs[int(rng.integers(len(programs)))]
-        try:
-            code = apply_response(proposer.propose([parent], problem.evolved_names, rng), parent,
-                                  problem.evolved_names)
-        except (NoMutationFound, PatchError):
-            continue
-        if code not in programs:
-            programs.append(code)
-    return programs[1:]
 
 
 def with_cascade(problem: Problem) -> tuple[Problem, str]:

@@ -8,11 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
+from mutants import mutants
 
-from evoforge.engine.program.patching import PatchError, apply_response
-from evoforge.engine.propose.offline import AstMutator, NoMutationFound
 from evoforge.evaluators import ProblemError, SandboxPool, load_problem
 from evoforge.evaluators.compile_store import CompileStore
 
@@ -38,25 +36,6 @@ BIN_PACKING_CANDIDATES = {
 UNCOMPILABLE = "def priority(item, bins):\n    return np.array(sorted(bins.tolist(), reverse=True))\n"
 
 
-def mutants(problem, count: int) -> list[str]:
-    """Distinct offline mutations of the seed (a fixed seed), chained so that some drift far from it."""
-    rng = np.random.default_rng(7)
-    proposer = AstMutator()
-    programs = [problem.seed_code]
-    for _ in range(30 * count):
-        if len(programs) > count:
-            break
-        parent = programs[int(rng.integers(len(programs)))]
-        try:
-            code = apply_response(proposer.propose([parent], problem.evolved_names, rng), parent,
-                                  problem.evolved_names)
-        except (NoMutationFound, PatchError):
-            continue
-        if code not in programs:
-            programs.append(code)
-    return programs
-
-
 def same_as_python(path: Path, codes: list[str], overrides: dict[str, str]) -> list[bool | None]:
     """Evaluate every program with numba off and on; assert identical statuses and scores; return `compiled`."""
     python = load_problem(path, {**overrides, "numba": "false"})
@@ -76,7 +55,7 @@ def same_as_python(path: Path, codes: list[str], overrides: dict[str, str]) -> l
 def test_bin_packing_scores_exactly_as_in_python():
     problem = load_problem(BIN_PACKING)
     assert problem.settings.numba is True  # the bundled problem uses numba by default
-    codes = mutants(problem, 6) + list(BIN_PACKING_CANDIDATES.values()) + [UNCOMPILABLE]
+    codes = [problem.seed_code, *mutants(problem, 6, seed=7), *BIN_PACKING_CANDIDATES.values(), UNCOMPILABLE]
     compiled = same_as_python(BIN_PACKING, codes, {})
     assert compiled[0] is True  # the seed
     named = dict(zip(BIN_PACKING_CANDIDATES, compiled[-1 - len(BIN_PACKING_CANDIDATES):-1]))
@@ -88,7 +67,7 @@ def test_bin_packing_scores_exactly_as_in_python():
 
 def test_cap_set_scores_exactly_as_in_python():
     problem = load_problem(CAP_SET, {"n": "6"})
-    codes = mutants(problem, 10) + [
+    codes = [problem.seed_code, *mutants(problem, 10, seed=7)] + [
         "def priority(el, n):\n    return float(sum(el)) - 0.5 * el.count(2)\n",
         "def priority(el, n):\n    score = 0.0\n    for i, x in enumerate(el):\n"
         "        score += (x == 1) * (i + 1) - (x == 2) * 0.5\n    return score\n",
