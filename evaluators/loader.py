@@ -28,12 +28,14 @@ from evoforge.evaluators.problem import EvolvedFunction, Problem, line_in_file
 from evoforge.evaluators.problem_api import (
     EVOLVE_MARK,
     HarnessError,
+    Project,
     Settings,
     Stage,
     evolve,
     evolved_signatures,
     harnesses,
 )
+from evoforge.evaluators.project import ProjectError, ProjectSource, read_project
 from evoforge.evaluators.validator import module_allowed
 
 
@@ -206,7 +208,7 @@ def _require_callable(path: Path, module: ModuleType, name: str, fix: str) -> No
 _CALLED_AS = {"solve": ("input",), "score": ("input", "output"), "inputs": ("params",),
               "held_out_inputs": ("params",), "aggregate": ("scores", "inputs")}
 # Optional names the engine looks up; a near miss of one that is absent is most likely a typo.
-_OPTIONAL_NAMES = ("SETTINGS", "PARAMS", "CASCADE", "EXPOSE", "held_out_inputs", "aggregate")
+_OPTIONAL_NAMES = ("SETTINGS", "PARAMS", "CASCADE", "EXPOSE", "PROJECT", "held_out_inputs", "aggregate")
 
 
 def _check_signatures(path: Path, module: ModuleType) -> None:
@@ -380,6 +382,36 @@ def _exposed(path: Path, source: str, module: ModuleType) -> tuple[dict[str, str
     return helpers, constants
 
 
+def _project_from(path: Path, module: ModuleType, settings: Settings) -> ProjectSource | None:
+    """PROJECT = Project(folder, calls=[...]): the project whose marked blocks evolve, read and checked."""
+    raw = getattr(module, "PROJECT", None)
+    if raw is None:
+        return None
+    line = _assigned_at(path, "PROJECT")
+    if not isinstance(raw, Project):
+        raise _error(path, line, f"PROJECT is a {type(raw).__name__}",
+                     "set PROJECT = Project('folder', calls=['module.function']) (from evoforge import Project)")
+    if any(getattr(value, EVOLVE_MARK, False) for value in vars(module).values()):
+        raise _error(path, line, "the file has @evolve functions and a PROJECT",
+                     "evolve either functions of the problem file (@evolve) or a project's marked blocks, not both")
+    if settings.numba:
+        raise _error(path, line, "numba is on for a PROJECT problem",
+                     "set Settings(numba=False): a project's code runs as Python in the candidate's process")
+    if getattr(module, "EXPOSE", ()):
+        raise _error(path, _assigned_at(path, "EXPOSE"), "EXPOSE in a PROJECT problem",
+                     "put what the project's code needs into the project's own files; EXPOSE is for @evolve")
+    folder = (path.parent / raw.folder).resolve()
+    if not folder.is_relative_to(path.parent):
+        raise _error(path, line, f"Project({raw.folder!r}) lies outside the problem file's folder",
+                     "keep the project folder next to (below) the problem file")
+    try:
+        project = read_project(folder, path, raw.calls)
+    except ProjectError as exc:
+        raise ProblemError(f"{path}:{line}: PROJECT: {exc}") from None
+    raw.root = str(folder)
+    return project
+
+
 def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *,
                  with_inputs: bool = True) -> Problem:
     """Load a problem file, apply `--set` overrides, and check that it has everything a search needs.
@@ -397,7 +429,8 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *
     if not description:
         raise _error(path, 1, "the problem file has no module docstring",
                      "start the file with a docstring describing the problem; it goes into every prompt")
-    evolved = _find_evolved(path, source, module)
+    project_marked = isinstance(getattr(module, "PROJECT", None), Project)
+    evolved = () if project_marked else _find_evolved(path, source, module)
     _check_harnesses(path, module, {f.name for f in evolved})
     _require_callable(path, module, "solve", "define solve(input) that runs the evolved function(s) on one input "
                       "and returns plain data (numbers, lists, numpy arrays)")
@@ -410,11 +443,13 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *
                      "set PARAMS to a dict of defaults")
     _check_signatures(path, module)
     settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
+    project = _project_from(path, module, settings)
     helpers, constants = _exposed(path, source, module)
     common: dict[str, Any] = dict(
         path=path, name=path.stem, description=description, source=source, evolved=evolved, settings=settings,
         params=params, module=module, overrides=dict(overrides or {}), warnings=_misspellings(module),
-        candidate_modules=_candidate_modules(module), exposed_helpers=helpers, exposed_constants=constants)
+        candidate_modules=_candidate_modules(module), exposed_helpers=helpers, exposed_constants=constants,
+        project=project)
     if not with_inputs:
         return Problem(inputs={}, held_out={}, **common)
     inputs = _named_inputs(path, module, "inputs", params)

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from evoforge.evaluators.problem_api import InvalidOutput, Scored, Settings, Stage
+from evoforge.evaluators.project import ProjectSource
 
 FEEDBACK_CHARS = 2000  # of score()'s feedback kept for one evaluation (and shown to the children's model)
 
@@ -76,10 +77,15 @@ class Problem:
     candidate_modules: dict[str, str] = field(default_factory=dict)
     exposed_helpers: dict[str, str] = field(default_factory=dict)
     exposed_constants: dict[str, Any] = field(default_factory=dict)
+    # A problem that evolves the marked blocks of a project folder (PROJECT = Project(...)) instead of @evolve
+    # functions: its program is the set of blocks (see evaluators.project).
+    project: ProjectSource | None = None
 
     @property
     def seed_code(self) -> str:
-        """The starting program: the evolved functions' seed sources, in file order."""
+        """The starting program: the evolved functions' seed sources in file order, or the project's blocks."""
+        if self.project is not None:
+            return self.project.seed_program()
         return "\n\n".join(f.source for f in self.evolved) + "\n"
 
     @property
@@ -88,7 +94,11 @@ class Problem:
 
     @property
     def source_hash(self) -> str:
-        return hashlib.sha256(self.source.encode()).hexdigest()
+        """The problem file's hash, and its project's files' too: a sandbox must run what the engine loaded."""
+        digest = hashlib.sha256(self.source.encode()).hexdigest()
+        if self.project is None:
+            return digest
+        return hashlib.sha256(f"{digest}{self.project.source_hash}".encode()).hexdigest()
 
     def score_output(self, input_value: Any, output: Any) -> float:
         """The primary score of one output (see `score_input`)."""

@@ -11,7 +11,7 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +108,74 @@ class Scored:
 
     value: float | Mapping[str, float]
     feedback: str = ""
+
+
+class Project:
+    """A folder of ordinary Python files next to the problem file, whose marked blocks evolve.
+
+    Every `.py` file under `folder` is part of the project; the regions between `# EVOLVE-BLOCK-START` and
+    `# EVOLVE-BLOCK-END` lines are the program, the rest stays byte for byte. `calls` names the functions of the
+    project (`"module.function"`, defined outside the blocks) that `solve` may call, with `PROJECT.call(name,
+    *args)` or `PROJECT.batch(name, [args, ...])`: in the sandbox they run in the candidate's process, on the
+    project's files with the candidate's blocks, and what they return comes back as plain data; outside a sandbox
+    (`python` on an exported problem file) they run here, on the files in the folder.
+    """
+
+    def __init__(self, folder: str, calls: Sequence[str]):
+        if not isinstance(folder, str) or not folder or folder.startswith("/") or ".." in folder.split("/"):
+            raise ValueError(f"Project({folder!r}): give the folder as a path relative to the problem file, inside "
+                             "its folder (e.g. 'sort_project')")
+        if isinstance(calls, str) or not calls or not all(isinstance(c, str) and "." in c for c in calls):
+            raise ValueError(f"Project(calls={calls!r}): name the functions solve calls as a list of "
+                             "'module.function'")
+        self.folder = folder
+        self.calls = tuple(calls)
+        # Set by the loader (the folder on disk) and, in the sandbox's harness, the channel to the candidate.
+        self.root: str | None = None
+        self.remote: Callable[[str, tuple[Any, ...], dict[str, Any]], Any] | None = None
+        self.remote_batch: Callable[[str, list[tuple[Any, ...]]], list[Any]] | None = None
+        self._local: dict[str, Callable[..., Any]] | None = None
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the project's function `name` ('module.function', one of `calls`) and return its result."""
+        self._known(name)
+        if self.remote is not None:
+            return self.remote(name, args, kwargs)
+        return self._functions()[name](*args, **kwargs)
+
+    def batch(self, name: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """`[PROJECT.call(name, *args) for args in calls]` in one round trip to the candidate's process."""
+        self._known(name)
+        rows = [tuple(c) for c in calls]
+        if self.remote_batch is not None:
+            return self.remote_batch(name, rows)
+        function = self._functions()[name]
+        return [function(*row) for row in rows]
+
+    def _known(self, name: str) -> None:
+        if name not in self.calls:
+            raise ValueError(f"PROJECT.call({name!r}): not among the project's calls {list(self.calls)}; add it "
+                             "to Project(calls=...)")
+
+    def _functions(self) -> dict[str, Callable[..., Any]]:
+        if self._local is None:
+            if self.root is None:
+                raise RuntimeError("this Project was not loaded with its problem file (evoforge's loader sets "
+                                   "its folder)")
+            from pathlib import Path
+
+            from evoforge.evaluators.project_modules import load_functions
+
+            root = Path(self.root)
+            files = {}
+            for file in sorted(root.rglob("*.py")):
+                with open(file, newline="") as handle:
+                    files[file.relative_to(root).as_posix()] = handle.read()
+            self._local = load_functions(files, self.calls)
+        return self._local
+
+    def __repr__(self) -> str:
+        return f"Project({self.folder!r}, calls={list(self.calls)!r})"
 
 
 class InvalidOutput(Exception):

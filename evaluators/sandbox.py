@@ -346,7 +346,9 @@ class SandboxPool:
             raise ValueError(f"unknown {kind} {unknown} for {self.problem.path}; it has {list(source)}"
                              if unknown else f"no {kind} to evaluate on")
         try:
-            if self.check_code:
+            if self.problem.project is not None:  # nothing outside the blocks may change, checked or not
+                self.problem.project.check(code, language=self.check_code)
+            elif self.check_code:
                 validator.check(code, "<candidate>")
         except validator.Refused as exc:  # the model learns the rule from the error, as from any other
             return Evaluation("error", None, {}, str(exc), _timings(), None)

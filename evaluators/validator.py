@@ -18,6 +18,7 @@ own (`evaluators.inside.namespace`) and run in a process that never held the pro
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 
 # Modules a candidate may import (and the problem's helpers may use); each is seen through a copy that holds only
 # its public, allowed names (see evaluators.inside.namespace).
@@ -72,6 +73,14 @@ def check(code: str, filename: str = "<candidate>") -> None:
     if problems:
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise Refused(f"refused before running: {shown} ({RULES_HINT})")
+
+
+def check_nodes(nodes: Iterable[ast.AST]) -> list[str]:
+    """The rule violations in these parts of a syntax tree (the blocks of a project's file), one per line."""
+    checker = _Checker()
+    for node in nodes:
+        checker.visit(node)
+    return checker.problems
 
 
 def attribute_allowed(name: str) -> bool:

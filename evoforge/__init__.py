@@ -10,11 +10,11 @@ problems).
 
 from typing import Any
 
-from evoforge.evaluators.problem_api import Scored, Settings, Stage, compiled_harness, evolve
+from evoforge.evaluators.problem_api import Project, Scored, Settings, Stage, compiled_harness, evolve
 
 __version__ = "0.2.0"
 
-__all__ = ["Scored", "Settings", "Stage", "__version__", "batch", "compiled_harness", "evolve", "load_run", "run"]
+__all__ = ["Project", "Scored", "Settings", "Stage", "__version__", "batch", "compiled_harness", "evolve", "load_run", "run"]
 
 
 def __getattr__(name: str) -> Any:

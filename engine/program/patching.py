@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evoforge.engine.program.source import PatchError, check_program, names_text, normalize_code, parse_code
+from evoforge.evaluators.project import ProjectSource
 
 __all__ = ["PatchError", "apply_response"]
 
@@ -34,8 +35,14 @@ class _Block:
     replace: list[str]
 
 
-def apply_response(response: str, parent_code: str, evolved_names: Sequence[str]) -> str:
-    """Apply an answer (SEARCH/REPLACE blocks or whole functions) to parent_code; return the new program's code."""
+def apply_response(response: str, parent_code: str, evolved_names: Sequence[str],
+                   project: ProjectSource | None = None) -> str:
+    """Apply an answer (SEARCH/REPLACE blocks or whole functions) to parent_code; return the new program's code.
+    For a project's problem, the answer edits its marked blocks (see `engine.program.blocks`)."""
+    if project is not None:
+        from evoforge.engine.program.blocks import apply_block_response
+
+        return apply_block_response(response, parent_code, project)
     response = response.replace("\r\n", "\n").replace("\r", "\n")
     parent = parent_code.replace("\r\n", "\n").replace("\r", "\n")
     lines = response.split("\n")

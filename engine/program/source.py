@@ -10,7 +10,11 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import textwrap
 from collections.abc import Sequence
+
+from evoforge.evaluators.project import is_block_program, split_program
+from evoforge.evaluators.validator import Refused
 
 
 class PatchError(ValueError):
@@ -49,10 +53,32 @@ def _strip_docstrings(tree: ast.AST) -> None:
 def normalize_code(code: str) -> str:
     """Canonical form of a program: its AST without docstrings, comments or layout (raises PatchError if unparsable).
 
-    Cached: a candidate is normalised to compare it with its parent and again for its hash, and parents recur."""
+    Cached: a candidate is normalised to compare it with its parent and again for its hash, and parents recur.
+    A project's program (its marked blocks) is normalised block by block."""
+    if is_block_program(code):
+        return _normalize_blocks(code)
     tree = parse_code(code)
     _strip_docstrings(tree)
     return ast.dump(tree)
+
+
+def _normalize_blocks(code: str) -> str:
+    """Each block's canonical form under its id: its AST where the dedented block parses on its own (a block may
+    hold a `return` or the middle of a loop body too), else its lines without trailing spaces and blank lines."""
+    try:
+        blocks = split_program(code)
+    except Refused as exc:
+        raise PatchError(str(exc)) from None
+    parts = []
+    for block, text in blocks.items():
+        try:
+            tree = ast.parse(textwrap.dedent(text))
+            _strip_docstrings(tree)
+            form = ast.dump(tree)
+        except SyntaxError:
+            form = "\n".join(line.rstrip() for line in text.split("\n") if line.strip())
+        parts.append(f"{block}\n{form}")
+    return "\n".join(parts)
 
 
 def code_hash(code: str) -> str:

@@ -10,13 +10,14 @@ time, until the harness closes the channel. Whatever it returns crosses as plain
 
 from __future__ import annotations
 
+import importlib
 import linecache
 import os
 import sys
 import traceback
 from typing import Any, NoReturn
 
-from evoforge.evaluators import channel, validator
+from evoforge.evaluators import channel, project_modules, validator
 from evoforge.evaluators.inside import harness, namespace
 
 CALL_FD, REPLY_FD = 3, 4
@@ -25,6 +26,7 @@ CALL_FD, REPLY_FD = 3, 4
 def run(call_r: int, reply_w: int, out_w: int, spec: dict[str, Any]) -> NoReturn:
     """Lock down, then serve the harness's calls until it closes the channel; never returns."""
     try:
+        _preload(spec.get("preload") or [])
         harness.lock_down({CALL_FD: call_r, REPLY_FD: reply_w}, out_w, spec["scratch"], spec["uid"],
                           spec["limits"], files=bool(spec["no_files"]))
     except BaseException as exc:  # nothing of the candidate has run: the sandbox failed, not the program
@@ -95,7 +97,20 @@ def _send_error(kind: str, text: str) -> None:
     channel.send(REPLY_FD, ("error", kind, text[-4000:]))
 
 
+def _preload(modules: list[str]) -> None:
+    """Import what the project's own code (outside its blocks) imports, before lock-down: afterwards this process
+    may open no file. A module that does not import here fails later, in the project's code, with its reason."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+
+
 def _install(message: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(message, tuple) and len(message) == 3 and message[0] == "project":
+        _, files, calls = message
+        return project_modules.load_functions(files, calls)
     if not (isinstance(message, tuple) and len(message) == 7 and message[0] == "install"):
         raise channel.ChannelError("the harness did not start with install")
     _, code, evolved, modules, helpers, constants, checked = message

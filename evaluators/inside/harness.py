@@ -252,12 +252,30 @@ def _install(problem: Problem, code: str, checked: bool, jit: JitPlan | None) ->
     if problem.settings.numba:
         _install_compiled(problem, code, checked, jit or JitPlan())
         return
+    if problem.project is not None:
+        _install_project(problem, code)
+        return
     send(CALL_FD, ("install", code, list(problem.evolved_names), problem.candidate_modules,
                    problem.exposed_helpers, problem.exposed_constants, checked))
     replies = Receiver(REPLY_FD)
     wait_reply(replies)
     for name in problem.evolved_names:
         problem.module.__dict__[name] = RemoteFunction(name, CALL_FD, replies)
+
+
+def _install_project(problem: Problem, code: str) -> None:
+    """A project: its files with the candidate's blocks go to the candidate's process, which runs them from memory;
+    PROJECT.call and PROJECT.batch in solve() reach the functions it names there, and only plain data comes back."""
+    assert problem.project is not None
+    files = problem.project.assemble(code)  # the server has checked the program
+    calls = list(problem.project.calls)
+    send(CALL_FD, ("project", files, calls))
+    replies = Receiver(REPLY_FD)
+    wait_reply(replies)
+    remote = {name: RemoteFunction(name, CALL_FD, replies) for name in calls}
+    handle = problem.module.PROJECT
+    handle.remote = lambda name, args, kwargs: remote[name](*args, **kwargs)
+    handle.remote_batch = lambda name, rows: remote[name].many(rows)
 
 
 def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan) -> None:

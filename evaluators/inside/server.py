@@ -139,8 +139,11 @@ class Server:
         if unknown:
             return {"status": "crashed", "error": f"no value sent for input(s) {unknown}"}
         checked = request.get("checked") is not False
+        project = self.problem.project
         try:
-            if checked:
+            if project is not None:
+                project.check(code, language=checked)
+            elif checked:
                 validator.check(code, harness.CANDIDATE_FILE)
         except validator.Refused as exc:
             return {"status": "error", "error": str(exc), "timings": {}, "input_seconds": {}, "compiled": None,
@@ -165,7 +168,8 @@ class Server:
             call_r, call_w = os.pipe()
             reply_r, reply_w = os.pipe()
             candidate_pid = self.zygote.spawn([call_r, reply_w, out_w], {
-                "scratch": scratch, "uid": uid, "limits": limits, "no_files": checked})
+                "scratch": scratch, "uid": uid, "limits": limits, "no_files": checked,
+                "preload": project.imports() if project is not None else []})
             os.close(call_r)
             os.close(reply_w)
             channel_fds = (call_w, reply_r)

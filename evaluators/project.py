@@ -1,0 +1,410 @@
+"""Marked blocks in ordinary files: a project folder whose `# EVOLVE-BLOCK-START` ... `# EVOLVE-BLOCK-END` regions
+evolve while every other byte of its files stays as the user wrote it.
+
+A program of a project is the set of its blocks, written as text (`program_text`): one header line per block,
+`# EVOLVE-BLOCK sorter.py:name`, followed by the block's lines exactly as they sit in the file. That text is what
+the database stores, hashes, diffs and shows. `ProjectSource.assemble` puts the blocks back into the files (the
+text outside them is copied unchanged, newline style included), and `ProjectSource.check` refuses a program that
+would change anything outside the blocks: a missing or unknown block, a marker inside a block, a file that no
+longer parses, a block whose indentation or brackets capture the code around it (the statements outside the
+blocks must keep their exact structure), a block that rebinds a name the rest of its module defines (or a
+builtin), so that it cannot replace the trusted code around it, and, with the language check, block code outside
+the language subset of `evaluators.validator`.
+
+Shared by the engine and the sandbox; imports only the standard library and the validator.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from evoforge.evaluators.validator import Refused, check_nodes
+
+START, END = "EVOLVE-BLOCK-START", "EVOLVE-BLOCK-END"
+_MARKER = re.compile(r"^([ \t]*)#[ \t]*EVOLVE-BLOCK-(START|END)\b(.*)$")
+_HEADER = re.compile(r"^# EVOLVE-BLOCK ([^\s:]+):([A-Za-z0-9_.-]+)[ \t]*$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
+MAX_FILES = 200
+MAX_BYTES = 4 * 1024 * 1024  # all the project's .py files together
+
+
+class ProjectError(ValueError):
+    """A project folder or its markers are unusable; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class BlockSpan:
+    """One marked block: its file, name, and the 0-based lines of its START and END markers in the file."""
+
+    file: str
+    name: str
+    start: int
+    end: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.file}:{self.name}"
+
+
+def _lines(text: str) -> list[str]:
+    """The file's lines with their line endings, so that joining them gives the file back byte for byte."""
+    return text.splitlines(keepends=True)
+
+
+def _newline(line: str) -> str:
+    return "\r\n" if line.endswith("\r\n") else "\r" if line.endswith("\r") else "\n"
+
+
+def parse_markers(path: str, text: str) -> list[BlockSpan]:
+    """The blocks of one file, in order; a marker without its partner, nested blocks or a repeated name raise."""
+    spans: list[BlockSpan] = []
+    open_at: tuple[int, str] | None = None
+    for number, line in enumerate(_lines(text)):
+        match = _MARKER.match(line.rstrip("\r\n"))
+        if not match:
+            if "EVOLVE-BLOCK" in line:
+                raise ProjectError(f"{path}:{number + 1}: `EVOLVE-BLOCK` appears outside a marker line\n  fix: write "
+                                   f"markers as whole comment lines `# {START}` and `# {END}`")
+            continue
+        kind, rest = match.group(2), match.group(3).strip()
+        if kind == "START":
+            if open_at is not None:
+                raise ProjectError(f"{path}:{number + 1}: a block starts inside the block opened at line "
+                                   f"{open_at[0] + 1}\n  fix: close each block with `# {END}` before the next")
+            name = rest or str(len(spans) + 1)
+            if not _NAME.match(name):
+                raise ProjectError(f"{path}:{number + 1}: block name {name!r}\n  fix: name a block with letters, "
+                                   "digits, `_`, `.` or `-` (or leave the name out)")
+            open_at = (number, name)
+        else:
+            if open_at is None:
+                raise ProjectError(f"{path}:{number + 1}: `# {END}` without a `# {START}` before it\n"
+                                   "  fix: open the block first")
+            if rest:
+                raise ProjectError(f"{path}:{number + 1}: text after `# {END}`\n  fix: end a block with the bare "
+                                   "marker; its name goes on the START line")
+            if any(s.name == open_at[1] for s in spans):
+                raise ProjectError(f"{path}:{open_at[0] + 1}: a second block named {open_at[1]!r}\n"
+                                   "  fix: give each block of a file its own name")
+            spans.append(BlockSpan(path, open_at[1], open_at[0], number))
+            open_at = None
+    if open_at is not None:
+        raise ProjectError(f"{path}:{open_at[0] + 1}: the block is never closed\n  fix: add `# {END}` after it")
+    return spans
+
+
+def split_program(code: str) -> dict[str, str]:
+    """A program's blocks (id -> text, each line ending in a newline), in order; raises Refused if malformed."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        match = _HEADER.match(line)
+        if match:
+            block = f"{match.group(1)}:{match.group(2)}"
+            if block in blocks:
+                raise Refused(f"line {number}: block {block} is given twice; give each block once")
+            current = blocks[block] = []
+        elif current is None:
+            if line.strip():
+                raise Refused(f"line {number}: text before the first `# EVOLVE-BLOCK file.py:name` header; a "
+                              "program of this problem is its blocks, each under its header")
+        else:
+            current.append(line + "\n")
+    return {block: "".join(text) for block, text in blocks.items()}
+
+
+def program_text(blocks: Mapping[str, str]) -> str:
+    """The program for these blocks (id -> text): the form the database stores and `split_program` reads."""
+    parts = []
+    for block, text in blocks.items():
+        if text and not text.endswith("\n"):
+            text += "\n"
+        parts.append(f"# EVOLVE-BLOCK {block}\n{text}")
+    return "".join(parts)
+
+
+def is_block_program(code: str) -> bool:
+    """Whether code is a project's program (blocks under headers) rather than a problem's functions."""
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    return bool(_HEADER.match(first))
+
+
+def module_name(path: str) -> str:
+    """`pkg/util.py` -> `pkg.util`, `pkg/__init__.py` -> `pkg`."""
+    parts = list(PurePosixPath(path).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _bound_names(nodes: Iterable[ast.stmt]) -> set[str]:
+    """Names these module-level statements bind in the module (not inside the functions they define)."""
+    found: set[str] = set()
+    todo: list[ast.AST] = list(nodes)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+            todo.extend(node.decorator_list)
+            continue
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            found.add(node.id)
+        elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+            found.add(node.target.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _globals_declared(nodes: Iterable[ast.stmt]) -> set[str]:
+    return {name for node in nodes for sub in ast.walk(node) if isinstance(sub, ast.Global) for name in sub.names}
+
+
+class _Strip(ast.NodeTransformer):
+    """Remove the statements that lie inside blocks, leaving the structure of the code around them."""
+
+    def __init__(self, inside: list[tuple[int, int]]):
+        self.inside = inside
+
+    def _in_block(self, node: ast.stmt) -> bool:
+        return any(a <= node.lineno and (node.end_lineno or node.lineno) <= b for a, b in self.inside)
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+                setattr(node, field, [self.visit(s) for s in value if not self._in_block(s)])
+            elif isinstance(value, ast.AST):
+                self.visit(value)
+        return node
+
+
+@dataclass(frozen=True)
+class _Assembled:
+    files: dict[str, str]  # path -> text with the blocks in place
+    ranges: dict[str, list[tuple[str, int, int]]]  # path -> (block id, first line, last line), 1-based, inclusive
+
+
+class ProjectSource:
+    """A loaded project: its folder, every .py file's exact text, the blocks, and what `solve` may call."""
+
+    def __init__(self, folder: Path, files: Mapping[str, str], calls: Iterable[str]):
+        self.folder = folder
+        self.files = dict(sorted(files.items()))
+        self.calls = tuple(calls)
+        self.blocks: tuple[BlockSpan, ...] = tuple(span for path, text in self.files.items()
+                                                   for span in parse_markers(path, text))
+        if not self.blocks:
+            raise ProjectError(f"{folder}: no file of the project has a `# {START}` ... `# {END}` block\n"
+                               "  fix: mark the region(s) the search may rewrite")
+        self._outline = {path: self._stripped(path, text, [s for s in self.blocks if s.file == path])
+                         for path, text in self.files.items() if any(s.file == path for s in self.blocks)}
+        self._trusted_names = {path: self._outside_names(path) for path in self._outline}
+
+    # -- the program
+
+    @property
+    def block_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.blocks)
+
+    def seed_blocks(self) -> dict[str, str]:
+        out = {}
+        for span in self.blocks:
+            lines = _lines(self.files[span.file])[span.start + 1:span.end]
+            out[span.id] = "".join(line.rstrip("\r\n") + "\n" for line in lines)
+        return out
+
+    def seed_program(self) -> str:
+        return program_text(self.seed_blocks())
+
+    @property
+    def source_hash(self) -> str:
+        digest = hashlib.sha256()
+        for path, text in self.files.items():
+            digest.update(f"{path}\0{len(text)}\0".encode())
+            digest.update(text.encode())
+        return digest.hexdigest()
+
+    def blocks_of(self, code: str) -> dict[str, str]:
+        """The program's blocks, exactly the project's (none missing, none unknown), in the project's order."""
+        blocks = split_program(code)
+        unknown = [b for b in blocks if b not in self.block_ids]
+        missing = [b for b in self.block_ids if b not in blocks]
+        if unknown:
+            raise Refused(f"no block named {', '.join(unknown)}; the blocks are {', '.join(self.block_ids)}")
+        if missing:
+            raise Refused(f"block(s) {', '.join(missing)} missing; a program gives every block: "
+                          f"{', '.join(self.block_ids)}")
+        for block, text in blocks.items():
+            if "EVOLVE-BLOCK" in text:
+                raise Refused(f"block {block} contains an `EVOLVE-BLOCK` marker; markers stay where they are")
+        return {b: blocks[b] for b in self.block_ids}
+
+    def _assemble(self, blocks: Mapping[str, str]) -> _Assembled:
+        files = dict(self.files)
+        ranges: dict[str, list[tuple[str, int, int]]] = {}
+        for path in self._outline:
+            lines = _lines(self.files[path])
+            out: list[str] = []
+            at = 0
+            for span in (s for s in self.blocks if s.file == path):
+                out.extend(lines[at:span.start + 1])
+                newline = _newline(lines[span.start])
+                new = [line + newline for line in blocks[span.id].split("\n")[:-1]] if blocks[span.id] else []
+                first = len(out) + 1
+                out.extend(new)
+                ranges.setdefault(path, []).append((span.id, first, len(out)))
+                at = span.end
+            out.extend(lines[at:])
+            files[path] = "".join(out)
+        return _Assembled(files, ranges)
+
+    def assemble(self, code: str) -> dict[str, str]:
+        """Every file of the project (path -> text) with the program's blocks in place; raises Refused."""
+        return self._assemble(self.blocks_of(code)).files
+
+    def check(self, code: str, *, language: bool = True) -> dict[str, str]:
+        """The assembled files, once the program is known to change nothing outside its blocks (and, with
+        `language`, its block code is within the language subset); raises Refused with every reason found."""
+        assembled = self._assemble(self.blocks_of(code))
+        problems: list[str] = []
+        for path, ranges in assembled.ranges.items():
+            text = assembled.files[path]
+            try:
+                tree = ast.parse(text, filename=path)
+            except SyntaxError as exc:
+                where = next((b for b, a, z in ranges if exc.lineno and a <= exc.lineno <= z), None)
+                raise Refused(f"{path}:{exc.lineno}: syntax error: {exc.msg}"
+                              + (f" (in block {where})" if where else " (check the indentation of the blocks "
+                                                                      "around it)")) from None
+            inside = [(a, z) for _, a, z in ranges]
+            if self._stripped(path, text, inside) != self._outline[path]:
+                raise Refused(f"{path}: the blocks change the code around them (a block's indentation, an open "
+                              "bracket or string, or a statement cut at a marker makes code outside the blocks "
+                              "mean something else); keep each block whole statements at its marker's indentation")
+            block_nodes = self._block_statements(tree, inside)
+            rebinds = sorted((_bound_names(n for n in tree.body if n in block_nodes) | _globals_declared(block_nodes))
+                             & (self._trusted_names[path] | set(dir(builtins))))
+            if rebinds:
+                problems.append(f"{path}: a block rebinds {', '.join(rebinds)}, which the code outside the blocks "
+                                "defines or which is a builtin; blocks may not replace the code around them (use "
+                                "another name)")
+            if language:
+                problems.extend(f"{path} {p}" for p in check_nodes(block_nodes))
+        if problems:
+            raise Refused("refused before running: " + "; ".join(problems[:8]))
+        return assembled.files
+
+    @staticmethod
+    def _block_statements(tree: ast.Module, inside: list[tuple[int, int]]) -> list[ast.stmt]:
+        """The outermost statements that lie inside a block."""
+        found: list[ast.stmt] = []
+        todo: list[ast.AST] = [tree]
+        while todo:
+            node = todo.pop()
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt) and any(
+                        a <= child.lineno and (child.end_lineno or child.lineno) <= b for a, b in inside):
+                    found.append(child)
+                else:
+                    todo.append(child)
+        return found
+
+    @staticmethod
+    def _stripped(path: str, text: str, spans: list[BlockSpan] | list[tuple[int, int]]) -> str:
+        inside = [(s.start + 2, s.end) if isinstance(s, BlockSpan) else s for s in spans]
+        try:
+            tree = ast.parse(text, filename=path)
+        except SyntaxError as exc:
+            raise ProjectError(f"{path}:{exc.lineno}: syntax error: {exc.msg}\n  fix: the project's files must "
+                               "parse as they are") from None
+        return ast.dump(_Strip(inside).visit(tree))
+
+    def _outside_names(self, path: str) -> set[str]:
+        text = self.files[path]
+        tree = ast.parse(text)
+        inside = [(s.start + 2, s.end) for s in self.blocks if s.file == path]
+        outside = [n for n in tree.body
+                   if not any(a <= n.lineno and (n.end_lineno or n.lineno) <= b for a, b in inside)]
+        return _bound_names(outside)
+
+    # -- what the sandbox needs
+
+    def imports(self) -> list[str]:
+        """Modules the project's code outside the blocks imports that are not its own: a candidate's process
+        imports them before it locks itself down (it may open no file afterwards)."""
+        own = {module_name(p).split(".")[0] for p in self.files}
+        found: set[str] = set()
+        for path, text in self.files.items():
+            inside = [(s.start + 2, s.end) for s in self.blocks if s.file == path]
+            for node in ast.walk(ast.parse(text)):
+                if any(a <= getattr(node, "lineno", 0) <= b for a, b in inside):
+                    continue
+                if isinstance(node, ast.Import):
+                    found.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    found.add(node.module)
+        return sorted(name for name in found if name.split(".")[0] not in own)
+
+
+def read_project(folder: Path, problem_file: Path, calls: Iterable[str]) -> ProjectSource:
+    """Read the .py files of a project folder (its sub-folders included) and check them against `calls`."""
+    if not folder.is_dir():
+        raise ProjectError(f"{folder}: no such folder\n  fix: give Project() a folder next to the problem file")
+    try:
+        problem_file.relative_to(folder)
+        raise ProjectError(f"{folder}: the project folder holds the problem file itself\n  fix: keep the problem "
+                           "file (its score, inputs and helpers) outside the project folder, which the candidate "
+                           "runs")
+    except ValueError:
+        pass
+    files: dict[str, str] = {}
+    total = 0
+    for file in sorted(folder.rglob("*.py")):
+        rel = file.relative_to(folder).as_posix()
+        if any(part.startswith(".") or part == "__pycache__" for part in PurePosixPath(rel).parts):
+            continue
+        if file.is_symlink():
+            raise ProjectError(f"{file}: a link\n  fix: keep the project's files real files inside its folder")
+        with open(file, newline="") as handle:  # exact bytes: no newline translation
+            files[rel] = handle.read()
+        total += len(files[rel])
+        if len(files) > MAX_FILES or total > MAX_BYTES:
+            raise ProjectError(f"{folder}: more than {MAX_FILES} files or {MAX_BYTES >> 20} MiB of Python\n"
+                               "  fix: point Project() at the small folder the search should change")
+    if not files:
+        raise ProjectError(f"{folder}: no .py files\n  fix: put the module(s) to evolve in it")
+    for rel in files:
+        top = module_name(rel).split(".")[0]
+        if top in sys.stdlib_module_names or top in ("numpy", "evoforge"):
+            raise ProjectError(f"{folder / rel}: the module name {top!r} is taken by "
+                               f"{'the standard library' if top in sys.stdlib_module_names else 'a package'}\n"
+                               "  fix: rename the file")
+    project = ProjectSource(folder, files, calls)
+    for call in project.calls:
+        module, _, function = call.rpartition(".")
+        path = next((p for p in files if module_name(p) == module), None)
+        if not module or path is None:
+            raise ProjectError(f"calls names {call!r}, but the project has no module {module!r}\n  fix: name "
+                               "functions as 'module.function' (modules: "
+                               f"{', '.join(module_name(p) for p in files)})")
+        spans = [(s.start + 2, s.end) for s in project.blocks if s.file == path]
+        defined = [n for n in ast.parse(files[path]).body if isinstance(n, ast.FunctionDef) and n.name == function
+                   and not any(a <= n.lineno <= b for a, b in spans)]
+        if not defined:
+            raise ProjectError(f"{folder / path}: calls names {call!r}, which is not a top-level def outside the "
+                               "blocks there\n  fix: name functions the trusted code of the project defines (a "
+                               "block may not define what solve calls)")
+    return project
