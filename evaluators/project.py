@@ -340,6 +340,10 @@ class ProjectSource:
                    if not any(a <= n.lineno and (n.end_lineno or n.lineno) <= b for a, b in inside)]
         return _bound_names(outside)
 
+    def module_names(self, path: str) -> set[str]:
+        """The names the file binds at its top level (inside its blocks too, as the seed has them)."""
+        return _bound_names(ast.parse(self.files[path]).body)
+
     # -- what the sandbox needs
 
     def imports(self) -> list[str]:
@@ -363,13 +367,10 @@ def read_project(folder: Path, problem_file: Path, calls: Iterable[str]) -> Proj
     """Read the .py files of a project folder (its sub-folders included) and check them against `calls`."""
     if not folder.is_dir():
         raise ProjectError(f"{folder}: no such folder\n  fix: give Project() a folder next to the problem file")
-    try:
-        problem_file.relative_to(folder)
+    if problem_file.is_relative_to(folder):
         raise ProjectError(f"{folder}: the project folder holds the problem file itself\n  fix: keep the problem "
                            "file (its score, inputs and helpers) outside the project folder, which the candidate "
                            "runs")
-    except ValueError:
-        pass
     files: dict[str, str] = {}
     total = 0
     for file in sorted(folder.rglob("*.py")):

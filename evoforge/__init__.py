@@ -14,7 +14,8 @@ from evoforge.evaluators.problem_api import Project, Scored, Settings, Stage, co
 
 __version__ = "0.2.0"
 
-__all__ = ["Project", "Scored", "Settings", "Stage", "__version__", "batch", "compiled_harness", "evolve", "load_run", "run"]
+__all__ = ["Project", "Scored", "Settings", "Stage", "__version__", "batch", "compiled_harness", "evolve", "load_run",
+           "run"]
 
 
 def __getattr__(name: str) -> Any:

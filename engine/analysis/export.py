@@ -3,7 +3,8 @@
 The result is the problem as the run stored it, so it needs neither the database nor the original file. It is a
 problem file in its own right (`evoforge eval` or `evoforge run` it, the exported program becomes the seed), with
 the run's `--set` values written into its PARAMS and SETTINGS, and `python FILE.py` scores the program on the
-run's inputs directly, in-process and without a sandbox.
+run's inputs directly, in-process and without a sandbox. A project's run also writes its folder beside the file:
+the project's files with the program's blocks in place, which import and run like the originals.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from evoforge.db import ProgramInfo, RunInfo
 from evoforge.engine.analysis import textfmt as fmt
 from evoforge.evaluators import ProblemError
+from evoforge.evaluators.project import ProjectSource, is_block_program
+from evoforge.evaluators.validator import Refused
 
 
 def _functions(source: str) -> dict[str, ast.FunctionDef]:
@@ -54,7 +57,13 @@ if __name__ == "__main__":
 
 
 def exported_source(run: RunInfo, program: ProgramInfo) -> str:
-    """The run's stored problem source with each function the program defines replaced by the program's."""
+    """The run's stored problem source with each function the program defines replaced by the program's (a
+    project's problem file stays as it is: its program goes into the project's files)."""
+    if "project" in run.config:
+        return run.problem_source.rstrip("\n") + "\n" + _baked_overrides(run) + _footer(run, program)
+    if is_block_program(program.code):
+        raise ProblemError(f"run {run.name} evolved a project's blocks but stored no project files (it predates "
+                           "their export); run `evoforge eval` on the program's blocks instead")
     lines = run.problem_source.splitlines()
     targets = _functions(run.problem_source)
     replacements = _functions(program.code)
@@ -71,13 +80,32 @@ def exported_source(run: RunInfo, program: ProgramInfo) -> str:
     return "\n".join(lines).rstrip("\n") + "\n" + _baked_overrides(run) + _footer(run, program)
 
 
+def project_files(run: RunInfo, program: ProgramInfo) -> dict[str, str]:
+    """A project run's files (path inside its folder -> text) with the program's blocks in place."""
+    stored = run.config["project"]
+    source = ProjectSource(Path(stored["folder"]), stored["files"], ())
+    try:
+        return source.assemble(program.code)
+    except Refused as exc:
+        raise ProblemError(f"program {program.id} is not a program of run {run.name}'s project: {exc}") from None
+
+
 def write(run: RunInfo, program: ProgramInfo, path: str | Path) -> Path:
-    """Write the exported problem file to `path` (a .py file) and return it."""
+    """Write the exported problem file to `path` (a .py file) and return it; for a project's run, its folder
+    goes beside the file, with the program's blocks in place and every other byte as the run stored it."""
     path = Path(path)
     if path.suffix != ".py":
         raise ValueError(f"{path}: the export is a Python problem file; name it with .py")
     text = exported_source(run, program)
     ast.parse(text, filename=str(path))  # a bug here must not leave a broken file behind
+    files = project_files(run, program) if "project" in run.config else {}
     path.parent.mkdir(parents=True, exist_ok=True)
+    if files:
+        folder = path.parent / run.config["project"]["folder"]
+        for name, content in files.items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "w", newline="") as handle:  # the stored bytes, no newline translation
+                handle.write(content)
     path.write_text(text)
     return path

@@ -15,15 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from evoforge.engine.program.patching import (
-    _closest,
-    _columns,
-    _dedented,
-    _fix_indent,
-    _indent_style,
-    _trim,
-    _windows,
-)
+from evoforge.engine.program.matching import closest, columns, dedented, fix_indent, indent_style, trim, windows
 from evoforge.engine.program.source import PatchError, normalize_code
 from evoforge.evaluators.project import ProjectSource, program_text
 from evoforge.evaluators.validator import Refused
@@ -33,7 +25,9 @@ _BLOCK = re.compile(r"^\s*<{5,9}\s*BLOCK\b(.*)$", re.IGNORECASE)
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
 _REPLACE = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$", re.IGNORECASE)
 _BLOCK_END = re.compile(r"^\s*>{5,9}\s*(BLOCK|END)\b.*$", re.IGNORECASE)
-_TARGET = re.compile(r"^[\s#*>`'\"-]*(?:(?:file|block|in)\s*:?\s*)?[`'\"]?([\w./\\-]+\.py(?::[\w.-]+)?)[`'\"]?"
+# A line that names a file (`sorter.py`, `../x.py`, `/etc/passwd`) or a block (`sorter.py:small`) and nothing else.
+_TARGET = re.compile(r"^[\s#*>`'\"-]*(?:(?:file|block|in)\s*:?\s*)?[`'\"]?"
+                     r"((?:/|(?:[\w.~-]*[/\\])*[\w~-][\w.~-]*\.[A-Za-z]\w*)[\w./\\~-]*(?::[\w.-]+)?)[`'\"]?"
                      r"[\s*:`'\"]*$", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*[\w+.-]*\s*$")
 
@@ -97,7 +91,7 @@ def parse_edits(response: str) -> list[_Edit]:
             if target is None:
                 raise PatchError(f"BLOCK rewrite {number} (answer line {start + 1}): name the block, as in "
                                  "`<<<<<<< BLOCK sorter.py:name`")
-            edits.append(_Edit(number, start + 1, target, None, _trim(lines[i + 1:end])))
+            edits.append(_Edit(number, start + 1, target, None, trim(lines[i + 1:end])))
             i = end + 1
             continue
         divider = end = None
@@ -114,10 +108,10 @@ def parse_edits(response: str) -> list[_Edit]:
             raise PatchError(f"{where}: `<<<<<<< SEARCH` is not closed by a `>>>>>>> REPLACE` line")
         if divider is None:
             raise PatchError(f"{where}: no `=======` line between SEARCH and REPLACE")
-        found = _trim(lines[start + 1:divider])
+        found = trim(lines[start + 1:divider])
         if not any(line.strip() for line in found):
             raise PatchError(f"{where}: the SEARCH section is empty; copy the exact lines to replace from a block")
-        edits.append(_Edit(number, start + 1, target, found, _trim(lines[divider + 1:end])))
+        edits.append(_Edit(number, start + 1, target, found, trim(lines[divider + 1:end])))
         i = end + 1
     return edits
 
@@ -153,27 +147,27 @@ def _resolve(edit: _Edit, project: ProjectSource) -> list[str]:
 def _matches(text_lines: list[str], search: list[str]) -> tuple[list[int], int]:
     """Where search matches text_lines, at the most exact tier that matches at all: (starts, tier)."""
     for tier, same in enumerate((lambda a, b: a == b, lambda a, b: a.rstrip() == b.rstrip())):
-        starts = _windows(text_lines, search, same)
+        starts = windows(text_lines, search, same)
         if starts:
             return starts, tier
-    wanted = _dedented(search)
+    wanted = dedented(search)
     n = len(search)
-    starts = [i for i in range(len(text_lines) - n + 1) if _dedented(text_lines[i:i + n]) == wanted]
+    starts = [i for i in range(len(text_lines) - n + 1) if dedented(text_lines[i:i + n]) == wanted]
     return starts, 2
 
 
 def _reindent(window: list[str], search: list[str], replace: list[str], style: str | None) -> list[str]:
-    shift = min(_columns(x) for x in window if x.strip()) - min(_columns(x) for x in search if x.strip())
+    shift = min(columns(x) for x in window if x.strip()) - min(columns(x) for x in search if x.strip())
     unit = "\t" if style == "tabs" else " "
     step = 4 if unit == "\t" else 1
-    return [(unit * (max(0, _columns(x) + shift) // step) + x.lstrip(" \t")) if x.strip() else "" for x in replace]
+    return [(unit * (max(0, columns(x) + shift) // step) + x.lstrip(" \t")) if x.strip() else "" for x in replace]
 
 
 def _locate(edit: _Edit, project: ProjectSource, blocks: dict[str, str], candidates: list[str]) -> _Located:
     assert edit.search is not None
-    style = _indent_style("".join(blocks.values()))
-    search = [_fix_indent(line, style) for line in edit.search]
-    replace = [_fix_indent(line, style) for line in edit.replace]
+    style = indent_style("".join(blocks.values()))
+    search = [fix_indent(line, style) for line in edit.search]
+    replace = [fix_indent(line, style) for line in edit.replace]
     found: list[tuple[int, str, int]] = []  # (tier, block, start)
     for block in candidates:
         text_lines = blocks[block].split("\n")[:-1]
@@ -201,13 +195,14 @@ def _fragment(edit: _Edit, blocks: dict[str, str], candidates: list[str], search
               replace: list[str]) -> _Located | None:
     """A part of a line (or lines), e.g. SEARCH `gap // 2`: an exact text match inside one block."""
     text = "\n".join(search)
-    hits = [(b, m.start()) for b in candidates for m in re.finditer("(?=" + re.escape(text) + ")", blocks[b])]
+    pattern = re.compile("(?=" + re.escape(text) + ")")
+    hits: list[tuple[str, int]] = [(b, m.start()) for b in candidates for m in pattern.finditer(blocks[b])]
     if not hits:
         return None
     if len(hits) > 1:
-        at = ", ".join(f"{b} line {blocks[b].count(chr(10), 0, h) + 1}" for b, h in hits)
-        raise PatchError(f"{edit.where}: the SEARCH text occurs {len(hits)} times ({at}); include more of the line")
-    block, at = hits[0]
+        where = ", ".join(f"{b} line {blocks[b].count(chr(10), 0, h) + 1}" for b, h in hits)
+        raise PatchError(f"{edit.where}: the SEARCH text occurs {len(hits)} times ({where}); include more of the line")
+    block, at = hits[0][0], hits[0][1]
     body = blocks[block]
     first = body.count("\n", 0, at)
     last = body.count("\n", 0, at + len(text))
@@ -233,8 +228,9 @@ def _not_found(edit: _Edit, project: ProjectSource, blocks: dict[str, str], cand
                     f"outside the blocks are refused: only the code between `# EVOLVE-BLOCK-START` and "
                     f"`# EVOLVE-BLOCK-END` may change ({', '.join(candidates)})")
     pool = [line for b in candidates for line in blocks[b].split("\n")[:-1]]
-    return (f"{edit.where}: the SEARCH text was not found in {'block ' + candidates[0] if len(candidates) == 1 else 'the blocks'}; "
-            f"{_closest(search, pool)}; copy the lines to replace exactly from the block")
+    place = f"block {candidates[0]}" if len(candidates) == 1 else "the blocks"
+    return (f"{edit.where}: the SEARCH text was not found in {place}; {closest(search, pool)}; copy the lines to "
+            "replace exactly from the block")
 
 
 def _rewrite(edit: _Edit, project: ProjectSource, block: str) -> _Located:
@@ -242,7 +238,7 @@ def _rewrite(edit: _Edit, project: ProjectSource, block: str) -> _Located:
     span = next(s for s in project.blocks if s.id == block)
     marker = project.files[span.file].splitlines()[span.start]
     indent = marker[: len(marker) - len(marker.lstrip(" \t"))]
-    body = _dedented(edit.replace)
+    body = dedented(edit.replace)
     new = [(indent + line) if line.strip() else "" for line in body]
     return _Located(edit, block, 0, -1, new)
 

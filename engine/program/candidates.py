@@ -8,11 +8,17 @@ from pathlib import Path
 
 from evoforge.engine.program.source import PatchError, check_program
 from evoforge.evaluators import Problem, ProblemError
+from evoforge.evaluators.project import ProjectError, parse_markers, program_text
+from evoforge.evaluators.validator import Refused
 
 
 def read_candidate(path: str | Path, problem: Problem) -> str:
-    """The program in `path`: its definitions of the evolved functions; ones it does not define keep the seed's."""
+    """The program in `path`: its definitions of the evolved functions; ones it does not define keep the seed's.
+    For a project's problem: a folder holding the project's files (their blocks are the program), or a file
+    holding the blocks under their `# EVOLVE-BLOCK file.py:name` headers."""
     path = Path(path)
+    if problem.project is not None and path.is_dir():
+        return _blocks_from_folder(path, problem)
     if not path.is_file():
         raise ProblemError(f"{path}: no such candidate file\n  fix: pass a .py file defining "
                            f"{', '.join(problem.evolved_names)}")
@@ -22,6 +28,13 @@ def read_candidate(path: str | Path, problem: Problem) -> str:
 def candidate_from_text(source: str, problem: Problem, *, where: str = "the pasted code") -> str:
     """The program in `source` (a person's text): as `read_candidate`, with errors naming `where`."""
     path = where
+    if problem.project is not None:
+        try:
+            problem.project.check(source, language=False)
+        except Refused as exc:
+            raise ProblemError(f"{path}: {exc}\n  fix: give every block of the project under its "
+                               "`# EVOLVE-BLOCK file.py:name` header (as `evoforge program` shows them)") from None
+        return program_text(problem.project.blocks_of(source))
     try:
         tree = ast.parse(source, filename=where)
     except SyntaxError as exc:
@@ -47,3 +60,35 @@ def _function_sources(source: str, tree: ast.Module, names: Sequence[str]) -> di
         if isinstance(node, ast.FunctionDef) and node.name in names:
             found[node.name] = "\n".join(lines[node.lineno - 1 : node.end_lineno])
     return found
+
+
+def _blocks_from_folder(folder: Path, problem: Problem) -> str:
+    """The blocks of a copy of the project's folder, which must match the project's files outside its blocks."""
+    project = problem.project
+    assert project is not None
+    blocks: dict[str, str] = {}
+    for path in sorted({b.file for b in project.blocks}):
+        file = folder / path
+        if not file.is_file():
+            raise ProblemError(f"{file}: missing\n  fix: give a folder with the project's files ({path} ...)")
+        with open(file, newline="") as handle:
+            text = handle.read()
+        try:
+            spans = parse_markers(path, text)
+        except ProjectError as exc:
+            raise ProblemError(str(exc)) from None
+        lines = text.splitlines(keepends=True)
+        for span in spans:
+            blocks[span.id] = "".join(line.rstrip("\r\n") + "\n" for line in lines[span.start + 1:span.end])
+    code = program_text(blocks)
+    try:
+        files = project.check(code, language=False)
+    except Refused as exc:
+        raise ProblemError(f"{folder}: {exc}\n  fix: keep the project's blocks and their names") from None
+    for path, text in files.items():
+        if path in {b.file for b in project.blocks}:
+            with open(folder / path, newline="") as handle:
+                if handle.read() != text:
+                    raise ProblemError(f"{folder / path}: differs from the project's file outside its blocks\n"
+                                       "  fix: change only the code between the EVOLVE-BLOCK markers")
+    return code

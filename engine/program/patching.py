@@ -9,12 +9,20 @@ text is what a user reads when a run makes no progress.
 from __future__ import annotations
 
 import ast
-import difflib
 import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from evoforge.engine.program.matching import (
+    closest,
+    columns,
+    dedented,
+    fix_indent,
+    indent_style,
+    trim,
+    windows,
+)
 from evoforge.engine.program.source import PatchError, check_program, names_text, normalize_code, parse_code
 from evoforge.evaluators.project import ProjectSource
 
@@ -48,11 +56,11 @@ def apply_response(response: str, parent_code: str, evolved_names: Sequence[str]
     lines = response.split("\n")
     blocks = _parse_blocks(lines)
     if blocks:
-        style = _indent_style(parent)
+        style = indent_style(parent)
         code = parent
         for index, block in enumerate(blocks):
-            search = [_fix_indent(line, style) for line in block.search]
-            replace = [_fix_indent(line, style) for line in block.replace]
+            search = [fix_indent(line, style) for line in block.search]
+            replace = [fix_indent(line, style) for line in block.replace]
             code = _apply_block(code, search, replace, index, len(blocks), block.line)
     else:
         code = _rewrite_functions(lines, parent, evolved_names)
@@ -96,64 +104,14 @@ def _parse_blocks(lines: list[str]) -> list[_Block]:
             raise PatchError(f"{where}: `<<<<<<< SEARCH` is not closed by a `>>>>>>> REPLACE` line")
         if divider is None:
             raise PatchError(f"{where}: no `=======` line between SEARCH and REPLACE")
-        search = _trim(lines[start + 1:divider])
-        replace = _trim(lines[divider + 1:end])
+        search = trim(lines[start + 1:divider])
+        replace = trim(lines[divider + 1:end])
         if not any(line.strip() for line in search):
             raise PatchError(f"{where}: the SEARCH section is empty; copy the exact lines to replace from the "
                              "best version")
         blocks.append(_Block(line=start + 1, search=search, replace=replace))
         i = end + 1
     return blocks
-
-
-def _trim(section: list[str]) -> list[str]:
-    """Drop code fences and blank lines at the edges of a section, and trailing spaces everywhere."""
-    section = [line.rstrip() for line in section]
-    while section and (not section[0].strip() or _FENCE_LINE.match(section[0])):
-        section = section[1:]
-    while section and (not section[-1].strip() or _FENCE_LINE.match(section[-1])):
-        section = section[:-1]
-    return section
-
-
-def _indent_style(code: str) -> str | None:
-    """'spaces' or 'tabs' when the parent indents only one way, else None (leave the answer's indentation alone)."""
-    leads = [line[: len(line) - len(line.lstrip(" \t"))] for line in code.split("\n") if line.strip()]
-    uses_tabs = any("\t" in lead for lead in leads)
-    uses_spaces = any(" " in lead for lead in leads)
-    if uses_tabs and uses_spaces:
-        return None
-    return "tabs" if uses_tabs else "spaces"
-
-
-def _fix_indent(line: str, style: str | None) -> str:
-    """Rewrite leading tabs/spaces of an answer line into the parent's style, 4 columns per level."""
-    body = line.lstrip(" \t")
-    lead = line[: len(line) - len(body)]
-    if style is None or not lead:
-        return line
-    columns = len(lead.expandtabs(4))
-    if style == "spaces":
-        return " " * columns + body
-    if columns % 4:
-        return line
-    return "\t" * (columns // 4) + body
-
-
-def _columns(line: str) -> int:
-    return len(line.expandtabs(4)) - len(line.lstrip(" \t").expandtabs(4)) if line.strip() else 0
-
-
-def _windows(code_lines: list[str], search: list[str], same) -> list[int]:
-    n = len(search)
-    return [i for i in range(len(code_lines) - n + 1)
-            if all(same(code_lines[i + k], search[k]) for k in range(n))]
-
-
-def _dedented(lines: list[str]) -> list[str]:
-    indents = [_columns(line) for line in lines if line.strip()]
-    base = min(indents) if indents else 0
-    return [(" " * (_columns(line) - base) + line.lstrip(" \t")).rstrip() if line.strip() else "" for line in lines]
 
 
 def _apply_block(code: str, search: list[str], replace: list[str], index: int, total: int, line: int) -> str:
@@ -171,22 +129,22 @@ def _apply_block(code: str, search: list[str], replace: list[str], index: int, t
 
     # Tiers, most exact first; the first tier that matches decides, and more than one match there is an error.
     for same in (lambda a, b: a == b, lambda a, b: a.rstrip() == b.rstrip()):
-        starts = _windows(code_lines, search, same)
+        starts = windows(code_lines, search, same)
         if len(starts) > 1:
             raise ambiguous(starts)
         if starts:
             return splice(starts[0], replace)
 
-    wanted = _dedented(search)
-    starts = [i for i in range(len(code_lines) - n + 1) if _dedented(code_lines[i:i + n]) == wanted]
+    wanted = dedented(search)
+    starts = [i for i in range(len(code_lines) - n + 1) if dedented(code_lines[i:i + n]) == wanted]
     if len(starts) > 1:
         raise ambiguous(starts)
     if starts:
         window = code_lines[starts[0]:starts[0] + n]
-        shift = min(_columns(x) for x in window if x.strip()) - min(_columns(x) for x in search if x.strip())
-        unit = "\t" if _indent_style(code) == "tabs" else " "
+        shift = min(columns(x) for x in window if x.strip()) - min(columns(x) for x in search if x.strip())
+        unit = "\t" if indent_style(code) == "tabs" else " "
         step = 4 if unit == "\t" else 1
-        new = [(unit * (max(0, _columns(x) + shift) // step) + x.lstrip(" \t")) if x.strip() else ""
+        new = [(unit * (max(0, columns(x) + shift) // step) + x.lstrip(" \t")) if x.strip() else ""
                for x in replace]
         return splice(starts[0], new)
 
@@ -198,35 +156,13 @@ def _apply_block(code: str, search: list[str], replace: list[str], index: int, t
     if hits:
         return code[:hits[0]] + "\n".join(replace) + code[hits[0] + len(text):]
     raise PatchError(f"{where}: the SEARCH text was not found in the code{_after(index)}; "
-                     f"{_closest(search, code_lines)}; copy the lines to replace exactly from the best version")
+                     f"{closest(search, code_lines)}; copy the lines to replace exactly from the best version")
 
 
 def _after(index: int) -> str:
     if index == 0:
         return ""
     return " (after applying block 1)" if index == 1 else f" (after applying blocks 1-{index})"
-
-
-def _closest(search: list[str], code_lines: list[str]) -> str:
-    """Name the first SEARCH line that matches no code line, with the code line most like it."""
-    present = {line.strip() for line in code_lines}
-    missing = next(((n, s) for n, s in enumerate(search, 1) if s.strip() and s.strip() not in present), None)
-    if missing is None:
-        first = next(line for line in search if line.strip())
-        at = next(i for i, c in enumerate(code_lines) if c.strip() == first.strip())
-        return (f"each of its lines exists but not in this order or with this indentation (its first line "
-                f"`{first.strip()}` is at code line {at + 1})")
-    number, line = missing
-    best, best_ratio = 0, -1.0
-    for i, candidate in enumerate(code_lines):
-        if candidate.strip():
-            ratio = difflib.SequenceMatcher(None, line.strip(), candidate.strip()).ratio()
-            if ratio > best_ratio:
-                best, best_ratio = i, ratio
-    if best_ratio < 0:
-        return f"SEARCH line {number} `{line.strip()}` matches no line of the code (the code is empty)"
-    return (f"SEARCH line {number} `{line.strip()}` matches no line of the code; the closest is code line "
-            f"{best + 1}: `{code_lines[best].strip()}`")
 
 
 # --- whole-function rewrite ------------------------------------------------------------------------------------

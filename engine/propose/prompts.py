@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from evoforge.engine.program.source import names_text
+from evoforge.engine.propose import block_prompts
+from evoforge.evaluators.project import ProjectSource
 
 __all__ = ["ERROR_CHARS", "FEEDBACK_CHARS", "SYSTEM_PROMPT", "ParentView", "build_messages"]
 
@@ -69,16 +71,20 @@ def _inspiration(label: str, program: ParentView) -> str:
 def build_messages(description: str, evolved_names: Sequence[str], parents: Sequence[ParentView], *,
                    instructions: str | None = None, feedback: Sequence[str] = (),
                    full_rewrite: bool = False, maximize: bool = True,
-                   inspirations: Sequence[ParentView] = ()) -> list[dict]:
+                   inspirations: Sequence[ParentView] = (), project: ProjectSource | None = None) -> list[dict]:
     """Chat messages (system, user) asking for an improvement of the last, best parent; parents go worst to best.
 
     `feedback` lists why recent attempts from these parents failed, so the model does not repeat them;
     `full_rewrite` asks for whole functions only, for models that cannot write exact diffs; `maximize` says
     which way scores improve; `inspirations` are high scorers from elsewhere in the search, shown before the
-    versions as ideas to borrow (the answer still edits the best version).
+    versions as ideas to borrow (the answer still edits the best version). With a `project`, the program is its
+    marked blocks: the best version is shown as whole files (see `block_prompts`).
     """
     if not parents:
         raise ValueError("build_messages needs at least one parent: the prompt asks to improve the best of them")
+    if project is not None:
+        return _block_messages(description, project, parents, instructions=instructions, feedback=feedback,
+                               full_rewrite=full_rewrite, maximize=maximize, inspirations=inspirations)
     if not evolved_names:
         raise ValueError("build_messages needs the names of the evolved function(s)")
     names = names_text(evolved_names)
@@ -106,6 +112,27 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
     if feedback:
         sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
     sections.append(task)
+    if instructions and instructions.strip():
+        sections.append("## Further instructions\n" + instructions.strip())
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]
+
+
+def _block_messages(description: str, project: ProjectSource, parents: Sequence[ParentView], *,
+                    instructions: str | None, feedback: Sequence[str], full_rewrite: bool, maximize: bool,
+                    inspirations: Sequence[ParentView]) -> list[dict]:
+    best = len(parents) - 1
+    sections = [description.strip()]
+    if inspirations:
+        sections.append("## Inspirations\nHigh-scoring versions of the blocks from elsewhere in the search; borrow "
+                        "their ideas.\n\n"
+                        + "\n\n".join(_inspiration(chr(ord("A") + i), p) for i, p in enumerate(inspirations)))
+    sections.append(block_prompts.intro(project, len(parents)))
+    sections += [_version(i, p) for i, p in enumerate(parents[:-1])]
+    last = _version(best, parents[-1])
+    sections.append(last[: last.index("```python")] + block_prompts.best_files(project, parents[-1].code, best))
+    if feedback:
+        sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
+    sections.append(block_prompts.task(project, best, maximize=maximize, full_rewrite=full_rewrite))
     if instructions and instructions.strip():
         sections.append("## Further instructions\n" + instructions.strip())
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]

@@ -18,9 +18,10 @@ import numpy as np
 
 from evoforge.engine.propose.instructions import Instruction, InstructionPool
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache, StoredAnswer, request_key
-from evoforge.engine.propose.offline import AstMutator, NoMutationFound
+from evoforge.engine.propose.offline import AstMutator, BlockMutator, NoMutationFound
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.run.config import ModelConfig
+from evoforge.evaluators.project import ProjectSource
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,11 @@ class OfflineProposer:
 
     HOPELESS_AFTER = 10  # proposals in a row that found no mutation, with none found ever, before the run stops
 
-    def __init__(self, evolved_names: Sequence[str], global_names: Collection[str] | None = None) -> None:
+    def __init__(self, evolved_names: Sequence[str], global_names: Collection[str] | None = None,
+                 project: ProjectSource | None = None) -> None:
         self._names = tuple(evolved_names)
-        self._mutator = AstMutator(global_names=global_names)
+        self._mutator: AstMutator | BlockMutator = (AstMutator(global_names=global_names) if project is None
+                                                    else BlockMutator(project))
         self._made_any = False
         self._misses_in_a_row = 0
         self._last_miss = ""
@@ -112,12 +115,14 @@ class LLMProposer:
 
     def __init__(self, description: str, evolved_names: Sequence[str], models: ModelConfig, *,
                  cache: ResponseCache | None = None, replay: ReplaySource | None = None,
-                 instructions: InstructionPool | None = None, maximize: bool = True) -> None:
+                 instructions: InstructionPool | None = None, maximize: bool = True,
+                 project: ProjectSource | None = None) -> None:
         from evoforge.engine.propose.llm import LLMEnsemble  # imported here: a search with no LLM never loads litellm
         from evoforge.engine.propose.model_choice import BanditChoice
 
         self._description = description
         self._names = tuple(evolved_names)
+        self._project = project
         self._full_rewrite = models.full_rewrite
         self._maximize = maximize
         self._temperature = {m.name: m.temperature for m in models.models}
@@ -136,7 +141,8 @@ class LLMProposer:
         messages = build_messages(self._description, self._names, parents, feedback=feedback,
                                   inspirations=inspirations,
                                   instructions=instruction.text if instruction else None,
-                                  full_rewrite=self._full_rewrite, maximize=self._maximize)
+                                  full_rewrite=self._full_rewrite, maximize=self._maximize,
+                                  project=self._project)
         details: dict[str, Any] = {"instruction": instruction.id} if instruction else {}
         spec, choice = await self.llm.pick(rng)
         details.update(choice)
@@ -186,10 +192,10 @@ def _from_memory(model: str, messages: list[dict[str, Any]], answer: StoredAnswe
 def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence[str], *,
                   global_names: Collection[str] | None = None, maximize: bool = True,
                   cache: ResponseCache | None = None, replay: ReplaySource | None = None,
-                  instructions: InstructionPool | None = None) -> Proposer:
+                  instructions: InstructionPool | None = None, project: ProjectSource | None = None) -> Proposer:
     """The offline proposer when no model is configured (``global_names``: what the evolved functions can see),
-    else the LLM proposer."""
+    else the LLM proposer; with a `project`, both edit its marked blocks."""
     if models.offline:
-        return OfflineProposer(evolved_names, global_names)
+        return OfflineProposer(evolved_names, global_names, project)
     return LLMProposer(description, evolved_names, models, cache=cache, replay=replay,
-                           instructions=instructions, maximize=maximize)
+                           instructions=instructions, maximize=maximize, project=project)

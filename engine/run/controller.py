@@ -382,7 +382,8 @@ class Controller:
 
         start = time.perf_counter()
         try:
-            code = apply_response(proposal.text, parents[-1].code, self.problem.evolved_names)
+            code = apply_response(proposal.text, parents[-1].code, self.problem.evolved_names,
+                                  self.problem.project)
         except PatchError as exc:
             self.stats.add_time("patch", time.perf_counter() - start)
             await self._record_failed(proposal, island, parent_ids, f"response could not be applied: {exc}")

@@ -55,7 +55,11 @@ def default_run_name(problem_path: str) -> str:
 
 def stored_config(config: RunConfig, problem: Problem) -> dict[str, Any]:
     """What the database keeps: the run's config plus the problem's resolved settings and parameters."""
-    return {"run": config.to_dict(), "settings": dataclasses.asdict(problem.settings), "params": problem.params}
+    stored = {"run": config.to_dict(), "settings": dataclasses.asdict(problem.settings), "params": problem.params}
+    if problem.project is not None:  # its files as the run saw them: `export` writes them back with a program
+        stored["project"] = {"folder": problem.project.folder.relative_to(problem.path.parent).as_posix(),
+                             "files": problem.project.files}
+    return stored
 
 
 def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
@@ -203,7 +207,7 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     models = config.models
     if models.offline:
         offline = make_proposer(models, problem.description, problem.evolved_names,
-                                global_names=vars(problem.module).keys())
+                                global_names=vars(problem.module).keys(), project=problem.project)
         if not fresh and isinstance(offline, OfflineProposer):
             offline.restore(store.proposals(run.id))
         return offline
@@ -227,7 +231,8 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
             instructions.start()
     cache = ResponseCache(own) if models.cache else None
     proposer = make_proposer(models, problem.description, problem.evolved_names, cache=cache, replay=replay,
-                             instructions=instructions, maximize=problem.settings.maximize)
+                             instructions=instructions, maximize=problem.settings.maximize,
+                             project=problem.project)
     llm = getattr(proposer, "llm", None)
     if llm is not None and replay is None:
         for model, keys in llm.missing_env_keys().items():  # said before the first call, not after it fails

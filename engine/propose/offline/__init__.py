@@ -1,7 +1,8 @@
 """The offline proposer (program mutations with no LLM), split by job: `proposer` chooses and checks an edit,
 `locate` finds statements and writes edits as SEARCH/REPLACE, `mutations` changes expressions, `statements`
-changes whole statements, `recombine` crosses parents over."""
+changes whole statements, `recombine` crosses parents over, `blocks` mutates a project's marked blocks."""
 
+from evoforge.engine.propose.offline.blocks import BlockMutator
 from evoforge.engine.propose.offline.proposer import (
     KINDS,
     AstMutator,
@@ -9,4 +10,4 @@ from evoforge.engine.propose.offline.proposer import (
     OfflineProposal,
 )
 
-__all__ = ["KINDS", "NoMutationFound", "OfflineProposal", "AstMutator"]
+__all__ = ["KINDS", "AstMutator", "BlockMutator", "NoMutationFound", "OfflineProposal"]

@@ -1,0 +1,83 @@
+"""The prompt for a project's problem: the whole files of the best version with its blocks marked and named, the
+other versions as their blocks, and the answer formats `engine.program.blocks` accepts.
+
+Deterministic like `prompts.build_messages`, which calls it when the problem evolves a project's blocks.
+"""
+
+from __future__ import annotations
+
+import re
+
+from evoforge.evaluators.project import START, ProjectSource
+from evoforge.evaluators.validator import Refused
+
+_START_LINE = re.compile(r"^([ \t]*)#[ \t]*EVOLVE-BLOCK-START\b.*$")
+
+
+def _marked_files(project: ProjectSource, code: str) -> list[tuple[str, str]]:
+    """Each file that has blocks, with the program's blocks in place and each START marker naming its block."""
+    try:
+        files = project.assemble(code)
+    except Refused:
+        files = project.files
+    out = []
+    for path in sorted({b.file for b in project.blocks}):
+        names = iter(b.id for b in project.blocks if b.file == path)
+        lines = []
+        for line in files[path].splitlines():
+            match = _START_LINE.match(line)
+            lines.append(f"{match.group(1)}# {START} {next(names)}" if match else line)
+        out.append((path, "\n".join(lines)))
+    return out
+
+
+def best_files(project: ProjectSource, code: str, index: int) -> str:
+    """The best version (its program `code`) as whole files."""
+    parts = [f"### {path} (Version {index})\n```python\n{text}\n```"
+             for path, text in _marked_files(project, code)]
+    others = sorted(p for p in project.files if p not in {b.file for b in project.blocks})
+    if others:
+        parts.append("The project's other files, which have no blocks: " + ", ".join(others) + ".")
+    return "\n\n".join(parts)
+
+
+def intro(project: ProjectSource, versions: int) -> str:
+    best = versions - 1
+    files = ", ".join(sorted({b.file for b in project.blocks}))
+    head = (f"The program is the marked blocks of the project's files ({files}): the code between "
+            f"`# {START} <block>` and `# EVOLVE-BLOCK-END`. The blocks are {', '.join(project.block_ids)}.")
+    if versions > 1:
+        return (f"{head} Below are previous versions of the blocks, ordered from worst to best, each block under "
+                f"its `# EVOLVE-BLOCK file.py:name` header; Version {best} is the best and is shown as whole files "
+                "at the end.")
+    return f"{head} Below is the current version, shown as whole files."
+
+
+def task(project: ProjectSource, best: int, *, maximize: bool, full_rewrite: bool) -> str:
+    example = project.block_ids[0]
+    rules = [
+        "## Task",
+        f"Improve the blocks so that the project scores better than Version {best} "
+        f"({'higher' if maximize else 'lower'} scores are better). Only the code inside the blocks may change; "
+        "everything outside them stays byte for byte, and a block may not rebind a name the code outside the "
+        "blocks defines, nor a builtin. Keep each block whole statements at its marker's indentation.",
+    ]
+    rewrite = [f"<<<<<<< BLOCK {example}", "(every line of the block's new text)", ">>>>>>> BLOCK"]
+    if full_rewrite:
+        return "\n".join([*rules, "Answer with the whole new text of each block you change, in this form:",
+                          *rewrite])
+    return "\n".join([
+        *rules,
+        "Answer in either or both of two forms; one answer may change several blocks of several files, and its "
+        "edits must not overlap:",
+        f"1. SEARCH/REPLACE edits, each with the block it edits on the line before it; the SEARCH section copies "
+        f"lines of that block of Version {best} exactly, indentation included:",
+        example,
+        "<<<<<<< SEARCH",
+        f"(exact lines from the block in Version {best})",
+        "=======",
+        "(the new lines)",
+        ">>>>>>> REPLACE",
+        "2. A whole block's new text:",
+        *rewrite,
+    ])
