@@ -168,7 +168,9 @@ class Server:
             call_r, call_w = os.pipe()
             reply_r, reply_w = os.pipe()
             candidate_pid = self.zygote.spawn([call_r, reply_w, out_w], {
-                "scratch": scratch, "uid": uid, "limits": limits, "no_files": checked,
+                "scratch": scratch, "uid": uid, "limits": limits,
+                # a project runs from memory: its process opens no file, checked or not
+                "no_files": checked or project is not None,
                 "preload": project.imports() if project is not None else []})
             os.close(call_r)
             os.close(reply_w)
