@@ -99,7 +99,7 @@ def test_a_block_cannot_open_read_or_write_files_even_without_the_language_check
     evaluation = unchecked.evaluate(with_body(problem, body), ["a"])
     assert evaluation.status == "ok", evaluation.error
     out = evaluation.stdout
-    assert "OPENED" not in out and out.count("REFUSED") == 4
+    assert "OPENED" not in out and out.count("REFUSED") == 8  # 4 tries, in each of the batch's 2 calls
     assert "PROBLEM MODULES []" in out  # the problem module, its score and helpers were never in this process
     # The probe finds the input it was given, and nothing of the held-out inputs (a training evaluation).
     assert "TAGS SEEN ['train']" in out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from evoforge.evaluators.project import START, ProjectSource
-from evoforge.evaluators.validator import Refused
+from evoforge.evaluators.validator import RULES_HINT, Refused
 
 _START_LINE = re.compile(r"^([ \t]*)#[ \t]*EVOLVE-BLOCK-START\b.*$")
 
@@ -60,7 +60,8 @@ def task(project: ProjectSource, best: int, *, maximize: bool, full_rewrite: boo
         f"Improve the blocks so that the project scores better than Version {best} "
         f"({'higher' if maximize else 'lower'} scores are better). Only the code inside the blocks may change; "
         "everything outside them stays byte for byte, and a block may not rebind a name the code outside the "
-        "blocks defines, nor a builtin. Keep each block whole statements at its marker's indentation.",
+        "blocks defines, nor a builtin. Keep each block whole statements at its marker's indentation. In the blocks, "
+        f"{RULES_HINT}.",
     ]
     rewrite = [f"<<<<<<< BLOCK {example}", "(every line of the block's new text)", ">>>>>>> BLOCK"]
     if full_rewrite:

@@ -129,7 +129,7 @@ def _block_messages(description: str, project: ProjectSource, parents: Sequence[
     sections.append(block_prompts.intro(project, len(parents)))
     sections += [_version(i, p) for i, p in enumerate(parents[:-1])]
     last = _version(best, parents[-1])
-    sections.append(last[: last.index("```python")] + block_prompts.best_files(project, parents[-1].code, best))
+    sections.append(last[: last.index("```python")] + "\n" + block_prompts.best_files(project, parents[-1].code, best))
     if feedback:
         sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
     sections.append(block_prompts.task(project, best, maximize=maximize, full_rewrite=full_rewrite))
