@@ -392,6 +392,39 @@ def test_numba_runtime_error_is_error(numba_pool):
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to spread over")
+@pytest.mark.parametrize("held_elsewhere", ["all", "all but one"])
+def test_workers_of_one_process_spread_even_when_other_processes_hold_cpus(held_elsewhere):
+    """Another search (or another test run) on the machine may hold some or every CPU's lock: this process's own
+    workers must then still go to different CPUs, not pile onto one."""
+    import fcntl
+    import tempfile
+
+    from evoforge.evaluators.cpus import claim_cpu
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("one CPU: nothing to spread over")
+    held = []
+    try:
+        for cpu in allowed if held_elsewhere == "all" else allowed[1:]:  # as another process would hold them
+            fd = os.open(os.path.join(tempfile.gettempdir(), f"evoforge-cpu-{cpu}.lock"), os.O_RDWR | os.O_CREAT)
+            held.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pass  # a pool elsewhere holds it already: just as good
+        for _ in range(4):  # pools come and go: every time, this process's workers take different CPUs
+            claims = [claim_cpu(k) for k in range(len(allowed))]
+            try:
+                assert sorted(c.cpu for c in claims) == allowed
+            finally:
+                for claim in claims:
+                    claim.release()
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 def test_pools_in_one_machine_pin_their_workers_to_different_cpus(problem):
     """Each Ray actor has a one-worker pool of its own: they must not all pin their candidates to CPU 0."""
     code = "import os\n\ndef f(x):\n    return 1000 * min(os.sched_getaffinity(0)) + x * 2\n"
