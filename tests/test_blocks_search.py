@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,8 @@ from openai_server import OpenAIServer
 from evoforge.db import Store
 from evoforge.engine.analysis import export
 from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
-from evoforge.engine.run.search import run_search
-from evoforge.evaluators import load_problem
+from evoforge.engine.run.search import resume_search, run_search
+from evoforge.evaluators import ProblemError, load_problem
 
 REPO = Path(__file__).resolve().parent.parent
 MERGE_SORT = REPO / "problems" / "merge_sort.py"
@@ -140,3 +141,15 @@ def test_an_llm_search_with_edits_across_blocks_of_two_files_improves_the_sort(
     files = problem.project.check(best.code)
     assert all(outside(files[p]) == outside(problem.project.files[p]) for p in files)
     check_export(run, best, tmp_path)
+
+
+def test_a_project_run_resumes_and_refuses_a_project_changed_since(tmp_path: Path) -> None:
+    shutil.copy(MERGE_SORT, tmp_path / "merge_sort.py")
+    shutil.copytree(PROJECT, tmp_path / "sort_project")
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    run_search(RunConfig(problem=str(tmp_path / "merge_sort.py"), name="r", budget=3, seed=2), db, progress=False)
+    assert resume_search("r", db, budget=5, progress=False).status == "finished"
+    merging = tmp_path / "sort_project" / "merging.py"
+    merging.write_text(merging.read_text().replace("into one", "into a single one"))  # outside the blocks
+    with pytest.raises(ProblemError, match="changed since run 'r' started"):
+        resume_search("r", db, budget=8, progress=False)

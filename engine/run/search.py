@@ -103,7 +103,8 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
         # The absolute path the run recorded: a relative one would mean another file from another folder.
         problem = load_problem(run.problem_path, config.overrides)
         if problem.source_hash != run.problem_hash:
-            raise ProblemError(f"{problem.path} changed since run '{name}' started, so resuming would mix two "
+            what = f"{problem.path} (or its project folder)" if problem.project is not None else str(problem.path)
+            raise ProblemError(f"{what} changed since run '{name}' started, so resuming would mix two "
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
                                "start a new run")
         if budget is not None:
