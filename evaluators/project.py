@@ -165,12 +165,33 @@ def _bound_names(nodes: Iterable[ast.stmt]) -> set[str]:
             found.add(node.id)
         elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
             found.add(node.target.id)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            found.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            found.add(node.rest)
         todo.extend(ast.iter_child_nodes(node))
     return found
 
 
-def _globals_declared(nodes: Iterable[ast.stmt]) -> set[str]:
-    return {name for node in nodes for sub in ast.walk(node) if isinstance(sub, ast.Global) for name in sub.names}
+def _declared(nodes: Iterable[ast.stmt], kind: type[ast.Global] | type[ast.Nonlocal]) -> set[str]:
+    """Names these statements declare `global` (or `nonlocal`): what they rebind outside their own scope."""
+    return {name for node in nodes for sub in ast.walk(node) if isinstance(sub, kind) for name in sub.names}
+
+
+def _all_bound(nodes: Iterable[ast.AST]) -> set[str]:
+    """Every name these statements bind in any scope: variables, parameters, functions, imports."""
+    found: set[str] = set()
+    for node in nodes:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+                found.add(sub.id)
+            elif isinstance(sub, ast.arg):
+                found.add(sub.arg)
+            elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.add(sub.name)
+            elif isinstance(sub, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and sub.name:
+                found.add(sub.name)
+    return found
 
 
 class _Strip(ast.NodeTransformer):
@@ -212,6 +233,7 @@ class ProjectSource:
         self._outline = {path: self._stripped(path, text, [s for s in self.blocks if s.file == path])
                          for path, text in self.files.items() if any(s.file == path for s in self.blocks)}
         self._trusted_names = {path: self._outside_names(path) for path in self._outline}
+        self._trusted_locals = {path: _all_bound(self._outside_nodes(path)) for path in self._outline}
 
     # -- the program
 
@@ -295,8 +317,9 @@ class ProjectSource:
                               "bracket or string, or a statement cut at a marker makes code outside the blocks "
                               "mean something else); keep each block whole statements at its marker's indentation")
             block_nodes = self._block_statements(tree, inside)
-            rebinds = sorted((_bound_names(n for n in tree.body if n in block_nodes) | _globals_declared(block_nodes))
-                             & (self._trusted_names[path] | set(dir(builtins))))
+            module_level = _bound_names(n for n in tree.body if n in block_nodes) | _declared(block_nodes, ast.Global)
+            rebinds = sorted((module_level & (self._trusted_names[path] | set(dir(builtins))))
+                             | (_declared(block_nodes, ast.Nonlocal) & self._trusted_locals[path]))
             if rebinds:
                 problems.append(f"{path}: a block rebinds {', '.join(rebinds)}, which the code outside the blocks "
                                 "defines or which is a builtin; blocks may not replace the code around them (use "
@@ -333,12 +356,16 @@ class ProjectSource:
         return ast.dump(_Strip(inside).visit(tree))
 
     def _outside_names(self, path: str) -> set[str]:
-        text = self.files[path]
-        tree = ast.parse(text)
+        """The names the module-level code outside the blocks binds in the module."""
+        tree = ast.parse(self.files[path])
         inside = [(s.start + 2, s.end) for s in self.blocks if s.file == path]
-        outside = [n for n in tree.body
-                   if not any(a <= n.lineno and (n.end_lineno or n.lineno) <= b for a, b in inside)]
-        return _bound_names(outside)
+        return _bound_names(n for n in tree.body
+                            if not any(a <= n.lineno and (n.end_lineno or n.lineno) <= b for a, b in inside))
+
+    def _outside_nodes(self, path: str) -> list[ast.stmt]:
+        """The file's code outside its blocks (the seed's blocks stripped)."""
+        inside = [(s.start + 2, s.end) for s in self.blocks if s.file == path]
+        return _Strip(inside).visit(ast.parse(self.files[path])).body
 
     def module_names(self, path: str) -> set[str]:
         """The names the file binds at its top level (inside its blocks too, as the seed has them)."""

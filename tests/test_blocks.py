@@ -114,6 +114,10 @@ def test_an_unnamed_search_is_found_in_the_one_block_that_has_it_and_a_whole_blo
     ("calc.py:body\n<<<<<<< SEARCH\n    y = x * GAIN\n=======\n    global scale\n    y = x * GAIN\n>>>>>>> REPLACE\n",
      "rebinds scale"),
     ("calc.py:settings\n<<<<<<< SEARCH\nGAIN = 2.0\n=======\nlen = 2.0\nGAIN = 2.0\n>>>>>>> REPLACE\n", "rebinds len"),
+    ("calc.py:settings\n<<<<<<< SEARCH\nGAIN = 2.0\n=======\ntry:\n    GAIN = 1 / 0\nexcept ZeroDivisionError as run:\n"
+     "    GAIN = 2.0\n>>>>>>> REPLACE\n", "rebinds run"),
+    ("calc.py:body\n<<<<<<< SEARCH\n    y = x * GAIN\n=======\n    def bump():\n        nonlocal total\n"
+     "        total = 9.0\n    bump()\n    y = x * GAIN\n>>>>>>> REPLACE\n", "rebinds total"),
     ("calc.py:settings\n<<<<<<< SEARCH\nGAIN = 2.0\n=======\nGAIN = 2.0\n# EVOLVE-BLOCK-END\n>>>>>>> REPLACE\n",
      "marker"),
     ("Here is my idea: make it bigger.", "no SEARCH/REPLACE edit"),
