@@ -148,3 +148,75 @@ def test_the_sort_examples_count_cannot_be_forged(sort_problem, small, reason) -
     assert guess.status == "ok" and seed.status == "ok"
     assert guess.metrics["misordered"] > 0 and guess.score > 10 * seed.score
     assert seed.metrics["misordered"] == 0
+
+
+TRAIN = '''"""A training script: a linear model fitted by gradient descent, its settings and its step in blocks."""
+import colorsys
+
+import numpy as np
+
+# EVOLVE-BLOCK-START settings
+STEPS = 5
+RATE = 0.01
+# EVOLVE-BLOCK-END
+
+
+def train(x, y, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=x.shape[1]) * 0.01
+    for _ in range(STEPS):
+        # EVOLVE-BLOCK-START step
+        grad = x.T @ (x @ w - y) / len(y)
+        w = w - RATE * grad
+        # EVOLVE-BLOCK-END
+    print("hue of red", colorsys.rgb_to_hsv(1.0, 0.0, 0.0)[0], "steps", STEPS)
+    return w
+'''
+
+TRAIN_PROBLEM = '''"""Fit a linear model: the validation loss of the weights train.train returns."""
+import numpy as np
+
+from evoforge import Project, Settings
+
+PROJECT = Project("trainer", calls=["train.train"])
+SETTINGS = Settings(maximize=False, time_limit_s=10.0)
+
+
+def solve(data):
+    x, y = np.asarray(data["x"]), np.asarray(data["y"])  # the validation split stays here, in the harness
+    return PROJECT.call("train.train", x, y, 0)
+
+
+def score(data, weights):
+    w = np.asarray(weights, dtype=float)
+    x, y = np.asarray(data["val_x"]), np.asarray(data["val_y"])
+    return float(np.mean((x @ w - y) ** 2))
+
+
+def _split(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(200, 4))
+    y = x @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.01 * rng.normal(size=200)
+    return {"x": x[:150], "y": y[:150], "val_x": x[150:], "val_y": y[150:]}
+
+
+def inputs(params):
+    return {"data": _split(0)}
+'''
+
+
+def test_a_training_script_project_passes_numpy_arrays_and_its_blocks_tune_it(tmp_path: Path) -> None:
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "train.py").write_text(TRAIN)
+    (tmp_path / "fit.py").write_text(TRAIN_PROBLEM)
+    fit = load_problem(tmp_path / "fit.py")
+    assert fit.project is not None and fit.project.imports() == ["colorsys", "numpy"]
+    blocks = fit.project.blocks_of(fit.seed_code)
+    blocks["train.py:settings"] = "STEPS = 200\nRATE = 0.3\n"
+    with SandboxPool(fit, 1) as pool:
+        seed = pool.evaluate(fit.seed_code)
+        tuned = pool.evaluate(program_text(blocks))
+    assert seed.status == "ok" and tuned.status == "ok", (seed.error, tuned.error)
+    # colorsys, which only the project imports, was imported before its process locked down (no file opens after)
+    assert "hue of red 0.0 steps 5" in seed.stdout
+    assert tuned.score < 0.01 < seed.score
