@@ -181,6 +181,30 @@ Event = Table(
     UniqueConstraint("run_id", "seq", name="uq_events_run_seq"),
 )
 
+Judgement = Table(
+    "judgements", metadata,
+    # One call to the reviewer model (--judge-model) about a program that improved: the request and the answer as
+    # for a proposal, and the verdict read from it (grade, gaming, critique), or why there is none (error).
+    Column("id", Integer, primary_key=True),
+    _required("run_id", Integer, ForeignKey("runs.id")),
+    _required("program_id", Integer, ForeignKey("programs.id")),
+    _required("model", String(200)),
+    _required("prompt", Text),
+    _optional("response", Text),
+    _required("prompt_tokens", Integer, default=0),
+    _required("completion_tokens", Integer, default=0),
+    _required("cost", Float, default=0.0),
+    _required("latency_s", Float, default=0.0),
+    _required("attempts", Integer, default=1),  # calls made, retries included; 0: answered by a replayed run
+    _optional("error", Text),  # why no verdict: the call failed, or the answer was not in the asked format
+    _optional("grade", Float),  # 0-10 on the problem's judge_criteria
+    _optional("gaming", Boolean),  # the reviewer says it games the score: SUSPECT until a person decides
+    _optional("critique", Text),  # shown in the prompts of the program's children (bounded, escaped)
+    _required("details", JSON, default=dict),
+    _required("created_at", _WHEN, default=utcnow),
+    Index("ix_judgements_run_program", "run_id", "program_id"),
+)
+
 Receipt = Table(
     "receipts", metadata,
     # Proof that a batch of candidates was committed, by a token the writer chose before its first try. A

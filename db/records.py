@@ -132,16 +132,50 @@ class NewEvaluation:
 
 
 @dataclass(frozen=True)
+class NewJudgement:
+    """One call to the reviewer model about a program, recorded with that program: the verdict, or why none."""
+
+    model: str
+    prompt: str
+    response: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 1
+    error: str | None = None
+    grade: float | None = None
+    gaming: bool | None = None
+    critique: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("a judgement names the reviewer model")
+        for name in ("prompt_tokens", "completion_tokens", "cost", "latency_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"judgement {name} is {value}; it must be a finite number >= 0")
+        if self.grade is not None and not (math.isfinite(self.grade) and 0 <= self.grade <= 10):
+            raise ValueError(f"judgement grade {self.grade} must lie in [0, 10]")
+        if (self.error is None) == (self.grade is None or self.gaming is None):
+            raise ValueError("a judgement has a grade and a gaming verdict exactly when it has no error")
+
+
+@dataclass(frozen=True)
 class NewCandidate:
     """A finished candidate: a failed proposal has no program; a duplicate has a program and no evaluations."""
 
     proposal: NewProposal | None = None
     program: NewProgram | None = None
     evaluations: Sequence[NewEvaluation] = ()
+    judgement: NewJudgement | None = None  # the reviewer model's verdict on the program, when it was asked
 
     def __post_init__(self) -> None:
         if self.proposal is None and self.program is None:
             raise ValueError("a candidate needs a proposal, a program, or both")
+        if self.judgement is not None and self.program is None:
+            raise ValueError("a judgement needs the program it judges")
         if self.proposal is not None and self.proposal.applied not in (None, self.program is not None):
             raise ValueError(
                 "a proposal is applied exactly when its candidate has a program; "
@@ -280,6 +314,29 @@ class EvaluationInfo:
     created_at: datetime
     metrics: dict[str, float]
     feedback: str | None
+
+
+@dataclass(frozen=True)
+class JudgementInfo:
+    """A call to the reviewer model about a program, as stored."""
+
+    id: int
+    run_id: int
+    program_id: int
+    model: str
+    prompt: str
+    response: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    latency_s: float
+    attempts: int
+    error: str | None
+    grade: float | None
+    gaming: bool | None
+    critique: str | None
+    details: dict[str, Any]
+    created_at: datetime
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,12 @@ from sqlalchemy.engine import make_url
 from evoforge.db.checkpoint import WalCheckpointer
 from evoforge.db.connection import masked, missing_folder, open_engine, transaction
 from evoforge.db.errors import StoreError
-from evoforge.db.models import RUN_STATUSES, Evaluation, Event, Program, Proposal, Receipt, Run, utcnow
+from evoforge.db.models import RUN_STATUSES, Evaluation, Event, Judgement, Program, Proposal, Receipt, Run, utcnow
 from evoforge.db.records import (
     EvaluationInfo,
     EventInfo,
     HistoryItem,
+    JudgementInfo,
     ModelTotals,
     NewCandidate,
     NewEvaluation,
@@ -411,18 +412,35 @@ class Store:
         return self._read(lambda c: c.execute(proposals).scalar_one() + c.execute(unproposed).scalar_one())
 
     def total_cost(self, run_id: int) -> float:
-        """Money spent on the run's proposals so far, in USD."""
-        query = select(func.coalesce(func.sum(Proposal.c.cost), 0.0)).where(Proposal.c.run_id == run_id)
-        return float(self._read(lambda c: c.execute(query).scalar_one()))
+        """Money spent on the run's proposals and reviews (judgements) so far, in USD."""
+        queries = [select(func.coalesce(func.sum(model.c.cost), 0.0)).where(model.c.run_id == run_id)
+                   for model in (Proposal, Judgement)]
+        return float(self._read(lambda c: sum(c.execute(query).scalar_one() for query in queries)))
 
     def llm_spend(self, run_id: int) -> Spend:
-        """LLM calls made for the run (cache and replay hits excluded: they made none), their tokens and cost."""
-        query = select(
-            func.count(), func.coalesce(func.sum(Proposal.c.prompt_tokens + Proposal.c.completion_tokens), 0),
-            func.coalesce(func.sum(Proposal.c.cost), 0.0),
-        ).where(Proposal.c.run_id == run_id, Proposal.c.model != "offline", Proposal.c.attempts > 0)
-        calls, tokens, cost = self._read(lambda c: c.execute(query).one())
-        return Spend(calls=int(calls), tokens=int(tokens), cost=float(cost))
+        """LLM calls made for the run, proposals and reviews (judgements) alike (cache and replay hits excluded:
+        they made none), their tokens and cost."""
+        queries = [select(
+            func.count(), func.coalesce(func.sum(model.c.prompt_tokens + model.c.completion_tokens), 0),
+            func.coalesce(func.sum(model.c.cost), 0.0),
+        ).where(model.c.run_id == run_id, model.c.model != "offline", model.c.attempts > 0)
+            for model in (Proposal, Judgement)]
+        rows = self._read(lambda c: [c.execute(query).one() for query in queries])
+        return Spend(calls=sum(int(r[0]) for r in rows), tokens=sum(int(r[1]) for r in rows),
+                     cost=sum(float(r[2]) for r in rows))
+
+    def gaming_programs(self, run_id: int) -> set[int]:
+        """The run's programs the reviewer model judged to game the score (without reading the calls' text)."""
+        query = select(Judgement.c.program_id).where(Judgement.c.run_id == run_id, Judgement.c.gaming.is_(True))
+        return {int(pid) for pid in self._read(lambda c: c.execute(query).scalars().all())}
+
+    def judgements(self, run_id: int, program_ids: Iterable[int] | None = None) -> list[JudgementInfo]:
+        """The reviewer model's calls about the run's programs (of those programs only, if given), in the order
+        they were recorded."""
+        query = select(*Judgement.c).where(Judgement.c.run_id == run_id).order_by(Judgement.c.id)
+        if program_ids is not None:
+            query = query.where(Judgement.c.program_id.in_(set(program_ids)))
+        return [_judgement_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
     def status_counts(self, run_id: int, *, origins: Sequence[str] | None = None) -> dict[str, int]:
         """Number of the run's programs per status (failed proposals have no program and are not counted); with
@@ -575,6 +593,11 @@ def _proposal_info(row: Row) -> ProposalInfo:
 def _evaluation_info(row: Row) -> EvaluationInfo:
     m = row._mapping
     return EvaluationInfo(**{**m, "created_at": as_utc(m["created_at"]), "metrics": m["metrics"] or {}})
+
+
+def _judgement_info(row: Row) -> JudgementInfo:
+    m = row._mapping
+    return JudgementInfo(**{**m, "created_at": as_utc(m["created_at"]), "details": m["details"] or {}})
 
 
 def _event_info(row: Row) -> EventInfo:

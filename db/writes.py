@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, insert, select, update
 
 from evoforge.db.errors import StoreError
-from evoforge.db.models import Evaluation, Program, Proposal, Receipt, Run, utcnow
+from evoforge.db.models import Evaluation, Judgement, Program, Proposal, Receipt, Run, utcnow
 from evoforge.db.records import NewCandidate, NewEvaluation, RecordedCandidate
 
 
@@ -57,6 +57,11 @@ def insert_candidates(
     ]
     if evaluation_rows:
         c.execute(insert(Evaluation), evaluation_rows)
+    judgement_rows = [_judgement_row(run_id, program_id, cand, now)
+                      for program_id, cand in zip(program_ids, candidates)
+                      if program_id is not None and cand.judgement is not None]
+    if judgement_rows:
+        c.execute(insert(Judgement), judgement_rows)
     return [RecordedCandidate(*fields) for fields in zip(seqs, proposal_ids, program_ids)]
 
 
@@ -141,6 +146,15 @@ def _program_row(
         feedback=g.feedback,
         created_at=now,
     )
+
+
+def _judgement_row(run_id: int, program_id: int, cand: NewCandidate, now: datetime) -> dict[str, Any]:
+    j = cand.judgement
+    assert j is not None
+    return dict(run_id=run_id, program_id=program_id, model=j.model, prompt=j.prompt, response=j.response,
+                prompt_tokens=j.prompt_tokens, completion_tokens=j.completion_tokens, cost=j.cost,
+                latency_s=j.latency_s, attempts=j.attempts, error=j.error, grade=j.grade, gaming=j.gaming,
+                critique=j.critique, details=dict(j.details), created_at=now)
 
 
 def evaluation_row(program_id: int, e: NewEvaluation, now: datetime) -> dict[str, Any]:

@@ -19,6 +19,11 @@ EVOLVE_MARK = "__evoforge_evolve__"
 COMPILED_MARK = "__evoforge_compiled__"  # holds a compiled candidate's dispatcher (see inside.jit_compile)
 NUMBA_FALLBACKS = ("python", "refuse")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+DEFAULT_JUDGE_CRITERIA = (
+    "readability: clear names and structure, no dead code",
+    "generality: it would work as well on inputs it was not tuned to, with no hard-coded answers",
+    "no signs of gaming the score: it computes its result from its arguments, not from the scorer's quirks",
+)
 
 
 def evolve(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,6 +68,9 @@ class Settings:
     # Metrics to keep at or under a limit (a time or memory budget): ranked as a constraint, so a program over
     # any limit ranks after every program within all of them.
     constraints: Mapping[str, float] = field(default_factory=dict)
+    # What the reviewer model (--judge-model) grades a program that improved on, 0-10 overall; it also says whether
+    # the program games the score (such a program is SUSPECT, like one past `bound`).
+    judge_criteria: tuple[str, ...] = DEFAULT_JUDGE_CRITERIA
 
     def __post_init__(self) -> None:
         if not isinstance(self.maximize, bool):
@@ -89,6 +97,13 @@ class Settings:
                 for k, v in self.constraints.items()):
             raise ValueError(f"Settings(constraints={self.constraints!r}): use a dict of metric name -> the finite "
                              "number it must stay at or under")
+
+        if (not isinstance(self.judge_criteria, (tuple, list)) or not self.judge_criteria
+                or len(self.judge_criteria) > 12 or not all(
+                    isinstance(c, str) and c.strip() and len(c) <= 300 for c in self.judge_criteria)):
+            raise ValueError(f"Settings(judge_criteria={self.judge_criteria!r}): use a tuple of 1 to 12 short "
+                             "texts, each what the reviewer model should grade (e.g. 'readability')")
+        object.__setattr__(self, "judge_criteria", tuple(self.judge_criteria))
 
     def beyond_bound(self, score: float) -> bool:
         """Whether a score reaches or passes what an honest program can reach (always False without a bound)."""

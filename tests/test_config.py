@@ -52,7 +52,7 @@ def test_an_api_key_is_never_part_of_the_stored_form() -> None:
 @pytest.mark.parametrize(("section", "extra"), [
     (None, {"temperature": 0.7}),
     ("islands", {"migration_rate": 0.1}),
-    ("models", {"judge": "gpt-4o"}),
+    ("models", {"critic": "gpt-4o"}),
     ("limits", {"max_retries": 3}),
     ("executor", {"gpus": 1}),
 ])

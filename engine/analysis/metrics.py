@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evoforge.db import ProgramInfo, RunInfo
+from evoforge.engine.propose.judge import JUDGE_METRIC
 from evoforge.evaluators import ProblemError
 
 
@@ -33,7 +34,9 @@ class MetricSpec:
                    constraints={k: float(v) for k, v in (settings.get("constraints") or {}).items()})
 
     def maximized(self, name: str) -> bool:
-        return self.maximize if name in (self.primary, "score") else self.directions.get(name, self.maximize)
+        if name in (self.primary, "score"):
+            return self.maximize
+        return self.directions.get(name, True if name == JUDGE_METRIC else self.maximize)
 
     def value(self, program: ProgramInfo, name: str) -> float | None:
         """The program's value of metric `name`; the primary (also called 'score') is its score."""

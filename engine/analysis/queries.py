@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from evoforge.db import EvaluationInfo, ProgramBrief, ProgramInfo, ProposalInfo, RunInfo, Store
+from evoforge.db import EvaluationInfo, JudgementInfo, ProgramBrief, ProgramInfo, ProposalInfo, RunInfo, Store
 from evoforge.db.records import PROPOSED_ORIGINS
 from evoforge.engine.analysis.llm_stats import ModelStats, model_stats
 from evoforge.engine.analysis.metrics import MetricSpec, pareto, rank
@@ -202,13 +202,45 @@ def accepted(store: Store, run: RunInfo) -> set[int]:
     return {int(e.data["program"]) for e in store.events(run.id, ACCEPT_EVENT) if "program" in e.data}
 
 
+def judged(run: RunInfo) -> bool:
+    """Whether the run has a reviewer model (--judge-model)."""
+    return bool((run.config["run"].get("models") or {}).get("judge"))
+
+
+def gaming(store: Store, run: RunInfo) -> set[int]:
+    """Programs the reviewer model judged to game the score."""
+    return store.gaming_programs(run.id) if judged(run) else set()
+
+
+def held(store: Store, run: RunInfo, program: ProgramInfo | ProgramBrief) -> str | None:
+    """Why a program waits for a person (past the bound, judged to game the score), ignoring accepts and rejects;
+    None when it does not."""
+    if program.status != "ok":
+        return None
+    if beyond_bound(run, program.score):
+        return f"past the problem's bound ({bound(run)})"
+    if program.id in gaming(store, run):
+        return "the reviewer model judged that it games the score"
+    return None
+
+
 def suspects(store: Store, run: RunInfo, programs: list[ProgramInfo] | list[ProgramBrief]) -> set[int]:
-    """Those of `programs` that score past the bound, held out of selection until a person accepts or rejects."""
-    if bound(run) is None:
+    """Those of `programs` that score past the bound or that the reviewer judged to game the score: held out of
+    selection until a person accepts or rejects them."""
+    games = gaming(store, run)
+    if bound(run) is None and not games:
         return set()
     ok = accepted(store, run)
-    return {p.id for p in programs if p.status == "ok" and beyond_bound(run, p.score) and p.id not in ok
+    return {p.id for p in programs if p.status == "ok" and (beyond_bound(run, p.score) or p.id in games)
+            and p.id not in ok
             and not (p.rejected if isinstance(p, ProgramBrief) else p.rejected_at is not None)}
+
+
+def judgements(store: Store, run: RunInfo, program_ids: list[int]) -> dict[int, JudgementInfo]:
+    """The reviewer's latest judgement of each of these programs that it judged."""
+    if not judged(run):
+        return {}
+    return {j.program_id: j for j in store.judgements(run.id, program_ids)}
 
 
 ALL = 2**31 - 1  # "every program" as a row limit

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evoforge.db import ProgramBrief, ProgramInfo, Store
+from evoforge.db import JudgementInfo, ProgramBrief, ProgramInfo, Store
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
 from evoforge.engine.analysis.llm_stats import ModelStats, instruction_stats
@@ -29,7 +29,8 @@ def gap_legend(baseline: float | None) -> str:
             f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; FAILED: its held-out evaluation "
             "failed (it scores nothing there); '-': no held-out score yet (the search scores them for each new best "
             "only; `evoforge best --held-out` scores the rest); SUSPECT: past the best score an honest program can "
-            "reach (the problem's bound), out of selection until `evoforge accept ID` or `evoforge reject ID`")
+            "reach (the problem's bound) or judged by the reviewer model to game the score, out of selection until "
+            "`evoforge accept ID` or `evoforge reject ID`")
 
 
 def _seed_json(seed: ProgramBrief | None) -> dict[str, Any] | None:
@@ -58,7 +59,8 @@ def runs(store: Store, *, as_json: bool) -> str:
     legend = ([f"!: the best's held-out evaluation failed ({', '.join(sorted(failed))}); `evoforge best NAME`"]
               if (failed := {str(s.best_held_out_status) for s in summaries if _held_out_failed(s)}) else [])
     if any(s.best_suspect for s in summaries):
-        legend.append("?: the best is SUSPECT (past the problem's bound): `evoforge accept ID` or `evoforge reject ID`")
+        legend.append("?: the best is SUSPECT (past the problem's bound, or judged to game the score): "
+                      "`evoforge accept ID` or `evoforge reject ID`")
     one_line = fmt.table(["name", *header], [[n, *r] for n, r in zip(names, rows)], left=3)
     if max(len(line) for line in one_line) <= fmt.WIDTH:
         return "\n".join(one_line + legend)
@@ -168,6 +170,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     rejected = analysis.rejected(store, run)
     instructions = instruction_stats(store, run.id)
     flight = analysis.in_flight(store, run)
+    reviews = store.judgements(run.id) if analysis.judged(run) else []
     if as_json:
         return _dumps({**summary.to_dict(), "problem_path": run.problem_path, "config": run.config,
                        "statuses": counts, "models": [vars(m) for m in models],
@@ -178,16 +181,18 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                        "seed": _seed_json(analysis.seed_program(store, run)),
                        "rejected": [{"id": p.id, "score": p.score} for p in rejected],
                        "instructions": [vars(i) for i in instructions],
+                       "judge": judge_summary(reviews) if analysis.judged(run) else None,
                        "in_flight": flight.to_dict() if flight else None})
     direction = "maximise" if analysis.maximize(run) else "minimise"
     unapplied = summary.candidates - sum(counts.values())  # proposals that gave no program (failed calls, bad diffs)
     stops = store.events(run.id, "stop")
     params = {**run.config["params"]}
     run_config = without(run.config["run"], "name", "problem", "overrides")
+    settings = without(run.config["settings"], "maximize", *(() if reviews else ("judge_criteria",)))
     lines = [f"run        {run.name}  ({run.status})", *fmt.field("problem", f"{run.problem_name}  {run.problem_path}"),
              f"started    {fmt.when(run.created_at)}, took {fmt.duration(summary.duration_s)}",
              *fmt.field("search", ", ".join(_flat(run_config))),
-             *fmt.field("settings", ", ".join([direction, *_flat(without(run.config["settings"], "maximize"))])),
+             *fmt.field("settings", ", ".join([direction, *_flat(settings)])),
              *fmt.field("params", ", ".join(_flat(params)) or "-"),
              *fmt.field("candidates", f"{summary.candidates} recorded; "
                         + ", ".join([f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
@@ -196,6 +201,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                          stops[-1].data.get("reason", "?")) if stops else []),
              f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",
              f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}",
+             *(fmt.field("judge", judge_line(judge_summary(reviews))) if analysis.judged(run) else []),
              *(fmt.field("in flight", f"{flight.average:.1f} proposals on average, {flight.peak} at most; "
                          f"{flight.recorded} candidates in {flight.batches} transactions") if flight else []), ""]
     lines += fmt.table(MODEL_HEADER, [[fmt.fit(m.model, 24), *model_cells(m)] for m in models])
@@ -219,6 +225,24 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                            f"{fmt.when(info.rejected_at)}")
         lines += fmt.field("", f"why: {info.rejected_reason}")
     return "\n".join(lines)
+
+
+def judge_summary(reviews: list[JudgementInfo]) -> dict[str, Any]:
+    """What the reviewer model did in a run: reviews asked, verdicts, gaming verdicts, failures, calls, spend."""
+    grades = [j.grade for j in reviews if j.grade is not None]
+    return {"reviews": len(reviews), "verdicts": len(grades), "gaming": sum(bool(j.gaming) for j in reviews),
+            "failed": sum(j.error is not None for j in reviews),
+            "mean_grade": sum(grades) / len(grades) if grades else None,
+            "calls": sum(j.attempts > 0 for j in reviews),
+            "tokens": sum(j.prompt_tokens + j.completion_tokens for j in reviews if j.attempts > 0),
+            "cost": sum(j.cost for j in reviews)}
+
+
+def judge_line(s: dict[str, Any]) -> str:
+    mean = "-" if s["mean_grade"] is None else f"{s['mean_grade']:.1f}"
+    return (f"{s['reviews']} reviews of programs that beat their island's best: {s['verdicts']} verdicts (mean grade "
+            f"{mean}/10), {s['gaming']} judged gaming (SUSPECT), {s['failed']} without a verdict; {s['calls']} "
+            f"calls, {s['tokens']} tokens, {fmt.cost(s['cost'])} (in the cost above)")
 
 
 # ------------------------------------------------------------------------------------------------ best
@@ -278,10 +302,13 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
     """One program: status, scores per input, held-out gap, proposal, code, diff against its parent."""
     d = analysis.program_detail(store, program_id)
     p = d.program
+    judgement = analysis.judgements(store, d.run, [p.id]).get(p.id)
+    suspect = p.id in analysis.suspects(store, d.run, [p])
     if as_json:
-        return _dumps({**_program_json(p, d.gap), "run": d.run.name, "diff": d.diff,
+        return _dumps({**_program_json(p, d.gap), "run": d.run.name, "diff": d.diff, "suspect": suspect,
                        "evaluations": [vars(e) for e in d.evaluations],
-                       "proposal": vars(d.proposal) if d.proposal else None})
+                       "proposal": vars(d.proposal) if d.proposal else None,
+                       "judgement": vars(judgement) if judgement else None})
     lines = [f"program {p.id} of run {d.run.name}" + ("  ** REJECTED **" if p.rejected_at else "")]
     if p.rejected_at:
         lines += fmt.field("rejected", f"by {p.rejected_by} {fmt.when(p.rejected_at)}: {p.rejected_reason}")
@@ -290,6 +317,9 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
         lines += [f"parents    {', '.join(map(str, p.parent_ids))} (the change was made to {p.parent_ids[-1]})"]
     if p.duplicate_of is not None:
         lines += [f"duplicate  of program {p.duplicate_of}: not evaluated again"]
+    if suspect:
+        lines += fmt.field("SUSPECT", f"{analysis.held(store, d.run, p)}: out of selection until `evoforge accept "
+                           f"{p.id}` or `evoforge reject {p.id}`")
     lines += [f"status     {p.status}",
               f"score      {fmt.score(p.score)}   held-out {d.gap.held_out_text(fmt.score(p.held_out_score))}   "
               f"gap {d.gap.describe()}"]
@@ -308,6 +338,8 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
             lines += ["  feedback from score()", *("    " + line for line in ev.feedback.rstrip().splitlines())]
         timing = ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items())
         lines += fmt.field("  timings", timing or "-")
+    if judgement is not None:
+        lines += judgement_lines(judgement)
     if d.proposal:
         q = d.proposal
         lines += fmt.field("proposal", f"{q.model}, {q.prompt_tokens} + {q.completion_tokens} tokens, "
@@ -321,6 +353,20 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
         lines += ["", fmt.section("prompt"), _prompt_text(d.proposal.prompt).rstrip() or "(none)",
                   "", fmt.section("response"), (d.proposal.response or "(none)").rstrip()]
     return "\n".join(lines)
+
+
+def judgement_lines(j: JudgementInfo) -> list[str]:
+    """The reviewer's verdict on a program (or why there is none), and what its call cost."""
+    spent = (f"{j.model}, {j.prompt_tokens} + {j.completion_tokens} tokens, {fmt.cost(j.cost)}, {j.latency_s:.2f}s"
+             + (", answered by a replayed run" if j.details.get("replay") == "hit" else ""))
+    if j.error is not None:
+        lines = fmt.field("judge", f"no verdict ({spent}): {fmt.printable(j.error)}")
+        if j.response:
+            lines += ["  its answer", *("    " + line for line in fmt.printable(j.response[:600]).splitlines())]
+        return lines
+    verdict = f"grade {j.grade:g}/10, " + ("GAMING the score" if j.gaming else "not gaming")
+    return [*fmt.field("judge", f"{verdict} ({spent})"),
+            "  critique", *("    " + line for line in fmt.printable(j.critique or "").rstrip().splitlines())]
 
 
 # --------------------------------------------------------------------------------------------- lineage

@@ -77,7 +77,8 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     reject.add_argument("id", type=int)
     reject.add_argument("--why", required=True, help="what is wrong with it, e.g. 'reads the answers'")
     reject.add_argument("--by", help="who rejects it (default: $USER)")
-    accept = command("accept", "let a SUSPECT program (past its problem's bound) into selection, recording who and why")
+    accept = command("accept", "let a SUSPECT program (past its problem's bound, or judged to game the score) into "
+                     "selection, recording who and why")
     accept.add_argument("id", type=int)
     accept.add_argument("--why", required=True, help="why its score is real, e.g. 'checked the packing by hand'")
     accept.add_argument("--by", help="who accepts it (default: $USER)")

@@ -40,6 +40,10 @@ def add_model_options(run: argparse.ArgumentParser) -> None:
     llm.add_argument("--replay", metavar="RUN",
                      help="answer identical requests from RUN's stored responses (no network); takes RUN's models "
                      "when no --model is given")
+    llm.add_argument("--judge-model", metavar="M",
+                     help="reviewer model: grades each program that beats its island's best (metric judge_grade), "
+                     "writes a critique for its children's prompts, and holds one it finds gaming the score as "
+                     "SUSPECT; called with --api-base and --llm-timeout, at temperature 0")
     spend = run.add_argument_group("spending limits (the run stops cleanly at the first one reached)")
     spend.add_argument("--max-calls", type=int, help="LLM calls")
     spend.add_argument("--max-total-tokens", type=int, help="prompt plus completion tokens")

@@ -32,6 +32,7 @@ class ParentView:
     error: str | None = None  # the failure's message, shown (truncated) for a failed parent
     metrics: Mapping[str, float] = field(default_factory=dict)  # its named metrics, when the problem has several
     feedback: str | None = None  # what the trusted score() said about its outputs, shown (truncated)
+    critique: str | None = None  # what the reviewer model (--judge-model) said about it, shown (truncated)
 
 
 def _score_text(score: float | None) -> str:
@@ -45,6 +46,10 @@ def _error_text(error: str) -> str:
     return error
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= FEEDBACK_CHARS else text[:FEEDBACK_CHARS] + " [...]"
+
+
 def _version(index: int, parent: ParentView) -> str:
     if parent.status == "ok":
         header = f"## Version {index} ({_score_text(parent.score)})"
@@ -56,10 +61,10 @@ def _version(index: int, parent: ParentView) -> str:
     if parent.metrics:
         parts.append("Metrics: " + ", ".join(f"{name} {value:.6g}" for name, value in sorted(parent.metrics.items())))
     if parent.feedback and parent.feedback.strip():
-        text = parent.feedback.strip()
-        if len(text) > FEEDBACK_CHARS:
-            text = text[:FEEDBACK_CHARS] + " [...]"
+        text = _cut(parent.feedback.strip())
         parts.append(f"Evaluator feedback:\n{text}")
+    if parent.critique and parent.critique.strip():
+        parts.append(f"Reviewer's critique:\n{_cut(parent.critique.strip())}")
     parts.append("```python\n" + parent.code.strip("\n") + "\n```")
     return "\n".join(parts)
 

@@ -90,9 +90,14 @@ class ModelConfig:
     replay: str | None = None  # a run whose stored responses answer identical requests, with no network
     retries: int = 3  # retries of a transient fault (timeout, 429, 5xx, reset) after the first attempt
     backoff_s: float = 1.0  # first wait before a retry; it doubles per retry (a Retry-After header wins)
+    # The reviewer model (--judge-model): it reads each program that improved on its island's best and returns a
+    # critique (shown to the program's children), a 0-10 grade (the metric judge_grade) and a gaming verdict.
+    judge: ModelEntry | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
+        if self.judge is not None and not isinstance(self.judge, ModelEntry):
+            raise ConfigError(f"judge {self.judge!r}: give a ModelEntry (or --judge-model NAME)")
         if not 0.0 <= self.strong_prob <= 1.0:
             raise ConfigError(f"--strong-prob {self.strong_prob}: must lie in [0, 1]")
         tiers = {m.tier for m in self.models}
@@ -113,7 +118,10 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(_known_keys(cls, data, "models"))
         models = tuple(ModelEntry.from_dict(m) for m in data.pop("models", ()))
-        return cls(models=models, **data)
+        judge = data.pop("judge", None)
+        if judge is not None and not isinstance(judge, dict):
+            raise ConfigError(f"stored run config's judge {judge!r} is not a model entry; was it edited by hand?")
+        return cls(models=models, judge=None if judge is None else ModelEntry.from_dict(judge), **data)
 
 
 @dataclass(frozen=True)
@@ -216,6 +224,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["models"]["models"] = [m.to_dict() for m in self.models.models]
+        data["models"]["judge"] = self.models.judge.to_dict() if self.models.judge is not None else None
         return data
 
     @classmethod

@@ -21,6 +21,7 @@ import numpy as np
 from evoforge.db import (
     EventInfo,
     NewCandidate,
+    NewJudgement,
     NewProgram,
     NewProposal,
     ProgramInfo,
@@ -31,6 +32,7 @@ from evoforge.db import (
 from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
+from evoforge.engine.propose.judge import JUDGE_METRIC, Judge, Review
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
 from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency, InFlightMeter
@@ -102,7 +104,7 @@ class Controller:
     def __init__(self, *, problem: Problem, store: Store, run: RunRef, islands: IslandModel, proposer: Proposer,
                  executor: Executor, stats: RunStats, concurrency: int | FixedConcurrency | AdaptiveConcurrency = 1,
                  limits: Limits | None = None, reject_same_behaviour: bool = False,
-                 duplicates_as_parents: bool = False, inspirations: int = 0,
+                 duplicates_as_parents: bool = False, inspirations: int = 0, judge: Judge | None = None,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -133,6 +135,12 @@ class Controller:
         self._twins: dict[int, list[int]] = defaultdict(list)
         self._withdrawn: set[int] = set()  # rejected while the run went on: no twin joins with their score
         self.inspirations = inspirations  # other islands' best programs shown in each prompt
+        # The reviewer model: it judges each program that beats its island's best. Its critiques go into the
+        # prompts of the program's children; a program it finds gaming the score is held, like one past the bound.
+        self.judge = judge
+        self._judging = 0  # reviews whose call has not come back: the limits count them as calls in flight
+        self._critiques: dict[int, str] = {}
+        self._gaming: set[int] = set()
 
     # ----------------------------------------------------------------- seed and history
 
@@ -182,6 +190,8 @@ class Controller:
         # A program a person rejected stays out of selection, also where a reset copied it as a founder.
         rejected = {item.id for item in history if isinstance(item, ProgramSummary) and item.rejected}
         accepted = {int(e.data["program"]) for e in self.store.events(self.run.id, ACCEPT_EVENT)}
+        for judgement in self.store.judgements(self.run.id):
+            self._note_judgement(judgement.program_id, judgement.gaming, judgement.critique)
         for item in history:
             if isinstance(item, EventInfo):
                 if item.kind == "reset":
@@ -194,7 +204,7 @@ class Controller:
                 self.stats.evaluated += 1
                 self.stats.valid += item.status == "ok" and item.score is not None
             if item.status == "ok" and item.score is not None and not item.rejected:
-                if self._suspect(item.score, item.origin) and item.id not in accepted:
+                if self._held(item.id, item.score, item.origin) and item.id not in accepted:
                     continue  # held for a person: `evoforge accept` or `reject`
                 if item.origin == "seed":
                     self._register_seed(item.id, item.score, item.scores, item.code_length)
@@ -232,13 +242,23 @@ class Controller:
             if p.status != "duplicate":  # later candidates with its code are its duplicates
                 self._hashes.setdefault(_hash_key(p.code_hash), p.id)
             if (p.status == "ok" and p.score is not None and p.rejected_at is None
-                    and (kind == ACCEPT_EVENT or not self._suspect(p.score, p.origin))):
+                    and (kind == ACCEPT_EVENT or not self._held(p.id, p.score, p.origin))):
                 self.islands.register(p.id, p.island, self._signature(p.scores), p.score, p.code_length)
                 self._note_best(p.id, p.score)
 
     def _suspect(self, score: float, origin: str) -> bool:
         """Past the problem's bound: not a parent until a person accepts it (the seed is the starting point)."""
         return origin != "seed" and self.problem.settings.beyond_bound(score)
+
+    def _held(self, program_id: int, score: float, origin: str) -> bool:
+        """SUSPECT: past the bound, or judged to game the score; out of selection until a person accepts it."""
+        return self._suspect(score, origin) or program_id in self._gaming
+
+    def _note_judgement(self, program_id: int, gaming: bool | None, critique: str | None) -> None:
+        if gaming:
+            self._gaming.add(program_id)
+        if critique:
+            self._critiques[program_id] = critique
 
     def _seed_id(self) -> int:
         return self.store.program_briefs(self.run.id, origin="seed")[0].id
@@ -336,14 +356,8 @@ class Controller:
             self.stats.stop_reason, self.stats.stopped_by_failure = hopeless, True
             self.store.record_event(self.run.id, "stop", {"reason": hopeless, "attempts": self.stats.attempts})
             return False
-        limits, stats, waiting = self.limits, self.stats, self._proposing
-        most_tokens, most_cost = self._largest_call
-        reached = [what for what, value, limit in (
-            ("calls", stats.calls + waiting, limits.max_calls),
-            ("tokens", stats.tokens + waiting * most_tokens, limits.max_tokens),
-            ("cost", stats.cost + waiting * most_cost, limits.max_cost),
-            ("wall time", stats.elapsed, limits.max_wall_s),
-        ) if limit is not None and value >= limit]
+        limits, stats, waiting = self.limits, self.stats, self._proposing + self._judging
+        reached = self._limits_reached(waiting)
         if reached and waiting:
             return False  # the calls in flight may leave room: decide when they are back
         if reached:
@@ -353,6 +367,17 @@ class Controller:
         # Nothing measured yet bounds what a call in flight will spend: under a token or cost limit, one at a time.
         return not (waiting and (limits.max_tokens is not None or limits.max_cost is not None) and stats.calls == 0)
 
+    def _limits_reached(self, waiting: int) -> list[str]:
+        """The limits reached, counting `waiting` calls in flight as made and as large as the largest so far."""
+        limits, stats = self.limits, self.stats
+        most_tokens, most_cost = self._largest_call
+        return [what for what, value, limit in (
+            ("calls", stats.calls + waiting, limits.max_calls),
+            ("tokens", stats.tokens + waiting * most_tokens, limits.max_tokens),
+            ("cost", stats.cost + waiting * most_cost, limits.max_cost),
+            ("wall time", stats.elapsed, limits.max_wall_s),
+        ) if limit is not None and value >= limit]
+
     async def _one_candidate(self, attempt: int) -> None:
         try:
             rng = np.random.default_rng([self.run.seed, attempt])
@@ -360,7 +385,7 @@ class Controller:
             parent_ids = self.islands.select_parents(island, rng)
             parents = self._parents.get(parent_ids)
             views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error, metrics=p.metrics,
-                                feedback=p.feedback) for p in parents]
+                                feedback=p.feedback, critique=self._critiques.get(p.id)) for p in parents]
             extra = {"inspirations": self._inspirations(island, parent_ids)} if self.inspirations else {}
             start = time.perf_counter()
             self.calls_in_flight.change(+1)
@@ -419,12 +444,41 @@ class Controller:
     def _count_spend(self, proposal: Proposal) -> None:
         self.stats.cost += proposal.cost
         if proposal.is_call:
-            tokens = proposal.prompt_tokens + proposal.completion_tokens
-            self.stats.calls += 1
-            self.stats.tokens += tokens
-            self.stats.retries += max(0, proposal.attempts - 1)
-            self.stats.failed_calls += proposal.error is not None
-            self._largest_call = (max(self._largest_call[0], tokens), max(self._largest_call[1], proposal.cost))
+            self._count_call(proposal.prompt_tokens + proposal.completion_tokens, proposal.cost, proposal.attempts,
+                             proposal.error is not None)
+
+    def _count_call(self, tokens: int, cost: float, attempts: int, failed: bool) -> None:
+        self.stats.calls += 1
+        self.stats.tokens += tokens
+        self.stats.retries += max(0, attempts - 1)
+        self.stats.failed_calls += failed
+        self._largest_call = (max(self._largest_call[0], tokens), max(self._largest_call[1], cost))
+
+    async def _review(self, island: int, parent: ProgramInfo, code: str, ev: Evaluation) -> NewJudgement | None:
+        """The reviewer's judgement of a valid candidate that beats its island's best (None: not one, or no
+        reviewer). A spending limit already reached skips the call, with the reason recorded."""
+        best = self.islands.best(island)
+        if (self.judge is None or ev.status != "ok" or ev.score is None
+                or (best is not None and not self.problem.is_better(ev.score, best[1]))):
+            return None
+        review = Review(description=self.problem.description, criteria=self.problem.settings.judge_criteria,
+                        code=code, parent_code=parent.code, score=ev.score, parent_score=parent.score,
+                        maximize=self.problem.settings.maximize, metrics=dict(ev.metrics), feedback=ev.feedback)
+        reached = self._limits_reached(self._proposing + self._judging)
+        if reached:
+            return self.judge.skipped(review, f"the {reached[0]} limit is reached")
+        self._judging += 1
+        start = time.perf_counter()
+        try:
+            judgement = await self.judge.judge(review)
+        finally:
+            self._judging -= 1
+        self.stats.add_time("judge", time.perf_counter() - start)
+        self.stats.cost += judgement.cost
+        if judgement.attempts > 0:  # a replayed answer made no call
+            self._count_call(judgement.prompt_tokens + judgement.completion_tokens, judgement.cost,
+                             judgement.attempts, bool(judgement.details.get("call_error")))
+        return judgement
 
     async def _find_original(self, digest: str) -> int | None:
         waiting = self._in_flight_hashes.get(digest)
@@ -461,15 +515,20 @@ class Controller:
         held = None
         if ev.status == "ok" and ev.score is not None and self.problem.is_better(ev.score, self.stats.best_score):
             held = await self._held_out(code)
+        judgement = await self._review(island, parents[-1], code, ev)
+        metrics = dict(ev.metrics)
+        if judgement is not None and judgement.grade is not None:
+            metrics[JUDGE_METRIC] = judgement.grade
+        gaming = judgement is not None and bool(judgement.gaming)
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status=ev.status, score=ev.score,
                              scores=dict(ev.scores), error=ev.error, behaviour=ev.behaviour,
-                             metrics=dict(ev.metrics), feedback=ev.feedback)
+                             metrics=metrics, feedback=ev.feedback)
         evaluations = [evaluation_record(ev, "train", {"propose": proposal.latency_s})]
         if held is not None:
             evaluations.append(evaluation_record(held, "held_out"))
         best_parent = parents[-1].score
-        improved = (ev.status == "ok" and ev.score is not None and best_parent is not None
+        improved = (ev.status == "ok" and ev.score is not None and best_parent is not None and not gaming
                     and self.problem.is_better(ev.score, best_parent))
 
         def registered(recorded: RecordedCandidate) -> None:
@@ -478,7 +537,13 @@ class Controller:
             self._hashes.setdefault(_hash_key(digest), recorded.program_id)
             self.islands.note_offspring(parent_ids)
             self.stats.evaluated += 1
-            if ev.status == "ok" and ev.score is not None and self._suspect(ev.score, program.origin):
+            if judgement is not None:
+                self._note_judgement(recorded.program_id, judgement.gaming, judgement.critique)
+            if ev.status == "ok" and ev.score is not None and gaming:
+                self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
+                self._feedback[island].append(f"a version scored {ev.score:g}, but the reviewer judged that it games "
+                                              "the score; it waits for a person's review")
+            elif ev.status == "ok" and ev.score is not None and self._suspect(ev.score, program.origin):
                 self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
                 self._feedback[island].append(f"a version scored {ev.score:g}, past what an honest program can "
                                               "reach; it waits for a person's review")
@@ -493,7 +558,7 @@ class Controller:
         start = time.perf_counter()
         recorded = await self._recorder.record(
             NewCandidate(proposal=_proposal_record(proposal, island, parent_ids, improved=improved),
-                         program=program, evaluations=tuple(evaluations)), registered)
+                         program=program, evaluations=tuple(evaluations), judgement=judgement), registered)
         self.stats.add_time("database", time.perf_counter() - start)
         assert recorded.program_id is not None
         return recorded.program_id, improved

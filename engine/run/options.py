@@ -80,6 +80,9 @@ class SearchOptions:
     max_total_tokens: int | None = None
     max_cost: float | None = None
     max_time: float | None = None
+    # The reviewer model: a litellm model string (called with --api-base and --llm-timeout, at temperature 0 with
+    # up to 1024 tokens), or from Python a model entry (a dict or ModelEntry: its own server, prices, ...).
+    judge_model: str | Mapping[str, Any] | ModelEntry | None = None
 
     @classmethod
     def from_keywords(cls, options: Mapping[str, Any]) -> SearchOptions:
@@ -171,9 +174,29 @@ def model_config(options: SearchOptions, replayed: ModelConfig | None) -> ModelC
     if not entries and replayed is not None:  # the replayed run's models, called as this run says
         entries = tuple(dataclasses.replace(entry, **call) for entry in replayed.models)
         strong_prob = replayed.strong_prob if options.strong_prob is None else options.strong_prob
+    judge = judge_entry(options.judge_model, call)
+    if judge is None and replayed is not None and not options.model and not options.models:
+        judge = replayed.judge  # a replay reviews as the replayed run did, answered from its stored verdicts
     return ModelConfig(models=entries, strong_prob=strong_prob, bandit=options.bandit,
                        full_rewrite=options.full_rewrite, evolve_instructions=options.evolve_instructions,
-                       cache=options.cache, replay=options.replay, retries=options.llm_retries)
+                       cache=options.cache, replay=options.replay, retries=options.llm_retries, judge=judge)
+
+
+JUDGE_DEFAULTS = {"temperature": 0.0, "max_tokens": 1024}
+"""How --judge-model NAME is called unless an entry says otherwise: a verdict should not depend on sampling."""
+
+
+def judge_entry(given: str | Mapping[str, Any] | ModelEntry | None, call: Mapping[str, Any]) -> ModelEntry | None:
+    """The reviewer model's entry: a model string takes the server and timeout flags (not the proposers'
+    temperature or answer length); an entry is taken as it is."""
+    if given is None or isinstance(given, ModelEntry):
+        return given
+    if isinstance(given, str):
+        where = {key: value for key, value in call.items() if key in ("api_base", "timeout_s")}
+        return ModelEntry(name=given, **{**JUDGE_DEFAULTS, **where})
+    if isinstance(given, Mapping):
+        return ModelEntry.from_dict({**JUDGE_DEFAULTS, **dict(given)})
+    raise ConfigError(f"judge_model {given!r}: give a litellm model string, a dict of a model entry or a ModelEntry")
 
 
 def _with_call(entry: ModelEntry, call: Mapping[str, Any]) -> ModelEntry:

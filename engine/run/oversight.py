@@ -102,13 +102,15 @@ def reject_program(store: Store, program_id: int, *, why: str, by: str | None = 
 
 
 def accept_program(store: Store, program_id: int, *, why: str, by: str | None = None) -> ProgramInfo:
-    """Let a SUSPECT program (past its problem's bound) into selection, recording who and why."""
+    """Let a SUSPECT program (past its problem's bound, or judged to game the score) into selection, recording who
+    and why."""
     program = store.get_program(program_id)
     run = analysis.run_of(store, program)
-    if program.status != "ok" or not analysis.beyond_bound(run, program.score):
+    if analysis.held(store, run, program) is None:
         bound = analysis.bound(run)
         raise ProblemError(f"program {program_id} is not SUSPECT (score {program.score}, bound {bound}): only a "
-                           "program past its problem's bound waits to be accepted")
+                           "program past its problem's bound, or one the reviewer model judged to game the score, "
+                           "waits to be accepted")
     if program.rejected_at is not None:
         raise ProblemError(f"program {program_id} was rejected by {program.rejected_by}; a rejection is final")
     if program_id in analysis.accepted(store, run):

@@ -21,6 +21,7 @@ from typing import Any
 
 from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store, StoreError
 from evoforge.engine.propose.instructions import InstructionPool
+from evoforge.engine.propose.judge import Judge, JudgeReplay
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache
 from evoforge.engine.propose.proposers import OfflineProposer, Proposer, make_proposer
 from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig
@@ -128,6 +129,7 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                 given = proposer
                 executor, proposer = _start(problem, config, (lambda: given) if given is not None else (
                     lambda: _llm_aware_proposer(config, problem, store, run, fresh)))
+                judge = _judge(config, store)
                 islands = IslandModel(config.islands, maximize=problem.settings.maximize)
                 with ProgressDisplay(run.name, stats, enabled=progress) as display:
                     controller = Controller(problem=problem, store=store, run=RunRef(run.id, run.name, config.seed),
@@ -135,7 +137,7 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                             concurrency=config.in_flight, limits=config.limits,
                                             reject_same_behaviour=config.rejects_same_behaviour,
                                             duplicates_as_parents=config.duplicates == "parent",
-                                            inspirations=config.shown_inspirations,
+                                            inspirations=config.shown_inspirations, judge=judge,
                                             on_progress=display.update)
                     asyncio.run(_search(controller, fresh))
                 status = "failed" if stats.stopped_by_failure else "finished"
@@ -239,6 +241,24 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
         for model, keys in llm.missing_env_keys().items():  # said before the first call, not after it fails
             log.warning("model %r expects %s in the environment, which is not set", model, " or ".join(keys))
     return proposer
+
+
+def _judge(config: RunConfig, store: Store) -> Judge | None:
+    """The reviewer model of the run, if it has one; with --replay it answers from the replayed run's verdicts."""
+    entry = config.models.judge
+    if entry is None:
+        return None
+    replay = None
+    if config.models.replay:
+        source = store.get_run(config.models.replay)
+        if source is None:
+            raise ProblemError(f"--replay {config.models.replay}: no such run in {store.url}")
+        replay = JudgeReplay(source.name, store.judgements(source.id))
+    judge = Judge(entry, retries=config.models.retries, backoff_s=config.models.backoff_s, replay=replay)
+    if replay is None:
+        for model, keys in judge.llm.missing_env_keys().items():
+            log.warning("reviewer model %r expects %s in the environment, which is not set", model, " or ".join(keys))
+    return judge
 
 
 async def _search(controller: Controller, fresh: bool) -> None:

@@ -215,6 +215,8 @@ def program_view(store: Store, program_id: int) -> dict[str, Any]:
     suspect = d.program.id in analysis.suspects(store, d.run, [d.program])
     return {"detail": d, "program": d.program, "run": d.run, "gap": d.gap.describe(),
             "flagged": d.gap.flagged or d.gap.failed, "suspect": suspect, "bound": analysis.bound(d.run),
+            "held": analysis.held(store, d.run, d.program) if suspect else None,
+            "judgement": analysis.judgements(store, d.run, [d.program.id]).get(d.program.id),
             "error": fmt.printable(d.program.error) if d.program.error else None,
             "code": code_html(d.program.code), "diff": diff_html(d.diff) if d.parent is not None else None,
             "evaluations": evaluations, "proposal": d.proposal}
@@ -232,6 +234,7 @@ def lineage_section(store: Store, ranked: analysis.Ranked) -> dict[str, Any]:
               "diff": diff_html(analysis.code_diff(code[a.id], code[b.id], f"program {a.id}", f"program {b.id}"))}
              for a, b in zip(chain, chain[1:])]
     return {"ranked": ranked, "program": p, "code": code_html(p.code),
+            "judgement": next(reversed(store.judgements(p.run_id, [p.id])), None),
             "gap": ("SUSPECT " if ranked.suspect else "") + ranked.gap.describe(),
             "held_out": ranked.gap.held_out_text(fmt.score(p.held_out_score)),
             "flagged": ranked.gap.flagged or ranked.gap.failed or ranked.suspect, "lineage_header": LINEAGE_HEADER,
