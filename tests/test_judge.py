@@ -305,3 +305,37 @@ def test_the_prompt_is_the_same_for_the_same_review() -> None:
     assert build_messages(review) == build_messages(review)
     user = build_messages(review)[-1]["content"]
     assert "-    return 3.0" in user and "+    return 4.0" in user and "- readability" in user
+
+
+def test_a_review_a_reached_limit_would_pass_is_not_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import evoforge
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    with OpenAIServer(Script()) as server:
+        # proposal 1, its review, proposal 2: the third call reaches --max-calls, so the second review is not asked
+        run = evoforge.run(str(CLIMB), budget=10, db=db, name="capped", model="openai/proposer",
+                           api_base=server.base_url, judge_model="openai/judge", max_calls=3, islands=1,
+                           concurrency=1)
+        requests = [r.body["model"] for r in server.completion_requests]
+    assert run.result is not None and run.result.stats.stop_reason == "calls limit reached"
+    assert requests == ["proposer", "judge", "proposer"]
+    with Store(db) as store:
+        info = store.get_run("capped")
+        assert info is not None
+        first, second = store.judgements(info.id)
+        assert store.llm_spend(info.id).calls == 3
+    assert first.error is None and first.attempts == 1
+    assert second.error == "not asked: the calls limit is reached" and second.attempts == 0
+    assert second.grade is None and second.response is None
+
+
+def test_judge_criteria_are_checked_and_reach_the_reviewer() -> None:
+    from evoforge import Settings
+
+    for bad in ((), ("",), "readability", tuple(f"c{i}" for i in range(13))):
+        with pytest.raises(ValueError, match="judge_criteria"):
+            Settings(judge_criteria=bad)  # type: ignore[arg-type]
+    review = Review(description="Climb.", criteria=Settings(judge_criteria=["speed only"]).judge_criteria,
+                    code=_code(2), parent_code=_code(1), score=2.0, parent_score=1.0, maximize=True)
+    assert "- speed only" in build_messages(review)[-1]["content"]
