@@ -234,9 +234,12 @@ def test_cli_reports_a_broken_problem_file_in_one_message(tmp_path: Path) -> Non
 def test_ctrl_c_and_sigterm_stop_cleanly_and_the_run_resumes(tmp_path: Path, sent: signal.Signals) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
+    # As from a terminal: SIGINT is not ignored, even where this test runs as a background job (which ignores it,
+    # and Python then leaves Ctrl-C ignored in its children).
     proc = subprocess.Popen([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--name", "interrupted",
                              "--db", db, "--budget", "100000", "--quiet", *sets], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.5)

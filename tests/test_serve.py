@@ -91,7 +91,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         yield base, db
     finally:
         for proc in (server, search):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # SIGINT may be ignored (a background job)
         for proc in (server, search):
             try:
                 proc.wait(timeout=60)
