@@ -179,14 +179,10 @@ class Project:
                                    "its folder)")
             from pathlib import Path
 
+            from evoforge.evaluators.project import read_files
             from evoforge.evaluators.project_modules import load_functions
 
-            root = Path(self.root)
-            files = {}
-            for file in sorted(root.rglob("*.py")):
-                with open(file, newline="") as handle:
-                    files[file.relative_to(root).as_posix()] = handle.read()
-            self._local = load_functions(files, self.calls)
+            self._local = load_functions(read_files(Path(self.root)), self.calls)
         return self._local
 
     def __repr__(self) -> str:

@@ -390,14 +390,8 @@ class ProjectSource:
         return sorted(name for name in found if name.split(".")[0] not in own)
 
 
-def read_project(folder: Path, problem_file: Path, calls: Iterable[str]) -> ProjectSource:
-    """Read the .py files of a project folder (its sub-folders included) and check them against `calls`."""
-    if not folder.is_dir():
-        raise ProjectError(f"{folder}: no such folder\n  fix: give Project() a folder next to the problem file")
-    if problem_file.is_relative_to(folder):
-        raise ProjectError(f"{folder}: the project folder holds the problem file itself\n  fix: keep the problem "
-                           "file (its score, inputs and helpers) outside the project folder, which the candidate "
-                           "runs")
+def read_files(folder: Path) -> dict[str, str]:
+    """The project's .py files (path inside the folder -> exact text), hidden folders and caches left out."""
     files: dict[str, str] = {}
     total = 0
     for file in sorted(folder.rglob("*.py")):
@@ -412,6 +406,18 @@ def read_project(folder: Path, problem_file: Path, calls: Iterable[str]) -> Proj
         if len(files) > MAX_FILES or total > MAX_BYTES:
             raise ProjectError(f"{folder}: more than {MAX_FILES} files or {MAX_BYTES >> 20} MiB of Python\n"
                                "  fix: point Project() at the small folder the search should change")
+    return files
+
+
+def read_project(folder: Path, problem_file: Path, calls: Iterable[str]) -> ProjectSource:
+    """Read the .py files of a project folder (its sub-folders included) and check them against `calls`."""
+    if not folder.is_dir():
+        raise ProjectError(f"{folder}: no such folder\n  fix: give Project() a folder next to the problem file")
+    if problem_file.is_relative_to(folder):
+        raise ProjectError(f"{folder}: the project folder holds the problem file itself\n  fix: keep the problem "
+                           "file (its score, inputs and helpers) outside the project folder, which the candidate "
+                           "runs")
+    files = read_files(folder)
     if not files:
         raise ProjectError(f"{folder}: no .py files\n  fix: put the module(s) to evolve in it")
     for rel in files:

@@ -65,7 +65,8 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     report.add_argument("name")
     report.add_argument("-o", "--output", required=True, type=_output((".html", ".htm")), help="FILE.html")
     report.add_argument("-n", type=_positive, default=5, help="best programs to include (default 5)")
-    export = command("export", "the problem file with the run's best program in place, runnable alone")
+    export = command("export", "the problem file with the run's best program in place (a project's run: its folder "
+                              "beside it), runnable alone")
     export.add_argument("name")
     export.add_argument("-o", "--output", required=True, type=_output((".py",)), help="FILE.py to write")
     export.add_argument("--program", type=int, help="export this program of the run instead of the best")
@@ -196,8 +197,10 @@ def _export(args: argparse.Namespace) -> int:
             if program.run_id != run.id:
                 raise ProblemError(f"program {program.id} belongs to another run, not to {run.name}")
     path = export.write(run, program, args.output)
-    print(f"{path}\nprogram {program.id} (score {fmt.score(program.score)}) in the problem file of run {run.name}\n"
-          "`python FILE.py` scores it, `evoforge run FILE.py` searches on from it")
+    folder = run.config.get("project", {}).get("folder")
+    beside = f", its blocks in {path.parent / folder}/ beside it" if folder else ""
+    print(f"{path}\nprogram {program.id} (score {fmt.score(program.score)}) in the problem file of run {run.name}"
+          f"{beside}\n`python FILE.py` scores it, `evoforge run FILE.py` searches on from it")
     return 0
 
 
