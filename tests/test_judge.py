@@ -339,3 +339,21 @@ def test_judge_criteria_are_checked_and_reach_the_reviewer() -> None:
     review = Review(description="Climb.", criteria=Settings(judge_criteria=["speed only"]).judge_criteria,
                     code=_code(2), parent_code=_code(1), score=2.0, parent_score=1.0, maximize=True)
     assert "- speed only" in build_messages(review)[-1]["content"]
+
+
+def test_the_reviewer_is_stored_with_the_run_without_its_key() -> None:
+    from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
+    from evoforge.engine.run.options import SearchOptions, model_config
+
+    judge = ModelEntry("openai/judge", api_base="http://judge:8000/v1", api_key="sk-judge-secret", temperature=0.0)
+    config = RunConfig(problem="p.py", name="r", models=ModelConfig(models=(ModelEntry("openai/m"),), judge=judge))
+    stored = json.dumps(config.to_dict())
+    assert "sk-judge-secret" not in stored and "api_key" not in stored
+    back = RunConfig.from_dict(json.loads(stored)).models.judge
+    assert back is not None and back.api_base == judge.api_base and back.api_key is None
+    # --judge-model NAME takes the server and timeout of the other models, not their sampling temperature
+    options = SearchOptions(model="openai/m", judge_model="openai/judge", api_base="http://here/v1", temperature=0.9,
+                            llm_timeout=7.0)
+    given = model_config(options, None).judge
+    assert given == ModelEntry("openai/judge", api_base="http://here/v1", timeout_s=7.0, temperature=0.0,
+                               max_tokens=1024)
