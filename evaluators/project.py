@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from evoforge.evaluators.validator import Refused, check_nodes
+from evoforge.evaluators.validator import ALLOWED_MODULES, Refused, check_nodes, module_allowed
 
 START, END = "EVOLVE-BLOCK-START", "EVOLVE-BLOCK-END"
 _MARKER = re.compile(r"^([ \t]*)#[ \t]*EVOLVE-BLOCK-(START|END)\b(.*)$")
@@ -178,6 +178,21 @@ def _declared(nodes: Iterable[ast.stmt], kind: type[ast.Global] | type[ast.Nonlo
     return {name for node in nodes for sub in ast.walk(node) if isinstance(sub, kind) for name in sub.names}
 
 
+def _foreign_imports(nodes: Iterable[ast.AST], own: set[str]) -> set[str]:
+    """Names the code binds by importing from a module outside the allowed ones and the project's own (`os`,
+    `from sys import modules`): the code outside the blocks may use them, the blocks may not."""
+    found: set[str] = set()
+    for node in nodes:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Import):
+                found.update((a.asname or a.name).split(".")[0] for a in sub.names
+                             if not module_allowed(a.name) and a.name.split(".")[0] not in own)
+            elif (isinstance(sub, ast.ImportFrom) and not sub.level and sub.module
+                  and sub.module.split(".")[0] not in own and not module_allowed(sub.module)):
+                found.update(a.asname or a.name for a in sub.names)
+    return found
+
+
 def _all_bound(nodes: Iterable[ast.AST]) -> set[str]:
     """Every name these statements bind in any scope: variables, parameters, functions, imports."""
     found: set[str] = set()
@@ -234,6 +249,8 @@ class ProjectSource:
                          for path, text in self.files.items() if any(s.file == path for s in self.blocks)}
         self._trusted_names = {path: self._outside_names(path) for path in self._outline}
         self._trusted_locals = {path: _all_bound(self._outside_nodes(path)) for path in self._outline}
+        own = {module_name(p).split(".")[0] for p in self.files}
+        self._closed_names = {path: _foreign_imports(self._outside_nodes(path), own) for path in self._outline}
 
     # -- the program
 
@@ -325,6 +342,12 @@ class ProjectSource:
                                 "defines or which is a builtin; blocks may not replace the code around them (use "
                                 "another name)")
             if language:
+                used = sorted({n.id for node in block_nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
+                              & self._closed_names[path])
+                if used:
+                    problems.append(f"{path}: a block uses {', '.join(used)}, which the code outside the blocks "
+                                    f"imports from a module blocks may not use (only {', '.join(ALLOWED_MODULES)} "
+                                    "and the project's own modules)")
                 problems.extend(f"{path} {p}" for p in check_nodes(block_nodes))
         if problems:
             raise Refused("refused before running: " + "; ".join(problems[:8]))

@@ -141,7 +141,7 @@ def test_a_block_that_captures_the_code_after_it_is_refused_even_where_it_parses
 def test_the_language_check_applies_to_the_blocks_only(problem) -> None:
     blocks = problem.project.blocks_of(problem.seed_code)
     blocks["calc.py:body"] = "    y = open('/etc/passwd').read()\n    total = total + len(y)\n"
-    with pytest.raises(Refused, match="calc.py line 20: `open` is not available"):
+    with pytest.raises(Refused, match="calc.py line 23: `open` is not available"):
         problem.project.check(program_text(blocks))
     problem.project.check(program_text(blocks), language=False)  # structure only: a person vouched for it
     blocks["calc.py:body"] = "    import os\n    total = total + os.getpid()\n"

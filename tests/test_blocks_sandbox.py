@@ -66,6 +66,7 @@ def test_a_changed_block_changes_the_score(problem, pool) -> None:
     ("    import gc\n    total = float(len(gc.get_objects()))\n", "import gc"),
     ("    total = float(len(scale.__globals__))\n", "attribute `.__globals__`"),
     ("    global OFFSET\n    OFFSET = 1000.0\n    total = x\n", "rebinds OFFSET"),
+    ("    os.kill(os.getppid(), 9)\n    total = x\n", "a block uses os"),  # imported by the code around it
     ("    global run\n    run = None\n    total = x\n", "rebinds run"),
 ])
 def test_hostile_blocks_are_refused_before_running_with_the_reason(problem, pool, body, reason) -> None:
