@@ -286,6 +286,8 @@ def test_the_reviewers_cost_counts_toward_max_cost(tmp_path: Path, monkeypatch: 
     ('{"critique": "ok", "grade": 2, "grade": 10, "gaming": false}', "repeats the keys"),
     ('{"critique": "", "grade": 7, "gaming": false}', "non-empty"),
     ("[7, false]", "not an object"),
+    ("[" * 5000 + "]" * 5000, "nests too deeply"),
+    ('{"critique": "' + "x" * 30_000 + '", "grade": 7, "gaming": false}', "more than"),
     ("", "empty"),
 ])
 def test_only_the_asked_format_is_a_verdict(answer: str, reason: str) -> None:
@@ -357,3 +359,18 @@ def test_the_reviewer_is_stored_with_the_run_without_its_key() -> None:
     given = model_config(options, None).judge
     assert given == ModelEntry("openai/judge", api_base="http://here/v1", timeout_s=7.0, temperature=0.0,
                                max_tokens=1024)
+
+
+def test_an_answer_with_a_nul_is_kept_escaped_and_is_no_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from evoforge.engine.propose.judge import Judge
+    from evoforge.engine.run.config import ModelEntry
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    review = Review(description="Climb.", criteria=("readability",), code=_code(2), parent_code=_code(1), score=2.0,
+                    parent_score=1.0, maximize=True)
+    with OpenAIServer('{"critique": "ok", "grade": 7, "gaming": false}\x00') as server:
+        judgement = asyncio.run(Judge(ModelEntry("openai/judge", api_base=server.base_url), retries=0).judge(review))
+    assert judgement.response is not None and "\x00" not in judgement.response and "\\x00" in judgement.response
+    assert judgement.error is not None and "no verdict" in judgement.error and judgement.attempts == 1

@@ -36,6 +36,7 @@ JUDGE_METRIC = "judge_grade"
 """The metric a program's grade is stored as (higher is better): `evoforge best RUN --by judge_grade`."""
 CRITIQUE_CHARS = 1200  # of the critique, kept (control characters escaped); prompts show fewer (prompts.py)
 CODE_CHARS = 30_000  # of the code, the diff and the feedback each, shown to the reviewer
+ANSWER_CHARS = 20_000  # a longer answer is no verdict: the asked object is a few hundred characters
 
 SYSTEM_PROMPT = (
     "You review programs found by an automated evolutionary search, for a person who must decide whether to trust "
@@ -133,11 +134,15 @@ def parse_verdict(text: str) -> Verdict:
         body = fenced.group(1).strip()
     if not body:
         raise VerdictError("the answer is empty")
+    if len(body) > ANSWER_CHARS:
+        raise VerdictError(f"the answer has {len(body)} characters, more than the {ANSWER_CHARS} a verdict needs")
     try:
         data = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise VerdictError(f"the answer is not one JSON object and nothing else ({exc.msg} at character "
                            f"{exc.pos})") from None
+    except RecursionError:
+        raise VerdictError("the answer nests too deeply to be the asked object") from None
     if not isinstance(data, dict):
         raise VerdictError(f"the answer is a JSON {type(data).__name__}, not an object")
     if set(data) != set(_KEYS):
@@ -201,12 +206,13 @@ class Judge:
                                          "paid_tokens": answer.prompt_tokens + answer.completion_tokens},
                                 **_verdict_fields(answer.text))
         result = await self.llm.call(self.llm.models[0], messages)
+        text = result.text.replace("\0", "\\x00")  # a database text column refuses NUL; JSON never holds one
         spent: dict[str, Any] = dict(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                                      cost=result.cost, latency_s=result.latency_s, attempts=result.attempts)
         if not result.ok:
             return NewJudgement(model=name, prompt=prompt, error=f"the call failed: {result.error}",
                                 details={"call_error": True}, **spent)
-        return NewJudgement(model=name, prompt=prompt, response=result.text, **spent, **_verdict_fields(result.text))
+        return NewJudgement(model=name, prompt=prompt, response=text, **spent, **_verdict_fields(text))
 
 
 def _verdict_fields(text: str) -> dict[str, Any]:
