@@ -178,6 +178,18 @@ def _declared(nodes: Iterable[ast.stmt], kind: type[ast.Global] | type[ast.Nonlo
     return {name for node in nodes for sub in ast.walk(node) if isinstance(sub, kind) for name in sub.names}
 
 
+def _yields(nodes: Iterable[ast.stmt]) -> bool:
+    """Whether these statements yield in the scope they sit in (not inside a function they define)."""
+    todo: list[ast.AST] = list(nodes)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return True
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+    return False
+
+
 def _foreign_imports(nodes: Iterable[ast.AST], own: set[str]) -> set[str]:
     """Names the code binds by importing from a module outside the allowed ones and the project's own (`os`,
     `from sys import modules`): the code outside the blocks may use them, the blocks may not."""
@@ -341,6 +353,9 @@ class ProjectSource:
                 problems.append(f"{path}: a block rebinds {', '.join(rebinds)}, which the code outside the blocks "
                                 "defines or which is a builtin; blocks may not replace the code around them (use "
                                 "another name)")
+            if _yields(block_nodes):
+                problems.append(f"{path}: a block uses `yield` outside a function of its own, which would turn the "
+                                "function around it into a generator")
             if language:
                 used = sorted({n.id for node in block_nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
                               & self._closed_names[path])

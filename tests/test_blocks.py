@@ -120,6 +120,8 @@ def test_an_unnamed_search_is_found_in_the_one_block_that_has_it_and_a_whole_blo
      "        total = 9.0\n    bump()\n    y = x * GAIN\n>>>>>>> REPLACE\n", "rebinds total"),
     ("calc.py:settings\n<<<<<<< SEARCH\nGAIN = 2.0\n=======\nGAIN = 2.0\n# EVOLVE-BLOCK-END\n>>>>>>> REPLACE\n",
      "marker"),
+    ("calc.py:body\n<<<<<<< SEARCH\n    y = x * GAIN\n=======\n    y = x * GAIN\n    yield y\n>>>>>>> REPLACE\n",
+     "into a generator"),
     ("Here is my idea: make it bigger.", "no SEARCH/REPLACE edit"),
 ])
 def test_edits_outside_the_blocks_and_malformed_ones_are_refused_with_the_reason(problem, answer, reason) -> None:
@@ -136,6 +138,8 @@ def test_a_block_that_captures_the_code_after_it_is_refused_even_where_it_parses
         problem.project.check(program_text(blocks))
     blocks["calc.py:body"] = "    y = x * GAIN\n    total = total + y\n    if GAIN:\n     pass\n"
     problem.project.check(program_text(blocks))  # a whole statement at the block's indentation is fine
+    blocks["calc.py:body"] = "    def doubled():\n        yield x * GAIN\n    total = total + sum(doubled())\n"
+    problem.project.check(program_text(blocks))  # a generator of the block's own
 
 
 def test_the_language_check_applies_to_the_blocks_only(problem) -> None:
