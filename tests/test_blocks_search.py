@@ -16,7 +16,7 @@ import pytest
 from openai_server import OpenAIServer
 
 from evoforge.db import Store
-from evoforge.engine.analysis import export
+from evoforge.engine.analysis import export, queries, views
 from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
 from evoforge.engine.run.search import resume_search, run_search
 from evoforge.evaluators import ProblemError, load_problem
@@ -112,6 +112,12 @@ def test_an_offline_search_improves_the_sort_and_keeps_it_correct(tmp_path: Path
     assert best.score is not None and seed.score is not None and best.score < seed.score
     assert best.metrics["misordered"] == 0.0  # the constraint holds
     assert best.origin == "offline" and best.code.startswith("# EVOLVE-BLOCK ")
+    with Store(db) as store:  # lineage, the program's page and its diff work on the blocks
+        chain = queries.lineage(store, best.id)
+        text = views.program(store, best.id, as_json=False)
+    assert chain[0].origin == "seed" and chain[-1].id == best.id and len(chain) >= 2
+    assert "# EVOLVE-BLOCK sorter.py:settings" in text and "diff against program" in text
+    assert "<<<<<<< SEARCH" in text  # the offline answer that made it, naming its block
     check_export(run, best, tmp_path)
 
 
