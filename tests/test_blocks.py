@@ -16,7 +16,7 @@ import pytest
 from evoforge.engine.program.candidates import read_candidate
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
-from evoforge.engine.propose.offline import BlockMutator
+from evoforge.engine.propose.offline import BlockMutator, NoMutationFound
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.evaluators import ProblemError, load_problem
 from evoforge.evaluators.project import ProjectError, parse_markers, program_text
@@ -238,3 +238,19 @@ def test_the_bundled_example_loads_and_its_seed_sorts(tmp_path: Path) -> None:
     for values in example.inputs.values():
         scored = example.score_input(values, example.module.solve(values))
         assert scored.metrics["misordered"] == 0.0 and scored.value > 3
+
+
+def test_an_empty_block_is_a_place_to_write_code(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "m.py").write_text("def f(x):\n    y = x\n    # EVOLVE-BLOCK-START\n    # EVOLVE-BLOCK-END\n"
+                                            "    return y")  # no newline at the end: kept so
+    (tmp_path / "p.py").write_text(PROBLEM.read_text().replace('"block_project", calls=["calc.run"]',
+                                                               '"proj", calls=["m.f"]'))
+    empty = load_problem(tmp_path / "p.py")
+    assert empty.seed_code == "# EVOLVE-BLOCK m.py:1\n"
+    assert empty.project.check(empty.seed_code) == empty.project.files
+    with pytest.raises(NoMutationFound, match="every block is empty"):
+        BlockMutator(empty.project).propose_detailed([empty.seed_code], (), np.random.default_rng(0))
+    code = apply_response("<<<<<<< BLOCK m.py:1\ny = y + 1\n>>>>>>> BLOCK", empty.seed_code, (), empty.project)
+    assert empty.project.check(code)["m.py"] == ("def f(x):\n    y = x\n    # EVOLVE-BLOCK-START\n    y = y + 1\n"
+                                                 "    # EVOLVE-BLOCK-END\n    return y")
