@@ -18,14 +18,24 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import hashlib
+import importlib
 import re
 import sys
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from evoforge.evaluators.validator import ALLOWED_MODULES, Refused, check_nodes, module_allowed
+from evoforge.evaluators.validator import (
+    ALLOWED_MODULES,
+    ALLOWED_SUBMODULES,
+    Refused,
+    attribute_allowed,
+    check_nodes,
+    module_allowed,
+)
 
 START, END = "EVOLVE-BLOCK-START", "EVOLVE-BLOCK-END"
 _MARKER = re.compile(r"^([ \t]*)#[ \t]*EVOLVE-BLOCK-(START|END)\b(.*)$")
@@ -53,9 +63,15 @@ class BlockSpan:
         return f"{self.file}:{self.name}"
 
 
-def _lines(text: str) -> list[str]:
-    """The file's lines with their line endings, so that joining them gives the file back byte for byte."""
-    return text.splitlines(keepends=True)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def source_lines(text: str) -> list[str]:
+    """The file's lines with their line endings, so that joining them gives the file back byte for byte. Lines
+    end where Python's tokenizer ends them (`\n`, `\r\n`, `\r`), never at the other breaks `str.splitlines`
+    knows (form feed, `\x1c`-`\x1e`, `\x85`, `\u2028`, `\u2029`), so line numbers agree with the syntax tree's."""
+    return _LINE.findall(text)
+
 
 
 def _newline(line: str) -> str:
@@ -66,7 +82,7 @@ def parse_markers(path: str, text: str) -> list[BlockSpan]:
     """The blocks of one file, in order; a marker without its partner, nested blocks or a repeated name raise."""
     spans: list[BlockSpan] = []
     open_at: tuple[int, str] | None = None
-    for number, line in enumerate(_lines(text)):
+    for number, line in enumerate(source_lines(text)):
         match = _MARKER.match(line.rstrip("\r\n"))
         if not match:
             if "EVOLVE-BLOCK" in line:
@@ -153,11 +169,13 @@ def _bound_names(nodes: Iterable[ast.stmt]) -> set[str]:
     todo: list[ast.AST] = list(nodes)
     while todo:
         node = todo.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            found.add(node.name)
-            todo.extend(node.decorator_list)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            if not isinstance(node, ast.Lambda):
+                found.add(node.name)
+            todo.extend(_evaluated_around(node))
             continue
-        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            found.update(_walrus_targets(node))  # `[(x := ...) for ...]` binds x in the scope around it
             continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.update((a.asname or a.name).split(".")[0] for a in node.names)
@@ -169,6 +187,41 @@ def _bound_names(nodes: Iterable[ast.stmt]) -> set[str]:
             found.add(node.name)
         elif isinstance(node, ast.MatchMapping) and node.rest:
             found.add(node.rest)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _evaluated_around(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda) -> list[ast.AST]:
+    """The parts of a def, class or lambda that run in the scope around it when it is defined (decorators,
+    defaults, annotations, bases): a `:=` there binds a name of that scope."""
+    parts: list[ast.AST] = []
+    if not isinstance(node, ast.Lambda):
+        parts.extend(node.decorator_list)
+    if isinstance(node, ast.ClassDef):
+        return [*parts, *node.bases, *node.keywords]
+    args = node.args
+    parts.extend(args.defaults)
+    parts.extend(d for d in args.kw_defaults if d is not None)
+    if not isinstance(node, ast.Lambda):
+        parts.extend(a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg,
+                                            args.kwarg) if a is not None and a.annotation is not None)
+        if node.returns is not None:
+            parts.append(node.returns)
+    return parts
+
+
+def _walrus_targets(comprehension: ast.AST) -> set[str]:
+    """Names that `:=` inside a comprehension (and the comprehensions nested in it) binds in the enclosing scope;
+    a lambda or def inside it is a scope of its own."""
+    found: set[str] = set()
+    todo: list[ast.AST] = [comprehension]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            todo.extend(_evaluated_around(node))
+            continue
+        if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+            found.add(node.target.id)
         todo.extend(ast.iter_child_nodes(node))
     return found
 
@@ -200,8 +253,9 @@ def _foreign_imports(nodes: Iterable[ast.AST], own: set[str]) -> set[str]:
                 found.update((a.asname or a.name).split(".")[0] for a in sub.names
                              if not module_allowed(a.name) and a.name.split(".")[0] not in own)
             elif (isinstance(sub, ast.ImportFrom) and not sub.level and sub.module
-                  and sub.module.split(".")[0] not in own and not module_allowed(sub.module)):
-                found.update(a.asname or a.name for a in sub.names)
+                  and sub.module.split(".")[0] not in own):
+                found.update(a.asname or a.name for a in sub.names if not module_allowed(sub.module) or (
+                    not attribute_allowed(a.name) and not module_allowed(f"{sub.module}.{a.name}")))
     return found
 
 
@@ -219,6 +273,54 @@ def _all_bound(nodes: Iterable[ast.AST]) -> set[str]:
             elif isinstance(sub, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and sub.name:
                 found.add(sub.name)
     return found
+
+
+@functools.cache
+def module_doors() -> frozenset[str]:
+    """Public names under which the allowed modules, as they really are, hold a module that evolved code may not
+    import (`re.enum.bltns` is `builtins`, `typing.types`) or a metaclass (which builds classes from dunder names
+    given as strings). Evolved functions get copies of the allowed modules without these
+    (`evaluators.inside.namespace`); a block runs in an ordinary module beside trusted code and gets the real ones,
+    so these names are refused in blocks instead. Found by walking the allowed modules, the same in every process."""
+    exempt = {sub for top, subs in ALLOWED_SUBMODULES.items() for sub in subs}
+    seen: set[int] = set()
+    found: set[str] = set()
+    todo = [importlib.import_module(name) for name in ALLOWED_MODULES]
+    while todo:
+        module = todo.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        for name in dir(module):
+            if not attribute_allowed(name):
+                continue
+            try:
+                value = getattr(module, name)
+            except Exception:  # a lazy attribute that cannot load here
+                continue
+            if isinstance(value, types.ModuleType):
+                if not module_allowed(value.__name__) and name not in exempt:
+                    found.add(name)
+                todo.append(value)
+            elif isinstance(value, type) and issubclass(value, type):
+                found.add(name)
+    return frozenset(found)
+
+
+def _doors(nodes: Iterable[ast.AST], foreign: set[str]) -> list[str]:
+    """Where block code names a module door (`module_doors`), or reads as an attribute (of one of the project's
+    modules) a name the project binds by importing what blocks may not use; one reason per line."""
+    doors = module_doors()
+    problems: list[str] = []
+    for node in (sub for top in nodes for sub in ast.walk(top)):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.Attribute) and (node.attr in doors or node.attr in foreign):
+            problems.append(f"line {line}: the attribute `.{node.attr}` reaches a module (or a metaclass) that "
+                            "evolved code may not use")
+        elif isinstance(node, ast.ImportFrom):
+            problems.extend(f"line {line}: `from {node.module} import {a.name}` reaches a module (or a metaclass) "
+                            "that evolved code may not use" for a in node.names if a.name in doors)
+    return list(dict.fromkeys(problems))
 
 
 class _Strip(ast.NodeTransformer):
@@ -263,6 +365,7 @@ class ProjectSource:
         self._trusted_locals = {path: _all_bound(self._outside_nodes(path)) for path in self._outline}
         own = {module_name(p).split(".")[0] for p in self.files}
         self._closed_names = {path: _foreign_imports(self._outside_nodes(path), own) for path in self._outline}
+        self._all_closed = set().union(*self._closed_names.values())
 
     # -- the program
 
@@ -273,7 +376,7 @@ class ProjectSource:
     def seed_blocks(self) -> dict[str, str]:
         out = {}
         for span in self.blocks:
-            lines = _lines(self.files[span.file])[span.start + 1:span.end]
+            lines = source_lines(self.files[span.file])[span.start + 1:span.end]
             out[span.id] = "".join(line.rstrip("\r\n") + "\n" for line in lines)
         return out
 
@@ -307,7 +410,7 @@ class ProjectSource:
         files = dict(self.files)
         ranges: dict[str, list[tuple[str, int, int]]] = {}
         for path in self._outline:
-            lines = _lines(self.files[path])
+            lines = source_lines(self.files[path])
             out: list[str] = []
             at = 0
             for span in (s for s in self.blocks if s.file == path):
@@ -364,6 +467,7 @@ class ProjectSource:
                                     f"imports from a module blocks may not use (only {', '.join(ALLOWED_MODULES)} "
                                     "and the project's own modules)")
                 problems.extend(f"{path} {p}" for p in check_nodes(block_nodes))
+                problems.extend(f"{path} {p}" for p in _doors(block_nodes, self._all_closed))
         if problems:
             raise Refused("refused before running: " + "; ".join(problems[:8]))
         return assembled.files

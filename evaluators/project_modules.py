@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 from types import ModuleType
 from typing import Any
 
-from evoforge.evaluators.project import module_name
+from evoforge.evaluators.project import module_name, source_lines
 
 
 class _MemoryFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -51,7 +51,7 @@ class _MemoryFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__file__ = path
         if module.__name__ in self.packages:
             module.__path__ = []
-        linecache.cache[path] = (len(text), None, text.splitlines(True), path)
+        linecache.cache[path] = (len(text), None, source_lines(text), path)
         exec(compile(text, path, "exec"), module.__dict__)
 
 

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 
 from evoforge.engine.program.matching import closest, columns, dedented, fix_indent, indent_style, trim, windows
 from evoforge.engine.program.source import PatchError, normalize_code
-from evoforge.evaluators.project import ProjectSource, program_text
+from evoforge.evaluators.project import ProjectSource, program_text, source_lines
 from evoforge.evaluators.validator import Refused
 
 _SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\b(.*)$", re.IGNORECASE)
@@ -236,7 +236,7 @@ def _not_found(edit: _Edit, project: ProjectSource, blocks: dict[str, str], cand
 def _rewrite(edit: _Edit, project: ProjectSource, block: str) -> _Located:
     """A whole block's new text, at the indentation of its START marker."""
     span = next(s for s in project.blocks if s.id == block)
-    marker = project.files[span.file].splitlines()[span.start]
+    marker = source_lines(project.files[span.file])[span.start].rstrip("\r\n")
     indent = marker[: len(marker) - len(marker.lstrip(" \t"))]
     body = dedented(edit.replace)
     new = [(indent + line) if line.strip() else "" for line in body]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evoforge.engine.program.source import PatchError, check_program
 from evoforge.evaluators import Problem, ProblemError
-from evoforge.evaluators.project import ProjectError, parse_markers, program_text
+from evoforge.evaluators.project import ProjectError, parse_markers, program_text, source_lines
 from evoforge.evaluators.validator import Refused
 
 
@@ -77,7 +77,7 @@ def _blocks_from_folder(folder: Path, problem: Problem) -> str:
             spans = parse_markers(path, text)
         except ProjectError as exc:
             raise ProblemError(str(exc)) from None
-        lines = text.splitlines(keepends=True)
+        lines = source_lines(text)
         for span in spans:
             blocks[span.id] = "".join(line.rstrip("\r\n") + "\n" for line in lines[span.start + 1:span.end])
     code = program_text(blocks)
@@ -85,10 +85,11 @@ def _blocks_from_folder(folder: Path, problem: Problem) -> str:
         files = project.check(code, language=False)
     except Refused as exc:
         raise ProblemError(f"{folder}: {exc}\n  fix: keep the project's blocks and their names") from None
-    for path, text in files.items():
-        if path in {b.file for b in project.blocks}:
-            with open(folder / path, newline="") as handle:
-                if handle.read() != text:
-                    raise ProblemError(f"{folder / path}: differs from the project's file outside its blocks\n"
-                                       "  fix: change only the code between the EVOLVE-BLOCK markers")
+    for path, text in files.items():  # every file of the project, with or without blocks: only blocks may differ
+        if not (folder / path).is_file():
+            raise ProblemError(f"{folder / path}: missing\n  fix: give a copy of the whole project folder")
+        with open(folder / path, newline="") as handle:
+            if handle.read() != text:
+                raise ProblemError(f"{folder / path}: differs from the project's file outside its blocks\n"
+                                   "  fix: change only the code between the EVOLVE-BLOCK markers")
     return code
