@@ -498,11 +498,19 @@ class ProjectSource:
         return ast.dump(_Strip(inside).visit(tree))
 
     def _outside_names(self, path: str) -> set[str]:
-        """The names the module-level code outside the blocks binds in the module."""
+        """The names the module-level code outside the blocks binds in the module, and for a package's
+        `__init__.py` its submodules (importing one binds its name in the package: a block that bound it first
+        would be what `from pkg import util` gives the trusted code)."""
         tree = ast.parse(self.files[path])
         inside = [(s.start + 2, s.end) for s in self.blocks if s.file == path]
-        return _bound_names(n for n in tree.body
-                            if not any(a <= n.lineno and (n.end_lineno or n.lineno) <= b for a, b in inside))
+        names = _bound_names(n for n in tree.body
+                             if not any(a <= n.lineno and (n.end_lineno or n.lineno) <= b for a, b in inside))
+        if PurePosixPath(path).name == "__init__.py":
+            package = PurePosixPath(path).parent.parts
+            names.update(PurePosixPath(other).parts[len(package)].removesuffix(".py") for other in self.files
+                         if PurePosixPath(other).parts[:len(package)] == package
+                         and len(PurePosixPath(other).parts) > len(package) and other != path)
+        return names
 
     def _outside_nodes(self, path: str) -> list[ast.stmt]:
         """The file's code outside its blocks (the seed's blocks stripped)."""

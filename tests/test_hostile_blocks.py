@@ -220,3 +220,23 @@ def test_a_sort_that_knows_its_inputs_scores_past_the_honest_bound(sort_problem)
     assert cheat.status == "ok" and cheat.metrics["misordered"] == 0 and cheat.score < 0.5
     assert sort_problem.settings.beyond_bound(cheat.score)  # held as SUSPECT, never a parent
     assert not sort_problem.settings.beyond_bound(seed.score)
+
+
+def test_a_block_in_a_packages_init_cannot_take_the_name_of_its_submodule(tmp_path: Path) -> None:
+    # `from pkg import util` returns what the package's `util` already is: a block that bound it first replaced
+    # the trusted module (score 1000000.0, status ok, before the fix).
+    (tmp_path / "proj" / "pkg").mkdir(parents=True)
+    (tmp_path / "proj" / "pkg" / "__init__.py").write_text("# EVOLVE-BLOCK-START\nFACTOR = 1.0\n# EVOLVE-BLOCK-END\n")
+    (tmp_path / "proj" / "pkg" / "util.py").write_text("def value(x):\n    return x * 2.0\n")
+    (tmp_path / "proj" / "calc.py").write_text("from pkg import util\n\n\ndef run(x):\n    return {\"value\": "
+                                               "util.value(x)}\n")
+    (tmp_path / "problem.py").write_text(TRUSTED_PROBLEM)
+    problem = load_problem(tmp_path / "problem.py")
+    fake = ("import collections\nFACTOR = 1.0\ndef fake(x):\n    return 1000000.0\n"
+            "util = collections.namedtuple('U', 'value')(fake)\n")
+    with pytest.raises(Refused, match="rebinds util"):
+        problem.project.check(program_text({"pkg/__init__.py:1": fake}))
+    with SandboxPool(problem, 1) as pool:
+        assert pool.evaluate(problem.seed_code).scores == {"a": 2.0}
+        evaluation = pool.evaluate(program_text({"pkg/__init__.py:1": fake}))
+    assert evaluation.status == "error" and "rebinds util" in (evaluation.error or "")
