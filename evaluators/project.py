@@ -432,6 +432,13 @@ class ProjectSource:
     def check(self, code: str, *, language: bool = True) -> dict[str, str]:
         """The assembled files, once the program is known to change nothing outside its blocks (and, with
         `language`, its block code is within the language subset); raises Refused with every reason found."""
+        try:
+            return self._check(code, language)
+        except (RecursionError, MemoryError):  # the parser and the tree walks recurse: an answer must not crash them
+            raise Refused("refused before running: the blocks nest too deeply to check (an expression or statement "
+                          "about a thousand levels deep); write flatter code") from None
+
+    def _check(self, code: str, language: bool) -> dict[str, str]:
         assembled = self._assemble(self.blocks_of(code))
         problems: list[str] = []
         for path, ranges in assembled.ranges.items():

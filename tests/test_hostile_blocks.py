@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from evoforge.engine.program.candidates import read_candidate
+from evoforge.engine.program.patching import PatchError, apply_response
+from evoforge.engine.program.source import code_hash
 from evoforge.evaluators import ProblemError, SandboxPool, load_problem
 from evoforge.evaluators.project import program_text, source_lines
 from evoforge.evaluators.validator import Refused
@@ -240,3 +242,21 @@ def test_a_block_in_a_packages_init_cannot_take_the_name_of_its_submodule(tmp_pa
         assert pool.evaluate(problem.seed_code).scores == {"a": 2.0}
         evaluation = pool.evaluate(program_text({"pkg/__init__.py:1": fake}))
     assert evaluation.status == "error" and "rebinds util" in (evaluation.error or "")
+
+
+@pytest.mark.parametrize("depth", [1000, 20000])
+def test_a_block_nested_too_deeply_is_refused_never_a_crash(problem, depth) -> None:
+    # `GAIN = 1+1+...` thousands of terms deep: the parser and the tree walks recurse; the engine got a
+    # RecursionError out of apply_response (which a search does not expect) and `evoforge eval` a traceback.
+    answer = f"calc.py:settings\n<<<<<<< SEARCH\nGAIN = 2.0\n=======\nGAIN = 1{'+1' * depth}\n>>>>>>> REPLACE\n"
+    try:
+        code = apply_response(answer, problem.seed_code, (), problem.project)
+    except PatchError as exc:
+        assert "nest too deeply" in str(exc)
+        code = with_blocks(problem, {"calc.py:settings": f"GAIN = 1{'+1' * depth}\n"})
+    assert code_hash(code) != code_hash(problem.seed_code)
+    with pytest.raises(Refused, match="nest too deeply"):
+        problem.project.check(code)
+    with SandboxPool(problem, 1) as pool:
+        evaluation = pool.evaluate(code)
+    assert evaluation.status == "error" and "nest too deeply" in (evaluation.error or "")

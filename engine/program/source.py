@@ -75,7 +75,7 @@ def _normalize_blocks(code: str) -> str:
             tree = ast.parse(textwrap.dedent(text))
             _strip_docstrings(tree)
             form = ast.dump(tree)
-        except SyntaxError:
+        except (SyntaxError, RecursionError, MemoryError):  # a block nested too deeply for the tree: its text
             form = "\n".join(line.rstrip() for line in text.split("\n") if line.strip())
         parts.append(f"{block}\n{form}")
     return "\n".join(parts)
