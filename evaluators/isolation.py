@@ -90,9 +90,18 @@ def needed_paths(problem_path: Path) -> list[Path]:
     # Keep the outermost paths only: binding /a and /a/b twice is wasted work.
     result: list[Path] = []
     for p in sorted(paths, key=lambda p: len(p.parts)):
-        if not any(p == q or q in p.parents for q in result):
+        if not any(_shows(q, p) for q in result):
             result.append(p)
     return result
+
+
+def _shows(folder: Path, path: Path) -> bool:
+    """Whether showing `folder` in the sandbox shows `path` (itself or below it). A folder the sandbox replaces
+    (/root, /home, /tmp) hides what lies under it, so a working folder of /, /tmp or /home does not show the
+    problem's folder or Python below it: those are bound back on their own."""
+    replaced = [Path(d) for d in HIDDEN_DIRS + PRIVATE_TMP_DIRS]
+    return (path == folder or folder in path.parents) and not any(
+        (folder == d or folder in d.parents) and d in path.parents for d in replaced)
 
 
 def _blocked_ancestor(path: Path) -> Path | None:
@@ -174,7 +183,7 @@ def secret_paths(problem_path: Path) -> tuple[list[Path], list[Path]]:
         # Never hide what the server needs (a problem file named like a secret, Python under .config), and cover
         # only what lies in a folder the sandbox shows (a link may lead to one it hides already, such as /root).
         return (not any(path == n or path in n.parents for n in needed)
-                and any(v in path.parents for v in visible))
+                and any(v in path.parents and _shows(v, path) for v in visible))
 
     return sorted(filter(keep, files)), sorted(filter(keep, folders))
 

@@ -35,6 +35,7 @@ from evoforge.evaluators.problem_api import (
     evolved_signatures,
     harnesses,
 )
+from evoforge.evaluators.problem_names import closest, undefined, unseen_by_candidate
 from evoforge.evaluators.project import ProjectError, ProjectSource, read_project
 from evoforge.evaluators.validator import module_allowed
 
@@ -107,6 +108,10 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     return result
 
 
+# What a problem file imports from evoforge: a NameError near one of them is most likely a misspelling.
+_API_NAMES = ["evolve", "Settings", "Stage", "Scored", "Project", "batch", "compiled_harness"]
+
+
 def _exec_module(path: Path, source: str) -> ModuleType:
     try:
         code = compile(source, str(path), "exec")
@@ -130,7 +135,10 @@ def _exec_module(path: Path, source: str) -> ModuleType:
             raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
                          f"install it where evoforge runs: `{sys.executable} -m pip install {exc.name}` "
                          "(the package name may differ from the module's)") from None
-        raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}",
+        api = difflib.get_close_matches(getattr(exc, "name", None) or "", _API_NAMES, n=1, cutoff=0.75)
+        hint = f"; did you mean evoforge's {api[0]!r} (`from evoforge import {api[0]}`)?" if isinstance(
+            exc, NameError) and api else ""
+        raise _error(path, line, f"importing the problem file raised {type(exc).__name__}: {exc}{hint}",
                      "correct that line; check that the file imports cleanly with "
                      f"`{sys.executable} -c 'import runpy; runpy.run_path(\"{path}\")'`") from None
     return module
@@ -248,6 +256,8 @@ def _misspellings(module: ModuleType) -> tuple[str, ...]:
 
 
 def _named_inputs(path: Path, module: ModuleType, func_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    from evoforge.evaluators.wire import WireError, encode_value  # numpy: not for commands that only read runs
+
     func = getattr(module, func_name)
     try:
         value = func(params)
@@ -266,6 +276,15 @@ def _named_inputs(path: Path, module: ModuleType, func_name: str, params: dict[s
     else:
         raise _error(path, func.__code__.co_firstlineno, f"{func_name}(params) returned {type(value).__name__}",
                      "return a dict of name -> input, or a list of inputs")
+    for name, input_value in named.items():  # each input is sent to a sandbox as data: refuse what cannot go
+        try:
+            encode_value(input_value)
+        except WireError as exc:
+            what = str(exc).removeprefix("solve() returned ")
+            raise _error(path, func.__code__.co_firstlineno,
+                         f"{func_name}(params) returned input {name!r}, which cannot be sent to the sandbox: {what}",
+                         "build each input from numbers, strings, lists, tuples, sets, dicts and numeric numpy "
+                         "arrays (a dict in place of an object of your own class)") from None
     return named
 
 
@@ -382,6 +401,53 @@ def _exposed(path: Path, source: str, module: ModuleType) -> tuple[dict[str, str
     return helpers, constants
 
 
+def _check_names(path: Path, module: ModuleType, evolved: tuple[EvolvedFunction, ...], modules: dict[str, str],
+                 helpers: dict[str, str], constants: dict[str, Any]) -> tuple[str, ...]:
+    """Refuse evolved code that uses a name its namespace will not hold (it would fail as a NameError in the
+    sandbox); return warnings for names the file's other functions use and nothing defines."""
+    names = [f.name for f in evolved]
+    visible = set(modules) | set(helpers) | set(constants) | set(names)
+    for kind, owners in (("@evolve function", names), ("exposed helper", list(helpers))):
+        for owner in owners:
+            func = getattr(module, owner)
+            for used in unseen_by_candidate(func, visible):
+                value = vars(module).get(used)
+                if used not in vars(module):
+                    guess = closest(used, sorted(visible | set(func.__code__.co_varnames)))
+                    what, fix = "which the file does not define", "define it or correct the name" + (
+                        f" (is it {guess!r}?)" if guess else "")
+                elif isinstance(value, ModuleType):
+                    what, fix = (f"the module {value.__name__}, which the evolved code cannot use",
+                                 "use only the modules README's 'What the evolved code sees' lists")
+                elif callable(value) and not _defined_here(path, value):
+                    what, fix = ("an imported function, which the evolved code does not see",
+                                 "import its module in the problem file (`import math`) and call it through it "
+                                 "(`math.sqrt`): the evolved code sees the allowed modules by the names the file "
+                                 "gives them")
+                else:
+                    what, fix = ("which the evolved code does not see (it sees its arguments, the allowed modules "
+                                 "and what EXPOSE names)", f"add it to EXPOSE: EXPOSE = [{used!r}] (a plain "
+                                 "top-level def or plain data), or inline it")
+                raise _error(path, func.__code__.co_firstlineno, f"the {kind} {owner} uses {used!r}, {what}", fix)
+    warnings = []
+    for owner, func in vars(module).items():
+        if owner in visible or not _defined_here(path, func):
+            continue
+        for used in undefined(module, func):
+            guess = closest(used, names)
+            if guess is not None:
+                raise _error(path, func.__code__.co_firstlineno, f"{owner} uses {used!r}, which the file does not "
+                             f"define", f"call the @evolve function by its name, {guess!r}")
+            warnings.append(f"{owner} (line {func.__code__.co_firstlineno}) uses {used!r}, which the file does not "
+                            "define: a NameError when that line runs")
+    return tuple(warnings)
+
+
+def _defined_here(path: Path, value: Any) -> bool:
+    """Whether value is a plain function whose def is in this problem file."""
+    return inspect.isfunction(value) and value.__code__.co_filename == str(path)
+
+
 def _project_from(path: Path, module: ModuleType, settings: Settings) -> ProjectSource | None:
     """PROJECT = Project(folder, calls=[...]): the project whose marked blocks evolve, read and checked."""
     raw = getattr(module, "PROJECT", None)
@@ -445,11 +511,12 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *
     settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
     project = _project_from(path, module, settings)
     helpers, constants = _exposed(path, source, module)
+    modules = _candidate_modules(module)
+    warnings = _misspellings(module) + _check_names(path, module, evolved, modules, helpers, constants)
     common: dict[str, Any] = dict(
         path=path, name=path.stem, description=description, source=source, evolved=evolved, settings=settings,
-        params=params, module=module, overrides=dict(overrides or {}), warnings=_misspellings(module),
-        candidate_modules=_candidate_modules(module), exposed_helpers=helpers, exposed_constants=constants,
-        project=project)
+        params=params, module=module, overrides=dict(overrides or {}), warnings=warnings,
+        candidate_modules=modules, exposed_helpers=helpers, exposed_constants=constants, project=project)
     if not with_inputs:
         return Problem(inputs={}, held_out={}, **common)
     inputs = _named_inputs(path, module, "inputs", params)

@@ -141,7 +141,13 @@ class Problem:
     def _number(self, value: Any, what: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
             raise InvalidOutput(self._where(f"score() returned {type(value).__name__} as {what}, not a number"))
-        value = float(value)
+        try:
+            value = float(value)
+        except Exception as exc:  # a numpy array of several values, an object whose __float__ raises
+            shape = getattr(value, "shape", None)
+            held = f" of shape {tuple(shape)}" if shape is not None else ""
+            raise InvalidOutput(self._where(f"score() returned {type(value).__name__}{held} as {what}, not a number "
+                                            f"({exc}); return one float")) from None
         if not math.isfinite(value):
             raise InvalidOutput(self._where(f"score() returned {value} as {what}, not a finite number"))
         return value

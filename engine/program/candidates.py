@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,8 +42,11 @@ def candidate_from_text(source: str, problem: Problem, *, where: str = "the past
         raise ProblemError(f"{path}:{exc.lineno}: syntax error: {exc.msg}\n  fix: correct the syntax") from None
     found = _function_sources(source, tree, problem.evolved_names)
     if not found:
-        raise ProblemError(f"{path}: defines none of the evolved functions {list(problem.evolved_names)}\n"
-                           "  fix: define at least one of them at the top level of the file")
+        defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+        near = {d: difflib.get_close_matches(d, problem.evolved_names, n=1, cutoff=0.75) for d in defined}
+        hint = "".join(f" (is {d!r} meant to be {m[0]!r}?)" for d, m in near.items() if m)
+        raise ProblemError(f"{path}: defines none of the evolved functions {list(problem.evolved_names)}{hint}\n"
+                           "  fix: define at least one of them at the top level of the file, by the same name")
     parts = [found.get(f.name, f.source) for f in problem.evolved]
     code = "\n\n".join(parts) + "\n"
     try:

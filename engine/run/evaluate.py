@@ -54,7 +54,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     """Human-readable form of an evaluation report."""
     lines = [f"problem    {report['problem']}", f"candidate  {report['candidate']}",
              f"status     {report['status']}",
-             f"score      {report['score']}  ({'higher' if report['maximize'] else 'lower'} is better)"]
+             f"score      {_number(report['score'])}  ({'higher' if report['maximize'] else 'lower'} is better)"]
     for name, value in report["scores"].items():
         lines.append(f"  {name:<24} {value:.6g}")
     if report["metrics"]:
@@ -66,7 +66,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     if held is not None and held["status"] != "ok":  # a program that fails there does not generalise at all
         lines.append(f"held-out   FAILED ({held['status']}): {printable(held['error'] or '')}")
     elif held is not None:
-        lines.append(f"held-out   {report['held_out_score']}")
+        lines.append(f"held-out   {_number(report['held_out_score'])}")
     if report["error"]:
         lines.append(f"error      {printable(report['error'])}")
     timings = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in report["timings"].items())
@@ -81,3 +81,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"printed    {len(printed)} line(s){shown}:")
         lines.extend(f"  {line}" for line in printed[-PRINTED_LINES:])
     return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    """A score as the other listings show it (6 significant digits), or '-' for none."""
+    return "-" if value is None else f"{value:.6g}"
