@@ -18,7 +18,8 @@ INSIDE = "evoforge.evaluators.inside"
 # What both sides of the trust boundary may import: the problem layer (the user's trusted problem file is loaded on
 # both sides), the frame format, the folder cleanup, the list of statuses, the call channel and the language check.
 SHARED = {f"evoforge.evaluators.{name}" for name in ("problem_api", "problem", "loader", "wire", "cleanup", "statuses",
-                                                     "channel", "validator", "project", "project_modules", "problem_names")}
+                                                     "channel", "validator", "project", "project_modules",
+                                                     "problem_names")}
 ENGINE_SIDE = ("evoforge.engine", "evoforge.evaluators.sandbox", "evoforge.evaluators.compile_store",
                "evoforge.evaluators.isolation",
                "evoforge.evaluators.scoring", "evoforge.evaluators.cpus", "evoforge.db", "evoforge.islands",
