@@ -67,9 +67,12 @@ def check(code: str, filename: str = "<candidate>") -> None:
     """Raise Refused if code uses anything outside the subset (every violation found, one per line)."""
     try:
         tree = ast.parse(code, filename=filename)
+        problems = _Checker().run(tree)
     except SyntaxError as exc:
         raise Refused(f"line {exc.lineno}: syntax error: {exc.msg}") from None
-    problems = _Checker().run(tree)
+    except (RecursionError, MemoryError):  # the parser and the checker recurse: hostile code must not crash them
+        raise Refused("refused before running: the code nests too deeply to check (an expression or statement "
+                      "about a thousand levels deep); write flatter code") from None
     if problems:
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise Refused(f"refused before running: {shown} ({RULES_HINT})")

@@ -260,3 +260,20 @@ def test_a_block_nested_too_deeply_is_refused_never_a_crash(problem, depth) -> N
     with SandboxPool(problem, 1) as pool:
         evaluation = pool.evaluate(code)
     assert evaluation.status == "error" and "nest too deeply" in (evaluation.error or "")
+
+
+@pytest.mark.parametrize("depth", [1500, 30000])
+def test_an_evolved_function_nested_too_deeply_is_refused_never_a_crash(depth) -> None:
+    # The same answer for an @evolve problem: apply_response, the hash and the sandbox's check raised
+    # RecursionError (eval printed a traceback; a search would have stopped).
+    toy = load_problem(FIXTURES / "toy_problem.py")
+    answer = f"def f(x):\n    return x{'+0' * depth}\n"
+    try:
+        code = apply_response(answer, toy.seed_code, toy.evolved_names)
+    except PatchError as exc:
+        assert "nests too deeply" in str(exc)
+        return
+    assert code_hash(code) != code_hash(toy.seed_code)
+    with SandboxPool(toy, 1) as pool:
+        evaluation = pool.evaluate(code)
+    assert evaluation.status == "error" and "nests too deeply" in (evaluation.error or "")

@@ -40,6 +40,8 @@ def candidate_from_text(source: str, problem: Problem, *, where: str = "the past
         tree = ast.parse(source, filename=where)
     except SyntaxError as exc:
         raise ProblemError(f"{path}:{exc.lineno}: syntax error: {exc.msg}\n  fix: correct the syntax") from None
+    except (RecursionError, MemoryError):
+        raise ProblemError(f"{path}: nests too deeply to parse\n  fix: write flatter code") from None
     found = _function_sources(source, tree, problem.evolved_names)
     if not found:
         defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]

@@ -198,7 +198,7 @@ def _bare_code(lines: list[str]) -> tuple[int, str] | None:
     try:
         ast.parse(textwrap.dedent(text))
         return 1, text
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         pass
     starts = [i for i, line in enumerate(lines)
               if re.match(r"^(def |async def |@|import |from \S+ import |class )", line)]
@@ -210,7 +210,7 @@ def _bare_code(lines: list[str]) -> tuple[int, str] | None:
         try:
             ast.parse(chunk)
             return first + 1, chunk
-        except SyntaxError:
+        except (SyntaxError, RecursionError, MemoryError):
             continue
     return first + 1, "\n".join(lines[first:])
 

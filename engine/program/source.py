@@ -37,6 +37,9 @@ def parse_code(code: str, what: str = "the code") -> ast.Module:
         line = (exc.text or "").rstrip("\n")
         shown = f": `{line.strip()}`" if line.strip() else ""
         raise PatchError(f"{what} does not parse: {exc.msg} at line {exc.lineno}{shown}") from None
+    except (RecursionError, MemoryError):
+        raise PatchError(f"{what} nests too deeply to parse (an expression or statement about a thousand levels "
+                         "deep); write flatter code") from None
 
 
 def _strip_docstrings(tree: ast.AST) -> None:
@@ -59,7 +62,10 @@ def normalize_code(code: str) -> str:
         return _normalize_blocks(code)
     tree = parse_code(code)
     _strip_docstrings(tree)
-    return ast.dump(tree)
+    try:
+        return ast.dump(tree)
+    except RecursionError:  # a tree too deep to print: the code's lines stand for it
+        return "\n".join(line.rstrip() for line in code.split("\n") if line.strip())
 
 
 def _normalize_blocks(code: str) -> str:
