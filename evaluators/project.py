@@ -365,7 +365,8 @@ class ProjectSource:
         self._trusted_locals = {path: _all_bound(self._outside_nodes(path)) for path in self._outline}
         own = {module_name(p).split(".")[0] for p in self.files}
         self._closed_names = {path: _foreign_imports(self._outside_nodes(path), own) for path in self._outline}
-        self._all_closed = set().union(*self._closed_names.values())
+        # any file's imports, blocks or not: a block may reach another module's (`merging.serial`) as an attribute
+        self._all_closed = set().union(*(_foreign_imports(self._outside_nodes(path), own) for path in self.files))
 
     # -- the program
 

@@ -141,7 +141,7 @@ def inputs(params):
 def trusted_imports(tmp_path: Path):
     (tmp_path / "proj").mkdir()
     (tmp_path / "proj" / "calc.py").write_text(TRUSTED_IMPORTS)
-    (tmp_path / "proj" / "merging.py").write_text("import pickle as serial\n\nONE = 1\n")
+    (tmp_path / "proj" / "merging.py").write_text("import marshal as wire\n\nONE = 1\n")
     (tmp_path / "problem.py").write_text(TRUSTED_PROBLEM)
     return load_problem(tmp_path / "problem.py")
 
@@ -152,7 +152,7 @@ def trusted_imports(tmp_path: Path):
     ("VALUE = float(getpid())\n", "a block uses getpid, which"),
     ("VALUE = float(callable(load))\n", "a block uses load, which"),
     ("VALUE = float(merging.os.getpid())\n", "attribute `.os`"),
-    ("VALUE = float(len(merging.serial.dumps(1)))\n", "attribute `.serial`"),  # another file's import
+    ("VALUE = float(len(merging.wire.dumps(1)))\n", "attribute `.wire`"),  # a file without blocks imported it
 ])
 def test_a_block_cannot_use_a_module_the_trusted_code_imported(trusted_imports, body, reason) -> None:
     with pytest.raises(Refused, match=reason):
