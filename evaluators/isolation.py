@@ -39,6 +39,10 @@ TMPFS_BYTES = 256 * 1024 * 1024  # size of the private /tmp that holds the candi
 # Only these variables reach the sandbox; the engine's environment (API keys, tokens) never does.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+# glibc's malloc, in every sandbox process: freed memory is overwritten at once (perturb) and no freed chunk waits
+# in a per-thread cache (which perturb skips), so memory handed out uninitialised (`np.ndarray(shape)`, numba's
+# arrays) never holds what the process freed before: the request the server decoded, the harness's inputs.
+MALLOC_TUNABLES = "glibc.malloc.tcache_count=0:glibc.malloc.perturb=165"
 # What the server keeps: switching a candidate to its uid, killing it, and giving it (then removing) a scratch dir.
 # A candidate loses all of them at the uid switch; `/` is read-only whatever the capabilities.
 SERVER_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE")
@@ -70,6 +74,7 @@ def scrubbed_env(home: str) -> dict[str, str]:
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
         "NUMBA_CACHE_DIR": home,
+        "GLIBC_TUNABLES": MALLOC_TUNABLES,
     }
     for var in THREAD_VARS:
         env[var] = "1"

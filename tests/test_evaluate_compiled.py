@@ -75,25 +75,42 @@ def test_cap_set_scores_exactly_as_in_python():
     same_as_python(CAP_SET, codes, {"n": "6"})
 
 
+def _payload_key(code: str) -> str:
+    """The key the sandbox files the compiled `priority` of this bin packing program under (compiled here the
+    same way, and the key it reports)."""
+    from evoforge.evaluators.inside import jit_compile
+
+    keys: dict[str, str] = {}
+    jit_ns = jit_compile.jitted(code, {"np": np}, {}, keys.__setitem__, jit_compile.CANDIDATE_OPTIONS)
+    jit_ns["priority"].compile(jit_compile.parse_signature("float64[:](float64, float64[::1])"))
+    (key,) = keys
+    return key
+
+
 def test_a_program_is_compiled_once_and_loaded_by_later_servers(private_cache_dir):
     """The engine keeps what the sandbox compiled, by code hash; a new server (another run, a resume, held-out
-    inputs) loads it instead of compiling. Proof that it loads: planting program A's compilation under program B's
-    code makes B score as A does."""
+    inputs) loads it instead of compiling. Proof that it loads: program A's compilation filed under program B's
+    code and key makes B score as A does. Filed under B's code alone (A's key), it is never used for B: a
+    compilation is keyed by the very source it was compiled from."""
     problem = load_problem(BIN_PACKING, {"num_instances": "2", "held_out_instances": "1"})
     first_fit = BIN_PACKING_CANDIDATES["first fit"]
     best_fit = problem.seed_code + "\n# the same program, another text\n"
     store = CompileStore(problem.source_hash)
     with SandboxPool(problem, 1) as pool:
         a = pool.evaluate(first_fit)
-        assert a.ok and a.compiled is True
+        honest = pool.evaluate(problem.seed_code)
+        assert a.ok and a.compiled is True and honest.scores != a.scores
     assert store.program(first_fit), "the compilation was not kept"
     assert store.harness(), "the harness compilation was not kept"
     shutil.copy(store._program_file(first_fit), store._program_file(best_fit))
     with SandboxPool(problem, 1) as pool:
         b = pool.evaluate(best_fit)
-        honest = pool.evaluate(problem.seed_code)
+    assert b.ok and b.compiled is True and b.scores == honest.scores  # A's key is not B's: B compiled itself
+    (data,) = store.program(first_fit).values()
+    store._program_file(best_fit).write_text(json.dumps({_payload_key(best_fit): data}))
+    with SandboxPool(problem, 1) as pool:
+        b = pool.evaluate(best_fit)
     assert b.ok and b.compiled is True and b.scores == a.scores  # ran first fit's compiled code
-    assert honest.scores != a.scores
 
 
 def test_a_compilation_the_candidate_could_forge_is_never_kept():

@@ -134,6 +134,13 @@ def _no_cfunc_wrapper() -> int:
     return 1
 
 
+def candidate_cache_name(source: str, name: str, options: dict[str, Any]) -> str:
+    """What a candidate function's compilations are keyed by: its name, the options, and the whole source as adjusted
+    for numba, so a compilation is loaded only for the very code it was compiled from (not for a program planted
+    under another's name, nor after evoforge changed how it adjusts programs)."""
+    return f"candidate:{name}:{sorted(options.items())}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+
+
 def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_save: Callable[[str, str], None],
            options: dict[str, Any]) -> dict[str, Any]:
     """A copy of the namespace where each function of the candidate is a numba dispatcher (not compiled yet) of its
@@ -142,12 +149,12 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
     source = numba_semantics.for_numba(code)
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
+    jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
     defined = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
     exec(compile(source, "<compiled candidate>", "exec"), jit_ns)
     for name in defined:
         dispatcher = numba.njit(**options)(jit_ns[name])
-        # the options are part of the key: a compilation made with others is not the same program
-        dispatcher._cache = PayloadCache(f"candidate:{name}:{sorted(options.items())}", entries, on_save)
+        dispatcher._cache = PayloadCache(candidate_cache_name(source, name, options), entries, on_save)
         jit_ns[name] = dispatcher
     return jit_ns
 

@@ -37,6 +37,12 @@ SAFE_BUILTINS = (
     "RuntimeError", "StopIteration", "TypeError", "ValueError", "ZeroDivisionError",
 )
 
+# numpy's constructors of uninitialised arrays hand out memory as the allocator left it: in the harness's process
+# (numba) that can hold what the harness freed (the request it decoded, earlier inputs). The views name the
+# zero-filling constructors in their place, so `np.empty` (Python or compiled) gives zeros.
+ZEROED = {"numpy": {"empty": "zeros", "empty_like": "zeros_like"},
+          "numpy.ma": {"empty": "zeros", "empty_like": "zeros_like"}}
+
 _copies: dict[str, types.ModuleType] = {}
 
 
@@ -66,6 +72,8 @@ def module_copy(dotted: str, real: types.ModuleType | None = None) -> types.Modu
         if isinstance(value, type) and issubclass(value, type):
             continue  # a metaclass (typing.ABCMeta) makes classes from a dict: dunder methods by string keys
         setattr(copy, name, value)
+    for name, zeroed in ZEROED.get(dotted, {}).items():
+        setattr(copy, name, getattr(real, zeroed))
     return copy
 
 

@@ -6,20 +6,52 @@ for compiling, or not compiled at all (it then runs as Python), so that compiled
   source calls `evoforge_pow`, which numba lowers to `x ** float(3)` where the base is a float or a float array.
 - In-place operators on overlapping views (`s[1:] -= s[:-1]`): numpy buffers the right side, numba's loop reads
   what it already wrote. Such a candidate is not compiled.
-- Names that reach raw memory or the interpreter from compiled code (`ctypes`, `carray`, `as_strided`, `numba`,
-  ...): compiled code runs inside the harness's process, so a candidate that uses them is not compiled.
+- Memory: compiled code runs inside the harness's process, next to the inputs, and numba checks only plain
+  indexing (`boundscheck`); parts of its library read and write past an array's end (`a.flat[i]`,
+  `np.take_along_axis`, `np.bincount` of negatives, a ufunc's positional `out`, `a += b` with shapes that do not
+  broadcast). So compiled code may use only attributes and functions of `COMPILED_NAMES`, which are bounds-checked
+  (tests/test_hostile_trust.py tries each door above); anything else runs as Python, where numpy checks. A ufunc
+  is compiled only when called directly with its inputs, and every in-place operator checks first that its
+  right side broadcasts to the target's shape (`evoforge_fit`), as numpy does.
 """
 
 from __future__ import annotations
 
 import ast
+import math
+import random
 
+import numpy as np
 from numba.core import types
 from numba.extending import overload
 
 POW = "evoforge_pow"
+FIT = "evoforge_fit"
 UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
-                          "lib", "objmode", "literally", "address_as_void_pointer", POW})
+                          "lib", "objmode", "literally", "address_as_void_pointer", POW, FIT})
+# Attributes and imported names compiled code may use: numpy functions and array members whose numba versions
+# check their memory accesses, the scalar functions of math and cmath, random's draws, and containers' methods.
+_NUMPY = """
+zeros ones full empty zeros_like ones_like full_like empty_like arange linspace array asarray copy concatenate stack
+hstack vstack where nonzero flatnonzero argwhere sum prod cumsum cumprod mean median std var min max amin amax argmin
+argmax sort argsort unique diff count_nonzero all any isnan isinf isfinite clip round around dot outer interp
+searchsorted percentile quantile nan_to_num isin abs absolute sign sqrt square cbrt exp exp2 expm1 log log1p log2
+log10 power sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh floor ceil rint trunc
+minimum maximum fmin fmax add subtract multiply divide true_divide floor_divide mod remainder negative hypot
+logical_and logical_or logical_not logical_xor greater greater_equal less less_equal equal not_equal pi e inf nan
+int64 int32 int16 int8 uint64 uint32 uint16 uint8 float64 float32 bool_ intp complex128 linalg norm random
+rand randn randint uniform normal seed choice shuffle permutation exponential standard_normal poisson binomial
+shape size ndim dtype T real imag reshape ravel flatten fill transpose astype
+append pop insert extend index count reverse keys values items get remove clear update discard
+"""
+_RANDOM = ("random uniform randint randrange seed gauss normalvariate getrandbits triangular expovariate betavariate "
+           "gammavariate lognormvariate paretovariate vonmisesvariate weibullvariate")
+COMPILED_NAMES = frozenset(_NUMPY.split()) | frozenset(_RANDOM.split()) | frozenset(
+    name for name in dir(math) if not name.startswith("_"))
+assert set(_RANDOM.split()) <= set(dir(random))
+# A ufunc's inputs: more positional arguments than that are its `out`, which numba does not check.
+UFUNC_INPUTS = {name: getattr(np, name).nin for name in COMPILED_NAMES
+                if isinstance(getattr(np, name, None), np.ufunc)}
 
 
 class Divergent(ValueError):
@@ -39,14 +71,67 @@ def _pow(base, exponent):  # unannotated: numba wants the plain signature of evo
     return lambda base, exponent: base ** exponent
 
 
+def evoforge_fit(target, value):  # unannotated: the overload must match it exactly
+    """The right side of `target op= value`, once it is known to broadcast to target's shape; compiled only."""
+    return value
+
+
+@overload(evoforge_fit)
+def _fit(target, value):  # unannotated: numba wants the plain signature of evoforge_fit
+    if not (isinstance(target, types.Array) and isinstance(value, types.Array)):
+        return lambda target, value: value
+    if value.ndim > target.ndim:
+        def refuse(target, value):
+            raise ValueError("non-broadcastable operand in an in-place operation")
+        return refuse
+    offset = target.ndim - value.ndim
+
+    def checked(target, value):
+        for i in range(value.ndim):
+            size = value.shape[i]
+            if size != 1 and size != target.shape[offset + i]:
+                raise ValueError("non-broadcastable operand in an in-place operation")
+        return value
+    return checked
+
+
 def for_numba(code: str) -> str:
     """The candidate's source as it is compiled; raises Divergent where it must run as Python instead."""
     tree = ast.parse(code)
     unsafe = sorted({name for node in ast.walk(tree) for name in [_name_of(node)] if name in UNSAFE_NAMES})
     if unsafe:
         raise Divergent(f"compiled code may not use {', '.join(unsafe)}")
+    _refuse_unchecked_memory(tree)
     _refuse_overlapping_updates(tree)
-    return ast.unparse(ast.fix_missing_locations(_PowCalls().visit(tree)))
+    tree = _FitInPlace().visit(_PowCalls().visit(tree))
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def _refuse_unchecked_memory(tree: ast.AST) -> None:
+    """Divergent unless every attribute and imported name is in COMPILED_NAMES and every ufunc is called with its
+    inputs only (see the module docstring)."""
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    annotations = {id(sub) for node in ast.walk(tree) for note in _annotations(node) for sub in ast.walk(note)}
+    for node in ast.walk(tree):
+        if id(node) in annotations:  # never compiled (numba types the arguments it is given)
+            continue
+        names: list[str] = []
+        if isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names]
+        line = getattr(node, "lineno", "?")
+        for name in names:
+            if name not in COMPILED_NAMES:
+                raise Divergent(f"line {line}: `{name}` is not compiled (numba does not check all of its "
+                                "memory accesses)")
+            if name in UFUNC_INPUTS and (isinstance(node, ast.ImportFrom) or id(node) not in called):
+                raise Divergent(f"line {line}: the ufunc `{name}` is compiled only where it is called")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in UFUNC_INPUTS
+                and (len(node.args) > UFUNC_INPUTS[node.func.attr]
+                     or any(isinstance(a, ast.Starred) for a in node.args)
+                     or any(k.arg in ("out", None) for k in node.keywords))):
+            raise Divergent(f"line {node.lineno}: `{node.func.attr}` with an output argument is not compiled")
 
 
 def _name_of(node: ast.AST) -> str | None:
@@ -98,6 +183,35 @@ def _refuse_overlapping_updates(tree: ast.AST) -> None:
         if reads_view or (mentions and isinstance(node.target, ast.Subscript)):
             raise Divergent(f"line {node.lineno}: an in-place update of {target} that reads {target} (or a view of "
                             "it) is not compiled: numba does not buffer overlapping views as numpy does")
+
+
+def _annotations(node: ast.AST) -> list[ast.expr]:
+    if isinstance(node, ast.arg):
+        return [node.annotation] if node.annotation is not None else []
+    if isinstance(node, ast.FunctionDef):
+        return [node.returns] if node.returns is not None else []
+    if isinstance(node, ast.AnnAssign):
+        return [node.annotation]
+    return []
+
+
+class _FitInPlace(ast.NodeTransformer):
+    """`t op= v` becomes `t op= evoforge_fit(t, v)`: numba's in-place operators do not check that v broadcasts."""
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        self.generic_visit(node)
+        if any(isinstance(sub, ast.Call) for sub in ast.walk(node.target)):
+            raise Divergent(f"line {node.lineno}: an in-place update of a target that calls a function is not "
+                            "compiled")
+        current = _as_load(node.target)
+        node.value = ast.copy_location(ast.Call(ast.Name(FIT, ast.Load()), [current, node.value], []), node.value)
+        return node
+
+
+def _as_load(node: ast.expr) -> ast.expr:
+    """A copy of an assignment target that reads it."""
+    copy = ast.parse(ast.unparse(node), mode="eval").body
+    return ast.copy_location(copy, node)
 
 
 class _PowCalls(ast.NodeTransformer):
