@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from evoforge.engine.program.candidates import read_candidate
+from evoforge.engine.run.progress import status_line
+from evoforge.engine.run.stats import RunStats
 from evoforge.evaluators import ProblemError, SandboxPool
 from evoforge.evaluators.loader import load_problem
 
@@ -191,3 +193,19 @@ def test_misspelt_names_are_named_with_the_name_meant(tmp_path):
     candidate.write_text("def prioritty(degree, saturation, n):\n    return saturation\n")
     with pytest.raises(ProblemError, match=r"is 'prioritty' meant to be 'priority'\?"):
         read_candidate(candidate, problem)
+
+
+def test_eval_says_in_one_line_why_the_sandbox_cannot_start(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), EVOFORGE_SANDBOX="no-such-level")
+    done = subprocess.run([sys.executable, "-m", "evoforge", "eval", str(_write(tmp_path))], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("evoforge: the sandbox could not evaluate it: sandbox level 'no-such-level'")
+
+
+def test_the_progress_line_shows_no_valid_rate_before_anything_is_evaluated():
+    """Twenty duplicates in a row (a seed whose mutants all behave alike) are not twenty failures."""
+    stats = RunStats(budget=30, attempts=20, done=20, duplicates=20, best_score=3.75)
+    assert "| valid - |" in status_line(stats)
+    stats.evaluated, stats.valid = 4, 3
+    assert "| valid 75% |" in status_line(stats)

@@ -138,9 +138,14 @@ def _print_result(result: SearchResult, db: str) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from evoforge.engine.run.evaluate import evaluate_file, format_report
+    from evoforge.evaluators import SandboxError
     from evoforge.problems import problem_path
 
-    report = evaluate_file(str(problem_path(args.problem)), args.candidate, parse_overrides(args.overrides))
+    try:
+        report = evaluate_file(str(problem_path(args.problem)), args.candidate, parse_overrides(args.overrides))
+    except (SandboxError, ValueError) as exc:  # a sandbox that cannot start (a bad EVOFORGE_SANDBOX, a missing
+        print(f"evoforge: the sandbox could not evaluate it: {exc}", file=sys.stderr)  # tool), said in one line
+        return 2
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0 if report["status"] == "ok" else 1
 

@@ -19,7 +19,8 @@ def format_score(score: float | None) -> str:
 def status_line(stats: RunStats) -> str:
     """One line: best score, valid rate, throughput and cost so far."""
     spend = f"${stats.cost:.4f}" + (f" ({stats.calls} calls)" if stats.calls else "")
-    return (f"best {format_score(stats.best_score)} | valid {stats.valid_rate:.0%} | "
+    valid = f"{stats.valid_rate:.0%}" if stats.evaluated else "-"  # duplicates only: nothing failed yet either
+    return (f"best {format_score(stats.best_score)} | valid {valid} | "
             f"{stats.throughput:.2f} cand/s | {spend}")
 
 
