@@ -19,7 +19,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, and_, case, exc, func, insert, select, update
+from sqlalchemy import Connection, Integer, Row, Select, and_, case, cast, exc, func, insert, literal, select, update
 from sqlalchemy.engine import make_url
 
 from evoforge.db.checkpoint import WalCheckpointer
@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_PATIENCE_S = 120.0
+_IN_CHUNK = 500  # ids bound in one IN (...): well inside every database's limit on parameters
 _QUIET_DELAY_S = 0.8  # after ~1.5 s of failed retries the outage is reported
 _MAX_DELAY_S = 10.0
 
@@ -357,13 +358,19 @@ class Store:
         )
         return [_program_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
-    def held_out_statuses(self, run_id: int) -> dict[int, str]:
+    def held_out_statuses(self, run_id: int, ids: Iterable[int] | None = None) -> dict[int, str]:
         """Per program of the run that was evaluated on the held-out inputs, the status of its latest such
-        evaluation ('ok', or how it failed: a failure must show wherever the program does)."""
+        evaluation ('ok', or how it failed: a failure must show wherever the program does). ``ids`` asks about
+        those programs only (a listing of a few), through each one's evaluations instead of the whole run's."""
         query = (select(Evaluation.c.program_id, Evaluation.c.status)
                  .join(Program, Program.c.id == Evaluation.c.program_id)
                  .where(Program.c.run_id == run_id, Evaluation.c.kind == "held_out")
                  .order_by(Evaluation.c.id))
+        if ids is not None:
+            wanted = set(ids)
+            if not wanted:
+                return {}
+            query = query.where(Evaluation.c.program_id.in_(wanted))
         return {int(pid): str(status) for pid, status in self._read(lambda c: c.execute(query).all())}
 
     def evaluations(self, program_id: int) -> list[EvaluationInfo]:
@@ -445,10 +452,17 @@ class Store:
     def status_counts(self, run_id: int, *, origins: Sequence[str] | None = None) -> dict[str, int]:
         """Number of the run's programs per status (failed proposals have no program and are not counted); with
         ``origins``, of the programs of those origins only."""
-        query = select(Program.c.status, func.count()).where(Program.c.run_id == run_id).group_by(Program.c.status)
-        if origins is not None:
-            query = query.where(Program.c.origin.in_(list(origins)))
-        return {status: count for status, count in self._read(lambda c: c.execute(query).all())}
+        if origins is None:
+            query = select(Program.c.status, func.count()).where(Program.c.run_id == run_id).group_by(Program.c.status)
+            return {status: count for status, count in self._read(lambda c: c.execute(query).all())}
+        # Grouped by origin too and kept here, so the database reads its (run, origin, status) index alone.
+        by_origin = (select(Program.c.origin, Program.c.status, func.count()).where(Program.c.run_id == run_id)
+                     .group_by(Program.c.origin, Program.c.status))
+        counts: dict[str, int] = {}
+        for origin, status, count in self._read(lambda c: c.execute(by_origin).all()):
+            if origin in origins:
+                counts[status] = counts.get(status, 0) + count
+        return counts
 
     def program_briefs(self, run_id: int, *, origin: str | None = None, ids: Iterable[int] | None = None,
                        rejected: bool | None = None, after_seq: int | None = None) -> list[ProgramBrief]:
@@ -459,7 +473,12 @@ class Store:
             Program.c.id, Program.c.seq, Program.c.island, Program.c.parent_ids, Program.c.origin, Program.c.status,
             Program.c.score, Program.c.held_out_score, Program.c.proposal_id, Program.c.duplicate_of,
             Program.c.code_length, Program.c.created_at, Program.c.rejected_at.is_not(None).label("rejected"),
-        ).where(Program.c.run_id == run_id).order_by(Program.c.seq)
+        ).where(Program.c.run_id == run_id)
+        # Those of one origin, some ids or the rejected are few: found through their own index and put in order
+        # here, since ordering by seq in SQL would make the database walk the whole run in seq order instead.
+        few = origin is not None or ids is not None or rejected is True
+        if not few:
+            query = query.order_by(Program.c.seq)
         if origin is not None:
             query = query.where(Program.c.origin == origin)
         if ids is not None:
@@ -468,53 +487,138 @@ class Store:
             query = query.where(Program.c.rejected_at.is_not(None) if rejected else Program.c.rejected_at.is_(None))
         if after_seq is not None:
             query = query.where(Program.c.seq > after_seq)
-        return [
+        briefs = [
             ProgramBrief(row.id, row.seq, row.island, tuple(row.parent_ids), row.origin, row.status, row.score,
                          row.held_out_score, row.proposal_id, row.duplicate_of, row.code_length,
                          as_utc(row.created_at), bool(row.rejected))
             for row in self._read(lambda c: c.execute(query).all())
         ]
+        return sorted(briefs, key=attrgetter("seq")) if few else briefs
 
-    def program_marks(self, run_id: int) -> tuple[int, int]:
-        """How many of the run's programs a person rejected, and how many have a held-out score: both change after
-        a program is recorded, so a cache of the run's programs compares them to know it went stale."""
-        query = select(func.count(Program.c.rejected_at), func.count(Program.c.held_out_score)).where(
-            Program.c.run_id == run_id)
-        rejected, held = self._read(lambda c: c.execute(query).one())
-        return int(rejected), int(held)
+    def program_marks(self, run_id: int) -> tuple[frozenset[int], dict[int, float]]:
+        """The run's programs a person rejected, and each held-out score by program: both change after a program
+        is recorded, so a cache of the run's programs compares them to know it went stale. Read from two indexes,
+        so the cost is the number of such programs, not the run's length."""
+        rejected = select(Program.c.id).where(Program.c.run_id == run_id, Program.c.rejected_at.is_not(None))
+        held = select(Program.c.id, Program.c.held_out_score).where(Program.c.run_id == run_id,
+                                                                     Program.c.held_out_score.is_not(None))
 
-    def parent_links(self, run_id: int) -> dict[int, tuple[int, ...]]:
-        """Every program's parent ids, by program id: enough to walk a lineage without reading the programs."""
-        query = select(Program.c.id, Program.c.parent_ids).where(Program.c.run_id == run_id)
-        return {pid: tuple(parents) for pid, parents in self._read(lambda c: c.execute(query).all())}
+        def read(c: Connection) -> tuple[frozenset[int], dict[int, float]]:
+            return (frozenset(int(i) for i, in c.execute(rejected)),
+                    {int(i): float(score) for i, score in c.execute(held)})
 
-    def valid_scores(self, run_id: int) -> list[tuple[int, int, str, float]]:
-        """(id, island, origin, score) of the run's valid programs no person rejected, in seq order."""
-        query = select(Program.c.id, Program.c.island, Program.c.origin, Program.c.score).where(
-            Program.c.run_id == run_id, Program.c.status == "ok", Program.c.score.is_not(None),
-            Program.c.rejected_at.is_(None)).order_by(Program.c.seq)
-        return [tuple(row) for row in self._read(lambda c: c.execute(query).all())]
+        return self._read(read)
+
+    def primary_ancestors(self, program_ids: Iterable[int], *, limit: int) -> dict[int, tuple[int, ...]]:
+        """The parent ids of the given programs and of their ancestors through each primary parent (the last), at
+        most ``limit`` programs (the latest, so the nearest ancestors): lineages read by the database in one
+        recursive query, through the programs on them alone."""
+        wanted = sorted(set(program_ids))
+        if not wanted:
+            return {}
+
+        def walk(c: Connection) -> dict[int, tuple[int, ...]]:
+            last = _last_parent(c.dialect.name)
+            start = select(Program.c.id, last(Program.c.parent_ids).label("parent"))
+            chain = start.where(Program.c.id.in_(wanted)).cte("chain", recursive=True)
+            up = Program.alias("up")
+            # UNION, not UNION ALL: lineages that meet are read once, and a loop (never recorded) would end.
+            chain = chain.union(select(up.c.id, last(up.c.parent_ids)).join(chain, up.c.id == chain.c.parent))
+            query = (select(Program.c.id, Program.c.parent_ids).join(chain, chain.c.id == Program.c.id)
+                     .order_by(Program.c.id.desc()).limit(limit))  # a parent is older: the nearest come first
+            return {int(pid): tuple(parents) for pid, parents in c.execute(query).all()}
+
+        return self._read(walk)
+
+    def island_bests(self, run_id: int, *, maximize: bool) -> list[tuple[int, int, float, int, int]]:
+        """(island, valid programs, best score, best program's id and seq) per island that has a valid program no
+        person rejected (the earliest of equal bests); from the (run, island, status, score) index."""
+        valid = (Program.c.run_id == run_id, Program.c.status == "ok", Program.c.score.is_not(None))
+        counts = (select(Program.c.island, func.count()).where(*valid).group_by(Program.c.island))
+        # The rejected, through their own index (few), then counted here among the valid.
+        rejected = select(Program.c.id, Program.c.island, Program.c.status, Program.c.score).where(
+            Program.c.run_id == run_id, Program.c.rejected_at.is_not(None))
+        order = Program.c.score.desc() if maximize else Program.c.score.asc()
+
+        def read(c: Connection) -> list[tuple[int, int, float, int, int]]:
+            out: dict[int, int] = {}
+            skip = set()
+            for pid, island, status, score in c.execute(rejected).all():
+                skip.add(int(pid))
+                if status == "ok" and score is not None:
+                    out[int(island)] = out.get(int(island), 0) + 1
+            rows = []
+            for island, count in c.execute(counts).all():
+                # The best few by score from the index, past any that a person rejected.
+                top = c.execute(select(Program.c.score, Program.c.id, Program.c.seq)
+                                .where(*valid, Program.c.island == island)
+                                .order_by(order, Program.c.seq).limit(len(skip) + 1)).all()
+                best = next((row for row in top if int(row[1]) not in skip), None)
+                if best is not None:
+                    rows.append((int(island), int(count) - out.get(int(island), 0), float(best[0]), int(best[1]),
+                                 int(best[2])))
+            return rows
+
+        return self._read(read)
+
+    def curve_rows(self, run_id: int, *, after_seq: int) -> list[tuple[int, float | None, int, bool]]:
+        """(seq, score counted for the running best or None, island, is a seed) of the run's evaluated programs
+        recorded after ``after_seq``, in order; counted: valid and not rejected. One narrow index holds them all."""
+        counted = case((and_(Program.c.status == "ok", Program.c.rejected_at.is_(None)), Program.c.score),
+                       else_=None)
+        query = (select(Program.c.seq, counted, Program.c.island, Program.c.origin == "seed")
+                 .where(Program.c.run_id == run_id, Program.c.seq > after_seq, Program.c.status != "duplicate")
+                 .order_by(Program.c.seq))
+        return [(int(seq), score, int(island), bool(seed))
+                for seq, score, island, seed in self._read(lambda c: c.execute(query).all())]
+
+    def curve_points(self, run_id: int, seqs: Sequence[int]) -> list[tuple[int, int, float | None, str, bool,
+                                                                           datetime]]:
+        """(seq, id, score, status, rejected, created_at) of the run's programs with these seqs, in seq order."""
+        query = select(Program.c.seq, Program.c.id, Program.c.score, Program.c.status,
+                       Program.c.rejected_at.is_not(None), Program.c.created_at)
+        rows: list[Row] = []
+
+        def read(c: Connection) -> None:
+            for start in range(0, len(seqs), _IN_CHUNK):
+                chunk = list(seqs[start:start + _IN_CHUNK])
+                rows.extend(c.execute(query.where(Program.c.run_id == run_id, Program.c.seq.in_(chunk))).all())
+
+        self._read(read)
+        return sorted((int(r[0]), int(r[1]), r[2], str(r[3]), bool(r[4]), as_utc(r[5])) for r in rows)
 
     def model_totals(self, run_id: int) -> list[ModelTotals]:
         """Per model: its proposals, real calls, applied answers, valid and improving programs, tokens and cost;
         summed in one query, so a long run's prompts are never read."""
+        return self.model_totals_since(run_id, after_seq=-1)[1]
+
+    def model_totals_since(self, run_id: int, *, after_seq: int) -> tuple[int, list[ModelTotals]]:
+        """The per-model sums of the proposals recorded after ``after_seq`` (a recorded proposal never changes, so
+        sums kept from before add up), with the seq they reach; through the (run, seq) index."""
         def count(condition: Any) -> Any:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-        query = (
-            select(Proposal.c.model, func.count(),
-                   count(and_(Proposal.c.attempts > 0, Proposal.c.model != "offline")), count(Proposal.c.applied),
-                   count(Program.c.status == "ok"), count(Proposal.c.details["improved"].as_boolean()),
-                   func.coalesce(func.sum(Proposal.c.prompt_tokens + Proposal.c.completion_tokens), 0),
-                   func.coalesce(func.sum(Proposal.c.cost), 0.0))
-            .outerjoin(Program, and_(Program.c.run_id == run_id, Program.c.proposal_id == Proposal.c.id))
-            .where(Proposal.c.run_id == run_id)
-            .group_by(Proposal.c.model)
-        )
-        return [ModelTotals(model, int(n), int(calls), int(applied), int(valid), int(improved), int(tokens),
-                            float(cost))
-                for model, n, calls, applied, valid, improved, tokens, cost
-                in self._read(lambda c: c.execute(query).all())]
+        last = select(func.max(Proposal.c.seq)).where(Proposal.c.run_id == run_id)
+
+        def read(c: Connection) -> tuple[int, list[ModelTotals]]:
+            upto = c.execute(last).scalar()
+            if upto is None or upto <= after_seq:
+                return after_seq, []
+            query = (
+                select(Proposal.c.model, func.count(),
+                       count(and_(Proposal.c.attempts > 0, Proposal.c.model != "offline")), count(Proposal.c.applied),
+                       count(Program.c.status == "ok"), count(Proposal.c.details["improved"].as_boolean()),
+                       func.coalesce(func.sum(Proposal.c.prompt_tokens + Proposal.c.completion_tokens), 0),
+                       func.coalesce(func.sum(Proposal.c.cost), 0.0))
+                .outerjoin(Program, and_(Program.c.run_id == run_id, Program.c.proposal_id == Proposal.c.id))
+                .where(Proposal.c.run_id == run_id, Proposal.c.seq > after_seq, Proposal.c.seq <= upto)
+                .group_by(Proposal.c.model)
+            )
+            return int(upto), [ModelTotals(model, int(n), int(calls), int(applied), int(valid), int(improved),
+                                           int(tokens), float(cost))
+                               for model, n, calls, applied, valid, improved, tokens, cost in c.execute(query).all()]
+
+        return self._read(read)
 
     # ------------------------------------------------------------------------------------------- internals
 
@@ -568,9 +672,16 @@ class Store:
 
 # ------------------------------------------------------------------------------------------------- helpers
 
+
+def _last_parent(dialect: str) -> Callable[[Any], Any]:
+    """SQL for the last element of a JSON array of ids (a program's primary parent), or NULL when it is empty."""
+    if dialect == "postgresql":
+        return lambda parents: cast(parents.op("->>")(literal(-1)), Integer)
+    return lambda parents: func.json_extract(parents, literal("$[#-1]"))
+
 _RUN_COLUMNS = select(*(Run.c[name] for name in RunInfo.__dataclass_fields__))
 _PROGRAM_COLUMNS = select(*Program.c)
-_PROPOSAL_COLUMNS = select(*Proposal.c)
+_PROPOSAL_COLUMNS = select(*(Proposal.c[name] for name in ProposalInfo.__dataclass_fields__))
 _EVENT_COLUMNS = select(Event.c.id, Event.c.seq, Event.c.kind, Event.c.data, Event.c.created_at)
 
 

@@ -316,11 +316,31 @@ def test_model_totals_and_the_program_queries_of_the_inspection_commands(store: 
     assert cheap_totals.cost == pytest.approx(2.0)
     offline = totals["offline"]
     assert (offline.proposals, offline.calls, offline.applied, offline.valid, offline.improved) == (1, 0, 1, 1, 0)
-    assert store.parent_links(run.id) == {seed: (), ids[0]: (seed,), ids[1]: (seed,), ids[3]: (), ids[4]: (seed,)}
-    assert [(i, island) for i, island, _, _ in store.valid_scores(run.id)] == [(seed, 0), (ids[0], 0), (ids[3], 1)]
+    assert store.primary_ancestors([ids[0], ids[4]], limit=100) == {seed: (), ids[0]: (seed,), ids[4]: (seed,)}
+    assert store.primary_ancestors([ids[0]], limit=1) == {ids[0]: (seed,)}  # the nearest first
+    # Per island: valid programs no person rejected and the best of them (the earlier of equal scores).
+    seq = {p.id: p.seq for p in store.program_briefs(run.id)}
+    assert store.island_bests(run.id, maximize=True) == [(0, 2, 1.0, seed, seq[seed]), (1, 1, 1.0, ids[3], seq[ids[3]])]
+    assert store.program_marks(run.id) == (frozenset({ids[4]}), {})
     assert [p.id for p in store.program_briefs(run.id, origin="seed")] == [seed]
     assert [p.id for p in store.program_briefs(run.id, rejected=True)] == [ids[4]]
     assert [p.id for p in store.program_briefs(run.id, ids=[ids[3], seed])] == [seed, ids[3]]
+    # The curve's rows: the score counted for a best (valid, not rejected), island, seed; then some in detail.
+    rows = store.curve_rows(run.id, after_seq=-1)
+    assert [(score, island, is_seed) for _, score, island, is_seed in rows] == [
+        (1.0, 0, True), (1.0, 0, False), (None, 0, False), (1.0, 1, False), (None, 1, False)]
+    assert store.curve_rows(run.id, after_seq=rows[-2][0]) == rows[-1:]
+    points = store.curve_points(run.id, [rows[-1][0], rows[0][0]])
+    assert [(p[1], p[2], p[3], p[4]) for p in points] == [(seed, 1.0, "ok", False), (ids[4], 1.0, "ok", True)]
+    # The per-model sums read a few at a time add up to the whole.
+    upto, first = store.model_totals_since(run.id, after_seq=-1)
+    assert set(first) == set(store.model_totals(run.id)) and store.model_totals_since(
+        run.id, after_seq=upto) == (upto, [])
+    middle = seq[ids[0]]
+    _, before = store.model_totals_since(run.id, after_seq=-1)
+    _, after = store.model_totals_since(run.id, after_seq=middle)
+    assert sum(t.proposals for t in after) == sum(t.proposals for t in before) - 1
+    assert store.held_out_statuses(run.id, []) == {} and store.held_out_statuses(run.id, [seed]) == {}
 
 
 def test_seq_orders_programs_and_events_together(store: Store) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert, inspect, text
 
 from evoforge.db import SCHEMA_VERSION, Store, StoreError, migrations, upgrade_database
 from evoforge.db.models import Meta, metadata
@@ -113,3 +113,58 @@ def _drop_all(url: str) -> None:
     with engine.begin() as c:
         metadata.drop_all(c)
     engine.dispose()
+
+
+def test_a_version_6_database_with_a_run_upgrades_to_7_and_reads_the_same(tmp_path: Path) -> None:
+    """Version 7 adds indexes only: a version 6 database with a run gains them, keeps every row, and every query
+    of the pages answers as before."""
+    from evoforge.db import NewCandidate, NewEvaluation, NewProgram, NewProposal
+    from evoforge.db.migrations import v0007_page_indexes
+    from evoforge.engine.analysis import queries as analysis
+    from evoforge.engine.analysis.web import curves, pages
+
+    url = f"sqlite:///{tmp_path / 'six.db'}"
+    config = {"run": {"islands": {"num_islands": 2}}, "settings": {"maximize": True}, "params": {}}
+    with Store(url) as store:
+        run = store.create_run(name="six", problem_name="p", problem_path="p.py", problem_source="",
+                               problem_hash="h", config=config, seed=0, evoforge_version="test")
+        parent = None
+        for i in range(40):
+            code = f"def f():\n    return {i}\n"
+            origin = "seed" if i == 0 else "llm"
+            program = NewProgram(island=i % 2, origin=origin, code=code, code_hash=code, status="ok",
+                                 score=float(i % 7), scores={"a": float(i % 7)},
+                                 parent_ids=[] if parent is None else [parent])
+            proposal = None if i == 0 else NewProposal(island=i % 2, model="m", prompt="[]", cost=0.01)
+            parent = store.record_candidates(run.id, [NewCandidate(proposal=proposal, program=program, evaluations=[
+                NewEvaluation(kind="train", status="ok", score=float(i % 7))])])[0].program_id
+        before = (analysis.summarize(store, run), analysis.islands(store, run), analysis.lineage(store, parent),
+                  curves.curve_payload(store, run)["best"], pages.tree_items(pages.lineage_tree(store, run)))
+    six = f"sqlite:///{tmp_path / 'empty6.db'}"
+    make_version(six, 6)
+    engine = create_engine(six)
+    with engine.connect() as c:
+        seen = inspect(c)
+        tables = set(seen.get_table_names())
+        indexes = {i["name"] for t in tables for i in seen.get_indexes(t)}
+    engine.dispose()
+    engine = create_engine(url)
+    with engine.begin() as c:  # the same database as evoforge of version 6 left it: later tables and indexes gone
+        seen = inspect(c)
+        for table in set(seen.get_table_names()) - tables:
+            c.execute(text(f"DROP TABLE {table}"))
+        for name in {i["name"] for t in tables for i in seen.get_indexes(t)} - indexes:
+            c.execute(text(f"DROP INDEX {name}"))
+        c.execute(text("UPDATE evoforge_meta SET value = '6' WHERE key = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="schema version 6"):
+        Store(url)
+    assert upgrade_database(url)[0] == "7: " + v0007_page_indexes.__doc__.strip()
+    assert schema_drift(url) == []
+    with Store(url) as store:
+        run = store.get_run("six")
+        assert run is not None
+        after = (analysis.summarize(store, run), analysis.islands(store, run), analysis.lineage(store, parent),
+                 curves.curve_payload(store, run)["best"], pages.tree_items(pages.lineage_tree(store, run)))
+    assert after[:4] == before[:4] and len(before[0].__dict__) and before[0].candidates == 40
+    assert [(k, n.brief.id) for k, n in after[4]] == [(k, n.brief.id) for k, n in before[4]]

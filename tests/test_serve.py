@@ -246,33 +246,92 @@ def test_the_page_never_shows_a_database_password() -> None:
 
 def test_the_live_curve_reads_only_new_programs_and_rebuilds_when_old_ones_change(tmp_path: Path) -> None:
     from evoforge.db import NewEvaluation, NewProgram
-    from evoforge.engine.analysis.web.pages import LiveCurve, curve_payload
+    from evoforge.engine.analysis.web.curves import LiveCurve, curve_payload
 
     with Store(f"sqlite:///{tmp_path / 'c.db'}") as store:
         config = {"run": {"islands": {"num_islands": 2}}, "settings": {"maximize": True}, "params": {}}
         run = store.create_run(name="c", problem_name="p", problem_path="p.py", problem_source="", problem_hash="h",
                                config=config, seed=0, evoforge_version="test")
 
-        def add(score: float, origin: str = "human") -> int:
+        def add(score: float, origin: str = "human", island: int = 0, held_out: float | None = None) -> int:
             code = f"def f():\n    return {score}\n"
-            program = NewProgram(island=0, origin=origin, code=code, code_hash=code, status="ok", score=score,
+            program = NewProgram(island=island, origin=origin, code=code, code_hash=code, status="ok", score=score,
                                  scores={"a": score}, parent_ids=[])
-            ev = NewEvaluation(kind="train", status="ok", score=score, scores={"a": score})
-            return store.record_candidate(run.id, program=program, evaluations=[ev]).program_id
+            evs = [NewEvaluation(kind="train", status="ok", score=score, scores={"a": score})]
+            if held_out is not None:
+                evs.append(NewEvaluation(kind="held_out", status="ok", score=held_out))
+            return store.record_candidate(run.id, program=program, evaluations=evs).program_id
 
-        seed = add(1.0, "seed")
+        seed = add(1.0, "seed", held_out=0.5)
         live = LiveCurve(run)
         live.refresh(store)
-        assert live.payload()["best"] == [1.0]
-        good = add(5.0)
+        first = live.payload()
+        assert first["best"] == [1.0] and first["island_best"] == [[1.0], [1.0]]  # the seed counts on every island
+        assert first["best_held_out"] == [0.5] and first["reset"] is True
+        good = add(5.0, island=1)
         add(3.0)
         live.refresh(store)
-        assert live.payload(since=1)["best"] == [5.0, 5.0] and live.payload()["total"] == 3
+        new = live.payload(since=1, version=first["version"])
+        assert not new["reset"] and new["evaluated"] == [2, 3] and new["best"] == [5.0, 5.0]
+        assert new["island_best"] == [[1.0, 3.0], [5.0, 5.0]] and live.payload()["total"] == 3
+        assert live.payload(since=3, version=first["version"])["evaluated"] == []  # nothing new
         store.reject_program(good, by="me", why="test")  # changes a program already read: the curve is rebuilt
         live.refresh(store)
-        assert live.payload()["best"] == [1.0, 1.0, 3.0] and live.payload()["rejected"] == [False, True, False]
-        assert live.payload() == curve_payload(store, run)  # incremental and fresh agree
+        again = live.payload(since=3, version=first["version"])
+        assert again["reset"] and again["best"] == [1.0, 1.0, 3.0] and again["rejected"] == [False, True, False]
+        assert again["island_best"] == [[1.0, 1.0, 3.0], [1.0, 1.0, 1.0]]
+        assert live.payload() == {**curve_payload(store, run), "version": live.version}  # incremental == fresh
         assert seed == live.payload()["program_id"][0]
+
+
+def test_a_long_curve_keeps_every_change_of_a_best_and_a_bounded_sample(tmp_path: Path) -> None:
+    """Thousands of candidates become at most MAX_SAMPLE sampled points plus each point where a best changed; the
+    bests at every point are those of a full walk through every candidate, read at once or a few at a time."""
+    import random
+
+    from evoforge.db import NewCandidate, NewEvaluation, NewProgram
+    from evoforge.engine.analysis.web import curves
+
+    rand = random.Random(3)
+    with Store(f"sqlite:///{tmp_path / 'long.db'}") as store:
+        config = {"run": {"islands": {"num_islands": 3}}, "settings": {"maximize": False}, "params": {}}
+        run = store.create_run(name="long", problem_name="p", problem_path="p.py", problem_source="",
+                               problem_hash="h", config=config, seed=0, evoforge_version="test")
+        live = curves.LiveCurve(run)
+        expected: list[tuple[float | None, list[float | None]]] = []
+        best: float | None = None
+        islands: list[float | None] = [None] * 3
+        total = 5000
+        for start in range(0, total, 500):
+            batch = []
+            for i in range(start, start + 500):
+                ok = rand.random() < 0.8
+                score = round(rand.uniform(0, 100) + i / 50, 3) if ok else None
+                code = f"def f():\n    return {i}\n"
+                origin = "seed" if i == 0 else "human"
+                batch.append(NewCandidate(program=NewProgram(
+                    island=i % 3, origin=origin, code=code, code_hash=code, status="ok" if ok else "invalid",
+                    score=score, scores={}), evaluations=[NewEvaluation(kind="train", status="ok" if ok else
+                                                                        "invalid", score=score)]))
+                if score is not None:
+                    best = score if best is None else min(best, score)
+                    for k in range(3) if i == 0 else [i % 3]:
+                        islands[k] = score if islands[k] is None else min(islands[k], score)  # type: ignore[type-var]
+                expected.append((best, list(islands)))
+            store.record_candidates(run.id, batch)
+            live.refresh(store)  # a few at a time, as a live page reads them
+        sent = live.payload()
+        fresh = curves.curve_payload(store, run)
+    assert sent["total"] == fresh["total"] == total
+    assert curves.stride_for(total) == sent["stride"] == 4 and curves.MAX_SAMPLE == 2000
+    for payload in (sent, fresh):
+        for j, n in enumerate(payload["evaluated"]):
+            assert payload["best"][j] == expected[n - 1][0]
+            assert [payload["island_best"][k][j] for k in range(3)] == expected[n - 1][1]
+        changes = {n for n in range(1, total + 1) if n == 1 or expected[n - 1] != expected[n - 2]}
+        assert changes <= set(payload["evaluated"])  # every change of a best is drawn
+        assert len(payload["evaluated"]) <= total // 4 + len(changes) + 1
+    assert sent["evaluated"] == fresh["evaluated"] and sent["best"] == fresh["best"]
 
 
 HOSTILE_NAME = 'r"><img src=x onerror=alert(1)></script>'
@@ -493,5 +552,83 @@ def test_a_suspect_program_is_accepted_from_its_page_once_with_the_token(tmp_pat
                 assert 'id="suspect-mark"' not in await (await client.get(f"/programs/{suspect}")).text()
             events = store.events(run.id, ACCEPT_EVENT)
             assert [(e.data["program"], e.data["why"]) for e in events] == [(suspect, "checked by hand")]
+
+    asyncio.run(go())
+
+
+def _small_run(store: Store, name: str = "same") -> int:
+    """A run with a seed, a few proposals of two models on two islands (valid, invalid, a duplicate), a held-out
+    score, a rejection and a note: every part of the run page has something to show."""
+    from evoforge.db import NewCandidate, NewEvaluation, NewProgram, NewProposal
+    from evoforge.engine.run.oversight import annotate_run, reject_program
+
+    config = {"run": {"islands": {"num_islands": 2}}, "settings": {"maximize": True}, "params": {"k": 1}}
+    run = store.create_run(name=name, problem_name="p", problem_path="p.py", problem_source="", problem_hash="h",
+                           config=config, seed=0, evoforge_version="test")
+
+    def program(i: int, score: float | None, **kw: Any) -> NewProgram:
+        code = f"def f():\n    return {i}\n"
+        status = kw.pop("status", "ok" if score is not None else "invalid")
+        return NewProgram(island=i % 2, origin=kw.pop("origin", "llm"), code=code, code_hash=code, status=status,
+                          score=score, scores={} if score is None else {"a": score}, **kw)
+
+    seed = store.record_candidate(run.id, program=program(0, 1.0, origin="seed"), evaluations=[
+        NewEvaluation(kind="train", status="ok", score=1.0), NewEvaluation(kind="held_out", status="ok", score=0.8)])
+    ids = [seed.program_id]
+    batch = []
+    for i, score in enumerate([2.0, None, 4.0, 3.0, 6.0, 5.0], start=1):
+        proposal = NewProposal(island=i % 2, model="m-a" if i % 2 else "m-b", prompt="[]", parent_ids=[ids[0]],
+                               prompt_tokens=10 * i, completion_tokens=i, cost=0.001 * i,
+                               details={"improved": bool(score and score > 1.0)})
+        status = "ok" if score is not None else "invalid"
+        batch.append(NewCandidate(proposal=proposal, program=program(i, score, parent_ids=[ids[0]]),
+                                  evaluations=[NewEvaluation(kind="train", status=status, score=score)]))
+    batch.append(NewCandidate(proposal=NewProposal(island=1, model="m-a", prompt="[]"), program=program(
+        7, None, status="duplicate", duplicate_of=ids[0])))
+    ids += [r.program_id for r in store.record_candidates(run.id, batch)]
+    store.add_evaluation(ids[5], NewEvaluation(kind="held_out", status="ok", score=5.5))
+    reject_program(store, ids[3], why="a person looked", by="tester")
+    annotate_run(store, name, "a note", by="tester")
+    return ids[5]
+
+
+def test_the_report_and_the_served_run_page_show_the_same_figures(tmp_path: Path) -> None:
+    """`evoforge report` and `evoforge serve` share templates and queries: the same tables and the same curve."""
+    import asyncio
+    import json
+    import re
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from evoforge.engine.analysis import report
+    from evoforge.engine.serve.app import ServeConfig, make_app
+
+    def tables(html: str) -> dict[str, str]:
+        """Each table of the run's parts by its heading, as its cells' text."""
+        found = {}
+        for heading, body in re.findall(r"<h2>([^<]+)</h2>\s*(?:<p[^>]*>.*?</p>\s*)?(<table.*?</table>)", html, re.S):
+            found[heading] = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).strip()
+        facts = re.search(r'<table class="facts">.*?</table>', html, re.S)
+        assert facts is not None
+        found["facts"] = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", facts.group(0))).strip()
+        return found
+
+    async def go() -> None:
+        with Store(f"sqlite:///{tmp_path / 'same.db'}") as store:
+            best = _small_run(store)
+            frozen = report.render(store, "same")
+            async with TestClient(TestServer(make_app(ServeConfig(store=store, token=TOKEN)))) as client:
+                page = await (await client.get("/runs/same")).text()
+                curve = await (await client.get("/api/runs/same/curve?since=0")).json()
+        served, written = tables(page), tables(frozen)
+        assert served["facts"] == written["facts"] and "m-a" in served["Spend by model"]
+        assert served["Spend by model"] == written["Models"] and served["Islands"] == written["Islands"]
+        assert served["Rejected programs"] == written["Rejected programs"]
+        assert re.sub(r"<a [^>]*>|</a>", "", page.split('id="best"')[1].split("</table>")[0]) == \
+            re.sub(r"<a [^>]*>|</a>", "", frozen.split('id="best"')[1].split("</table>")[0])
+        embedded = json.loads(re.search(r'id="curve-data">(.*?)</script>', frozen, re.S).group(1))  # type: ignore[union-attr]
+        skip = ("version",)
+        assert {k: v for k, v in embedded.items() if k not in skip} == {k: v for k, v in curve.items() if k not in skip}
+        assert curve["best"][-1] == 6.0 and curve["best_held_out"][-1] == 5.5 and best in curve["best_program_id"]
 
     asyncio.run(go())

@@ -25,7 +25,29 @@ _COUNTS = ("proposals", "calls", "applied", "valid", "improved", "tokens")  # Mo
 
 def model_stats(store: Store, run_id: int) -> list[ModelStats]:
     """Per model, most proposals first."""
-    return sorted(store.model_totals(run_id), key=lambda s: (-s.proposals, s.model))
+    return _ordered(store.model_totals(run_id))
+
+
+def _ordered(stats: list[ModelStats]) -> list[ModelStats]:
+    return sorted(stats, key=lambda s: (-s.proposals, s.model))
+
+
+class ModelTally:
+    """A run's per-model stats kept by a long-lived reader (`evoforge serve`): each look sums only the proposals
+    recorded since the previous one and adds them to what it holds, as model_stats would sum them all."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._upto = -1
+        self._held: dict[str, ModelStats] = {}
+
+    def refresh(self, store: Store) -> list[ModelStats]:
+        self._upto, new = store.model_totals_since(self.run_id, after_seq=self._upto)
+        for m in new:
+            old = self._held.get(m.model)
+            self._held[m.model] = m if old is None else ModelTotals(
+                m.model, *(getattr(old, f) + getattr(m, f) for f in (*_COUNTS, "cost")))
+        return _ordered(list(self._held.values()))
 
 
 def instruction_stats(store: Store, run_id: int) -> list[InstructionStats]:

@@ -104,7 +104,8 @@ def summarize(store: Store, run: RunInfo) -> RunSummary:
     return RunSummary(name=run.name, problem=run.problem_name, status=run.status, candidates=store.attempts(run.id),
                       evaluated=evaluated, valid_rate=valid_rate(counts.get("ok", 0), evaluated),
                       best_score=best[0].score if best else None, best_program_id=best[0].id if best else None,
-                      best_held_out_status=store.held_out_statuses(run.id).get(best[0].id) if best else None,
+                      best_held_out_status=(store.held_out_statuses(run.id, [best[0].id]).get(best[0].id)
+                                            if best else None),
                       best_suspect=bool(suspects(store, run, best)),
                       cost=store.total_cost(run.id), started=run.created_at, duration_s=duration)
 
@@ -267,7 +268,7 @@ def pareto_front(store: Store, run: RunInfo, a: str, b: str) -> list[Ranked]:
 
 
 def _ranked(store: Store, run: RunInfo, programs: list[ProgramInfo], baseline: float | None) -> list[Ranked]:
-    statuses = store.held_out_statuses(run.id)
+    statuses = store.held_out_statuses(run.id, [p.id for p in programs])
     held = suspects(store, run, programs)
     return [Ranked(rank, p, gap_of(run, p, baseline, statuses.get(p.id)), p.id in held)
             for rank, p in enumerate(programs, 1)]
@@ -289,17 +290,22 @@ class IslandRow:
 
 
 def islands(store: Store, run: RunInfo) -> list[IslandRow]:
-    """Per island: how many valid programs were registered there and the best of them (rejected ones left out)."""
+    """Per island: how many valid programs were registered there and the best of them (rejected ones left out).
+    The seed counts on every island; of equal scores the earlier program is the best."""
     up = maximize(run)
-    counts = [0] * num_islands(run)
-    bests: list[tuple[float, int] | None] = [None] * num_islands(run)
-    for program_id, island, origin, score in store.valid_scores(run.id):
-        for i in range(num_islands(run)) if origin == "seed" else [island]:
-            counts[i] += 1
-            best_here = bests[i]
-            if best_here is None or is_better(score, best_here[0], up):
-                bests[i] = (score, program_id)
-    return [IslandRow(i, counts[i], b[0] if b else None, b[1] if b else None) for i, b in enumerate(bests)]
+    seeds = [(p.score, p.seq, p.id, p.island) for p in store.program_briefs(run.id, origin="seed", rejected=False)
+             if p.status == "ok" and p.score is not None]
+    found = {row[0]: row[1:] for row in store.island_bests(run.id, maximize=up)}
+    rows = []
+    for i in range(num_islands(run)):
+        count = found[i][0] if i in found else 0
+        best = (found[i][1], found[i][3], found[i][2]) if i in found else None  # score, seq, id
+        for seed_score, seed_seq, seed_id, seed_island in seeds:
+            count += seed_island != i  # the database counted it on its own island
+            if best is None or is_better(seed_score, best[0], up) or (seed_score == best[0] and seed_seq < best[1]):
+                best = (seed_score, seed_seq, seed_id)
+        rows.append(IslandRow(i, count, best[0] if best else None, best[2] if best else None))
+    return rows
 
 
 def models(store: Store, run: RunInfo) -> list[ModelStats]:
@@ -355,15 +361,22 @@ _FEW = 500
 def lineage(store: Store, program_id: int) -> list[ProgramBrief]:
     """The chain of ancestors through each primary parent, the oldest (the seed, or a human's program) first."""
     program = store.get_program(program_id)
-    links = store.parent_links(program.run_id)
-    chain, seen = [program_id], {program_id}
-    while links[chain[-1]] and (parent := links[chain[-1]][-1]) not in seen:  # the primary parent is the last
-        chain.append(parent)
-        seen.add(parent)
+    links = store.primary_ancestors([program_id], limit=ALL)
+    chain = ancestry(links, program_id)
     # A long chain reads the whole run at once rather than binding thousands of ids.
     briefs = store.program_briefs(program.run_id, ids=chain if len(chain) <= _FEW else None)
     by_id = {p.id: p for p in briefs}
     return [by_id[i] for i in reversed(chain)]
+
+
+def ancestry(links: dict[int, tuple[int, ...]], program_id: int) -> list[int]:
+    """A program and its ancestors through each primary parent (the last), the program first, as far as `links`
+    (parent ids by program, from Store.primary_ancestors) reach; a loop is cut where it closes."""
+    chain, seen = [program_id], {program_id}
+    while (parents := links.get(chain[-1])) and parents[-1] in links and parents[-1] not in seen:
+        chain.append(parents[-1])
+        seen.add(parents[-1])
+    return chain
 
 
 # -------------------------------------------------------------------------------------------- curves

@@ -19,7 +19,7 @@ from evoforge.db import Store
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
 from evoforge.engine.analysis import web
-from evoforge.engine.analysis.web import pages
+from evoforge.engine.analysis.web import curves, pages
 
 Note = Callable[[str], None]
 
@@ -33,7 +33,7 @@ def render(store: Store, name: str, *, top: int = 5, note: Note = lambda _m: Non
     run = analysis.open_run(store, name)
     note(f"reading run {run.name}")
     view = pages.run_view(store, run, top=top)
-    curve = pages.curve_payload(store, run)
+    curve = curves.curve_payload(store, run)
     note(f"charting {curve['total']} evaluated candidates")
     sections = []
     for ranked in view["ranked"]:

@@ -27,7 +27,8 @@ from aiohttp import web
 from evoforge.db import Store, StoreError
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import web as pages_web
-from evoforge.engine.analysis.web import pages
+from evoforge.engine.analysis.llm_stats import ModelTally
+from evoforge.engine.analysis.web import curves, pages
 from evoforge.evaluators import ProblemError
 
 T = TypeVar("T")
@@ -69,8 +70,9 @@ def allowed_hosts(host: str) -> frozenset[str] | None:
 
 
 STORE_KEY: web.AppKey[ServeConfig] = web.AppKey("config", ServeConfig)
-CURVES_KEY: web.AppKey[dict[int, pages.LiveCurve]] = web.AppKey("curves", dict)
+CURVES_KEY: web.AppKey[dict[int, curves.LiveCurve]] = web.AppKey("curves", dict)
 CURVES_LOCK_KEY: web.AppKey[asyncio.Lock] = web.AppKey("curves_lock", asyncio.Lock)
+TALLIES_KEY: web.AppKey[dict[int, ModelTally]] = web.AppKey("tallies", dict)
 
 
 def _config(request: web.Request) -> ServeConfig:
@@ -240,7 +242,11 @@ async def runs_page(request: web.Request) -> web.Response:
 async def run_page(request: web.Request) -> web.Response:
     store = _config(request).store
     run = await _blocking(_open_run, store, request.match_info["name"])
-    view = await _blocking(pages.run_view, store, run)
+    tallies = request.app[TALLIES_KEY]
+    tally = tallies.setdefault(run.id, ModelTally(run.id))
+    async with request.app[CURVES_LOCK_KEY]:  # one sum at a time: the tally adds what it reads
+        models = await _blocking(tally.refresh, store)
+    view = await _blocking(pages.run_view, store, run, stats=models)
     return _html("run.html", view=view, program_link=lambda pid: f"/programs/{pid}")
 
 
@@ -258,7 +264,7 @@ async def lineage_page(request: web.Request) -> web.Response:
     run = await _blocking(_open_run, store, request.match_info["name"])
     top = _int_query(request, "top", 10, 1, MAX_TOP)
     roots = await _blocking(pages.lineage_tree, store, run, top=top)
-    return _html("lineage.html", run=run, roots=roots, top=top)
+    return _html("lineage.html", run=run, items=pages.tree_items(roots), top=top)
 
 
 async def compare_page(request: web.Request) -> web.Response:
@@ -292,14 +298,14 @@ async def api_curve(request: web.Request) -> web.Response:
     store = _config(request).store
     run = await _blocking(_open_run, store, request.match_info["name"])
     since = _int_query(request, "since", 0, 0)
-    curves = request.app[CURVES_KEY]
-    live = curves.get(run.id)
+    held = request.app[CURVES_KEY]
+    live = held.get(run.id)
     if live is None:
-        live = curves[run.id] = pages.LiveCurve(run)
+        live = held[run.id] = curves.LiveCurve(run)
     live.run = run  # its status changes while it runs
     async with request.app[CURVES_LOCK_KEY]:  # one refresh at a time: two pages polling share the work
         await _blocking(live.refresh, store)
-        return _json(live.payload(since=since))
+        return _json(live.payload(since=since, version=request.query.get("version")))
 
 
 async def _judge_program(request: web.Request, verdict: str) -> web.Response:
@@ -355,6 +361,7 @@ def make_app(config: ServeConfig) -> web.Application:
     app[STORE_KEY] = config
     app[CURVES_KEY] = {}
     app[CURVES_LOCK_KEY] = asyncio.Lock()
+    app[TALLIES_KEY] = {}
     app.router.add_get("/", runs_page)
     app.router.add_get("/runs/{name}", run_page)
     app.router.add_get("/runs/{name}/lineage", lineage_page)

@@ -18,6 +18,7 @@ from pygments.lexers import DiffLexer, PythonLexer
 from evoforge.db import ProgramBrief, ProgramInfo, RunInfo, Store
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
+from evoforge.engine.analysis.llm_stats import ModelStats
 from evoforge.engine.analysis.metrics import MetricSpec
 from evoforge.engine.analysis.views import (
     LINEAGE_HEADER,
@@ -95,12 +96,13 @@ def _best_rows(spec: MetricSpec, ranked: list[analysis.Ranked]) -> list[BestRow]
             for r in ranked]
 
 
-def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
-    """Everything the run page shows above its program sections."""
+def run_view(store: Store, run: RunInfo, *, top: int = 5, stats: list[ModelStats] | None = None) -> dict[str, Any]:
+    """Everything the run page shows above its program sections; `stats`: the run's per-model stats when the
+    caller keeps them (a ModelTally), else they are summed here."""
     s = analysis.summarize(store, run)
     counts = store.status_counts(run.id)
     ranked = analysis.best(store, run, top)
-    seed = next(iter(store.program_briefs(run.id, origin="seed")), None)
+    seed = analysis.seed_program(store, run)
     facts = [("problem", f"{run.problem_name} ({run.problem_path})"), ("status", run.status),
              ("started", fmt.when(run.created_at)), ("took", fmt.duration(s.duration_s)),
              ("candidates", f"{s.candidates} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"),
@@ -110,7 +112,7 @@ def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
               f"program {seed.id}: score {fmt.score(seed.score)}, held-out {fmt.score(seed.held_out_score)}"),
              ("settings", ", ".join(f"{k}={v}" for k, v in run.config["settings"].items())),
              ("params", ", ".join(f"{k}={v!r}" for k, v in run.config["params"].items()))]
-    models = [[m.model, *model_cells(m)] for m in analysis.models(store, run)]
+    models = [[m.model, *model_cells(m)] for m in (analysis.models(store, run) if stats is None else stats)]
     islands = [[i.island, i.programs, fmt.score(i.best_score), i.best_program_id or "-"]
                for i in analysis.islands(store, run)]
     rejected = [{"id": p.id, "score": fmt.score(p.score), "by": p.rejected_by, "when": fmt.when(p.rejected_at),
@@ -124,78 +126,6 @@ def run_view(store: Store, run: RunInfo, *, top: int = 5) -> dict[str, Any]:
     return {"run": run, "name": run.name, "facts": facts, "best": _best_rows(spec, ranked),
             "legend": gap_legend(analysis.seed_gap(store, run)), "models_header": MODEL_HEADER, "models": models,
             "islands": islands, "rejected": rejected, "notes": notes, "ranked": ranked}
-
-
-# ------------------------------------------------------------------------------------------------ curves
-
-
-class LiveCurve:
-    """A run's curve kept up to date by reading only the programs recorded since the last look.
-
-    The columns are what the chart script draws (scores, the running best, the held-out score of the running best).
-    A rejection or a new held-out score changes programs already read, so the counts of both are compared at each
-    look, and the curve is rebuilt from scratch when they moved.
-    """
-
-    def __init__(self, run: RunInfo) -> None:
-        self.run = run
-        self.maximize = analysis.maximize(run)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._after_seq = -1
-        self._marks: tuple[int, int] | None = None
-        self._best: ProgramBrief | None = None
-        self.columns: dict[str, list[Any]] = {k: [] for k in (
-            "evaluated", "seconds", "score", "best", "best_held_out", "island", "program_id", "best_program_id",
-            "valid", "rejected", "seed")}
-
-    def refresh(self, store: Store) -> None:
-        """Read what was recorded since the last refresh (everything, when earlier programs changed)."""
-        marks = store.program_marks(self.run.id)
-        if self._marks is not None and marks != self._marks:
-            self._reset()
-        self._marks = marks
-        briefs = store.program_briefs(self.run.id, after_seq=self._after_seq)
-        if briefs:
-            self._after_seq = briefs[-1].seq
-        for p in briefs:
-            if p.status != "duplicate":
-                self._append(p)
-
-    def _append(self, p: ProgramBrief) -> None:
-        c = self.columns
-        valid = p.status == "ok" and p.score is not None
-        if valid and not p.rejected and analysis.is_better(
-                p.score, None if self._best is None else self._best.score, self.maximize):  # type: ignore[arg-type]
-            self._best = p
-        best = self._best
-        c["evaluated"].append(len(c["evaluated"]) + 1)
-        c["seconds"].append((p.created_at - self.run.created_at).total_seconds())
-        c["score"].append(_number(p.score))
-        c["best"].append(None if best is None else _number(best.score))
-        c["best_held_out"].append(None if best is None else _number(best.held_out_score))
-        c["island"].append(p.island)
-        c["program_id"].append(p.id)
-        c["best_program_id"].append(-1 if best is None else best.id)
-        c["valid"].append(valid)
-        c["rejected"].append(p.rejected)
-        c["seed"].append(p.origin == "seed")
-
-    def payload(self, *, since: int = 0) -> dict[str, Any]:
-        """The points from index `since` on, as JSON-ready columns: a live page asks only for the new ones."""
-        total = len(self.columns["evaluated"])
-        since = max(0, min(since, total))
-        return {"run": self.run.name, "status": self.run.status, "maximize": self.maximize,
-                "num_islands": analysis.num_islands(self.run), "since": since, "total": total,
-                **{k: v[since:] for k, v in self.columns.items()}}
-
-
-def curve_payload(store: Store, run: RunInfo, *, since: int = 0) -> dict[str, Any]:
-    """The run's curve from index `since` on, read afresh (the report; the server keeps a LiveCurve per run)."""
-    live = LiveCurve(run)
-    live.refresh(store)
-    return live.payload(since=since)
 
 
 # ----------------------------------------------------------------------------------------------- program
@@ -242,6 +172,10 @@ def lineage_section(store: Store, ranked: analysis.Ranked) -> dict[str, Any]:
             "rejected_steps": [c.rejected for c in chain], "steps": len(chain) - 1, "diffs": diffs}
 
 
+TREE_LIMIT = 20_000  # programs read for one tree at most: the nearest ancestors of the bests
+LINE = 3  # a longer line of ancestors with one child each and no best among them is folded into its count
+
+
 @dataclass
 class TreeNode:
     """A program in the lineage tree of a run's best programs, with the children that lead to one of them."""
@@ -250,34 +184,59 @@ class TreeNode:
     score: str
     best_rank: int | None
     children: list[TreeNode]
+    folded: int = 0  # ancestors in a line between this program and the one above it, not shown
 
 
 def lineage_tree(store: Store, run: RunInfo, *, top: int = 10) -> list[TreeNode]:
-    """The ancestors of the run's `top` best programs merged into one tree (roots: the seed, human programs).
+    """The ancestors of the run's `top` best programs merged into one tree (roots: the seed, human programs, or
+    the oldest ancestor read), long lines of single descent folded into a count.
 
-    Walks the parent links alone, then reads just the programs on the tree, so a long run's others are never read.
+    The database walks the parent links of these programs alone, so a long run's others are never read.
     """
     ranked = analysis.best(store, run, top)
-    links = store.parent_links(run.id)
-    chains: list[list[int]] = []
-    for r in ranked:
-        chain = [r.program.id]
-        while (parents := links.get(chain[-1])) and parents[-1] in links and parents[-1] not in chain:
-            chain.append(parents[-1])  # the primary parent: the one the change was made to
-        chains.append(chain[::-1])
-    briefs = {b.id: b for b in store.program_briefs(run.id, ids={pid for chain in chains for pid in chain})}
-    nodes: dict[int, TreeNode] = {}
-    roots: list[TreeNode] = []
-    for r, chain in zip(ranked, chains):
-        above: TreeNode | None = None
-        for pid in chain:
-            node = nodes.get(pid)
-            if node is None:
-                node = nodes[pid] = TreeNode(briefs[pid], fmt.score(briefs[pid].score), None, [])
-                (above.children if above is not None else roots).append(node)
-            above = node
-        nodes[r.program.id].best_rank = r.rank
-    return roots
+    links = store.primary_ancestors([r.program.id for r in ranked], limit=TREE_LIMIT)
+    chains = [analysis.ancestry(links, r.program.id)[::-1] for r in ranked]
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    for chain in chains:
+        for above, pid in zip([None, *chain], chain):
+            siblings = roots if above is None else children.setdefault(above, [])
+            if pid not in siblings:
+                siblings.append(pid)
+    ranks = {r.program.id: r.rank for r in ranked}
+    shown: dict[int, tuple[int, list[int]]] = {}  # program -> (ancestors folded above it, children shown)
+    stack = [(pid, 0) for pid in reversed(roots)]
+    while stack:
+        pid, folded = stack.pop()
+        below: list[int] = []
+        for child in children.get(pid, []):
+            end, line = child, 0
+            while len(children.get(end, [])) == 1 and end not in ranks:  # one child each, no best: a line
+                end, line = children[end][0], line + 1
+            shown_child, fold = (end, line) if line > LINE else (child, 0)
+            stack.append((shown_child, fold))
+            below.append(shown_child)
+        shown[pid] = (folded, below)
+    briefs = {b.id: b for b in store.program_briefs(run.id, ids=set(shown))}
+    nodes = {pid: TreeNode(briefs[pid], fmt.score(briefs[pid].score), ranks.get(pid), [], folded)
+             for pid, (folded, _) in shown.items()}
+    for pid, (_, below) in shown.items():
+        nodes[pid].children = [nodes[c] for c in below]
+    return [nodes[pid] for pid in roots]
+
+
+def tree_items(roots: list[TreeNode]) -> list[tuple[str, TreeNode]]:
+    """The tree as a flat list of ('open', node) and ('close', node), depth first: a template renders a tree of
+    any depth from it without recursing."""
+    items: list[tuple[str, TreeNode]] = []
+    stack: list[tuple[str, TreeNode]] = [("open", n) for n in reversed(roots)]
+    while stack:
+        kind, node = stack.pop()
+        items.append((kind, node))
+        if kind == "open":
+            stack.append(("close", node))
+            stack.extend(("open", c) for c in reversed(node.children))
+    return items
 
 
 def safe_url(url: str) -> str:

@@ -4,37 +4,30 @@
 (function () {
   const ISLAND_COLOURS = ["#8ab", "#b8a", "#ab8", "#a8b", "#ba8", "#8ba", "#999", "#c96", "#69c", "#9c6"];
 
-  function better(a, b, maximize) { return b === null || (maximize ? a > b : a < b); }
+  // The server sends a sample of the candidates and every point where a best changes, each with the running
+  // bests at that moment (engine/analysis/web/curves.py); the lines step from point to point.
+  const STEP = () => uPlot.paths.stepped({ align: 1 });
 
-  // The chart's columns, grown in place as new points arrive.
-  function emptyColumns(n) {
-    return { x: [], score: [], best: [], held: [], islands: Array.from({ length: n }, () => []), islandBest: Array(n).fill(null) };
+  function fromPayload(d) {
+    return { x: d.evaluated.slice(), score: d.score.slice(), best: d.best.slice(), held: d.best_held_out.slice(),
+      islands: d.island_best.map((c) => c.slice()), total: d.total, version: d.version };
   }
 
   function append(cols, d) {
-    for (let i = 0; i < d.evaluated.length; i++) {
-      cols.x.push(d.evaluated[i]);
-      const ok = d.valid[i] && !d.rejected[i] && d.score[i] !== null;
-      cols.score.push(d.score[i]);
-      cols.best.push(d.best[i]);
-      cols.held.push(d.best_held_out[i]);
-      for (let k = 0; k < cols.islands.length; k++) {
-        if (ok && (d.island[i] === k || d.seed[i]) && better(d.score[i], cols.islandBest[k], d.maximize)) {
-          cols.islandBest[k] = d.score[i];
-        }
-        cols.islands[k].push(cols.islandBest[k]);
-      }
-    }
+    cols.x.push(...d.evaluated); cols.score.push(...d.score); cols.best.push(...d.best);
+    cols.held.push(...d.best_held_out);
+    d.island_best.forEach((c, k) => cols.islands[k].push(...c));
+    cols.total = d.total; cols.version = d.version;
   }
 
   function curveChart(el, first) {
-    const cols = emptyColumns(first.num_islands);
-    append(cols, first);
+    let cols = fromPayload(first);
     const series = [{ label: "evaluated" },
       { label: "score", stroke: "#bbb", paths: () => null, points: { show: true, size: 3, fill: "#bbb" } },
-      { label: "best", stroke: "#c22", width: 2 },
-      { label: "held-out of best", stroke: "#26c", width: 2, dash: [6, 4] }];
-    cols.islands.forEach((_, k) => series.push({ label: "island " + k, stroke: ISLAND_COLOURS[k % 10], width: 1 }));
+      { label: "best", stroke: "#c22", width: 2, paths: STEP() },
+      { label: "held-out of best", stroke: "#26c", width: 2, dash: [6, 4], paths: STEP() }];
+    cols.islands.forEach((_, k) => series.push({ label: "island " + k, stroke: ISLAND_COLOURS[k % 10], width: 1,
+      paths: STEP() }));
     const width = Math.max(400, Math.min(el.clientWidth || 1000, 1100));
     // The y range follows the best curves and most candidates, so a few wild scores do not flatten the lines.
     const yRange = () => {
@@ -47,13 +40,17 @@
       const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 1;
       return [lo - pad, hi + pad];
     };
+    const data = () => [cols.x, cols.score, cols.best, cols.held, ...cols.islands];
     const plot = new uPlot({ width: width, height: 360, series: series,
       scales: { x: { time: false }, y: { range: yRange } },
       axes: [{ label: "candidates evaluated" }, { label: "score (" + (first.maximize ? "higher" : "lower") + " is better)", size: 70 }] },
-      [cols.x, cols.score, cols.best, cols.held, ...cols.islands], el);
+      data(), el);
     return {
-      total: () => cols.x.length,
-      add: (d) => { append(cols, d); plot.setData([cols.x, cols.score, cols.best, cols.held, ...cols.islands]); },
+      total: () => cols.total,
+      since: () => (cols.x.length ? cols.x[cols.x.length - 1] : 0),
+      version: () => cols.version,
+      // New points are added; a curve of another version (a rejection changed the bests) replaces the old one.
+      add: (d) => { if (d.reset) cols = fromPayload(d); else append(cols, d); plot.setData(data()); },
     };
   }
 
@@ -71,23 +68,33 @@
     setText("curve-count", chart.total() + " candidates evaluated");
     setInterval(async () => {
       try {
-        const d = await getJSON(base + "?since=" + chart.total());
-        if (d.evaluated.length) chart.add(d);
+        const d = await getJSON(base + "?since=" + chart.since() + "&version=" + encodeURIComponent(chart.version()));
+        if (d.reset || d.evaluated.length) chart.add(d);
         setText("curve-count", chart.total() + " candidates evaluated");
         setText("run-status", d.status);
       } catch (e) { setText("curve-count", "lost contact with the server: " + e.message); }
     }, 2000);
   }
 
+  // Each run's running best at every candidate count either run has a point for (held until its next point).
+  function stepsOn(xs, d) {
+    const out = [];
+    let j = 0, v = null;
+    for (const x of xs) {
+      while (j < d.evaluated.length && d.evaluated[j] <= x) { v = d.best[j]; j++; }
+      out.push(x <= d.total ? v : null);
+    }
+    return out;
+  }
+
   async function compareChart(el) {
     const [a, b] = await Promise.all([el.dataset.a, el.dataset.b].map(
       (n) => getJSON("/api/runs/" + encodeURIComponent(n) + "/curve?since=0")));
-    const n = Math.max(a.evaluated.length, b.evaluated.length);
-    const xs = Array.from({ length: n }, (_, i) => i + 1);
-    const pad = (d) => xs.map((_, i) => (i < d.best.length ? d.best[i] : null));
+    const xs = [...new Set([...a.evaluated, ...b.evaluated])].sort((p, q) => p - q);
     new uPlot({ width: Math.min(el.clientWidth || 1000, 1100), height: 360, scales: { x: { time: false } },
-      series: [{ label: "evaluated" }, { label: el.dataset.a, stroke: "#c22", width: 2 }, { label: el.dataset.b, stroke: "#26c", width: 2 }],
-      axes: [{ label: "candidates evaluated" }, { label: "running best", size: 70 }] }, [xs, pad(a), pad(b)], el);
+      series: [{ label: "evaluated" }, { label: el.dataset.a, stroke: "#c22", width: 2, paths: STEP() },
+        { label: el.dataset.b, stroke: "#26c", width: 2, paths: STEP() }],
+      axes: [{ label: "candidates evaluated" }, { label: "running best", size: 70 }] }, [xs, stepsOn(xs, a), stepsOn(xs, b)], el);
   }
 
   function liveRuns(table) {
