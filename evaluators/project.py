@@ -39,6 +39,7 @@ from evoforge.evaluators.validator import (
 
 START, END = "EVOLVE-BLOCK-START", "EVOLVE-BLOCK-END"
 _MARKER = re.compile(r"^([ \t]*)#[ \t]*EVOLVE-BLOCK-(START|END)\b(.*)$")
+_NEAR_MARKER = re.compile(r"^[ \t]*#[ \t]*EVOLVE[ \t_-]*BLOCK[ \t_-]*(START|END)", re.IGNORECASE)  # a misspelt one
 _HEADER = re.compile(r"^# EVOLVE-BLOCK ([^\s:]+):([A-Za-z0-9_.-]+)[ \t]*$")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 MAX_FILES = 200
@@ -85,6 +86,9 @@ def parse_markers(path: str, text: str) -> list[BlockSpan]:
     for number, line in enumerate(source_lines(text)):
         match = _MARKER.match(line.rstrip("\r\n"))
         if not match:
+            if _NEAR_MARKER.match(line):
+                raise ProjectError(f"{path}:{number + 1}: {line.strip()!r} looks like a misspelt marker\n  fix: write "
+                                   f"`# {START} [name]` and `# {END}` exactly so (capitals, hyphens)")
             if "EVOLVE-BLOCK" in line:
                 raise ProjectError(f"{path}:{number + 1}: `EVOLVE-BLOCK` appears outside a marker line\n  fix: write "
                                    f"markers as whole comment lines `# {START}` and `# {END}`")
@@ -593,10 +597,11 @@ def read_project(folder: Path, problem_file: Path, calls: Iterable[str]) -> Proj
                                "functions as 'module.function' (modules: "
                                f"{', '.join(module_name(p) for p in files)})")
         spans = [(s.start + 2, s.end) for s in project.blocks if s.file == path]
-        defined = [n for n in ast.parse(files[path]).body if isinstance(n, ast.FunctionDef) and n.name == function
+        trusted = [n.name for n in ast.parse(files[path]).body if isinstance(n, ast.FunctionDef)
                    and not any(a <= n.lineno <= b for a, b in spans)]
-        if not defined:
+        if function not in trusted:
             raise ProjectError(f"{folder / path}: calls names {call!r}, which is not a top-level def outside the "
                                "blocks there\n  fix: name functions the trusted code of the project defines (a "
-                               "block may not define what solve calls)")
+                               f"block may not define what solve calls): {module} defines "
+                               f"{', '.join(trusted) or 'none'}")
     return project

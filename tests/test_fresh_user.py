@@ -209,3 +209,83 @@ def test_the_progress_line_shows_no_valid_rate_before_anything_is_evaluated():
     assert "| valid - |" in status_line(stats)
     stats.evaluated, stats.valid = 4, 3
     assert "| valid 75% |" in status_line(stats)
+
+
+MODULE = '''import math
+
+# EVOLVE-BLOCK-START settings
+TOLERANCE = 1e-6
+# EVOLVE-BLOCK-END
+
+
+def integrate_counted(rate, b):
+    counter = [0]
+
+    def f(x):
+        counter[0] += 1
+        return math.exp(rate * x)
+
+    return {"value": adapt(f, 0.0, b, TOLERANCE), "evaluations": counter[0]}
+
+
+def adapt(f, a, b, tol):
+    m = (a + b) / 2
+    whole = (b - a) * (f(a) + 4 * f(m) + f(b)) / 6
+    left = (m - a) * (f(a) + 4 * f((a + m) / 2) + f(m)) / 6
+    right = (b - m) * (f(m) + 4 * f((m + b) / 2) + f(b)) / 6
+    # EVOLVE-BLOCK-START accept
+    if abs(left + right - whole) <= 15 * tol:
+        return left + right
+    # EVOLVE-BLOCK-END
+    return adapt(f, a, m, tol / 2) + adapt(f, m, b, tol / 2)
+'''
+
+BLOCKS_PROBLEM = '''"""Adaptive Simpson: as few evaluations of exp(rate x) on [0, b] as the error allows."""
+import math
+
+from evoforge import Project, Scored, Settings
+
+PROJECT = Project("quad_project", calls=["quad.integrate_counted"])
+SETTINGS = Settings(maximize=False, primary_metric="evaluations", constraints={"error": 1e-6})
+
+
+def solve(case):
+    return PROJECT.call("quad.integrate_counted", case["rate"], case["b"])
+
+
+def score(case, output):
+    exact = (math.exp(case["rate"] * case["b"]) - 1) / case["rate"]
+    error = abs(output["value"] - exact) / abs(exact)
+    return Scored({"evaluations": float(output["evaluations"]), "error": error}, feedback=f"error {error:.1e}")
+
+
+def inputs(params):
+    return [{"rate": 1.5, "b": 2.0}, {"rate": -2.0, "b": 3.0}]
+'''
+
+
+def _blocks_problem(folder: Path, module: str = MODULE, problem: str = BLOCKS_PROBLEM) -> Path:
+    (folder / "quad_project").mkdir(exist_ok=True)
+    (folder / "quad_project" / "quad.py").write_text(module)
+    return _write(folder, problem, "quadrature.py")
+
+
+def test_a_block_problem_written_the_readme_way_evaluates(tmp_path):
+    problem = load_problem(_blocks_problem(tmp_path))
+    assert [b.id for b in problem.project.blocks] == ["quad.py:settings", "quad.py:accept"]
+    with SandboxPool(problem, workers=1) as pool:
+        evaluation = pool.evaluate(problem.seed_code)
+    assert evaluation.status == "ok", evaluation.error
+    assert evaluation.metrics["error"] <= 1e-6 and evaluation.score > 5
+
+
+def test_block_mistakes_name_the_line_and_what_was_meant(tmp_path):
+    typo = MODULE.replace("    # EVOLVE-BLOCK-START accept", "    # EVOLVE_BLOCK_START accept")
+    line = typo.splitlines().index("    # EVOLVE_BLOCK_START accept") + 1
+    with pytest.raises(ProblemError, match=rf"quad.py:{line}: '# EVOLVE_BLOCK_START accept' looks like a misspelt "
+                                           r"marker\n  fix: write `# EVOLVE-BLOCK-START \[name\]`"):
+        load_problem(_blocks_problem(tmp_path, typo))
+    wrong_call = BLOCKS_PROBLEM.replace('calls=["quad.integrate_counted"]', 'calls=["quad.integrate"]')
+    with pytest.raises(ProblemError, match=r"'quad.integrate', which is not a top-level def(.|\n)*quad defines "
+                                           r"integrate_counted, adapt$"):
+        load_problem(_blocks_problem(tmp_path, MODULE, wrong_call))
