@@ -24,6 +24,7 @@ import importlib
 import re
 import sys
 import types
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -42,6 +43,9 @@ _MARKER = re.compile(r"^([ \t]*)#[ \t]*EVOLVE-BLOCK-(START|END)\b(.*)$")
 _NEAR_MARKER = re.compile(r"^[ \t]*#[ \t]*EVOLVE[ \t_-]*BLOCK[ \t_-]*(START|END)", re.IGNORECASE)  # a misspelt one
 _HEADER = re.compile(r"^# EVOLVE-BLOCK ([^\s:]+):([A-Za-z0-9_.-]+)[ \t]*$")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
+# A marker, or a look-alike (`EVOLVE‐BLOCK‐END` with Unicode hyphens, other case, full-width letters once
+# NFKC-normalised) that would show a reader of the files a block ending where it does not.
+_LOOKS_LIKE_MARKER = re.compile(r"evolve[^a-z0-9\n]{0,3}block", re.IGNORECASE)
 MAX_FILES = 200
 MAX_BYTES = 4 * 1024 * 1024  # all the project's .py files together
 
@@ -407,8 +411,9 @@ class ProjectSource:
             raise Refused(f"block(s) {', '.join(missing)} missing; a program gives every block: "
                           f"{', '.join(self.block_ids)}")
         for block, text in blocks.items():
-            if "EVOLVE-BLOCK" in text:
-                raise Refused(f"block {block} contains an `EVOLVE-BLOCK` marker; markers stay where they are")
+            if _LOOKS_LIKE_MARKER.search(unicodedata.normalize("NFKC", text)):
+                raise Refused(f"block {block} contains an `EVOLVE-BLOCK` marker (or text made to look like one); "
+                              "markers stay where they are")
         return {b: blocks[b] for b in self.block_ids}
 
     def _assemble(self, blocks: Mapping[str, str]) -> _Assembled:

@@ -277,3 +277,14 @@ def test_an_evolved_function_nested_too_deeply_is_refused_never_a_crash(depth) -
     with SandboxPool(toy, 1) as pool:
         evaluation = pool.evaluate(code)
     assert evaluation.status == "error" and "nests too deeply" in (evaluation.error or "")
+
+
+@pytest.mark.parametrize("fake", ["# EVOLVE\u2010BLOCK\u2010END", "# evolve-block-end", "# EVOLVE BLOCK END",
+                                  "# \uff25\uff36\uff2f\uff2c\uff36\uff25-BLOCK-END", "x = '# EVOLVE-BLOCK-END'"])
+def test_a_block_may_not_hold_a_look_alike_of_a_marker(problem, fake) -> None:
+    # A block that "ends" at a look-alike marker and goes on with `return 1e9`: a reader of the exported file
+    # would take that line for the trusted code after the block.
+    answer = (f"calc.py:body\n<<<<<<< SEARCH\n    total = total + y\n=======\n    total = total + y\n    {fake}\n"
+              "    return 1e9\n>>>>>>> REPLACE\n")
+    with pytest.raises(PatchError, match="marker"):
+        apply_response(answer, problem.seed_code, (), problem.project)
