@@ -45,8 +45,10 @@ def problem_path(problem: str | Path) -> Path:
     bundled = FOLDER / f"{problem}.py"
     if bundled.is_file() and bundled.stem in names():
         return bundled
+    local = path.with_name(f"{path.name}.py")
+    mean = f"add the .py ({local} is a file here), or " if local.is_file() else ""
     raise ProblemError(f"{problem}: no such problem file and no bundled problem of that name\n"
-                       f"  fix: give the path of a .py problem file, or one of the bundled problems: "
+                       f"  fix: {mean}give the path of a .py problem file, or one of the bundled problems: "
                        f"{', '.join(names())}")
 
 

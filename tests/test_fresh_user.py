@@ -20,6 +20,7 @@ from evoforge.engine.run.progress import status_line
 from evoforge.engine.run.stats import RunStats
 from evoforge.evaluators import ProblemError, SandboxPool
 from evoforge.evaluators.loader import load_problem
+from evoforge.problems import problem_path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -289,3 +290,11 @@ def test_block_mistakes_name_the_line_and_what_was_meant(tmp_path):
     with pytest.raises(ProblemError, match=r"'quad.integrate', which is not a top-level def(.|\n)*quad defines "
                                            r"integrate_counted, adapt$"):
         load_problem(_blocks_problem(tmp_path, MODULE, wrong_call))
+
+
+def test_a_problem_named_without_its_py_in_the_working_folder_is_pointed_at(tmp_path, monkeypatch):
+    _write(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProblemError, match=r"fix: add the .py \(colouring.py is a file here\)"):
+        problem_path("colouring")
+    assert problem_path("colouring.py") == Path("colouring.py")
