@@ -129,3 +129,52 @@ def test_uninitialised_memory_holds_none_of_the_inputs(bins, best_fit):
                 found = eval(line[len("STALE "):])  # noqa: S307 - lists of ints the candidate printed
                 leaked += [run for values in found for run in _runs_of(values, length) if run in known]
     assert not leaked, f"{len(leaked)} runs of {length} item sizes of the inputs found in fresh memory"
+
+
+# A compiled harness that passes each call a view (the values seen so far): in the harness's process, a view's
+# `.base` would be the whole input, the values still to come included.
+PREFIX_PROBLEM = '''"""Guess each value from the values before it."""
+import numpy as np
+
+from evoforge import Settings, compiled_harness, evolve
+
+SETTINGS = Settings(maximize=True, numba=True)
+
+
+@evolve
+def guess(seen):
+    return float(seen[-1]) if len(seen) else 0.0
+
+
+@compiled_harness("(guess, float64[::1])", guess="float64(float64[::1])")
+def run(guess, values):
+    out = np.zeros(len(values))
+    for i in range(len(values)):
+        out[i] = guess(values[:i])
+    return out
+
+
+def solve(values):
+    return run(guess, np.asarray(values, dtype=np.float64))
+
+
+def score(values, output):
+    return -float(np.abs(np.asarray(output) - np.asarray(values)).sum())
+
+
+def inputs(params):
+    return {"a": [float(x) for x in np.random.default_rng(0).random(50)]}
+'''
+FROM_THE_BASE = ("def guess(seen):\n    lib = 0\n    whole = seen.base\n"
+                 "    return float(whole[len(seen)]) if whole is not None else 0.0\n")
+
+
+def test_a_view_does_not_lead_to_the_array_it_views(tmp_path):
+    path = tmp_path / "prefix.py"
+    path.write_text(PREFIX_PROBLEM)
+    with SandboxPool(load_problem(path, {}), 1) as pool:
+        honest = pool.evaluate("def guess(seen):\n    return float(seen[-1]) if len(seen) else 0.0\n")
+        assert honest.status == "ok" and honest.score < -1.0, honest
+        ev = pool.evaluate(FROM_THE_BASE)
+    assert ev.status != "ok" or ev.score == honest.score, ev
+    assert ev.status == "error" and "`.base`" in ev.error, ev
