@@ -107,7 +107,7 @@ Proposal = Table(
     _required("details", JSON, default=dict),
     _required("created_at", _WHEN, default=utcnow),
     UniqueConstraint("run_id", "seq", name="uq_proposals_run_seq"),
-    # What a run's spend sums (v7), so that summing it never reads the prompts.
+    # What a run's spend sums (v12), so that summing it never reads the prompts.
     Index("ix_proposals_run_spend", "run_id", "model", "attempts", "cost", "prompt_tokens", "completion_tokens"),
 )
 
@@ -145,7 +145,7 @@ Program = Table(
     Index("ix_programs_run_status_score", "run_id", "status", "score"),
     Index("ix_programs_run_code_hash", "run_id", "code_hash", "seq"),
     Index("ix_programs_run_proposal", "run_id", "proposal_id"),
-    # For the pages and listings of a long run (v7): counts by origin, a run's seeds, rejected and held-out
+    # For the pages and listings of a long run (v12): counts by origin, a run's seeds, rejected and held-out
     # programs, each island's best, and the curve's one pass over the run, each read from an index alone.
     Index("ix_programs_run_origin_status", "run_id", "origin", "status"),
     Index("ix_programs_run_rejected", "run_id", "rejected_at"),

@@ -115,11 +115,11 @@ def _drop_all(url: str) -> None:
     engine.dispose()
 
 
-def test_a_version_6_database_with_a_run_upgrades_to_7_and_reads_the_same(tmp_path: Path) -> None:
-    """Version 7 adds indexes only: a version 6 database with a run gains them, keeps every row, and every query
-    of the pages answers as before."""
+def test_a_version_6_database_with_a_run_upgrades_and_reads_the_same(tmp_path: Path) -> None:
+    """Version 12 adds indexes only (11 a table): a version 6 database with a run gains them, keeps every row, and
+    every query of the pages answers as before."""
     from evoforge.db import NewCandidate, NewEvaluation, NewProgram, NewProposal
-    from evoforge.db.migrations import v0007_page_indexes
+    from evoforge.db.migrations import v0011_judgements, v0012_page_indexes
     from evoforge.engine.analysis import queries as analysis
     from evoforge.engine.analysis.web import curves, pages
 
@@ -159,7 +159,8 @@ def test_a_version_6_database_with_a_run_upgrades_to_7_and_reads_the_same(tmp_pa
     engine.dispose()
     with pytest.raises(StoreError, match="schema version 6"):
         Store(url)
-    assert upgrade_database(url)[0] == "7: " + v0007_page_indexes.__doc__.strip()
+    assert upgrade_database(url) == [f"{step.VERSION}: {step.__doc__.strip()}"
+                                     for step in (v0011_judgements, v0012_page_indexes)]
     assert schema_drift(url) == []
     with Store(url) as store:
         run = store.get_run("six")

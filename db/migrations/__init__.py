@@ -18,15 +18,15 @@ from evoforge.db.migrations import (
     v0003_program_behaviour,
     v0004_receipts,
     v0006_metrics_feedback,
-    v0007_page_indexes,
     v0011_judgements,
+    v0012_page_indexes,
 )
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour,
-                                 v0004_receipts, v0006_metrics_feedback, v0007_page_indexes, v0011_judgements)
+                                 v0004_receipts, v0006_metrics_feedback, v0011_judgements, v0012_page_indexes)
 """Every step in order of VERSION. Versions are reserved per change and may land out of order, so a number can be
 missing while the change that holds it has not landed."""
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from alembic.operations import Operations
 
-VERSION = 7
+VERSION = 12
 
 PROGRAM_INDEXES = {
     "ix_programs_run_origin_status": ["run_id", "origin", "status"],
