@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour,
                                  v0004_receipts, v0006_metrics_feedback, v0011_judgements, v0012_page_indexes)
-"""Every step in order of VERSION. Versions are reserved per change and may land out of order, so a number can be
-missing while the change that holds it has not landed."""
+"""Every step in order of VERSION. Numbers may have gaps, but a new step is always numbered above LATEST as it lands:
+a database at LATEST is taken to have every step below it, so a step slipped in under it would never run there."""
 
 LATEST = STEPS[-1].VERSION
 """The schema version this evoforge reads and writes."""
