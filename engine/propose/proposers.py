@@ -87,18 +87,22 @@ class OfflineProposer:
                             error=f"no mutation found: {exc}")
         self._made_any, self._misses_in_a_row = True, 0
         return Proposal(model="offline", prompt="[]", text=made.response, latency_s=time.perf_counter() - start,
-                        details={"kind": made.kind})
+                        details={"kind": made.kind, **made.details})
 
     def restore(self, proposals: Sequence[Any]) -> None:
-        """Replay a resumed run's recorded proposals (stored `details`), so its nudge steps continue exactly."""
+        """Replay a resumed run's recorded proposals (stored `details`), so its adapted steps continue exactly."""
         for p in proposals:
-            if p.details.get("kind") == "nudge":
-                self._mutator.observe_nudge(bool(p.details.get("improved")))
+            self._learn(p.details, bool(p.details.get("improved")))
             self._made_any = self._made_any or p.error is None
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
-        """Nudges adapt their step to how often they improve on the trusted score; other mutations learn nothing."""
-        if proposal.details.get("kind") == "nudge":
+        """Nudges and literal searches adapt their steps to how often they improve on the trusted score."""
+        self._learn(proposal.details, improved)
+
+    def _learn(self, details: dict[str, Any], improved: bool) -> None:
+        if isinstance(self._mutator, AstMutator):
+            self._mutator.observe(details, improved)
+        elif details.get("kind") == "nudge":
             self._mutator.observe_nudge(improved)
 
     def stop_reason(self) -> str | None:

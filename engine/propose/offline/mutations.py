@@ -49,7 +49,7 @@ _SEQUENCE_ANNOTATION = re.compile(r"^(typing\.)?(tuple|list|Tuple|List|Sequence|
 
 # --- numbers ---------------------------------------------------------------------------------------------------
 
-def _num(value: float | int) -> ast.expr:
+def number(value: float | int) -> ast.expr:
     """A literal; negatives as unary minus so that `x ** -0.5` and `-2 ** 2` unparse as meant."""
     if value < 0:
         return ast.UnaryOp(op=ast.USub(), operand=ast.Constant(-value))
@@ -72,11 +72,11 @@ def _threshold(rng: np.random.Generator, allow_zero: bool = True) -> float:
     return _round3(10 ** rng.uniform(-1, 2))
 
 
-def _constant_value(node: ast.AST) -> float | int | None:
+def constant_value(node: ast.AST) -> float | int | None:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return cast("float | int", node.value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _constant_value(node.operand)
+        inner = constant_value(node.operand)
         return None if inner is None else -inner
     return None
 
@@ -107,15 +107,15 @@ def _new_constant(value: float | int, int_ctx: bool, rng: np.random.Generator) -
 def _mutate_constant(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> Edit | None:
     targets = []
     for site, span in sites_of(func, lines):
-        value = _constant_value(site.node)
-        if value is None or isinstance(site.parent, ast.UnaryOp) and _constant_value(site.parent) is not None:
+        value = constant_value(site.node)
+        if value is None or isinstance(site.parent, ast.UnaryOp) and constant_value(site.parent) is not None:
             continue  # `-1` is mutated as one constant, not as the 1 inside it
         targets.append((site, span, value))
     if not targets:
         return None
     site, span, value = targets[int(rng.integers(len(targets)))]
     new = _new_constant(value, site.int_ctx, rng)
-    replace_node(site.stmt, site.node, _num(new))
+    replace_node(site.stmt, site.node, number(new))
     return edit_for(site.stmt, lines, span, func)
 
 
@@ -132,7 +132,7 @@ def _mutate_operator(func: ast.FunctionDef, lines: list[str], rng: np.random.Gen
         elif isinstance(node, (ast.Compare, ast.BoolOp)):
             targets.append((site, span))
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)) \
-                and _constant_value(node) is None:
+                and constant_value(node) is None:
             targets.append((site, span))
         elif isinstance(node, ast.Call) and call_name(node) in _CALL_SWAPS:
             targets.append((site, span))
@@ -142,13 +142,13 @@ def _mutate_operator(func: ast.FunctionDef, lines: list[str], rng: np.random.Gen
     node = site.node
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Pow):
-            current = _constant_value(node.right)
+            current = constant_value(node.right)
             powers = [p for p in (0.5, 2, 3, 1.5) if p != current]
-            node.right = _num(powers[int(rng.integers(len(powers)))])
+            node.right = number(powers[int(rng.integers(len(powers)))])
         elif not site.int_ctx and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)) and rng.random() < 0.3:
             power = (2, 3, 0.5)[int(rng.integers(3))]  # raise one operand to a small power instead
             side = "left" if rng.random() < 0.5 else "right"
-            setattr(node, side, ast.BinOp(left=getattr(node, side), op=ast.Pow(), right=_num(power)))
+            setattr(node, side, ast.BinOp(left=getattr(node, side), op=ast.Pow(), right=number(power)))
         else:
             node.op = _BIN_SWAPS[type(node.op)]()
     elif isinstance(node, ast.Compare):
@@ -242,13 +242,13 @@ def _vocabulary(v: ast.expr, rng: np.random.Generator) -> ast.expr:
     if k == 3:
         return _np("log1p", _np("abs", v))
     if k == 4:
-        return ast.Compare(left=v, ops=[ast.Gt()], comparators=[_num(_threshold(rng))])
+        return ast.Compare(left=v, ops=[ast.Gt()], comparators=[number(_threshold(rng))])
     if k == 5:
-        return ast.Compare(left=v, ops=[ast.Lt()], comparators=[_num(_threshold(rng))])
+        return ast.Compare(left=v, ops=[ast.Lt()], comparators=[number(_threshold(rng))])
     if k == 6:
-        return _np("minimum", v, _num(_threshold(rng)))
+        return _np("minimum", v, number(_threshold(rng)))
     return _np("exp", ast.BinOp(left=ast.UnaryOp(op=ast.USub(), operand=_np("abs", v)), op=ast.Div(),
-                                right=_num(_threshold(rng, allow_zero=False))))
+                                right=number(_threshold(rng, allow_zero=False))))
 
 
 def _term(base: ast.expr, g: ast.expr, rng: np.random.Generator) -> ast.expr:
@@ -332,7 +332,7 @@ def _mutate_condition(func: ast.FunctionDef, lines: list[str], rng: np.random.Ge
         result = _fresh(func, "result")  # not "score": that is the problem's trusted function
         body.append(_assign(result, value))
     op = (ast.Lt, ast.Gt, ast.LtE, ast.GtE)[int(rng.integers(4))]()
-    condition = ast.Compare(left=v, ops=[op], comparators=[_num(_threshold(rng))])
+    condition = ast.Compare(left=v, ops=[op], comparators=[number(_threshold(rng))])
     adjusted = _term(ast.Name(result, ast.Load()), condition, rng)
     body.append(_assign(result, adjusted))
     body.append(ast.Return(value=ast.Name(result, ast.Load())))

@@ -14,23 +14,28 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from evoforge.engine.program.patching import apply_response
 from evoforge.engine.program.source import PatchError, normalize_code
-from evoforge.engine.propose.offline import statements
+from evoforge.engine.propose.offline import literals, statements
 from evoforge.engine.propose.offline.locate import Edit
 from evoforge.engine.propose.offline.mutations import BUILTIN_NAMES, MUTATORS
 from evoforge.engine.propose.offline.recombine import crossover_edit, recombine_edit
 
 # Mutation kinds and how often each is tried; operator swaps have few outcomes, so they get less weight.
 _WEIGHTS = {"constant": 4.0, "operator": 1.0, "insert": 4.0, "condition": 2.0, "recombine": 2.0, "crossover": 2.0,
-            "delete": 0.7, "swap": 0.7, "duplicate": 0.7, "wrap": 0.7, "call": 1.0, "nudge": 2.0}
+            "delete": 0.7, "swap": 0.7, "duplicate": 0.7, "wrap": 0.7, "call": 1.0, "nudge": 2.0, "tune": 2.0,
+            "shift": 30.0, "transform": 10.0}
 KINDS = tuple(_WEIGHTS)
 _WITH_DONOR = ("recombine", "crossover")  # kinds that need a second parent
+# Kinds that search literals with an adapted step; shift only where a function is a construction, and then
+# often: the other kinds rarely improve a set of coordinates.
+_STEPPED = ("shift", "transform", "tune")
+_CONSTRUCTION = ("shift", "transform")
 _SAYS = {
     "constant": "perturb a numeric constant",
     "operator": "swap an operator",
@@ -44,11 +49,17 @@ _SAYS = {
     "wrap": "wrap a statement in a condition or loop",
     "call": "call another function of the same module",
     "nudge": "move one element of a built array",
+    "tune": "fine-tune the numbers of a statement",
+    "shift": "move the coordinates of a construction",
+    "transform": "map all points of a construction linearly",
 }
 _EDITS: dict[str, Callable[..., Edit | None]] = {
     **MUTATORS, "delete": statements.delete, "swap": statements.swap, "duplicate": statements.duplicate,
     "wrap": statements.wrap, "call": statements.swap_call,
 }
+
+
+_LITERAL_EDITS = {"shift": literals.shift, "transform": literals.transform, "tune": literals.tune}
 
 
 class NoMutationFound(RuntimeError):
@@ -62,6 +73,7 @@ class OfflineProposal:
     kind: str
     response: str
     code: str
+    details: dict[str, float | str] = field(default_factory=dict)  # for `observe`: the step and its lineage
 
 
 
@@ -75,6 +87,9 @@ class AstMutator:
             raise ValueError(f"max_tries must be at least 1, got {max_tries}")
         self.max_tries = max_tries
         self.nudge_scale = 0.01  # the typical step of a nudge; `observe_nudge` adapts it to the trusted score
+        # steps of the literal searches, per lineage (`observe` adapts them): shift's are absolute, tune's relative
+        self.steps = {"shift": literals.StepSizes(0.1, 0.005, 1.0), "tune": literals.StepSizes(0.05, 1e-6, 0.5),
+                      "transform": literals.StepSizes(0.01, 1e-5, 0.3)}
         self.global_names = None if global_names is None else frozenset(global_names) | BUILTIN_NAMES
 
     def propose(self, parents: Sequence[str], evolved_names: Sequence[str], rng: np.random.Generator) -> str:
@@ -93,7 +108,11 @@ class AstMutator:
             raise NoMutationFound("the best parent does not parse, so it cannot be mutated")
         known = {n for n in map(_normal_or_none, parents) if n is not None}
         donors = [p for p in parents[:-1] if _normal_or_none(p) not in (None, best_normal)]
-        kinds = [k for k in KINDS if k not in _WITH_DONOR or donors]
+        tree = ast.parse(best)
+        construction = any(isinstance(n, ast.FunctionDef) and n.name in evolved_names
+                           and literals.is_construction(n) for n in tree.body)
+        kinds = [k for k in KINDS if (k not in _WITH_DONOR or donors) and (k not in _CONSTRUCTION or construction)]
+        lineage = literals.key_of(best)
         weights = np.array([_WEIGHTS[k] for k in kinds])
         weights = weights / weights.sum()
         misses: Counter[str] = Counter()  # why tries failed, for the message when all of them do
@@ -110,6 +129,9 @@ class AstMutator:
                 edit = cross(func, lines, donors[int(rng.integers(len(donors)))], rng)
             elif kind == "nudge":
                 edit = statements.nudge(func, lines, rng, self.nudge_scale)
+            elif kind in _STEPPED:
+                step = self.steps[kind].step(lineage)
+                edit = _LITERAL_EDITS[kind](func, lines, rng, step)
             else:
                 edit = _EDITS[kind](func, lines, rng)
             if edit is None:
@@ -127,10 +149,23 @@ class AstMutator:
                 misses[f"{kind}: divides by zero"] += 1
             elif self._unresolved(tree, best):
                 misses[f"{kind}: reads a name the program cannot see"] += 1
+            elif kind in _STEPPED:
+                return OfflineProposal(kind, proposal.response, proposal.code,
+                                       {"step": step, "parent": lineage, "child": literals.key_of(proposal.code)})
             else:
                 return proposal
         why = "; ".join(f"{reason} (x{count})" for reason, count in misses.most_common(4))
         raise NoMutationFound(f"no valid new program from {len(parents)} parent(s) in {self.max_tries} tries: {why}")
+
+    def observe(self, details: Mapping[str, object], improved: bool) -> None:
+        """A proposal's outcome on the trusted score, from the details it was recorded with: nudges and the
+        literal searches adapt their steps; other kinds learn nothing."""
+        kind = details.get("kind")
+        if kind == "nudge":
+            self.observe_nudge(improved)
+        elif kind in _STEPPED and {"step", "parent", "child"} <= details.keys():
+            self.steps[str(kind)].observe(str(details["parent"]), str(details["child"]),
+                                          float(details["step"]), improved)  # type: ignore[arg-type]
 
     def observe_nudge(self, improved: bool) -> None:
         """A nudge's outcome on the trusted score: grow the step after a success, shrink it slowly otherwise (the

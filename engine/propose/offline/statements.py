@@ -177,9 +177,11 @@ def _array_like(value: ast.expr) -> bool:
         and isinstance(value.func.value, ast.Name) and value.func.value.id in ("np", "numpy")
 
 
-def nudge(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, scale: float = 0.01) -> Edit | None:
-    """Move one element of a built array by a small literal step (its index wraps, so any size works)."""
-    choices: list[tuple[ast.stmt, tuple[int, int], str | None]] = []
+def built_array(func: ast.FunctionDef, lines: list[str],
+                rng: np.random.Generator) -> tuple[ast.Assign | ast.Return, tuple[int, int], str] | None:
+    """An array the function builds (`x = np.<f>(...)`, or a returned one), its lines and the name it has or gets
+    (a fresh local for a returned array); mostly one built before the return, which is what the rest uses."""
+    choices: list[tuple[ast.Assign | ast.Return, tuple[int, int], str | None]] = []
     for block in _blocks(func):
         for s in block:
             span = span_of(s, lines)
@@ -190,22 +192,33 @@ def nudge(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, sca
                 choices.append((s, span, s.targets[0].id))
             elif isinstance(s, ast.Return) and s.value is not None and _array_like(s.value):
                 choices.append((s, span, None))
-    built = [c for c in choices if c[2] is not None]  # an array built before the return: what the rest uses
+    built = [c for c in choices if c[2] is not None]
     picked = _pick(built if built and rng.random() < 0.8 else choices, rng)
     if picked is None:
         return None
-    stmt, (start, end), name = picked
-    assert isinstance(stmt, (ast.Assign, ast.Return)) and stmt.value is not None  # the two kinds chosen above
-    indent = indent_of(lines[start])
-    step = float(f"{scale * math.exp(rng.normal(0, 1)) * (1 if rng.random() < 0.5 else -1):.3g}")
-    j = int(rng.integers(64))
+    stmt, span, name = picked
     if name is not None:
-        return Edit(start, end, lines[start:end] + [f"{indent}{name}.flat[{j} % {name}.size] += {step}"], func.name)
+        return stmt, span, name
     used = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)} | {a.arg for a in ast.walk(func.args)
                                                                            if isinstance(a, ast.arg)}
     local, i = "built", 1
     while local in used:
         local, i = f"built_{i}", i + 1
+    return stmt, span, local
+
+
+def nudge(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, scale: float = 0.01) -> Edit | None:
+    """Move one element of a built array by a small literal step (its index wraps, so any size works)."""
+    picked = built_array(func, lines, rng)
+    if picked is None:
+        return None
+    stmt, (start, end), name = picked
+    indent = indent_of(lines[start])
+    step = float(f"{scale * math.exp(rng.normal(0, 1)) * (1 if rng.random() < 0.5 else -1):.3g}")
+    j = int(rng.integers(64))
+    if isinstance(stmt, ast.Assign):
+        return Edit(start, end, lines[start:end] + [f"{indent}{name}.flat[{j} % {name}.size] += {step}"], func.name)
+    assert stmt.value is not None  # built_array picks only returns of a value
     value = ast.unparse(stmt.value)
-    return Edit(start, end, [f"{indent}{local} = {value}", f"{indent}{local}.flat[{j} % {local}.size] += {step}",
-                             f"{indent}return {local}"], func.name)
+    return Edit(start, end, [f"{indent}{name} = {value}", f"{indent}{name}.flat[{j} % {name}.size] += {step}",
+                             f"{indent}return {name}"], func.name)

@@ -1,0 +1,235 @@
+"""Local search over a program's numeric literals, steered by the trusted score through `observe`.
+
+A single random constant change rarely helps a construction whose numbers are computed (a grid, a polygon) or
+symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Two edits:
+
+- `shift`, for a construction (a function whose arguments are all integers, so its output is one fixed set of
+  numbers such as coordinates): the first time, it gives the array the function builds one explicit offset per
+  element, `x = x + np.resize(np.array([...]), x.shape)`, so every coordinate becomes a literal of the program;
+  after that it moves those offsets, one short run of them (one point) or all of them at once, by Gaussian steps.
+- `tune`: moves every float literal of one statement by a relative Gaussian step, written with six significant
+  digits (a random constant change keeps three, which cannot fine-tune a fitted curve).
+
+Each lineage (a program and the children that improved on it) keeps its own step size, adapted by the 1/5 success
+rule of evolution strategies (`StepSizes`): selection on the trusted score then makes these edits a (1+1)
+evolution strategy over the literals. Only the parents' code and the improved flag are used, never the problem.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+
+import numpy as np
+
+from evoforge.engine.program.source import normalize_code
+from evoforge.engine.propose.offline.locate import (
+    Edit,
+    call_name,
+    edit_for,
+    indent_of,
+    replace_node,
+    sites_of,
+    span_of,
+    statements_of,
+)
+from evoforge.engine.propose.offline.mutations import constant_value, number
+from evoforge.engine.propose.offline.statements import built_array
+
+OFFSETS = 64  # offsets a construction gets: np.resize repeats them over a bigger array, ignores the rest of them
+_JOINT = 0.15  # how often a shift moves every offset at once (with a quarter of the step) instead of one point
+
+
+def key_of(code: str) -> str:
+    """A short name for a program's lineage entry: the hash of its normalized code."""
+    return hashlib.sha256(normalize_code(code).encode()).hexdigest()[:16]
+
+
+class StepSizes:
+    """Step sizes per lineage, adapted by the 1/5 success rule: a success multiplies the step by `grow` (and the
+    improved child starts from it), a failure by grow**-0.25, so steps settle where about one in five improves.
+    A program with no entry of its own starts from the step that worked last anywhere."""
+
+    def __init__(self, start: float, low: float, high: float, grow: float = 1.5) -> None:
+        self.low, self.high, self.grow = low, high, grow
+        self.recent = start
+        self._by_program: dict[str, float] = {}
+
+    def step(self, program: str) -> float:
+        """The step for children of `program` (its key, `key_of`)."""
+        return self._by_program.get(program, self.recent)
+
+    def observe(self, parent: str, child: str, step: float, improved: bool) -> None:
+        """The trusted outcome of a child made with `step` from `parent`."""
+        factor = self.grow if improved else self.grow ** -0.25
+        new = min(self.high, max(self.low, step * factor))
+        self._by_program[child if improved else parent] = new
+        self.recent = new
+
+
+def is_construction(func: ast.FunctionDef) -> bool:
+    """Whether every argument is annotated `int` (sizes only), so the function returns one fixed construction."""
+    a = func.args
+    return a.vararg is None and a.kwarg is None and all(
+        arg.annotation is not None and ast.unparse(arg.annotation) == "int"
+        for arg in a.posonlyargs + a.args + a.kwonlyargs)
+
+
+def offsets_of(stmt: ast.stmt) -> tuple[str, list[float]] | None:
+    """The array name and the offsets of a statement `x = x + np.resize(np.array([...]), x.shape)`, else None."""
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+        return None
+    name, value = stmt.targets[0].id, stmt.value
+    if not (isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and isinstance(value.left, ast.Name)
+            and value.left.id == name and isinstance(value.right, ast.Call) and call_name(value.right) == "resize"
+            and len(value.right.args) == 2):
+        return None
+    inner = value.right.args[0]
+    if not (isinstance(inner, ast.Call) and call_name(inner) == "array" and len(inner.args) == 1
+            and isinstance(inner.args[0], ast.List)):
+        return None
+    values = [constant_value(e) for e in inner.args[0].elts]
+    if not values or any(v is None for v in values):
+        return None
+    return name, [float(v) for v in values if v is not None]
+
+
+def _literal(x: float) -> str:
+    text = f"{x:.6g}"
+    if text in ("-0", "0"):
+        return "0.0"
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
+def offset_lines(indent: str, name: str, values: list[float]) -> list[str]:
+    """`name = name + np.resize(np.array([...]), name.shape)`, eight offsets a line."""
+    rows = [", ".join(_literal(v) for v in values[i:i + 8]) for i in range(0, len(values), 8)]
+    body = [f"{indent}    {row}," for row in rows]
+    return [f"{indent}{name} = {name} + np.resize(np.array(["] + body + [f"{indent}]), {name}.shape)"]
+
+
+def _moved(values: list[float], rng: np.random.Generator, step: float) -> list[float]:
+    """All offsets by a quarter step each (sometimes), else a run of one to three of them (one point) by a step."""
+    new = list(values)
+    step *= float(np.exp(rng.normal(0, 1.5)))  # spread over scales: a jump into empty space, or a fine move
+    if rng.random() < _JOINT:
+        return [v + float(rng.normal(0, step / 4)) for v in new]
+    start, length = int(rng.integers(len(new))), int(rng.integers(1, 4))
+    for i in range(start, min(len(new), start + length)):
+        new[i] += float(rng.normal(0, step))
+    return new
+
+
+def shift(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, step: float) -> Edit | None:
+    """Move the offsets of a construction, giving its built array explicit offsets first if it has none."""
+    if not is_construction(func):
+        return None
+    for stmt in statements_of(func):
+        found = offsets_of(stmt)
+        span = span_of(stmt, lines) if found else None
+        if found and span:
+            name, values = found
+            return Edit(span[0], span[1], offset_lines(indent_of(lines[span[0]]), name, _moved(values, rng, step)),
+                        func.name)
+    picked = built_array(func, lines, rng)
+    if picked is None:
+        return None
+    return _after_built(picked, lines, func, offset_lines, _moved([0.0] * OFFSETS, rng, step))
+
+
+def _constant_lists(stmt: ast.stmt) -> list[list[float]]:
+    lists = []
+    in_order = sorted((n for n in ast.walk(stmt) if isinstance(n, ast.List)), key=lambda n: (n.lineno, n.col_offset))
+    for node in in_order:
+        if node.elts:
+            values = [constant_value(e) for e in node.elts]
+            if all(v is not None for v in values):
+                lists.append([float(v) for v in values if v is not None])
+    return lists
+
+
+def map_of(stmt: ast.stmt) -> tuple[str, list[float]] | None:
+    """The array name and the six numbers of `x = x @ (np.eye(k) + np.resize(np.array([a, b, c, d]), (k, k)))
+    + np.resize(np.array([e, f]), k)` (k = x.shape[-1]), else None."""
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+        return None
+    name, value = stmt.targets[0].id, stmt.value
+    if not (isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and isinstance(value.left, ast.BinOp)
+            and isinstance(value.left.op, ast.MatMult) and isinstance(value.left.left, ast.Name)
+            and value.left.left.id == name):
+        return None
+    lists = _constant_lists(stmt)
+    if [len(x) for x in lists] != [4, 2]:
+        return None
+    return name, lists[0] + lists[1]
+
+
+def map_lines(indent: str, name: str, values: list[float]) -> list[str]:
+    """`name = name @ (identity + a k x k matrix) + a shift`: a linear map near the identity, then a translation;
+    four plus two numbers fit a plane (np.resize repeats them for other dimensions)."""
+    matrix, move = ", ".join(_literal(v) for v in values[:4]), ", ".join(_literal(v) for v in values[4:])
+    return [f"{indent}{name} = {name} @ (np.eye({name}.shape[-1]) + np.resize(np.array([{matrix}]),",
+            f"{indent}    ({name}.shape[-1], {name}.shape[-1]))) + np.resize(np.array([{move}]), {name}.shape[-1])"]
+
+
+def transform(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, step: float) -> Edit | None:
+    """Move the six numbers of the linear map a construction applies to its built array (all points at once: a
+    stretch, shear, rotation or translation), giving it one, near the identity, if it has none. Every triangle's
+    area and every distance change together, which a move of single points cannot do to a symmetric set."""
+    if not is_construction(func):
+        return None
+    step *= float(np.exp(rng.normal(0, 1.0)))
+    for stmt in statements_of(func):
+        found = map_of(stmt)
+        span = span_of(stmt, lines) if found else None
+        if found and span:
+            name, values = found
+            moved = [v + float(rng.normal(0, step)) for v in values]
+            return Edit(span[0], span[1], map_lines(indent_of(lines[span[0]]), name, moved), func.name)
+    fresh = [float(rng.normal(0, step)) for _ in range(6)]
+    for stmt in statements_of(func):  # after the offsets, where there are some
+        found_offsets = offsets_of(stmt)
+        span = span_of(stmt, lines) if found_offsets else None
+        if found_offsets and span:
+            return Edit(span[0], span[1], lines[span[0]:span[1]]
+                        + map_lines(indent_of(lines[span[0]]), found_offsets[0], fresh), func.name)
+    picked = built_array(func, lines, rng)
+    if picked is None:
+        return None
+    return _after_built(picked, lines, func, map_lines, fresh)
+
+
+def _after_built(picked: tuple[ast.Assign | ast.Return, tuple[int, int], str], lines: list[str],
+                 func: ast.FunctionDef, render, values: list[float]) -> Edit:
+    """Put `render`'s lines after the built array (naming a returned one first, and returning it after)."""
+    stmt, (start, end), name = picked
+    indent = indent_of(lines[start])
+    if isinstance(stmt, ast.Assign):
+        return Edit(start, end, lines[start:end] + render(indent, name, values), func.name)
+    assert stmt.value is not None  # built_array picks only returns of a value
+    return Edit(start, end, [f"{indent}{name} = {ast.unparse(stmt.value)}", *render(indent, name, values),
+                             f"{indent}return {name}"], func.name)
+
+
+def tune(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, step: float) -> Edit | None:
+    """Move every float literal of one statement by a relative Gaussian step (an absolute one for a zero)."""
+    by_statement: dict[int, list] = {}
+    for site, span in sites_of(func, lines):
+        node = site.node
+        if isinstance(node, ast.Constant) and type(node.value) is float and not site.int_ctx \
+                and offsets_of(site.stmt) is None and map_of(site.stmt) is None:
+            by_statement.setdefault(id(site.stmt), []).append((site, span))
+    if not by_statement:
+        return None
+    groups = list(by_statement.values())
+    group = groups[int(rng.integers(len(groups)))]
+    for site, _ in group:
+        value = float(site.node.value)
+        # a zero moves by the step itself; any other number by a relative step that keeps its sign (a flip is a
+        # different program, which the constant mutation proposes)
+        new = float(rng.normal(0, step)) if value == 0 else value * max(0.05, 1 + float(rng.normal(0, step)))
+        new = float(f"{new:.6g}")
+        inside_minus = isinstance(site.parent, ast.UnaryOp) and isinstance(site.parent.op, ast.USub)
+        replace_node(site.stmt, site.node, ast.Constant(abs(new)) if inside_minus else number(new))
+    site, span = group[0]
+    return edit_for(site.stmt, lines, span, func)
