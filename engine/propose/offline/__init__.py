@@ -1,6 +1,7 @@
 """The offline proposer (program mutations with no LLM), split by job: `proposer` chooses and checks an edit,
 `locate` finds statements and writes edits as SEARCH/REPLACE, `mutations` changes expressions, `statements`
-changes whole statements, `recombine` crosses parents over, `blocks` mutates a project's marked blocks."""
+changes whole statements, `recombine` crosses parents over, `literals` searches a program's numbers (coordinates of
+a construction) with steps adapted to the trusted score, `blocks` mutates a project's marked blocks."""
 
 from evoforge.engine.propose.offline.blocks import BlockMutator
 from evoforge.engine.propose.offline.proposer import (

@@ -4,9 +4,11 @@ A single random constant change rarely helps a construction whose numbers are co
 symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Two edits:
 
 - `shift`, for a construction (a function whose arguments are all integers, so its output is one fixed set of
-  numbers such as coordinates): the first time, it gives the array the function builds one explicit offset per
-  element, `x = x + np.resize(np.array([...]), x.shape)`, so every coordinate becomes a literal of the program;
-  after that it moves those offsets, one short run of them (one point) or all of them at once, by Gaussian steps.
+  numbers such as coordinates): the first time, it gives the array the function builds explicit offsets,
+  `x = x + np.bincount(np.arange(64) % x.size, np.array([...]), x.size).reshape(x.shape)`, so every coordinate
+  becomes a literal of the program (offset i moves element i modulo the size: every offset moves something, and
+  the program need not know its size); after that it moves those offsets, one short run of them (one point) or
+  all of them at once, by Gaussian steps.
 - `tune`: moves every float literal of one statement by a relative Gaussian step, written with six significant
   digits (a random constant change keeps three, which cannot fine-tune a fitted curve).
 
@@ -36,7 +38,7 @@ from evoforge.engine.propose.offline.locate import (
 from evoforge.engine.propose.offline.mutations import constant_value, number
 from evoforge.engine.propose.offline.statements import built_array
 
-OFFSETS = 64  # offsets a construction gets: np.resize repeats them over a bigger array, ignores the rest of them
+OFFSETS = 64  # offsets a construction gets: offset i moves element i % size (elements past 64 stay)
 _JOINT = 0.15  # how often a shift moves every offset at once (with a quarter of the step) instead of one point
 
 
@@ -76,15 +78,17 @@ def is_construction(func: ast.FunctionDef) -> bool:
 
 
 def offsets_of(stmt: ast.stmt) -> tuple[str, list[float]] | None:
-    """The array name and the offsets of a statement `x = x + np.resize(np.array([...]), x.shape)`, else None."""
+    """The array name and the offsets of a statement
+    `x = x + np.bincount(np.arange(64) % x.size, np.array([...]), x.size).reshape(x.shape)`, else None."""
     if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
         return None
     name, value = stmt.targets[0].id, stmt.value
     if not (isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and isinstance(value.left, ast.Name)
-            and value.left.id == name and isinstance(value.right, ast.Call) and call_name(value.right) == "resize"
-            and len(value.right.args) == 2):
+            and value.left.id == name and isinstance(value.right, ast.Call) and call_name(value.right) == "reshape"
+            and isinstance(value.right.func, ast.Attribute) and isinstance(value.right.func.value, ast.Call)
+            and call_name(value.right.func.value) == "bincount" and len(value.right.func.value.args) == 3):
         return None
-    inner = value.right.args[0]
+    inner = value.right.func.value.args[1]
     if not (isinstance(inner, ast.Call) and call_name(inner) == "array" and len(inner.args) == 1
             and isinstance(inner.args[0], ast.List)):
         return None
@@ -102,10 +106,12 @@ def _literal(x: float) -> str:
 
 
 def offset_lines(indent: str, name: str, values: list[float]) -> list[str]:
-    """`name = name + np.resize(np.array([...]), name.shape)`, eight offsets a line."""
+    """`name = name + np.bincount(np.arange(k) % name.size, np.array([...]), name.size).reshape(name.shape)`,
+    eight offsets a line."""
     rows = [", ".join(_literal(v) for v in values[i:i + 8]) for i in range(0, len(values), 8)]
     body = [f"{indent}    {row}," for row in rows]
-    return [f"{indent}{name} = {name} + np.resize(np.array(["] + body + [f"{indent}]), {name}.shape)"]
+    return ([f"{indent}{name} = {name} + np.bincount(np.arange({len(values)}) % {name}.size, np.array(["] + body
+            + [f"{indent}]), {name}.size).reshape({name}.shape)"])
 
 
 def _moved(values: list[float], rng: np.random.Generator, step: float) -> list[float]:

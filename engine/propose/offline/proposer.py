@@ -1,9 +1,9 @@
 """The offline proposer: real program mutations with no LLM, written as the SEARCH/REPLACE answer an LLM would give.
 
 It keeps the whole loop working (and tested) on a machine with no network and no key. Each proposal edits one
-statement of the best parent with `ast` (see `mutations`, `statements` and `recombine` for the kinds). The SEARCH
-section is the statement's exact source lines, so comments elsewhere survive, and every answer is checked with
-`apply_response` before it is returned.
+statement of the best parent with `ast` (see `mutations`, `statements`, `recombine` and `literals` for the kinds).
+The SEARCH section is the statement's exact source lines, so comments elsewhere survive, and every answer is checked
+with `apply_response` before it is returned.
 
 The vocabulary uses `np` where the problem module imports numpy as np, as the bundled problems do. Given the
 problem module's global names, a mutation that would use a name the candidate cannot see (`np` in a problem that
@@ -88,7 +88,7 @@ class AstMutator:
         self.max_tries = max_tries
         self.nudge_scale = 0.01  # the typical step of a nudge; `observe_nudge` adapts it to the trusted score
         # steps of the literal searches, per lineage (`observe` adapts them): shift's are absolute, tune's relative
-        self.steps = {"shift": literals.StepSizes(0.1, 0.005, 1.0), "tune": literals.StepSizes(0.05, 1e-6, 0.5),
+        self.steps = {"shift": literals.StepSizes(0.3, 0.02, 1.0), "tune": literals.StepSizes(0.05, 1e-6, 0.5),
                       "transform": literals.StepSizes(0.01, 1e-5, 0.3)}
         self.global_names = None if global_names is None else frozenset(global_names) | BUILTIN_NAMES
 
