@@ -88,7 +88,7 @@ class AstMutator:
         self.max_tries = max_tries
         self.nudge_scale = 0.01  # the typical step of a nudge; `observe_nudge` adapts it to the trusted score
         # steps of the literal searches, per lineage (`observe` adapts them): shift's are absolute, tune's relative
-        self.steps = {"shift": literals.StepSizes(0.3, 0.02, 1.0), "tune": literals.StepSizes(0.05, 1e-6, 0.5),
+        self.steps = {"shift": literals.StepSizes(0.1, 0.005, 1.0), "tune": literals.StepSizes(0.05, 1e-6, 0.5),
                       "transform": literals.StepSizes(0.01, 1e-5, 0.3)}
         self.global_names = None if global_names is None else frozenset(global_names) | BUILTIN_NAMES
 
