@@ -162,7 +162,7 @@ def test_the_proposer_shifts_constructions_and_replays_its_steps_on_resume():
     assert shifted.details == {"step": start, "parent": key_of(GRID), "child": key_of(shifted.code)}
     priority = AstMutator()
     assert not {p.kind for p in (priority.propose_detailed([PRIORITY], ["priority"], rng) for _ in range(60))} \
-        & {"shift", "transform"}
+        & {"shift", "transform", "tune"}  # a priority function keeps the kinds it had
 
     live, replayed = OfflineProposer(["points"]), OfflineProposer(["points"])
     recorded = []

@@ -1,7 +1,7 @@
 """Local search over a program's numeric literals, steered by the trusted score through `observe`.
 
 A single random constant change rarely helps a construction whose numbers are computed (a grid, a polygon) or
-symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Two edits:
+symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Three edits:
 
 - `shift`, for a construction (a function whose arguments are all integers, so its output is one fixed set of
   numbers such as coordinates): the first time, it gives the array the function builds explicit offsets,
@@ -9,12 +9,15 @@ symmetric (many equal extreme distances or triangles): one point moved changes o
   becomes a literal of the program (offset i moves element i modulo the size: every offset moves something, and
   the program need not know its size); after that it moves those offsets, one short run of them (one point) or
   all of them at once, by Gaussian steps.
+- `transform`: gives the built array one linear map near the identity and a translation (six numbers for a plane)
+  and moves them, so every distance and triangle changes at once (a stretch into unused room, a rotation).
 - `tune`: moves every float literal of one statement by a relative Gaussian step, written with six significant
   digits (a random constant change keeps three, which cannot fine-tune a fitted curve).
 
-Each lineage (a program and the children that improved on it) keeps its own step size, adapted by the 1/5 success
-rule of evolution strategies (`StepSizes`): selection on the trusted score then makes these edits a (1+1)
-evolution strategy over the literals. Only the parents' code and the improved flag are used, never the problem.
+The proposer offers all three on constructions only (see `proposer`). Each lineage (a program and the children
+that improved on it) keeps its own step size, adapted by the 1/5 success rule of evolution strategies
+(`StepSizes`): selection on the trusted score then makes these edits a (1+1) evolution strategy over the literals.
+Only the parents' code and the improved flag are used, never the problem.
 """
 
 from __future__ import annotations
