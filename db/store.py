@@ -561,22 +561,24 @@ class Store:
 
         return self._read(read)
 
-    def curve_rows(self, run_id: int, *, after_seq: int) -> list[tuple[int, float | None, int, bool]]:
-        """(seq, score counted for the running best or None, island, is a seed) of the run's evaluated programs
-        recorded after ``after_seq``, in order; counted: valid and not rejected. One narrow index holds them all."""
+    def curve_rows(self, run_id: int, *, after_seq: int) -> Sequence[tuple[int, float | None, int]]:
+        """(seq, score counted for the running best or None, island or -1 for a seed) of the run's evaluated
+        programs recorded after ``after_seq``, in order; counted: valid and not rejected. One narrow index holds
+        them all, and the rows come back as the driver gives them: a long run's curve reads 100,000 of them."""
         counted = case((and_(Program.c.status == "ok", Program.c.rejected_at.is_(None)), Program.c.score),
                        else_=None)
-        query = (select(Program.c.seq, counted, Program.c.island, Program.c.origin == "seed")
+        island = case((Program.c.origin == "seed", -1), else_=Program.c.island)
+        query = (select(Program.c.seq, counted, island)
                  .where(Program.c.run_id == run_id, Program.c.seq > after_seq, Program.c.status != "duplicate")
                  .order_by(Program.c.seq))
-        return [(int(seq), score, int(island), bool(seed))
-                for seq, score, island, seed in self._read(lambda c: c.execute(query).all())]
+        return self._read(lambda c: c.execute(query).all())
 
     def curve_points(self, run_id: int, seqs: Sequence[int]) -> list[tuple[int, int, float | None, str, bool,
-                                                                           datetime]]:
-        """(seq, id, score, status, rejected, created_at) of the run's programs with these seqs, in seq order."""
+                                                                           datetime, int]]:
+        """(seq, id, score, status, rejected, created_at, island) of the run's programs with these seqs, in seq
+        order."""
         query = select(Program.c.seq, Program.c.id, Program.c.score, Program.c.status,
-                       Program.c.rejected_at.is_not(None), Program.c.created_at)
+                       Program.c.rejected_at.is_not(None), Program.c.created_at, Program.c.island)
         rows: list[Row] = []
 
         def read(c: Connection) -> None:
@@ -585,7 +587,7 @@ class Store:
                 rows.extend(c.execute(query.where(Program.c.run_id == run_id, Program.c.seq.in_(chunk))).all())
 
         self._read(read)
-        return sorted((int(r[0]), int(r[1]), r[2], str(r[3]), bool(r[4]), as_utc(r[5])) for r in rows)
+        return sorted((int(r[0]), int(r[1]), r[2], str(r[3]), bool(r[4]), as_utc(r[5]), int(r[6])) for r in rows)
 
     def model_totals(self, run_id: int) -> list[ModelTotals]:
         """Per model: its proposals, real calls, applied answers, valid and improving programs, tokens and cost;

@@ -325,13 +325,13 @@ def test_model_totals_and_the_program_queries_of_the_inspection_commands(store: 
     assert [p.id for p in store.program_briefs(run.id, origin="seed")] == [seed]
     assert [p.id for p in store.program_briefs(run.id, rejected=True)] == [ids[4]]
     assert [p.id for p in store.program_briefs(run.id, ids=[ids[3], seed])] == [seed, ids[3]]
-    # The curve's rows: the score counted for a best (valid, not rejected), island, seed; then some in detail.
+    # The curve's rows: the score counted for a best (valid, not rejected), island (-1: a seed); some in detail.
     rows = store.curve_rows(run.id, after_seq=-1)
-    assert [(score, island, is_seed) for _, score, island, is_seed in rows] == [
-        (1.0, 0, True), (1.0, 0, False), (None, 0, False), (1.0, 1, False), (None, 1, False)]
-    assert store.curve_rows(run.id, after_seq=rows[-2][0]) == rows[-1:]
+    assert [(score, island) for _, score, island in rows] == [(1.0, -1), (1.0, 0), (None, 0), (1.0, 1), (None, 1)]
+    assert list(store.curve_rows(run.id, after_seq=rows[-2][0])) == list(rows[-1:])
     points = store.curve_points(run.id, [rows[-1][0], rows[0][0]])
-    assert [(p[1], p[2], p[3], p[4]) for p in points] == [(seed, 1.0, "ok", False), (ids[4], 1.0, "ok", True)]
+    assert [(p[1], p[2], p[3], p[4], p[6]) for p in points] == [(seed, 1.0, "ok", False, 0),
+                                                                 (ids[4], 1.0, "ok", True, 1)]
     # The per-model sums read a few at a time add up to the whole.
     upto, first = store.model_totals_since(run.id, after_seq=-1)
     assert set(first) == set(store.model_totals(run.id)) and store.model_totals_since(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,8 +109,8 @@ class LiveCurve:
         details = {row[0]: row for row in store.curve_points(self.run.id, [k[1] for k in kept])}
         start = self.run.created_at
         made = []
-        for n, seq, island, seed, best, best_seq, islands, change in kept:
-            _, pid, score, status, is_rejected, created = details[seq]
+        for n, seq, seed, best, best_seq, islands, change in kept:
+            _, pid, score, status, is_rejected, created, island = details[seq]
             made.append(Point(n=n, seq=seq, program_id=pid, seconds=(created - start).total_seconds(), score=score,
                               valid=status == "ok" and score is not None, rejected=is_rejected, seed=seed,
                               island=island, best=best, best_program_id=-1 if best_seq is None else best_seq,
@@ -122,25 +123,27 @@ class LiveCurve:
             self._last = None
         self.points.extend(made)
 
-    def _walk(self, rows: list[tuple[int, float | None, int, bool]]) -> list[tuple[Any, ...]]:
-        """The running bests through the new rows; the rows to draw, each with the bests after it."""
+    def _walk(self, rows: Sequence[tuple[int, float | None, int]]) -> list[tuple[Any, ...]]:
+        """The running bests through the new rows (island -1: a seed); the rows to draw, each with the bests after
+        it. The one loop over every row of a long run: kept to plain comparisons."""
         up, stride = self.maximize, self.stride
         best, islands = self._best, self._island_best
+        everywhere = range(self.num_islands)
         kept: list[tuple[Any, ...]] = []
         n = self.total
         last = len(rows) - 1
-        for i, (seq, counted, island, seed) in enumerate(rows):
+        for i, (seq, counted, island) in enumerate(rows):
             n += 1
             change = False
             if counted is not None:
                 if best is None or (counted > best[0] if up else counted < best[0]):
                     best, change = (counted, seq), True
-                for k in range(self.num_islands) if seed else (island,):
+                for k in everywhere if island < 0 else (island,):
                     here = islands[k]
                     if here is None or (counted > here[0] if up else counted < here[0]):
                         islands[k], change = (counted, seq), True
             if change or n % stride == 0 or i == last:
-                kept.append((n, seq, island, seed, None if best is None else best[0],
+                kept.append((n, seq, island < 0, None if best is None else best[0],
                              None if best is None else best[1], tuple(None if b is None else b[0] for b in islands),
                              change))
         self.total, self._best = n, best
