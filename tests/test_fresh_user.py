@@ -298,3 +298,16 @@ def test_a_problem_named_without_its_py_in_the_working_folder_is_pointed_at(tmp_
     with pytest.raises(ProblemError, match=r"fix: add the .py \(colouring.py is a file here\)"):
         problem_path("colouring")
     assert problem_path("colouring.py") == Path("colouring.py")
+
+
+def test_the_readme_problem_template_evaluates_as_it_stands(tmp_path):
+    """The block under "Writing a problem file" is what a new user copies first: it must load and score."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("## Writing a problem file")) + len("```python\n")
+    problem = load_problem(_write(tmp_path, readme[start:readme.index("```", start)], "template.py"))
+    assert not problem.warnings and problem.cascade
+    with SandboxPool(problem, workers=1) as pool:
+        evaluation = pool.evaluate(problem.seed_code)
+        held_out = pool.evaluate(problem.seed_code, held_out=True)
+    assert evaluation.status == "ok" and held_out.status == "ok"
+    assert evaluation.scores == {"small": sum(range(100)), "large": sum(range(1000))}
