@@ -380,7 +380,12 @@ def batch(fn: Callable[..., Any], calls: Iterable[Sequence[Any]]) -> list[Any]:
     For harnesses whose calls do not depend on each other's results (cap set's priorities of every vector), this
     pays the channel's cost once instead of once per call. Outside a sandbox it is the plain loop.
     """
-    calls = [tuple(c) for c in calls]
+    items = list(calls)
+    try:
+        calls = [tuple(c) for c in items]
+    except TypeError:  # a list of single arguments: say what batch takes, not that an int is not iterable
+        raise TypeError("batch(fn, calls): each call is a tuple of fn's arguments (for one argument: "
+                        "batch(fn, [(x,) for x in xs]))") from None
     if isinstance(fn, RemoteFunction):
         return fn.many(calls)
     return [fn(*c) for c in calls]

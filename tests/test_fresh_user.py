@@ -311,3 +311,13 @@ def test_the_readme_problem_template_evaluates_as_it_stands(tmp_path):
         held_out = pool.evaluate(problem.seed_code, held_out=True)
     assert evaluation.status == "ok" and held_out.status == "ok"
     assert evaluation.scores == {"small": sum(range(100)), "large": sum(range(1000))}
+
+
+def test_batch_given_single_arguments_says_what_it_takes(tmp_path):
+    problem = load_problem(_variant(tmp_path, "        scores = batch(priority, args)",
+                                    "        scores = batch(priority, [a[0] for a in args])"))
+    with SandboxPool(problem, workers=1) as pool:
+        evaluation = pool.evaluate(problem.seed_code)
+    assert evaluation.status == "error"
+    assert "each call is a tuple of fn's arguments (for one argument: batch(fn, [(x,) for x in xs]))" in (
+        evaluation.error)
