@@ -536,8 +536,11 @@ class Store:
         valid = (Program.c.run_id == run_id, Program.c.status == "ok", Program.c.score.is_not(None))
         counts = (select(Program.c.island, func.count()).where(*valid).group_by(Program.c.island))
         # The rejected, through their own index (few), then counted here among the valid.
+        # Only the id from the rejected index (with more columns the database may pick an index that holds them
+        # all and read the whole run), then the few rows themselves.
         rejected = select(Program.c.id, Program.c.island, Program.c.status, Program.c.score).where(
-            Program.c.run_id == run_id, Program.c.rejected_at.is_not(None))
+            Program.c.id.in_(select(Program.c.id).where(Program.c.run_id == run_id,
+                                                         Program.c.rejected_at.is_not(None)).scalar_subquery()))
         order = Program.c.score.desc() if maximize else Program.c.score.asc()
 
         def read(c: Connection) -> list[tuple[int, int, float, int, int]]:

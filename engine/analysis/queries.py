@@ -293,8 +293,8 @@ def islands(store: Store, run: RunInfo) -> list[IslandRow]:
     """Per island: how many valid programs were registered there and the best of them (rejected ones left out).
     The seed counts on every island; of equal scores the earlier program is the best."""
     up = maximize(run)
-    seeds = [(p.score, p.seq, p.id, p.island) for p in store.program_briefs(run.id, origin="seed", rejected=False)
-             if p.status == "ok" and p.score is not None]
+    seeds = [(p.score, p.seq, p.id, p.island) for p in store.program_briefs(run.id, origin="seed")
+             if p.status == "ok" and p.score is not None and not p.rejected]
     found = {row[0]: row[1:] for row in store.island_bests(run.id, maximize=up)}
     rows = []
     for i in range(num_islands(run)):
