@@ -60,7 +60,8 @@ def test_the_wheel_holds_one_package_of_real_files_with_its_data_license_and_mar
         assert not [e.filename for e in entries if stat.S_ISLNK(e.external_attr >> 16)]  # files, not links
         for path in ("engine/cli/main.py", "db/store.py", "islands/model.py", "evaluators/sandbox.py",
                      "problems/bin_packing.py", "problems/data/README.md", "problems/merge_sort.py",
-                     "problems/sort_project/sorter.py", "problems/sort_project/merging.py"):
+                     "problems/sort_project/sorter.py", "problems/sort_project/merging.py",
+                     "problems/train_script.py", "problems/train_project/train.py"):
             assert archive.read(f"evoforge/{path}") == (REPO / path).read_bytes(), path
         for data in ("or3", "weibull_5k", "alphaevolve_constructions"):
             assert json.loads(archive.read(f"evoforge/problems/data/{data}.json"))
