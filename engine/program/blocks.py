@@ -15,15 +15,23 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from evoforge.engine.program.matching import closest, columns, dedented, fix_indent, indent_style, trim, windows
+from evoforge.engine.program.matching import (
+    REPLACE_LINE,
+    SEARCH_LINE,
+    closest,
+    columns,
+    dedented,
+    fix_indent,
+    indent_style,
+    search_replace,
+    trim,
+    windows,
+)
 from evoforge.engine.program.source import PatchError, normalize_code
 from evoforge.evaluators.project import ProjectSource, program_text, source_lines
 from evoforge.evaluators.validator import Refused
 
-_SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\b(.*)$", re.IGNORECASE)
 _BLOCK = re.compile(r"^\s*<{5,9}\s*BLOCK\b(.*)$", re.IGNORECASE)
-_DIVIDER = re.compile(r"^\s*={5,9}\s*$")
-_REPLACE = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$", re.IGNORECASE)
 _BLOCK_END = re.compile(r"^\s*>{5,9}\s*(BLOCK|END)\b.*$", re.IGNORECASE)
 # A line that names a file (`sorter.py`, `../x.py`, `/etc/passwd`) or a block (`sorter.py:small`) and nothing else.
 _TARGET = re.compile(r"^[\s#*>`'\"-]*(?:(?:file|block|in)\s*:?\s*)?[`'\"]?"
@@ -75,8 +83,8 @@ def parse_edits(response: str) -> list[_Edit]:
     edits: list[_Edit] = []
     i = 0
     while i < len(lines):
-        search, block = _SEARCH.match(lines[i]), _BLOCK.match(lines[i])
-        if _REPLACE.match(lines[i]):
+        search, block = SEARCH_LINE.match(lines[i]), _BLOCK.match(lines[i])
+        if REPLACE_LINE.match(lines[i]):
             raise PatchError(f"answer line {i + 1}: a `>>>>>>> REPLACE` without a `<<<<<<< SEARCH` before it")
         if not search and not block:
             i += 1
@@ -94,24 +102,10 @@ def parse_edits(response: str) -> list[_Edit]:
             edits.append(_Edit(number, start + 1, target, None, trim(lines[i + 1:end])))
             i = end + 1
             continue
-        divider = end = None
-        for j in range(i + 1, len(lines)):
-            if _SEARCH.match(lines[j]) or _BLOCK.match(lines[j]):
-                break
-            if divider is None and _DIVIDER.match(lines[j]):
-                divider = j
-            elif _REPLACE.match(lines[j]):
-                end = j
-                break
-        where = f"SEARCH/REPLACE edit {number} (answer line {start + 1})"
-        if end is None:
-            raise PatchError(f"{where}: `<<<<<<< SEARCH` is not closed by a `>>>>>>> REPLACE` line")
-        if divider is None:
-            raise PatchError(f"{where}: no `=======` line between SEARCH and REPLACE")
-        found = trim(lines[start + 1:divider])
-        if not any(line.strip() for line in found):
-            raise PatchError(f"{where}: the SEARCH section is empty; copy the exact lines to replace from a block")
-        edits.append(_Edit(number, start + 1, target, found, trim(lines[divider + 1:end])))
+        found, replacement, end = search_replace(
+            lines, start, f"SEARCH/REPLACE edit {number} (answer line {start + 1})", copy_from="a block",
+            opens_another=lambda line: bool(SEARCH_LINE.match(line) or _BLOCK.match(line)))
+        edits.append(_Edit(number, start + 1, target, found, replacement))
         i = end + 1
     return edits
 

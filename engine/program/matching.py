@@ -11,6 +11,8 @@ import difflib
 import re
 from collections.abc import Callable
 
+from evoforge.engine.program.source import PatchError
+
 _FENCE_LINE = re.compile(r"^\s*(`{3,}|~{3,})\s*[\w+.-]*\s*$")
 
 
@@ -84,3 +86,32 @@ def closest(search: list[str], code_lines: list[str]) -> str:
         return f"SEARCH line {number} `{line.strip()}` matches no line of the code (the code is empty)"
     return (f"SEARCH line {number} `{line.strip()}` matches no line of the code; the closest is code line "
             f"{best + 1}: `{code_lines[best].strip()}`")
+
+
+SEARCH_LINE = re.compile(r"^\s*<{5,9}\s*SEARCH\b(.*)$", re.IGNORECASE)  # group 1: what follows it (a target)
+DIVIDER_LINE = re.compile(r"^\s*={5,9}\s*$")
+REPLACE_LINE = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$", re.IGNORECASE)
+
+
+def search_replace(lines: list[str], start: int, where: str, *, opens_another: Callable[[str], bool],
+                   copy_from: str) -> tuple[list[str], list[str], int]:
+    """The SEARCH and REPLACE sections of the edit that opens at ``lines[start]``, and the index of its REPLACE
+    line. A malformed edit raises PatchError starting with ``where``: not closed (a line ``opens_another`` edit
+    comes first), no divider, or nothing to search for (the model is told to copy the lines from ``copy_from``)."""
+    divider = end = None
+    for j in range(start + 1, len(lines)):
+        if opens_another(lines[j]):
+            break
+        if divider is None and DIVIDER_LINE.match(lines[j]):
+            divider = j
+        elif REPLACE_LINE.match(lines[j]):
+            end = j
+            break
+    if end is None:
+        raise PatchError(f"{where}: `<<<<<<< SEARCH` is not closed by a `>>>>>>> REPLACE` line")
+    if divider is None:
+        raise PatchError(f"{where}: no `=======` line between SEARCH and REPLACE")
+    search = trim(lines[start + 1:divider])
+    if not any(line.strip() for line in search):
+        raise PatchError(f"{where}: the SEARCH section is empty; copy the exact lines to replace from {copy_from}")
+    return search, trim(lines[divider + 1:end]), end

@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evoforge.engine.program.matching import (
+    REPLACE_LINE,
+    SEARCH_LINE,
     closest,
     columns,
     dedented,
     fix_indent,
     indent_style,
-    trim,
+    search_replace,
     windows,
 )
 from evoforge.engine.program.source import PatchError, check_program, names_text, normalize_code, parse_code
@@ -28,9 +30,6 @@ from evoforge.evaluators.project import ProjectSource
 
 __all__ = ["PatchError", "apply_response"]
 
-_SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\b.*$", re.IGNORECASE)
-_DIVIDER = re.compile(r"^\s*={5,9}\s*$")
-_REPLACE = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+.-]*)")
 _FENCE_LINE = re.compile(r"^\s*(`{3,}|~{3,})\s*[\w+.-]*\s*$")
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
@@ -83,32 +82,16 @@ def _parse_blocks(lines: list[str]) -> list[_Block]:
     blocks: list[_Block] = []
     i = 0
     while i < len(lines):
-        if _REPLACE.match(lines[i]):
+        if REPLACE_LINE.match(lines[i]):
             raise PatchError(f"response line {i + 1}: a `>>>>>>> REPLACE` marker without a `<<<<<<< SEARCH` "
                              "before it; write each block as SEARCH, `=======`, REPLACE")
-        if not _SEARCH.match(lines[i]):
+        if not SEARCH_LINE.match(lines[i]):
             i += 1
             continue
         number, start = len(blocks) + 1, i
-        divider = end = None
-        for j in range(i + 1, len(lines)):
-            if _SEARCH.match(lines[j]):
-                break
-            if divider is None and _DIVIDER.match(lines[j]):
-                divider = j
-            elif _REPLACE.match(lines[j]):
-                end = j
-                break
-        where = f"SEARCH/REPLACE block {number} (response line {start + 1})"
-        if end is None:
-            raise PatchError(f"{where}: `<<<<<<< SEARCH` is not closed by a `>>>>>>> REPLACE` line")
-        if divider is None:
-            raise PatchError(f"{where}: no `=======` line between SEARCH and REPLACE")
-        search = trim(lines[start + 1:divider])
-        replace = trim(lines[divider + 1:end])
-        if not any(line.strip() for line in search):
-            raise PatchError(f"{where}: the SEARCH section is empty; copy the exact lines to replace from the "
-                             "best version")
+        search, replace, end = search_replace(
+            lines, start, f"SEARCH/REPLACE block {number} (response line {start + 1})",
+            opens_another=lambda line: bool(SEARCH_LINE.match(line)), copy_from="the best version")
         blocks.append(_Block(line=start + 1, search=search, replace=replace))
         i = end + 1
     return blocks
