@@ -495,6 +495,12 @@ class Store:
         ]
         return sorted(briefs, key=attrgetter("seq")) if few else briefs
 
+    def program_metrics(self, run_id: int) -> dict[int, dict[str, float]]:
+        """The named metrics of the run's valid programs by program id, in one query: a plot of every metric
+        needs them all but none of the code. Programs scored by one number (no metrics) are left out."""
+        query = select(Program.c.id, Program.c.metrics).where(Program.c.run_id == run_id, Program.c.status == "ok")
+        return {int(pid): dict(metrics) for pid, metrics in self._read(lambda c: c.execute(query).all()) if metrics}
+
     def program_marks(self, run_id: int) -> tuple[frozenset[int], dict[int, float]]:
         """The run's programs a person rejected, and each held-out score by program: both change after a program
         is recorded, so a cache of the run's programs compares them to know it went stale. Read from two indexes,

@@ -101,6 +101,10 @@ def test_metrics_and_feedback_round_trip_in_the_store(db_url: str) -> None:
         assert program.metrics == {"score": 1.0, "t": 2.5} and program.feedback == "input a: 2 late"
         [ev] = store.evaluations(program.id)
         assert ev.metrics == {"score": 1.0, "t": 2.5} and ev.feedback == "input a: 2 late"
+        plain = store.record_candidate(run.id, program=NewProgram(island=0, origin="seed", code="y", code_hash="g",
+                                                                  status="ok", score=2.0))
+        assert plain.program_id != program.id
+        assert store.program_metrics(run.id) == {program.id: {"score": 1.0, "t": 2.5}}  # one score: no metrics
     with pytest.raises(ValueError, match=r"program metrics\['t'\] is inf"):
         NewProgram(island=0, origin="seed", code="x", code_hash="h", status="ok", score=1.0,
                    metrics={"t": float("inf")})
@@ -230,3 +234,57 @@ def test_feedback_reaches_the_prompts_of_the_children(searched: str) -> None:
                 assert "Metrics: late_jobs " in prompt
                 checked += 1
     assert checked >= len(proposals) > 0
+
+
+def test_the_plot_draws_each_metric_with_its_direction_running_best_and_limit(searched: str, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    import matplotlib.image
+    import numpy as np
+
+    from evoforge.engine.analysis.plots import figure
+    from evoforge.engine.analysis.queries import curve, metric_curves
+
+    with Store(searched) as store:
+        run = store.get_run("jobs")
+        assert run is not None
+        c = curve(store, run)
+        metrics = metric_curves(store, run, c)
+        late = {p.id: p.metrics["late_jobs"] for p in _ok_programs(store)}  # no person rejected any
+    [m] = metrics  # the primary is the score panels' business
+    assert (m.name, m.maximize, m.limit) == ("late_jobs", False, 0.25)
+    expected = [late.get(pid, np.nan) for pid in c.program_id.tolist()]
+    np.testing.assert_array_equal(m.value, expected)
+
+    axes = figure(c, "jobs", metrics).axes
+    assert len(axes) == 5 and axes[3].get_title() == "held-out score of the running best"
+    panel = axes[4]
+    assert panel.get_ylabel() == "late_jobs (lower is better)"
+    [best, limit] = panel.get_lines()
+    drawn = np.asarray(best.get_ydata(), dtype=float)
+    assert not np.isnan(drawn).any() and (np.diff(drawn) <= 0).all()  # lower is better: it never rises
+    assert drawn.tolist() == np.fmin.accumulate(np.asarray(expected, dtype=float)).tolist()
+    assert np.nanmax(expected) > 0.25 >= drawn[-1]  # candidates on both sides of the drawn limit
+    assert limit.get_linestyle() == "--" and list(limit.get_ydata()) == [0.25, 0.25]
+    assert "limit 0.25" in panel.get_legend_handles_labels()[1]
+
+    path = tmp_path / "jobs.png"
+    assert main(["plot", "jobs", "--db", searched, "-o", str(path)]) == 0
+    assert "and 1 metrics besides the primary" in capsys.readouterr().err
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[0] > 900 + 300 and pixels.std() > 0.05  # taller than the four panels, and not blank
+
+
+def test_a_run_scored_by_one_number_keeps_the_four_panels(tmp_path: Path) -> None:
+    from evoforge.engine.analysis.plots import figure
+    from evoforge.engine.analysis.queries import curve, metric_curves
+
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    problem = problem_file(tmp_path, "return float(y)")
+    config = RunConfig(problem=str(problem), name="one", budget=0, workers=1, islands=IslandConfig(num_islands=1))
+    assert run_search(config, db, progress=False).status == "finished"
+    with Store(db) as store:
+        run = store.get_run("one")
+        assert run is not None
+        c = curve(store, run)
+        assert store.program_metrics(run.id) == {} and metric_curves(store, run, c) == []
+    assert len(c.evaluated) == 1 and len(figure(c, "one").axes) == 4

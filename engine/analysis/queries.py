@@ -434,6 +434,41 @@ def _running_best(scores: np.ndarray, maximize: bool) -> np.ndarray:
     return np.where(np.isinf(best), np.nan, best)
 
 
+@dataclass(frozen=True)
+class MetricCurve:
+    """One named metric other than the primary along a run's curve: `value` per evaluated candidate (NaN where it
+    is invalid, rejected or did not report the metric) and `best`, its running best in the metric's own direction
+    (NaN before the first value). `limit` is the constraint the problem declared on it, if any."""
+
+    name: str
+    maximize: bool
+    limit: float | None
+    value: np.ndarray
+    best: np.ndarray
+
+
+def metric_curves(store: Store, run: RunInfo, c: Curve) -> list[MetricCurve]:
+    """Each named metric of the run's valid programs other than the primary, aligned with `c` (in the order the
+    programs first reported them); empty for a run scored by one number."""
+    import numpy as np
+
+    metrics = store.program_metrics(run.id)
+    if not metrics:
+        return []
+    spec = MetricSpec.of(run)
+    names = [n for n in dict.fromkeys(n for pid in c.program_id.tolist() for n in metrics.get(pid, {}))
+             if n not in (spec.primary, "score")]
+    counted = c.valid & ~c.rejected
+    curves = []
+    for name in names:
+        value = np.array([metrics.get(pid, {}).get(name, np.nan) for pid in c.program_id.tolist()], dtype=float)
+        value = np.where(counted, value, np.nan)
+        up = spec.maximized(name)
+        curves.append(MetricCurve(name=name, maximize=up, limit=spec.constraints.get(name), value=value,
+                                  best=_running_best(value, up)))
+    return curves
+
+
 def curve(store: Store, run: RunInfo) -> Curve:
     """The run's curve: every evaluated program's score, the running best and its held-out score."""
     import numpy as np  # here, not at the top: the text commands (runs, show, ...) never need it

@@ -167,8 +167,10 @@ def _plot(args: argparse.Namespace) -> int:
     with Store(args.db, create=False) as store:
         run = analysis.open_run(store, args.name)
         curve = analysis.curve(store, run)
-    _note(f"plotting {len(curve.evaluated)} evaluated candidates of run {run.name}")
-    print(plots.save_png(curve, f"run {run.name} ({run.problem_name})", args.output))
+        metrics = analysis.metric_curves(store, run, curve)
+    _note(f"plotting {len(curve.evaluated)} evaluated candidates of run {run.name}"
+          + (f" and {len(metrics)} metrics besides the primary" if metrics else ""))
+    print(plots.save_png(curve, f"run {run.name} ({run.problem_name})", args.output, metrics=metrics))
     return 0
 
 
