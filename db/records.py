@@ -357,6 +357,7 @@ class ProgramSummary:
     rejected: bool = False  # a person took it out of selection
     behaviour: str | None = None  # digest of its outputs on the first inputs
     parent_ids: tuple[int, ...] = ()  # counted as offspring on resume (parent selection's offspring penalty)
+    metrics: Mapping[str, float] = field(default_factory=dict)  # named metrics: MAP-Elites descriptors on resume
 
 
 @dataclass(frozen=True)

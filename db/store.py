@@ -395,7 +395,7 @@ class Store:
         programs = select(
             Program.c.id, Program.c.seq, Program.c.island, Program.c.origin, Program.c.status, Program.c.score,
             Program.c.scores, Program.c.code_length, Program.c.rejected_at.is_not(None), Program.c.behaviour,
-            Program.c.parent_ids,
+            Program.c.parent_ids, Program.c.metrics,
         ).where(Program.c.run_id == run_id).order_by(Program.c.seq)
         events = _EVENT_COLUMNS.where(Event.c.run_id == run_id).order_by(Event.c.seq)
 
@@ -405,7 +405,7 @@ class Store:
 
         program_rows, event_rows = self._read(read)
         summaries = [ProgramSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9],
-                                    tuple(r[10] or ())) for r in program_rows]
+                                    tuple(r[10] or ()), r[11] or {}) for r in program_rows]
         infos = [_event_info(r) for r in event_rows]
         return list(heapq.merge(summaries, infos, key=attrgetter("seq")))
 

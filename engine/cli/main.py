@@ -69,6 +69,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      f"{defaults.elite_share}; 0 is FunSearch's sampling alone)")
     run.add_argument("--inspirations", type=int, default=defaults.inspirations,
                      help="other islands' best programs shown in each prompt beside the parents (default 0)")
+    run.add_argument("--map-elites", metavar="DESC[,DESC]", default=None,
+                     help="a MAP-Elites archive beside the islands over these descriptors (code_length, or metrics "
+                     "the problem's score returns); half the prompts then improve one of its elites (default off)")
+    run.add_argument("--map-bins", type=int, default=defaults.map_bins,
+                     help=f"bins per MAP-Elites descriptor (default {defaults.map_bins})")
     add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")

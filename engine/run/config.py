@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency
 from evoforge.islands import IslandConfig
+from evoforge.islands.map_elites import MapElitesError
+from evoforge.islands.map_elites import validate as validate_map_elites
 
 DEFAULT_DB_URL = "sqlite:///runs/evoforge.db"
 
@@ -182,6 +184,10 @@ class RunConfig:
     # twin's score, so the search can drift across neutral variants). None: the default, "parent" (QUALITY.md).
     same_behaviour: str | None = None  # "reject" | "keep" | "parent" | None
     inspirations: int | None = None  # other islands' best programs shown in each prompt; None: the default
+    # A MAP-Elites archive beside the islands (off: empty): descriptors (`code_length` or metric names), each binned
+    # into `map_bins` equal-width bins over the values seen; half the prompts then improve an archive elite.
+    map_elites: tuple[str, ...] = ()
+    map_bins: int = 8
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
@@ -195,6 +201,12 @@ class RunConfig:
             raise ConfigError(f"--same-behaviour {self.same_behaviour}: use one of {', '.join(SAME_BEHAVIOUR)}")
         if self.inspirations is not None and (isinstance(self.inspirations, bool) or self.inspirations < 0):
             raise ConfigError(f"--inspirations {self.inspirations}: must be a whole number >= 0")
+        object.__setattr__(self, "map_elites", tuple(self.map_elites))  # stored as a JSON list
+        if self.map_elites:
+            try:
+                validate_map_elites(self.map_elites, self.map_bins)
+            except MapElitesError as exc:
+                raise ConfigError(str(exc)) from None
 
     @property
     def duplicates(self) -> str:

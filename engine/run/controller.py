@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,7 @@ from evoforge.engine.run.stats import RunStats
 from evoforge.engine.run.steering import Steering, steer_forever
 from evoforge.evaluators import Evaluation, Problem
 from evoforge.islands import IslandModel, ResetPlan
+from evoforge.islands.map_elites import MapElitesArchive
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str
                        details={**p.details, "improved": improved})
 
 
+MAP_SHARE = 0.5
+"""With a MAP-Elites archive: the share of prompts whose parents are archive elites (the rest use the islands).
+As parents rather than inspirations, since MAP-Elites' gain comes from improving the elite of a sparse niche, which
+an inspiration beside the island's parents never is; half keeps the islands' exploitation for the other prompts."""
 FEEDBACK_ITEMS = 3  # recent failures per island shown in the next prompt
 PARENT_CACHE = 4096  # programs kept for prompts; selection favours few, so most parents come from here
 
@@ -105,6 +110,7 @@ class Controller:
                  executor: Executor, stats: RunStats, concurrency: int | FixedConcurrency | AdaptiveConcurrency = 1,
                  limits: Limits | None = None, reject_same_behaviour: bool = False,
                  duplicates_as_parents: bool = False, inspirations: int = 0, judge: Judge | None = None,
+                 map_elites: MapElitesArchive | None = None,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -141,6 +147,8 @@ class Controller:
         self._judging = 0  # reviews whose call has not come back: the limits count them as calls in flight
         self._critiques: dict[int, str] = {}
         self._gaming: set[int] = set()
+        # Valid, selectable programs by behaviour descriptors (None: off); updated wherever the islands register.
+        self.map_elites = map_elites
 
     # ----------------------------------------------------------------- seed and history
 
@@ -165,9 +173,22 @@ class Controller:
         assert recorded.program_id is not None  # a program was recorded
         self._hashes.setdefault(_hash_key(program.code_hash), recorded.program_id)
         self._register_seed(recorded.program_id, ev.score, ev.scores, len(code))
+        self._enter_archive(recorded.program_id, ev.score, len(code), ev.metrics, seed=True)
         self._note_best(recorded.program_id, ev.score)
         self._remember_behaviour(ev.behaviour, recorded.program_id)
         return recorded.program_id
+
+    def _enter_archive(self, program_id: int, score: float, code_length: int, metrics: Mapping[str, float], *,
+                       seed: bool = False) -> None:
+        """Put a selectable program in the MAP-Elites archive; the seed must have every descriptor, or the run
+        stops with the metrics it does have (a later program without one just stays out)."""
+        archive = self.map_elites
+        if archive is None:
+            return
+        if not archive.register(program_id, score, code_length, metrics) and seed:
+            known = ", ".join(["code_length", *sorted(metrics)])
+            raise SeedFailed(f"--map-elites {','.join(archive.descriptors)}: the seed program has no finite value "
+                             f"for every descriptor; the descriptors available are: {known}")
 
     def _remember_behaviour(self, behaviour: str | None, program_id: int) -> None:
         if behaviour is not None:
@@ -211,6 +232,7 @@ class Controller:
                 else:
                     self.islands.register(item.id, item.island, self._signature(item.scores), item.score,
                                           item.code_length)
+                self._enter_archive(item.id, item.score, item.code_length, item.metrics, seed=item.origin == "seed")
                 self._note_best(item.id, item.score)
                 self._remember_behaviour(item.behaviour, item.id)
                 found = True
@@ -232,6 +254,8 @@ class Controller:
             gone = [program_id, *self._twins.pop(program_id, [])]
             self._withdrawn.update(gone)
             for pid in gone:
+                if self.map_elites is not None:
+                    self.map_elites.withdraw(pid)
                 for island in self.islands.withdraw(pid):
                     self.islands.refound(island, self._seed_id())
             if self.stats.best_program_id in gone:
@@ -244,6 +268,7 @@ class Controller:
             if (p.status == "ok" and p.score is not None and p.rejected_at is None
                     and (kind == ACCEPT_EVENT or not self._held(p.id, p.score, p.origin))):
                 self.islands.register(p.id, p.island, self._signature(p.scores), p.score, p.code_length)
+                self._enter_archive(p.id, p.score, p.code_length, p.metrics)
                 self._note_best(p.id, p.score)
 
     def _suspect(self, score: float, origin: str) -> bool:
@@ -382,7 +407,7 @@ class Controller:
         try:
             rng = np.random.default_rng([self.run.seed, attempt])
             island = attempt % self.islands.config.num_islands
-            parent_ids = self.islands.select_parents(island, rng)
+            parent_ids = self._select_parents(island, rng)
             parents = self._parents.get(parent_ids)
             views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error, metrics=p.metrics,
                                 feedback=p.feedback, critique=self._critiques.get(p.id)) for p in parents]
@@ -432,6 +457,13 @@ class Controller:
         finally:
             future.set_result(program_id)
             del self._in_flight_hashes[digest]
+
+    def _select_parents(self, island: int, rng: np.random.Generator) -> list[int]:
+        """The island's parents, or with a MAP-Elites archive in MAP_SHARE of the prompts its elites (drawn only
+        when the archive is on, so a run without one keeps its random stream)."""
+        if self.map_elites is not None and len(self.map_elites) and rng.random() < MAP_SHARE:
+            return self.map_elites.select(self.islands.config.parents_per_prompt, rng)
+        return self.islands.select_parents(island, rng)
 
     def _inspirations(self, island: int, parent_ids: list[int]) -> list[ParentView]:
         """The best programs of the other islands (best first), not among the parents: ideas from elsewhere."""
@@ -550,6 +582,7 @@ class Controller:
             elif ev.status == "ok" and ev.score is not None:
                 self.stats.valid += 1
                 self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
+                self._enter_archive(recorded.program_id, ev.score, len(code), metrics)
                 self._note_best(recorded.program_id, ev.score)
                 self._remember_behaviour(ev.behaviour, recorded.program_id)
             else:

@@ -59,6 +59,8 @@ class SearchOptions:
     selection: str = IslandConfig.selection
     elite_share: float = IslandConfig.elite_share
     inspirations: int | None = None
+    map_elites: str | Sequence[str] | None = None  # --map-elites code_length,METRIC (or a list); None: off
+    map_bins: int = RunConfig.map_bins
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
     strong_model: str | Sequence[str] = ()
@@ -110,9 +112,17 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
                                           elite_share=options.elite_share),
                      models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
-                     inspirations=options.inspirations,
+                     inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
+                     map_bins=options.map_bins,
                      executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
                                                ray_address=options.ray_address))
+
+
+def map_descriptors(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """--map-elites as a tuple of names: "code_length,makespan" is split at the commas."""
+    if value is None:
+        return ()
+    return tuple(d.strip() for d in value.split(",")) if isinstance(value, str) else tuple(value)
 
 
 def overrides(values: Mapping[str, Any]) -> dict[str, str]:

@@ -33,6 +33,7 @@ from evoforge.engine.run.progress import ProgressDisplay
 from evoforge.engine.run.stats import RunStats
 from evoforge.evaluators import Problem, ProblemError, SandboxError, load_problem
 from evoforge.islands import IslandModel
+from evoforge.islands.map_elites import MapElitesArchive
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                             reject_same_behaviour=config.rejects_same_behaviour,
                                             duplicates_as_parents=config.duplicates == "parent",
                                             inspirations=config.shown_inspirations, judge=judge,
+                                            map_elites=_map_elites(config, problem),
                                             on_progress=display.update)
                     asyncio.run(_search(controller, fresh))
                 status = "failed" if stats.stopped_by_failure else "finished"
@@ -157,6 +159,13 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
         store.set_run_status(run.id, status)
     return SearchResult(run_name=run.name, status=status, best_score=stats.best_score,
                         best_program_id=stats.best_program_id, stats=stats)
+
+
+def _map_elites(config: RunConfig, problem: Problem) -> MapElitesArchive | None:
+    """The run's MAP-Elites archive, empty (filled from the history on resume), or None when it is off."""
+    if not config.map_elites:
+        return None
+    return MapElitesArchive(config.map_elites, config.map_bins, maximize=problem.settings.maximize)
 
 
 def _start(problem: Problem, config: RunConfig, build: Callable[[], Proposer]) -> tuple[Executor, Proposer]:
