@@ -1,9 +1,9 @@
 """A MAP-Elites archive beside the islands: programs binned by behaviour descriptors, each cell keeps its best.
 
-Pure in-memory state over program ids (no database, no clock; randomness from the Generator passed in), like `IslandModel`. Every member is
-kept, so a cell's elite is a function of the member set alone: registering in any order of equal ids gives the
-same grid, a resumed run rebuilds it by registering its recorded programs again, and withdrawing an elite hands
-its cell to the next best member (or empties it).
+Pure in-memory state over program ids (no database, no clock; randomness from the Generator passed in), like
+`IslandModel`. Every member is kept, so a cell's elite is a function of the member set alone: a resumed run
+rebuilds the same grid by registering its recorded programs again, and withdrawing an elite hands its cell to the
+next best member (or empties it).
 
 Bins are equal-width over the range of values seen so far, per descriptor (`bins` of them; all values equal: one
 bin). The grid therefore sharpens as the search spreads out, and stays deterministic: no edge depends on order.
