@@ -179,3 +179,18 @@ def test_a_search_bins_a_metric_of_the_problem(tmp_path: Path) -> None:
     wrong = RunConfig(problem=JOB_SCHEDULE, name="typo", budget=2, map_elites=("late_job",))
     with pytest.raises(RunFailed, match="descriptors available are: code_length, late_jobs"):
         run_search(wrong, db, progress=False)
+
+
+def test_the_cli_flag_and_the_api_build_the_same_archive_search(tmp_path: Path) -> None:
+    import evoforge
+    from evoforge.engine.cli.main import main
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
+    assert main(["run", "bin_packing", "--budget", "4", "--map-elites", "code_length", "--map-bins", "3",
+                 "--db", db, "--name", "cli", "--quiet", *sets]) == 0
+    api = evoforge.run("bin_packing", budget=4, map_elites=["code_length"], map_bins=3, db=db, name="api",
+                       overrides=SMALL)
+    cli = evoforge.load_run("cli", db=db)
+    assert cli.config.map_elites == ("code_length",) and cli.config.map_bins == 3
+    assert {**cli.config.to_dict(), "name": "api"} == api.config.to_dict()
