@@ -194,3 +194,33 @@ def test_the_cli_flag_and_the_api_build_the_same_archive_search(tmp_path: Path) 
     cli = evoforge.load_run("cli", db=db)
     assert cli.config.map_elites == ("code_length",) and cli.config.map_bins == 3
     assert {**cli.config.to_dict(), "name": "api"} == api.config.to_dict()
+
+
+def test_a_program_rejected_while_the_run_goes_on_leaves_its_cell_to_the_next_best(tmp_path: Path, monkeypatch:
+                                                                                   pytest.MonkeyPatch) -> None:
+    from openai_server import OpenAIServer, sequence
+    from test_controller import TOY, Rig, answer, drive, programs
+
+    from evoforge.engine.analysis.queries import REJECT_EVENT
+    from evoforge.engine.propose.proposers import make_proposer
+    from evoforge.engine.run.config import ModelConfig, ModelEntry
+    from evoforge.engine.run.oversight import reject_program
+    from evoforge.evaluators import load_problem
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    rig = Rig(tmp_path)
+    with OpenAIServer(sequence(answer("    return x * 9"))) as server:
+        models = ModelConfig(models=(ModelEntry("openai/scripted", api_base=server.base_url, timeout_s=10),),
+                             retries=0, cache=False)
+        problem = load_problem(TOY)
+        controller = rig.controller(make_proposer(models, problem.description, problem.evolved_names), budget=1)
+        controller.map_elites = MapElitesArchive(["code_length"], 4, maximize=True)
+        try:
+            drive(controller)
+            seed, best = programs(rig.store, controller.run.id)
+            assert len(seed.code) == len(best.code) and controller.map_elites.cells() == {(0,): best.id}
+            reject_program(rig.store, best.id, why="it reads the answer")
+            controller.apply_action(REJECT_EVENT, best.id)
+            assert controller.map_elites.cells() == {(0,): seed.id}
+        finally:
+            rig.close()
