@@ -448,7 +448,9 @@ def test_forged_frames_reach_nothing(cap_pool, value):
             f"            os.write(fd, {frames!r})\n        except OSError:\n            pass\n    return 0.0\n")
     ev = cap_pool.evaluate(code)
     # The frames land on its reply channel as bytes of no valid message (a wrong length, a wrong tag): a crash.
-    assert ev.status == "crashed" and "channel" in ev.error, ev
+    # Which side notices first depends on scheduling: the harness refusing the frame and closing the channel, or
+    # the candidate's next write finding it closed (SIGPIPE). Either way it crashed and nothing was unpickled.
+    assert ev.status == "crashed" and ("channel" in ev.error or "SIGPIPE" in ev.error), ev
     assert not PICKLE_MARKER.exists()
 
 
