@@ -74,6 +74,14 @@ def _mate_of(proposal: Proposal) -> int | None:
     return None if mate is None else int(mate)
 
 
+def draw_mate(islands: IslandModel, island: int, parent: int, share: float, rng: np.random.Generator) -> int | None:
+    """In a `share` of the prompts, a crossover's second parent for `parent` (IslandModel.select_mate); None for the
+    others. Draws nothing when the share is 0, so a run without crossover keeps its random stream."""
+    if share <= 0 or rng.random() >= share:
+        return None
+    return islands.select_mate(island, parent, rng)
+
+
 MAP_SHARE = 0.5
 """With a MAP-Elites archive: the share of prompts whose parents are archive elites (the rest use the islands).
 As parents rather than inspirations, since MAP-Elites' gain comes from improving the elite of a sparse niche, which
@@ -446,7 +454,7 @@ class Controller:
             rng = np.random.default_rng([self.run.seed, attempt])
             island = attempt % self.islands.config.num_islands
             parent_ids = self._select_parents(island, rng)
-            mate = self._mate(island, parent_ids[-1], rng)
+            mate = draw_mate(self.islands, island, parent_ids[-1], self.crossover, rng)
             if mate is not None:  # a crossover shows the parent and its mate alone; the mate is listed first
                 parent_ids = [mate, parent_ids[-1]]
             parents = self._parents.get(parent_ids)
@@ -513,13 +521,6 @@ class Controller:
         if self.map_elites is not None and len(self.map_elites) and rng.random() < MAP_SHARE:
             return self.map_elites.select(self.islands.config.parents_per_prompt, rng)
         return self.islands.select_parents(island, rng)
-
-    def _mate(self, island: int, parent: int, rng: np.random.Generator) -> int | None:
-        """In a `crossover` share of the prompts, a second parent that behaves differently from `parent` (drawn
-        only when crossover is on, so a run without it keeps its random stream); None for the other prompts."""
-        if self.crossover <= 0 or rng.random() >= self.crossover:
-            return None
-        return self.islands.select_mate(island, parent, rng)
 
     def _inspirations(self, island: int, parent_ids: list[int]) -> list[ParentView]:
         """The best programs of the other islands (best first), not among the parents: ideas from elsewhere."""
