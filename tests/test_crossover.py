@@ -190,3 +190,24 @@ def test_the_offline_proposer_recombines_the_parent_with_its_mate() -> None:
         assert code != parent
         distinct += "fit * fit" in code or "0.25 * item" in code  # what only the mate has went into the parent
     assert kinds <= {"recombine", "crossover"} and distinct >= 3
+
+
+# ---- the record --------------------------------------------------------------------------------------------------
+
+def test_a_mate_is_stored_and_read_back_and_must_be_one_of_the_parents_before_the_primary(tmp_path: Path) -> None:
+    from evoforge.db import NewProgram
+
+    with pytest.raises(ValueError, match="mate 3 is listed among parent_ids"):
+        NewProgram(island=0, origin="llm", code="x", code_hash="h", status="ok", parent_ids=[1, 3], mate_id=3)
+    with Store(f"sqlite:///{tmp_path / 'r.db'}") as store:
+        run = store.create_run(name="r", problem_name="p", problem_path="p.py", problem_source="", problem_hash="h",
+                               config={}, seed=0, evoforge_version="test")
+        ids = []
+        for parents, mate in (((), None), ((1,), None), ((2, 1), 2)):
+            program = NewProgram(island=0, origin="seed" if not parents else "llm", code=f"c{len(ids)}",
+                                 code_hash=f"h{len(ids)}", status="ok", score=1.0,
+                                 parent_ids=[ids[p - 1] for p in parents], mate_id=None if mate is None
+                                 else ids[mate - 1])
+            ids.append(store.record_candidate(run.id, proposal=None, program=program, evaluations=[]).program_id)
+        assert [p.mate_id for p in store.get_programs(ids)] == [None, None, ids[1]]
+        assert [p.mate_id for p in store.program_briefs(run.id)] == [None, None, ids[1]]
