@@ -105,6 +105,19 @@ def test_the_crossover_prompt_shows_both_parents_and_asks_to_combine_them_into_p
     assert apply_response(answer, BEST_FIT, ["priority"]).endswith("return -(bins - item) + 0.5 * item\n")
 
 
+def test_a_project_crossover_shows_parent_b_as_blocks_and_parent_a_as_the_files_to_edit() -> None:
+    from evoforge.evaluators import load_problem
+
+    problem = load_problem(REPO / "tests" / "fixtures" / "block_problem.py")
+    a = ParentView(problem.seed_code, 4.0, "ok")
+    b = ParentView(problem.seed_code.replace("2.0", "1.5"), 2.0, "ok")
+    text = build_messages(problem.description, (), [a], mate=b, project=problem.project)[1]["content"]
+    assert "## Parent B (score 2)\n" in text and "# EVOLVE-BLOCK calc.py:settings\nGAIN = 1.5" in text
+    assert "## Parent A (score 4)\n" in text and "### calc.py (Parent A)" in text
+    assert "Combine what each parent does well into blocks" in text and "lines of that block of Parent A" in text
+    assert text.index("## Parent B") < text.index("## Parent A") and "Version" not in text
+
+
 # ---- real searches -----------------------------------------------------------------------------------------------
 
 def climb_config(name: str, budget: int, server: OpenAIServer, **options: object) -> RunConfig:
