@@ -217,7 +217,7 @@ def test_a_mate_is_stored_and_read_back_and_must_be_one_of_the_parents_before_th
                                config={}, seed=0, evoforge_version="test")
         ids = []
         for parents, mate in (((), None), ((1,), None), ((2, 1), 2)):
-            program = NewProgram(island=0, origin="seed" if not parents else "llm", code=f"c{len(ids)}",
+            program = NewProgram(island=0, origin="seed" if not parents else "human", code=f"c{len(ids)}",
                                  code_hash=f"h{len(ids)}", status="ok", score=1.0,
                                  parent_ids=[ids[p - 1] for p in parents], mate_id=None if mate is None
                                  else ids[mate - 1])
