@@ -7,6 +7,10 @@ a term added) and answers as SEARCH/REPLACE of the changed statement or as the w
 path (litellm, prompts, patching, dedupe) runs exactly as with a real model. Each answer's randomness is seeded by
 (server seed, prompt text, how often that prompt was seen), so a run with the same seed asks and gets the same.
 
+It reads the two optional prompt sections as a model that follows them would: a crossover prompt (Parent A and
+Parent B, "combine") is answered by putting a piece of Parent B into Parent A where one fits, and the lines that
+recent improvements added (--meta-summary) are further pieces to reuse, like the versions and inspirations shown.
+
     python benchmarks/mutation_server.py --seed 0     # prints its URL, serves until Ctrl-C
 """
 
@@ -28,9 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from openai_server import OpenAIServer  # noqa: E402  (the tests' real HTTP server, reused as is)
 
-_VERSION = re.compile(r"^## Version (\d+)[^\n]*\n(?:Error:[^\n]*\n)?```python\n(.*?)\n```", re.S | re.M)
+_VERSION = re.compile(r"^## (Version \d+|Parent [AB])[^\n]*\n(?:Error:[^\n]*\n)?```python\n(.*?)\n```", re.S | re.M)
 _INSPIRATION = re.compile(r"^### Inspiration \w+[^\n]*\n```python\n(.*?)\n```", re.S | re.M)
-_TARGET = re.compile(r"better than Version (\d+)")
+_TARGET = re.compile(r"better than (Version \d+)|start from (Parent A)")
+_ADDED = re.compile(r"^   \+ (.*)$", re.M)  # a line a recent improvement added (the meta-summary section)
+_IMPROVEMENTS = "## What recently improved the best scores"
 _BIN_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
 _CMP_SWAPS = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE}
 _UNARY = ("sqrt", "log1p", "exp", "square", "below", "above", "distance", "cos")
@@ -39,10 +45,30 @@ KINDS = ("constant", "operator", "replace", "term")
 
 def versions(prompt: str) -> tuple[list[str], int]:
     """The code of every version the prompt shows, and the index of the one it asks to improve."""
-    codes = [m.group(2) for m in _VERSION.finditer(prompt)]
+    found = [(m.group(1), m.group(2)) for m in _VERSION.finditer(prompt)]
+    codes = [code for _, code in found]
     target = _TARGET.search(prompt)
-    index = int(target.group(1)) if target else len(codes) - 1
-    return codes, min(index, len(codes) - 1)
+    labels = [label for label, _ in found]
+    name = (target.group(1) or target.group(2)) if target else None
+    index = labels.index(name) if name in labels else len(codes) - 1
+    return codes, index
+
+
+def recent_pieces(prompt: str) -> list[str]:
+    """The lines recent improvements added, from the meta-summary section, that parse as Python on their own."""
+    start = prompt.find(_IMPROVEMENTS)
+    if start < 0:
+        return []
+    section = prompt[start:].split("\n## ", 1)[0]
+    pieces = []
+    for line in _ADDED.findall(section):
+        text = line.strip().removeprefix("return ").strip()
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            continue
+        pieces.append(text)
+    return pieces
 
 
 class MutationResponder:
@@ -68,13 +94,15 @@ class MutationResponder:
         if not codes:
             return "I see no program to improve."
         rng = self.rng_for(prompt)
-        donors = [c for i, c in enumerate(codes) if i != index] + _INSPIRATION.findall(prompt)
+        donors = [c for i, c in enumerate(codes) if i != index] + _INSPIRATION.findall(prompt) + recent_pieces(prompt)
         share = self.full_function_share if "SEARCH" in prompt else 1.0  # a prompt may ask for whole functions
-        return mutate_answer(codes[index], donors, rng, share)
+        return mutate_answer(codes[index], donors, rng, share, combine="Parent B" in prompt)
 
 
-def mutate_answer(code: str, donors: list[str], rng: np.random.Generator, full_function_share: float = 0.5) -> str:
-    """A SEARCH/REPLACE block or a whole function that applies one random mutation to `code`."""
+def mutate_answer(code: str, donors: list[str], rng: np.random.Generator, full_function_share: float = 0.5, *,
+                  combine: bool = False) -> str:
+    """A SEARCH/REPLACE block or a whole function that applies one random mutation to `code`; `combine` (a
+    crossover prompt) first tries to put a piece of a donor in place of a sub-expression."""
     tree = ast.parse(code)
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     func = functions[int(rng.integers(len(functions)))]
@@ -84,10 +112,13 @@ def mutate_answer(code: str, donors: list[str], rng: np.random.Generator, full_f
         return "```python\n" + ast.unparse(func) + "\n```"
     donor_exprs = [n for d in donors for n in ast.walk(ast.parse(d)) if isinstance(n, (ast.BinOp, ast.Call))]
     names = [a.arg for a in func.args.args]
-    for _ in range(20):
+    for attempt in range(20):
         stmt = statements[int(rng.integers(len(statements)))]
         new_stmt = copy.deepcopy(stmt)
-        if _mutate(new_stmt, names, donor_exprs, rng):
+        if combine and attempt < 10 and donor_exprs:
+            if _graft(new_stmt, donor_exprs, rng):
+                break
+        elif _mutate(new_stmt, names, donor_exprs, rng):
             break
     else:
         return "```python\n" + ast.unparse(func) + "\n```"
@@ -158,6 +189,21 @@ def _term(names: list[str], rng: np.random.Generator, pieces: list[ast.expr] = (
     if k == 2:
         return ast.BinOp(x, ast.Div(), ast.BinOp(y, ast.Add(), _number(rng)))
     return ast.BinOp(_number(rng), ast.Mult(), ast.Compare(x, [ast.Gt()], [_number(rng)]))
+
+
+def _graft(stmt: ast.stmt, donor_exprs: list[ast.expr], rng: np.random.Generator) -> bool:
+    """Replace a sub-expression of `stmt` by a piece of a donor; False when it would change nothing."""
+    subs = [n for n in ast.walk(stmt.value) if isinstance(n, ast.expr)  # type: ignore[attr-defined]
+            and not isinstance(n, ast.Constant)]
+    if not subs:
+        return False
+    old = subs[int(rng.integers(len(subs)))]
+    new = copy.deepcopy(donor_exprs[int(rng.integers(len(donor_exprs)))])
+    if old is stmt.value:  # type: ignore[attr-defined]
+        stmt.value = new  # type: ignore[attr-defined]
+    else:
+        _replace_node(stmt, old, new)
+    return ast.dump(old) != ast.dump(new)
 
 
 def _mutate(stmt: ast.stmt, names: list[str], donor_exprs: list[ast.expr], rng: np.random.Generator) -> bool:

@@ -54,6 +54,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "inspirations": ("two inspirations from other islands in each prompt", {"inspirations": 2}),
     "no-inspirations": ("no inspirations in the prompt", {"inspirations": 0}),
     "one-island": ("a single island", {"islands": {"num_islands": 1}}),
+    "crossover": ("one prompt in five a crossover of the parent with another island's high scorer",
+                  {"crossover": 0.2}),
+    "meta": ("the last five improvements (score change, changed lines) listed in every prompt",
+             {"meta_summary": 5}),
 }
 
 

@@ -141,6 +141,10 @@ Program = Table(
     _optional("metrics", JSON),
     # What score() said about its outputs, shown to its children's model (bounded, control characters escaped).
     _optional("feedback", Text),
+    # A crossover's second parent (v13): its prompt asked to combine the primary parent with this program, which
+    # parent_ids also lists (before the primary, the last); NULL for every other program. Like parent_ids, it names
+    # a program of the same run without a foreign key.
+    _optional("mate_id", Integer),
     UniqueConstraint("run_id", "seq", name="uq_programs_run_seq"),
     Index("ix_programs_run_status_score", "run_id", "status", "score"),
     Index("ix_programs_run_code_hash", "run_id", "code_hash", "seq"),

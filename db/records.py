@@ -94,9 +94,13 @@ class NewProgram:
     held_out_score: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)  # named metrics, when score() returns several
     feedback: str | None = None  # what score() said about the outputs
+    mate_id: int | None = None  # a crossover's second parent, also among parent_ids (before the primary, the last)
 
     def __post_init__(self) -> None:
         _check_one_of("program origin", self.origin, ORIGINS)
+        if self.mate_id is not None and self.mate_id not in self.parent_ids[:-1]:
+            raise ValueError(f"a crossover's mate {self.mate_id} is listed among parent_ids, before the primary "
+                             f"parent (the last); got {list(self.parent_ids)}")
         _check_scores("program metrics", self.metrics)
         if self.code_length is not None and self.code_length != len(self.code):
             raise ValueError(f"code_length {self.code_length} is not len(code) = {len(self.code)}; leave it out")
@@ -294,6 +298,7 @@ class ProgramInfo:
     behaviour: str | None
     metrics: dict[str, float]  # named metrics ({} for a single score)
     feedback: str | None
+    mate_id: int | None  # a crossover's second parent (None: not a crossover)
 
 
 @dataclass(frozen=True)
@@ -388,6 +393,7 @@ class ProgramBrief:
     code_length: int
     created_at: datetime
     rejected: bool  # a person took it out of selection
+    mate_id: int | None = None  # a crossover's second parent (None: not a crossover)
 
 
 @dataclass(frozen=True)

@@ -473,6 +473,7 @@ class Store:
             Program.c.id, Program.c.seq, Program.c.island, Program.c.parent_ids, Program.c.origin, Program.c.status,
             Program.c.score, Program.c.held_out_score, Program.c.proposal_id, Program.c.duplicate_of,
             Program.c.code_length, Program.c.created_at, Program.c.rejected_at.is_not(None).label("rejected"),
+            Program.c.mate_id,
         ).where(Program.c.run_id == run_id)
         # Those of one origin, some ids or the rejected are few: found through their own index and put in order
         # here, since ordering by seq in SQL would make the database walk the whole run in seq order instead.
@@ -490,7 +491,7 @@ class Store:
         briefs = [
             ProgramBrief(row.id, row.seq, row.island, tuple(row.parent_ids), row.origin, row.status, row.score,
                          row.held_out_score, row.proposal_id, row.duplicate_of, row.code_length,
-                         as_utc(row.created_at), bool(row.rejected))
+                         as_utc(row.created_at), bool(row.rejected), row.mate_id)
             for row in self._read(lambda c: c.execute(query).all())
         ]
         return sorted(briefs, key=attrgetter("seq")) if few else briefs

@@ -144,6 +144,7 @@ def _program_row(
         behaviour=g.behaviour,
         metrics=dict(g.metrics) or None,
         feedback=g.feedback,
+        mate_id=g.mate_id,
         created_at=now,
     )
 

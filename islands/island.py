@@ -90,6 +90,11 @@ class Island:
             logits = logits - penalty * np.log1p(children)
         return logits
 
+    def best_first(self) -> np.ndarray:
+        """Cluster indices (creation order) from the best score to the worst; equal scores: the older first."""
+        g = self._scores.view()
+        return np.lexsort((np.arange(g.size), -g))
+
     def cluster_children(self, children: dict[int, int]) -> np.ndarray:
         """Children recorded for the programs of each cluster, summed (creation order)."""
         return np.array([sum(children.get(int(p), 0) for p in c.program_ids) for c in self._clusters], dtype=float)

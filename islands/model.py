@@ -22,6 +22,13 @@ from evoforge.islands.config import IslandConfig
 from evoforge.islands.island import Island
 from evoforge.islands.reset import ResetPlan, plan_reset
 
+MATE_POOL = 3
+"""A crossover's second parent is drawn from this many high scorers, so it is good but not always the same one."""
+MATE_FLOOR = 0.5
+"""A mate from the parent's own island scores in the upper half of the island's range (normalised score >= this):
+mating with a program far worse than the parent wastes the prompt (measured: bin packing's early clusters other than
+the seed's are mostly broken heuristics)."""
+
 
 class EmptyIslandError(LookupError):
     """Parents were requested from an island that has no programs yet."""
@@ -191,6 +198,31 @@ class IslandModel:
                 and rng.random() < config.elite_share:
             parents = [*parents[1:], best[0]] if len(parents) >= config.parents_per_prompt else [*parents, best[0]]
         return parents
+
+    def select_mate(self, island: int, parent: int, rng: np.random.Generator, pool: int = MATE_POOL) -> int | None:
+        """Return a second parent for a crossover with `parent`: a high scorer that behaves differently, drawn
+        uniformly from the `pool` best of the other islands' best programs, or, with none of those, of the best
+        programs of this island's other clusters in the upper half of its scores (MATE_FLOOR); None when there is
+        no such program."""
+        i = self._check_island(island)
+        own = self._programs[_as_int("parent", parent)][0]
+        sign = 1.0 if self.maximize else -1.0
+        others = {b[0]: b[1] for j, isl in enumerate(self._islands) if j != i and (b := isl.best) is not None
+                  and self._programs[b[0]][0] != own}
+        if others:
+            ranked = sorted(others, key=lambda pid: (-sign * others[pid], pid))[:pool]
+        else:  # one island, or the others' bests all behave like the parent: its island's other clusters
+            isl = self._islands[i]
+            normalised = isl.normalised_scores()
+            ranked = []
+            for c in isl.best_first():  # stops after pool + 1 clusters at most: only one holds the parent
+                if len(ranked) == pool or normalised[c] < MATE_FLOOR:
+                    break
+                if isl.clusters[c].signature != own:
+                    ranked.append(int(isl.clusters[c].program_ids[0]))
+        if not ranked:
+            return None
+        return ranked[int(rng.integers(len(ranked)))]
 
     def cluster_probabilities(self, island: int) -> dict[Signature, float]:
         """Return each cluster's probability of being drawn first on the island at its current temperature."""

@@ -116,10 +116,10 @@ def _drop_all(url: str) -> None:
 
 
 def test_a_version_6_database_with_a_run_upgrades_and_reads_the_same(tmp_path: Path) -> None:
-    """Version 12 adds indexes only (11 a table): a version 6 database with a run gains them, keeps every row, and
-    every query of the pages answers as before."""
+    """Version 12 adds indexes only (11 a table, 13 a column): a version 6 database with a run gains them, keeps
+    every row, and every query of the pages answers as before."""
     from evoforge.db import NewCandidate, NewEvaluation, NewProgram, NewProposal
-    from evoforge.db.migrations import v0011_judgements, v0012_page_indexes
+    from evoforge.db.migrations import v0011_judgements, v0012_page_indexes, v0013_program_mate
     from evoforge.engine.analysis import queries as analysis
     from evoforge.engine.analysis.web import curves, pages
 
@@ -147,6 +147,7 @@ def test_a_version_6_database_with_a_run_upgrades_and_reads_the_same(tmp_path: P
         seen = inspect(c)
         tables = set(seen.get_table_names())
         indexes = {i["name"] for t in tables for i in seen.get_indexes(t)}
+        columns = {(t, col["name"]) for t in tables for col in seen.get_columns(t)}
     engine.dispose()
     engine = create_engine(url)
     with engine.begin() as c:  # the same database as evoforge of version 6 left it: later tables and indexes gone
@@ -155,12 +156,14 @@ def test_a_version_6_database_with_a_run_upgrades_and_reads_the_same(tmp_path: P
             c.execute(text(f"DROP TABLE {table}"))
         for name in {i["name"] for t in tables for i in seen.get_indexes(t)} - indexes:
             c.execute(text(f"DROP INDEX {name}"))
+        for table, column in {(t, col["name"]) for t in tables for col in seen.get_columns(t)} - columns:
+            c.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         c.execute(text("UPDATE evoforge_meta SET value = '6' WHERE key = 'schema_version'"))
     engine.dispose()
     with pytest.raises(StoreError, match="schema version 6"):
         Store(url)
     assert upgrade_database(url) == [f"{step.VERSION}: {step.__doc__.strip()}"
-                                     for step in (v0011_judgements, v0012_page_indexes)]
+                                     for step in (v0011_judgements, v0012_page_indexes, v0013_program_mate)]
     assert schema_drift(url) == []
     with Store(url) as store:
         run = store.get_run("six")

@@ -314,7 +314,9 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
         lines += fmt.field("rejected", f"by {p.rejected_by} {fmt.when(p.rejected_at)}: {p.rejected_reason}")
     lines += [f"origin     {p.origin}, island {p.island}, seq {p.seq}, {fmt.when(p.created_at)}"]
     if p.parent_ids:
-        lines += [f"parents    {', '.join(map(str, p.parent_ids))} (the change was made to {p.parent_ids[-1]})"]
+        crossed = f"; a crossover with {p.mate_id}" if p.mate_id is not None else ""
+        lines += fmt.field("parents", f"{', '.join(map(str, p.parent_ids))} (the change was made to "
+                           f"{p.parent_ids[-1]}{crossed})")
     if p.duplicate_of is not None:
         lines += [f"duplicate  of program {p.duplicate_of}: not evaluated again"]
     if suspect:
@@ -377,7 +379,9 @@ def lineage_rows(chain: list[ProgramBrief]) -> list[list[str]]:
     rows, previous = [], None
     for step, p in enumerate(chain):
         change = "-" if p.score is None or previous is None else f"{p.score - previous:+.4g}"
-        note = "REJECTED" if p.rejected else ("" if p.status == "ok" else p.status)
+        notes = ["REJECTED" if p.rejected else ("" if p.status == "ok" else p.status),
+                 "" if p.mate_id is None else f"crossover with {p.mate_id}"]
+        note = ", ".join(n for n in notes if n)
         rows.append([str(step), str(p.id), p.origin, str(p.island), fmt.score(p.score), change,
                      fmt.score(p.held_out_score), note])
         previous = p.score if p.score is not None else previous

@@ -74,6 +74,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      "the problem's score returns); half the prompts then improve one of its elites (default off)")
     run.add_argument("--map-bins", type=int, default=defaults.map_bins,
                      help=f"bins per MAP-Elites descriptor (default {defaults.map_bins})")
+    run.add_argument("--crossover", type=float, default=defaults.crossover, metavar="SHARE",
+                     help="share of prompts that show the parent beside a high scorer that behaves differently "
+                     "(another island's best) and ask to combine them (default 0: off)")
+    run.add_argument("--meta-summary", type=int, default=defaults.meta_summary, metavar="K",
+                     help="list the last K improvements (score change and changed lines) in every prompt; "
+                     "computed by evoforge, no extra call (default 0: off; needs --model)")
     add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")

@@ -31,9 +31,9 @@ def _marked_files(project: ProjectSource, code: str) -> list[tuple[str, str]]:
     return out
 
 
-def best_files(project: ProjectSource, code: str, index: int) -> str:
-    """The best version (its program `code`) as whole files."""
-    parts = [f"### {path} (Version {index})\n```python\n{text}\n```"
+def best_files(project: ProjectSource, code: str, label: str) -> str:
+    """The version the answer edits (its program `code`, labelled "Version 3" or "Parent A") as whole files."""
+    parts = [f"### {path} ({label})\n```python\n{text}\n```"
              for path, text in _marked_files(project, code)]
     others = sorted(p for p in project.files if p not in {b.file for b in project.blocks})
     if others:
@@ -41,11 +41,21 @@ def best_files(project: ProjectSource, code: str, index: int) -> str:
     return "\n\n".join(parts)
 
 
+def _head(project: ProjectSource) -> str:
+    files = ", ".join(sorted({b.file for b in project.blocks}))
+    return (f"The program is the marked blocks of the project's files ({files}): the code between "
+            f"`# {START} <block>` and `# EVOLVE-BLOCK-END`. The blocks are {', '.join(project.block_ids)}.")
+
+
+def crossover_intro(project: ProjectSource) -> str:
+    return (f"{_head(project)} Below are two versions of the blocks from different parts of the search, which behave "
+            "differently: Parent B, each block under its `# EVOLVE-BLOCK file.py:name` header, then Parent A, shown "
+            "as whole files.")
+
+
 def intro(project: ProjectSource, versions: int) -> str:
     best = versions - 1
-    files = ", ".join(sorted({b.file for b in project.blocks}))
-    head = (f"The program is the marked blocks of the project's files ({files}): the code between "
-            f"`# {START} <block>` and `# EVOLVE-BLOCK-END`. The blocks are {', '.join(project.block_ids)}.")
+    head = _head(project)
     if versions > 1:
         return (f"{head} Below are previous versions of the blocks, ordered from worst to best, each block under "
                 f"its `# EVOLVE-BLOCK file.py:name` header; Version {best} is the best and is shown as whole files "
@@ -53,12 +63,16 @@ def intro(project: ProjectSource, versions: int) -> str:
     return f"{head} Below is the current version, shown as whole files."
 
 
-def task(project: ProjectSource, best: int, *, maximize: bool, full_rewrite: bool) -> str:
+def task(project: ProjectSource, best: str, *, maximize: bool, full_rewrite: bool, crossover: bool = False) -> str:
+    """The task and the answer formats; `best` names the version the answer edits ("Version 3", "Parent A")."""
     example = project.block_ids[0]
+    better = "higher" if maximize else "lower"
+    goal = (f"Combine what each parent does well into blocks that score better than both ({better} scores are "
+            "better): start from Parent A and bring in the ideas of Parent B that help." if crossover else
+            f"Improve the blocks so that the project scores better than {best} ({better} scores are better).")
     rules = [
         "## Task",
-        f"Improve the blocks so that the project scores better than Version {best} "
-        f"({'higher' if maximize else 'lower'} scores are better). Only the code inside the blocks may change; "
+        f"{goal} Only the code inside the blocks may change; "
         "everything outside them stays byte for byte, and a block may not rebind a name the code outside the "
         "blocks defines, nor a builtin. Keep each block whole statements at its marker's indentation. In the blocks, "
         f"{RULES_HINT}.",
@@ -72,10 +86,10 @@ def task(project: ProjectSource, best: int, *, maximize: bool, full_rewrite: boo
         "Answer in either or both of two forms; one answer may change several blocks of several files, and its "
         "edits must not overlap:",
         f"1. SEARCH/REPLACE edits, each with the block it edits on the line before it; the SEARCH section copies "
-        f"lines of that block of Version {best} exactly, indentation included:",
+        f"lines of that block of {best} exactly, indentation included:",
         example,
         "<<<<<<< SEARCH",
-        f"(exact lines from the block in Version {best})",
+        f"(exact lines from the block in {best})",
         "=======",
         "(the new lines)",
         ">>>>>>> REPLACE",

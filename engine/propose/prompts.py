@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from evoforge.engine.program.source import names_text
 from evoforge.engine.propose import block_prompts
+from evoforge.engine.propose.improvements import Improvement
 from evoforge.evaluators.project import ProjectSource
 
 __all__ = ["ERROR_CHARS", "FEEDBACK_CHARS", "SYSTEM_PROMPT", "ParentView", "build_messages"]
@@ -50,11 +51,11 @@ def _cut(text: str) -> str:
     return text if len(text) <= FEEDBACK_CHARS else text[:FEEDBACK_CHARS] + " [...]"
 
 
-def _version(index: int, parent: ParentView) -> str:
+def _version(label: str, parent: ParentView) -> str:
     if parent.status == "ok":
-        header = f"## Version {index} ({_score_text(parent.score)})"
+        header = f"## {label} ({_score_text(parent.score)})"
     else:
-        header = f"## Version {index} (failed: {parent.status})"
+        header = f"## {label} (failed: {parent.status})"
     parts = [header]
     if parent.status != "ok" and parent.error:
         parts.append(f"Error: {_error_text(parent.error)}")
@@ -73,35 +74,74 @@ def _inspiration(label: str, program: ParentView) -> str:
     return f"### Inspiration {label} ({_score_text(program.score)})\n```python\n{program.code.strip(chr(10))}\n```"
 
 
+def _improvements(recent: Sequence[Improvement]) -> str:
+    items = []
+    for i, step in enumerate(recent, start=1):
+        change = "\n".join(f"   {line}" for line in step.change) or "   (no line changed)"
+        items.append(f"{i}. {step.before:.6g} -> {step.after:.6g} ({step.after - step.before:+.4g}):\n{change}")
+    return ("## What recently improved the best scores\nThe last changes that beat their parent, oldest first, with "
+            "the lines each one removed (-) and added (+):\n" + "\n".join(items))
+
+
+def _context(description: str, inspirations: Sequence[ParentView], improvements: Sequence[Improvement],
+             what: str) -> list[str]:
+    """The sections every prompt opens with: the problem, then ideas from elsewhere and recent improvements."""
+    sections = [description.strip()]
+    if inspirations:
+        sections.append(f"## Inspirations\nHigh-scoring {what} from elsewhere in the search; borrow their ideas.\n\n"
+                        + "\n\n".join(_inspiration(chr(ord("A") + i), p) for i, p in enumerate(inspirations)))
+    if improvements:
+        sections.append(_improvements(improvements))
+    return sections
+
+
+CROSSOVER_INTRO = ("Below are two versions of {names} from different parts of the search, which behave differently: "
+                   "Parent A and Parent B.")
+CROSSOVER_TASK = ("Combine what each parent does well into one version of {names} that scores better than both "
+                  "({better} scores are better): start from Parent A and bring in the ideas of Parent B that help.")
+
+
 def build_messages(description: str, evolved_names: Sequence[str], parents: Sequence[ParentView], *,
                    instructions: str | None = None, feedback: Sequence[str] = (),
                    full_rewrite: bool = False, maximize: bool = True,
-                   inspirations: Sequence[ParentView] = (), project: ProjectSource | None = None) -> list[dict]:
+                   inspirations: Sequence[ParentView] = (), project: ProjectSource | None = None,
+                   mate: ParentView | None = None, improvements: Sequence[Improvement] = ()) -> list[dict]:
     """Chat messages (system, user) asking for an improvement of the last, best parent; parents go worst to best.
 
     `feedback` lists why recent attempts from these parents failed, so the model does not repeat them;
     `full_rewrite` asks for whole functions only, for models that cannot write exact diffs; `maximize` says
     which way scores improve; `inspirations` are high scorers from elsewhere in the search, shown before the
-    versions as ideas to borrow (the answer still edits the best version). With a `project`, the program is its
-    marked blocks: the best version is shown as whole files (see `block_prompts`).
+    versions as ideas to borrow (the answer still edits the best version); `improvements` are the search's recent
+    improvements (--meta-summary). With a `mate`, the prompt is a crossover: the last parent (Parent A, which the
+    answer edits) and the mate (Parent B) are shown alone, with the task to combine them. With a `project`, the
+    program is its marked blocks: the version edited is shown as whole files (see `block_prompts`).
     """
     if not parents:
         raise ValueError("build_messages needs at least one parent: the prompt asks to improve the best of them")
+    if mate is not None:
+        parents = [parents[-1]]
     if project is not None:
         return _block_messages(description, project, parents, instructions=instructions, feedback=feedback,
-                               full_rewrite=full_rewrite, maximize=maximize, inspirations=inspirations)
+                               full_rewrite=full_rewrite, maximize=maximize, inspirations=inspirations, mate=mate,
+                               improvements=improvements)
     if not evolved_names:
         raise ValueError("build_messages needs the names of the evolved function(s)")
     names = names_text(evolved_names)
-    best = len(parents) - 1
+    best = "Parent A" if mate is not None else f"Version {len(parents) - 1}"
     plural = len(evolved_names) > 1
-    intro = (f"Below are previous versions of {names}, ordered from worst to best; "
-             f"Version {best} is the best." if len(parents) > 1 else f"Below is the current version of {names}.")
+    better = "higher" if maximize else "lower"
+    if mate is not None:
+        intro = CROSSOVER_INTRO.format(names=names)
+        shown = [_version("Parent A", parents[0]), _version("Parent B", mate)]
+        goal = CROSSOVER_TASK.format(names=names, better=better)
+    else:
+        intro = (f"Below are previous versions of {names}, ordered from worst to best; "
+                 f"{best} is the best." if len(parents) > 1 else f"Below is the current version of {names}.")
+        shown = [_version(f"Version {i}", p) for i, p in enumerate(parents)]
+        goal = f"Write an improved version of {names} that scores better than {best} ({better} scores are better)."
     rules = [
         "## Task",
-        f"Write an improved version of {names} that scores better than Version {best} "
-        f"({'higher' if maximize else 'lower'} scores are better). "
-        f"Only {names} may change: no imports or other top-level code (the problem's imports, such as np, "
+        f"{goal} Only {names} may change: no imports or other top-level code (the problem's imports, such as np, "
         "stay available; define helpers inside the function).",
     ]
     if full_rewrite:
@@ -109,11 +149,8 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
         task = "\n".join(rules)
     else:
         task = _two_formats(rules, best, plural)
-    sections = [description.strip()]
-    if inspirations:
-        sections.append("## Inspirations\nHigh-scoring programs from elsewhere in the search; borrow their ideas.\n\n"
-                        + "\n\n".join(_inspiration(chr(ord("A") + i), p) for i, p in enumerate(inspirations)))
-    sections += [intro, *(_version(i, p) for i, p in enumerate(parents))]
+    sections = _context(description, inspirations, improvements, "programs")
+    sections += [intro, *shown]
     if feedback:
         sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
     sections.append(task)
@@ -124,33 +161,34 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
 
 def _block_messages(description: str, project: ProjectSource, parents: Sequence[ParentView], *,
                     instructions: str | None, feedback: Sequence[str], full_rewrite: bool, maximize: bool,
-                    inspirations: Sequence[ParentView]) -> list[dict]:
-    best = len(parents) - 1
-    sections = [description.strip()]
-    if inspirations:
-        sections.append("## Inspirations\nHigh-scoring versions of the blocks from elsewhere in the search; borrow "
-                        "their ideas.\n\n"
-                        + "\n\n".join(_inspiration(chr(ord("A") + i), p) for i, p in enumerate(inspirations)))
-    sections.append(block_prompts.intro(project, len(parents)))
-    sections += [_version(i, p) for i, p in enumerate(parents[:-1])]
+                    inspirations: Sequence[ParentView], mate: ParentView | None,
+                    improvements: Sequence[Improvement]) -> list[dict]:
+    best = "Parent A" if mate is not None else f"Version {len(parents) - 1}"
+    sections = _context(description, inspirations, improvements, "versions of the blocks")
+    if mate is not None:
+        sections += [block_prompts.crossover_intro(project), _version("Parent B", mate)]
+    else:
+        sections.append(block_prompts.intro(project, len(parents)))
+        sections += [_version(f"Version {i}", p) for i, p in enumerate(parents[:-1])]
     last = _version(best, parents[-1])
     sections.append(last[: last.index("```python")] + "\n" + block_prompts.best_files(project, parents[-1].code, best))
     if feedback:
         sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
-    sections.append(block_prompts.task(project, best, maximize=maximize, full_rewrite=full_rewrite))
+    sections.append(block_prompts.task(project, best, maximize=maximize, full_rewrite=full_rewrite,
+                                       crossover=mate is not None))
     if instructions and instructions.strip():
         sections.append("## Further instructions\n" + instructions.strip())
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]
 
 
-def _two_formats(rules: list[str], best: int, plural: bool) -> str:
+def _two_formats(rules: list[str], best: str, plural: bool) -> str:
     return "\n".join([
         *rules,
         "Answer in one of two formats:",
-        f"1. One or more SEARCH/REPLACE blocks that edit Version {best}; each SEARCH section must copy lines "
-        f"of Version {best} exactly, indentation included:",
+        f"1. One or more SEARCH/REPLACE blocks that edit {best}; each SEARCH section must copy lines "
+        f"of {best} exactly, indentation included:",
         "<<<<<<< SEARCH",
-        f"(exact lines from Version {best})",
+        f"(exact lines from {best})",
         "=======",
         "(the new lines)",
         ">>>>>>> REPLACE",

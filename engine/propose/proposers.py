@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from evoforge.engine.propose.improvements import Improvement
 from evoforge.engine.propose.instructions import Instruction, InstructionPool
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache, StoredAnswer, request_key
-from evoforge.engine.propose.offline import AstMutator, BlockMutator, NoMutationFound
+from evoforge.engine.propose.offline import AstMutator, BlockMutator, NoMutationFound, OfflineProposal
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.run.config import ModelConfig
 from evoforge.evaluators.project import ProjectSource
@@ -49,9 +50,12 @@ class Proposer(Protocol):
     """Anything that proposes a new program from parents ordered worst to best."""
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
-                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = ()) -> Proposal:
+                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = (),
+                      mate: ParentView | None = None, improvements: Sequence[Improvement] = ()) -> Proposal:
         """A new program from `parents` (worst to best); `inspirations`: high scorers from elsewhere, shown beside
-        them (the controller passes it only when the run shows inspirations)."""
+        them; `mate`: a crossover's second parent, to combine with the last parent; `improvements`: the search's
+        recent improvements. The controller passes each only when the run uses it (--inspirations, --crossover,
+        --meta-summary), so a proposer that takes none of them still works."""
         ...
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None: ...
@@ -76,10 +80,13 @@ class OfflineProposer:
         self._last_miss = ""
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
-                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = ()) -> Proposal:
+                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = (),
+                      mate: ParentView | None = None, improvements: Sequence[Improvement] = ()) -> Proposal:
+        """A mutation of the last parent; `improvements` go unread (there is no model to read them: the config
+        refuses --meta-summary without one)."""
         start = time.perf_counter()
-        try:  # inspirations are further donors for recombination; the best parent is still the one changed
-            made = self._mutator.propose_detailed([p.code for p in (*inspirations, *parents)], self._names, rng)
+        try:
+            made = self._mutate(parents, inspirations, mate, rng)
         except NoMutationFound as exc:
             self._misses_in_a_row += 1
             self._last_miss = str(exc)
@@ -88,6 +95,18 @@ class OfflineProposer:
         self._made_any, self._misses_in_a_row = True, 0
         return Proposal(model="offline", prompt="[]", text=made.response, latency_s=time.perf_counter() - start,
                         details={"kind": made.kind, **made.details})
+
+    def _mutate(self, parents: Sequence[ParentView], inspirations: Sequence[ParentView], mate: ParentView | None,
+                rng: np.random.Generator) -> OfflineProposal:
+        """A crossover takes a statement or sub-expression of the mate into the last parent (falling back to any
+        mutation when none fits); otherwise inspirations are further donors beside the parents, and the best parent
+        is still the one changed."""
+        if mate is not None:
+            try:
+                return self._mutator.propose_detailed([mate.code, parents[-1].code], self._names, rng, crossover=True)
+            except NoMutationFound:
+                pass
+        return self._mutator.propose_detailed([p.code for p in (*inspirations, *parents)], self._names, rng)
 
     def restore(self, proposals: Sequence[Any]) -> None:
         """Replay a resumed run's recorded proposals (stored `details`), so its adapted steps continue exactly."""
@@ -140,10 +159,11 @@ class LLMProposer:
                                backoff_s=models.backoff_s, chooser=BanditChoice() if models.bandit else None)
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
-                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = ()) -> Proposal:
+                      feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = (),
+                      mate: ParentView | None = None, improvements: Sequence[Improvement] = ()) -> Proposal:
         instruction: Instruction | None = self.instructions.pick(rng) if self.instructions else None
         messages = build_messages(self._description, self._names, parents, feedback=feedback,
-                                  inspirations=inspirations,
+                                  inspirations=inspirations, mate=mate, improvements=improvements,
                                   instructions=instruction.text if instruction else None,
                                   full_rewrite=self._full_rewrite, maximize=self._maximize,
                                   project=self._project)

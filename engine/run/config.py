@@ -163,6 +163,7 @@ class ExecutorSettings:
 SAME_BEHAVIOUR = ("reject", "keep", "parent")
 DEFAULT_SAME_BEHAVIOUR = "parent"  # chosen by benchmarks/quality.py (QUALITY.md)
 DEFAULT_INSPIRATIONS = 0  # chosen by benchmarks/quality.py (QUALITY.md)
+MAX_META_SUMMARY = 20  # improvements a prompt may list: each is up to ten lines
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,11 @@ class RunConfig:
     # into `map_bins` equal-width bins over the values seen; half the prompts then improve an archive elite.
     map_elites: tuple[str, ...] = ()
     map_bins: int = 8
+    # The share of prompts that are crossovers: the parent and a high scorer that behaves differently (another
+    # island's best, or another cluster's), to combine into one program; offline, a recombination of the two.
+    crossover: float = 0.0
+    # The last K children that beat their parent (scores and changed lines), listed in every prompt; 0: off.
+    meta_summary: int = 0
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
@@ -201,6 +207,16 @@ class RunConfig:
             raise ConfigError(f"--same-behaviour {self.same_behaviour}: use one of {', '.join(SAME_BEHAVIOUR)}")
         if self.inspirations is not None and (isinstance(self.inspirations, bool) or self.inspirations < 0):
             raise ConfigError(f"--inspirations {self.inspirations}: must be a whole number >= 0")
+        if isinstance(self.crossover, bool) or not (isinstance(self.crossover, (int, float))
+                                                    and 0.0 <= self.crossover <= 1.0):
+            raise ConfigError(f"--crossover {self.crossover}: must be a share in [0, 1] (0.2: one prompt in five)")
+        if (isinstance(self.meta_summary, bool) or not isinstance(self.meta_summary, int)
+                or not 0 <= self.meta_summary <= MAX_META_SUMMARY):
+            raise ConfigError(f"--meta-summary {self.meta_summary}: must be a whole number from 0 (off) to "
+                              f"{MAX_META_SUMMARY}")
+        if self.meta_summary and self.models.offline:
+            raise ConfigError("--meta-summary lists recent improvements in the prompt, which only an LLM reads: "
+                              "give a model (--model) or leave it out")
         object.__setattr__(self, "map_elites", tuple(self.map_elites))  # stored as a JSON list
         if self.map_elites:
             try:

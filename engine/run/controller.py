@@ -11,10 +11,12 @@ Nothing per candidate grows with the run: parents come from a bounded cache, dup
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +34,7 @@ from evoforge.db import (
 from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
+from evoforge.engine.propose.improvements import Improvement, ImprovementLog, changed_lines
 from evoforge.engine.propose.judge import JUDGE_METRIC, Judge, Review
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
@@ -63,6 +66,20 @@ def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str
                        prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens, cost=p.cost,
                        latency_s=p.latency_s, error=error, attempts=p.attempts,
                        details={**p.details, "improved": improved})
+
+
+def _mate_of(proposal: Proposal) -> int | None:
+    """The second parent of a crossover proposal (the controller notes it in the details), or None."""
+    mate = proposal.details.get("crossover")
+    return None if mate is None else int(mate)
+
+
+def draw_mate(islands: IslandModel, island: int, parent: int, share: float, rng: np.random.Generator) -> int | None:
+    """In a `share` of the prompts, a crossover's second parent for `parent` (IslandModel.select_mate); None for the
+    others. Draws nothing when the share is 0, so a run without crossover keeps its random stream."""
+    if share <= 0 or rng.random() >= share:
+        return None
+    return islands.select_mate(island, parent, rng)
 
 
 MAP_SHARE = 0.5
@@ -110,7 +127,7 @@ class Controller:
                  executor: Executor, stats: RunStats, concurrency: int | FixedConcurrency | AdaptiveConcurrency = 1,
                  limits: Limits | None = None, reject_same_behaviour: bool = False,
                  duplicates_as_parents: bool = False, inspirations: int = 0, judge: Judge | None = None,
-                 map_elites: MapElitesArchive | None = None,
+                 map_elites: MapElitesArchive | None = None, crossover: float = 0.0, meta_summary: int = 0,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -149,6 +166,9 @@ class Controller:
         self._gaming: set[int] = set()
         # Valid, selectable programs by behaviour descriptors (None: off); updated wherever the islands register.
         self.map_elites = map_elites
+        self.crossover = crossover  # the share of prompts that combine the parent with a mate from elsewhere
+        # The last `meta_summary` children that beat their parent, shown in every prompt (None: off).
+        self.improvements = ImprovementLog(meta_summary) if meta_summary else None
 
     # ----------------------------------------------------------------- seed and history
 
@@ -213,6 +233,7 @@ class Controller:
         accepted = {int(e.data["program"]) for e in self.store.events(self.run.id, ACCEPT_EVENT)}
         for judgement in self.store.judgements(self.run.id):
             self._note_judgement(judgement.program_id, judgement.gaming, judgement.critique)
+        self._restore_improvements(history, rejected)
         for item in history:
             if isinstance(item, EventInfo):
                 if item.kind == "reset":
@@ -245,6 +266,29 @@ class Controller:
             self._hashes.setdefault(_hash_key(digest), program_id)
         return found
 
+    def _restore_improvements(self, history: list[EventInfo | ProgramSummary], rejected: set[int]) -> None:
+        """Rebuild the improvement log as the run built it: every valid proposed program that beat its parent and
+        was not held for a person, in the order recorded, the last ones kept; those rejected since are hidden."""
+        log = self.improvements
+        if log is None:
+            return
+        scores: dict[int, float] = {}
+        steps: deque[tuple[int, int, float, float]] = deque(maxlen=log.size)
+        for item in history:
+            if not isinstance(item, ProgramSummary) or item.status != "ok" or item.score is None:
+                continue
+            before = scores.get(item.parent_ids[-1]) if item.parent_ids else None
+            proposed = item.origin not in ("seed", "human")
+            if (before is not None and proposed and not self._held(item.id, item.score, item.origin)
+                    and self.problem.is_better(item.score, before)):
+                steps.append((item.id, item.parent_ids[-1], before, item.score))
+            scores[item.id] = item.score
+        codes = {p.id: p.code for p in self.store.get_programs(sorted({i for s in steps for i in s[:2]}))}
+        for child, parent, before, after in steps:
+            log.add(Improvement(child, parent, before, after, changed_lines(codes[parent], codes[child])))
+        for program_id in rejected:
+            log.hide(program_id)
+
     def apply_action(self, kind: str, program_id: int) -> None:
         """Apply a person's action taken while the run goes on: a rejected program leaves selection at once, a
         valid human program joins its island. Idempotent, so an action seen twice changes nothing."""
@@ -256,6 +300,8 @@ class Controller:
             for pid in gone:
                 if self.map_elites is not None:
                     self.map_elites.withdraw(pid)
+                if self.improvements is not None:
+                    self.improvements.hide(pid)
                 for island in self.islands.withdraw(pid):
                     self.islands.refound(island, self._seed_id())
             if self.stats.best_program_id in gone:
@@ -408,16 +454,27 @@ class Controller:
             rng = np.random.default_rng([self.run.seed, attempt])
             island = attempt % self.islands.config.num_islands
             parent_ids = self._select_parents(island, rng)
+            mate = draw_mate(self.islands, island, parent_ids[-1], self.crossover, rng)
+            if mate is not None:  # a crossover shows the parent and its mate alone; the mate is listed first
+                parent_ids = [mate, parent_ids[-1]]
             parents = self._parents.get(parent_ids)
             views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error, metrics=p.metrics,
                                 feedback=p.feedback, critique=self._critiques.get(p.id)) for p in parents]
-            extra = {"inspirations": self._inspirations(island, parent_ids)} if self.inspirations else {}
+            extra: dict[str, Any] = {}
+            if self.inspirations:
+                extra["inspirations"] = self._inspirations(island, parent_ids)
+            if mate is not None:
+                extra["mate"], views = views[0], views[1:]
+            if self.improvements is not None:
+                extra["improvements"] = self.improvements.recent()
             start = time.perf_counter()
             self.calls_in_flight.change(+1)
             try:
                 proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]), **extra)
             finally:
                 self.calls_in_flight.change(-1)
+            if mate is not None:
+                proposal = dataclasses.replace(proposal, details={**proposal.details, "crossover": mate})
         finally:
             self._proposing -= 1
         seconds = time.perf_counter() - start
@@ -555,7 +612,7 @@ class Controller:
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status=ev.status, score=ev.score,
                              scores=dict(ev.scores), error=ev.error, behaviour=ev.behaviour,
-                             metrics=metrics, feedback=ev.feedback)
+                             metrics=metrics, feedback=ev.feedback, mate_id=_mate_of(proposal))
         evaluations = [evaluation_record(ev, "train", {"propose": proposal.latency_s})]
         if held is not None:
             evaluations.append(evaluation_record(held, "held_out"))
@@ -585,6 +642,9 @@ class Controller:
                 self._enter_archive(recorded.program_id, ev.score, len(code), metrics)
                 self._note_best(recorded.program_id, ev.score)
                 self._remember_behaviour(ev.behaviour, recorded.program_id)
+                if improved and self.improvements is not None and best_parent is not None:
+                    self.improvements.add(Improvement(recorded.program_id, parents[-1].id, best_parent, ev.score,
+                                                      changed_lines(parents[-1].code, code)))
             else:
                 self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")
 
@@ -631,7 +691,7 @@ class Controller:
         `after` runs at the commit, in seq order with the rest of the batch."""
         program = NewProgram(island=island, parent_ids=parent_ids, origin=self._origin(proposal), code=code,
                              code_hash=digest, status="duplicate", score=None, scores={},
-                             duplicate_of=original, behaviour=behaviour)
+                             duplicate_of=original, behaviour=behaviour, mate_id=_mate_of(proposal))
 
         def recorded_duplicate(ids: RecordedCandidate) -> None:
             self.islands.note_offspring(parent_ids)

@@ -61,6 +61,8 @@ class SearchOptions:
     inspirations: int | None = None
     map_elites: str | Sequence[str] | None = None  # --map-elites code_length,METRIC (or a list); None: off
     map_bins: int = RunConfig.map_bins
+    crossover: float = RunConfig.crossover  # --crossover SHARE
+    meta_summary: int = RunConfig.meta_summary  # --meta-summary K
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
     strong_model: str | Sequence[str] = ()
@@ -113,7 +115,7 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
                      models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
                      inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
-                     map_bins=options.map_bins,
+                     map_bins=options.map_bins, crossover=options.crossover, meta_summary=options.meta_summary,
                      executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
                                                ray_address=options.ray_address))
 

@@ -92,9 +92,9 @@ class BlockMutator:
             mutator.observe_nudge(improved)
 
     def propose_detailed(self, parents: Sequence[str], evolved_names: Sequence[str],
-                         rng: np.random.Generator) -> OfflineProposal:
+                         rng: np.random.Generator, *, crossover: bool = False) -> OfflineProposal:
         """A SEARCH/REPLACE answer that changes one block of the last (best) parent (`evolved_names` is unused:
-        the blocks are the program)."""
+        the blocks are the program); `crossover` as for AstMutator."""
         if not parents:
             raise ValueError("propose needs at least one parent program")
         try:
@@ -114,7 +114,8 @@ class BlockMutator:
             assert indent is not None
             wrapped = [wrap(p[block], indent) for p in programs if _indent(p[block]) == indent]
             try:
-                made = self.inner[block.partition(":")[0]].propose_detailed(wrapped, [WRAPPER], rng)
+                made = self.inner[block.partition(":")[0]].propose_detailed(wrapped, [WRAPPER], rng,
+                                                                            crossover=crossover)
             except NoMutationFound as exc:
                 misses.append(f"{block}: {exc}")
                 continue

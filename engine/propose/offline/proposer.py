@@ -98,8 +98,10 @@ class AstMutator:
         return self.propose_detailed(parents, evolved_names, rng).response
 
     def propose_detailed(self, parents: Sequence[str], evolved_names: Sequence[str],
-                         rng: np.random.Generator) -> OfflineProposal:
-        """Like `propose`, also returning the mutation kind and the resulting program."""
+                         rng: np.random.Generator, *, crossover: bool = False) -> OfflineProposal:
+        """Like `propose`, also returning the mutation kind and the resulting program; `crossover` uses only the
+        kinds that take a piece of another parent (the engine's crossover prompts: parents are the mate and the
+        parent it is combined with)."""
         if not parents:
             raise ValueError("propose needs at least one parent program")
         parents = [p.replace("\r\n", "\n") for p in parents]
@@ -112,7 +114,10 @@ class AstMutator:
         tree = ast.parse(best)
         construction = any(isinstance(n, ast.FunctionDef) and n.name in evolved_names
                            and literals.is_construction(n) for n in tree.body)
-        kinds = [k for k in KINDS if (k not in _WITH_DONOR or donors) and (k not in _STEPPED or construction)]
+        kinds = [k for k in KINDS if (k not in _WITH_DONOR or donors) and (k not in _STEPPED or construction)
+                 and (k in _WITH_DONOR or not crossover)]
+        if not kinds:
+            raise NoMutationFound("a crossover needs a second parent whose code differs from the first")
         lineage = literals.key_of(best)
         weights = np.array([_WEIGHTS[k] for k in kinds])
         weights = weights / weights.sum()
