@@ -156,6 +156,19 @@ def test_behavioural_duplicates_become_parents_only_when_kept_as_parents(tmp_pat
         assert used == {seed.id}
 
 
+def test_a_duplicate_parent_is_shown_with_its_twins_score_not_as_a_failure(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(numbered(dead_variable_answer)) as server:
+        run_search(config("shown", 6, server), db, progress=False)
+        prompts = [r.messages[-1]["content"] for r in server.completion_requests]
+    parents, programs = parents_and_programs(db, "shown")
+    seed = programs[0]
+    assert any(set(ids) - {seed.id} for ids in parents)  # some prompts were built from duplicates
+    assert not any("failed: duplicate" in text for text in prompts)
+    seed_score = f"(score {seed.score:.6g})"
+    assert all(text.count(seed_score) >= len(ids) for text, ids in zip(prompts, parents))
+
+
 def test_duplicates_kept_as_parents_rejoin_their_islands_on_resume(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     with OpenAIServer(numbered(dead_variable_answer)) as server:

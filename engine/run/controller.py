@@ -458,8 +458,7 @@ class Controller:
             if mate is not None:  # a crossover shows the parent and its mate alone; the mate is listed first
                 parent_ids = [mate, parent_ids[-1]]
             parents = self._parents.get(parent_ids)
-            views = [ParentView(code=p.code, score=p.score, status=p.status, error=p.error, metrics=p.metrics,
-                                feedback=p.feedback, critique=self._critiques.get(p.id)) for p in parents]
+            views = [self._parent_view(p) for p in parents]
             extra: dict[str, Any] = {}
             if self.inspirations:
                 extra["inspirations"] = self._inspirations(island, parent_ids)
@@ -528,7 +527,20 @@ class Controller:
         bests = {b[0]: b[1] for j in range(self.islands.config.num_islands) if j != island
                  and (b := self.islands.best(j)) is not None and b[0] not in parent_ids}
         chosen = sorted(bests, key=lambda pid: (-sign * bests[pid], pid))[: self.inspirations]
-        return [ParentView(code=p.code, score=p.score, status=p.status) for p in self.store.get_programs(chosen)]
+        return [self._parent_view(p, brief=True) for p in self.store.get_programs(chosen)]
+
+    def _parent_view(self, program: ProgramInfo, brief: bool = False) -> ParentView:
+        """What a prompt shows of a program. A behavioural duplicate kept as a parent is shown with the score it
+        selects with (its twin's, on the inputs compared), never as a failure: the model would read a working
+        program as a broken one."""
+        score, status = program.score, program.status
+        if status == "duplicate" and (entry := self.islands.entry(program.id)) is not None:
+            score, status = entry[1], "ok"
+        if brief:
+            return ParentView(code=program.code, score=score, status=status)
+        return ParentView(code=program.code, score=score, status=status, error=program.error,
+                          metrics=program.metrics, feedback=program.feedback,
+                          critique=self._critiques.get(program.id))
 
     def _count_spend(self, proposal: Proposal) -> None:
         self.stats.cost += proposal.cost
