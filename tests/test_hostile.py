@@ -448,9 +448,10 @@ def test_forged_frames_reach_nothing(cap_pool, value):
             f"            os.write(fd, {frames!r})\n        except OSError:\n            pass\n    return 0.0\n")
     ev = cap_pool.evaluate(code)
     # The frames land on its reply channel as bytes of no valid message (a wrong length, a wrong tag): a crash.
-    # Which side notices first depends on scheduling: the harness refusing the frame and closing the channel, or
-    # the candidate's next write finding it closed (SIGPIPE). Either way it crashed and nothing was unpickled.
-    assert ev.status == "crashed" and ("channel" in ev.error or "SIGPIPE" in ev.error), ev
+    # How it ends depends on scheduling (the harness refusing the frame and closing the channel, the candidate's
+    # next write finding it closed, SIGPIPE, or the process ending before any result): always a crash, never a
+    # forged output accepted, and nothing unpickled.
+    assert ev.status == "crashed" and not ev.scores, ev
     assert not PICKLE_MARKER.exists()
 
 
