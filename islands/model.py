@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -206,12 +206,8 @@ class IslandModel:
         no such program."""
         i = self._check_island(island)
         own = self._programs[_as_int("parent", parent)][0]
-        sign = 1.0 if self.maximize else -1.0
-        others = {b[0]: b[1] for j, isl in enumerate(self._islands) if j != i and (b := isl.best) is not None
-                  and self._programs[b[0]][0] != own}
-        if others:
-            ranked = sorted(others, key=lambda pid: (-sign * others[pid], pid))[:pool]
-        else:  # one island, or the others' bests all behave like the parent: its island's other clusters
+        ranked = self.bests_elsewhere(i, lambda pid: self._programs[pid][0] != own)[:pool]
+        if not ranked:  # one island, or the others' bests all behave like the parent: its island's other clusters
             isl = self._islands[i]
             normalised = isl.normalised_scores()
             ranked = []
@@ -223,6 +219,15 @@ class IslandModel:
         if not ranked:
             return None
         return ranked[int(rng.integers(len(ranked)))]
+
+    def bests_elsewhere(self, island: int, keep: Callable[[int], bool] = lambda pid: True) -> list[int]:
+        """The best program of every island but `island` that `keep` accepts, best first (the lower id on a tie):
+        high scorers from elsewhere, for inspirations and crossover mates."""
+        i = self._check_island(island)
+        sign = 1.0 if self.maximize else -1.0
+        bests = {b[0]: b[1] for j, isl in enumerate(self._islands) if j != i and (b := isl.best) is not None
+                 and keep(b[0])}
+        return sorted(bests, key=lambda pid: (-sign * bests[pid], pid))
 
     def cluster_probabilities(self, island: int) -> dict[Signature, float]:
         """Return each cluster's probability of being drawn first on the island at its current temperature."""

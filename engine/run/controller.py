@@ -523,10 +523,7 @@ class Controller:
 
     def _inspirations(self, island: int, parent_ids: list[int]) -> list[ParentView]:
         """The best programs of the other islands (best first), not among the parents: ideas from elsewhere."""
-        sign = 1.0 if self.problem.settings.maximize else -1.0
-        bests = {b[0]: b[1] for j in range(self.islands.config.num_islands) if j != island
-                 and (b := self.islands.best(j)) is not None and b[0] not in parent_ids}
-        chosen = sorted(bests, key=lambda pid: (-sign * bests[pid], pid))[: self.inspirations]
+        chosen = self.islands.bests_elsewhere(island, lambda pid: pid not in parent_ids)[: self.inspirations]
         return [self._parent_view(p, brief=True) for p in self.store.get_programs(chosen)]
 
     def _parent_view(self, program: ProgramInfo, brief: bool = False) -> ParentView:
