@@ -161,9 +161,9 @@ def _seed_only(config: Any) -> Any:
                           maximize=problem.settings.maximize)
 
     class SeedOnly:
-        async def propose(self, parents: Any, rng: Any, *, feedback: Any = ()) -> Any:
+        async def propose(self, parents: Any, rng: Any, *, feedback: Any = (), answers: int = 1) -> Any:
             seed = ParentView(code=problem.seed_code, score=None, status="ok")
-            return await inner.propose([seed], rng)
+            return await inner.propose([seed], rng, answers=answers)
 
         def observe(self, proposal: Any, improved: bool, rng: Any) -> None:
             inner.observe(proposal, improved, rng)
