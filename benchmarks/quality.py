@@ -7,7 +7,8 @@
 What a user pays for is proposals, so each variant runs `--seeds` searches of the largest budget and the running
 best is read back from the database after every budget's worth of proposals (failed and duplicate proposals
 count). Printed per variant and budget: the mean best with a 95% interval (Student t over the seeds); then the
-valid rate (evaluated programs that scored), the share of proposals that ended `duplicate`, and the mean wall time.
+valid rate (evaluated programs that scored), the share of proposals that ended `duplicate`, the LLM tokens paid per
+proposal (prompt and completion; what `--answers` saves) and the mean wall time.
 
 Proposal sources: `mutation` (default) is benchmarks/mutation_server.py, an OpenAI-compatible server answering each
 prompt with a random AST mutation of the version it asks to improve, so litellm, prompts and patching run as with
@@ -58,6 +59,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                   {"crossover": 0.2}),
     "meta": ("the last five improvements (score change, changed lines) listed in every prompt",
              {"meta_summary": 5}),
+    "answers": ("four answers per prompt: one call asks for n=4 choices", {"answers": 4}),
 }
 
 
@@ -71,6 +73,7 @@ class Outcome:
     valid_rate: float
     duplicate_share: float
     wall_s: float
+    tokens_per_proposal: float = 0.0  # outcomes saved before it was measured read as 0
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def run_job(job: Job) -> Outcome:
             server.stop()
     proposals = max(1, result.stats.done)
     return Outcome(job.variant, job.seed, best, result.stats.valid_rate,
-                   statuses.get("duplicate", 0) / proposals, wall)
+                   statuses.get("duplicate", 0) / proposals, wall, result.stats.tokens / proposals)
 
 
 def running_best(briefs: Sequence[Any], proposal_ids: Sequence[int], budgets: Sequence[int],
@@ -189,8 +192,10 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
 
 
 def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequence[int]) -> str:
-    """One Markdown row per variant: mean best +- 95% interval per budget, valid rate, duplicates, wall time."""
-    header = ["variant", *[f"best @{b}" for b in budgets], "valid", "duplicates", "wall s", "seeds"]
+    """One Markdown row per variant: mean best +- 95% interval per budget, valid rate, duplicates, tokens per
+    proposal, wall time."""
+    header = ["variant", *[f"best @{b}" for b in budgets], "valid", "duplicates", "tokens/proposal", "wall s",
+              "seeds"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for v in variants:
         mine = [o for o in outcomes if o.variant == v]
@@ -201,7 +206,8 @@ def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequenc
             mean, half = interval([o.best[i] for o in mine])
             cells.append(f"{mean:.4g} ± {half:.2g}")
         cells += [f"{np.mean([o.valid_rate for o in mine]):.0%}", f"{np.mean([o.duplicate_share for o in mine]):.0%}",
-                  f"{np.mean([o.wall_s for o in mine]):.0f}", str(len(mine))]
+                  f"{np.mean([o.tokens_per_proposal for o in mine]):.0f}", f"{np.mean([o.wall_s for o in mine]):.0f}",
+                  str(len(mine))]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 

@@ -14,12 +14,12 @@ import pytest
 from openai_server import OpenAIServer, count_tokens, sequence
 
 from evoforge.db import Store
+from evoforge.engine.analysis.queries import FEWER_ANSWERS_EVENT
 from evoforge.engine.analysis.views import show
 from evoforge.engine.propose.llm import LLMEnsemble
 from evoforge.engine.propose.shares import split_call
 from evoforge.engine.run.concurrency import AdaptiveConcurrency
 from evoforge.engine.run.config import ConfigError, Limits, ModelConfig, ModelEntry, RunConfig
-from evoforge.engine.run.controller import FEWER_ANSWERS_EVENT
 from evoforge.engine.run.search import resume_search, run_search
 from evoforge.islands import IslandConfig
 
@@ -175,7 +175,9 @@ def test_a_server_that_gives_fewer_choices_is_used_as_it_is_and_said_once(tmp_pa
         assert run is not None
         said = [e.data for e in store.events(run.id, FEWER_ANSWERS_EVENT)]
         assert store.llm_spend(run.id).calls == 4
+        text = show(store, "fewer", as_json=False)
     assert said == [{"model": "openai/cheap", "asked": 3, "got": 1}]
+    assert "openai/cheap gave 1 of the 3 asked per prompt" in text
 
 
 def test_a_replay_of_a_run_with_several_answers_per_prompt_is_identical(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from evoforge.db import (
     RecordedCandidate,
     Store,
 )
-from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
+from evoforge.engine.analysis.queries import ACCEPT_EVENT, FEWER_ANSWERS_EVENT, HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.improvements import Improvement, ImprovementLog, changed_lines
@@ -86,9 +86,6 @@ def draw_mate(islands: IslandModel, island: int, parent: int, share: float, rng:
     if share <= 0 or rng.random() >= share:
         return None
     return islands.select_mate(island, parent, rng)
-
-FEWER_ANSWERS_EVENT = "fewer_answers"
-"""A model gave fewer answers per prompt than --answers asked (recorded once per model and invocation)."""
 
 
 MAP_SHARE = 0.5
