@@ -38,11 +38,11 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def config(name: str, budget: int, server: OpenAIServer | None, *, answers: int, seed: int = 4,
-           **options: object) -> RunConfig:
+           temperature: float = 0.8, **options: object) -> RunConfig:
     """A small bin-packing search with one candidate in flight; no server: the offline proposer."""
     models = ModelConfig() if server is None else ModelConfig(models=(ModelEntry(
-        "openai/cheap", api_base=server.base_url, timeout_s=10, input_cost_per_token=INPUT_PRICE,
-        output_cost_per_token=OUTPUT_PRICE),), backoff_s=0.05)
+        "openai/cheap", api_base=server.base_url, timeout_s=10, temperature=temperature,
+        input_cost_per_token=INPUT_PRICE, output_cost_per_token=OUTPUT_PRICE),), backoff_s=0.05)
     islands = IslandConfig(num_islands=3, reset_period=5)
     return RunConfig(problem=BIN_PACKING, name=name, budget=budget, seed=seed, overrides=dict(SMALL), concurrency=1,
                      islands=islands, models=models, answers=answers, **options)  # type: ignore[arg-type]
@@ -204,6 +204,27 @@ def test_a_resumed_run_with_several_answers_continues_as_the_uninterrupted_one(t
     (a, a_programs), (b, b_programs) = recorded(db, "whole"), recorded(db, "parts")
     assert lineage(a, a_programs) == lineage(b, b_programs)
     assert [(p.code_hash, p.score) for p in a_programs] == [(p.code_hash, p.score) for p in b_programs]
+
+
+def test_an_identical_deterministic_request_gets_all_its_answers_from_the_cache_also_after_a_resume(
+        tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(sequence("I have no code for you.", "Nor have I.")) as server:
+        run_search(config("cached", 10, server, answers=2, temperature=0.0), db, progress=False)
+        before = len(server.completion_requests)
+        resumed = resume_search("cached", db, budget=20, progress=False)  # its cache is rebuilt from the record
+        requests = len(server.completion_requests)
+    proposals, _ = recorded(db, "cached")
+    calls = calls_of(proposals)
+    assert len(proposals) == 20 and all(len(call) == 2 for call in calls)
+    hits = [call for call in calls if call[0].details.get("cache") == "hit"]
+    assert [[p.details.get("cache") for p in call] for call in hits] == [["hit", "hit"]] * len(hits)
+    assert any(call[0].seq > proposals[9].seq for call in hits)  # a hit after the resume, from the stored answers
+    assert requests == len(calls) - len(hits) == resumed.stats.calls
+    assert before == requests  # everything the resumed run asked was answered from the stored answers
+    assert all(p.cost == 0 and p.attempts == 0 for call in hits for p in call)
+    paid = {call[0].prompt: [p.response for p in call] for call in calls if call not in hits}
+    assert all([p.response for p in call] == paid[call[0].prompt] for call in hits)  # both answers, in order
 
 
 def test_a_call_with_several_choices_is_one_call_for_the_calls_limit(tmp_path: Path) -> None:
