@@ -6,8 +6,8 @@ executor. Every random choice for prompt i comes from a Generator seeded by (see
 flight the same seed gives the same run, and a resumed run continues exactly where it stopped. A prompt may bring
 back several answers (`answers`): each is a candidate of its own, counted against the budget, and they are
 patched, evaluated and recorded one after another in the order the proposer gave them, so a seed still fixes the
-run. The controller is
-the only writer of the database; candidates that finish together are recorded in one transaction (see recorder).
+run. The controller is the only writer of the database; candidates that finish together are recorded in one
+transaction (see recorder).
 Nothing per candidate grows with the run: parents come from a bounded cache, duplicates are found in memory.
 """
 
@@ -505,15 +505,17 @@ class Controller:
         return len(proposals)
 
     def _note_fewer(self, proposals: list[Proposal], asked: int) -> None:
-        """Say once per model, in the log and the run's events, that it gives fewer answers than asked."""
+        """Say once per model, in the log and the run's events, that it gives fewer answers than asked (not of the
+        offline proposer, which gives fewer only when the program offers no more mutations)."""
         first = proposals[0]
-        if len(proposals) >= asked or first.error is not None or first.model in self._fewer_answers:
+        if (len(proposals) >= asked or first.error is not None or first.model in self._fewer_answers
+                or self._origin(first) == "offline"):
             return
         self._fewer_answers.add(first.model)
         data = {"model": first.model, "asked": asked, "got": len(proposals)}
         self.store.record_event(self.run.id, FEWER_ANSWERS_EVENT, data)
-        log.warning("model %s gave %d of the %d answers asked per prompt (a provider without litellm's `n` gives "
-                    "one); the run goes on with the answers that come back", first.model, len(proposals), asked)
+        log.warning("model %s gave %d of the %d answers asked per prompt (a provider that takes no `n` gives one); "
+                    "the run goes on with the answers that come back", first.model, len(proposals), asked)
 
     async def _one_candidate(self, proposal: Proposal, island: int, parents: list[ProgramInfo],
                              rng: np.random.Generator) -> None:
