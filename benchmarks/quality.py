@@ -188,7 +188,8 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
         return float(x.mean()), 0.0
     dof = x.size - 1
     t = _T975.get(dof) or _T975[max(k for k in _T975 if k <= dof)]
-    return float(x.mean()), t * float(x.std(ddof=1)) / math.sqrt(x.size)
+    half = t * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return float(x.mean()), half if half > 1e-12 * max(1.0, abs(float(x.mean()))) else 0.0  # equal values: 0
 
 
 def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequence[int]) -> str:
