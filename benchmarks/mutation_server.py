@@ -5,7 +5,9 @@ as a model would (the versions shown, which one the task names), mutates that ve
 constant perturbed, an operator swapped, a sub-expression replaced by a leaf or by a piece of another version shown,
 a term added) and answers as SEARCH/REPLACE of the changed statement or as the whole function, so the engine's LLM
 path (litellm, prompts, patching, dedupe) runs exactly as with a real model. Each answer's randomness is seeded by
-(server seed, prompt text, how often that prompt was seen), so a run with the same seed asks and gets the same.
+(server seed, prompt text, how often that prompt was answered), so a run with the same seed asks and gets the same.
+A request for `n` choices (`--answers`) gets n different mutations: the server asks the responder once per choice,
+and each choice counts as one more answer to that prompt.
 
 It reads the two optional prompt sections as a model that follows them would: a crossover prompt (Parent A and
 Parent B, "combine") is answered by putting a piece of Parent B into Parent A where one fits, and the lines that
@@ -81,7 +83,7 @@ class MutationResponder:
         self._lock = threading.Lock()
 
     def rng_for(self, prompt: str) -> np.random.Generator:
-        """The generator for this request: (seed, prompt, occurrence), independent of arrival timing elsewhere."""
+        """The generator for this answer: (seed, prompt, occurrence), independent of arrival timing elsewhere."""
         digest = hashlib.sha256(prompt.encode()).hexdigest()
         with self._lock:
             self._seen[digest] += 1

@@ -7,7 +7,8 @@
 What a user pays for is proposals, so each variant runs `--seeds` searches of the largest budget and the running
 best is read back from the database after every budget's worth of proposals (failed and duplicate proposals
 count). Printed per variant and budget: the mean best with a 95% interval (Student t over the seeds); then the
-valid rate (evaluated programs that scored), the share of proposals that ended `duplicate`, and the mean wall time.
+valid rate (evaluated programs that scored), the share of proposals that ended `duplicate`, the LLM tokens paid per
+proposal (prompt and completion; what `--answers` saves) and the mean wall time.
 
 Proposal sources: `mutation` (default) is benchmarks/mutation_server.py, an OpenAI-compatible server answering each
 prompt with a random AST mutation of the version it asks to improve, so litellm, prompts and patching run as with
@@ -58,6 +59,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                   {"crossover": 0.2}),
     "meta": ("the last five improvements (score change, changed lines) listed in every prompt",
              {"meta_summary": 5}),
+    "answers": ("four answers per prompt: one call asks for n=4 choices", {"answers": 4}),
 }
 
 
@@ -71,6 +73,7 @@ class Outcome:
     valid_rate: float
     duplicate_share: float
     wall_s: float
+    tokens_per_proposal: float = 0.0  # outcomes saved before it was measured read as 0
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def run_job(job: Job) -> Outcome:
             server.stop()
     proposals = max(1, result.stats.done)
     return Outcome(job.variant, job.seed, best, result.stats.valid_rate,
-                   statuses.get("duplicate", 0) / proposals, wall)
+                   statuses.get("duplicate", 0) / proposals, wall, result.stats.tokens / proposals)
 
 
 def running_best(briefs: Sequence[Any], proposal_ids: Sequence[int], budgets: Sequence[int],
@@ -161,9 +164,9 @@ def _seed_only(config: Any) -> Any:
                           maximize=problem.settings.maximize)
 
     class SeedOnly:
-        async def propose(self, parents: Any, rng: Any, *, feedback: Any = ()) -> Any:
+        async def propose(self, parents: Any, rng: Any, *, feedback: Any = (), answers: int = 1) -> Any:
             seed = ParentView(code=problem.seed_code, score=None, status="ok")
-            return await inner.propose([seed], rng)
+            return await inner.propose([seed], rng, answers=answers)
 
         def observe(self, proposal: Any, improved: bool, rng: Any) -> None:
             inner.observe(proposal, improved, rng)
@@ -185,12 +188,15 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
         return float(x.mean()), 0.0
     dof = x.size - 1
     t = _T975.get(dof) or _T975[max(k for k in _T975 if k <= dof)]
-    return float(x.mean()), t * float(x.std(ddof=1)) / math.sqrt(x.size)
+    half = t * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return float(x.mean()), half if half > 1e-12 * max(1.0, abs(float(x.mean()))) else 0.0  # equal values: 0
 
 
 def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequence[int]) -> str:
-    """One Markdown row per variant: mean best +- 95% interval per budget, valid rate, duplicates, wall time."""
-    header = ["variant", *[f"best @{b}" for b in budgets], "valid", "duplicates", "wall s", "seeds"]
+    """One Markdown row per variant: mean best +- 95% interval per budget, valid rate, duplicates, tokens per
+    proposal, wall time."""
+    header = ["variant", *[f"best @{b}" for b in budgets], "valid", "duplicates", "tokens/proposal", "wall s",
+              "seeds"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for v in variants:
         mine = [o for o in outcomes if o.variant == v]
@@ -201,7 +207,8 @@ def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequenc
             mean, half = interval([o.best[i] for o in mine])
             cells.append(f"{mean:.4g} ± {half:.2g}")
         cells += [f"{np.mean([o.valid_rate for o in mine]):.0%}", f"{np.mean([o.duplicate_share for o in mine]):.0%}",
-                  f"{np.mean([o.wall_s for o in mine]):.0f}", str(len(mine))]
+                  f"{np.mean([o.tokens_per_proposal for o in mine]):.0f}", f"{np.mean([o.wall_s for o in mine]):.0f}",
+                  str(len(mine))]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 

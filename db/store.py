@@ -418,6 +418,13 @@ class Store:
         )
         return self._read(lambda c: c.execute(proposals).scalar_one() + c.execute(unproposed).scalar_one())
 
+    def prompts(self, run_id: int) -> int:
+        """Prompts recorded so far: every proposal but the second and later answers of a prompt answered several
+        times at once (their details say `answer` >= 1), so a resume numbers its next prompt as the run would."""
+        later = func.coalesce(Proposal.c.details["answer"].as_integer(), 0) > 0
+        query = select(func.count()).select_from(Proposal).where(Proposal.c.run_id == run_id, ~later)
+        return int(self._read(lambda c: c.execute(query).scalar_one()))
+
     def total_cost(self, run_id: int) -> float:
         """Money spent on the run's proposals and reviews (judgements) so far, in USD."""
         queries = [select(func.coalesce(func.sum(model.c.cost), 0.0)).where(model.c.run_id == run_id)
@@ -426,11 +433,12 @@ class Store:
 
     def llm_spend(self, run_id: int) -> Spend:
         """LLM calls made for the run, proposals and reviews (judgements) alike (cache and replay hits excluded:
-        they made none), their tokens and cost."""
+        they made none, nor did the later answers of a call that gave several), their tokens and cost."""
         queries = [select(
-            func.count(), func.coalesce(func.sum(model.c.prompt_tokens + model.c.completion_tokens), 0),
+            func.coalesce(func.sum(case((model.c.attempts > 0, 1), else_=0)), 0),
+            func.coalesce(func.sum(model.c.prompt_tokens + model.c.completion_tokens), 0),
             func.coalesce(func.sum(model.c.cost), 0.0),
-        ).where(model.c.run_id == run_id, model.c.model != "offline", model.c.attempts > 0)
+        ).where(model.c.run_id == run_id, model.c.model != "offline")
             for model in (Proposal, Judgement)]
         rows = self._read(lambda c: [c.execute(query).one() for query in queries])
         return Spend(calls=sum(int(r[0]) for r in rows), tokens=sum(int(r[1]) for r in rows),

@@ -3,6 +3,9 @@
 It listens on 127.0.0.1 on a free port in a background thread. A responder decides each answer: it receives the
 parsed request body and returns the reply's content (a string) or a `Fault` (delay, HTTP error, connection reset,
 garbage body, null or truncated content). Every request is recorded, so a test can assert on what the client sent.
+A request for `n` choices asks the responder n times, one choice per reply (a fault of the whole response, such
+as an HTTP error, answers the request as it stands); `max_choices` makes a server that gives fewer, as a provider
+without `n` does.
 
     with OpenAIServer(lambda request: "def f(): return 1") as server:
         server.base_url    # "http://127.0.0.1:PORT/v1"
@@ -126,15 +129,18 @@ class OpenAIServer:
         *,
         api_key: str | None = None,
         models: tuple[str, ...] = (),
+        max_choices: int | None = None,
     ) -> None:
         """`responder`: a callable, or one reply given to every request. `api_key`: when set, any other bearer token
-        gets 401. `models`: when set, any other model gets 404 (and GET /v1/models lists them)."""
+        gets 401. `models`: when set, any other model gets 404 (and GET /v1/models lists them). `max_choices`: the
+        most choices one response holds, whatever `n` asked (None: as many as asked)."""
         if isinstance(responder, (str, Fault)):
             self.responder: Responder = lambda _request, reply=responder: reply
         else:
             self.responder = responder
         self.api_key = api_key
         self.models = models
+        self.max_choices = max_choices
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -257,8 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- answers -------------------------------------------------------------------------------------------------
 
     def _answer(self, body: dict[str, Any], reply: str | Fault) -> None:
-        if isinstance(reply, str):
-            self._send_completion(body, reply, "stop")
+        if isinstance(reply, str) or reply.kind in _CHOICE_KINDS:
+            self._send_completion(body, [reply, *self._more_choices(body)])
             return
         if reply.kind == "delay":
             if self.server_state._stopping.wait(reply.seconds):
@@ -273,16 +279,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
         elif reply.kind == "garbage":
             self._send_bytes(200, reply.message.encode(), "application/json")
-        elif reply.kind == "null_content":
-            self._send_completion(body, None, "stop")
-        elif reply.kind == "truncated":
-            self._send_completion(body, reply.message, "length")
         else:
             raise ValueError(f"unknown Fault kind {reply.kind!r}")
 
-    def _send_completion(self, body: dict[str, Any], content: str | None, finish_reason: str) -> None:
+    def _more_choices(self, body: dict[str, Any]) -> list[str | Fault]:
+        """The replies for the second and later choices a request's `n` asks for (within max_choices)."""
+        state = self.server_state
+        wanted = body.get("n") if isinstance(body.get("n"), int) else 1
+        count = min(wanted, state.max_choices) if state.max_choices is not None else wanted
+        more = [state.responder(body) for _ in range(count - 1)]
+        for reply in more:
+            if isinstance(reply, Fault) and reply.kind not in _CHOICE_KINDS:
+                raise ValueError(f"a {reply.kind!r} fault cannot be one choice of several; script it first")
+        return more
+
+    def _send_completion(self, body: dict[str, Any], replies: list[str | Fault]) -> None:
+        choices = [_choice(i, reply) for i, reply in enumerate(replies)]
         prompt_tokens = sum(count_tokens(_text_of(m.get("content"))) for m in body["messages"])
-        completion_tokens = count_tokens(content)
+        completion_tokens = sum(count_tokens(c["message"]["content"]) for c in choices)
         self._send_json(
             200,
             {
@@ -290,14 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model", "test-model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                    }
-                ],
+                "choices": choices,
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
@@ -348,6 +355,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self, body: Any) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
         self.server_state._record(RecordedRequest(self.command, self.path, headers, body, time.monotonic()))
+
+
+_CHOICE_KINDS = ("null_content", "truncated")  # faults of one choice, not of the whole response
+
+
+def _choice(index: int, reply: str | Fault) -> dict[str, Any]:
+    """One choice of a completion: a reply's text, a null content, or a text cut at max_tokens."""
+    content = reply if isinstance(reply, str) else None if reply.kind == "null_content" else reply.message
+    finish_reason = "length" if isinstance(reply, Fault) and reply.kind == "truncated" else "stop"
+    return {"index": index, "message": {"role": "assistant", "content": content}, "logprobs": None,
+            "finish_reason": finish_reason}
 
 
 def _text_of(content: Any) -> str:

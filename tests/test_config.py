@@ -26,7 +26,7 @@ def everything_set() -> RunConfig:
                            evolve_instructions=True, cache=False, replay="older", retries=1, backoff_s=0.5),
         limits=Limits(max_calls=10, max_tokens=1000, max_cost=0.5, max_wall_s=60.0),
         concurrency=4, same_behaviour="keep", inspirations=2, map_elites=("code_length", "late_jobs"), map_bins=4,
-        crossover=0.2, meta_summary=3,
+        crossover=0.2, meta_summary=3, answers=3,
         executor=ExecutorSettings(ray=True, ray_address="10.0.0.1:6379"),
     )
     defaults = RunConfig(problem="p", name="n")
@@ -81,6 +81,8 @@ def test_a_model_entry_with_a_key_nothing_reads_is_refused() -> None:
     (lambda: RunConfig(problem="p", name="n", budget=-1), "--budget -1"),
     (lambda: RunConfig(problem="p", name="n", workers=0), "--workers 0"),
     (lambda: RunConfig(problem="p", name="n", concurrency=0), "--concurrency 0"),
+    (lambda: RunConfig(problem="p", name="n", answers=0), "--answers 0: must be a whole number >= 1"),
+    (lambda: RunConfig(problem="p", name="n", answers=True), "--answers True"),
     (lambda: RunConfig(problem="p", name="n", same_behaviour="drop"),
      "--same-behaviour drop: use one of reject, keep, parent"),
     (lambda: Limits(max_calls=0), "--max-calls 0"),

@@ -244,14 +244,14 @@ class RejectsBefore:
         self.controller: Controller | None = None
         self.rejected: int | None = None
 
-    async def propose(self, parents, rng, *, feedback=(), inspirations=()):
+    async def propose(self, parents, rng, *, feedback=(), inspirations=(), answers=1):
         self.calls += 1
         if self.calls == self.before and self.controller is not None:
             self.rejected = self.controller.stats.best_program_id
             assert self.rejected is not None
             reject_program(self.controller.store, self.rejected, why="it reads the answer")
             self.controller.apply_action(REJECT_EVENT, self.rejected)
-        return await self.inner.propose(parents, rng, feedback=feedback, inspirations=inspirations)
+        return await self.inner.propose(parents, rng, feedback=feedback, inspirations=inspirations, answers=answers)
 
     def observe(self, proposal, improved, rng) -> None:
         self.inner.observe(proposal, improved, rng)

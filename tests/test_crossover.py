@@ -194,7 +194,7 @@ def test_the_offline_proposer_recombines_the_parent_with_its_mate() -> None:
     proposer = OfflineProposer(["priority"])
     kinds, distinct = set(), 0
     for seed in range(12):
-        proposal = asyncio.run(proposer.propose([ParentView(code=parent, score=1.0, status="ok")],
+        [proposal] = asyncio.run(proposer.propose([ParentView(code=parent, score=1.0, status="ok")],
                                                 np.random.default_rng(seed),
                                                 mate=ParentView(code=mate, score=2.0, status="ok")))
         assert proposal.error is None

@@ -177,6 +177,21 @@ def test_failed_proposal_has_no_program_and_counts_as_attempt(store: Store) -> N
     assert store.status_counts(run.id) == {"ok": 1, "error": 1}
 
 
+def test_a_calls_later_answers_are_neither_prompts_nor_calls_but_their_tokens_and_cost_count(store: Store) -> None:
+    run = make_run(store)
+    several = {"asked": 3, "answers": 3}
+    for answer, attempts in ((0, 2), (1, 0), (2, 0)):  # one call with three choices, retried once
+        store.record_candidate(run.id, proposal=proposal(model="m", attempts=attempts, prompt_tokens=10,
+                                                         completion_tokens=5, cost=0.25,
+                                                         details={**several, "answer": answer}))
+    store.record_candidate(run.id, proposal=proposal(model="m", prompt_tokens=30, completion_tokens=5, cost=0.5))
+    store.record_candidate(run.id, proposal=proposal(model="m", attempts=0, details={"cache": "hit"}))
+    assert store.attempts(run.id) == 5  # every answer counts against the budget
+    assert store.prompts(run.id) == 3  # the call of three, the call of one, the cache hit
+    spend = store.llm_spend(run.id)
+    assert (spend.calls, spend.tokens, spend.cost) == (2, 3 * 15 + 35, 1.25)
+
+
 def test_duplicate_lookup_by_hash(store: Store) -> None:
     run = make_run(store)
     other = make_run(store, "other")

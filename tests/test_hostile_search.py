@@ -84,14 +84,15 @@ class HostileProposer:
         self.kinds = itertools.cycle(HOSTILE)
         self.sent: dict[int, str] = {}  # tag -> kind
 
-    async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, **context: Any) -> Proposal:
+    async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator,
+                      **context: Any) -> list[Proposal]:
         call = next(self.calls)
         if call % 3 != 2:
             return await self.offline.propose(parents, rng, **context)
         kind = next(self.kinds)
         self.sent[call] = kind
         text = f"```python\n{hostile_program(kind, call, self.port)}```\n"
-        return Proposal(model=HOSTILE_MODEL, prompt="[]", text=text)
+        return [Proposal(model=HOSTILE_MODEL, prompt="[]", text=text)]
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
         if proposal.model != HOSTILE_MODEL:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 # Events that record a person's action on a run: read by a running search's steering (engine/run/steering.py)
 # and shown by the report and `evoforge serve`.
 HUMAN_EVENT, REJECT_EVENT, NOTE_EVENT, ACCEPT_EVENT = "human", "reject", "note", "accept"
+FEWER_ANSWERS_EVENT = "fewer_answers"
+"""A model gave fewer answers per prompt than --answers asked (recorded once per model and invocation)."""
 
 
 def open_run(store: Store, name: str) -> RunInfo:

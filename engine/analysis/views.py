@@ -186,6 +186,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     direction = "maximise" if analysis.maximize(run) else "minimise"
     unapplied = summary.candidates - sum(counts.values())  # proposals that gave no program (failed calls, bad diffs)
     stops = store.events(run.id, "stop")
+    fewer = {e.data["model"]: e.data for e in store.events(run.id, analysis.FEWER_ANSWERS_EVENT)}
     params = {**run.config["params"]}
     run_config = without(run.config["run"], "name", "problem", "overrides")
     settings = without(run.config["settings"], "maximize", *(() if reviews else ("judge_criteria",)))
@@ -201,6 +202,9 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                          stops[-1].data.get("reason", "?")) if stops else []),
              f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",
              f"cost       {fmt.cost(summary.cost)}, {summary_calls(models)}",
+             *(fmt.field("answers", "; ".join(f"{model} gave {e['got']} of the {e['asked']} asked per prompt, "
+                                              "and the run used what came" for model, e in fewer.items()))
+               if fewer else []),
              *(fmt.field("judge", judge_line(judge_summary(reviews))) if analysis.judged(run) else []),
              *(fmt.field("in flight", f"{flight.average:.1f} proposals on average, {flight.peak} at most; "
                          f"{flight.recorded} candidates in {flight.batches} transactions") if flight else []), ""]

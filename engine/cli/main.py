@@ -69,6 +69,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      f"{defaults.elite_share}; 0 is FunSearch's sampling alone)")
     run.add_argument("--inspirations", type=int, default=defaults.inspirations,
                      help="other islands' best programs shown in each prompt beside the parents (default 0)")
+    run.add_argument("--answers", type=int, default=defaults.answers, metavar="N",
+                     help="answers per prompt: one LLM call asks for N choices (litellm's n; a provider without it "
+                     "gives fewer), the offline proposer makes N mutations of the same parents; each is a candidate "
+                     "of its own and counts against --budget (default 1)")
     run.add_argument("--map-elites", metavar="DESC[,DESC]", default=None,
                      help="a MAP-Elites archive beside the islands over these descriptors (code_length, or metrics "
                      "the problem's score returns); half the prompts then improve one of its elites (default off)")

@@ -3,7 +3,8 @@
 `LLMEnsemble.propose` picks a model (the strong tier with probability `strong_prob`, else a cheap one by weight),
 calls it through litellm, retries only transient faults (timeouts, dropped connections, 429, 5xx) with exponential
 backoff that honours Retry-After, and returns an `LLMResult` carrying the text, tokens, cost and latency. A provider
-fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a search.
+fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a search. `call(..., n=N)` asks
+for N choices in one request (litellm's `n`) where the provider supports it, and returns every choice it got.
 
 litellm is imported lazily (it takes seconds, and problem files import `evoforge` inside every sandbox) and with its
 model cost map read from the installed package rather than fetched from the internet.
@@ -46,7 +47,7 @@ class LLMResult:
     messages: list[dict[str, Any]]
     """The chat messages sent."""
     text: str
-    """The response's content; "" on failure or when the model returned no content."""
+    """The (first) choice's content; "" on failure or when the model returned no content."""
     prompt_tokens: int
     """Prompt tokens, from the response's usage (0 on failure)."""
     completion_tokens: int
@@ -65,6 +66,9 @@ class LLMResult:
     """Why this model was chosen (the chooser's explanation), stored with the proposal."""
     permanent: bool = False
     """A failure that retrying cannot fix: no or a refused key, an unknown model, a rejected request."""
+    texts: tuple[str, ...] = ()
+    """Every choice's content in the provider's order (`text` is the first); () on failure or with no choice. The
+    tokens and cost above are the whole call's."""
 
     @property
     def ok(self) -> bool:
@@ -115,6 +119,7 @@ class LLMEnsemble:
         self._litellm = _import_litellm()
         self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
         self._answered: set[str] = set()  # models that have answered at least once
+        self._takes_n: dict[str, bool] = {}  # model -> whether litellm lets it give several choices per request
 
     def choose(self, rng: np.random.Generator) -> ModelEntry:
         """The model for the next call among those not resting (by default: strong with probability strong_prob,
@@ -146,9 +151,11 @@ class LLMEnsemble:
             available, _ = self.health.available(every)
         return self.chooser.choose(available or every, rng)
 
-    async def call(self, spec: ModelEntry, messages: list[dict[str, Any]]) -> LLMResult:
-        """One call to `spec` with retries; its outcome counts toward the model's health."""
-        result = await self._call(spec, messages)
+    async def call(self, spec: ModelEntry, messages: list[dict[str, Any]], n: int = 1) -> LLMResult:
+        """One call to `spec` with retries, asking for `n` choices (sent only where litellm lists `n` among the
+        model's parameters, or does not know the model; the provider may still give fewer); its outcome counts
+        toward the model's health."""
+        result = await self._call(spec, messages, n if n > 1 and self.supports_n(spec) else 1)
         self.health.record(spec.name, result.ok)
         if result.ok:
             self._answered.add(spec.name)
@@ -156,6 +163,18 @@ class LLMEnsemble:
             self._unfixable[spec.name] = result.error or ""
             log.error("%s", result.error)  # at once: it will not fix itself
         return result
+
+    def supports_n(self, spec: ModelEntry) -> bool:
+        """Whether the model takes `n` (several choices per request), by litellm's list of its parameters; a model
+        litellm does not know is asked, and its answer shows."""
+        known = self._takes_n.get(spec.name)
+        if known is None:
+            try:
+                params = self._litellm.get_supported_openai_params(model=spec.name)
+            except Exception:  # noqa: BLE001 - an unknown provider: the response says how many choices it gives
+                params = None
+            known = self._takes_n[spec.name] = params is None or "n" in params
+        return known
 
     def hopeless(self) -> str | None:
         """Why no call can succeed, once every model has failed in a way retrying cannot fix and none ever
@@ -166,14 +185,14 @@ class LLMEnsemble:
         return "every model failed with an error that retrying cannot fix: " + "; ".join(
             self._unfixable[name] for name in dict.fromkeys(every))
 
-    async def _call(self, spec: ModelEntry, messages: list[dict[str, Any]]) -> LLMResult:
+    async def _call(self, spec: ModelEntry, messages: list[dict[str, Any]], n: int) -> LLMResult:
         messages = [dict(m) for m in messages]
         start = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await asyncio.wait_for(self._complete(spec, messages), _guard_timeout(spec.timeout_s))
+                response = await asyncio.wait_for(self._complete(spec, messages, n), _guard_timeout(spec.timeout_s))
             except Exception as exc:  # noqa: BLE001 - every provider fault becomes LLMResult.error
                 failure = _classify(self._litellm, spec, exc)
                 if not failure.transient:
@@ -185,7 +204,8 @@ class LLMEnsemble:
                 continue
             return self._succeeded(spec, messages, response, start, attempt)
 
-    async def _complete(self, spec: ModelEntry, messages: list[dict[str, Any]]) -> Any:
+    async def _complete(self, spec: ModelEntry, messages: list[dict[str, Any]], n: int) -> Any:
+        several = {"n": n} if n > 1 else {}  # a request for one choice stays as it always was
         return await self._litellm.acompletion(
             model=spec.name,
             messages=messages,
@@ -197,6 +217,7 @@ class LLMEnsemble:
             num_retries=0,  # our retries are the only ones: litellm's ...
             max_retries=0,  # ... and the provider SDK's (openai retries twice by default)
             drop_params=True,  # a model that refuses e.g. temperature still answers
+            **several,
         )
 
     def _wait_s(self, attempt: int, retry_after_s: float | None) -> float:
@@ -210,14 +231,14 @@ class LLMEnsemble:
     ) -> LLMResult:
         choices = getattr(response, "choices", None) or []
         choice = choices[0] if choices else None
-        message = getattr(choice, "message", None)
+        texts = tuple(getattr(getattr(c, "message", None), "content", None) or "" for c in choices)
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         return LLMResult(
             model=spec.name,
             messages=messages,
-            text=getattr(message, "content", None) or "",
+            text=texts[0] if texts else "",
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost=_cost(spec, response, prompt_tokens, completion_tokens),
@@ -225,6 +246,7 @@ class LLMEnsemble:
             error=None,
             attempts=attempts,
             finish_reason=getattr(choice, "finish_reason", None),
+            texts=texts,
         )
 
 

@@ -2,8 +2,9 @@
 
 Both the offline mutator and the LLMs answer in the same text format, so every proposal goes through the same
 parser, dedupe and evaluation. A proposer never raises for a provider fault: it returns a Proposal with `error`.
-After evaluation the controller tells the proposer how the child did (`observe`), which is how model choice and
-instructions learn.
+Asked for several answers to one prompt (`--answers`), it returns one Proposal per answer it got (never more than
+asked, possibly fewer; see shares.py for how a call's cost is split). After evaluation the controller tells the
+proposer how each child did (`observe`), which is how model choice and instructions learn.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from evoforge.engine.propose.improvements import Improvement
 from evoforge.engine.propose.instructions import Instruction, InstructionPool
-from evoforge.engine.propose.memory import ReplaySource, ResponseCache, StoredAnswer, request_key
+from evoforge.engine.propose.memory import Answers, ReplaySource, ResponseCache, StoredAnswer, request_key
 from evoforge.engine.propose.offline import AstMutator, BlockMutator, NoMutationFound, OfflineProposal
 from evoforge.engine.propose.prompts import ParentView, build_messages
+from evoforge.engine.propose.shares import answer_details, split_call
 from evoforge.engine.run.config import ModelConfig
 from evoforge.evaluators.project import ProjectSource
 
@@ -51,11 +53,13 @@ class Proposer(Protocol):
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
                       feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = (),
-                      mate: ParentView | None = None, improvements: Sequence[Improvement] = ()) -> Proposal:
-        """A new program from `parents` (worst to best); `inspirations`: high scorers from elsewhere, shown beside
-        them; `mate`: a crossover's second parent, to combine with the last parent; `improvements`: the search's
-        recent improvements. The controller passes each only when the run uses it (--inspirations, --crossover,
-        --meta-summary), so a proposer that takes none of them still works."""
+                      mate: ParentView | None = None, improvements: Sequence[Improvement] = (),
+                      answers: int = 1) -> list[Proposal]:
+        """Up to `answers` new programs from one prompt about `parents` (worst to best), at least one (a failure
+        is one Proposal with `error`); `inspirations`: high scorers from elsewhere, shown beside them; `mate`: a
+        crossover's second parent, to combine with the last parent; `improvements`: the search's recent
+        improvements. The controller passes these three only when the run uses them (--inspirations,
+        --crossover, --meta-summary), so a proposer that takes none of them still works."""
         ...
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None: ...
@@ -81,20 +85,28 @@ class OfflineProposer:
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
                       feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = (),
-                      mate: ParentView | None = None, improvements: Sequence[Improvement] = ()) -> Proposal:
-        """A mutation of the last parent; `improvements` go unread (there is no model to read them: the config
-        refuses --meta-summary without one)."""
-        start = time.perf_counter()
-        try:
-            made = self._mutate(parents, inspirations, mate, rng)
-        except NoMutationFound as exc:
-            self._misses_in_a_row += 1
-            self._last_miss = str(exc)
-            return Proposal(model="offline", prompt="[]", text="", latency_s=time.perf_counter() - start,
-                            error=f"no mutation found: {exc}")
-        self._made_any, self._misses_in_a_row = True, 0
-        return Proposal(model="offline", prompt="[]", text=made.response, latency_s=time.perf_counter() - start,
-                        details={"kind": made.kind, **made.details})
+                      mate: ParentView | None = None, improvements: Sequence[Improvement] = (),
+                      answers: int = 1) -> list[Proposal]:
+        """`answers` mutations of the last parent, one after another from `rng`; the first that finds none ends
+        the list (and is the list's one failed proposal when no mutation came before it). `improvements` go unread
+        (there is no model to read them: the config refuses --meta-summary without one)."""
+        made: list[Proposal] = []
+        while len(made) < answers:
+            start = time.perf_counter()
+            try:
+                mutation = self._mutate(parents, inspirations, mate, rng)
+            except NoMutationFound as exc:
+                self._misses_in_a_row += 1
+                self._last_miss = str(exc)
+                if made:
+                    break
+                return [Proposal(model="offline", prompt="[]", text="", latency_s=time.perf_counter() - start,
+                                 error=f"no mutation found: {exc}")]
+            self._made_any, self._misses_in_a_row = True, 0
+            made.append(Proposal(model="offline", prompt="[]", text=mutation.response,
+                                 latency_s=time.perf_counter() - start,
+                                 details={"kind": mutation.kind, **mutation.details}))
+        return [replace(p, details={**p.details, **answer_details(i, len(made), answers)}) for i, p in enumerate(made)]
 
     def _mutate(self, parents: Sequence[ParentView], inspirations: Sequence[ParentView], mate: ParentView | None,
                 rng: np.random.Generator) -> OfflineProposal:
@@ -160,7 +172,10 @@ class LLMProposer:
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
                       feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = (),
-                      mate: ParentView | None = None, improvements: Sequence[Improvement] = ()) -> Proposal:
+                      mate: ParentView | None = None, improvements: Sequence[Improvement] = (),
+                      answers: int = 1) -> list[Proposal]:
+        """One call asking for `answers` choices (or the run's memory of an identical request): a Proposal per
+        choice that came back, with the call's tokens and cost split among them (shares.py)."""
         instruction: Instruction | None = self.instructions.pick(rng) if self.instructions else None
         messages = build_messages(self._description, self._names, parents, feedback=feedback,
                                   inspirations=inspirations, mate=mate, improvements=improvements,
@@ -170,33 +185,40 @@ class LLMProposer:
         details: dict[str, Any] = {"instruction": instruction.id} if instruction else {}
         spec, choice = await self.llm.pick(rng)
         details.update(choice)
-        key = request_key(spec.name, messages)
+        key = request_key(spec.name, messages, answers)
         if self._replay is not None:
-            return self._replayed(spec.name, messages, key, details)
+            return self._replayed(spec.name, messages, key, details, answers)
         cached = self._cache.get(key) if self._cache and self._temperature.get(spec.name) == 0 else None
         if cached is not None:
-            return _from_memory(spec.name, messages, cached, {**details, "cache": "hit"})
-        result = await self.llm.call(spec, messages)
+            return _from_memory(spec.name, messages, cached, {**details, "cache": "hit"}, answers)
+        result = await self.llm.call(spec, messages, answers)
+        prompt = json.dumps(messages)
         if result.error is not None:
-            details["llm_error"] = True
-        elif self._cache is not None and self._temperature.get(spec.name) == 0:
-            self._cache.put(key, StoredAnswer(result.text, result.prompt_tokens, result.completion_tokens))
-        return Proposal(model=result.model, prompt=json.dumps(messages), text=result.text,
-                        prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                        cost=result.cost, latency_s=result.latency_s, error=result.error, attempts=result.attempts,
-                        details=details)
+            return [Proposal(model=result.model, prompt=prompt, text="", latency_s=result.latency_s,
+                             error=result.error, attempts=result.attempts, details={**details, "llm_error": True})]
+        texts = list(result.texts[:answers]) or [result.text]  # no choice at all: one empty answer, as ever
+        proposals = [Proposal(model=result.model, prompt=prompt, text=text, prompt_tokens=share.prompt_tokens,
+                              completion_tokens=share.completion_tokens, cost=share.cost, latency_s=result.latency_s,
+                              attempts=result.attempts if i == 0 else 0,  # the call counts once
+                              details={**details, **answer_details(i, len(texts), answers)})
+                     for i, (text, share) in enumerate(zip(texts, split_call(texts, result.prompt_tokens,
+                                                                             result.completion_tokens, result.cost)))]
+        if self._cache is not None and self._temperature.get(spec.name) == 0:
+            self._cache.put(key, tuple(StoredAnswer(p.text, p.prompt_tokens, p.completion_tokens) for p in proposals))
+        return proposals
 
     def stop_reason(self) -> str | None:
         return self.llm.hopeless()
 
-    def _replayed(self, model: str, messages: list[dict[str, Any]], key: str, details: dict[str, Any]) -> Proposal:
+    def _replayed(self, model: str, messages: list[dict[str, Any]], key: str, details: dict[str, Any],
+                  answers: int) -> list[Proposal]:
         assert self._replay is not None
-        answer = self._replay.take(key)
-        if answer is None:
-            return Proposal(model=model, prompt=json.dumps(messages), text="", attempts=0,
-                            error=f"replay of run '{self._replay.run_name}' has no answer to this request",
-                            details={**details, "replay": "miss", "llm_error": True})
-        return _from_memory(model, messages, answer, {**details, "replay": "hit"})
+        recorded = self._replay.take(key)
+        if recorded is None:
+            return [Proposal(model=model, prompt=json.dumps(messages), text="", attempts=0,
+                             error=f"replay of run '{self._replay.run_name}' has no answer to this request",
+                             details={**details, "replay": "miss", "llm_error": True})]
+        return _from_memory(model, messages, recorded, {**details, "replay": "hit"}, answers)
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
         if proposal.is_call:
@@ -206,11 +228,14 @@ class LLMProposer:
             self.instructions.observe(int(instruction), improved, rng)
 
 
-def _from_memory(model: str, messages: list[dict[str, Any]], answer: StoredAnswer,
-                 details: dict[str, Any]) -> Proposal:
-    """A proposal answered without a call: it costs nothing now (the tokens were paid when it was first asked)."""
-    return Proposal(model=model, prompt=json.dumps(messages), text=answer.text, attempts=0,
-                    details={**details, "paid_tokens": answer.prompt_tokens + answer.completion_tokens})
+def _from_memory(model: str, messages: list[dict[str, Any]], recorded: Answers, details: dict[str, Any],
+                 asked: int) -> list[Proposal]:
+    """Proposals answered without a call: they cost nothing now (the tokens were paid when first asked)."""
+    prompt = json.dumps(messages)
+    return [Proposal(model=model, prompt=prompt, text=answer.text, attempts=0,
+                     details={**details, "paid_tokens": answer.prompt_tokens + answer.completion_tokens,
+                              **answer_details(i, len(recorded), asked)})
+            for i, answer in enumerate(recorded)]
 
 
 def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence[str], *,

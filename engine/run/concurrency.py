@@ -6,6 +6,10 @@ per second, so about workers x latency / evaluation time calls must be waiting o
 candidates being evaluated. Latency and evaluation time are running averages of what this run measured, so a model
 that answers in 20 s gets hundreds of calls in flight and an instant one a handful. The evaluation time is as the
 controller sees it, waiting for a free worker included: proposals queueing for the workers hold the number back.
+
+With several answers per prompt (`--answers N`) the unit is a prompt: one call in flight that brings back N
+candidates, evaluated one after another. Each call then feeds N evaluations, so the calls waiting on the model are
+divided by the answers a call has actually brought back on average (a provider without `n` brings back one).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class FixedConcurrency:
     def limit(self) -> int:
         return self._limit
 
-    def observe_proposal(self, seconds: float) -> None:
+    def observe_proposal(self, seconds: float, answers: int = 1) -> None:
         """A fixed number learns nothing."""
 
     def observe_evaluation(self, seconds: float) -> None:
@@ -45,16 +49,20 @@ class AdaptiveConcurrency:
         self._ceiling = max(self._floor, ceiling)
         self.latency_s: float | None = None
         self.evaluation_s: float | None = None
+        self.answers: float = 1.0  # answers a call brings back, on average
 
     def limit(self) -> int:
         if self.latency_s is None or self.evaluation_s is None:
             return self._floor
-        waiting_on_model = self._workers * self.latency_s / max(self.evaluation_s, 1e-3)
+        waiting_on_model = self._workers * self.latency_s / (max(self.evaluation_s, 1e-3) * max(self.answers, 1.0))
         wanted = math.ceil(_HEADROOM * (waiting_on_model + self._workers))
         return min(self._ceiling, max(self._floor, wanted))
 
-    def observe_proposal(self, seconds: float) -> None:
+    def observe_proposal(self, seconds: float, answers: int = 1) -> None:
+        """A call that took `seconds` and brought back `answers` candidates."""
+        first = self.latency_s is None
         self.latency_s = _smoothed(self.latency_s, seconds)
+        self.answers = float(answers) if first else _smoothed(self.answers, float(answers))
 
     def observe_evaluation(self, seconds: float) -> None:
         self.evaluation_s = _smoothed(self.evaluation_s, seconds)

@@ -194,6 +194,10 @@ class RunConfig:
     crossover: float = 0.0
     # The last K children that beat their parent (scores and changed lines), listed in every prompt; 0: off.
     meta_summary: int = 0
+    # Answers per prompt (FunSearch samples several per prompt to spread its cost): an LLM is asked for this many
+    # choices in one call (litellm's `n`), the offline proposer makes this many mutations of the same parents. Each
+    # answer is a candidate of its own and counts once against the budget; a call counts once against the limits.
+    answers: int = 1
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
@@ -217,6 +221,8 @@ class RunConfig:
         if self.meta_summary and self.models.offline:
             raise ConfigError("--meta-summary lists recent improvements in the prompt, which only an LLM reads: "
                               "give a model (--model) or leave it out")
+        if isinstance(self.answers, bool) or not isinstance(self.answers, int) or self.answers < 1:
+            raise ConfigError(f"--answers {self.answers}: must be a whole number >= 1 (answers per prompt)")
         object.__setattr__(self, "map_elites", tuple(self.map_elites))  # stored as a JSON list
         if self.map_elites:
             try:

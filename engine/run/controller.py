@@ -2,9 +2,12 @@
 
 A steady-state asyncio loop: as many candidates are in flight as the concurrency policy says (fixed, or adapted
 to the model's latency and the evaluation time); proposing (LLM I/O) happens here and evaluation goes to the
-executor. Every random choice for attempt i comes from a Generator seeded by (seed, i), so with one candidate in
-flight the same seed gives the same run, and a resumed run continues exactly where it stopped. The controller is
-the only writer of the database; candidates that finish together are recorded in one transaction (see recorder).
+executor. Every random choice for prompt i comes from a Generator seeded by (seed, i), so with one candidate in
+flight the same seed gives the same run, and a resumed run continues exactly where it stopped. A prompt may bring
+back several answers (`answers`): each is a candidate of its own, counted against the budget, and they are
+patched, evaluated and recorded one after another in the order the proposer gave them, so a seed still fixes the
+run. The controller is the only writer of the database; candidates that finish together are recorded in one
+transaction (see recorder).
 Nothing per candidate grows with the run: parents come from a bounded cache, duplicates are found in memory.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Mapping
@@ -31,7 +35,7 @@ from evoforge.db import (
     RecordedCandidate,
     Store,
 )
-from evoforge.engine.analysis.queries import ACCEPT_EVENT, HUMAN_EVENT, REJECT_EVENT
+from evoforge.engine.analysis.queries import ACCEPT_EVENT, FEWER_ANSWERS_EVENT, HUMAN_EVENT, REJECT_EVENT
 from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.improvements import Improvement, ImprovementLog, changed_lines
@@ -49,6 +53,8 @@ from evoforge.engine.run.steering import Steering, steer_forever
 from evoforge.evaluators import Evaluation, Problem
 from evoforge.islands import IslandModel, ResetPlan
 from evoforge.islands.map_elites import MapElitesArchive
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ class Controller:
                  limits: Limits | None = None, reject_same_behaviour: bool = False,
                  duplicates_as_parents: bool = False, inspirations: int = 0, judge: Judge | None = None,
                  map_elites: MapElitesArchive | None = None, crossover: float = 0.0, meta_summary: int = 0,
+                 answers: int = 1,
                  on_progress: Callable[[RunStats], None] | None = None) -> None:
         self.problem = problem
         self.store = store
@@ -169,6 +176,9 @@ class Controller:
         self.crossover = crossover  # the share of prompts that combine the parent with a mate from elsewhere
         # The last `meta_summary` children that beat their parent, shown in every prompt (None: off).
         self.improvements = ImprovementLog(meta_summary) if meta_summary else None
+        self.answers = answers  # asked per prompt; the last prompt asks only for what the budget has left
+        self._prompts = 0  # prompts started: prompt i draws from the Generator (seed, i) and asks island i mod K
+        self._fewer_answers: set[str] = set()  # models that gave fewer answers than asked (said once each)
 
     # ----------------------------------------------------------------- seed and history
 
@@ -260,6 +270,7 @@ class Controller:
             elif item.status == "duplicate" and not item.rejected:
                 self._register_twin(item.id, item.island, item.behaviour, item.code_length)
         self.stats.attempts = self.stats.done = self.stats.done_before = self.store.attempts(self.run.id) - unproposed
+        self._prompts = self.store.prompts(self.run.id)
         spend = self.store.llm_spend(self.run.id)
         self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
         for digest, program_id in self.store.code_hashes(self.run.id):
@@ -361,21 +372,21 @@ class Controller:
         At the wall-time limit the candidates still in flight are given up (none of them is recorded, so the budget
         they held stays unspent), so `--max-time` holds however many calls are waiting on a slow model.
         """
-        pending: set[asyncio.Task[None]] = set()
+        pending: set[asyncio.Task[int]] = set()
         steer = asyncio.create_task(steer_forever(Steering(self.store, self.run.id), self.apply_action))
         attempts_before = self.stats.attempts
         try:
             while self._may_start() or pending:
                 while self._may_start() and len(pending) < self.concurrency.limit():
-                    attempt = self.stats.attempts
-                    self.stats.attempts += 1
+                    asked = min(self.answers, self.stats.budget - self.stats.attempts)  # never past the budget
+                    self.stats.attempts += asked  # held until the answers are back: fewer give the rest back
                     self._proposing += 1  # from now on it may become a call: the limits count it at once
-                    pending.add(asyncio.create_task(self._one_candidate(attempt)))
+                    pending.add(asyncio.create_task(self._one_prompt(self._prompts, asked)))
+                    self._prompts += 1
                 done, pending = await asyncio.wait(pending, timeout=self._time_left(),
                                                    return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    task.result()  # an engine bug must surface, not vanish in a task
-                    self.stats.done += 1
+                    self.stats.done += task.result()  # an engine bug must surface, not vanish in a task
                 self._on_progress(self.stats)
                 if pending and self._out_of_time():
                     self._give_up(pending)
@@ -406,7 +417,7 @@ class Controller:
     def _out_of_time(self) -> bool:
         return self.limits.max_wall_s is not None and self.stats.elapsed >= self.limits.max_wall_s
 
-    def _give_up(self, pending: set[asyncio.Task[None]]) -> None:
+    def _give_up(self, pending: set[asyncio.Task[int]]) -> None:
         for task in pending:
             task.cancel()  # never recorded: a resume makes these attempts again
         if self.stats.stop_reason is None:
@@ -449,10 +460,11 @@ class Controller:
             ("wall time", stats.elapsed, limits.max_wall_s),
         ) if limit is not None and value >= limit]
 
-    async def _one_candidate(self, attempt: int) -> None:
+    async def _one_prompt(self, prompt: int, asked: int) -> int:
+        """Propose `asked` answers to one prompt and take each through to its record; returns how many came."""
         try:
-            rng = np.random.default_rng([self.run.seed, attempt])
-            island = attempt % self.islands.config.num_islands
+            rng = np.random.default_rng([self.run.seed, prompt])
+            island = prompt % self.islands.config.num_islands
             parent_ids = self._select_parents(island, rng)
             mate = draw_mate(self.islands, island, parent_ids[-1], self.crossover, rng)
             if mate is not None:  # a crossover shows the parent and its mate alone; the mate is listed first
@@ -469,17 +481,46 @@ class Controller:
             start = time.perf_counter()
             self.calls_in_flight.change(+1)
             try:
-                proposal = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]), **extra)
+                proposals = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]),
+                                                        answers=asked, **extra)
             finally:
                 self.calls_in_flight.change(-1)
             if mate is not None:
-                proposal = dataclasses.replace(proposal, details={**proposal.details, "crossover": mate})
+                proposals = [dataclasses.replace(p, details={**p.details, "crossover": mate}) for p in proposals]
         finally:
             self._proposing -= 1
+        if not proposals:
+            raise TypeError(f"{type(self.proposer).__name__}.propose returned no proposal; a failure is one "
+                            "Proposal with error set")
+        proposals = proposals[:asked]  # a proposer that gives more than asked must not overshoot the budget
+        self.stats.attempts -= asked - len(proposals)
         seconds = time.perf_counter() - start
         self.stats.add_time("propose", seconds)
-        self.concurrency.observe_proposal(seconds)
-        self._count_spend(proposal)
+        self.concurrency.observe_proposal(seconds, len(proposals))
+        self._count_spend(proposals)
+        self._note_fewer(proposals, asked)
+        for index, proposal in enumerate(proposals):  # one after another: the order is the proposer's, not timing's
+            answer_rng = rng if index == 0 else np.random.default_rng([self.run.seed, prompt, index])
+            await self._one_candidate(proposal, island, parents, answer_rng)
+        return len(proposals)
+
+    def _note_fewer(self, proposals: list[Proposal], asked: int) -> None:
+        """Say once per model, in the log and the run's events, that it gives fewer answers than asked (not of the
+        offline proposer, which gives fewer only when the program offers no more mutations)."""
+        first = proposals[0]
+        if (len(proposals) >= asked or first.error is not None or first.model in self._fewer_answers
+                or self._origin(first) == "offline"):
+            return
+        self._fewer_answers.add(first.model)
+        data = {"model": first.model, "asked": asked, "got": len(proposals)}
+        self.store.record_event(self.run.id, FEWER_ANSWERS_EVENT, data)
+        log.warning("model %s gave %d of the %d answers asked per prompt (a provider that takes no `n` gives one); "
+                    "the run goes on with the answers that come back", first.model, len(proposals), asked)
+
+    async def _one_candidate(self, proposal: Proposal, island: int, parents: list[ProgramInfo],
+                             rng: np.random.Generator) -> None:
+        """Patch, dedupe, evaluate and record one answer (or record why it gave no program)."""
+        parent_ids = [p.id for p in parents]
         if proposal.error is not None:
             await self._record_failed(proposal, island, parent_ids, f"proposer failed: {proposal.error}")
             if not proposal.details.get("llm_error"):
@@ -539,11 +580,13 @@ class Controller:
                           metrics=program.metrics, feedback=program.feedback,
                           critique=self._critiques.get(program.id))
 
-    def _count_spend(self, proposal: Proposal) -> None:
-        self.stats.cost += proposal.cost
-        if proposal.is_call:
-            self._count_call(proposal.prompt_tokens + proposal.completion_tokens, proposal.cost, proposal.attempts,
-                             proposal.error is not None)
+    def _count_spend(self, proposals: list[Proposal]) -> None:
+        """The spend of one prompt's answers: one call (if a model was called), with every answer's tokens."""
+        self.stats.cost += sum(p.cost for p in proposals)
+        first = proposals[0]
+        if first.is_call:
+            self._count_call(sum(p.prompt_tokens + p.completion_tokens for p in proposals),
+                             sum(p.cost for p in proposals), first.attempts, first.error is not None)
 
     def _count_call(self, tokens: int, cost: float, attempts: int, failed: bool) -> None:
         self.stats.calls += 1

@@ -63,6 +63,7 @@ class SearchOptions:
     map_bins: int = RunConfig.map_bins
     crossover: float = RunConfig.crossover  # --crossover SHARE
     meta_summary: int = RunConfig.meta_summary  # --meta-summary K
+    answers: int = RunConfig.answers
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
     strong_model: str | Sequence[str] = ()
@@ -116,6 +117,7 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
                      inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
                      map_bins=options.map_bins, crossover=options.crossover, meta_summary=options.meta_summary,
+                     answers=options.answers,
                      executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
                                                ray_address=options.ray_address))
 

@@ -141,6 +141,7 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                             inspirations=config.shown_inspirations, judge=judge,
                                             map_elites=_map_elites(config, problem),
                                             crossover=config.crossover, meta_summary=config.meta_summary,
+                                            answers=config.answers,
                                             on_progress=display.update)
                     asyncio.run(_search(controller, fresh))
                 status = "failed" if stats.stopped_by_failure else "finished"
