@@ -196,7 +196,9 @@ def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequenc
         for i in range(len(budgets)):
             mean, half = interval([o.best[i] for o in mine])
             cells.append(f"{mean:.4g} ± {half:.2g}")
-        cells += [f"{np.mean([o.valid_rate for o in mine]):.0%}", f"{np.mean([o.duplicate_share for o in mine]):.0%}",
+        duplicates = float(np.mean([o.duplicate_share for o in mine]))  # NaN: an engine that detects none
+        cells += [f"{np.mean([o.valid_rate for o in mine]):.0%}",
+                  "-" if math.isnan(duplicates) else f"{duplicates:.0%}",
                   f"{np.mean([o.wall_s for o in mine]):.0f}", str(len(mine))]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
