@@ -13,6 +13,11 @@ It reads the two optional prompt sections as a model that follows them would: a 
 Parent B, "combine") is answered by putting a piece of Parent B into Parent A where one fits, and the lines that
 recent improvements added (--meta-summary) are further pieces to reuse, like the versions and inspirations shown.
 
+It also answers OpenEvolve's diff prompts (benchmarks/peer_openevolve.py): the program to improve is the one under
+"# Current Program", the donors are the other programs the prompt shows, and the answer is always SEARCH/REPLACE
+(OpenEvolve's default, diff-based evolution, applies nothing else): the changed statement, or the whole function's
+text where evoforge would get the whole function. Same operators, same draws, same seeding rule.
+
     python benchmarks/mutation_server.py --seed 0     # prints its URL, serves until Ctrl-C
 """
 
@@ -39,6 +44,9 @@ _INSPIRATION = re.compile(r"^### Inspiration \w+[^\n]*\n```python\n(.*?)\n```", 
 _TARGET = re.compile(r"better than (Version \d+)|start from (Parent A)")
 _ADDED = re.compile(r"^   \+ (.*)$", re.M)  # a line a recent improvement added (the meta-summary section)
 _IMPROVEMENTS = "## What recently improved the best scores"
+# OpenEvolve's prompt: the program to improve, then the top, diverse and inspiration programs it shows beside it.
+_OE_CURRENT = re.compile(r"^# Current Program\n```\w*\n(.*?)\n```\s*^# Task", re.S | re.M)
+_OE_SHOWN = re.compile(r"^### (?:Program \S+|Inspiration \d+) \(Score[^\n]*\n```\w*\n(.*?)\n```", re.S | re.M)
 _BIN_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
 _CMP_SWAPS = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE}
 _UNARY = ("sqrt", "log1p", "exp", "square", "below", "above", "distance", "cos")
@@ -94,24 +102,37 @@ class MutationResponder:
         prompt = "\n".join(str(m.get("content") or "") for m in request["messages"] if m.get("role") == "user")
         codes, index = versions(prompt)
         if not codes:
-            return "I see no program to improve."
+            return self._openevolve(prompt)
         rng = self.rng_for(prompt)
         donors = [c for i, c in enumerate(codes) if i != index] + _INSPIRATION.findall(prompt) + recent_pieces(prompt)
         share = self.full_function_share if "SEARCH" in prompt else 1.0  # a prompt may ask for whole functions
         return mutate_answer(codes[index], donors, rng, share, combine="Parent B" in prompt)
 
+    def _openevolve(self, prompt: str) -> str:
+        """OpenEvolve's prompt: mutate its current program, answer in its SEARCH/REPLACE format alone."""
+        current = _OE_CURRENT.search(prompt)
+        if current is None:
+            return "I see no program to improve."
+        code = current.group(1)
+        donors = [c for c in _OE_SHOWN.findall(prompt) if c != code]
+        return mutate_answer(code, donors, self.rng_for(prompt), self.full_function_share, diff_only=True)
+
 
 def mutate_answer(code: str, donors: list[str], rng: np.random.Generator, full_function_share: float = 0.5, *,
-                  combine: bool = False) -> str:
-    """A SEARCH/REPLACE block or a whole function that applies one random mutation to `code`; `combine` (a
-    crossover prompt) first tries to put a piece of a donor in place of a sub-expression."""
+                  combine: bool = False, diff_only: bool = False) -> str:
+    """A SEARCH/REPLACE block or a whole function that applies one random mutation to `code`.
+
+    `combine` (a crossover prompt) first tries to put a piece of a donor in place of a sub-expression. `diff_only`:
+    a whole function comes as SEARCH/REPLACE of the function's text (for a client that applies nothing else); the
+    mutation and every random draw stay the same.
+    """
     tree = ast.parse(code)
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     func = functions[int(rng.integers(len(functions)))]
     statements = [s for s in ast.walk(func) if isinstance(s, (ast.Return, ast.Assign, ast.AugAssign))
                   and getattr(s, "value", None) is not None]
     if not statements:
-        return "```python\n" + ast.unparse(func) + "\n```"
+        return _whole_function(code, func, diff_only)
     donor_exprs = [n for d in donors for n in ast.walk(ast.parse(d)) if isinstance(n, (ast.BinOp, ast.Call))]
     names = [a.arg for a in func.args.args]
     for attempt in range(20):
@@ -123,16 +144,29 @@ def mutate_answer(code: str, donors: list[str], rng: np.random.Generator, full_f
         elif _mutate(new_stmt, names, donor_exprs, rng):
             break
     else:
-        return "```python\n" + ast.unparse(func) + "\n```"
+        return _whole_function(code, func, diff_only)
     lines = code.split("\n")
     search = lines[stmt.lineno - 1:stmt.end_lineno]
     unique = "\n".join(lines).count("\n".join(search)) == 1
     if rng.random() < full_function_share or not unique:
         _replace_node(func, stmt, new_stmt)
+        if diff_only:
+            return _whole_function(code, func, diff_only)
         return "Here is an improved version:\n```python\n" + ast.unparse(func) + "\n```"
     indent = search[0][: len(search[0]) - len(search[0].lstrip())]
     replace = [indent + line for line in ast.unparse(new_stmt).split("\n")]
     return ("<<<<<<< SEARCH\n" + "\n".join(search) + "\n=======\n" + "\n".join(replace) + "\n>>>>>>> REPLACE\n")
+
+
+def _whole_function(code: str, func: ast.FunctionDef, diff_only: bool) -> str:
+    """`func` (as it is now) in a code block, or as SEARCH/REPLACE of its text in `code` (its lines are unchanged)."""
+    if not diff_only:
+        return "```python\n" + ast.unparse(func) + "\n```"
+    first = min([func.lineno] + [d.lineno for d in func.decorator_list])
+    search = code.split("\n")[first - 1:func.end_lineno]
+    indent = search[0][: len(search[0]) - len(search[0].lstrip())]
+    replace = [indent + line for line in ast.unparse(func).split("\n")]
+    return "<<<<<<< SEARCH\n" + "\n".join(search) + "\n=======\n" + "\n".join(replace) + "\n>>>>>>> REPLACE\n"
 
 
 def _replace_node(root: ast.AST, old: ast.AST, new: ast.AST) -> None:

@@ -206,9 +206,12 @@ def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequenc
         for i in range(len(budgets)):
             mean, half = interval([o.best[i] for o in mine])
             cells.append(f"{mean:.4g} ± {half:.2g}")
-        cells += [f"{np.mean([o.valid_rate for o in mine]):.0%}", f"{np.mean([o.duplicate_share for o in mine]):.0%}",
-                  f"{np.mean([o.tokens_per_proposal for o in mine]):.0f}", f"{np.mean([o.wall_s for o in mine]):.0f}",
-                  str(len(mine))]
+        duplicates = float(np.mean([o.duplicate_share for o in mine]))  # NaN: an engine that detects none
+        tokens = float(np.mean([o.tokens_per_proposal for o in mine]))  # NaN: an engine whose tokens are not read
+        cells += [f"{np.mean([o.valid_rate for o in mine]):.0%}",
+                  "-" if math.isnan(duplicates) else f"{duplicates:.0%}",
+                  "-" if math.isnan(tokens) else f"{tokens:.0f}",
+                  f"{np.mean([o.wall_s for o in mine]):.0f}", str(len(mine))]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 
