@@ -353,6 +353,37 @@ def test_creating_a_proposer_imports_litellm_offline():
     assert "fetch" not in out.stderr.lower()  # no attempt to download the cost map
 
 
+def test_a_direct_model_litellm_cannot_price_is_free_and_never_imports_litellm():
+    code = (
+        "import asyncio, sys, numpy as np\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from openai_server import OpenAIServer\n"
+        "from evoforge.engine.propose.llm import LLMEnsemble\n"
+        "from evoforge.engine.run.config import ModelEntry\n"
+        "with OpenAIServer('one two') as server:\n"
+        "    ensemble = LLMEnsemble([ModelEntry('openai/test-model', api_base=server.base_url, api_key='k')])\n"
+        "    result = asyncio.run(ensemble.propose([{'role': 'user', 'content': 'hi'}], np.random.default_rng(0)))\n"
+        "print(result.text, result.cost, 'litellm' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["one", "two", "0.0", "False"]
+
+
+def test_the_price_map_check_leaves_every_model_litellm_may_price_to_litellm():
+    names = {"openai/test-model", "openai/gpt-4o-mini", "openai/GPT-4O-MINI", "openai/ft:gpt-4o-mini:org::x",
+             "openai/my-local-llama"}
+    code = ("import sys; from evoforge.engine.propose.price_map import unpriceable; "
+            f"print(sorted(unpriceable({sorted(names)!r})), 'litellm' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['openai/my-local-llama', 'openai/test-model'] False"
+
+
 # -- the test server keeps the OpenAI contract ------------------------------------------------------------------------
 
 

@@ -1,16 +1,18 @@
-"""The LLM ensemble: one chat completion from a cheap or a strong model via litellm, with timeouts and retries.
+"""The LLM ensemble: one chat completion from a cheap or a strong model, with timeouts and retries.
 
 `LLMEnsemble.propose` picks a model (the strong tier with probability `strong_prob`, else a cheap one by weight),
-calls it through litellm, retries only transient faults (timeouts, dropped connections, 429, 5xx) with exponential
-backoff that honours Retry-After, and returns an `LLMResult` carrying the text, tokens, cost and latency. A provider
-fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a search. `call(..., n=N)` asks
-for N choices in one request (litellm's `n`) where the provider supports it, and returns every choice it got.
+calls it (through litellm, or directly: below), retries only transient faults (timeouts, dropped connections, 429,
+5xx) with exponential backoff that honours Retry-After, and returns an `LLMResult` carrying the text, tokens, cost
+and latency. A provider fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a
+search. `call(..., n=N)` asks for N choices in one request (`n`) where the provider supports it, and returns every
+choice it got.
 
 An `openai/NAME` model with an api_base (an OpenAI-compatible server) is called directly over HTTP
 (engine/propose/openai_http.py), every other model through litellm. litellm is imported lazily (it takes seconds,
 and problem files import `evoforge` inside every sandbox) and with its model cost map read from the installed
 package rather than fetched from the internet: when the ensemble is built if some model is called through it, else
-in a background thread if some direct model has no prices of its own (its cost comes from litellm's map), else never.
+in a background thread if some direct model has no prices of its own and litellm's map may price it
+(engine/propose/price_map.py), else never.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from evoforge.engine.propose.openai_http import (
     OpenAIHTTP,
     is_direct,
 )
+from evoforge.engine.propose.price_map import unpriceable
 from evoforge.engine.run.config import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -131,11 +134,13 @@ class LLMEnsemble:
         every = (*self.models, *self.strong)
         self._http = OpenAIHTTP()
         self._litellm = _Litellm()
+        # Direct models missing from litellm's price map: free. Those the map's file surely lacks are known now,
+        # so litellm is imported only for a model it may price.
+        self._unpriced = unpriceable({m.name for m in every if _direct(m) and not m.has_prices})
         if not all(_direct(m) for m in every):
             self._litellm.load()
-        elif not all(m.has_prices for m in every):
+        elif any(not m.has_prices and m.name not in self._unpriced for m in every):
             self._litellm.load_in_background()
-        self._unpriced: set[str] = set()  # direct models missing from litellm's price map: free
         self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
         self._answered: set[str] = set()  # models that have answered at least once
         self._takes_n: dict[str, bool] = {}  # model -> whether litellm lets it give several choices per request
