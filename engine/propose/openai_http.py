@@ -92,8 +92,9 @@ class OpenAIHTTP:
         if session is None or session.closed:
             for gone in [other for other in self._sessions if other.is_closed()]:
                 del self._sessions[gone]
-            # limit=0: the controller bounds the calls in flight; aiohttp's default (100) would queue the rest
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            # limit=0: the controller bounds the calls in flight; aiohttp's default (100) would queue the rest.
+            # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they did through litellm's client.
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
             self._sessions[loop] = session
             keeper = loop.create_task(_close_at_the_end(session))
             self._keepers.add(keeper)
