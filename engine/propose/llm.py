@@ -1,18 +1,19 @@
 """The LLM ensemble: one chat completion from a cheap or a strong model, with timeouts and retries.
 
 `LLMEnsemble.propose` picks a model (the strong tier with probability `strong_prob`, else a cheap one by weight),
-calls it (through litellm, or directly: below), retries only transient faults (timeouts, dropped connections, 429,
-5xx) with exponential backoff that honours Retry-After, and returns an `LLMResult` carrying the text, tokens, cost
-and latency. A provider fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a
-search. `call(..., n=N)` asks for N choices in one request (`n`) where the provider supports it, and returns every
-choice it got.
+calls it (through litellm, or with the direct client: below), retries only transient faults (timeouts, dropped
+connections, 429, 5xx) with exponential backoff that honours Retry-After, and returns an `LLMResult` carrying the
+text, tokens, cost and latency. A provider fault never raises: it comes back as `LLMResult.error`, so one bad call
+cannot stop a search. `call(..., n=N)` asks for N choices in one request (`n`) where the provider supports it, and
+returns every choice it got.
 
-An `openai/NAME` model with an api_base (an OpenAI-compatible server) is called directly over HTTP
-(engine/propose/openai_http.py), every other model through litellm. litellm is imported lazily (it takes seconds,
-and problem files import `evoforge` inside every sandbox) and with its model cost map read from the installed
-package rather than fetched from the internet: when the ensemble is built if some model is called through it, else
-in a background thread if some direct model has no prices of its own and litellm's map may price it
-(engine/propose/price_map.py), else never.
+Models are called through litellm, or with `direct=True` (--llm-client direct; every model then `openai/NAME` with
+an api_base, an OpenAI-compatible server) by evoforge's own HTTP client (engine/propose/openai_http.py), which costs
+the engine far less CPU per call. The results are the same either way: texts, tokens, cost, retries and the
+messages of failures. litellm is imported lazily (it takes seconds, and problem files import `evoforge` inside
+every sandbox) and with its model cost map read from the installed package rather than fetched from the internet:
+when the ensemble is built, or with the direct client in a background thread if some model has no prices of its
+own and litellm's map may price it (engine/propose/price_map.py), else never.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from evoforge.engine.propose.openai_http import (
     BadAnswer,
     Completion,
     OpenAIHTTP,
-    is_direct,
 )
 from evoforge.engine.propose.price_map import unpriceable
 from evoforge.engine.run.config import ModelEntry
@@ -109,9 +109,11 @@ class LLMEnsemble:
         max_backoff_s: float = 60.0,
         chooser: ModelChooser | None = None,
         health: ModelHealth | None = None,
+        direct: bool = False,
     ) -> None:
         """`max_retries` retries follow a first attempt; waits double from `backoff_s` and never exceed
-        `max_backoff_s`, which also caps a provider's Retry-After."""
+        `max_backoff_s`, which also caps a provider's Retry-After. `direct`: call every model with the direct client
+        (each must be openai/NAME with an api_base), not through litellm."""
         self.models = tuple(replace(m, tier="cheap") for m in _tier(models, "models"))
         self.strong = tuple(replace(m, tier="strong") for m in _tier(strong, "strong")) if strong else ()
         _require(math.isfinite(strong_prob) and 0.0 <= strong_prob <= 1.0, "LLMEnsemble strong_prob", strong_prob,
@@ -132,12 +134,17 @@ class LLMEnsemble:
         self.chooser: ModelChooser = chooser or TierChoice(self.strong_prob)
         self.health = health or ModelHealth()
         every = (*self.models, *self.strong)
-        self._http = OpenAIHTTP()
+        others = [m.name for m in every if not m.on_openai_server]
+        if direct and others:
+            raise ValueError(f"LLMEnsemble direct=True calls only openai/NAME models with an api_base, not {others}; "
+                             "give each an api_base and an openai/ name, or call them through litellm (direct=False)")
+        self.direct = direct
+        self._http = OpenAIHTTP() if direct else None
         self._litellm = _Litellm()
         # Direct models missing from litellm's price map: free. Those the map's file surely lacks are known now,
         # so litellm is imported only for a model it may price.
-        self._unpriced = unpriceable({m.name for m in every if _direct(m) and not m.has_prices})
-        if not all(_direct(m) for m in every):
+        self._unpriced = unpriceable({m.name for m in every if not m.has_prices}) if direct else set()
+        if not direct:
             self._litellm.load()
         elif any(not m.has_prices and m.name not in self._unpriced for m in every):
             self._litellm.load_in_background()
@@ -191,7 +198,7 @@ class LLMEnsemble:
     def supports_n(self, spec: ModelEntry) -> bool:
         """Whether the model takes `n` (several choices per request), by litellm's list of its parameters; a model
         litellm does not know is asked, and its answer shows."""
-        if _direct(spec):  # an OpenAI-compatible server: litellm lists `n` for every openai/ model
+        if self.direct:  # an OpenAI-compatible server: litellm lists `n` for every openai/ model
             return True
         known = self._takes_n.get(spec.name)
         if known is None:
@@ -213,7 +220,7 @@ class LLMEnsemble:
 
     def _env_keys(self, spec: ModelEntry) -> list[str]:
         """The environment variables a model without an api_key needs and that are not set."""
-        if _direct(spec):
+        if self.direct:
             return [] if os.environ.get(API_KEY_ENV) else [API_KEY_ENV]
         return _expected_env_keys(self._litellm.get(), spec.name)
 
@@ -244,8 +251,8 @@ class LLMEnsemble:
     async def _complete(self, spec: ModelEntry, messages: list[dict[str, Any]],
                         n: int) -> tuple[Completion, float | None]:
         """One attempt: the answer, and the cost litellm put on it (None: a direct call, or litellm had no price)."""
-        if _direct(spec):
-            assert spec.api_base is not None  # _direct says so
+        if self._http is not None:
+            assert spec.api_base is not None  # the constructor checked it
             key = spec.api_key or os.environ.get(API_KEY_ENV)
             if not key:  # as the OpenAI client does: no request without a key
                 raise _MissingCredentials(f"missing credentials: no api_key and {API_KEY_ENV} is not set")
@@ -275,7 +282,7 @@ class LLMEnsemble:
         if spec.has_prices:
             input_price, output_price = spec.input_cost_per_token or 0.0, spec.output_cost_per_token or 0.0
             return answer.prompt_tokens * input_price + answer.completion_tokens * output_price
-        if not _direct(spec):
+        if not self.direct:
             return litellm_cost or 0.0
         if spec.name in self._unpriced:
             return 0.0
@@ -297,10 +304,6 @@ class LLMEnsemble:
 
 
 # -- litellm, imported lazily ---------------------------------------------------------------------------------------
-
-
-def _direct(spec: ModelEntry) -> bool:
-    return is_direct(spec.name, spec.api_base)
 
 
 class _MissingCredentials(Exception):

@@ -1,4 +1,5 @@
-"""Chat completions from an OpenAI-compatible server (`openai/NAME` with an api_base) over plain HTTP, no litellm.
+"""The direct client (--llm-client direct): chat completions from an OpenAI-compatible server (`openai/NAME` with an
+api_base) over plain HTTP, no litellm.
 
 Why: through litellm one call costs the engine ~6 ms of CPU (its logging, cost and metadata machinery) and its
 import ~4 s, which at an instant local server (vLLM, SGLang, Ollama, a test server) made the LLM client the
@@ -22,13 +23,9 @@ from typing import Any
 
 import aiohttp
 
-PREFIX = "openai/"
+from evoforge.engine.run.config import OPENAI_PREFIX
+
 API_KEY_ENV = "OPENAI_API_KEY"  # what litellm reads for an `openai/` model without an api_key
-
-
-def is_direct(name: str, api_base: str | None) -> bool:
-    """Whether a model is called here rather than through litellm: an `openai/` model at an explicit server."""
-    return api_base is not None and name.startswith(PREFIX)
 
 
 class HTTPStatusFailure(Exception):
@@ -67,8 +64,8 @@ class OpenAIHTTP:
                        temperature: float, max_tokens: int, timeout_s: float, n: int = 1) -> Completion:
         """One request for `n` choices, no retry (the ensemble retries); raises on any failure (see the module's
         docstring)."""
-        body: dict[str, Any] = {"model": name[len(PREFIX):], "messages": messages, "temperature": temperature,
-                                "max_tokens": max_tokens}
+        body: dict[str, Any] = {"model": name.removeprefix(OPENAI_PREFIX), "messages": messages,
+                                "temperature": temperature, "max_tokens": max_tokens}
         if n > 1:  # a request for one choice stays as litellm sends it
             body["n"] = n
         url = api_base.rstrip("/") + "/chat/completions"
