@@ -268,6 +268,22 @@ def test_an_unreachable_server_is_a_connection_error_after_retries(llm):
     assert dead_base in result.error and "gave up after 2 attempts" in result.error
 
 
+def test_the_direct_client_goes_through_the_environments_proxy_unless_no_proxy_exempts_the_host(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with OpenAIServer("through") as target, OpenAIServer("never") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url.removesuffix("/v1"))
+        proxied = propose(LLMEnsemble([spec(target)], max_retries=0, direct=True))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        exempt = propose(LLMEnsemble([spec(target)], max_retries=0, direct=True))
+        [asked] = proxy.requests
+        reached = target.completion_requests
+
+    assert asked.path == f"{target.base_url}/chat/completions"  # a proxy is asked for the whole URL
+    assert not proxied.ok and "404" in proxied.error  # the test server is no proxy: it knows no such path
+    assert exempt.ok and exempt.text == "through" and len(reached) == 1
+
+
 # -- cost -------------------------------------------------------------------------------------------------------------
 
 
