@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/throughput.py [--budget 60] [--workers 1]
     .venv/bin/python benchmarks/throughput.py --stub [--sizes 1000,10000,100000] [--workers 2] [--ray] [--profile]
+        [--llm-client litellm|direct]
     .venv/bin/python benchmarks/throughput.py --stub --delay 2 --sizes 40 [--concurrency 32]
 
 Offline (the default): each problem gets a fresh SQLite database in a temporary folder. The split is per candidate
@@ -10,12 +11,17 @@ score is the trusted scoring; database is the time spent recording.
 
 `--stub`: the engine's own cost. An OpenAI-compatible server (tests/openai_server.py, in a process of its own)
 answers at once (or after `--delay` seconds) with a new version of a trivial problem's function, so every candidate
-is new, valid and costs ~nothing to evaluate. One `evoforge run` (the CLI, in a fresh process: start-up counts)
-goes to the largest size; candidates/s is measured over the last 10% before each size (from the programs'
-timestamps in the database), with the controller's CPU per candidate and resident memory there (the CPU is the
-figure a loaded machine disturbs least). Time to first candidate is from the
+is new, valid and costs ~nothing to evaluate; `--llm-client` chooses how the engine calls it (litellm, the engine's
+default, or its direct client), and the output says which. One `evoforge run` (the CLI, in a fresh process:
+start-up counts) goes to the largest size; candidates/s is measured over the last 10% before each size (from the
+programs' timestamps in the database), with the controller's CPU per candidate and resident memory there (the CPU
+is the figure a loaded machine disturbs least). Time to first candidate is from the
 process's start to the first proposed program's record. CPU is the controller process's own (user + system):
-per candidate over the search loop (start-up and the seed left out), and in all. `--profile` runs the largest size
+per candidate over the search loop (start-up and the seed left out), and in all; beside it, per candidate over the
+same last 10%, the CPU of everything the controller started (the sandboxes: servers, harnesses, candidates; or
+Ray's processes) and of the stub model, and how many CPUs all of it kept busy: on a machine with few CPUs, where
+the candidates/s are bounded. The stages are the controller's per-candidate wall times (`RunStats.seconds`: propose,
+patch, sandbox start, compile, solve, score, database). `--profile` runs the largest size
 a second time with the search loop under cProfile and splits the controller's CPU by part of the engine (the
 profile's shares, scaled to the unprofiled CPU per candidate; a built-in's time goes to its callers' parts; threads
 other than the event loop's are not profiled, so their CPU shows as "other threads").
@@ -108,6 +114,8 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="--stub: seconds the stub waits before answering")
     parser.add_argument("--concurrency", type=int, help="--stub: candidates in flight (default: the engine's)")
     parser.add_argument("--ray", action="store_true", help="--stub: evaluate in Ray actors on a local Ray")
+    parser.add_argument("--llm-client", choices=("litellm", "direct"), default="litellm",
+                        help="--stub: how the engine calls the stub (evoforge run --llm-client; default litellm)")
     parser.add_argument("--profile", action="store_true", help="--stub: also split the controller's CPU by part")
     parser.add_argument("--profile-out", type=Path, help="--stub --profile: keep the cProfile file here")
     args = parser.parse_args()
@@ -152,14 +160,14 @@ def offline_benchmark(budget: int, workers: int) -> None:
 def stub_benchmark(args: argparse.Namespace) -> None:
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     workers = args.workers or 2
-    with tempfile.TemporaryDirectory() as tmp, _stub_server(args.delay) as base_url:
+    with tempfile.TemporaryDirectory() as tmp, _stub_server(args.delay) as stub:
         folder = Path(tmp)
         problem = folder / "trivial.py"
         problem.write_text(TRIVIAL_PROBLEM)
-        plain = _one_run(folder, problem, base_url, sizes, workers, args, profile=None)
+        plain = _one_run(folder, problem, stub, sizes, workers, args, profile=None)
         split = None
         if args.profile:
-            profiled = _one_run(folder, problem, base_url, sizes, workers, args, profile=folder / "controller.prof")
+            profiled = _one_run(folder, problem, stub, sizes, workers, args, profile=folder / "controller.prof")
             split = _cpu_split(folder / "controller.prof", profiled)
             if args.profile_out:
                 args.profile_out.write_bytes((folder / "controller.prof").read_bytes())
@@ -173,11 +181,13 @@ class _stub_server:
         self._delay = delay
         self._process: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> str:
+    def __enter__(self) -> _stub_server:
         self._process = subprocess.Popen([sys.executable, "-c", STUB_SERVER, str(REPO / "tests"), str(self._delay)],
                                          stdout=subprocess.PIPE, text=True)
         assert self._process.stdout is not None
-        return self._process.stdout.readline().strip()
+        self.base_url = self._process.stdout.readline().strip()
+        self.pid = self._process.pid
+        return self
 
     def __exit__(self, *_exc: object) -> None:
         assert self._process is not None
@@ -185,14 +195,14 @@ class _stub_server:
         self._process.wait()
 
 
-def _one_run(folder: Path, problem: Path, base_url: str, sizes: list[int], workers: int, args: argparse.Namespace,
-             profile: Path | None) -> dict:
+def _one_run(folder: Path, problem: Path, stub: _stub_server, sizes: list[int], workers: int,
+             args: argparse.Namespace, profile: Path | None) -> dict:
     """One `evoforge run` to the largest size; its timings, CPU and memory."""
     db = folder / ("profiled.db" if profile else "plain.db")
     report = folder / ("profiled.json" if profile else "plain.json")
     command = ["run", str(problem), "--name", "stub", "--db", f"sqlite:///{db}", "--budget", str(sizes[-1]),
-               "--workers", str(workers), "--model", "openai/stub", "--api-base", base_url, "--quiet",
-               "--llm-timeout", "60"]
+               "--workers", str(workers), "--model", "openai/stub", "--api-base", stub.base_url, "--quiet",
+               "--llm-timeout", "60", "--llm-client", args.llm_client]
     if args.concurrency:
         command += ["--concurrency", str(args.concurrency)]
     if args.ray:
@@ -201,7 +211,7 @@ def _one_run(folder: Path, problem: Path, base_url: str, sizes: list[int], worke
     child = [sys.executable, "-c", _CHILD, json.dumps(command), str(report), str(profile or "")]
     started = time.time()
     process = subprocess.Popen(child, env=env, stdout=subprocess.DEVNULL, cwd=folder)
-    memory = _MemoryWatch(process.pid)
+    memory = _ProcessWatch(process.pid, stub.pid)
     try:
         process.wait()
     except KeyboardInterrupt:
@@ -216,15 +226,18 @@ def _one_run(folder: Path, problem: Path, base_url: str, sizes: list[int], worke
     stamps, first = _record_times(db)
     result = {"first_s": first - started, "total": len(stamps), "cpu_s": stats["cpu_s"], "loop_done": stats["done"],
               "main_thread_cpu_s": stats["main_thread_cpu_s"], "total_cpu_s": stats["total_cpu_s"],
-              "wall_s": stamps[-1] - started, "sizes": {}}
+              "wall_s": stamps[-1] - started, "sizes": {}, "stages": stats["stages"],
+              "evaluated": stats["evaluated"]}
     for size in sizes:
         if size > len(stamps):
             continue
         low = max(0, size - max(1, size // 10))
         span = stamps[size - 1] - stamps[low] if size - 1 > low else float("nan")
-        cpu = memory.cpu_between(stamps[low], stamps[size - 1])
-        result["sizes"][size] = {"rate": (size - 1 - low) / span if span > 0 else float("nan"),
-                                 "rss_mb": memory.at(stamps[size - 1]), "cpu_ms": 1000 * cpu / (size - 1 - low)}
+        count = size - 1 - low
+        used = memory.cpu_between(stamps[low], stamps[size - 1])
+        cpu = {who: 1000 * seconds / count for who, seconds in used.items()}
+        result["sizes"][size] = {"rate": count / span if span > 0 else float("nan"),
+                                 "rss_mb": memory.at(stamps[size - 1]), "cpu_ms": cpu["controller"], "cpu": cpu}
     result["steady"] = _steady_rate(stamps)
     result["peak_rss_mb"] = memory.peak
     return result
@@ -248,7 +261,8 @@ def cpu():
 
 async def measured(self):
     """The search loop alone (start-up and the seed left out): its CPU, and its profile when asked."""
-    window.update(done=-self.stats.done, cpu_s=-cpu(), main_thread_cpu_s=-time.thread_time())
+    window.update(done=-self.stats.done, cpu_s=-cpu(), main_thread_cpu_s=-time.thread_time(),
+                  evaluated=-self.stats.evaluated, stages={k: -v for k, v in self.stats.seconds.items()})
     if profiler:
         profiler.enable()
     try:
@@ -259,6 +273,8 @@ async def measured(self):
         window["done"] += self.stats.done
         window["cpu_s"] += cpu()
         window["main_thread_cpu_s"] += time.thread_time()
+        window["evaluated"] += self.stats.evaluated
+        window["stages"] = {k: v + window["stages"].get(k, 0.0) for k, v in self.stats.seconds.items()}
 
 
 Controller.run_to_budget = measured
@@ -289,15 +305,19 @@ def _steady_rate(stamps: list[float]) -> float:
     return (high - low) / (stamps[high] - stamps[low]) if high > low and stamps[high] > stamps[low] else float("nan")
 
 
-class _MemoryWatch:
-    """Samples a process's resident memory and CPU time every 0.2 s, for their values at a moment and the peak."""
+class _ProcessWatch:
+    """Samples every 0.2 s the controller's resident memory and CPU time, the CPU time of everything it started
+    (the sandboxes: their servers, harnesses and candidates, or Ray's processes) and the stub model's, for their
+    values at a moment and the peak."""
 
-    def __init__(self, pid: int) -> None:
+    WHO = ("controller", "sandboxes", "stub model")
+
+    def __init__(self, pid: int, stub_pid: int) -> None:
+        self._pid, self._stub_pid = pid, stub_pid
         self._status = Path(f"/proc/{pid}/status")
-        self._stat = Path(f"/proc/{pid}/stat")
         self._tick = os.sysconf("SC_CLK_TCK")
         self._samples: list[tuple[float, float]] = []
-        self._cpu: list[tuple[float, float]] = []
+        self._cpu: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -305,15 +325,35 @@ class _MemoryWatch:
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
             try:
-                text, stat = self._status.read_text(), self._stat.read_text()
+                text = self._status.read_text()
             except OSError:
                 return
             now = time.time()
             for line in text.splitlines():
                 if line.startswith("VmRSS:"):
                     self._samples.append((now, int(line.split()[1]) / 1024))
-            fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-            self._cpu.append((now, (int(fields[11]) + int(fields[12])) / self._tick))  # utime + stime
+            own, waited, parents = self._processes()
+            below = [p for p in _tree(self._pid, parents) if p != self._pid]
+            # a process's own CPU, and that of its children it has waited for (they are gone from /proc)
+            self._cpu.append((now, {"controller": own.get(self._pid, 0.0),
+                                    "sandboxes": sum(own.get(p, 0.0) + waited.get(p, 0.0) for p in below),
+                                    "stub model": own.get(self._stub_pid, 0.0)}))
+
+    def _processes(self) -> tuple[dict[int, float], dict[int, float], dict[int, int]]:
+        """Every process's own CPU seconds, its waited-for children's, and its parent."""
+        own, waited, parents = {}, {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()  # after the name
+            except OSError:
+                continue
+            pid = int(entry)
+            parents[pid] = int(fields[1])
+            own[pid] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+            waited[pid] = (int(fields[13]) + int(fields[14])) / self._tick  # cutime + cstime
+        return own, waited, parents
 
     def stop(self) -> None:
         self._stop.set()
@@ -323,14 +363,29 @@ class _MemoryWatch:
         before = [mb for when, mb in self._samples if when <= moment]
         return before[-1] if before else float("nan")
 
-    def cpu_between(self, start: float, end: float) -> float:
-        """CPU seconds the process used between two moments (to the nearest samples)."""
+    def cpu_between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds the controller, the sandboxes and the stub used between two moments (nearest samples)."""
         inside = [cpu for when, cpu in self._cpu if start <= when <= end]
-        return inside[-1] - inside[0] if len(inside) >= 2 else float("nan")
+        if len(inside) < 2:
+            return dict.fromkeys(self.WHO, float("nan"))
+        return {who: inside[-1][who] - inside[0][who] for who in self.WHO}
 
     @property
     def peak(self) -> float:
         return max((mb for _, mb in self._samples), default=float("nan"))
+
+
+def _tree(root: int, parents: dict[int, int]) -> list[int]:
+    """root and every process below it."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
 
 
 def _cpu_split(profile: Path, profiled: dict) -> dict[str, float]:
@@ -371,14 +426,27 @@ def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: d
     where = "Ray actors (local Ray)" if args.ray else "local sandbox workers"
     print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs")
-    print(f"stub model (answers after {args.delay:g} s), trivial problem, {workers} workers, {where}, "
-          f"concurrency {args.concurrency or 'default'}; one run of {sizes[-1]} candidates")
-    print("candidates | cand/s (last 10%) | controller CPU ms per candidate (last 10%) | controller RSS MB")
-    print("--- | --- | --- | ---")
+    print(f"stub model (answers after {args.delay:g} s) called through {args.llm_client}"
+          f"{' (--llm-client direct)' if args.llm_client == 'direct' else ''}, trivial problem, {workers} workers, "
+          f"{where}, concurrency {args.concurrency or 'default'}; one run of {sizes[-1]} candidates")
+    print("candidates | cand/s (last 10%) | CPU ms per candidate (last 10%): controller | sandboxes | stub model | "
+          "all, and CPUs busy | controller RSS MB")
+    print("--- | --- | --- | --- | --- | --- | ---")
     for size in sizes:
         row = run["sizes"].get(size)
         if row:
-            print(f"{size} | {row['rate']:.1f} | {row['cpu_ms']:.1f} | {row['rss_mb']:.0f}")
+            cpu = row["cpu"]
+            whole = sum(cpu.values())
+            print(f"{size} | {row['rate']:.1f} | {cpu['controller']:.1f} | {cpu['sandboxes']:.1f} | "
+                  f"{cpu['stub model']:.1f} | {whole:.1f} ({whole * row['rate'] / 1000:.2f} CPUs) | "
+                  f"{row['rss_mb']:.0f}")
+    evaluated = max(1, run["evaluated"])
+    print()
+    print("stage of a candidate (search loop; wall time, overlapping across candidates in flight) | ms per candidate "
+          "evaluated")
+    print("--- | ---")
+    for part in PARTS:
+        print(f"{part} | {1000 * run['stages'].get(part, 0.0) / evaluated:.1f}")
     per_candidate = 1000 * run["cpu_s"] / max(1, run["loop_done"])
     print()
     print("measure | value")

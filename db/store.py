@@ -210,7 +210,8 @@ class Store:
                     return earlier
             first = reserve_seqs(c, run_id, len(candidates), self.url)
             recorded = insert_candidates(c, run_id, first, candidates)
-            c.execute(insert(Receipt).values(token=token, run_id=run_id, first_seq=first, count=len(candidates)))
+            c.execute(insert(Receipt), {"token": token, "run_id": run_id, "first_seq": first,  # as parameters: see
+                                        "count": len(candidates)})  # writes._insert_returning_ids
             return recorded
 
         return self._write(record)

@@ -84,7 +84,9 @@ def recorded_by_receipt(c: Connection, token: str) -> list[RecordedCandidate] | 
 def _insert_returning_ids(c: Connection, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Primary keys of the inserted rows (all of one run, each with its own seq), in the rows' order."""
     if len(rows) <= 1:
-        return [inserted_id(c.execute(insert(model).values(row))) for row in rows]
+        # The row as parameters, not .values(row): the statement then has no values of its own, so SQLAlchemy
+        # finds it compiled in its cache instead of building a cache key from every value (~0.15 ms against ~0.6).
+        return [inserted_id(c.execute(insert(model), row)) for row in rows]
     # One executemany, then the ids by (run_id, seq): unique, indexed and portable, where RETURNING from an
     # executemany falls back to a statement per row on SQLite.
     c.execute(insert(model), rows)

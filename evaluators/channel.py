@@ -308,12 +308,12 @@ class Receiver:
 
     def receive(self) -> Any:
         while len(self.buf) < 4:
-            self._fill(1 << 16)
+            self._fill()
         (length,) = _LEN.unpack_from(self.buf)
         if length > MAX_MESSAGE:
             raise ChannelError(f"a message of {length} bytes exceeds the limit of {MAX_MESSAGE}")
         while len(self.buf) < 4 + length:
-            self._fill(max(1 << 16, 4 + length - len(self.buf)))
+            self._fill()
         payload = memoryview(self.buf)[4 : 4 + length]
         try:
             value = decode(payload, generators=self.generators)
@@ -322,8 +322,10 @@ class Receiver:
         del self.buf[: 4 + length]
         return value
 
-    def _fill(self, size: int) -> None:
-        chunk = os.read(self.fd, size)
+    def _fill(self) -> None:
+        # A pipe's whole capacity (64 KiB) per read: one read takes all there is, and asking for more only makes
+        # os.read allocate more, which the sandbox's malloc fills and wipes (wire.READ_CHUNK says why that costs).
+        chunk = os.read(self.fd, 1 << 16)
         if not chunk:
             raise ChannelError("the other end of the call channel closed")
         self.buf += chunk

@@ -105,10 +105,11 @@ def test_the_adaptive_count_keeps_fewer_calls_in_flight_when_each_brings_several
     assert fewer.limit() == one.limit()  # a provider that gives one answer per call is treated as such
 
 
-def test_one_request_asks_for_n_choices_and_returns_every_one(openai_server: OpenAIServer) -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["litellm", "direct"])
+def test_one_request_asks_for_n_choices_and_returns_every_one(openai_server: OpenAIServer, direct: bool) -> None:
     openai_server.responder = sequence("first answer", "second", "third one here")
     spec = ModelEntry("openai/cheap", api_base=openai_server.base_url, timeout_s=10)
-    ensemble = LLMEnsemble([spec])
+    ensemble = LLMEnsemble([spec], direct=direct)
     messages = [{"role": "user", "content": "improve this please"}]
     result = asyncio.run(ensemble.call(spec, messages, 3))
     assert result.ok and result.texts == ("first answer", "second", "third one here")
@@ -124,6 +125,8 @@ def test_n_is_sent_only_to_models_that_take_it() -> None:
     ensemble = LLMEnsemble([ModelEntry("openai/cheap")])
     assert ensemble.supports_n(ModelEntry("openai/cheap"))
     assert not ensemble.supports_n(ModelEntry("anthropic/claude-3-5-sonnet-20240620"))  # litellm lists no `n`
+    server = ModelEntry("openai/cheap", api_base="http://127.0.0.1:9/v1")
+    assert LLMEnsemble([server], direct=True).supports_n(server)  # as litellm says of every openai/ model
 
 
 # ---- searches --------------------------------------------------------------------------------------------------

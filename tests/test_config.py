@@ -12,8 +12,8 @@ from evoforge.engine.run.config import ConfigError, ExecutorSettings, Limits, Mo
 from evoforge.islands import IslandConfig, IslandConfigError
 
 CHEAP = ModelEntry("openai/cheap", api_base="http://127.0.0.1:9/v1", temperature=0.2, max_tokens=512)
-STRONG = ModelEntry("openai/strong", tier="strong", weight=2.0, timeout_s=30.0, input_cost_per_token=1e-6,
-                    output_cost_per_token=2e-6)
+STRONG = ModelEntry("openai/strong", tier="strong", weight=2.0, api_base="http://127.0.0.1:8/v1", timeout_s=30.0,
+                    input_cost_per_token=1e-6, output_cost_per_token=2e-6)
 
 
 def everything_set() -> RunConfig:
@@ -23,7 +23,8 @@ def everything_set() -> RunConfig:
         islands=IslandConfig(num_islands=3, parents_per_prompt=3, temperature_init=0.2, temperature_period=500,
                              reset_period=40, length_temperature=0.5),
         models=ModelConfig(models=(CHEAP, STRONG), strong_prob=0.25, bandit=True, full_rewrite=True,
-                           evolve_instructions=True, cache=False, replay="older", retries=1, backoff_s=0.5),
+                           evolve_instructions=True, cache=False, replay="older", retries=1, backoff_s=0.5,
+                           judge=ModelEntry("openai/judge", api_base="http://127.0.0.1:7/v1"), client="direct"),
         limits=Limits(max_calls=10, max_tokens=1000, max_cost=0.5, max_wall_s=60.0),
         concurrency=4, same_behaviour="keep", inspirations=2, map_elites=("code_length", "late_jobs"), map_bins=4,
         crossover=0.2, meta_summary=3, answers=3,
@@ -99,6 +100,7 @@ def test_a_model_entry_with_a_key_nothing_reads_is_refused() -> None:
     (lambda: ModelEntry("m", input_cost_per_token=-1e-6), "input_cost_per_token"),
     (lambda: ModelConfig(models=(CHEAP,), strong_prob=1.5), "--strong-prob 1.5"),
     (lambda: ModelConfig(models=(CHEAP,), retries=-1), "--llm-retries"),
+    (lambda: ModelConfig(models=(CHEAP,), client="http"), "--llm-client 'http': use one of litellm, direct"),
     (lambda: IslandConfig(num_islands=0), "num_islands"),
 ])
 def test_each_setting_is_checked_where_it_is_made_and_the_error_names_it(make, message: str) -> None:
@@ -114,6 +116,12 @@ def test_each_setting_is_checked_where_it_is_made_and_the_error_names_it(make, m
     (lambda: ModelConfig(full_rewrite=True), "need an LLM"),
     (lambda: ModelConfig(evolve_instructions=True), "need an LLM"),
     (lambda: ModelConfig(replay="older"), "need an LLM"),
+    (lambda: ModelConfig(client="direct"), "--llm-client direct calls LLMs, and no model is given"),
+    (lambda: ModelConfig(models=(CHEAP, ModelEntry("gpt-4o-mini", tier="strong")), client="direct"),
+     "'gpt-4o-mini' is not one: rename it openai/NAME and give --api-base"),
+    (lambda: ModelConfig(models=(ModelEntry("openai/local"),), client="direct"), "'openai/local' is not one"),
+    (lambda: ModelConfig(models=(CHEAP,), judge=ModelEntry("anthropic/claude-3-5-sonnet-20240620"), client="direct"),
+     "'anthropic/claude-3-5-sonnet-20240620' is not one"),
     (lambda: ExecutorSettings(ray_address="10.0.0.1:6379"), "needs ray=True"),
     (lambda: ExecutorSettings(ray=True, ray_address="  "), "--ray-address is empty"),
 ])

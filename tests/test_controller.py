@@ -217,6 +217,23 @@ def test_restore_rebuilds_islands_and_totals_and_the_run_continues(rig: Rig) -> 
     assert after.attempts == 16 and rig.store.attempts(again.run.id) == 17
 
 
+def test_a_resumed_llm_run_sends_the_prompts_of_one_that_never_stopped(rig: Rig, llm) -> None:
+    # The parents of a prompt come from the run's memory of what it recorded, or after a resume from the database:
+    # both must show the model the same programs, scores and errors.
+    replies = [answer(f"    return x * 2 + {i}") if i % 3 else answer("    return x +") for i in range(1, 9)]
+    whole = rig.controller(llm(*replies)[0], budget=8, name="whole")
+    drive(whole)
+    first = rig.controller(llm(*replies)[0], budget=4, name="resumed")
+    drive(first)
+    again = rig.controller(llm(*replies[4:])[0], budget=8, name="resumed")
+    assert again.restore() is True
+    drive(again, seed=False)
+
+    prompts = {name: [p.prompt for p in rig.store.proposals(rig.store.get_run(name).id)]
+               for name in ("whole", "resumed")}
+    assert len(prompts["whole"]) == 8 and prompts["resumed"] == prompts["whole"]
+
+
 def test_restore_of_a_run_killed_before_its_seed_says_there_is_nothing(rig: Rig) -> None:
     assert rig.controller(offline(), budget=3).restore() is False
 

@@ -1,15 +1,18 @@
 """evoforge.engine.propose.llm against a real HTTP server speaking the OpenAI API (tests/openai_server.py); no provider
-is reached."""
+is reached. The tests that call the server run with both clients (litellm, and the direct one of --llm-client
+direct), which must give the same results and the same errors."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +39,19 @@ def propose(proposer: LLMEnsemble, messages=MESSAGES, seed: int = 0) -> LLMResul
     return asyncio.run(proposer.propose(messages, np.random.default_rng(seed)))
 
 
+@pytest.fixture(params=["litellm", "direct"])
+def llm(request: pytest.FixtureRequest) -> Callable[..., LLMEnsemble]:
+    """LLMEnsemble with each client (--llm-client): against the same server, both must give the same results."""
+    return functools.partial(LLMEnsemble, direct=request.param == "direct")
+
+
 # -- the happy path ---------------------------------------------------------------------------------------------------
 
 
-def test_propose_returns_text_tokens_latency_and_sends_the_exact_messages():
+def test_propose_returns_text_tokens_latency_and_sends_the_exact_messages(llm):
     reply = "def priority(el, n):\n    return 0.0"
     with OpenAIServer(reply) as server:
-        result = propose(LLMEnsemble([spec(server, temperature=0.3, max_tokens=123)]))
+        result = propose(llm([spec(server, temperature=0.3, max_tokens=123)]))
         [request] = server.completion_requests
 
     assert result.ok and result.error is None
@@ -61,9 +70,9 @@ def test_propose_returns_text_tokens_latency_and_sends_the_exact_messages():
     assert request.headers["authorization"] == "Bearer sk-test"
 
 
-def test_null_content_gives_empty_text_and_truncation_is_reported():
+def test_null_content_gives_empty_text_and_truncation_is_reported(llm):
     with OpenAIServer(sequence(Fault.null_content(), Fault.truncated("def f(x):\n    return"))) as server:
-        proposer = LLMEnsemble([spec(server)])
+        proposer = llm([spec(server)])
         empty = propose(proposer)
         cut = propose(proposer)
 
@@ -71,9 +80,9 @@ def test_null_content_gives_empty_text_and_truncation_is_reported():
     assert cut.ok and cut.text == "def f(x):\n    return" and cut.finish_reason == "length"
 
 
-def test_concurrent_proposals_overlap_on_one_event_loop(openai_server):
+def test_concurrent_proposals_overlap_on_one_event_loop(llm, openai_server):
     openai_server.responder = lambda request: Fault.delay(0.3, then=request["messages"][-1]["content"].upper())
-    proposer = LLMEnsemble([spec(openai_server)])
+    proposer = llm([spec(openai_server)])
 
     async def many() -> list[LLMResult]:
         rng = np.random.default_rng(0)
@@ -89,11 +98,11 @@ def test_concurrent_proposals_overlap_on_one_event_loop(openai_server):
 # -- choosing the model -----------------------------------------------------------------------------------------------
 
 
-def test_strong_prob_zero_never_and_one_always_calls_the_strong_model():
+def test_strong_prob_zero_never_and_one_always_calls_the_strong_model(llm):
     with OpenAIServer("ok") as server:
         cheap, strong = spec(server, "openai/cheap-model"), spec(server, "openai/strong-model")
-        never = [propose(LLMEnsemble([cheap], strong=[strong], strong_prob=0.0), seed=s) for s in range(3)]
-        always = [propose(LLMEnsemble([cheap], strong=[strong], strong_prob=1.0), seed=s) for s in range(3)]
+        never = [propose(llm([cheap], strong=[strong], strong_prob=0.0), seed=s) for s in range(3)]
+        always = [propose(llm([cheap], strong=[strong], strong_prob=1.0), seed=s) for s in range(3)]
         answered = [r.body["model"] for r in server.completion_requests]
 
     assert [r.model for r in never] == ["openai/cheap-model"] * 3
@@ -118,9 +127,9 @@ def test_choice_follows_strong_prob_and_weights_and_is_reproducible_with_a_seed(
 # -- retries ----------------------------------------------------------------------------------------------------------
 
 
-def test_a_500_is_retried_once_then_succeeds():
+def test_a_500_is_retried_once_then_succeeds(llm):
     with OpenAIServer(sequence(Fault.http(500), "fixed")) as server:
-        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
+        result = propose(llm([spec(server)], backoff_s=0.01))
         requests = server.completion_requests
 
     assert result.ok and result.text == "fixed"
@@ -129,16 +138,16 @@ def test_a_500_is_retried_once_then_succeeds():
     assert requests[0].messages == requests[1].messages == MESSAGES
 
 
-def test_a_503_is_retried():
+def test_a_503_is_retried(llm):
     with OpenAIServer(sequence(Fault.http(503), Fault.http(503), "up again")) as server:
-        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
+        result = propose(llm([spec(server)], backoff_s=0.01))
 
     assert result.ok and result.text == "up again" and result.attempts == 3
 
 
-def test_a_429_waits_for_retry_after_then_succeeds():
+def test_a_429_waits_for_retry_after_then_succeeds(llm):
     with OpenAIServer(sequence(Fault.http(429, "slow down", retry_after=1), "thanks")) as server:
-        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
+        result = propose(llm([spec(server)], backoff_s=0.01))
         first, second = server.completion_requests
 
     assert result.ok and result.text == "thanks" and result.attempts == 2
@@ -146,25 +155,25 @@ def test_a_429_waits_for_retry_after_then_succeeds():
     assert result.latency_s >= 0.95
 
 
-def test_retry_after_is_capped_by_max_backoff():
+def test_retry_after_is_capped_by_max_backoff(llm):
     with OpenAIServer(sequence(Fault.http(429, retry_after=30), "ok")) as server:
-        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01, max_backoff_s=0.2))
+        result = propose(llm([spec(server)], backoff_s=0.01, max_backoff_s=0.2))
 
     assert result.ok and result.attempts == 2
     assert result.latency_s < 5
 
 
-def test_a_connection_reset_is_retried():
+def test_a_connection_reset_is_retried(llm):
     with OpenAIServer(sequence(Fault.reset(), "after reset")) as server:
-        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
+        result = propose(llm([spec(server)], backoff_s=0.01))
 
     assert result.ok and result.text == "after reset" and result.attempts == 2
     assert len(server.completion_requests) == 2
 
 
-def test_a_server_slower_than_timeout_s_is_a_timeout_after_max_retries():
+def test_a_server_slower_than_timeout_s_is_a_timeout_after_max_retries(llm):
     with OpenAIServer(Fault.delay(5.0, then="too late")) as server:
-        proposer = LLMEnsemble([spec(server, timeout_s=0.4)], max_retries=2, backoff_s=0.01)
+        proposer = llm([spec(server, timeout_s=0.4)], max_retries=2, backoff_s=0.01)
         result = propose(proposer)
         requests = server.completion_requests
 
@@ -174,9 +183,9 @@ def test_a_server_slower_than_timeout_s_is_a_timeout_after_max_retries():
     assert 3 * 0.4 <= result.latency_s < 4
 
 
-def test_exponential_backoff_grows_between_attempts():
+def test_exponential_backoff_grows_between_attempts(llm):
     with OpenAIServer(Fault.http(500)) as server:
-        result = propose(LLMEnsemble([spec(server)], max_retries=3, backoff_s=0.1))
+        result = propose(llm([spec(server)], max_retries=3, backoff_s=0.1))
         times = [r.received_at for r in server.completion_requests]
 
     assert result.attempts == 4 and "HTTP 500" in result.error
@@ -186,9 +195,9 @@ def test_exponential_backoff_grows_between_attempts():
     assert gaps[2] > gaps[0]
 
 
-def test_no_retries_when_max_retries_is_zero():
+def test_no_retries_when_max_retries_is_zero(llm):
     with OpenAIServer(Fault.http(503)) as server:
-        result = propose(LLMEnsemble([spec(server)], max_retries=0))
+        result = propose(llm([spec(server)], max_retries=0))
 
     assert result.attempts == 1 == len(server.completion_requests)
     assert "HTTP 503" in result.error and "gave up after 1 attempts" in result.error
@@ -197,19 +206,19 @@ def test_no_retries_when_max_retries_is_zero():
 # -- faults that are reported at once --------------------------------------------------------------------------------
 
 
-def test_a_401_is_not_retried_and_the_error_names_the_key():
+def test_a_401_is_not_retried_and_the_error_names_the_key(llm):
     with OpenAIServer("never", api_key="sk-right") as server:
-        result = propose(LLMEnsemble([spec(server, api_key="sk-wrong")], backoff_s=0.01))
+        result = propose(llm([spec(server, api_key="sk-wrong")], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1 == len(server.completion_requests)
     assert "401" in result.error and "API key" in result.error and "ModelEntry.api_key" in result.error
 
 
-def test_a_missing_key_names_the_environment_variable_litellm_reads(monkeypatch):
+def test_a_missing_key_names_the_environment_variable_litellm_reads(llm, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with OpenAIServer("never") as server:
-        result = propose(LLMEnsemble([spec(server, api_key=None)], backoff_s=0.01))
-        proposer = LLMEnsemble([spec(server, api_key=None)])
+        result = propose(llm([spec(server, api_key=None)], backoff_s=0.01))
+        proposer = llm([spec(server, api_key=None)])
 
     assert not result.ok and result.attempts == 1
     assert server.completion_requests == []  # the client refused to send a request without a key
@@ -217,17 +226,17 @@ def test_a_missing_key_names_the_environment_variable_litellm_reads(monkeypatch)
     assert proposer.missing_env_keys() == {"openai/test-model": ["OPENAI_API_KEY"]}
 
 
-def test_an_unknown_model_404_is_not_retried_and_says_to_check_the_name():
+def test_an_unknown_model_404_is_not_retried_and_says_to_check_the_name(llm):
     with OpenAIServer("never", models=("test-model",)) as server:
-        result = propose(LLMEnsemble([spec(server, "openai/tset-model")], backoff_s=0.01))
+        result = propose(llm([spec(server, "openai/tset-model")], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1 == len(server.completion_requests)
     assert "404" in result.error and "tset-model" in result.error and "model name" in result.error
 
 
-def test_a_400_is_not_retried():
+def test_a_400_is_not_retried(llm):
     with OpenAIServer(Fault.http(400, "maximum context length exceeded")) as server:
-        result = propose(LLMEnsemble([spec(server)], backoff_s=0.01))
+        result = propose(llm([spec(server)], backoff_s=0.01))
 
     assert not result.ok and result.attempts == 1 == len(server.completion_requests)
     assert "HTTP 400" in result.error and "maximum context length" in result.error
@@ -240,41 +249,57 @@ def test_an_unknown_provider_is_reported_without_a_request():
     assert "nosuchprovider/some-model" in result.error and "Provider" in result.error
 
 
-def test_a_garbage_body_is_an_error_not_an_exception():
+def test_a_garbage_body_is_an_error_not_an_exception(llm):
     with OpenAIServer(Fault.garbage()) as server:
-        result = propose(LLMEnsemble([spec(server)], max_retries=1, backoff_s=0.01))
+        result = propose(llm([spec(server)], max_retries=1, backoff_s=0.01))
 
     assert not result.ok and result.text == "" and result.cost == 0.0
     assert result.attempts == 2 == len(server.completion_requests)  # a broken gateway can recover: bounded retry
     assert "openai/test-model" in result.error
 
 
-def test_an_unreachable_server_is_a_connection_error_after_retries():
+def test_an_unreachable_server_is_a_connection_error_after_retries(llm):
     with OpenAIServer("unused") as server:
         dead_base = server.base_url
-    result = propose(LLMEnsemble([ModelEntry("openai/m", api_base=dead_base, api_key="k")], max_retries=1,
+    result = propose(llm([ModelEntry("openai/m", api_base=dead_base, api_key="k")], max_retries=1,
                                  backoff_s=0.01))
 
     assert not result.ok and result.attempts == 2
     assert dead_base in result.error and "gave up after 2 attempts" in result.error
 
 
+def test_the_direct_client_goes_through_the_environments_proxy_unless_no_proxy_exempts_the_host(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with OpenAIServer("through") as target, OpenAIServer("never") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url.removesuffix("/v1"))
+        proxied = propose(LLMEnsemble([spec(target)], max_retries=0, direct=True))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        exempt = propose(LLMEnsemble([spec(target)], max_retries=0, direct=True))
+        [asked] = proxy.requests
+        reached = target.completion_requests
+
+    assert asked.path == f"{target.base_url}/chat/completions"  # a proxy is asked for the whole URL
+    assert not proxied.ok and "404" in proxied.error  # the test server is no proxy: it knows no such path
+    assert exempt.ok and exempt.text == "through" and len(reached) == 1
+
+
 # -- cost -------------------------------------------------------------------------------------------------------------
 
 
-def test_user_prices_give_the_cost_of_a_model_missing_from_litellms_map():
+def test_user_prices_give_the_cost_of_a_model_missing_from_litellms_map(llm):
     with OpenAIServer("one two three four") as server:
-        priced = propose(LLMEnsemble([spec(server, input_cost_per_token=2e-6, output_cost_per_token=8e-6)]))
-        unpriced = propose(LLMEnsemble([spec(server)]))
+        priced = propose(llm([spec(server, input_cost_per_token=2e-6, output_cost_per_token=8e-6)]))
+        unpriced = propose(llm([spec(server)]))
 
     assert priced.prompt_tokens == 8 and priced.completion_tokens == 4
     assert priced.cost == pytest.approx(8 * 2e-6 + 4 * 8e-6)
     assert unpriced.ok and unpriced.cost == 0.0  # "test-model" has no price in litellm's map
 
 
-def test_litellms_cost_map_prices_a_known_model():
+def test_litellms_cost_map_prices_a_known_model(llm):
     with OpenAIServer("one two three four") as server:
-        result = propose(LLMEnsemble([spec(server, "openai/gpt-4o-mini")]))
+        result = propose(llm([spec(server, "openai/gpt-4o-mini")]))
 
     assert result.ok and result.cost > 0
 
@@ -316,6 +341,13 @@ def test_a_model_entrys_api_key_reaches_the_call_but_never_a_file_or_the_databas
     assert LLMEnsemble([ModelEntry("openai/cheap")], strong=[entry], strong_prob=0.5).strong[0].api_key == "sk-secret"
 
 
+def test_the_direct_client_takes_only_openai_models_at_a_server():
+    for entry in (ModelEntry("gpt-4o-mini"), ModelEntry("openai/local"), ModelEntry("ollama/x", api_base="http://h")):
+        with pytest.raises(ValueError, match="direct=True calls only openai/NAME models with an api_base"):
+            LLMEnsemble([ModelEntry("openai/ok", api_base="http://h/v1"), entry], direct=True)
+    assert LLMEnsemble([ModelEntry("openai/ok", api_base="http://h/v1")], direct=True).direct
+
+
 def test_proposer_rejects_inconsistent_settings():
     with pytest.raises(ValueError, match="no strong model"):
         LLMEnsemble([ModelEntry("m")], strong_prob=0.5)
@@ -351,6 +383,38 @@ def test_creating_a_proposer_imports_litellm_offline():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "False"]
     assert "fetch" not in out.stderr.lower()  # no attempt to download the cost map
+
+
+def test_a_direct_model_litellm_cannot_price_is_free_and_never_imports_litellm():
+    code = (
+        "import asyncio, sys, numpy as np\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from openai_server import OpenAIServer\n"
+        "from evoforge.engine.propose.llm import LLMEnsemble\n"
+        "from evoforge.engine.run.config import ModelEntry\n"
+        "with OpenAIServer('one two') as server:\n"
+        "    entry = ModelEntry('openai/test-model', api_base=server.base_url, api_key='k')\n"
+        "    ensemble = LLMEnsemble([entry], direct=True)\n"
+        "    result = asyncio.run(ensemble.propose([{'role': 'user', 'content': 'hi'}], np.random.default_rng(0)))\n"
+        "print(result.text, result.cost, 'litellm' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["one", "two", "0.0", "False"]
+
+
+def test_the_price_map_check_leaves_every_model_litellm_may_price_to_litellm():
+    names = {"openai/test-model", "openai/gpt-4o-mini", "openai/GPT-4O-MINI", "openai/ft:gpt-4o-mini:org::x",
+             "openai/my-local-llama"}
+    code = ("import sys; from evoforge.engine.propose.price_map import unpriceable; "
+            f"print(sorted(unpriceable({sorted(names)!r})), 'litellm' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['openai/my-local-llama', 'openai/test-model'] False"
 
 
 # -- the test server keeps the OpenAI contract ------------------------------------------------------------------------

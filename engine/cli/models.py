@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from evoforge.engine.run.config import ModelEntry
+from evoforge.engine.run.config import LLM_CLIENTS, ModelEntry
 from evoforge.engine.run.options import SearchOptions
 
 _DEFAULT = SearchOptions()
@@ -35,6 +35,10 @@ def add_model_options(run: argparse.ArgumentParser) -> None:
                      help="evolve the prompt's instruction in a population of its own")
     llm.add_argument("--llm-retries", type=int, default=_DEFAULT.llm_retries,
                      help="retries of a timeout, 429, 5xx or reset, with exponential backoff")
+    llm.add_argument("--llm-client", choices=LLM_CLIENTS, default=_DEFAULT.llm_client,
+                     help="how models are called: litellm (any provider; the default), or direct: evoforge's own "
+                     "HTTP client, for openai/NAME models with --api-base only (an OpenAI-compatible server such as "
+                     "vLLM or Ollama), with far less CPU per call and no litellm import")
     llm.add_argument("--no-cache", dest="cache", action="store_false",
                      help="pay again for identical temperature-0 requests")
     llm.add_argument("--replay", metavar="RUN",

@@ -179,11 +179,11 @@ class Judge:
     """Asks the reviewer model about one program at a time; every outcome is a NewJudgement to record."""
 
     def __init__(self, entry: ModelEntry, *, retries: int = 3, backoff_s: float = 1.0,
-                 replay: JudgeReplay | None = None) -> None:
+                 replay: JudgeReplay | None = None, direct: bool = False) -> None:
         from evoforge.engine.propose.llm import LLMEnsemble  # litellm loads only for a run that calls a model
 
         self.entry = entry
-        self.llm = LLMEnsemble([entry], max_retries=retries, backoff_s=backoff_s)
+        self.llm = LLMEnsemble([entry], max_retries=retries, backoff_s=backoff_s, direct=direct)
         self._replay = replay
 
     def skipped(self, review: Review, reason: str) -> NewJudgement:

@@ -1,13 +1,19 @@
-"""The LLM ensemble: one chat completion from a cheap or a strong model via litellm, with timeouts and retries.
+"""The LLM ensemble: one chat completion from a cheap or a strong model, with timeouts and retries.
 
 `LLMEnsemble.propose` picks a model (the strong tier with probability `strong_prob`, else a cheap one by weight),
-calls it through litellm, retries only transient faults (timeouts, dropped connections, 429, 5xx) with exponential
-backoff that honours Retry-After, and returns an `LLMResult` carrying the text, tokens, cost and latency. A provider
-fault never raises: it comes back as `LLMResult.error`, so one bad call cannot stop a search. `call(..., n=N)` asks
-for N choices in one request (litellm's `n`) where the provider supports it, and returns every choice it got.
+calls it (through litellm, or with the direct client: below), retries only transient faults (timeouts, dropped
+connections, 429, 5xx) with exponential backoff that honours Retry-After, and returns an `LLMResult` carrying the
+text, tokens, cost and latency. A provider fault never raises: it comes back as `LLMResult.error`, so one bad call
+cannot stop a search. `call(..., n=N)` asks for N choices in one request (`n`) where the provider supports it, and
+returns every choice it got.
 
-litellm is imported lazily (it takes seconds, and problem files import `evoforge` inside every sandbox) and with its
-model cost map read from the installed package rather than fetched from the internet.
+Models are called through litellm, or with `direct=True` (--llm-client direct; every model then `openai/NAME` with
+an api_base, an OpenAI-compatible server) by evoforge's own HTTP client (engine/propose/openai_http.py), which costs
+the engine far less CPU per call. The results are the same either way: texts, tokens, cost, retries and the
+messages of failures. litellm is imported lazily (it takes seconds, and problem files import `evoforge` inside
+every sandbox) and with its model cost map read from the installed package rather than fetched from the internet:
+when the ensemble is built, or with the direct client in a background thread if some model has no prices of its
+own and litellm's map may price it (engine/propose/price_map.py), else never.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import logging
 import math
 import os
 import random
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from types import ModuleType
@@ -28,6 +36,13 @@ import numpy as np
 
 from evoforge.engine.propose.model_choice import ModelChooser, TierChoice
 from evoforge.engine.propose.model_health import ModelHealth
+from evoforge.engine.propose.openai_http import (
+    API_KEY_ENV,
+    BadAnswer,
+    Completion,
+    OpenAIHTTP,
+)
+from evoforge.engine.propose.price_map import unpriceable
 from evoforge.engine.run.config import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -94,9 +109,11 @@ class LLMEnsemble:
         max_backoff_s: float = 60.0,
         chooser: ModelChooser | None = None,
         health: ModelHealth | None = None,
+        direct: bool = False,
     ) -> None:
         """`max_retries` retries follow a first attempt; waits double from `backoff_s` and never exceed
-        `max_backoff_s`, which also caps a provider's Retry-After."""
+        `max_backoff_s`, which also caps a provider's Retry-After. `direct`: call every model with the direct client
+        (each must be openai/NAME with an api_base), not through litellm."""
         self.models = tuple(replace(m, tier="cheap") for m in _tier(models, "models"))
         self.strong = tuple(replace(m, tier="strong") for m in _tier(strong, "strong")) if strong else ()
         _require(math.isfinite(strong_prob) and 0.0 <= strong_prob <= 1.0, "LLMEnsemble strong_prob", strong_prob,
@@ -116,7 +133,21 @@ class LLMEnsemble:
         self._jitter = random.Random()  # backoff jitter must not consume the search's seeded rng
         self.chooser: ModelChooser = chooser or TierChoice(self.strong_prob)
         self.health = health or ModelHealth()
-        self._litellm = _import_litellm()
+        every = (*self.models, *self.strong)
+        others = [m.name for m in every if not m.on_openai_server]
+        if direct and others:
+            raise ValueError(f"LLMEnsemble direct=True calls only openai/NAME models with an api_base, not {others}; "
+                             "give each an api_base and an openai/ name, or call them through litellm (direct=False)")
+        self.direct = direct
+        self._http = OpenAIHTTP() if direct else None
+        self._litellm = _Litellm()
+        # Direct models missing from litellm's price map: free. Those the map's file surely lacks are known now,
+        # so litellm is imported only for a model it may price.
+        self._unpriced = unpriceable({m.name for m in every if not m.has_prices}) if direct else set()
+        if not direct:
+            self._litellm.load()
+        elif any(not m.has_prices and m.name not in self._unpriced for m in every):
+            self._litellm.load_in_background()
         self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
         self._answered: set[str] = set()  # models that have answered at least once
         self._takes_n: dict[str, bool] = {}  # model -> whether litellm lets it give several choices per request
@@ -132,7 +163,7 @@ class LLMEnsemble:
         missing: dict[str, list[str]] = {}
         for spec in (*self.models, *self.strong):
             if spec.api_key is None:
-                keys = _expected_env_keys(self._litellm, spec.name)
+                keys = self._env_keys(spec)
                 if keys:
                     missing[spec.name] = keys
         return missing
@@ -167,10 +198,12 @@ class LLMEnsemble:
     def supports_n(self, spec: ModelEntry) -> bool:
         """Whether the model takes `n` (several choices per request), by litellm's list of its parameters; a model
         litellm does not know is asked, and its answer shows."""
+        if self.direct:  # an OpenAI-compatible server: litellm lists `n` for every openai/ model
+            return True
         known = self._takes_n.get(spec.name)
         if known is None:
             try:
-                params = self._litellm.get_supported_openai_params(model=spec.name)
+                params = self._litellm.get().get_supported_openai_params(model=spec.name)
             except Exception:  # noqa: BLE001 - an unknown provider: the response says how many choices it gives
                 params = None
             known = self._takes_n[spec.name] = params is None or "n" in params
@@ -185,6 +218,12 @@ class LLMEnsemble:
         return "every model failed with an error that retrying cannot fix: " + "; ".join(
             self._unfixable[name] for name in dict.fromkeys(every))
 
+    def _env_keys(self, spec: ModelEntry) -> list[str]:
+        """The environment variables a model without an api_key needs and that are not set."""
+        if self.direct:
+            return [] if os.environ.get(API_KEY_ENV) else [API_KEY_ENV]
+        return _expected_env_keys(self._litellm.get(), spec.name)
+
     async def _call(self, spec: ModelEntry, messages: list[dict[str, Any]], n: int) -> LLMResult:
         messages = [dict(m) for m in messages]
         start = time.monotonic()
@@ -192,9 +231,10 @@ class LLMEnsemble:
         while True:
             attempt += 1
             try:
-                response = await asyncio.wait_for(self._complete(spec, messages, n), _guard_timeout(spec.timeout_s))
+                answer, litellm_cost = await asyncio.wait_for(self._complete(spec, messages, n),
+                                                              _guard_timeout(spec.timeout_s))
             except Exception as exc:  # noqa: BLE001 - every provider fault becomes LLMResult.error
-                failure = _classify(self._litellm, spec, exc)
+                failure = _classify(self._litellm.loaded(), spec, exc, lambda: self._env_keys(spec))
                 if not failure.transient:
                     return replace(_failed(spec, messages, failure.message, start, attempt), permanent=True)
                 if attempt > self.max_retries:
@@ -202,11 +242,26 @@ class LLMEnsemble:
                     return _failed(spec, messages, message, start, attempt)
                 await asyncio.sleep(self._wait_s(attempt, failure.retry_after_s))
                 continue
-            return self._succeeded(spec, messages, response, start, attempt)
+            latency_s = time.monotonic() - start
+            return LLMResult(model=spec.name, messages=messages, text=answer.texts[0] if answer.texts else "",
+                             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                             cost=await self._cost(spec, answer, litellm_cost), latency_s=latency_s, error=None,
+                             attempts=attempt, finish_reason=answer.finish_reason, texts=answer.texts)
 
-    async def _complete(self, spec: ModelEntry, messages: list[dict[str, Any]], n: int) -> Any:
+    async def _complete(self, spec: ModelEntry, messages: list[dict[str, Any]],
+                        n: int) -> tuple[Completion, float | None]:
+        """One attempt: the answer, and the cost litellm put on it (None: a direct call, or litellm had no price)."""
+        if self._http is not None:
+            assert spec.api_base is not None  # the constructor checked it
+            key = spec.api_key or os.environ.get(API_KEY_ENV)
+            if not key:  # as the OpenAI client does: no request without a key
+                raise _MissingCredentials(f"missing credentials: no api_key and {API_KEY_ENV} is not set")
+            answer = await self._http.complete(name=spec.name, api_base=spec.api_base, api_key=key, messages=messages,
+                                               temperature=spec.temperature, max_tokens=spec.max_tokens,
+                                               timeout_s=spec.timeout_s, n=n)
+            return answer, None
         several = {"n": n} if n > 1 else {}  # a request for one choice stays as it always was
-        return await self._litellm.acompletion(
+        response = await self._litellm.get().acompletion(
             model=spec.name,
             messages=messages,
             api_base=spec.api_base,
@@ -219,6 +274,27 @@ class LLMEnsemble:
             drop_params=True,  # a model that refuses e.g. temperature still answers
             **several,
         )
+        return _read_response(response), _litellm_cost(response)
+
+    async def _cost(self, spec: ModelEntry, answer: Completion, litellm_cost: float | None) -> float:
+        """USD for one answer: the user's prices when given, else litellm's price map (for a litellm call, the cost
+        it already put on the response, so no call is priced twice); a model missing from the map is free."""
+        if spec.has_prices:
+            input_price, output_price = spec.input_cost_per_token or 0.0, spec.output_cost_per_token or 0.0
+            return answer.prompt_tokens * input_price + answer.completion_tokens * output_price
+        if not self.direct:
+            return litellm_cost or 0.0
+        if spec.name in self._unpriced:
+            return 0.0
+        litellm = await self._litellm.wait()  # imported in the background: only the first answers wait for it
+        try:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=spec.name, prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+            cost = float(prompt_cost) + float(completion_cost)
+        except Exception:  # noqa: BLE001 - litellm raises when the model is not in its map (and never caches that)
+            self._unpriced.add(spec.name)
+            return 0.0
+        return cost if math.isfinite(cost) and cost >= 0 else 0.0
 
     def _wait_s(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -226,31 +302,58 @@ class LLMEnsemble:
         exponential = self.backoff_s * 2 ** (attempt - 1)
         return min(exponential, self.max_backoff_s) * self._jitter.uniform(0.5, 1.0)
 
-    def _succeeded(
-        self, spec: ModelEntry, messages: list[dict[str, Any]], response: Any, start: float, attempts: int
-    ) -> LLMResult:
-        choices = getattr(response, "choices", None) or []
-        choice = choices[0] if choices else None
-        texts = tuple(getattr(getattr(c, "message", None), "content", None) or "" for c in choices)
-        usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        return LLMResult(
-            model=spec.name,
-            messages=messages,
-            text=texts[0] if texts else "",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost=_cost(spec, response, prompt_tokens, completion_tokens),
-            latency_s=time.monotonic() - start,
-            error=None,
-            attempts=attempts,
-            finish_reason=getattr(choice, "finish_reason", None),
-            texts=texts,
-        )
-
 
 # -- litellm, imported lazily ---------------------------------------------------------------------------------------
+
+
+class _MissingCredentials(Exception):
+    """A direct model with no key to send."""
+
+
+class _Litellm:
+    """litellm once imported: now, in a background thread (while the run starts and its first calls are made), or
+    on first use."""
+
+    def __init__(self) -> None:
+        self._module: Future[ModuleType] = Future()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Import now, in this thread (or wait for the background import)."""
+        self.get()
+
+    def load_in_background(self) -> None:
+        if self._claim():
+            threading.Thread(target=self._import, name="evoforge-litellm-import", daemon=True).start()
+
+    def loaded(self) -> ModuleType | None:
+        """litellm if its import has finished, else None (never waits)."""
+        done = self._module.done() and self._module.exception() is None
+        return self._module.result() if done else None
+
+    def get(self) -> ModuleType:
+        """litellm, imported in this thread if nobody started it; waits for a background import."""
+        if self._claim():
+            self._import()
+        return self._module.result()
+
+    async def wait(self) -> ModuleType:
+        """litellm, without blocking the event loop while a background import runs."""
+        if self._claim():
+            self._import()
+        return await asyncio.wrap_future(self._module)
+
+    def _claim(self) -> bool:
+        with self._lock:
+            first, self._started = not self._started, True
+        return first
+
+    def _import(self) -> None:
+        try:
+            self._module.set_result(_import_litellm())
+        except BaseException as exc:  # noqa: BLE001 - whoever waits for litellm hears why it is missing
+            self._module.set_exception(exc)
 
 
 def _import_litellm() -> ModuleType:
@@ -281,26 +384,31 @@ class _Failure:
     retry_after_s: float | None = None
 
 
-def _classify(litellm: ModuleType, spec: ModelEntry, exc: Exception) -> _Failure:
-    """Whether `exc` is worth retrying, and a message that names the model, the fault and the fix."""
+def _classify(litellm: ModuleType | None, spec: ModelEntry, exc: Exception,
+              env_keys: Callable[[], list[str]]) -> _Failure:
+    """Whether `exc` is worth retrying, and a message that names the model, the fault and the fix (`litellm`: the
+    module if imported, for its exception types; `env_keys`: the unset variables the model's key could come from)."""
     where = f"model {spec.name!r}" + (f" at {spec.api_base}" if spec.api_base else "")
     detail = _clip(str(exc) or type(exc).__name__)
-    if isinstance(exc, (asyncio.TimeoutError, litellm.Timeout)):
+    if isinstance(exc, (asyncio.TimeoutError, *((litellm.Timeout,) if litellm else ()))):
         return _Failure(True, f"{where}: timed out after {spec.timeout_s:g} s (ModelEntry.timeout_s): {detail}")
     if _is_missing_credentials(detail):
-        return _Failure(False, f"{where}: no API key: {detail}. {_key_fix(litellm, spec)}")
+        return _Failure(False, f"{where}: no API key: {detail}. {_key_fix(env_keys(), spec)}")
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     if status in (401, 403):
-        return _Failure(False, f"{where}: the API key was refused (HTTP {status}): {detail}. {_key_fix(litellm, spec)}")
+        return _Failure(False, f"{where}: the API key was refused (HTTP {status}): {detail}. "
+                               f"{_key_fix(env_keys(), spec)}")
     if status == 404:
         return _Failure(False, f"{where}: not found (HTTP 404): {detail}. Check the model name (a litellm model "
                                "string such as 'gpt-4o-mini', 'anthropic/NAME', or 'openai/NAME' with api_base for "
                                "an OpenAI-compatible server) and api_base.")
     if status in _TRANSIENT_STATUSES or (status is not None and status >= 500):
         return _Failure(True, f"{where}: HTTP {status} {type(exc).__name__}: {detail}", _retry_after_s(exc))
-    if isinstance(exc, (litellm.APIConnectionError, ConnectionError)):
+    if isinstance(exc, (ConnectionError, *((litellm.APIConnectionError,) if litellm else ()))):
         return _Failure(True, f"{where}: connection failed: {detail}")
+    if isinstance(exc, BadAnswer):
+        return _Failure(True, f"{where}: {detail}")
     if status is not None:
         return _Failure(False, f"{where}: the request was rejected (HTTP {status}): {detail}")
     return _Failure(False, f"{where}: {type(exc).__name__}: {detail}")
@@ -312,10 +420,9 @@ def _is_missing_credentials(detail: str) -> bool:
     return "missing credentials" in lowered or "api_key client option must be set" in lowered
 
 
-def _key_fix(litellm: ModuleType, spec: ModelEntry) -> str:
+def _key_fix(keys: list[str], spec: ModelEntry) -> str:
     if spec.api_key is not None:
         return f"Check ModelEntry.api_key for {spec.name!r}: when given, it is used instead of the environment."
-    keys = _expected_env_keys(litellm, spec.name)
     if keys:
         names = " or ".join(keys)
         return f"Set the environment variable {names} (litellm reads it for {spec.name!r}) or ModelEntry.api_key."
@@ -352,15 +459,22 @@ def _failed(spec: ModelEntry, messages: list[dict[str, Any]], error: str, start:
 # -- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _cost(spec: ModelEntry, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for one response: the user's prices when given, else the cost litellm already put on the response (from
-    its price map; absent for a model missing there, which is then free), so no call prices a response twice."""
-    if spec.has_prices:
-        input_price, output_price = spec.input_cost_per_token or 0.0, spec.output_cost_per_token or 0.0
-        return prompt_tokens * input_price + completion_tokens * output_price
+def _read_response(response: Any) -> Completion:
+    """Every choice's text, the tokens and the first choice's finish reason of a litellm response."""
+    choices = getattr(response, "choices", None) or []
+    choice = choices[0] if choices else None
+    usage = getattr(response, "usage", None)
+    return Completion(texts=tuple(getattr(getattr(c, "message", None), "content", None) or "" for c in choices),
+                      prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                      completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                      finish_reason=getattr(choice, "finish_reason", None))
+
+
+def _litellm_cost(response: Any) -> float | None:
+    """The cost litellm put on a response from its price map (None for a model missing there)."""
     hidden = getattr(response, "_hidden_params", None)
     cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
-    return float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) and cost >= 0 else 0.0
+    return float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) and cost >= 0 else None
 
 
 def _guard_timeout(timeout_s: float) -> float:

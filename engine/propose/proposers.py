@@ -168,7 +168,8 @@ class LLMProposer:
         cheap = [m for m in models.models if m.tier == "cheap"]
         strong = [m for m in models.models if m.tier == "strong"]
         self.llm = LLMEnsemble(cheap, strong=strong, strong_prob=models.strong_prob, max_retries=models.retries,
-                               backoff_s=models.backoff_s, chooser=BanditChoice() if models.bandit else None)
+                               backoff_s=models.backoff_s, chooser=BanditChoice() if models.bandit else None,
+                               direct=models.client == "direct")
 
     async def propose(self, parents: Sequence[ParentView], rng: np.random.Generator, *,
                       feedback: Sequence[str] = (), inspirations: Sequence[ParentView] = (),

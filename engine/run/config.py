@@ -20,6 +20,11 @@ class ConfigError(ValueError):
 
 
 MODEL_TIERS = ("cheap", "strong")
+LLM_CLIENTS = ("litellm", "direct")
+"""How the models are called (--llm-client): through litellm (any provider), or by evoforge's own HTTP client
+(engine/propose/openai_http.py), which only speaks to an OpenAI-compatible server and costs the engine far less CPU
+per call and no litellm import."""
+OPENAI_PREFIX = "openai/"  # litellm's provider prefix of a model on an OpenAI-compatible server
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class ModelEntry:
             price = getattr(self, name)
             if price is not None and not (price >= 0 and math.isfinite(price)):
                 raise ConfigError(f"model {self.name}: {name} {price} must be a finite number >= 0 (USD per token)")
+
+    @property
+    def on_openai_server(self) -> bool:
+        """Whether the model is `openai/NAME` at an explicit api_base: what the direct client can call."""
+        return self.api_base is not None and self.name.startswith(OPENAI_PREFIX)
 
     @property
     def has_prices(self) -> bool:
@@ -95,11 +105,18 @@ class ModelConfig:
     # The reviewer model (--judge-model): it reads each program that improved on its island's best and returns a
     # critique (shown to the program's children), a 0-10 grade (the metric judge_grade) and a gaming verdict.
     judge: ModelEntry | None = None
+    # How every model of the run (the reviewer's too) is called: "litellm", or "direct" (LLM_CLIENTS), which only
+    # takes openai/NAME models with an api_base and is refused at once for any other rather than falling back.
+    client: str = "litellm"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
         if self.judge is not None and not isinstance(self.judge, ModelEntry):
             raise ConfigError(f"judge {self.judge!r}: give a ModelEntry (or --judge-model NAME)")
+        if self.client not in LLM_CLIENTS:
+            raise ConfigError(f"--llm-client {self.client!r}: use one of {', '.join(LLM_CLIENTS)}")
+        if self.client == "direct":
+            self._check_direct()
         if not 0.0 <= self.strong_prob <= 1.0:
             raise ConfigError(f"--strong-prob {self.strong_prob}: must lie in [0, 1]")
         tiers = {m.tier for m in self.models}
@@ -111,6 +128,18 @@ class ModelConfig:
             raise ConfigError("--llm-retries and the backoff must be >= 0")
         if self.offline and (self.bandit or self.full_rewrite or self.evolve_instructions or self.replay):
             raise ConfigError("--bandit, --full-rewrite, --evolve-instructions and --replay need an LLM (--model)")
+
+    def _check_direct(self) -> None:
+        if self.offline:
+            raise ConfigError("--llm-client direct calls LLMs, and no model is given: give --model openai/NAME with "
+                              "--api-base, or leave --llm-client out")
+        others = [m.name for m in (*self.models, *((self.judge,) if self.judge else ())) if not m.on_openai_server]
+        if others:
+            raise ConfigError(
+                f"--llm-client direct only calls an OpenAI-compatible server (a model named openai/NAME with an "
+                f"api_base), and {', '.join(repr(n) for n in others)} is not one: rename it openai/NAME and give "
+                "--api-base (or api_base in its --models entry), or use --llm-client litellm, which calls any "
+                "provider")
 
     @property
     def offline(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Mapping
@@ -101,23 +102,52 @@ def _hash_key(digest: str) -> int:
     return int(digest[:16], 16)
 
 
+@dataclass(frozen=True)
+class Parent:
+    """What a prompt, a patch and a review read of a parent program (its stored values)."""
+
+    id: int
+    code: str
+    score: float | None
+    status: str
+    error: str | None
+    metrics: Mapping[str, float]
+    feedback: str | None
+
+    @classmethod
+    def of(cls, p: ProgramInfo) -> Parent:
+        return cls(p.id, p.code, p.score, p.status, p.error, p.metrics, p.feedback)
+
+
 class _ParentCache:
-    """The programs last used as parents, so a prompt reads the database only for a parent it has not seen."""
+    """The programs last used as parents or last registered, so a prompt reads the database only for a parent it
+    has not seen (a new program often becomes a parent at once: reading it back cost ~1 ms per candidate)."""
 
     def __init__(self, store: Store, capacity: int = PARENT_CACHE) -> None:
         self._store = store
         self._capacity = capacity
-        self._programs: OrderedDict[int, ProgramInfo] = OrderedDict()
+        self._programs: OrderedDict[int, Parent] = OrderedDict()
 
-    def get(self, ids: list[int]) -> list[ProgramInfo]:
+    def get(self, ids: list[int]) -> list[Parent]:
         missing = [i for i in dict.fromkeys(ids) if i not in self._programs]
         for program in self._store.get_programs(missing) if missing else ():
-            self._programs[program.id] = program
+            self._programs[program.id] = Parent.of(program)
         for i in ids:
             self._programs.move_to_end(i)
+        self._evict()
+        return [self._programs[i] for i in ids]
+
+    def remember(self, parent: Parent) -> None:
+        """A program just recorded, with the values it was recorded with; only finite numbers, which the database
+        gives back unchanged, so a prompt reads the same whether its parent came from here or from there."""
+        numbers = [parent.score, *parent.metrics.values()]
+        if all(x is None or math.isfinite(x) for x in numbers):
+            self._programs[parent.id] = parent
+            self._evict()
+
+    def _evict(self) -> None:
         while len(self._programs) > self._capacity:
             self._programs.popitem(last=False)
-        return [self._programs[i] for i in ids]
 
 
 def _without_founders(plan: ResetPlan, rejected: set[int]) -> ResetPlan:
@@ -517,7 +547,7 @@ class Controller:
         log.warning("model %s gave %d of the %d answers asked per prompt (a provider that takes no `n` gives one); "
                     "the run goes on with the answers that come back", first.model, len(proposals), asked)
 
-    async def _one_candidate(self, proposal: Proposal, island: int, parents: list[ProgramInfo],
+    async def _one_candidate(self, proposal: Proposal, island: int, parents: list[Parent],
                              rng: np.random.Generator) -> None:
         """Patch, dedupe, evaluate and record one answer (or record why it gave no program)."""
         parent_ids = [p.id for p in parents]
@@ -567,7 +597,7 @@ class Controller:
         chosen = self.islands.bests_elsewhere(island, lambda pid: pid not in parent_ids)[: self.inspirations]
         return [self._parent_view(p, brief=True) for p in self.store.get_programs(chosen)]
 
-    def _parent_view(self, program: ProgramInfo, brief: bool = False) -> ParentView:
+    def _parent_view(self, program: ProgramInfo | Parent, brief: bool = False) -> ParentView:
         """What a prompt shows of a program. A behavioural duplicate kept as a parent is shown with the score it
         selects with (its twin's, on the inputs compared), never as a failure: the model would read a working
         program as a broken one."""
@@ -595,7 +625,7 @@ class Controller:
         self.stats.failed_calls += failed
         self._largest_call = (max(self._largest_call[0], tokens), max(self._largest_call[1], cost))
 
-    async def _review(self, island: int, parent: ProgramInfo, code: str, ev: Evaluation) -> NewJudgement | None:
+    async def _review(self, island: int, parent: Parent, code: str, ev: Evaluation) -> NewJudgement | None:
         """The reviewer's judgement of a valid candidate that beats its island's best (None: not one, or no
         reviewer). A spending limit already reached skips the call, with the reason recorded."""
         best = self.islands.best(island)
@@ -629,7 +659,7 @@ class Controller:
             return None
         return self.store.find_by_hash(self.run.id, digest)  # a 64-bit match: the database has the whole hash
 
-    async def _evaluate_and_record(self, proposal: Proposal, island: int, parents: list[ProgramInfo], code: str,
+    async def _evaluate_and_record(self, proposal: Proposal, island: int, parents: list[Parent], code: str,
                                    digest: str) -> tuple[int, bool]:
         """Evaluate a new program, record it, and return its id and whether it beat its best parent."""
         parent_ids = [p.id for p in parents]
@@ -691,6 +721,8 @@ class Controller:
             elif ev.status == "ok" and ev.score is not None:
                 self.stats.valid += 1
                 self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
+                self._parents.remember(Parent(recorded.program_id, code, ev.score, ev.status, ev.error, metrics,
+                                              ev.feedback))
                 self._enter_archive(recorded.program_id, ev.score, len(code), metrics)
                 self._note_best(recorded.program_id, ev.score)
                 self._remember_behaviour(ev.behaviour, recorded.program_id)

@@ -79,6 +79,7 @@ class SearchOptions:
     full_rewrite: bool = False
     evolve_instructions: bool = False
     llm_retries: int = ModelConfig.retries
+    llm_client: str = ModelConfig.client  # --llm-client litellm|direct
     cache: bool = True  # --no-cache turns it off
     replay: str | None = None
     max_calls: int | None = None
@@ -193,7 +194,8 @@ def model_config(options: SearchOptions, replayed: ModelConfig | None) -> ModelC
         judge = replayed.judge  # a replay reviews as the replayed run did, answered from its stored verdicts
     return ModelConfig(models=entries, strong_prob=strong_prob, bandit=options.bandit,
                        full_rewrite=options.full_rewrite, evolve_instructions=options.evolve_instructions,
-                       cache=options.cache, replay=options.replay, retries=options.llm_retries, judge=judge)
+                       cache=options.cache, replay=options.replay, retries=options.llm_retries, judge=judge,
+                       client=options.llm_client)
 
 
 JUDGE_DEFAULTS = {"temperature": 0.0, "max_tokens": 1024}

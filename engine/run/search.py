@@ -265,7 +265,8 @@ def _judge(config: RunConfig, store: Store) -> Judge | None:
         if source is None:
             raise ProblemError(f"--replay {config.models.replay}: no such run in {store.url}")
         replay = JudgeReplay(source.name, store.judgements(source.id))
-    judge = Judge(entry, retries=config.models.retries, backoff_s=config.models.backoff_s, replay=replay)
+    judge = Judge(entry, retries=config.models.retries, backoff_s=config.models.backoff_s, replay=replay,
+                  direct=config.models.client == "direct")
     if replay is None:
         for model, keys in judge.llm.missing_env_keys().items():
             log.warning("reviewer model %r expects %s in the environment, which is not set", model, " or ".join(keys))
