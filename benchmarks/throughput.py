@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/throughput.py [--budget 60] [--workers 1]
     .venv/bin/python benchmarks/throughput.py --stub [--sizes 1000,10000,100000] [--workers 2] [--ray] [--profile]
-        [--llm-client litellm|direct]
+        [--llm-client auto|litellm|direct]
     .venv/bin/python benchmarks/throughput.py --stub --delay 2 --sizes 40 [--concurrency 32]
 
 Offline (the default): each problem gets a fresh SQLite database in a temporary folder. The split is per candidate
@@ -11,9 +11,10 @@ score is the trusted scoring; database is the time spent recording.
 
 `--stub`: the engine's own cost. An OpenAI-compatible server (tests/openai_server.py, in a process of its own)
 answers at once (or after `--delay` seconds) with a new version of a trivial problem's function, so every candidate
-is new, valid and costs ~nothing to evaluate; `--llm-client` chooses how the engine calls it (litellm, the engine's
-default, or its direct client), and the output says which. One `evoforge run` (the CLI, in a fresh process:
-start-up counts) goes to the largest size; candidates/s is measured over the last 10% before each size (from the
+is new, valid and costs ~nothing to evaluate; `--llm-client` chooses how the engine calls it (auto, the engine's
+default, which picks the direct client for this stub; litellm; direct), and the output says which. One
+`evoforge run` (the CLI, in a fresh process: start-up counts) goes to the largest size; candidates/s is measured
+over the last 10% before each size (from the
 programs' timestamps in the database), with the controller's CPU per candidate and resident memory there (the CPU
 is the figure a loaded machine disturbs least). Time to first candidate is from the
 process's start to the first proposed program's record. CPU is the controller process's own (user + system):
@@ -114,8 +115,9 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="--stub: seconds the stub waits before answering")
     parser.add_argument("--concurrency", type=int, help="--stub: candidates in flight (default: the engine's)")
     parser.add_argument("--ray", action="store_true", help="--stub: evaluate in Ray actors on a local Ray")
-    parser.add_argument("--llm-client", choices=("litellm", "direct"), default="litellm",
-                        help="--stub: how the engine calls the stub (evoforge run --llm-client; default litellm)")
+    parser.add_argument("--llm-client", choices=("auto", "litellm", "direct"), default="auto",
+                        help="--stub: how the engine calls the stub (evoforge run --llm-client; default auto, "
+                        "which calls this stub directly)")
     parser.add_argument("--profile", action="store_true", help="--stub: also split the controller's CPU by part")
     parser.add_argument("--profile-out", type=Path, help="--stub --profile: keep the cProfile file here")
     args = parser.parse_args()
@@ -426,8 +428,8 @@ def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: d
     where = "Ray actors (local Ray)" if args.ray else "local sandbox workers"
     print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs")
-    print(f"stub model (answers after {args.delay:g} s) called through {args.llm_client}"
-          f"{' (--llm-client direct)' if args.llm_client == 'direct' else ''}, trivial problem, {workers} workers, "
+    print(f"stub model (answers after {args.delay:g} s) called with --llm-client {args.llm_client}"
+          f"{' (the direct client)' if args.llm_client == 'auto' else ''}, trivial problem, {workers} workers, "
           f"{where}, concurrency {args.concurrency or 'default'}; one run of {sizes[-1]} candidates")
     print("candidates | cand/s (last 10%) | CPU ms per candidate (last 10%): controller | sandboxes | stub model | "
           "all, and CPUs busy | controller RSS MB")

@@ -100,7 +100,7 @@ def test_a_model_entry_with_a_key_nothing_reads_is_refused() -> None:
     (lambda: ModelEntry("m", input_cost_per_token=-1e-6), "input_cost_per_token"),
     (lambda: ModelConfig(models=(CHEAP,), strong_prob=1.5), "--strong-prob 1.5"),
     (lambda: ModelConfig(models=(CHEAP,), retries=-1), "--llm-retries"),
-    (lambda: ModelConfig(models=(CHEAP,), client="http"), "--llm-client 'http': use one of litellm, direct"),
+    (lambda: ModelConfig(models=(CHEAP,), client="http"), "--llm-client 'http': use one of auto, litellm, direct"),
     (lambda: IslandConfig(num_islands=0), "num_islands"),
 ])
 def test_each_setting_is_checked_where_it_is_made_and_the_error_names_it(make, message: str) -> None:
@@ -153,6 +153,22 @@ def test_what_the_settings_imply() -> None:
     assert dataclasses.replace(offline, same_behaviour="reject").rejects_same_behaviour is True
     assert ModelConfig().offline and not llm.models.offline
     assert STRONG.has_prices and not CHEAP.has_prices
+
+
+def test_auto_calls_an_openai_compatible_server_directly_and_anything_else_through_litellm() -> None:
+    provider = ModelEntry("gpt-4o-mini", tier="strong")
+    assert ModelConfig(models=(CHEAP, STRONG)).client == "direct"
+    assert ModelConfig(models=(CHEAP, provider)).client == "litellm"  # one model the direct client cannot call
+    assert ModelConfig(models=(ModelEntry("openai/local"),)).client == "litellm"  # no api_base: OpenAI itself
+    assert ModelConfig(models=(CHEAP,), judge=ModelEntry("anthropic/claude-3-5-sonnet-20240620")).client == "litellm"
+    assert ModelConfig(models=(CHEAP,), judge=ModelEntry("openai/judge", api_base="http://127.0.0.1:7/v1")).client \
+        == "direct"
+    assert ModelConfig().client == "litellm"  # offline: nothing is called; the stored value says so
+    # What was asked for explicitly stays, and the stored form holds the client used, never "auto".
+    assert ModelConfig(models=(CHEAP,), client="litellm").client == "litellm"
+    stored = RunConfig(problem="p", name="n", models=ModelConfig(models=(CHEAP,))).to_dict()
+    assert stored["models"]["client"] == "direct"
+    assert RunConfig.from_dict(stored).models.client == "direct"
 
 
 def test_a_config_is_frozen() -> None:

@@ -1,4 +1,5 @@
-"""--llm-client: the same searches through litellm (the default) and through the direct client, which must not differ.
+"""--llm-client: the same searches through litellm and through the direct client (auto's choice for an
+OpenAI-compatible server), which must not differ.
 
 Real components throughout: the OpenAI-compatible HTTP server of tests/openai_server.py answering with real
 mutations (benchmarks/mutation_server.py), SQLite files, the sandbox. The clients' call-level contract (answers,
@@ -109,8 +110,12 @@ def test_the_cli_flag_and_the_api_build_the_same_direct_run_and_show_names_the_c
                            llm_client="direct", db=db, name="api", overrides=SMALL)
         default = evoforge.run("bin_packing", budget=1, model="openai/cheap", api_base=server.base_url, db=db,
                                name="default", overrides=SMALL)
+        through = evoforge.run("bin_packing", budget=1, model="openai/cheap", api_base=server.base_url, db=db,
+                               name="litellm", overrides=SMALL, llm_client="litellm")
     cli = evoforge.load_run("cli", db=db)
-    assert cli.config.models.client == "direct" and default.config.models.client == "litellm"
+    # auto, the default, calls an OpenAI-compatible server directly and stores that it did
+    assert (cli.config.models.client, default.config.models.client, through.config.models.client) == (
+        "direct", "direct", "litellm")
     assert {**cli.config.to_dict(), "name": "api"} == api.config.to_dict()
     with Store(db) as store:
         assert json.loads(show(store, "cli", as_json=True))["config"]["run"]["models"]["client"] == "direct"
@@ -131,7 +136,7 @@ def test_a_direct_run_with_a_model_it_cannot_call_is_refused_before_it_starts(
     assert not (tmp_path / "r.db").exists()  # refused before any run was made
 
 
-def test_a_direct_run_never_imports_litellm(tmp_path: Path) -> None:
+def test_a_run_against_an_openai_compatible_server_never_imports_litellm_by_default(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "sys.path[:0] = ['tests', 'benchmarks']\n"
@@ -140,7 +145,7 @@ def test_a_direct_run_never_imports_litellm(tmp_path: Path) -> None:
         "import evoforge\n"
         "with OpenAIServer(MutationResponder(0)) as server:\n"
         f"    run = evoforge.run('bin_packing', budget=4, model='openai/local-llama', api_base=server.base_url,\n"
-        f"                       llm_client='direct', db='sqlite:///{tmp_path / 'r.db'}', overrides={SMALL!r})\n"
+        f"                       db='sqlite:///{tmp_path / 'r.db'}', overrides={SMALL!r})\n"
         "print(run.result.status, run.result.stats.calls, 'litellm' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -36,9 +36,10 @@ def add_model_options(run: argparse.ArgumentParser) -> None:
     llm.add_argument("--llm-retries", type=int, default=_DEFAULT.llm_retries,
                      help="retries of a timeout, 429, 5xx or reset, with exponential backoff")
     llm.add_argument("--llm-client", choices=LLM_CLIENTS, default=_DEFAULT.llm_client,
-                     help="how models are called: litellm (any provider; the default), or direct: evoforge's own "
-                     "HTTP client, for openai/NAME models with --api-base only (an OpenAI-compatible server such as "
-                     "vLLM or Ollama), with far less CPU per call and no litellm import")
+                     help="how models are called: direct: evoforge's own HTTP client, for openai/NAME models with "
+                     "--api-base only (an OpenAI-compatible server such as vLLM or Ollama), with far less CPU per "
+                     "call and no litellm import; litellm: any provider; auto (the default): direct when every "
+                     "model of the run is one it can call, else litellm")
     llm.add_argument("--no-cache", dest="cache", action="store_false",
                      help="pay again for identical temperature-0 requests")
     llm.add_argument("--replay", metavar="RUN",

@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 
 
 MODEL_TIERS = ("cheap", "strong")
-LLM_CLIENTS = ("litellm", "direct")
+LLM_CLIENTS = ("auto", "litellm", "direct")
 """How the models are called (--llm-client): through litellm (any provider), or by evoforge's own HTTP client
 (engine/propose/openai_http.py), which only speaks to an OpenAI-compatible server and costs the engine far less CPU
 per call and no litellm import."""
@@ -107,7 +107,9 @@ class ModelConfig:
     judge: ModelEntry | None = None
     # How every model of the run (the reviewer's too) is called: "litellm", or "direct" (LLM_CLIENTS), which only
     # takes openai/NAME models with an api_base and is refused at once for any other rather than falling back.
-    client: str = "litellm"
+    # "auto" becomes "direct" when every model is one the direct client calls, else "litellm" (the run stores
+    # which): litellm's import alone costs seconds before the first candidate and milliseconds of CPU per call.
+    client: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -115,6 +117,8 @@ class ModelConfig:
             raise ConfigError(f"judge {self.judge!r}: give a ModelEntry (or --judge-model NAME)")
         if self.client not in LLM_CLIENTS:
             raise ConfigError(f"--llm-client {self.client!r}: use one of {', '.join(LLM_CLIENTS)}")
+        if self.client == "auto":
+            object.__setattr__(self, "client", "direct" if self._direct_can_call() else "litellm")
         if self.client == "direct":
             self._check_direct()
         if not 0.0 <= self.strong_prob <= 1.0:
@@ -128,6 +132,10 @@ class ModelConfig:
             raise ConfigError("--llm-retries and the backoff must be >= 0")
         if self.offline and (self.bandit or self.full_rewrite or self.evolve_instructions or self.replay):
             raise ConfigError("--bandit, --full-rewrite, --evolve-instructions and --replay need an LLM (--model)")
+
+    def _direct_can_call(self) -> bool:
+        return not self.offline and all(m.on_openai_server for m in (*self.models, *((self.judge,) if self.judge
+                                                                                      else ())))
 
     def _check_direct(self) -> None:
         if self.offline:

@@ -79,7 +79,7 @@ class SearchOptions:
     full_rewrite: bool = False
     evolve_instructions: bool = False
     llm_retries: int = ModelConfig.retries
-    llm_client: str = ModelConfig.client  # --llm-client litellm|direct
+    llm_client: str = ModelConfig.client  # --llm-client auto|litellm|direct
     cache: bool = True  # --no-cache turns it off
     replay: str | None = None
     max_calls: int | None = None
