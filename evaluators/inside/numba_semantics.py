@@ -8,11 +8,12 @@ for compiling, or not compiled at all (it then runs as Python), so that compiled
   what it already wrote. Such a candidate is not compiled.
 - Memory: compiled code runs inside the harness's process, next to the inputs, and numba checks only plain
   indexing (`boundscheck`); parts of its library read and write past an array's end (`a.flat[i]`,
-  `np.take_along_axis`, `np.bincount` of negatives, a ufunc's positional `out`, `a += b` with shapes that do not
-  broadcast). So compiled code may use only attributes and functions of `COMPILED_NAMES`, which are bounds-checked
-  (tests/test_hostile_trust.py tries each door above); anything else runs as Python, where numpy checks. A ufunc
-  is compiled only when called directly with its inputs, and every in-place operator checks first that its
-  right side broadcasts to the target's shape (`evoforge_fit`), as numpy does.
+  `np.take_along_axis`, `np.bincount` of negatives, a ufunc's positional `out`, `np.round(scalar, 0, out)` into
+  an empty view that points past an array, `a += b` with shapes that do not broadcast). So compiled code may use
+  only attributes and functions of `COMPILED_NAMES`, which are bounds-checked (tests/test_hostile_trust.py tries
+  each door above); anything else runs as Python, where numpy checks. A ufunc, and any compiled function with an
+  `out` parameter (`OUTPUT_AFTER`), is compiled only when called directly without it, and every in-place operator
+  checks first that its right side broadcasts to the target's shape (`evoforge_fit`), as numpy does.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ assert set(_RANDOM.split()) <= set(dir(random))
 # A ufunc's inputs: more positional arguments than that are its `out`, which numba does not check.
 UFUNC_INPUTS = {name: getattr(np, name).nin for name in COMPILED_NAMES
                 if isinstance(getattr(np, name, None), np.ufunc)}
+# The other compiled functions that take an `out` after these many positional arguments. numba's np.round of a
+# scalar writes out[0] unchecked, so an empty view whose data pointer lies past an array (`x[::k][len:]`) writes
+# anywhere in the harness's process; the others check `out` in this numba, but a positional out stays refused.
+OUTPUT_AFTER = {**UFUNC_INPUTS, "round": 2, "around": 2, "clip": 3, "outer": 2, "dot": 2}
 
 
 class Divergent(ValueError):
@@ -125,10 +130,10 @@ def _refuse_unchecked_memory(tree: ast.AST) -> None:
             if name not in COMPILED_NAMES:
                 raise Divergent(f"line {line}: `{name}` is not compiled (numba does not check all of its "
                                 "memory accesses)")
-            if name in UFUNC_INPUTS and (isinstance(node, ast.ImportFrom) or id(node) not in called):
-                raise Divergent(f"line {line}: the ufunc `{name}` is compiled only where it is called")
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in UFUNC_INPUTS
-                and (len(node.args) > UFUNC_INPUTS[node.func.attr]
+            if name in OUTPUT_AFTER and (isinstance(node, ast.ImportFrom) or id(node) not in called):
+                raise Divergent(f"line {line}: `{name}` is compiled only where it is called")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in OUTPUT_AFTER
+                and (len(node.args) > OUTPUT_AFTER[node.func.attr]
                      or any(isinstance(a, ast.Starred) for a in node.args)
                      or any(k.arg in ("out", None) for k in node.keywords))):
             raise Divergent(f"line {node.lineno}: `{node.func.attr}` with an output argument is not compiled")
