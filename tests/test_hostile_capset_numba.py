@@ -6,7 +6,8 @@ and an empty view keeps a data pointer anywhere: `x[:10][::2][5:]` points at `x[
 language check, such a candidate wrote where it liked in the harness's process: it steered its own priorities
 (a score its Python form does not get) or corrupted the heap (glibc: "corrupted size vs. prev_size"). A function's
 positional `out` is now refused for compiling (`numba_semantics.OUTPUT_AFTER`), so it runs as Python, where numpy
-checks, and scores what the same code scores in-process.
+checks, and scores what the same code scores in-process. Code that draws from Python's `random` runs as Python
+too: numba's has other seeding and a state of its own per process.
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ STEERED_BINS = '''def priority(item, bins):
     if x[10] == 7.0:
         return bins - item
     return -(bins - item)
+'''
+
+# Python's random, seeded by the candidate itself: numba's random.seed starts another sequence (and, unseeded, a
+# state of its own per process), so the compiled form scored 17 at n = 4 where Python scores 18.
+SEEDED_RANDOM = '''import random
+
+
+def priority(el, n):
+    s = 0
+    for x in el:
+        s = s * 3 + int(x)
+    random.seed(2 * s)
+    return random.random()
 '''
 
 
@@ -94,3 +108,9 @@ def test_bin_packing_compiled_code_writes_nothing_past_its_arrays():
         ev = pool.evaluate(STEERED_BINS)
         best_fit = in_process(pool.problem, "def priority(item, bins):\n    return -(bins - item)\n")
     assert ev.status == "ok" and ev.score == best_fit, ev
+
+
+def test_python_random_runs_as_python(caps):
+    ev = caps.evaluate(SEEDED_RANDOM, cascade=False)
+    assert ev.status == "ok" and ev.score == in_process(caps.problem, SEEDED_RANDOM) == 18.0, ev
+    assert ev.compiled is False and "Python's random module" in ev.stdout, ev
