@@ -150,8 +150,11 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
     jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
-    defined = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+    tree = ast.parse(source)
+    defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
     exec(compile(source, "<compiled candidate>", "exec"), jit_ns)
+    numba_semantics.refuse_python_random({node.id: jit_ns.get(node.id) for node in ast.walk(tree)
+                                          if isinstance(node, ast.Name)})
     for name in defined:
         dispatcher = numba.njit(**options)(jit_ns[name])
         dispatcher._cache = PayloadCache(candidate_cache_name(source, name, options), entries, on_save)

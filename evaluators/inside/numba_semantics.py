@@ -6,13 +6,17 @@ for compiling, or not compiled at all (it then runs as Python), so that compiled
   source calls `evoforge_pow`, which numba lowers to `x ** float(3)` where the base is a float or a float array.
 - In-place operators on overlapping views (`s[1:] -= s[:-1]`): numpy buffers the right side, numba's loop reads
   what it already wrote. Such a candidate is not compiled.
+- Python's `random`: numba's has a seeding of its own (`random.seed(3)` starts another sequence) and, unseeded, a
+  state of its own in each process, so compiled draws differ from Python's and between runs. Code that uses it
+  is not compiled (`refuse_python_random`); np.random draws the same numbers compiled, and is seeded in the sandbox.
 - Memory: compiled code runs inside the harness's process, next to the inputs, and numba checks only plain
   indexing (`boundscheck`); parts of its library read and write past an array's end (`a.flat[i]`,
-  `np.take_along_axis`, `np.bincount` of negatives, a ufunc's positional `out`, `a += b` with shapes that do not
-  broadcast). So compiled code may use only attributes and functions of `COMPILED_NAMES`, which are bounds-checked
-  (tests/test_hostile_trust.py tries each door above); anything else runs as Python, where numpy checks. A ufunc
-  is compiled only when called directly with its inputs, and every in-place operator checks first that its
-  right side broadcasts to the target's shape (`evoforge_fit`), as numpy does.
+  `np.take_along_axis`, `np.bincount` of negatives, a ufunc's positional `out`, `np.round(scalar, 0, out)` into
+  an empty view that points past an array, `a += b` with shapes that do not broadcast). So compiled code may use
+  only attributes and functions of `COMPILED_NAMES`, which are bounds-checked (tests/test_hostile_trust.py tries
+  each door above); anything else runs as Python, where numpy checks. A ufunc, and any compiled function with an
+  `out` parameter (`OUTPUT_AFTER`), is compiled only when called directly without it, and every in-place operator
+  checks first that its right side broadcasts to the target's shape (`evoforge_fit`), as numpy does.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import ast
 import math
 import random
+from typing import Any
 
 import numpy as np
 from numba.core import types
@@ -30,7 +35,7 @@ FIT = "evoforge_fit"
 UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
                           "lib", "objmode", "literally", "address_as_void_pointer", POW, FIT})
 # Attributes and imported names compiled code may use: numpy functions and array members whose numba versions
-# check their memory accesses, the scalar functions of math and cmath, random's draws, and containers' methods.
+# check their memory accesses (np.random's draws among them), the scalar functions of math, and containers' methods.
 _NUMPY = """
 zeros ones full empty zeros_like ones_like full_like empty_like arange linspace array asarray copy concatenate stack
 hstack vstack where nonzero flatnonzero argwhere sum prod cumsum cumprod mean median std var min max amin amax argmin
@@ -44,14 +49,14 @@ rand randn randint uniform normal seed choice shuffle permutation exponential st
 shape size ndim dtype T real imag reshape ravel flatten fill transpose astype
 append pop insert extend index count reverse keys values items get remove clear update discard
 """
-_RANDOM = ("random uniform randint randrange seed gauss normalvariate getrandbits triangular expovariate betavariate "
-           "gammavariate lognormvariate paretovariate vonmisesvariate weibullvariate")
-COMPILED_NAMES = frozenset(_NUMPY.split()) | frozenset(_RANDOM.split()) | frozenset(
-    name for name in dir(math) if not name.startswith("_"))
-assert set(_RANDOM.split()) <= set(dir(random))
+COMPILED_NAMES = frozenset(_NUMPY.split()) | frozenset(name for name in dir(math) if not name.startswith("_"))
 # A ufunc's inputs: more positional arguments than that are its `out`, which numba does not check.
 UFUNC_INPUTS = {name: getattr(np, name).nin for name in COMPILED_NAMES
                 if isinstance(getattr(np, name, None), np.ufunc)}
+# The other compiled functions that take an `out` after these many positional arguments. numba's np.round of a
+# scalar writes out[0] unchecked, so an empty view whose data pointer lies past an array (`x[::k][len:]`) writes
+# anywhere in the harness's process; the others check `out` in this numba, but a positional out stays refused.
+OUTPUT_AFTER = {**UFUNC_INPUTS, "round": 2, "around": 2, "clip": 3, "outer": 2, "dot": 2}
 
 
 class Divergent(ValueError):
@@ -125,10 +130,10 @@ def _refuse_unchecked_memory(tree: ast.AST) -> None:
             if name not in COMPILED_NAMES:
                 raise Divergent(f"line {line}: `{name}` is not compiled (numba does not check all of its "
                                 "memory accesses)")
-            if name in UFUNC_INPUTS and (isinstance(node, ast.ImportFrom) or id(node) not in called):
-                raise Divergent(f"line {line}: the ufunc `{name}` is compiled only where it is called")
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in UFUNC_INPUTS
-                and (len(node.args) > UFUNC_INPUTS[node.func.attr]
+            if name in OUTPUT_AFTER and (isinstance(node, ast.ImportFrom) or id(node) not in called):
+                raise Divergent(f"line {line}: `{name}` is compiled only where it is called")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in OUTPUT_AFTER
+                and (len(node.args) > OUTPUT_AFTER[node.func.attr]
                      or any(isinstance(a, ast.Starred) for a in node.args)
                      or any(k.arg in ("out", None) for k in node.keywords))):
             raise Divergent(f"line {node.lineno}: `{node.func.attr}` with an output argument is not compiled")
@@ -226,3 +231,13 @@ class _PowCalls(ast.NodeTransformer):
         if isinstance(node.op, ast.Pow):
             raise Divergent(f"line {node.lineno}: `**=` is not compiled; write x = x ** y")
         return node
+
+
+def refuse_python_random(bound: dict[str, Any]) -> None:
+    """Divergent if a name the compiled code reads is Python's `random` module or one of its draws (see the module
+    docstring); `bound` maps the names to what the candidate's namespace binds them to."""
+    for name, value in bound.items():
+        if (isinstance(value, type(math)) and value.__name__ == "random") or isinstance(
+                getattr(value, "__self__", None), random.Random):
+            raise Divergent(f"`{name}` is Python's random module (or one of its functions): numba draws other "
+                            "numbers from it; use np.random to run compiled")
