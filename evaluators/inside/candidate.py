@@ -28,7 +28,7 @@ def run(call_r: int, reply_w: int, out_w: int, spec: dict[str, Any]) -> NoReturn
     try:
         _preload(spec.get("preload") or [])
         harness.lock_down({CALL_FD: call_r, REPLY_FD: reply_w}, out_w, spec["scratch"], spec["uid"],
-                          spec["limits"], files=bool(spec["no_files"]))
+                          spec["limits"], files=bool(spec["no_files"]), inherited=True)
     except BaseException as exc:  # nothing of the candidate has run: the sandbox failed, not the program
         try:
             os.write(2, f"sandbox setup failed (candidate process): {exc!r}\n".encode())

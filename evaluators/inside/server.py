@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = int(uid_text)
-    zygote = Zygote()  # before the problem is loaded: its memory never holds any of it
+    zygote = Zygote(int(cpu_text))  # before the problem is loaded: its memory never holds any of it
     reader = FrameReader(req_fd, MAX_REQUEST)
     try:
         init = reader.read(None)  # the engine's first frame: the compiled harnesses it kept, if any
