@@ -104,7 +104,7 @@ def prepare_candidates() -> None:
         __import__(name)
     np.random.seed(SEED)  # numpy.random loads lazily: load it here, not in every candidate
     random.seed(SEED)
-    _libc()
+    _libc().prctl.restype = ctypes.c_int  # ctypes makes prctl's function object at its first lookup: here, once
     seccomp.prepare()
 
 
