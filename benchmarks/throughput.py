@@ -21,11 +21,13 @@ process's start to the first proposed program's record. CPU is the controller pr
 per candidate over the search loop (start-up and the seed left out), and in all; beside it, per candidate over the
 same last 10%, the CPU of everything the controller started (the sandboxes: servers, harnesses, candidates; or
 Ray's processes) and of the stub model, and how many CPUs all of it kept busy: on a machine with few CPUs, where
-the candidates/s are bounded. The stages are the controller's per-candidate wall times (`RunStats.seconds`: propose,
-patch, sandbox start, compile, solve, score, database). `--profile` runs the largest size
-a second time with the search loop under cProfile and splits the controller's CPU by part of the engine (the
-profile's shares, scaled to the unprofiled CPU per candidate; a built-in's time goes to its callers' parts; threads
-other than the event loop's are not profiled, so their CPU shows as "other threads").
+the candidates/s are bounded. With local workers the sandboxes' CPU is also split by process: the servers', the
+harnesses' they fork, the zygotes' and the candidates' own processes the zygotes fork. The stages are the
+controller's per-candidate wall times (`RunStats.seconds`: propose, patch, sandbox start, compile, solve, score,
+database). `--profile` runs the largest size a second time with the search loop under cProfile and splits the
+controller's CPU by part of the engine (the profile's shares, scaled to the unprofiled CPU per candidate; a
+built-in's time goes to its callers' parts; threads other than the event loop's are not profiled, so their CPU shows
+as "other threads").
 """
 
 from __future__ import annotations
@@ -313,6 +315,9 @@ class _ProcessWatch:
     values at a moment and the peak."""
 
     WHO = ("controller", "sandboxes", "stub model")
+    # The sandboxes' CPU by process (local workers): each server's own, the harnesses it forked (live, and reaped:
+    # orphans it reaped count here too), each zygote's own, and the candidates' processes the zygote forked.
+    ROLES = ("server", "harness", "zygote", "candidate", "other")
 
     def __init__(self, pid: int, stub_pid: int) -> None:
         self._pid, self._stub_pid = pid, stub_pid
@@ -320,6 +325,7 @@ class _ProcessWatch:
         self._tick = os.sysconf("SC_CLK_TCK")
         self._samples: list[tuple[float, float]] = []
         self._cpu: list[tuple[float, dict[str, float]]] = []
+        self._role: dict[int, str] = {}  # pid -> role, decided once per process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -334,16 +340,42 @@ class _ProcessWatch:
             for line in text.splitlines():
                 if line.startswith("VmRSS:"):
                     self._samples.append((now, int(line.split()[1]) / 1024))
-            own, waited, parents = self._processes()
+            own, waited, parents, started = self._processes()
             below = [p for p in _tree(self._pid, parents) if p != self._pid]
             # a process's own CPU, and that of its children it has waited for (they are gone from /proc)
             self._cpu.append((now, {"controller": own.get(self._pid, 0.0),
                                     "sandboxes": sum(own.get(p, 0.0) + waited.get(p, 0.0) for p in below),
-                                    "stub model": own.get(self._stub_pid, 0.0)}))
+                                    "stub model": own.get(self._stub_pid, 0.0),
+                                    **self._by_role(below, own, waited, parents, started)}))
 
-    def _processes(self) -> tuple[dict[int, float], dict[int, float], dict[int, int]]:
-        """Every process's own CPU seconds, its waited-for children's, and its parent."""
-        own, waited, parents = {}, {}, {}
+    def _by_role(self, below: list[int], own: dict[int, float], waited: dict[int, float], parents: dict[int, int],
+                 started: dict[int, int]) -> dict[str, float]:
+        """The sandboxes' CPU by role (ROLES): a server's waited-for children are harnesses, a zygote's are
+        candidates' processes."""
+        totals = dict.fromkeys(self.ROLES, 0.0)
+        for pid in sorted(below, key=lambda p: started.get(p, 0)):  # parents first, and a server's zygote first
+            role = self._role.get(pid)
+            if role is None:
+                parent = self._role.get(parents.get(pid, 0))
+                if parent == "server":
+                    siblings = [p for p, r in self._role.items() if r == "zygote" and parents.get(p) == parents[pid]]
+                    role = "harness" if siblings else "zygote"  # the zygote is a server's first child
+                elif parent in ("zygote", "candidate"):
+                    role = "candidate"
+                elif parent == "harness":
+                    role = "harness"
+                else:
+                    role = "server" if _is_server(pid) else "other"
+                if role != "other":  # bwrap, or unshare's shell until it becomes the server: looked at again
+                    self._role[pid] = role
+            totals[role] += own.get(pid, 0.0)
+            reaped = {"server": "harness", "zygote": "candidate"}.get(role, role)
+            totals[reaped] += waited.get(pid, 0.0)
+        return totals
+
+    def _processes(self) -> tuple[dict[int, float], dict[int, float], dict[int, int], dict[int, int]]:
+        """Every process's own CPU seconds, its waited-for children's, its parent and its start time."""
+        own, waited, parents, started = {}, {}, {}, {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -355,7 +387,8 @@ class _ProcessWatch:
             parents[pid] = int(fields[1])
             own[pid] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
             waited[pid] = (int(fields[13]) + int(fields[14])) / self._tick  # cutime + cstime
-        return own, waited, parents
+            started[pid] = int(fields[19])
+        return own, waited, parents, started
 
     def stop(self) -> None:
         self._stop.set()
@@ -369,12 +402,22 @@ class _ProcessWatch:
         """CPU seconds the controller, the sandboxes and the stub used between two moments (nearest samples)."""
         inside = [cpu for when, cpu in self._cpu if start <= when <= end]
         if len(inside) < 2:
-            return dict.fromkeys(self.WHO, float("nan"))
-        return {who: inside[-1][who] - inside[0][who] for who in self.WHO}
+            return dict.fromkeys(self.WHO + self.ROLES, float("nan"))
+        return {who: inside[-1][who] - inside[0][who] for who in self.WHO + self.ROLES}
 
     @property
     def peak(self) -> float:
         return max((mb for _, mb in self._samples), default=float("nan"))
+
+
+def _is_server(pid: int) -> bool:
+    """Whether pid runs Python on the sandbox server's module (bwrap and unshare have it in their arguments)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return Path(argv[0].decode(errors="replace")).name.startswith("python") and (
+        b"evoforge.evaluators.inside.server" in argv)
 
 
 def _tree(root: int, parents: dict[int, int]) -> list[int]:
@@ -438,10 +481,19 @@ def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: d
         row = run["sizes"].get(size)
         if row:
             cpu = row["cpu"]
-            whole = sum(cpu.values())
+            whole = sum(cpu[who] for who in _ProcessWatch.WHO)
             print(f"{size} | {row['rate']:.1f} | {cpu['controller']:.1f} | {cpu['sandboxes']:.1f} | "
                   f"{cpu['stub model']:.1f} | {whole:.1f} ({whole * row['rate'] / 1000:.2f} CPUs) | "
                   f"{row['rss_mb']:.0f}")
+    if not args.ray:
+        print()
+        print("candidates | the sandboxes' CPU ms per candidate (last 10%) by process: servers | harnesses (forked by "
+              "the servers) | zygotes | candidates' processes (forked by the zygotes) | other (bwrap)")
+        print("--- | --- | --- | --- | --- | ---")
+        for size in sizes:
+            row = run["sizes"].get(size)
+            if row:
+                print(f"{size} | " + " | ".join(f"{row['cpu'][role]:.1f}" for role in _ProcessWatch.ROLES))
     evaluated = max(1, run["evaluated"])
     print()
     print("stage of a candidate (search loop; wall time, overlapping across candidates in flight) | ms per candidate "

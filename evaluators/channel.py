@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from evoforge.evaluators.wire import READ_CHUNK
+
+FIRST_READ = 1 << 12
 MAX_MESSAGE = 1 << 30  # one message either way (a harness's arguments can be large: images, say)
 MAX_DEPTH = 64
 _ARRAY_KINDS = frozenset("biufc")
@@ -323,9 +326,12 @@ class Receiver:
         return value
 
     def _fill(self) -> None:
-        # A pipe's whole capacity (64 KiB) per read: one read takes all there is, and asking for more only makes
-        # os.read allocate more, which the sandbox's malloc fills and wipes (wire.READ_CHUNK says why that costs).
-        chunk = os.read(self.fd, 1 << 16)
+        # No more than the message still lacks (a page while its length is unknown), and at most a pipe's capacity:
+        # os.read allocates what it asks for, which the sandbox's malloc fills and wipes (wire.READ_CHUNK says why
+        # that costs), and in the freshly forked processes that read here every page so written is a
+        # copy-on-write fault.
+        missing = 4 + _LEN.unpack_from(self.buf)[0] - len(self.buf) if len(self.buf) >= 4 else 0
+        chunk = os.read(self.fd, min(max(missing, FIRST_READ), READ_CHUNK))
         if not chunk:
             raise ChannelError("the other end of the call channel closed")
         self.buf += chunk

@@ -24,6 +24,13 @@ SWEEP_DEPTH = 4  # world-writable folders inside those, this deep, are swept too
 def remove_tree(path: str) -> None:
     """Delete path and everything under it; never raises (what cannot be removed is left)."""
     try:
+        os.rmdir(path)  # the usual case: an empty folder (never follows a link: rmtree handles those)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    try:
         shutil.rmtree(path)
         return
     except FileNotFoundError:

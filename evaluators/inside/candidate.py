@@ -3,9 +3,11 @@
 Forked from the zygote (`evaluators.inside.zygote`), which was forked before the problem module was loaded and never
 received an input, so this process's memory never held the problem's module, data or inputs. It locks itself
 down like every candidate process (rlimits, uid, seccomp, and no opening of files and no exec),
-then answers the harness over the call channel (`evaluators.channel`): first `install` (the code is checked by
-`evaluators.validator` and compiled in `evaluators.inside.namespace`'s fresh namespace), then one `call` or `batch` at a
-time, until the harness closes the channel. Whatever it returns crosses as plain data.
+then answers the harness over the call channel (`evaluators.channel`): first `install` (the code is compiled in
+`evaluators.inside.namespace`'s fresh namespace), then one `call` or `batch` at a time, until the harness closes the
+channel. Whatever it returns crosses as plain data. The code it installs passed the language check
+(`evaluators.validator`) in the server, on this same string, before the server forked anything for it (when the
+engine asked for the check: `checked`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
-from evoforge.evaluators import channel, project_modules, validator
+from evoforge.evaluators import channel, project_modules
 from evoforge.evaluators.inside import harness, namespace
 
 CALL_FD, REPLY_FD = 3, 4
@@ -28,7 +30,7 @@ def run(call_r: int, reply_w: int, out_w: int, spec: dict[str, Any]) -> NoReturn
     try:
         _preload(spec.get("preload") or [])
         harness.lock_down({CALL_FD: call_r, REPLY_FD: reply_w}, out_w, spec["scratch"], spec["uid"],
-                          spec["limits"], files=bool(spec["no_files"]))
+                          spec["limits"], files=bool(spec["no_files"]), inherited=True)
     except BaseException as exc:  # nothing of the candidate has run: the sandbox failed, not the program
         try:
             os.write(2, f"sandbox setup failed (candidate process): {exc!r}\n".encode())
@@ -71,9 +73,6 @@ def _reply(work: Any, value: bool = True) -> Any:
     except channel.ChannelError as exc:
         _send_error("error", f"{exc}")
         return None
-    except validator.Refused as exc:
-        _send_error("error", str(exc))
-        return None
     except MemoryError:
         _send_error("memory", "MemoryError")
         return None
@@ -114,8 +113,7 @@ def _install(message: Any, spec: dict[str, Any]) -> dict[str, Any]:
     if not (isinstance(message, tuple) and len(message) == 7 and message[0] == "install"):
         raise channel.ChannelError("the harness did not start with install")
     _, code, evolved, modules, helpers, constants, checked = message
-    if checked is not False:
-        validator.check(code, harness.CANDIDATE_FILE)
+    # No second language check here: the server checked this same code before it forked the harness that sends it.
     ns = namespace.candidate_namespace(modules, helpers, constants, restricted=checked is not False)
     filename = harness.CANDIDATE_FILE
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)

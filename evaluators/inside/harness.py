@@ -9,7 +9,8 @@ called. Without numba the evolved functions in the problem module are replaced b
 runs elsewhere and sees only each call's arguments. With numba they are compiled here, from code that passed the
 language check and in the restricted namespace (`evaluators.inside.namespace`), never in the problem module.
 Frames on fd 3 (see `evaluators.inside.watch.Watch`): loaded, compile begin/end, output per input, done or fail.
-The candidate's process locks itself down with the same `lock_down`.
+The candidate's process locks itself down with the same `lock_down`, having inherited the steps a fork keeps
+(`lock_down_process`) from the zygote.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ SETUP_FAILED = 71  # exit status of a child whose lock-down failed before any ca
 SEED = 0
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
 PR_SET_DUMPABLE = 4
 # Imported by the server so that a candidate can use them even where its uid cannot read the Python install.
 PRELOAD = ("math", "random", "itertools", "functools", "collections", "heapq", "bisect", "operator", "statistics",
@@ -102,7 +104,7 @@ def prepare_candidates() -> None:
         __import__(name)
     np.random.seed(SEED)  # numpy.random loads lazily: load it here, not in every candidate
     random.seed(SEED)
-    _libc()
+    _libc().prctl.restype = ctypes.c_int  # ctypes makes prctl's function object at its first lookup: here, once
     seccomp.prepare()
 
 
@@ -117,9 +119,10 @@ def _libc() -> Any:
 
 
 def lock_down(fds: dict[int, int], out_w: int, scratch: str, uid: int | None, limits: dict[str, int],
-              files: bool = False) -> None:
+              files: bool = False, inherited: bool = False) -> None:
     """Make this forked process a candidate-grade one: own session, only fds 0-2 and `fds` (target: current),
-    rlimits, one CPU, no_new_privs, uid, seeded RNGs, seccomp (with `files`, no opening of files either)."""
+    rlimits, one CPU, no_new_privs, uid, seeded RNGs, seccomp (with `files`, no opening of files either).
+    With `inherited`, the steps of `lock_down_process` came with the fork from the zygote; they are checked."""
     os.setsid()
     libc = _libc()
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -132,20 +135,15 @@ def lock_down(fds: dict[int, int], out_w: int, scratch: str, uid: int | None, li
         os.dup2(fd, target)
         os.set_inheritable(target, False)
     os.closerange(3 + len(fds), 1 << 16)  # the copies, the engine's pipes, the server's pidfds, everything else
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
     as_bytes = limits["as_mb"] * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"]))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
-    os.sched_setaffinity(0, {limits["cpu"]})  # one core for the candidate and all it starts (seccomp keeps it so)
     os.chdir(scratch)
     os.environ["HOME"] = scratch
     os.environ["TMPDIR"] = scratch
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:  # no /proc/<pid>/mem or ptrace for other processes
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
     if uid is not None:
@@ -156,11 +154,42 @@ def lock_down(fds: dict[int, int], out_w: int, scratch: str, uid: int | None, li
         if os.getuid() != uid or os.geteuid() != uid:
             raise OSError("the uid switch did not take")
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it
-    random.seed(SEED)
-    np.random.seed(SEED)
+    random.seed(SEED)  # `random` reseeds itself from the OS in every fork
     if _numba_seed is not None:
         _numba_seed(SEED)
-    seccomp.install(libc, files=files)  # last: from here on only the candidate's code runs
+    if inherited:
+        _check_process_lock_down(libc, limits["cpu"])
+        seccomp.install(libc, files=files, inherited=True)
+    else:
+        lock_down_process(limits["cpu"])
+        if files:
+            seccomp.install(libc, files=True, inherited=True)
+
+
+def lock_down_process(cpu: int) -> None:
+    """The lock-down a fork inherits and cannot undo: default signal handlers, one CPU (for the process and all it
+    starts), no_new_privs, numpy's global RNG seeded, and last the seccomp filter (it denies sched_setaffinity).
+    The zygote takes these steps once, before it forks any candidate; a harness takes them in `lock_down`."""
+    libc = _libc()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    os.sched_setaffinity(0, {cpu})
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    np.random.seed(SEED)
+    seccomp.install(libc)
+
+
+def _check_process_lock_down(libc: Any, cpu: int) -> None:
+    """Refuse to go on unless this process inherited `lock_down_process`'s steps (numpy's RNG: the zygote never
+    draws from it)."""
+    if os.sched_getaffinity(0) != {cpu}:
+        raise OSError(f"inherited CPU affinity {sorted(os.sched_getaffinity(0))}, not [{cpu}]")
+    if libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
+        raise OSError("no_new_privs was not inherited")
+    if any(signal.getsignal(sig) is not signal.SIG_DFL
+           for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE)):
+        raise OSError("the default signal handlers were not inherited")
 
 
 def die_with_parent() -> None:

@@ -43,6 +43,10 @@ def kill_all_children(pid: int, keep: int | None = None) -> None:
     """Kill the harness's process group, then every child of this server but `keep` (the zygote) until none is
     left (orphans, the candidate's process's included, come here)."""
     kill_group(pid)
+    try:
+        os.waitpid(pid, 0)  # the harness first: then one look at /proc usually finds nothing left
+    except ChildProcessError:
+        pass  # the watch reaped it
     me = os.getpid()
     for _ in range(1000):
         kids = [c for c in children(me) if c != keep]

@@ -1,7 +1,8 @@
 """A small seccomp filter for candidate processes: no sockets, no namespaces, little kernel attack surface.
 
-Installed by the candidate's own process (after no_new_privs, before any candidate code) with
-prctl(PR_SET_SECCOMP). It is a deny list on top of the namespaces and the uid switch, so it also gives the
+Installed with prctl(PR_SET_SECCOMP) after no_new_privs and before any candidate code: by each harness, and once
+by the zygote, whose forks (the candidates' own processes) inherit it from their first instruction on and cannot
+remove it. It is a deny list on top of the namespaces and the uid switch, so it also gives the
 `rlimits-only` level a network block. It denies:
 - `socket` for every family (EACCES): no TCP/UDP/raw/netlink even without a network namespace, and no Unix
   sockets either, since a network namespace hides abstract ones but not a socket file on a read-only mount (the
@@ -149,35 +150,48 @@ def supported() -> bool:
     return platform.machine() in ("x86_64", "AMD64")
 
 
-_FILTER: bytes | None = None
-_FILES_FILTER: bytes | None = None
+PR_GET_SECCOMP = 21
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+_FILTER: _SockFprog | None = None
+_FILES_FILTER: _SockFprog | None = None
 
 
 def prepare() -> None:
-    """Build the filters once (in the server), so that installing them in a candidate costs a syscall each."""
+    """Build the filters once (in the server and the zygote), so that installing one in a process costs a syscall."""
     global _FILTER, _FILES_FILTER
     if supported():
-        _FILTER = b"".join(struct.pack("HBBI", *ins) for ins in _program())
-        _FILES_FILTER = b"".join(struct.pack("HBBI", *ins) for ins in _files_program())
+        _FILTER = _fprog(_program())
+        _FILES_FILTER = _fprog(_files_program())
 
 
-def install(libc: ctypes.CDLL, files: bool = False) -> bool:
+def _fprog(program: list[tuple[int, int, int, int]]) -> _SockFprog:
+    code = b"".join(struct.pack("HBBI", *ins) for ins in program)
+    return _SockFprog(len(code) // 8, code)  # holds the bytes: they live as long as the filter object
+
+
+def install(libc: ctypes.CDLL, files: bool = False, *, inherited: bool = False) -> bool:
     """Install the filter on this process (no_new_privs must be set), and with `files` the FILES filter too;
-    False where unsupported. Raises on failure."""
+    False where unsupported. With `inherited`, the main filter came with the fork from a process that installed it
+    (the zygote): it is only checked to be there. Raises on failure."""
     if _FILTER is None:
         prepare()
     if _FILTER is None or _FILES_FILTER is None:
         return False
-    _load(libc, _FILTER)
+    if inherited:
+        if libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) != SECCOMP_MODE_FILTER:
+            raise OSError("the seccomp filter this process should have inherited is not in place")
+    else:
+        _load(libc, _FILTER)
     if files:
         _load(libc, _FILES_FILTER)
     return True
 
 
-def _load(libc: ctypes.CDLL, program: bytes) -> None:
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
-
-    prog = SockFprog(len(program) // 8, program)
+def _load(libc: ctypes.CDLL, prog: _SockFprog) -> None:
     if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")

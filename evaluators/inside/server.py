@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = int(uid_text)
-    zygote = Zygote()  # before the problem is loaded: its memory never holds any of it
+    zygote = Zygote(int(cpu_text))  # before the problem is loaded: its memory never holds any of it
     reader = FrameReader(req_fd, MAX_REQUEST)
     try:
         init = reader.read(None)  # the engine's first frame: the compiled harnesses it kept, if any
@@ -120,7 +120,9 @@ class Server:
         # What a candidate left in the temp dirs is removed after it, so that the next one neither reads it nor
         # inherits a full /tmp. As root, candidates have a uid of their own: sweep every temp dir they can reach.
         # Otherwise they have ours, whose files on the machine are the user's own: sweep private temp dirs only.
-        self.sweep_dirs = SHARED_TMP_DIRS if self.switch_uid else PRIVATE_SWEEP_DIRS if private_tmp else ()
+        # A read-only mount (`/run/lock` under bwrap's read-only `/`) cannot gain files: it is not swept.
+        self.sweep_dirs = tuple(d for d in (SHARED_TMP_DIRS if self.switch_uid else PRIVATE_SWEEP_DIRS if private_tmp
+                                            else ()) if not _read_only(d))
         self.compile_times: collections.deque[float] = collections.deque(maxlen=COMPILE_SAMPLES)
         self.harnessed = bool(harnesses(problem.module.__dict__))
         # numba="auto" with compiled harnesses: per set of inputs, whether the last candidate that ran Python on it
@@ -223,6 +225,14 @@ class Server:
             return harness.JitPlan(entries, 0.0)
         estimate = statistics.median(self.compile_times) if self.compile_times else COMPILE_ESTIMATE_S
         return harness.JitPlan(entries, min(max(estimate, 0.02), 5.0))
+
+
+def _read_only(directory: str) -> bool:
+    """Whether directory lies on a read-only mount (checked once: candidates cannot remount anything)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _candidate_ending(status: int, max_rss_kb: int, error: str | None, memory_mb: int) -> dict[str, Any]:

@@ -46,7 +46,9 @@ class Watch:
         self.out_fd = out_fd
         self.out_open = True
         self.memory_bytes = memory_mb * 1024 * 1024
-        self.next_resource_check = 0.0
+        # The first sum one poll after the fork, not at it: nothing of the candidate has run yet at the fork, and
+        # the sums stay MEMORY_POLL_S apart.
+        self.next_resource_check = t_fork + MEMORY_POLL_S
         self.files_before = files_in_temp()
         self.numba = numba  # compile frames (which pause the clock) are only accepted when numba is on
         # Compile payloads are kept only from compilations no code of the candidate ran before: those before its

@@ -4,7 +4,9 @@ A forked process carries a copy of its parent's memory. The server loads the pro
 forks for each evaluation receives that evaluation's inputs; a candidate forked from either could find them in
 its own memory. So the candidate's process is forked from here instead: this process was forked before the
 problem was loaded, never receives anything but the fds and limits of the next candidate, and has already
-imported what candidates use (numpy, the allowed modules' views).
+imported what candidates use (numpy, the allowed modules' views). It also takes once the lock-down steps a fork
+inherits (`harness.lock_down_process`: default signal handlers, the server's one CPU, no_new_privs, the seccomp
+filter), so that every candidate's process has them from its first instruction on instead of paying for them.
 The server asks over a Unix seqpacket socketpair (the pipes travel as SCM_RIGHTS); the zygote forks the candidate,
 says its pid, waits for it to end (the server kills it when the evaluation is over) and says how it ended.
 """
@@ -23,14 +25,14 @@ MAX_REQUEST = 1 << 16
 class Zygote:
     """The server's handle on its zygote process."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             keep = theirs.fileno()
             os.closerange(3, keep)  # the engine's pipes and anything else of the server's
             os.closerange(keep + 1, 1 << 16)
-            _main(theirs)  # never returns
+            _main(theirs, cpu)  # never returns
         theirs.close()
         self.pid = pid
         self.sock = ours
@@ -67,22 +69,23 @@ class Zygote:
         return dict(reply)
 
 
-def _main(sock: socket.socket) -> None:
+def _main(sock: socket.socket, cpu: int) -> None:
     status = 0
     try:
-        _loop(sock)
+        _loop(sock, cpu)
     except BaseException:
         status = 1
     os._exit(status)
 
 
-def _loop(sock: socket.socket) -> None:
+def _loop(sock: socket.socket, cpu: int) -> None:
     from evoforge.evaluators.inside import candidate, harness, namespace
 
     harness.die_with_parent()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     harness.prepare_candidates()
     namespace.prepare()
+    harness.lock_down_process(cpu)  # last: its seccomp filter denies what preparing may need
     while True:
         data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 8)
         if not data:
