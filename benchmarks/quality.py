@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 # Variant name -> (what it tests, RunConfig overrides as stored-config dicts). "default" changes nothing.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("evoforge's defaults", {}),
-    "no-search": ("no evolution: every proposal mutates the seed", {}),
+    "no-search": ("no evolution: every proposal mutates the seed", {"meta_summary": 0}),
     "dup-reject": ("behavioural duplicates rejected", {"same_behaviour": "reject"}),
     "dup-keep": ("behavioural duplicates evaluated in full and kept", {"same_behaviour": "keep"}),
     "dup-parent": ("behavioural duplicates kept as parents with their twin's score, not evaluated further",
@@ -50,6 +50,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                   {"islands": {"selection": "power_law", "offspring_penalty": 0.5}}),
     "no-elite": ("FunSearch's sampling alone, no elite exploitation", {"islands": {"elite_share": 0.0}}),
     "elite": ("elite exploitation: the best program as parent half the time", {"islands": {"elite_share": 0.5}}),
+    "elite-any": ("the elite drawn from every program that behaves like the island's best, not the first alone",
+                  {"islands": {"elite_member": "any"}}),
+    "elite-all": ("the elite is the best program of all islands, not of the prompt's island",
+                  {"islands": {"elite_scope": "all"}}),
     "today": ("evoforge before this work: duplicates rejected, FunSearch's sampling, no inspirations",
               {"same_behaviour": "reject", "islands": {"elite_share": 0.0}}),
     "inspirations": ("two inspirations from other islands in each prompt", {"inspirations": 2}),
@@ -57,8 +61,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "one-island": ("a single island", {"islands": {"num_islands": 1}}),
     "crossover": ("one prompt in five a crossover of the parent with another island's high scorer",
                   {"crossover": 0.2}),
-    "meta": ("the last five improvements (score change, changed lines) listed in every prompt",
+    "meta": ("the last five improvements (score change, changed lines) listed in every prompt (the default)",
              {"meta_summary": 5}),
+    "no-meta": ("no summary of recent improvements in the prompt (the default before it)", {"meta_summary": 0}),
     "answers": ("four answers per prompt: one call asks for n=4 choices", {"answers": 4}),
 }
 
@@ -85,6 +90,8 @@ class Job:
     budgets: tuple[int, ...]
     source: str
     workers: int
+    keep: Path | None = None
+
 
 
 def run_job(job: Job) -> Outcome:
@@ -108,7 +115,7 @@ def run_job(job: Job) -> Outcome:
     config = RunConfig.from_dict(_merge(base.to_dict(), VARIANTS[job.variant][1]))
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            db_url = f"sqlite:///{tmp}/q.db"
+            db_url = f"sqlite:///{tmp}/q.db" if job.keep is None else f"sqlite:///{job.keep}/{config.name}.db"
             proposer = _seed_only(config) if job.variant == "no-search" else None
             start = time.perf_counter()
             result = run_search(config, db_url, progress=False, proposer=proposer)
@@ -228,6 +235,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="searches running at once (processes)")
     parser.add_argument("--workers", type=int, default=1, help="sandbox workers per search")
     parser.add_argument("--json", type=Path, help="append every outcome to this file as it finishes (JSON lines)")
+    parser.add_argument("--keep", type=Path, help="keep each search's database in this folder (q-VARIANT-SEED.db), "
+                        "to query which parents produced what")
     parser.add_argument("--from", dest="saved", type=Path, action="append", default=[],
                         help="print the table of outcomes saved with --json instead of searching (repeatable)")
     args = parser.parse_args()
@@ -244,7 +253,10 @@ def main() -> None:
                  for row in map(json.loads, path.read_text().splitlines()) if row["variant"] in variants]
         print(table(saved, variants, budgets))
         return
-    jobs = [Job(v, s, args.problem, overrides, budgets, args.source, args.workers)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(v, s, args.problem, overrides, budgets, args.source, args.workers,
+                None if args.keep is None else args.keep.resolve())
             for v in variants for s in range(args.first_seed, args.first_seed + args.seeds)]
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:

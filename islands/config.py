@@ -48,6 +48,15 @@ class IslandConfig:
     """Chance that a prompt's best parent is the island's best program (exploitation of the elite; 0: never, as
     FunSearch). 0.5 was best in benchmarks/QUALITY.md."""
 
+    elite_member: str = "first"
+    """Which program of the island's best behaviour is the elite: "first" (the earliest program with the best score,
+    the seed until something beats it) or "any" (any program of the best program's cluster, drawn uniformly, so the
+    elite's prompts spread over the variants that behave like it instead of re-mutating one program)."""
+
+    elite_scope: str = "island"
+    """Whose best program is the elite: "island" (the prompt's own island's) or "all" (the best of every island, so
+    an improvement found on one island is exploited by all of them at once instead of after the next reset)."""
+
     def __post_init__(self) -> None:
         _positive_int("num_islands", self.num_islands)
         _positive_int("parents_per_prompt", self.parents_per_prompt)
@@ -63,9 +72,16 @@ class IslandConfig:
             raise IslandConfigError("IslandConfig.offspring_penalty only applies to selection='power_law'; set "
                                     "selection='power_law' or offspring_penalty=0")
         _share("elite_share", self.elite_share, upper=1.0)
+        if self.elite_member not in ELITE_MEMBERS:
+            raise IslandConfigError(f"IslandConfig.elite_member must be one of {ELITE_MEMBERS}, got "
+                                    f"{self.elite_member!r}")
+        if self.elite_scope not in ELITE_SCOPES:
+            raise IslandConfigError(f"IslandConfig.elite_scope must be one of {ELITE_SCOPES}, got {self.elite_scope!r}")
 
 
 SELECTIONS = ("clusters", "power_law")
+ELITE_MEMBERS = ("first", "any")
+ELITE_SCOPES = ("island", "all")
 
 
 def _share(name: str, value: object, *, upper: float) -> None:

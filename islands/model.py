@@ -192,12 +192,23 @@ class IslandModel:
             children = isl.cluster_children(self._children) if config.offspring_penalty > 0 else None
             logits = isl.power_law_logits(config.power_alpha, children, config.offspring_penalty)
         parents = isl.select(config.parents_per_prompt, self.temperature(i), config.length_temperature, rng, logits)
-        best = isl.best
+        best = isl.best if config.elite_scope == "island" else self.best()
         # Only draws when the share is on, so the default's random stream (and every stored run) is unchanged.
         if config.elite_share > 0 and best is not None and best[0] not in parents \
                 and rng.random() < config.elite_share:
-            parents = [*parents[1:], best[0]] if len(parents) >= config.parents_per_prompt else [*parents, best[0]]
+            elite = best[0] if config.elite_member == "first" else self._any_elite(i, best[0], rng)
+            if elite not in parents:
+                parents = [*parents[1:], elite] if len(parents) >= config.parents_per_prompt else [*parents, elite]
         return parents
+
+    def _any_elite(self, island: int, best: int, rng: np.random.Generator) -> int:
+        """A program drawn uniformly from the best program's cluster (elite_member="any"): on `island` when it holds
+        the program, else on the lowest island that does (elite_scope="all")."""
+        sig = self._programs[best][0]
+        order = [self._islands[island], *self._islands]
+        cluster = next(c for isl in order if (c := isl.cluster_of(sig)) is not None and best in c.program_ids)
+        ids = cluster.program_ids
+        return int(ids[int(rng.integers(len(ids)))]) if len(ids) > 1 else best
 
     def select_mate(self, island: int, parent: int, rng: np.random.Generator, pool: int = MATE_POOL) -> int | None:
         """Return a second parent for a crossover with `parent`: a high scorer that behaves differently, drawn

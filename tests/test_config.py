@@ -21,7 +21,8 @@ def everything_set() -> RunConfig:
     config = RunConfig(
         problem="/problems/bin_packing.py", name="all", budget=77, seed=5, workers=3, overrides={"num_items": "50"},
         islands=IslandConfig(num_islands=3, parents_per_prompt=3, temperature_init=0.2, temperature_period=500,
-                             reset_period=40, length_temperature=0.5),
+                             reset_period=40, length_temperature=0.5, elite_member="any",
+                             elite_scope="all"),
         models=ModelConfig(models=(CHEAP, STRONG), strong_prob=0.25, bandit=True, full_rewrite=True,
                            evolve_instructions=True, cache=False, replay="older", retries=1, backoff_s=0.5,
                            judge=ModelEntry("openai/judge", api_base="http://127.0.0.1:7/v1"), client="direct"),

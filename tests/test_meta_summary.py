@@ -24,7 +24,14 @@ from evoforge.engine.propose.improvements import (
     changed_lines,
 )
 from evoforge.engine.propose.prompts import ParentView, build_messages
-from evoforge.engine.run.config import MAX_META_SUMMARY, ConfigError, ModelConfig, ModelEntry, RunConfig
+from evoforge.engine.run.config import (
+    DEFAULT_META_SUMMARY,
+    MAX_META_SUMMARY,
+    ConfigError,
+    ModelConfig,
+    ModelEntry,
+    RunConfig,
+)
 from evoforge.engine.run.oversight import reject_program
 from evoforge.engine.run.search import resume_search, run_search
 from evoforge.islands import IslandConfig
@@ -91,6 +98,18 @@ def test_the_size_is_validated(bad: int) -> None:
 def test_offline_it_is_refused_since_no_model_reads_it() -> None:
     with pytest.raises(ConfigError, match="--meta-summary lists recent improvements"):
         RunConfig(problem="p.py", name="x", meta_summary=3)
+
+
+def test_by_default_a_model_gets_the_summary_and_the_offline_proposer_none() -> None:
+    with_model = RunConfig(problem="p.py", name="x", models=ModelConfig(models=(ModelEntry("openai/m"),)))
+    assert with_model.meta_summary is None and with_model.shown_improvements == DEFAULT_META_SUMMARY
+    assert RunConfig(problem="p.py", name="x").shown_improvements == 0  # offline: no error, no summary
+    off = RunConfig(problem="p.py", name="x", meta_summary=0, models=ModelConfig(models=(ModelEntry("openai/m"),)))
+    assert off.shown_improvements == 0
+    stored = json.loads(json.dumps(with_model.to_dict()))
+    assert RunConfig.from_dict(stored).shown_improvements == DEFAULT_META_SUMMARY
+    del stored["meta_summary"]  # a run stored before the summary existed resumes without it
+    assert RunConfig.from_dict(stored).shown_improvements == 0
 
 
 # ---- real searches -----------------------------------------------------------------------------------------------

@@ -80,6 +80,56 @@ def test_elite_share_one_always_puts_the_island_best_last() -> None:
         assert parents[-1] == 5 and len(parents) == 2  # program 5 scores 1.0, the best when minimising
 
 
+def test_elite_member_any_spreads_the_elite_over_the_best_behaviour() -> None:
+    """"any": the elite is drawn uniformly from the best program's cluster (its behavioural twins), reproducibly under
+    a seed; "first" always gives the earliest best program (the seed, before anything beats it)."""
+    def islands(member: str) -> IslandModel:
+        m = IslandModel(IslandConfig(num_islands=1, parents_per_prompt=1, elite_share=1.0, elite_member=member,
+                                     temperature_init=100.0), maximize=False)
+        m.register(1, 0, [2.0], 2.0, 10)  # the best behaviour: program 1, then its twins 3, 4 and 5
+        m.register(2, 0, [9.0], 9.0, 10)
+        for pid in (3, 4, 5):
+            m.register(pid, 0, [2.0], 2.0, 10)
+        return m
+
+    draws = [islands("any").select_parents(0, np.random.default_rng(3)) for _ in range(2)]
+    assert draws[0] == draws[1]  # the same seed, the same parents
+    rng = np.random.default_rng(4)
+    last = [islands("any").select_parents(0, rng)[-1] for _ in range(800)]
+    counts = {pid: last.count(pid) for pid in (1, 2, 3, 4, 5)}
+    assert counts[2] == 0  # the worse program never replaces the elite
+    assert all(counts[pid] > 100 for pid in (1, 3, 4, 5)), counts  # every twin of the best is an elite
+    rng = np.random.default_rng(4)
+    first = [islands("first").select_parents(0, rng)[-1] for _ in range(800)]
+    assert set(first) <= {1, 3, 4, 5} and first.count(1) > counts[1]  # "first" replaces program 2 by program 1
+
+
+def test_elite_scope_all_takes_the_elite_from_the_best_island() -> None:
+    """"all": a prompt on any island gets the best program of all islands as its elite; "island" its own island's."""
+    def islands(scope: str) -> IslandModel:
+        m = IslandModel(IslandConfig(num_islands=3, parents_per_prompt=2, elite_share=1.0, elite_scope=scope),
+                        maximize=False)
+        m.register_everywhere(1, [5.0], 5.0, 10)
+        m.register(2, 1, [1.0], 1.0, 10)  # a better program, found on island 1 only
+        return m
+
+    rng = np.random.default_rng(5)
+    assert all(islands("all").select_parents(i % 3, rng)[-1] == 2 for i in range(30))
+    rng = np.random.default_rng(5)
+    assert [islands("island").select_parents(i, rng)[-1] for i in (0, 2)] == [1, 1]
+
+
+def test_the_elite_flags_reach_the_stored_config() -> None:
+    from evoforge.engine.cli.main import _parser
+    from evoforge.engine.run.options import SearchOptions, run_config
+
+    args = _parser()[0].parse_args(["run", BIN_PACKING, "--elite-member", "any", "--elite-scope", "all"])
+    assert (args.elite_member, args.elite_scope) == ("any", "all")
+    config = run_config(BIN_PACKING, SearchOptions(name="n", elite_member="any", elite_scope="all"), "sqlite://")
+    assert (config.islands.elite_member, config.islands.elite_scope) == ("any", "all")
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
 def test_without_elite_share_the_default_draws_are_unchanged() -> None:
     """The default never spends a random number on the elite, so stored runs replay the same parents."""
     a, b = model([3.0, 2.0, 1.0]), model([3.0, 2.0, 1.0], elite_share=0.0)
@@ -89,6 +139,7 @@ def test_without_elite_share_the_default_draws_are_unchanged() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"selection": "tournament"}, {"offspring_penalty": 1.0}, {"elite_share": 1.5}, {"elite_share": -0.1},
+    {"elite_member": "best"}, {"elite_scope": "run"},
     {"power_alpha": 0.0}, {"selection": "power_law", "offspring_penalty": -1.0},
 ])
 def test_strategy_settings_are_validated(bad: dict) -> None:

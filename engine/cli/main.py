@@ -20,12 +20,12 @@ from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_
 from evoforge.engine.cli.common import Handler, SubcommandParser, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options
-from evoforge.engine.run.config import DEFAULT_DB_URL, ConfigError, ExecutorSettings
+from evoforge.engine.run.config import DEFAULT_DB_URL, DEFAULT_META_SUMMARY, ConfigError, ExecutorSettings
 from evoforge.engine.run.errors import RunFailed, SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
 from evoforge.islands import IslandConfigError
-from evoforge.islands.config import SELECTIONS
+from evoforge.islands.config import ELITE_MEMBERS, ELITE_SCOPES, SELECTIONS
 
 if TYPE_CHECKING:
     from evoforge.engine.run.search import SearchResult
@@ -67,6 +67,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--elite-share", type=float, default=defaults.elite_share,
                      help="chance that a prompt's best parent is its island's best program (default "
                      f"{defaults.elite_share}; 0 is FunSearch's sampling alone)")
+    run.add_argument("--elite-member", choices=ELITE_MEMBERS, default=defaults.elite_member,
+                     help="which program of the best behaviour is the elite: the first found (the seed until "
+                     "something beats it) or any of the programs that behave like it, drawn uniformly (default "
+                     f"{defaults.elite_member})")
+    run.add_argument("--elite-scope", choices=ELITE_SCOPES, default=defaults.elite_scope,
+                     help="whose best program is the elite: the prompt's island's, or the best of all islands "
+                     f"(default {defaults.elite_scope})")
     run.add_argument("--inspirations", type=int, default=defaults.inspirations,
                      help="other islands' best programs shown in each prompt beside the parents (default 0)")
     run.add_argument("--answers", type=int, default=defaults.answers, metavar="N",
@@ -83,7 +90,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      "(another island's best) and ask to combine them (default 0: off)")
     run.add_argument("--meta-summary", type=int, default=defaults.meta_summary, metavar="K",
                      help="list the last K improvements (score change and changed lines) in every prompt; "
-                     "computed by evoforge, no extra call (default 0: off; needs --model)")
+                     f"computed by evoforge, no extra call (default {DEFAULT_META_SUMMARY} with --model, off "
+                     "offline; 0: off)")
     add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")

@@ -58,11 +58,13 @@ class SearchOptions:
     same_behaviour: str | None = None
     selection: str = IslandConfig.selection
     elite_share: float = IslandConfig.elite_share
+    elite_member: str = IslandConfig.elite_member
+    elite_scope: str = IslandConfig.elite_scope
     inspirations: int | None = None
     map_elites: str | Sequence[str] | None = None  # --map-elites code_length,METRIC (or a list); None: off
     map_bins: int = RunConfig.map_bins
     crossover: float = RunConfig.crossover  # --crossover SHARE
-    meta_summary: int = RunConfig.meta_summary  # --meta-summary K
+    meta_summary: int | None = RunConfig.meta_summary  # --meta-summary K; None: the default
     answers: int = RunConfig.answers
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
@@ -113,7 +115,8 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
                      seed=options.seed, workers=options.workers, overrides=overrides(options.overrides),
                      islands=IslandConfig(num_islands=options.islands, parents_per_prompt=options.parents,
                                           reset_period=options.reset_period, selection=options.selection,
-                                          elite_share=options.elite_share),
+                                          elite_share=options.elite_share, elite_member=options.elite_member,
+                                          elite_scope=options.elite_scope),
                      models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
                      inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
