@@ -22,6 +22,7 @@ from evoforge.engine.propose.improvements import Improvement
 from evoforge.engine.propose.instructions import Instruction, InstructionPool
 from evoforge.engine.propose.memory import Answers, ReplaySource, ResponseCache, StoredAnswer, request_key
 from evoforge.engine.propose.offline import AstMutator, BlockMutator, NoMutationFound, OfflineProposal
+from evoforge.engine.propose.offline.walk import LEVEL
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.propose.shares import answer_details, split_call
 from evoforge.engine.run.config import ModelConfig
@@ -130,6 +131,8 @@ class OfflineProposer:
         exactly; `code_of` reads a program's code by id (a tied child's is its response applied to its best
         parent's)."""
         for p in proposals:
+            if isinstance(self._mutator, AstMutator) and self._mutator.walk.adopts(p.details) and p.parent_ids:
+                self._mutator.walk.point = (float(p.details[LEVEL]), code_of(p.parent_ids[-1]))
             code = None
             if isinstance(self._mutator, AstMutator) and self._mutator.needs_code(p.details) and p.response \
                     and p.parent_ids:

@@ -710,8 +710,8 @@ class Controller:
         best_parent = parents[-1].score
         improved = (ev.status == "ok" and ev.score is not None and best_parent is not None and not gaming
                     and self.problem.is_better(ev.score, best_parent))
-        if ev.status == "ok" and ev.score is not None and not gaming:
-            proposal = _scored(proposal, ev.score)
+        if ev.status == "ok" and ev.score is not None and not gaming and not self._suspect(ev.score, program.origin):
+            proposal = _scored(proposal, ev.score)  # what selection may use, so the walk may too
 
         def registered(recorded: RecordedCandidate) -> None:
             """At the commit, in seq order with the rest of its batch: the program joins the run's state."""

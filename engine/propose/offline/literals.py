@@ -1,7 +1,7 @@
 """Local search over a program's numeric literals, steered by the trusted score through `observe`.
 
 A single random constant change rarely helps a construction whose numbers are computed (a grid, a polygon) or
-symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Three edits:
+symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Four edits:
 
 - `shift`, for a construction (a function whose arguments are all integers, so its output is one fixed set of
   numbers such as coordinates): the first time, it gives the array the function builds explicit offsets,
@@ -11,13 +11,16 @@ symmetric (many equal extreme distances or triangles): one point moved changes o
   all of them at once, by Gaussian steps.
 - `transform`: gives the built array one linear map near the identity and a translation (six numbers for a plane)
   and moves them, so every distance and triangle changes at once (a stretch into unused room, a rotation).
+- `walk_step` (the kind `step`): moves one offset, one coordinate; offered only on the proposer's walk (`walk`),
+  where a run of neutral single-coordinate moves is what leaves a plateau such as the grid of the distance ratio.
 - `tune`: moves every float literal of one statement by a relative Gaussian step, written with six significant
   digits (a random constant change keeps three, which cannot fine-tune a fitted curve).
 
-The proposer offers all three on constructions only (see `proposer`). Each lineage (a program and the children
-that improved on it) keeps its own step size, adapted by the 1/5 success rule of evolution strategies
-(`StepSizes`): selection on the trusted score then makes these edits a (1+1) evolution strategy over the literals.
-Only the parents' code and the improved flag are used, never the problem.
+The proposer offers them on constructions only (see `proposer`). Each lineage (a program and the children that
+were accepted from it) keeps its own step size, adapted by the 1/5 success rule of evolution strategies
+(`StepSizes`; a child that ties counts as accepted, and `step` aims at one in ten, as few moves on a plateau are
+neutral): with the walk's point, these edits are a (1+1) evolution strategy over the literals. Only the programs'
+code and their trusted scores are used, never the problem.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def _moved(values: list[float], rng: np.random.Generator, step: float) -> list[f
 
 
 def _one_moved(values: list[float], rng: np.random.Generator, step: float) -> list[float]:
-    """One offset (one coordinate) by a Gaussian step, spread over scales like `_moved`'s."""
+    """One offset (one coordinate) by a Gaussian step, spread log-normally over scales as `_moved`'s are."""
     new = list(values)
     new[int(rng.integers(len(new)))] += float(rng.normal(0, step * np.exp(rng.normal(0, 1.0))))
     return new

@@ -9,14 +9,16 @@ seed keeps coming back and a quarter to a half of the parents are picked from lo
 So the walk keeps its own current point beside the islands' choice: the latest child it heard of that scored at
 least as well as the point before it (equal counts). A proposal that walks mutates the current point instead of
 the islands' parent and is written as the edit that turns the parent into the result, so the engine records,
-judges and selects it as any child of that parent. A parent that scores better than the point replaces it. Only
-the children's trusted scores (the controller's `child_score` detail) and the proposer's own proposals are used.
+judges and selects it as any child of that parent. A parent that scores better than the point (or the first
+parent) becomes the point. Only the children's trusted scores (the controller's
+`child_score` detail), the goal's direction and the proposer's own proposals are used.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -33,7 +35,7 @@ class Walk:
         self.maximize = maximize
         self.point: tuple[float, str] | None = None
         self._waiting: OrderedDict[str, str] = OrderedDict()  # child key -> code, until `observe` hears of it
-        self._moves: dict[str, list[int]] = {}  # per kind of move: [accepted, tried] walking
+        self._moves: dict[str, list[int]] = {}  # per kind of move made from the point: [accepted, tried]
 
     def weights(self, kinds: list[str]) -> np.ndarray:
         """How often to try each kind of move on the walk: its acceptance rate so far, from a prior of one in
@@ -45,14 +47,21 @@ class Walk:
         """Whether score `a` is as good as `b` or better."""
         return a >= b if self.maximize else a <= b
 
-    def start(self, parent_score: float | None) -> tuple[float, str] | None:
-        """The point to mutate in place of a parent scoring `parent_score`: the walk's, unless the parent is
-        better (or has no score); None means mutate the parent."""
-        if self.point is None or parent_score is None or not math.isfinite(parent_score):
+    def start(self, parent_score: float | None, parent: str) -> tuple[float, str] | None:
+        """The point a walking proposal would mutate, given the islands' parent: the walk's, unless the parent is
+        better (or there is none yet), when the walk goes on from the parent; None where the parent has no score."""
+        if parent_score is None or not math.isfinite(parent_score):
             return None
-        if self.at_least(self.point[0], parent_score):
+        if self.point is not None and self.at_least(self.point[0], parent_score):
             return self.point
-        return None
+        return parent_score, parent
+
+    def adopts(self, details: Mapping[str, object]) -> bool:
+        """Whether a recorded proposal walked from its parent rather than the point (`start`): replaying it, the
+        parent becomes the point."""
+        level = details.get(LEVEL)
+        return bool(details.get(WALKED)) and isinstance(level, (int, float)) and (
+            self.point is None or self.point[0] != level)
 
     def made(self, child: str, code: str) -> None:
         """A proposed child (its `literals.key_of`), remembered until its outcome is observed."""
