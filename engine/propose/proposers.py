@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
+from evoforge.engine.program.patching import apply_response
 from evoforge.engine.propose.improvements import Improvement
 from evoforge.engine.propose.instructions import Instruction, InstructionPool
 from evoforge.engine.propose.memory import Answers, ReplaySource, ResponseCache, StoredAnswer, request_key
 from evoforge.engine.propose.offline import AstMutator, BlockMutator, NoMutationFound, OfflineProposal
+from evoforge.engine.propose.offline.walk import LEVEL
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.propose.shares import answer_details, split_call
 from evoforge.engine.run.config import ModelConfig
@@ -75,9 +77,10 @@ class OfflineProposer:
     HOPELESS_AFTER = 10  # proposals in a row that found no mutation, with none found ever, before the run stops
 
     def __init__(self, evolved_names: Sequence[str], global_names: Collection[str] | None = None,
-                 project: ProjectSource | None = None) -> None:
+                 project: ProjectSource | None = None, maximize: bool = True) -> None:
         self._names = tuple(evolved_names)
-        self._mutator: AstMutator | BlockMutator = (AstMutator(global_names=global_names) if project is None
+        self._mutator: AstMutator | BlockMutator = (AstMutator(global_names=global_names, maximize=maximize)
+                                                    if project is None
                                                     else BlockMutator(project))
         self._made_any = False
         self._misses_in_a_row = 0
@@ -118,21 +121,33 @@ class OfflineProposer:
                 return self._mutator.propose_detailed([mate.code, parents[-1].code], self._names, rng, crossover=True)
             except NoMutationFound:
                 pass
-        return self._mutator.propose_detailed([p.code for p in (*inspirations, *parents)], self._names, rng)
+        codes = [p.code for p in (*inspirations, *parents)]
+        if isinstance(self._mutator, AstMutator):  # its walks continue from the best parent's score (`walk`)
+            return self._mutator.propose_detailed(codes, self._names, rng, level=parents[-1].score)
+        return self._mutator.propose_detailed(codes, self._names, rng)
 
-    def restore(self, proposals: Sequence[Any]) -> None:
-        """Replay a resumed run's recorded proposals (stored `details`), so its adapted steps continue exactly."""
+    def restore(self, proposals: Sequence[Any], code_of: Callable[[int], str]) -> None:
+        """Replay a resumed run's recorded proposals (stored `details`), so its adapted steps and its walks continue
+        exactly; `code_of` reads a program's code by id (a tied child's is its response applied to its best
+        parent's)."""
         for p in proposals:
-            self._learn(p.details, bool(p.details.get("improved")))
+            if isinstance(self._mutator, AstMutator) and self._mutator.walk.adopts(p.details) and p.parent_ids:
+                self._mutator.walk.point = (float(p.details[LEVEL]), code_of(p.parent_ids[-1]))
+            code = None
+            if isinstance(self._mutator, AstMutator) and self._mutator.needs_code(p.details) and p.response \
+                    and p.parent_ids:
+                code = apply_response(p.response, code_of(p.parent_ids[-1]), self._names)
+            self._learn(p.details, bool(p.details.get("improved")), code)
             self._made_any = self._made_any or p.error is None
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
-        """Nudges and literal searches adapt their steps to how often they improve on the trusted score."""
+        """Nudges and literal searches adapt their steps to how often they improve on the trusted score; a child
+        that tied its best parent (the controller's `tied` detail) moves the walk on that score."""
         self._learn(proposal.details, improved)
 
-    def _learn(self, details: dict[str, Any], improved: bool) -> None:
+    def _learn(self, details: dict[str, Any], improved: bool, code: str | None = None) -> None:
         if isinstance(self._mutator, AstMutator):
-            self._mutator.observe(details, improved)
+            self._mutator.observe(details, improved, code)
         elif details.get("kind") == "nudge":
             self._mutator.observe_nudge(improved)
 
@@ -246,6 +261,6 @@ def make_proposer(models: ModelConfig, description: str, evolved_names: Sequence
     """The offline proposer when no model is configured (``global_names``: what the evolved functions can see),
     else the LLM proposer; with a `project`, both edit its marked blocks."""
     if models.offline:
-        return OfflineProposer(evolved_names, global_names, project)
+        return OfflineProposer(evolved_names, global_names, project, maximize)
     return LLMProposer(description, evolved_names, models, cache=cache, replay=replay,
                            instructions=instructions, maximize=maximize, project=project)

@@ -41,6 +41,7 @@ from evoforge.engine.program.patching import PatchError, apply_response
 from evoforge.engine.program.source import code_hash
 from evoforge.engine.propose.improvements import Improvement, ImprovementLog, changed_lines
 from evoforge.engine.propose.judge import JUDGE_METRIC, Judge, Review
+from evoforge.engine.propose.offline.walk import CHILD_SCORE
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import Proposal, Proposer
 from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency, InFlightMeter
@@ -73,6 +74,12 @@ def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str
                        prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens, cost=p.cost,
                        latency_s=p.latency_s, error=error, attempts=p.attempts,
                        details={**p.details, "improved": improved})
+
+
+def _scored(proposal: Proposal, score: float) -> Proposal:
+    """The proposal noted with its valid child's trusted score, for the offline proposer's walk
+    (`engine/propose/offline/walk.py`); the note is stored, so a resumed run walks the same."""
+    return dataclasses.replace(proposal, details={**proposal.details, CHILD_SCORE: score})
 
 
 def _mate_of(proposal: Proposal) -> int | None:
@@ -579,7 +586,8 @@ class Controller:
         self._in_flight_hashes[digest] = future
         program_id: int | None = None
         try:
-            program_id, improved = await self._evaluate_and_record(proposal, island, parents, code, digest)
+            program_id, improved, proposal = await self._evaluate_and_record(proposal, island, parents, code,
+                                                                             digest)
             self.proposer.observe(proposal, improved, rng)
         finally:
             future.set_result(program_id)
@@ -660,8 +668,9 @@ class Controller:
         return self.store.find_by_hash(self.run.id, digest)  # a 64-bit match: the database has the whole hash
 
     async def _evaluate_and_record(self, proposal: Proposal, island: int, parents: list[Parent], code: str,
-                                   digest: str) -> tuple[int, bool]:
-        """Evaluate a new program, record it, and return its id and whether it beat its best parent."""
+                                   digest: str) -> tuple[int, bool, Proposal]:
+        """Evaluate a new program, record it, and return its id, whether it beat its best parent, and the proposal
+        as recorded (noted with its valid child's score)."""
         parent_ids = [p.id for p in parents]
         start = time.perf_counter()
         probe = self._behaviours.get if self.reject_same_behaviour else None
@@ -682,7 +691,7 @@ class Controller:
             await self._record_duplicate(proposal, island, parent_ids, code, digest, original,
                                          behaviour=ev.behaviour, after=twin)
             self.stats.behaviour_duplicates += 1
-            return original, False
+            return original, False, proposal
         held = None
         if ev.status == "ok" and ev.score is not None and self.problem.is_better(ev.score, self.stats.best_score):
             held = await self._held_out(code)
@@ -701,6 +710,8 @@ class Controller:
         best_parent = parents[-1].score
         improved = (ev.status == "ok" and ev.score is not None and best_parent is not None and not gaming
                     and self.problem.is_better(ev.score, best_parent))
+        if ev.status == "ok" and ev.score is not None and not gaming and not self._suspect(ev.score, program.origin):
+            proposal = _scored(proposal, ev.score)  # what selection may use, so the walk may too
 
         def registered(recorded: RecordedCandidate) -> None:
             """At the commit, in seq order with the rest of its batch: the program joins the run's state."""
@@ -738,7 +749,7 @@ class Controller:
                          program=program, evaluations=tuple(evaluations), judgement=judgement), registered)
         self.stats.add_time("database", time.perf_counter() - start)
         assert recorded.program_id is not None
-        return recorded.program_id, improved
+        return recorded.program_id, improved, proposal
 
     async def _held_out(self, code: str) -> Evaluation | None:
         if not self.problem.held_out:

@@ -221,9 +221,10 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     models = config.models
     if models.offline:
         offline = make_proposer(models, problem.description, problem.evolved_names,
-                                global_names=vars(problem.module).keys(), project=problem.project)
+                                global_names=vars(problem.module).keys(), project=problem.project,
+                                maximize=problem.settings.maximize)
         if not fresh and isinstance(offline, OfflineProposer):
-            offline.restore(store.proposals(run.id))
+            offline.restore(store.proposals(run.id), lambda pid: store.get_programs([pid])[0].code)
         return offline
     own = [] if fresh else store.proposals(run.id)
     replay = None

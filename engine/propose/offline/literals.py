@@ -1,7 +1,7 @@
 """Local search over a program's numeric literals, steered by the trusted score through `observe`.
 
 A single random constant change rarely helps a construction whose numbers are computed (a grid, a polygon) or
-symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Three edits:
+symmetric (many equal extreme distances or triangles): one point moved changes one of many equal terms. Four edits:
 
 - `shift`, for a construction (a function whose arguments are all integers, so its output is one fixed set of
   numbers such as coordinates): the first time, it gives the array the function builds explicit offsets,
@@ -11,19 +11,23 @@ symmetric (many equal extreme distances or triangles): one point moved changes o
   all of them at once, by Gaussian steps.
 - `transform`: gives the built array one linear map near the identity and a translation (six numbers for a plane)
   and moves them, so every distance and triangle changes at once (a stretch into unused room, a rotation).
+- `walk_step` (the kind `step`): moves one offset, one coordinate; offered only on the proposer's walk (`walk`),
+  where a run of neutral single-coordinate moves is what leaves a plateau such as the grid of the distance ratio.
 - `tune`: moves every float literal of one statement by a relative Gaussian step, written with six significant
   digits (a random constant change keeps three, which cannot fine-tune a fitted curve).
 
-The proposer offers all three on constructions only (see `proposer`). Each lineage (a program and the children
-that improved on it) keeps its own step size, adapted by the 1/5 success rule of evolution strategies
-(`StepSizes`): selection on the trusted score then makes these edits a (1+1) evolution strategy over the literals.
-Only the parents' code and the improved flag are used, never the problem.
+The proposer offers them on constructions only (see `proposer`). Each lineage (a program and the children that
+were accepted from it) keeps its own step size, adapted by the 1/5 success rule of evolution strategies
+(`StepSizes`; a child that ties counts as accepted, and `step` aims at one in ten, as few moves on a plateau are
+neutral): with the walk's point, these edits are a (1+1) evolution strategy over the literals. Only the programs'
+code and their trusted scores are used, never the problem.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -52,11 +56,13 @@ def key_of(code: str) -> str:
 
 class StepSizes:
     """Step sizes per lineage, adapted by the 1/5 success rule: a success multiplies the step by `grow` (and the
-    improved child starts from it), a failure by grow**-0.25, so steps settle where about one in five improves.
+    accepted child starts from it), a failure by grow**-0.25, so steps settle where about one in five succeeds
+    (`rate` sets another share: a walk on a plateau, where few moves are neutral, wants a lower one).
     A program with no entry of its own starts from the step that worked last anywhere."""
 
-    def __init__(self, start: float, low: float, high: float, grow: float = 1.5) -> None:
+    def __init__(self, start: float, low: float, high: float, grow: float = 1.5, rate: float = 0.2) -> None:
         self.low, self.high, self.grow = low, high, grow
+        self.shrink = grow ** (-rate / (1 - rate))
         self.recent = start
         self._by_program: dict[str, float] = {}
 
@@ -64,11 +70,14 @@ class StepSizes:
         """The step for children of `program` (its key, `key_of`)."""
         return self._by_program.get(program, self.recent)
 
-    def observe(self, parent: str, child: str, step: float, improved: bool) -> None:
-        """The trusted outcome of a child made with `step` from `parent`."""
-        factor = self.grow if improved else self.grow ** -0.25
+    def observe(self, parent: str, child: str, step: float, improved: bool, tied: bool = False) -> None:
+        """The trusted outcome of a child made with `step` from `parent`. A child that tied its parent counts as a
+        success: it is accepted, as the head of a walk on the plateau (`walk`), and counted as failures a plateau's
+        ties would shrink the step to its floor, where a walk hardly moves."""
+        accepted = improved or tied
+        factor = self.grow if accepted else self.shrink
         new = min(self.high, max(self.low, step * factor))
-        self._by_program[child if improved else parent] = new
+        self._by_program[child if accepted else parent] = new
         self.recent = new
 
 
@@ -129,8 +138,26 @@ def _moved(values: list[float], rng: np.random.Generator, step: float) -> list[f
     return new
 
 
+def _one_moved(values: list[float], rng: np.random.Generator, step: float) -> list[float]:
+    """One offset (one coordinate) by a Gaussian step, spread log-normally over scales as `_moved`'s are."""
+    new = list(values)
+    new[int(rng.integers(len(new)))] += float(rng.normal(0, step * np.exp(rng.normal(0, 1.0))))
+    return new
+
+
 def shift(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, step: float) -> Edit | None:
     """Move the offsets of a construction, giving its built array explicit offsets first if it has none."""
+    return _offsets_edit(func, lines, rng, step, _moved)
+
+
+def walk_step(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, step: float) -> Edit | None:
+    """Move one coordinate of a construction (`shift`'s offsets): the move a walk on a plateau is made of, since
+    a single coordinate can move away from all the tied extreme terms at once more often than a point can."""
+    return _offsets_edit(func, lines, rng, step, _one_moved)
+
+
+def _offsets_edit(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, step: float,
+                  move: Callable[[list[float], np.random.Generator, float], list[float]]) -> Edit | None:
     if not is_construction(func):
         return None
     for stmt in statements_of(func):
@@ -138,12 +165,12 @@ def shift(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator, ste
         span = span_of(stmt, lines) if found else None
         if found and span:
             name, values = found
-            return Edit(span[0], span[1], offset_lines(indent_of(lines[span[0]]), name, _moved(values, rng, step)),
+            return Edit(span[0], span[1], offset_lines(indent_of(lines[span[0]]), name, move(values, rng, step)),
                         func.name)
     picked = built_array(func, lines, rng)
     if picked is None:
         return None
-    return _after_built(picked, lines, func, offset_lines, _moved([0.0] * OFFSETS, rng, step))
+    return _after_built(picked, lines, func, offset_lines, move([0.0] * OFFSETS, rng, step))
 
 
 def _constant_lists(stmt: ast.stmt) -> list[list[float]]:

@@ -3,7 +3,9 @@
 It keeps the whole loop working (and tested) on a machine with no network and no key. Each proposal edits one
 statement of the best parent with `ast` (see `mutations`, `statements`, `recombine` and `literals` for the kinds).
 The SEARCH section is the statement's exact source lines, so comments elsewhere survive, and every answer is checked
-with `apply_response` before it is returned.
+with `apply_response` before it is returned. On a construction, nine proposals in ten mutate the proposer's own
+walk point instead of the islands' parent, once it has one that is at least as good (`walk`), and are written as
+the edit that turns the parent into the result.
 
 The vocabulary uses `np` where the problem module imports numpy as np, as the bundled problems do. Given the
 problem module's global names, a mutation that would use a name the candidate cannot see (`np` in a problem that
@@ -25,6 +27,7 @@ from evoforge.engine.propose.offline import literals, statements
 from evoforge.engine.propose.offline.locate import Edit
 from evoforge.engine.propose.offline.mutations import BUILTIN_NAMES, MUTATORS
 from evoforge.engine.propose.offline.recombine import crossover_edit, recombine_edit
+from evoforge.engine.propose.offline.walk import CHILD_SCORE, LEVEL, WALKED, Walk
 
 # Mutation kinds and how often each is tried; operator swaps have few outcomes, so they get less weight.
 _WEIGHTS = {"constant": 4.0, "operator": 1.0, "insert": 4.0, "condition": 2.0, "recombine": 2.0, "crossover": 2.0,
@@ -36,7 +39,11 @@ _WITH_DONOR = ("recombine", "crossover")  # kinds that need a second parent
 # often: the other kinds rarely improve a set of coordinates. Elsewhere (a priority function judged on many inputs)
 # fine steps of a number mostly give behavioural twins, and offering them made the suite's cap set, bin packing
 # and symbolic regression rows worse (benchmarks/RESULTS.md), so those programs keep the kinds they had.
-_STEPPED = ("shift", "transform", "tune")
+_STEPPED = ("shift", "transform", "tune", "step")
+_WALKS = ("shift", "transform", "step")  # the moves of a walk: of the construction's points
+# How often a proposal on a construction mutates the walk's point (`walk`) instead of the islands' parent, once
+# there is one: a plateau needs a few hundred single moves, and the rest keep the islands' search going.
+WALK_SHARE = 0.9
 _SAYS = {
     "constant": "perturb a numeric constant",
     "operator": "swap an operator",
@@ -53,6 +60,7 @@ _SAYS = {
     "tune": "fine-tune the numbers of a statement",
     "shift": "move the coordinates of a construction",
     "transform": "map all points of a construction linearly",
+    "step": "move one coordinate of a construction",
 }
 _EDITS: dict[str, Callable[..., Edit | None]] = {
     **MUTATORS, "delete": statements.delete, "swap": statements.swap, "duplicate": statements.duplicate,
@@ -60,7 +68,8 @@ _EDITS: dict[str, Callable[..., Edit | None]] = {
 }
 
 
-_LITERAL_EDITS = {"shift": literals.shift, "transform": literals.transform, "tune": literals.tune}
+_LITERAL_EDITS = {"shift": literals.shift, "transform": literals.transform, "tune": literals.tune,
+                  "step": literals.walk_step}
 
 
 class NoMutationFound(RuntimeError):
@@ -81,45 +90,62 @@ class OfflineProposal:
 class AstMutator:
     """Proposes mutations of the best parent as SEARCH/REPLACE text; deterministic for a given rng state."""
 
-    def __init__(self, *, max_tries: int = 50, global_names: Collection[str] | None = None) -> None:
+    def __init__(self, *, max_tries: int = 50, global_names: Collection[str] | None = None,
+                 maximize: bool = True) -> None:
         """``global_names``: the names the evolved functions can see besides builtins (the problem module's
-        globals); None trusts every name, as for the bundled problems, which import numpy as np."""
+        globals); None trusts every name, as for the bundled problems, which import numpy as np. ``maximize``:
+        the problem's goal, which the walk needs to tell a better score from a worse one."""
         if max_tries < 1:
             raise ValueError(f"max_tries must be at least 1, got {max_tries}")
         self.max_tries = max_tries
         self.nudge_scale = 0.01  # the typical step of a nudge; `observe_nudge` adapts it to the trusted score
         # steps of the literal searches, per lineage (`observe` adapts them): shift's are absolute, tune's relative
         self.steps = {"shift": literals.StepSizes(0.1, 0.005, 1.0), "tune": literals.StepSizes(0.05, 1e-6, 0.5),
-                      "transform": literals.StepSizes(0.01, 1e-5, 0.3)}
+                      "transform": literals.StepSizes(0.01, 1e-5, 0.3),
+                      "step": literals.StepSizes(0.1, 0.005, 1.0, rate=0.1)}  # a plateau has few neutral moves
         self.global_names = None if global_names is None else frozenset(global_names) | BUILTIN_NAMES
+        self.walk = Walk(maximize)
 
     def propose(self, parents: Sequence[str], evolved_names: Sequence[str], rng: np.random.Generator) -> str:
         """A SEARCH/REPLACE answer that changes the last (best) parent; parents are ordered worst to best."""
         return self.propose_detailed(parents, evolved_names, rng).response
 
     def propose_detailed(self, parents: Sequence[str], evolved_names: Sequence[str],
-                         rng: np.random.Generator, *, crossover: bool = False) -> OfflineProposal:
+                         rng: np.random.Generator, *, crossover: bool = False,
+                         level: float | None = None) -> OfflineProposal:
         """Like `propose`, also returning the mutation kind and the resulting program; `crossover` uses only the
         kinds that take a piece of another parent (the engine's crossover prompts: parents are the mate and the
-        parent it is combined with)."""
+        parent it is combined with). `level`: the best parent's trusted score; on a construction, WALK_SHARE of the
+        proposals mutate the walk's point in the parent's place, or go on from the parent where it is better
+        (`walk`)."""
         if not parents:
             raise ValueError("propose needs at least one parent program")
         parents = [p.replace("\r\n", "\n") for p in parents]
-        best = parents[-1]
-        best_normal = _normal_or_none(best)
+        parent = parents[-1]
+        best_normal = _normal_or_none(parent)
         if best_normal is None:
             raise NoMutationFound("the best parent does not parse, so it cannot be mutated")
-        known = {n for n in map(_normal_or_none, parents) if n is not None}
+        construction = any(isinstance(n, ast.FunctionDef) and n.name in evolved_names
+                           and literals.is_construction(n) for n in ast.parse(parent).body)
+        point = None if crossover or not construction else self.walk.start(level, parent)
+        walking = point is not None and rng.random() < WALK_SHARE
+        best = parent  # the code the mutation changes: the parent, or the walk's point
+        if walking and point is not None:
+            self.walk.point = point
+            level, best = point
+        known = {n for n in map(_normal_or_none, [*parents, best]) if n is not None}
         donors = [p for p in parents[:-1] if _normal_or_none(p) not in (None, best_normal)]
         tree = ast.parse(best)
-        construction = any(isinstance(n, ast.FunctionDef) and n.name in evolved_names
-                           and literals.is_construction(n) for n in tree.body)
         kinds = [k for k in KINDS if (k not in _WITH_DONOR or donors) and (k not in _STEPPED or construction)
                  and (k in _WITH_DONOR or not crossover)]
         if not kinds:
             raise NoMutationFound("a crossover needs a second parent whose code differs from the first")
         lineage = literals.key_of(best)
-        weights = np.array([_WEIGHTS[k] for k in kinds])
+        if walking:  # a walk moves numbers only, each kind as often as it has been accepted
+            kinds = [k for k in _WALKS if k in kinds or k == "step"]
+            weights = self.walk.weights(kinds)
+        else:
+            weights = np.array([_WEIGHTS[k] for k in kinds])
         weights = weights / weights.sum()
         misses: Counter[str] = Counter()  # why tries failed, for the message when all of them do
         for _ in range(self.max_tries):
@@ -144,6 +170,9 @@ class AstMutator:
                 misses[f"{kind}: nothing to change"] += 1
                 continue
             proposal = _emit(kind, edit, best, lines, evolved_names)
+            if proposal is not None and best is not parent:  # written as an edit of the parent the engine holds
+                proposal = _emit(kind, _difference(parent, proposal.code, edit.function), parent,
+                                 parent.split("\n"), evolved_names)
             if proposal is None:
                 misses[f"{kind}: the edit could not be written as SEARCH/REPLACE"] += 1
                 continue
@@ -155,23 +184,47 @@ class AstMutator:
                 misses[f"{kind}: divides by zero"] += 1
             elif self._unresolved(tree, best):
                 misses[f"{kind}: reads a name the program cannot see"] += 1
-            elif kind in _STEPPED:
-                return OfflineProposal(kind, proposal.response, proposal.code,
-                                       {"step": step, "parent": lineage, "child": literals.key_of(proposal.code)})
             else:
-                return proposal
+                child = literals.key_of(proposal.code)
+                details: dict[str, float | str] = {"child": child}
+                if kind in _STEPPED:
+                    details.update(step=step, parent=lineage)
+                if level is not None and not crossover:
+                    details[LEVEL] = level
+                    if walking:
+                        details[WALKED] = 1
+                    self.walk.made(child, proposal.code)
+                return OfflineProposal(kind, proposal.response, proposal.code, details)
         why = "; ".join(f"{reason} (x{count})" for reason, count in misses.most_common(4))
         raise NoMutationFound(f"no valid new program from {len(parents)} parent(s) in {self.max_tries} tries: {why}")
 
-    def observe(self, details: Mapping[str, object], improved: bool) -> None:
+    def observe(self, details: Mapping[str, object], improved: bool, code: str | None = None) -> None:
         """A proposal's outcome on the trusted score, from the details it was recorded with: nudges and the
-        literal searches adapt their steps; other kinds learn nothing."""
-        kind = details.get("kind")
+        literal searches adapt their steps, and the walk hears of its child (`walk`). The child is judged against
+        the code it was made from (`level`: the walk's point, or the parent), from the valid child's score the
+        controller notes (`child_score`); `improved` (against the parent) serves where there is none. `code`: the
+        child's code, when a resumed run replays it."""
+        kind, level, score = details.get("kind"), details.get(LEVEL), details.get(CHILD_SCORE)
+        tied = False
+        if isinstance(level, (int, float)) and isinstance(score, (int, float)):
+            improved = score != level and self.walk.at_least(float(score), float(level))
+            tied = score == level and kind in _WALKS  # a neutral move of the walk counts as a success
         if kind == "nudge":
             self.observe_nudge(improved)
         elif kind in _STEPPED and {"step", "parent", "child"} <= details.keys():
-            self.steps[str(kind)].observe(str(details["parent"]), str(details["child"]),
-                                          float(details["step"]), improved)  # type: ignore[arg-type]
+            step = details["step"]
+            assert isinstance(step, (int, float))  # recorded by `propose_detailed`
+            self.steps[str(kind)].observe(str(details["parent"]), str(details["child"]), float(step), improved,
+                                          tied)
+        if isinstance(level, (int, float)) and "child" in details:
+            self.walk.observe(float(level), str(details["child"]),
+                              float(score) if isinstance(score, (int, float)) else None, kind in _WALKS, code,
+                              str(kind) if details.get(WALKED) else None)
+
+    def needs_code(self, details: Mapping[str, object]) -> bool:
+        """Whether replaying this recorded proposal needs its child's code: a valid move that the walk may take."""
+        return details.get(LEVEL) is not None and details.get(CHILD_SCORE) is not None and details.get(
+            "kind") in _WALKS
 
     def observe_nudge(self, improved: bool) -> None:
         """A nudge's outcome on the trusted score: grow the step after a success, shrink it slowly otherwise (the
@@ -224,6 +277,18 @@ def _emit(kind: str, edit: Edit, best: str, lines: list[str], names: Sequence[st
         start -= 1
         new.insert(0, lines[start])
     return None
+
+
+def _difference(old: str, new: str, function: str) -> Edit:
+    """The one run of lines of `old` that differs from `new`, and what replaces it (common ends kept)."""
+    a, b = old.split("\n"), new.split("\n")
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return Edit(head, len(a) - tail, b[head:len(b) - tail], function)
 
 
 def _tidy(code: str) -> str:
