@@ -16,6 +16,7 @@ import numpy as np
 
 from evoforge.engine.program.blocks import apply_block_response
 from evoforge.engine.program.source import PatchError, normalize_code
+from evoforge.engine.propose.offline.locate import common_ends
 from evoforge.engine.propose.offline.proposer import AstMutator, NoMutationFound, OfflineProposal
 from evoforge.evaluators.project import ProjectSource, program_text
 from evoforge.evaluators.validator import Refused
@@ -55,12 +56,7 @@ def unwrap(code: str, indent: str) -> str:
 def search_replace(block: str, old: str, new: str) -> str:
     """The smallest SEARCH/REPLACE edit of `block` that turns old into new, its SEARCH unique in the block."""
     a, b = old.split("\n")[:-1], new.split("\n")[:-1]
-    head = 0
-    while head < min(len(a), len(b)) and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
+    head, tail = common_ends(a, b)
     start, end_a, end_b = head, len(a) - tail, len(b) - tail
     while True:
         search = a[start:end_a]

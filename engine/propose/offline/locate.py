@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import copy
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 INT_FUNCS = {"range", "len", "zeros", "ones", "empty", "full", "arange", "reshape", "int", "round", "repeat",
@@ -166,3 +167,13 @@ def replace_node(stmt: ast.stmt, old: ast.AST, new: ast.AST) -> None:
 def edit_for(stmt: ast.stmt, lines: list[str], span: tuple[int, int], func: ast.FunctionDef) -> Edit:
     return Edit(span[0], span[1], _render(stmt, lines, span), func.name)
 
+
+def common_ends(a: Sequence[str], b: Sequence[str]) -> tuple[int, int]:
+    """How many lines two versions share at the start, and then at the end (never overlapping the start)."""
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return head, tail

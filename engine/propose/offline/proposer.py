@@ -24,7 +24,7 @@ import numpy as np
 from evoforge.engine.program.patching import apply_response
 from evoforge.engine.program.source import PatchError, normalize_code
 from evoforge.engine.propose.offline import literals, statements
-from evoforge.engine.propose.offline.locate import Edit
+from evoforge.engine.propose.offline.locate import Edit, common_ends
 from evoforge.engine.propose.offline.mutations import BUILTIN_NAMES, MUTATORS
 from evoforge.engine.propose.offline.recombine import crossover_edit, recombine_edit
 from evoforge.engine.propose.offline.walk import CHILD_SCORE, LEVEL, WALKED, Walk
@@ -282,12 +282,7 @@ def _emit(kind: str, edit: Edit, best: str, lines: list[str], names: Sequence[st
 def _difference(old: str, new: str, function: str) -> Edit:
     """The one run of lines of `old` that differs from `new`, and what replaces it (common ends kept)."""
     a, b = old.split("\n"), new.split("\n")
-    head = 0
-    while head < min(len(a), len(b)) and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
+    head, tail = common_ends(a, b)
     return Edit(head, len(a) - tail, b[head:len(b) - tail], function)
 
 
