@@ -61,9 +61,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "one-island": ("a single island", {"islands": {"num_islands": 1}}),
     "crossover": ("one prompt in five a crossover of the parent with another island's high scorer",
                   {"crossover": 0.2}),
-    "meta": ("the last five improvements (score change, changed lines) listed in every prompt (the default)",
+    "meta": ("the last five improvements (score change, changed lines) listed in every prompt",
              {"meta_summary": 5}),
-    "no-meta": ("no summary of recent improvements in the prompt (the default before it)", {"meta_summary": 0}),
+    "no-meta": ("no summary of recent improvements in the prompt (the default)", {"meta_summary": 0}),
     "answers": ("four answers per prompt: one call asks for n=4 choices", {"answers": 4}),
 }
 

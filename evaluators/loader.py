@@ -93,8 +93,8 @@ def _coerce(key: str, raw: str, default: Any, path: Path) -> Any:
             raise ValueError(f"expected a Python {type(default).__name__} literal such as {default!r}, got {raw!r}")
         return value
     except ValueError as exc:
-        raise _error(path, None, f"--set {key}={raw}: {exc}",
-                     f"give {key} a value of type {type(default).__name__} (default {default!r})") from None
+        kind = "true, false or auto" if key == "numba" else f"a value of type {type(default).__name__}"
+        raise _error(path, None, f"--set {key}={raw}: {exc}", f"give {key} {kind} (default {default!r})") from None
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:

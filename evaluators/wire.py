@@ -161,7 +161,7 @@ def _encode(value: Any, depth: int) -> Any:
         return {"$set": [_encode(v, depth + 1) for v in value]}
     if isinstance(value, dict):
         return {"$dict": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in value.items()]}
-    raise WireError(f"solve() returned a {type(value).__name__}, which is not plain data "
+    raise WireError(f"solve() returned an object of type {type(value).__name__}, which is not plain data "
                     "(use numbers, strings, lists, tuples, sets, dicts or numeric numpy arrays)")
 
 

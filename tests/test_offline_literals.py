@@ -66,6 +66,8 @@ def test_a_construction_is_a_function_of_integers_only():
     assert is_construction(func_of(GRID)) and is_construction(func_of(POLYGON))
     assert is_construction(func_of("def f(n: int, dim: int):\n    return n\n"))
     assert not is_construction(func_of(PRIORITY))
+    # sizes in, one number out: a heuristic scoring many inputs (job_schedule's priority), not a construction
+    assert not is_construction(func_of("def f(time: int, weight: int, due: int) -> float:\n    return 1.0 * due\n"))
     assert not is_construction(func_of("def f(n):\n    return n\n"))  # no annotation: could be anything
     assert shift(func_of(PRIORITY), PRIORITY.split("\n"), np.random.default_rng(0), 0.1) is None
     assert transform(func_of(PRIORITY), PRIORITY.split("\n"), np.random.default_rng(0), 0.1) is None

@@ -64,6 +64,7 @@ def test_overrides_reach_params_and_settings_with_types(tmp_path: Path) -> None:
     (["nope=1"], "no such parameter or setting"),
     (["k=seven"], "give k a value of type int"),
     (["flag=maybe"], "expected true or false"),
+    (["numba=maybe"], "give numba true, false or auto"),
 ])
 def test_bad_overrides_are_named(tmp_path: Path, pairs: list[str], message: str) -> None:
     with pytest.raises(ProblemError, match=message):

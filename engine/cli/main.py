@@ -90,8 +90,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      "(another island's best) and ask to combine them (default 0: off)")
     run.add_argument("--meta-summary", type=int, default=defaults.meta_summary, metavar="K",
                      help="list the last K improvements (score change and changed lines) in every prompt; "
-                     f"computed by evoforge, no extra call (default {DEFAULT_META_SUMMARY} with --model, off "
-                     "offline; 0: off)")
+                     f"computed by evoforge, no extra call (default {DEFAULT_META_SUMMARY}: off; needs --model)")
     add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")

@@ -81,10 +81,16 @@ class StepSizes:
         self.recent = new
 
 
+SCALARS = frozenset({"float", "int", "bool", "complex"})
+
+
 def is_construction(func: ast.FunctionDef) -> bool:
-    """Whether every argument is annotated `int` (sizes only), so the function returns one fixed construction."""
+    """Whether every argument is annotated `int` (sizes only), so the function returns one fixed construction,
+    and it is not declared to return one number: `priority(time: int, weight: int, due: int) -> float` scores
+    each of many inputs (a heuristic), and walking its constants as if they were points only narrows the search."""
     a = func.args
-    return a.vararg is None and a.kwarg is None and all(
+    returns = ast.unparse(func.returns) if func.returns is not None else None
+    return a.vararg is None and a.kwarg is None and returns not in SCALARS and all(
         arg.annotation is not None and ast.unparse(arg.annotation) == "int"
         for arg in a.posonlyargs + a.args + a.kwonlyargs)
 
