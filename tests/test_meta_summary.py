@@ -25,7 +25,6 @@ from evoforge.engine.propose.improvements import (
 )
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.run.config import (
-    DEFAULT_META_SUMMARY,
     MAX_META_SUMMARY,
     ConfigError,
     ModelConfig,
@@ -104,13 +103,13 @@ def test_the_summary_is_off_unless_asked_for_and_kept_with_the_run() -> None:
     model = ModelConfig(models=(ModelEntry("openai/m"),))
     with_model = RunConfig(problem="p.py", name="x", models=model)
     # off by default (engine/run/config.py says why), with a model and offline alike
-    assert with_model.meta_summary is None and with_model.shown_improvements == DEFAULT_META_SUMMARY == 0
-    assert RunConfig(problem="p.py", name="x").shown_improvements == 0
+    assert with_model.meta_summary == 0
+    assert RunConfig(problem="p.py", name="x").meta_summary == 0
     asked = RunConfig(problem="p.py", name="x", meta_summary=5, models=model)
     stored = json.loads(json.dumps(asked.to_dict()))
-    assert RunConfig.from_dict(stored).shown_improvements == 5
+    assert RunConfig.from_dict(stored).meta_summary == 5
     del stored["meta_summary"]  # a run stored before the summary existed resumes without it
-    assert RunConfig.from_dict(stored).shown_improvements == 0
+    assert RunConfig.from_dict(stored).meta_summary == 0
 
 
 # ---- real searches -----------------------------------------------------------------------------------------------

@@ -201,11 +201,6 @@ SAME_BEHAVIOUR = ("reject", "keep", "parent")
 DEFAULT_SAME_BEHAVIOUR = "parent"  # chosen by benchmarks/quality.py (QUALITY.md)
 DEFAULT_INSPIRATIONS = 0  # chosen by benchmarks/quality.py (QUALITY.md)
 MAX_META_SUMMARY = 20  # improvements a prompt may list: each is up to ten lines
-# Off by default although it helped on the reference setting (benchmarks/QUALITY.md, "Small budgets ..."): the
-# summary makes prompts grow during a run, and under --max-total-tokens / --max-cost a call in flight counts as
-# large as the largest call so far, so with many calls in flight a token limit was overshot by several calls
-# (tests/test_engine_throughput.py). Turn it on with --meta-summary 5.
-DEFAULT_META_SUMMARY = 0
 
 
 @dataclass(frozen=True)
@@ -234,9 +229,11 @@ class RunConfig:
     # The share of prompts that are crossovers: the parent and a high scorer that behaves differently (another
     # island's best, or another cluster's), to combine into one program; offline, a recombination of the two.
     crossover: float = 0.0
-    # The last K children that beat their parent (scores and changed lines), listed in every prompt; 0: off. None:
-    # the default, DEFAULT_META_SUMMARY with a model and off offline (only a model reads it).
-    meta_summary: int | None = None
+    # The last K children that beat their parent (scores and changed lines), listed in every prompt; 0: off. Off by
+    # default although it helped on the reference setting (benchmarks/QUALITY.md, "Small budgets ..."): it makes
+    # prompts grow during a run, and under --max-total-tokens / --max-cost a call in flight counts as large as the
+    # largest call so far, so with many calls in flight a token limit was overshot by several calls.
+    meta_summary: int = 0
     # Answers per prompt (FunSearch samples several per prompt to spread its cost): an LLM is asked for this many
     # choices in one call (litellm's `n`), the offline proposer makes this many mutations of the same parents. Each
     # answer is a candidate of its own and counts once against the budget; a call counts once against the limits.
@@ -257,9 +254,8 @@ class RunConfig:
         if isinstance(self.crossover, bool) or not (isinstance(self.crossover, (int, float))
                                                     and 0.0 <= self.crossover <= 1.0):
             raise ConfigError(f"--crossover {self.crossover}: must be a share in [0, 1] (0.2: one prompt in five)")
-        if self.meta_summary is not None and (isinstance(self.meta_summary, bool)
-                                              or not isinstance(self.meta_summary, int)
-                                              or not 0 <= self.meta_summary <= MAX_META_SUMMARY):
+        if (isinstance(self.meta_summary, bool) or not isinstance(self.meta_summary, int)
+                or not 0 <= self.meta_summary <= MAX_META_SUMMARY):
             raise ConfigError(f"--meta-summary {self.meta_summary}: must be a whole number from 0 (off) to "
                               f"{MAX_META_SUMMARY}")
         if self.meta_summary and self.models.offline:
@@ -283,13 +279,6 @@ class RunConfig:
     def rejects_same_behaviour(self) -> bool:
         """Whether a behavioural duplicate stops after the first inputs (rejected, or kept as a parent)."""
         return self.duplicates in ("reject", "parent")
-
-    @property
-    def shown_improvements(self) -> int:
-        """Recent improvements listed in each prompt (--meta-summary), the default resolved."""
-        if self.meta_summary is None:
-            return 0 if self.models.offline else DEFAULT_META_SUMMARY
-        return self.meta_summary
 
     @property
     def shown_inspirations(self) -> int:
@@ -316,7 +305,6 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Rebuild a stored config; an unknown key means a newer evoforge wrote it, so refuse rather than guess."""
         data = dict(_known_keys(cls, data, None))
-        data.setdefault("meta_summary", 0)  # stored before the summary existed: those runs ran without it
         islands = IslandConfig(**_known_keys(IslandConfig, data.pop("islands", {}), "islands"))
         models = ModelConfig.from_dict(data.pop("models", {}))
         limits = Limits(**_known_keys(Limits, data.pop("limits", {}), "limits"))
