@@ -47,6 +47,8 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_SET_DUMPABLE = 4
+# The signals the server and zygote handle, back to their defaults in every candidate-grade process.
+DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE)
 # Imported by the server so that a candidate can use them even where its uid cannot read the Python install.
 PRELOAD = ("math", "random", "itertools", "functools", "collections", "heapq", "bisect", "operator", "statistics",
            "fractions", "decimal", "dataclasses", "typing", "copy", "string", "re", "cmath", "array")
@@ -171,7 +173,7 @@ def lock_down_process(cpu: int) -> None:
     starts), no_new_privs, numpy's global RNG seeded, and last the seccomp filter (it denies sched_setaffinity).
     The zygote takes these steps once, before it forks any candidate; a harness takes them in `lock_down`."""
     libc = _libc()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE):
+    for sig in DEFAULT_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     os.sched_setaffinity(0, {cpu})
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
@@ -187,8 +189,7 @@ def _check_process_lock_down(libc: Any, cpu: int) -> None:
         raise OSError(f"inherited CPU affinity {sorted(os.sched_getaffinity(0))}, not [{cpu}]")
     if libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
         raise OSError("no_new_privs was not inherited")
-    if any(signal.getsignal(sig) is not signal.SIG_DFL
-           for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE)):
+    if any(signal.getsignal(sig) is not signal.SIG_DFL for sig in DEFAULT_SIGNALS):
         raise OSError("the default signal handlers were not inherited")
 
 
