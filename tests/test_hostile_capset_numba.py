@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
+from in_process import in_process
 
 from evoforge.evaluators import SandboxPool, load_problem
 
@@ -65,25 +65,11 @@ def priority(el, n):
 '''
 
 
-def in_process(problem, code: str) -> float:
-    """The score the program gets from the problem's solve called in this process, as plain Python."""
-    ns: dict = {"np": np}
-    exec(code, ns)
-    saved = {name: getattr(problem.module, name) for name in problem.evolved_names}
-    try:
-        for name in problem.evolved_names:
-            setattr(problem.module, name, ns[name])
-        scores = {n: problem.score_output(v, problem.module.solve(v)) for n, v in problem.inputs.items()}
-    finally:
-        for name, fn in saved.items():
-            setattr(problem.module, name, fn)
-    return problem.aggregate(scores, problem.inputs)
 
 
 @pytest.fixture(scope="module")
 def caps():
-    # numba=true: every candidate compiled at once (under cap set's "auto" a candidate gets there by spending
-    # about a compilation's time as Python first)
+    # numba=true: every candidate compiled at once (cap set keeps numba off by default)
     with SandboxPool(load_problem(PROBLEMS / "cap_set.py", {"n": "4", "numba": "true"}), 1) as pool:
         yield pool
 

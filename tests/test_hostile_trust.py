@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from in_process import in_process
 
 from evoforge.evaluators import SandboxPool, load_problem
 from evoforge.evaluators.channel import ChannelError, decode, encode
@@ -77,21 +78,6 @@ def bins_unchecked():
         yield pool
 
 
-def in_process(pool: SandboxPool, code: str, held_out: bool = False) -> float:
-    """The score the program gets when the problem's solve calls it directly, as evoforge did before issue 13."""
-    problem = pool.problem
-    ns: dict = {"np": np}
-    exec(code, ns)
-    saved = {name: getattr(problem.module, name) for name in problem.evolved_names}
-    try:
-        for name in problem.evolved_names:
-            setattr(problem.module, name, ns[name])
-        source = problem.held_out if held_out else problem.inputs
-        scores = {n: problem.score_output(v, problem.module.solve(v)) for n, v in source.items()}
-    finally:
-        for name, fn in saved.items():
-            setattr(problem.module, name, fn)
-    return problem.aggregate(scores, source)
 
 
 def refused(ev, *words: str) -> None:
@@ -271,7 +257,7 @@ def priority(item, bins):
 
 def test_without_the_check_the_candidates_process_holds_no_instance_and_no_problem(bins_unchecked):
     ev = bins_unchecked.evaluate(HUNT_INSTANCE)
-    assert ev.status == "ok" and ev.score == in_process(bins_unchecked, BEST_FIT), ev
+    assert ev.status == "ok" and ev.score == in_process(bins_unchecked.problem, BEST_FIT), ev
 
 
 def test_the_held_out_run_cannot_be_told_from_a_training_run(bins_unchecked):
@@ -279,7 +265,7 @@ def test_the_held_out_run_cannot_be_told_from_a_training_run(bins_unchecked):
     training = bins_unchecked.evaluate(SPOT_HELD_OUT)
     held_out = bins_unchecked.evaluate(SPOT_HELD_OUT, held_out=True)
     assert training.status == "ok" and held_out.status == "ok", (training, held_out)
-    assert held_out.score == in_process(bins_unchecked, BEST_FIT, held_out=True)
+    assert held_out.score == in_process(bins_unchecked.problem, BEST_FIT, held_out=True)
 
 
 def test_train_classifier_without_the_check_finds_no_validation_or_test_images():
@@ -293,7 +279,7 @@ def test_train_classifier_without_the_check_finds_no_validation_or_test_images()
     with pool_for("train_classifier", check_code=False) as pool:
         ev = pool.evaluate(hunt)
         honest = "def train(x, y, rng):\n    return [np.zeros((64, 10)), np.zeros(10)]\n"
-        assert ev.status == "ok" and ev.score == in_process(pool, honest), ev
+        assert ev.status == "ok" and ev.score == in_process(pool.problem, honest), ev
 
 
 def test_the_candidates_process_can_open_no_file_and_start_no_program():
@@ -332,10 +318,10 @@ def test_the_candidates_process_can_open_no_file_and_start_no_program():
 
 def test_honest_numpy_heavy_candidates_keep_their_exact_scores(bins):
     ev = bins.evaluate(FUNSEARCH_BINS)
-    assert ev.status == "ok" and ev.score == in_process(bins, FUNSEARCH_BINS), ev
+    assert ev.status == "ok" and ev.score == in_process(bins.problem, FUNSEARCH_BINS), ev
     with pool_for("cap_set", {"n": "6"}) as caps:
         ev = caps.evaluate(FUNSEARCH_CAPS)
-        assert ev.status == "ok" and ev.score == in_process(caps, FUNSEARCH_CAPS), ev
+        assert ev.status == "ok" and ev.score == in_process(caps.problem, FUNSEARCH_CAPS), ev
 
 
 # ---------------------------------------------------------------- the language check and the codec alone
