@@ -141,8 +141,8 @@ class OfflineProposer:
             self._made_any = self._made_any or p.error is None
 
     def observe(self, proposal: Proposal, improved: bool, rng: np.random.Generator) -> None:
-        """Nudges and literal searches adapt their steps to how often they improve on the trusted score; a child
-        that tied its best parent (the controller's `tied` detail) moves the walk on that score."""
+        """Nudges and literal searches adapt their steps to how often they improve on the trusted score; a valid
+        child's trusted score (the controller's `child_score` detail) moves the walk (`walk`)."""
         self._learn(proposal.details, improved)
 
     def _learn(self, details: dict[str, Any], improved: bool, code: str | None = None) -> None:

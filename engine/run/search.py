@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -224,7 +225,8 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
                                 global_names=vars(problem.module).keys(), project=problem.project,
                                 maximize=problem.settings.maximize)
         if not fresh and isinstance(offline, OfflineProposer):
-            offline.restore(store.proposals(run.id), lambda pid: store.get_programs([pid])[0].code)
+            # a walk mutates one point many times: each parent's code is read once, when first needed
+            offline.restore(store.proposals(run.id), functools.cache(lambda pid: store.get_programs([pid])[0].code))
         return offline
     own = [] if fresh else store.proposals(run.id)
     replay = None
