@@ -9,6 +9,7 @@ full), with `=`, `-` or `+` for a score equal to, worse or better than the seed'
 the runs: the proposals by the class of their mutated parent and how many of them made a new best of the run, the
 outcomes (code and behavioural duplicates, valid children better or worse than their parent), the most-mutated
 parents, and each new best with its mutated parent's class and the classes along its line back to the seed.
+Lower scores are better (the bin packing setting quality.py measures); a maximised problem reads reversed.
 """
 
 from __future__ import annotations
