@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 # Variant name -> (what it tests, RunConfig overrides as stored-config dicts). "default" changes nothing.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("evoforge's defaults", {}),
-    "no-search": ("no evolution: every proposal mutates the seed", {}),
+    "no-search": ("no evolution: every proposal mutates the seed", {"meta_summary": 0}),
     "dup-reject": ("behavioural duplicates rejected", {"same_behaviour": "reject"}),
     "dup-keep": ("behavioural duplicates evaluated in full and kept", {"same_behaviour": "keep"}),
     "dup-parent": ("behavioural duplicates kept as parents with their twin's score, not evaluated further",
@@ -61,8 +61,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "one-island": ("a single island", {"islands": {"num_islands": 1}}),
     "crossover": ("one prompt in five a crossover of the parent with another island's high scorer",
                   {"crossover": 0.2}),
-    "meta": ("the last five improvements (score change, changed lines) listed in every prompt",
-             {"meta_summary": 5}),
+    "no-meta": ("no summary of recent improvements in the prompt (the default until it was measured)",
+                {"meta_summary": 0}),
     "answers": ("four answers per prompt: one call asks for n=4 choices", {"answers": 4}),
 }
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -210,6 +212,40 @@ def test_call_and_token_limits_hold_with_many_calls_in_flight(tmp_path: Path):
     # As with one call at a time: the calls that started all fit under the limit but for the last one's own size.
     assert sum(spent) < limit + max(spent)
     assert all(count_tokens(r.messages[-1]["content"]) > 0 for r in requests)
+
+
+def growing_versions(delay: float):
+    """A responder whose every answer is a better version of the toy problem's f and longer than the best version
+    its prompt shows (a string of 8 more words), so the parents, the meta-summary and the prompts grow as the run
+    goes on, and the answers with the parents they grow from."""
+    lock, counter = threading.Lock(), itertools.count(1)
+
+    def respond(request: dict) -> str | Fault:
+        with lock:
+            i = next(counter)
+        shown = re.findall(r'pad = "([w ]*)"', request["messages"][-1]["content"])
+        words = " ".join(["w"] * (len(shown[-1].split()) + 8 if shown else 8))
+        return Fault.delay(delay, then=f'```python\ndef f(x):\n    pad = "{words}"\n    return x * 2 + {i}\n```')
+
+    return respond
+
+
+def test_the_token_limit_holds_while_prompts_grow(tmp_path: Path):
+    """Every answer is a new best and longer than the last, and the meta-summary lists them: each prompt is larger
+    than any before it. With 16 calls in flight the run still spends no more than one call at a time would: what
+    had started fits under the limit but for the last call's own size."""
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    limit = 6000
+    with OpenAIServer(growing_versions(delay=0.2)) as server:
+        config = llm_config("growing", 100, server, concurrency=16, limits=Limits(max_tokens=limit))
+        result = run_search(dataclasses.replace(config, meta_summary=5), db, progress=False)
+        prompts = [sum(count_tokens(m["content"]) for m in r.messages) for r in server.completion_requests]
+    with Store(db) as store:
+        spent = [p.prompt_tokens + p.completion_tokens
+                 for p in store.proposals(analysis.open_run(store, "growing").id)]
+    assert result.stats.stop_reason == "tokens limit reached"
+    assert prompts[-1] > 2 * prompts[0]  # the prompts did grow
+    assert sum(spent) == result.stats.tokens and sum(spent) < limit + max(spent)
 
 
 def test_the_time_limit_gives_up_calls_still_in_flight(tmp_path: Path):

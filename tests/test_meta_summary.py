@@ -25,6 +25,7 @@ from evoforge.engine.propose.improvements import (
 )
 from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.run.config import (
+    DEFAULT_META_SUMMARY,
     MAX_META_SUMMARY,
     ConfigError,
     ModelConfig,
@@ -99,15 +100,15 @@ def test_offline_it_is_refused_since_no_model_reads_it() -> None:
         RunConfig(problem="p.py", name="x", meta_summary=3)
 
 
-def test_the_summary_is_off_unless_asked_for_and_kept_with_the_run() -> None:
+def test_the_summary_is_on_with_a_model_off_offline_and_kept_with_the_run() -> None:
     model = ModelConfig(models=(ModelEntry("openai/m"),))
     with_model = RunConfig(problem="p.py", name="x", models=model)
-    # off by default (engine/run/config.py says why), with a model and offline alike
-    assert with_model.meta_summary == 0
+    # the default is resolved when the config is made: on with a model, off offline (only a model reads it)
+    assert with_model.meta_summary == DEFAULT_META_SUMMARY == 5
     assert RunConfig(problem="p.py", name="x").meta_summary == 0
-    asked = RunConfig(problem="p.py", name="x", meta_summary=5, models=model)
-    stored = json.loads(json.dumps(asked.to_dict()))
-    assert RunConfig.from_dict(stored).meta_summary == 5
+    assert RunConfig(problem="p.py", name="x", meta_summary=0, models=model).meta_summary == 0
+    stored = json.loads(json.dumps(with_model.to_dict()))
+    assert stored["meta_summary"] == 5 and RunConfig.from_dict(stored).meta_summary == 5
     del stored["meta_summary"]  # a run stored before the summary existed resumes without it
     assert RunConfig.from_dict(stored).meta_summary == 0
 

@@ -20,7 +20,7 @@ from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_
 from evoforge.engine.cli.common import Handler, SubcommandParser, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options
-from evoforge.engine.run.config import DEFAULT_DB_URL, ConfigError, ExecutorSettings
+from evoforge.engine.run.config import DEFAULT_DB_URL, DEFAULT_META_SUMMARY, ConfigError, ExecutorSettings
 from evoforge.engine.run.errors import RunFailed, SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
@@ -90,7 +90,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      "(another island's best) and ask to combine them (default 0: off)")
     run.add_argument("--meta-summary", type=int, default=defaults.meta_summary, metavar="K",
                      help="list the last K improvements (score change and changed lines) in every prompt; "
-                     "computed by evoforge, no extra call (default 0: off; needs --model)")
+                     f"computed by evoforge, no extra call (default {DEFAULT_META_SUMMARY} with a model, 0 (off) "
+                     "with the offline proposer)")
     add_model_options(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a problem parameter or setting (repeatable)")

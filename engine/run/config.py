@@ -201,6 +201,7 @@ SAME_BEHAVIOUR = ("reject", "keep", "parent")
 DEFAULT_SAME_BEHAVIOUR = "parent"  # chosen by benchmarks/quality.py (QUALITY.md)
 DEFAULT_INSPIRATIONS = 0  # chosen by benchmarks/quality.py (QUALITY.md)
 MAX_META_SUMMARY = 20  # improvements a prompt may list: each is up to ten lines
+DEFAULT_META_SUMMARY = 5  # chosen by benchmarks/quality.py (QUALITY.md, "Small budgets ...")
 
 
 @dataclass(frozen=True)
@@ -229,11 +230,10 @@ class RunConfig:
     # The share of prompts that are crossovers: the parent and a high scorer that behaves differently (another
     # island's best, or another cluster's), to combine into one program; offline, a recombination of the two.
     crossover: float = 0.0
-    # The last K children that beat their parent (scores and changed lines), listed in every prompt; 0: off. Off by
-    # default although it helped on the reference setting (benchmarks/QUALITY.md, "Small budgets ..."): it makes
-    # prompts grow during a run, and under --max-total-tokens / --max-cost a call in flight counts as large as the
-    # largest call so far, so with many calls in flight a token limit was overshot by several calls.
-    meta_summary: int = 0
+    # The last K children that beat their parent (scores and changed lines), listed in every prompt; 0: off. None:
+    # the default, resolved when the config is made (and stored so): DEFAULT_META_SUMMARY with a model, off offline
+    # (only a model reads it). The summary makes prompts grow; the spending limits allow for that (spending.py).
+    meta_summary: int | None = None
     # Answers per prompt (FunSearch samples several per prompt to spread its cost): an LLM is asked for this many
     # choices in one call (litellm's `n`), the offline proposer makes this many mutations of the same parents. Each
     # answer is a candidate of its own and counts once against the budget; a call counts once against the limits.
@@ -254,6 +254,8 @@ class RunConfig:
         if isinstance(self.crossover, bool) or not (isinstance(self.crossover, (int, float))
                                                     and 0.0 <= self.crossover <= 1.0):
             raise ConfigError(f"--crossover {self.crossover}: must be a share in [0, 1] (0.2: one prompt in five)")
+        if self.meta_summary is None:
+            object.__setattr__(self, "meta_summary", 0 if self.models.offline else DEFAULT_META_SUMMARY)
         if (isinstance(self.meta_summary, bool) or not isinstance(self.meta_summary, int)
                 or not 0 <= self.meta_summary <= MAX_META_SUMMARY):
             raise ConfigError(f"--meta-summary {self.meta_summary}: must be a whole number from 0 (off) to "
@@ -305,6 +307,7 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Rebuild a stored config; an unknown key means a newer evoforge wrote it, so refuse rather than guess."""
         data = dict(_known_keys(cls, data, None))
+        data.setdefault("meta_summary", 0)  # stored before the summary existed: those runs ran without it
         islands = IslandConfig(**_known_keys(IslandConfig, data.pop("islands", {}), "islands"))
         models = ModelConfig.from_dict(data.pop("models", {}))
         limits = Limits(**_known_keys(Limits, data.pop("limits", {}), "limits"))

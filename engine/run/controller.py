@@ -50,6 +50,7 @@ from evoforge.engine.run.errors import SeedFailed
 from evoforge.engine.run.executor import Executor
 from evoforge.engine.run.recorder import BatchRecorder
 from evoforge.engine.run.records import evaluation_record
+from evoforge.engine.run.spending import CallSizes, prompt_material
 from evoforge.engine.run.stats import RunStats
 from evoforge.engine.run.steering import Steering, steer_forever
 from evoforge.evaluators import Evaluation, Problem
@@ -184,7 +185,9 @@ class Controller:
         self.limits = limits or Limits()
         self.calls_in_flight = InFlightMeter()  # proposals (LLM calls) waiting on the proposer; `show` says
         self._proposing = 0  # candidates whose proposal has not come back: each may still become a call
-        self._largest_call = (0, 0.0)  # most tokens and most cost one call has taken: in-flight calls count as such
+        self._sizes = CallSizes()  # what calls spent: what a call in flight may still spend (see spending.py)
+        self._admitted: dict[int, tuple[int, float]] = {}  # prompt -> its call's estimate, while the call is out
+        self._call_back = asyncio.Event()  # set (and replaced) whenever a call in flight comes back
         self._recorder = BatchRecorder(store, run.id, after_batch=self._maybe_reset)
         self._parents = _ParentCache(store)
         self._hashes: dict[int, int] = {}  # normalised-code hash (64 bits) -> first program with it
@@ -465,7 +468,7 @@ class Controller:
     def _may_start(self) -> bool:
         """Whether another candidate may start: budget left and no spending limit reached (which is noted).
 
-        Calls still in flight count as made (calls) and as large as the largest call so far (tokens, cost), so a
+        Calls still in flight count as made (calls) and, for tokens and cost, as their estimate (see _admit), so a
         limit holds with hundreds in flight just as with one at a time.
         """
         if self.stats.attempts >= self.stats.budget or self.stats.stop_reason is not None:
@@ -486,16 +489,55 @@ class Controller:
         # Nothing measured yet bounds what a call in flight will spend: under a token or cost limit, one at a time.
         return not (waiting and (limits.max_tokens is not None or limits.max_cost is not None) and stats.calls == 0)
 
-    def _limits_reached(self, waiting: int) -> list[str]:
-        """The limits reached, counting `waiting` calls in flight as made and as large as the largest so far."""
+    def _limits_reached(self, waiting: int, unknown: int | None = None) -> list[str]:
+        """The limits reached, counting `waiting` calls in flight as made; for tokens and cost an admitted call
+        counts as its estimate and the `unknown` others (by default all not admitted) as large as the largest call
+        so far."""
         limits, stats = self.limits, self.stats
-        most_tokens, most_cost = self._largest_call
+        most_tokens, most_cost = self._sizes.largest()
+        unknown = waiting - len(self._admitted) if unknown is None else unknown
+        tokens = stats.tokens + sum(t for t, _ in self._admitted.values()) + unknown * most_tokens
+        cost = stats.cost + sum(c for _, c in self._admitted.values()) + unknown * most_cost
         return [what for what, value, limit in (
             ("calls", stats.calls + waiting, limits.max_calls),
-            ("tokens", stats.tokens + waiting * most_tokens, limits.max_tokens),
-            ("cost", stats.cost + waiting * most_cost, limits.max_cost),
+            ("tokens", tokens, limits.max_tokens),
+            ("cost", cost, limits.max_cost),
             ("wall time", stats.elapsed, limits.max_wall_s),
         ) if limit is not None and value >= limit]
+
+    async def _admit(self, prompt: int, material: int) -> bool:
+        """Whether prompt `prompt`'s call may go out, waiting while it may not yet (False: a limit is reached).
+
+        Under a token or cost limit a call goes out, as with one call at a time, while what was spent is under the
+        limit, the calls in flight counted as their estimates (spending.py: grown with what their prompts show);
+        it then counts as its own estimate. While the calls in flight leave no room it waits for them to come
+        back; when nothing is in flight and the limit is reached, the run stops. Nothing measured bounds a call
+        before the first one came back, so until then they go out one at a time.
+        """
+        if self.limits.max_tokens is None and self.limits.max_cost is None:
+            return True
+        while True:
+            others = len(self._admitted) + self._judging
+            if not (others and self.stats.calls == 0):
+                reached = [what for what in self._limits_reached(others, unknown=self._judging)
+                           if what in ("tokens", "cost")]
+                if not reached:
+                    self._admitted[prompt] = self._sizes.estimate(material)
+                    return True
+                if not others:
+                    if self.stats.stop_reason is None:
+                        self.stats.stop_reason = f"{reached[0]} limit reached"
+                        self.store.record_event(self.run.id, "stop", {"reason": self.stats.stop_reason,
+                                                                      "attempts": self.stats.attempts})
+                    return False
+            await self._call_back.wait()
+
+    def _came_back(self, prompt: int | None = None) -> None:
+        """A call in flight came back: its estimate is released and the calls waiting to go out look again."""
+        if prompt is not None:
+            self._admitted.pop(prompt, None)
+        self._call_back.set()
+        self._call_back = asyncio.Event()
 
     async def _one_prompt(self, prompt: int, asked: int) -> int:
         """Propose `asked` answers to one prompt and take each through to its record; returns how many came."""
@@ -515,6 +557,11 @@ class Controller:
                 extra["mate"], views = views[0], views[1:]
             if self.improvements is not None:
                 extra["improvements"] = self.improvements.recent()
+            shown = [*views, *extra.get("inspirations", ()), *([extra["mate"]] if mate is not None else [])]
+            material = prompt_material(shown, self._feedback[island], extra.get("improvements", ()))
+            if not await self._admit(prompt, material):
+                self.stats.attempts -= asked  # never asked: its budget stays unspent, as at the time limit
+                return 0
             start = time.perf_counter()
             self.calls_in_flight.change(+1)
             try:
@@ -526,6 +573,7 @@ class Controller:
                 proposals = [dataclasses.replace(p, details={**p.details, "crossover": mate}) for p in proposals]
         finally:
             self._proposing -= 1
+            self._came_back(prompt)
         if not proposals:
             raise TypeError(f"{type(self.proposer).__name__}.propose returned no proposal; a failure is one "
                             "Proposal with error set")
@@ -534,7 +582,7 @@ class Controller:
         seconds = time.perf_counter() - start
         self.stats.add_time("propose", seconds)
         self.concurrency.observe_proposal(seconds, len(proposals))
-        self._count_spend(proposals)
+        self._count_spend(proposals, material)
         self._note_fewer(proposals, asked)
         for index, proposal in enumerate(proposals):  # one after another: the order is the proposer's, not timing's
             answer_rng = rng if index == 0 else np.random.default_rng([self.run.seed, prompt, index])
@@ -618,20 +666,22 @@ class Controller:
                           metrics=program.metrics, feedback=program.feedback,
                           critique=self._critiques.get(program.id))
 
-    def _count_spend(self, proposals: list[Proposal]) -> None:
-        """The spend of one prompt's answers: one call (if a model was called), with every answer's tokens."""
+    def _count_spend(self, proposals: list[Proposal], material: int) -> None:
+        """The spend of one prompt's answers: one call (if a model was called), with every answer's tokens;
+        `material`: what its prompt showed (spending.prompt_material), for the estimates of later calls."""
         self.stats.cost += sum(p.cost for p in proposals)
         first = proposals[0]
         if first.is_call:
-            self._count_call(sum(p.prompt_tokens + p.completion_tokens for p in proposals),
-                             sum(p.cost for p in proposals), first.attempts, first.error is not None)
+            tokens = sum(p.prompt_tokens + p.completion_tokens for p in proposals)
+            cost = sum(p.cost for p in proposals)
+            self._count_call(tokens, cost, first.attempts, first.error is not None)
+            self._sizes.observe(tokens, cost, material)
 
     def _count_call(self, tokens: int, cost: float, attempts: int, failed: bool) -> None:
         self.stats.calls += 1
         self.stats.tokens += tokens
         self.stats.retries += max(0, attempts - 1)
         self.stats.failed_calls += failed
-        self._largest_call = (max(self._largest_call[0], tokens), max(self._largest_call[1], cost))
 
     async def _review(self, island: int, parent: Parent, code: str, ev: Evaluation) -> NewJudgement | None:
         """The reviewer's judgement of a valid candidate that beats its island's best (None: not one, or no
@@ -652,11 +702,13 @@ class Controller:
             judgement = await self.judge.judge(review)
         finally:
             self._judging -= 1
+            self._came_back()
         self.stats.add_time("judge", time.perf_counter() - start)
         self.stats.cost += judgement.cost
         if judgement.attempts > 0:  # a replayed answer made no call
-            self._count_call(judgement.prompt_tokens + judgement.completion_tokens, judgement.cost,
-                             judgement.attempts, bool(judgement.details.get("call_error")))
+            tokens = judgement.prompt_tokens + judgement.completion_tokens
+            self._count_call(tokens, judgement.cost, judgement.attempts, bool(judgement.details.get("call_error")))
+            self._sizes.observe(tokens, judgement.cost, len(code) + len(parent.code))
         return judgement
 
     async def _find_original(self, digest: str) -> int | None:

@@ -64,7 +64,7 @@ class SearchOptions:
     map_elites: str | Sequence[str] | None = None  # --map-elites code_length,METRIC (or a list); None: off
     map_bins: int = RunConfig.map_bins
     crossover: float = RunConfig.crossover  # --crossover SHARE
-    meta_summary: int = RunConfig.meta_summary  # --meta-summary K
+    meta_summary: int | None = RunConfig.meta_summary  # --meta-summary K; None: the default
     answers: int = RunConfig.answers
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()

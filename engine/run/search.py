@@ -141,7 +141,7 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                             duplicates_as_parents=config.duplicates == "parent",
                                             inspirations=config.shown_inspirations, judge=judge,
                                             map_elites=_map_elites(config, problem),
-                                            crossover=config.crossover, meta_summary=config.meta_summary,
+                                            crossover=config.crossover, meta_summary=config.meta_summary or 0,
                                             answers=config.answers,
                                             on_progress=display.update)
                     asyncio.run(_search(controller, fresh))
