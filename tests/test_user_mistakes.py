@@ -90,3 +90,65 @@ def test_an_evolved_function_solve_never_calls_is_refused_when_the_problem_loads
         path = tmp_path / f"reached_{len(why)}.py"
         path.write_text(text)
         assert load_problem(path).evolved_names, why
+
+
+HARNESS = '''"""Sum weights."""
+import numpy as np
+
+from evoforge import Settings, compiled_harness, evolve
+
+SETTINGS = Settings(maximize=True, time_limit_s=60.0, memory_limit_mb=2048, numba=True)
+
+
+@evolve
+def weight(x: float) -> float:
+    return x * 2.0
+
+
+@compiled_harness("(weight, float64[::1])", weight="float64(float64)")
+def total(weight, xs):
+    s = 0.0
+    for i in range(len(xs)):
+        s += weight(xs[i])
+    return s
+
+
+def solve(n):
+    return float(total(weight, np.arange(n, dtype=np.float64)))
+
+
+def score(n, out):
+    return float(out)
+
+
+def inputs(params):
+    return [5]
+'''
+
+
+def _eval_json(tmp_path: Path, *args: str) -> dict:
+    import json
+
+    out = _cli("eval", *args, "--json", cwd=tmp_path)
+    assert out.returncode in (0, 1), out.stderr
+    return json.loads(out.stdout)
+
+
+def test_numba_mistakes_are_said_in_the_problem_files_terms(tmp_path: Path) -> None:
+    good = _write(tmp_path, "good.py", HARNESS)
+    assert _eval_json(tmp_path, good)["score"] == 20.0
+    wrong_type = _write(tmp_path, "wrong_type.py", HARNESS.replace("np.arange(n, dtype=np.float64)", "np.arange(n)"))
+    report = _eval_json(tmp_path, wrong_type)
+    assert report["status"] == "error" and "No matching definition" not in report["error"]
+    assert ("HarnessCallError: solve called the compiled harness total(weight, xs: array(int64, 1d, C)), but it is "
+            "declared as total(weight, xs: float64[::1]); convert the arguments in solve") in report["error"]
+    arity = _write(tmp_path, "arity.py", HARNESS.replace("total(weight, np.arange(n, dtype=np.float64))",
+                                                         "total(weight)"))
+    report = _eval_json(tmp_path, arity)
+    assert ("solve called the compiled harness total with 1 argument(s); it takes 2: total(weight, xs: float64[::1])"
+            in report["error"])
+    none = _write(tmp_path, "none_cand.py", "def weight(x: float) -> float:\n    if x > 100.0:\n        return x\n")
+    report = _eval_json(tmp_path, good, none)
+    assert ("weight returns None on some path (a branch that ends without `return`?), but the compiled harness "
+            "declares it as float64(float64): return a float64 on every path") in report["stdout"]
+    assert "No conversion from none" not in report["stdout"]
