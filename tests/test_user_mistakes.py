@@ -152,3 +152,20 @@ def test_numba_mistakes_are_said_in_the_problem_files_terms(tmp_path: Path) -> N
     assert ("weight returns None on some path (a branch that ends without `return`?), but the compiled harness "
             "declares it as float64(float64): return a float64 on every path") in report["stdout"]
     assert "No conversion from none" not in report["stdout"]
+
+
+def test_a_seed_scoring_past_the_declared_bound_is_warned_about(tmp_path: Path) -> None:
+    bounded = (REPO / "tests" / "fixtures" / "bounded_problem.py").read_text()
+    assert "bound=100.0" in bounded
+    past = _write(tmp_path, "past.py", bounded.replace("    return x * 2\n", "    return x * 200\n"))
+    report = _eval_json(tmp_path, past)
+    assert report["status"] == "ok" and report["score"] >= 100
+    warned = [w for w in report["warnings"] if "the seed scores" in w]
+    assert warned and (f"{tmp_path / past}: the seed scores 300, at or above Settings(bound=100), the best an "
+                       "honest program can reach") in warned[0]
+    run = _cli("run", past, "--name", "past", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--budget", "1", "--quiet",
+               cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "the seed scores 300, at or above Settings(bound=100)" in run.stderr
+    honest = _write(tmp_path, "honest.py", bounded)
+    assert not [w for w in _eval_json(tmp_path, honest)["warnings"] if "the seed scores" in w]
