@@ -228,12 +228,17 @@ class CompiledHarness:
                                f"'({', '.join(params)})' with numba types for the arguments that are not functions")
         self.positions = tuple(params.index(name) for name in evolved)
         self.params = tuple(params)
+        kinds = inspect.signature(func).parameters.values()
+        # How many positional arguments a call may pass (None: *args takes any number)
+        self.arity = None if any(p.kind is p.VAR_POSITIONAL for p in kinds) else (
+            sum(p.default is p.empty for p in kinds), len(params))
         self._declared = _split_types(signature)
         self.dispatcher: Any = None  # the compiled harness, set in the sandbox server
         self.hook: Callable[[CompiledHarness, tuple[Any, ...]], Any] | None = None
 
     def __call__(self, *args: Any) -> Any:
-        if len(args) != len(self.params):  # numba's own words ("expected 2, got 1") name neither side
+        if self.arity is not None and not self.arity[0] <= len(args) <= self.arity[1]:  # numba's own words
+            # ("not enough arguments: expected 2, got 1") name neither the harness nor its parameters
             raise HarnessCallError(f"solve called the compiled harness {self.py_func.__name__} with {len(args)} "
                                    f"argument(s); it takes {len(self.params)}: {self.declared()}")
         if self.hook is not None:

@@ -122,9 +122,14 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
                                f"{again}")
         store.claim_run(run.id)  # refuses a run another live process searches
-        if budget is not None:
-            store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
-        store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
+        try:
+            if budget is not None:
+                store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
+            store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                store.release_run(run.id)
+            raise
         return _drive(problem, store, run, config, fresh=False, progress=progress, proposer=None)
     finally:
         store.close()
