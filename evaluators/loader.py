@@ -523,12 +523,12 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *
         raise _error(path, _assigned_at(path, "PARAMS"), f"PARAMS is a {type(raw_params).__name__}",
                      "set PARAMS to a dict of defaults")
     _check_signatures(path, module)
-    _check_reached(path, module, evolved)
     settings, params = _apply_overrides(path, _settings_from(path, module), dict(raw_params), overrides or {})
     project = _project_from(path, module, settings)
     helpers, constants = _exposed(path, source, module)
     modules = _candidate_modules(module)
     warnings = _misspellings(module) + _check_names(path, module, evolved, modules, helpers, constants)
+    _check_reached(path, module, evolved)  # after the names: a misspelt call is said as such
     common: dict[str, Any] = dict(
         path=path, name=path.stem, description=description, source=source, evolved=evolved, settings=settings,
         params=params, module=module, overrides=dict(overrides or {}), warnings=warnings,

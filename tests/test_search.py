@@ -225,6 +225,8 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_re
         assert twice.returncode == 2, twice.stderr
         assert f"is being searched by process {proc.pid} on host {socket.gethostname()}" in twice.stderr
         assert "Traceback" not in twice.stderr
+        shown = _cli("show", "killed", "--db", db, cwd=REPO).stdout
+        assert f"held by    process {proc.pid} on host {socket.gethostname()}" in shown, shown
         with Store(db) as store:
             run = store.get_run("killed")
             assert run is not None and store.events(run.id, "resume") == []
@@ -232,6 +234,8 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_re
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = programs_of(db, "killed")
+    assert "held by    no live process: `evoforge resume killed` continues it" in _cli(
+        "show", "killed", "--db", db, cwd=REPO).stdout
     resumed = _cli("resume", "killed", "--db", db, "--budget", str(len(before) + 10), "--quiet", cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr
     after = programs_of(db, "killed")
