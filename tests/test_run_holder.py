@@ -97,3 +97,40 @@ def test_the_heartbeat_keeps_the_claim_fresh_and_says_when_it_was_taken_over(tmp
             _hold(url, run_id, host="elsewhere", pid=7, age_s=0)
             assert told.wait(120), "the heartbeat never noticed"
     assert "another process took the run over (process 7 on host elsewhere" in lost[0]
+
+
+def test_a_search_whose_run_was_taken_over_stops_and_leaves_the_run_to_the_new_holder(tmp_path) -> None:
+    """A stalled process whose claim another took over (simulated: the holder is rewritten while it searches) stops
+    before its next attempt, reports why, and writes neither the status nor a release over the new holder's."""
+    import threading
+    import time
+    from pathlib import Path
+
+    from evoforge.engine.run.config import RunConfig
+    from evoforge.engine.run.search import run_search
+
+    repo = Path(__file__).resolve().parent.parent
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    config = RunConfig(problem=str(repo / "problems" / "bin_packing.py"), name="taken", budget=100_000,
+                       overrides={"num_items": "300", "num_instances": "3", "held_out_instances": "2"})
+    results = []
+    searching = threading.Thread(target=lambda: results.append(run_search(config, url, progress=False)))
+    searching.start()
+    deadline = time.monotonic() + 300
+    with Store(url) as store:
+        while time.monotonic() < deadline:  # until the search is going
+            run = store.get_run("taken")
+            if run is not None and store.attempts(run.id) >= 5:
+                break
+            time.sleep(0.2)
+        assert run is not None
+        _hold(url, run.id, host="elsewhere", pid=7, age_s=0)
+        searching.join(timeout=300)
+        assert not searching.is_alive(), "the search did not stop"
+        result = results[0]
+        assert result.status == "failed"
+        assert "another process took the run over (process 7 on host elsewhere" in result.stats.stop_reason
+        assert store.get_run("taken").status == "running"  # the new holder's to set
+        holder = store.run_holder(run.id)
+        assert holder is not None and (holder.host, holder.pid) == ("elsewhere", 7)
+        assert store.attempts(run.id) < 100_000
