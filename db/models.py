@@ -82,6 +82,11 @@ Run = Table(
     # The run's history counter: proposals, programs and events take their seq from it inside their own write
     # transaction, so concurrent writers never collide and replay order is the order of commit.
     _required("next_seq", Integer, default=0),
+    # The process searching the run now (db/holder.py): set by run and resume, its heartbeat refreshed while it
+    # searches, cleared when it ends; a second process refuses a run whose holder is alive.
+    _optional("holder_host", String(255)),
+    _optional("holder_pid", Integer),
+    _optional("heartbeat_at", _WHEN),
     _one_of("status", RUN_STATUSES),
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -19,12 +20,28 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Integer, Row, Select, and_, case, cast, exc, func, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    Select,
+    and_,
+    case,
+    cast,
+    delete,
+    exc,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 
 from evoforge.db.checkpoint import WalCheckpointer
 from evoforge.db.connection import masked, missing_folder, open_engine, transaction
 from evoforge.db.errors import StoreError
+from evoforge.db.holder import STALE_AFTER_S, RunHolder, this_host
 from evoforge.db.models import RUN_STATUSES, Evaluation, Event, Judgement, Program, Proposal, Receipt, Run, utcnow
 from evoforge.db.records import (
     EvaluationInfo,
@@ -157,6 +174,27 @@ class Store:
                 raise _run_exists(name) from err
             raise
 
+    def discard_unstarted_run(self, name: str) -> str | None:
+        """Delete the run named ``name`` if it failed before recording anything to keep (no program, no proposal:
+        its seed failed, or its sandbox never started), so its name can be used again; returns why it failed, or
+        None (and deletes nothing) for any other run or none."""
+
+        def discard(c: Connection) -> str | None:
+            row = c.execute(select(Run.c.id, Run.c.status).where(Run.c.name == name).with_for_update()).first()
+            if row is None or row.status != "failed":
+                return None
+            for table in (Program, Proposal):
+                if c.execute(select(table.c.id).where(table.c.run_id == row.id).limit(1)).first() is not None:
+                    return None
+            stops = c.execute(select(Event.c.data).where(Event.c.run_id == row.id, Event.c.kind == "stop")
+                              .order_by(Event.c.seq.desc())).first()
+            for table in (Event, Receipt):
+                c.execute(delete(table).where(table.c.run_id == row.id))
+            c.execute(delete(Run).where(Run.c.id == row.id))
+            return str((stops.data if stops is not None else {}).get("reason", "no reason recorded"))
+
+        return self._write(discard)
+
     def get_run(self, name: str) -> RunInfo | None:
         """The run named ``name``, or None."""
         row = self._read(lambda c: c.execute(_RUN_COLUMNS.where(Run.c.name == name)).first())
@@ -178,6 +216,42 @@ class Store:
                 raise no_run(run_id, self.url)
 
         self._write(set_status)
+
+    def claim_run(self, run_id: int) -> None:
+        """Make this process the run's holder (db/holder.py), or raise a StoreError naming the live holder and
+        how to proceed; the check and the claim are one transaction, so of two claimants one wins."""
+        host, pid = this_host(), os.getpid()
+
+        def claim(c: Connection) -> None:
+            row = c.execute(select(Run.c.name, *_HOLDER_COLUMNS).where(Run.c.id == run_id).with_for_update()).first()
+            if row is None:
+                raise no_run(run_id, self.url)
+            now, holder = utcnow(), _holder(row)
+            if holder is not None and holder.is_alive(now):
+                raise StoreError(
+                    f"run {row.name} is being searched by {holder.describe(now)}; a second process would spend its "
+                    f"budget twice\n  fix: let it finish, or stop it (Ctrl-C where it runs, or `kill {holder.pid}` "
+                    f"on {holder.host}) and resume then; a killed process frees the run at once on its own host, "
+                    f"and {STALE_AFTER_S:.0f} s after its last heartbeat anywhere else")
+            c.execute(update(Run).where(Run.c.id == run_id).values(holder_host=host, holder_pid=pid,
+                                                                   heartbeat_at=now))
+
+        self._write(claim)
+
+    def refresh_claim(self, run_id: int) -> bool:
+        """Refresh this process's heartbeat on the run; False when another process has taken the run over."""
+        return bool(self._write(lambda c: c.execute(update(Run).where(Run.c.id == run_id, *_held_here()).values(
+            heartbeat_at=utcnow())).rowcount))
+
+    def release_run(self, run_id: int) -> None:
+        """Give up this process's claim on the run (a claim another process took over stays theirs)."""
+        self._write(lambda c: c.execute(update(Run).where(Run.c.id == run_id, *_held_here()).values(
+            holder_host=None, holder_pid=None, heartbeat_at=None)))
+
+    def run_holder(self, run_id: int) -> RunHolder | None:
+        """The process that claimed the run and has not released it (alive or not), or None."""
+        row = self._read(lambda c: c.execute(select(*_HOLDER_COLUMNS).where(Run.c.id == run_id)).first())
+        return None if row is None else _holder(row)
 
     # ----------------------------------------------------------------------------------------------- writes
 
@@ -704,6 +778,21 @@ _RUN_COLUMNS = select(*(Run.c[name] for name in RunInfo.__dataclass_fields__))
 _PROGRAM_COLUMNS = select(*Program.c)
 _PROPOSAL_COLUMNS = select(*(Proposal.c[name] for name in ProposalInfo.__dataclass_fields__))
 _EVENT_COLUMNS = select(Event.c.id, Event.c.seq, Event.c.kind, Event.c.data, Event.c.created_at)
+
+
+_HOLDER_COLUMNS = (Run.c.holder_host, Run.c.holder_pid, Run.c.heartbeat_at)
+
+
+def _held_here() -> tuple[Any, ...]:
+    """The conditions that a run is held by this process."""
+    return Run.c.holder_host == this_host(), Run.c.holder_pid == os.getpid()
+
+
+def _holder(row: Row) -> RunHolder | None:
+    m = row._mapping
+    if m["holder_host"] is None or m["heartbeat_at"] is None:
+        return None
+    return RunHolder(m["holder_host"], int(m["holder_pid"]), as_utc(m["heartbeat_at"]))
 
 
 def _run_info(row: Row) -> RunInfo:

@@ -35,7 +35,7 @@ from evoforge.evaluators.problem_api import (
     evolved_signatures,
     harnesses,
 )
-from evoforge.evaluators.problem_names import closest, undefined, unseen_by_candidate
+from evoforge.evaluators.problem_names import closest, reached_from, undefined, unseen_by_candidate
 from evoforge.evaluators.project import ProjectError, ProjectSource, read_project
 from evoforge.evaluators.validator import module_allowed
 
@@ -233,6 +233,21 @@ def _check_signatures(path: Path, module: ModuleType) -> None:
                          f"define it as `def {name}({', '.join(arguments)}):`") from None
         except ValueError:
             continue  # a builtin or C function without a signature: it will tell at run time
+
+
+def _check_reached(path: Path, module: ModuleType, evolved: tuple[EvolvedFunction, ...]) -> None:
+    """Refuse an @evolve function that solve never calls, directly or through the file's functions (the evolved
+    ones included): the score would not depend on it, so the search would evolve it for nothing."""
+    reached = reached_from(module, "solve") if evolved else None
+    if reached is None:  # nothing to evolve here (a project), or solve reaches code that cannot be read
+        return
+    missed = [f for f in evolved if f.name not in reached]
+    if missed:
+        names = ", ".join(f.name for f in missed)
+        it = "it" if len(missed) == 1 else "them"
+        raise _error(path, missed[0].lineno, f"solve never calls the @evolve function {names}, directly or through "
+                     f"the functions it calls, so the score would not depend on {it}",
+                     f"call {it} from solve (or from a function solve calls), or take @evolve off {it}")
 
 
 def _near_names(module: ModuleType, name: str) -> list[str]:
@@ -513,6 +528,7 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *
     helpers, constants = _exposed(path, source, module)
     modules = _candidate_modules(module)
     warnings = _misspellings(module) + _check_names(path, module, evolved, modules, helpers, constants)
+    _check_reached(path, module, evolved)  # after the names: a misspelt call is said as such
     common: dict[str, Any] = dict(
         path=path, name=path.stem, description=description, source=source, evolved=evolved, settings=settings,
         params=params, module=module, overrides=dict(overrides or {}), warnings=warnings,

@@ -174,6 +174,17 @@ class Problem:
         return {metric: self.aggregate({n: m[metric] for n, m in per_input.items() if metric in m}, inputs)
                 for metric in names}
 
+    def seed_bound_warning(self, score: float) -> str | None:
+        """Why a seed scoring at or past Settings(bound) is most likely a mistake, or None when it is not."""
+        settings = self.settings
+        if not settings.beyond_bound(score):
+            return None
+        side = "above" if settings.maximize else "below"
+        return (f"{self.path}: the seed scores {score:.6g}, at or {side} Settings(bound={settings.bound:g}), the "
+                "best an honest program can reach: every program that beats it would be held SUSPECT (out of "
+                "selection) until a person accepts it; check score() and aggregate(), the direction "
+                f"(maximize={settings.maximize}) and the bound")
+
     def passes(self, stage: Stage, score: float) -> bool:
         """Whether an aggregate score over a stage's inputs is good enough to go on to the next stage."""
         return score >= stage.threshold if self.settings.maximize else score <= stage.threshold

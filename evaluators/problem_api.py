@@ -197,6 +197,10 @@ class HarnessError(ValueError):
     """A compiled harness is declared wrongly; the message says what to change."""
 
 
+class HarnessCallError(TypeError):
+    """solve called a compiled harness with arguments its declaration does not take; the message names both."""
+
+
 class CompiledHarness:
     """A problem's harness function, compiled once per sandbox server when numba is on (see `compiled_harness`).
 
@@ -223,16 +227,49 @@ class CompiledHarness:
             raise HarnessError(f"compiled_harness on {func.__name__}: give its argument types as a string, e.g. "
                                f"'({', '.join(params)})' with numba types for the arguments that are not functions")
         self.positions = tuple(params.index(name) for name in evolved)
+        self.params = tuple(params)
+        kinds = inspect.signature(func).parameters.values()
+        # How many positional arguments a call may pass (None: *args takes any number)
+        self.arity = None if any(p.kind is p.VAR_POSITIONAL for p in kinds) else (
+            sum(p.default is p.empty for p in kinds), len(params))
+        self._declared = _split_types(signature)
         self.dispatcher: Any = None  # the compiled harness, set in the sandbox server
         self.hook: Callable[[CompiledHarness, tuple[Any, ...]], Any] | None = None
 
     def __call__(self, *args: Any) -> Any:
+        if self.arity is not None and not self.arity[0] <= len(args) <= self.arity[1]:  # numba's own words
+            # ("not enough arguments: expected 2, got 1") name neither the harness nor its parameters
+            raise HarnessCallError(f"solve called the compiled harness {self.py_func.__name__} with {len(args)} "
+                                   f"argument(s); it takes {len(self.params)}: {self.declared()}")
         if self.hook is not None:
             return self.hook(self, args)
         compiled = self.compiled_args(args)
         if compiled is not None:
-            return self.dispatcher(*compiled)
+            return self.call_compiled(compiled)
         return self.py_func(*args)
+
+    def call_compiled(self, compiled: tuple[Any, ...]) -> Any:
+        """Run the compiled harness; arguments of types its declaration does not take are said in solve's terms,
+        not as numba's 'No matching definition'."""
+        try:
+            return self.dispatcher(*compiled)
+        except TypeError as exc:
+            if not str(exc).startswith("No matching definition"):
+                raise
+            from numba import typeof  # only here: numba compiled this harness, so it is loaded
+
+            given = ", ".join(name if i in self.positions else f"{name}: {typeof(value)}"
+                              for i, (name, value) in enumerate(zip(self.params, compiled)))
+            raise HarnessCallError(
+                f"solve called the compiled harness {self.py_func.__name__}({given}), but it is declared as "
+                f"{self.declared()}; convert the arguments in solve to the declared types (for float64[::1]: "
+                "np.ascontiguousarray(x, dtype=np.float64))") from None
+
+    def declared(self) -> str:
+        """`name(param: type, ...)` as the declaration gives it."""
+        parts = [name if i in self.positions or i >= len(self._declared) else f"{name}: {self._declared[i]}"
+                 for i, name in enumerate(self.params)]
+        return f"{self.py_func.__name__}({', '.join(parts)})"
 
     def compiled_args(self, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The arguments for the compiled harness (each candidate function by its dispatcher), or None where the
@@ -249,6 +286,19 @@ class CompiledHarness:
 
     def __repr__(self) -> str:
         return f"<compiled harness {self.py_func.__name__}{self.signature}>"
+
+
+def _split_types(signature: str) -> list[str]:
+    """The argument types of a harness declaration "(f, float64[:, ::1], int64)", split at its top-level commas."""
+    parts, depth, current = [], 0, ""
+    for char in signature.strip().removeprefix("(").removesuffix(")"):
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*parts, current.strip()] if current.strip() else parts
 
 
 def compiled_harness(signature: str, **evolved: str) -> Callable[[Callable[..., Any]], CompiledHarness]:

@@ -116,6 +116,20 @@ def test_run_name_conflict_says_how_to_resume(store: Store) -> None:
     )
 
 
+def test_only_a_run_that_failed_before_recording_anything_is_discarded(store: Store) -> None:
+    seedless = make_run(store, "seedless")
+    store.record_event(seedless.id, "stop", {"reason": "the seed failed: ZeroDivisionError", "failed": True})
+    assert store.discard_unstarted_run("seedless") is None  # still 'running': it may be alive
+    store.set_run_status(seedless.id, "failed")
+    kept = make_run(store, "kept")
+    store.record_candidate(kept.id, proposal=None, program=program(), evaluations=[])
+    store.set_run_status(kept.id, "failed")
+    assert store.discard_unstarted_run("kept") is None and store.discard_unstarted_run("nosuch") is None
+    assert store.discard_unstarted_run("seedless") == "the seed failed: ZeroDivisionError"
+    assert store.get_run("seedless") is None and store.get_run("kept") is not None
+    assert make_run(store, "seedless").name == "seedless"  # the name is free again
+
+
 def test_config_must_be_plain_json(store: Store) -> None:
     with pytest.raises(StoreError, match="not plain JSON"):
         store.create_run(

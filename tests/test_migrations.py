@@ -116,10 +116,10 @@ def _drop_all(url: str) -> None:
 
 
 def test_a_version_6_database_with_a_run_upgrades_and_reads_the_same(tmp_path: Path) -> None:
-    """Version 12 adds indexes only (11 a table, 13 a column): a version 6 database with a run gains them, keeps
+    """Version 12 adds indexes only (11 a table, 13 and 14 columns): a version 6 database with a run gains them, keeps
     every row, and every query of the pages answers as before."""
     from evoforge.db import NewCandidate, NewEvaluation, NewProgram, NewProposal
-    from evoforge.db.migrations import v0011_judgements, v0012_page_indexes, v0013_program_mate
+    from evoforge.db.migrations import v0011_judgements, v0012_page_indexes, v0013_program_mate, v0014_run_holder
     from evoforge.engine.analysis import queries as analysis
     from evoforge.engine.analysis.web import curves, pages
 
@@ -163,7 +163,8 @@ def test_a_version_6_database_with_a_run_upgrades_and_reads_the_same(tmp_path: P
     with pytest.raises(StoreError, match="schema version 6"):
         Store(url)
     assert upgrade_database(url) == [f"{step.VERSION}: {step.__doc__.strip()}"
-                                     for step in (v0011_judgements, v0012_page_indexes, v0013_program_mate)]
+                                     for step in (v0011_judgements, v0012_page_indexes, v0013_program_mate,
+                                                  v0014_run_holder)]
     assert schema_drift(url) == []
     with Store(url) as store:
         run = store.get_run("six")

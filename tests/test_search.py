@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -140,6 +141,33 @@ def test_seed_that_fails_stops_the_run_with_a_clear_message(tmp_path: Path) -> N
     assert_failed_with(db, "broken", "ZeroDivisionError")
 
 
+def test_a_run_whose_seed_failed_gives_its_name_back_once_the_file_is_fixed(tmp_path: Path) -> None:
+    """The user fixes the problem file and types the same command again: the failed run held nothing, so it is
+    started over under its name; `resume` points there too, and a run with programs keeps its name."""
+    problem = tmp_path / "fixme.py"
+    broken = ('"""Seed raises."""\nfrom evoforge import evolve\n\n@evolve\ndef f(x):\n    return 1 / 0\n\n'
+              "def solve(x):\n    return f(x)\n\ndef score(x, out):\n    return float(out)\n\n"
+              "def inputs(params):\n    return [1]\n")
+    problem.write_text(broken)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    command = ("run", str(problem), "--name", "again", "--db", db, "--budget", "2", "--quiet")
+    first = _cli(*command, cwd=tmp_path)
+    assert first.returncode == 2 and "ZeroDivisionError" in first.stderr, first.stderr
+    problem.write_text(broken.replace("1 / 0", "x + 1"))
+    resumed = _cli("resume", "again", "--db", db, cwd=tmp_path)
+    assert resumed.returncode == 2
+    assert f"run it again under its name (`evoforge run {problem} --name again`)" in resumed.stderr
+    second = _cli(*command, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "run again failed before it recorded a program (" in second.stderr and "starting it over" in second.stderr
+    with Store(db) as store:
+        run = store.get_run("again")
+        assert run is not None and run.status == "finished" and store.attempts(run.id) == 3
+        assert store.events(run.id, "stop") == []  # the failed attempt's record went with it
+    third = _cli(*command, cwd=tmp_path)
+    assert third.returncode == 2 and "run 'again' already exists" in third.stderr
+
+
 def assert_failed_with(db: str, name: str, reason: str) -> None:
     """The run ended failed, and `evoforge show` says why."""
     with Store(db) as store:
@@ -176,7 +204,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
-def test_kill_dash_nine_then_resume_loses_nothing_committed(tmp_path: Path) -> None:
+def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_refused(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
     proc = subprocess.Popen([sys.executable, "-m", "evoforge", "run", BIN_PACKING, "--name", "killed", "--db", db,
@@ -192,10 +220,22 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed(tmp_path: Path) -> N
                 except Exception:  # the run row may not exist yet
                     committed = 0
         assert committed >= 20, "the run did not get going"
+        # While it runs, a second process may not drive the run: it is refused, naming who holds it.
+        twice = _cli("resume", "killed", "--db", db, "--quiet", cwd=REPO)
+        assert twice.returncode == 2, twice.stderr
+        assert f"is being searched by process {proc.pid} on host {socket.gethostname()}" in twice.stderr
+        assert "Traceback" not in twice.stderr
+        shown = _cli("show", "killed", "--db", db, cwd=REPO).stdout
+        assert f"held by    process {proc.pid} on host {socket.gethostname()}" in shown, shown
+        with Store(db) as store:
+            run = store.get_run("killed")
+            assert run is not None and store.events(run.id, "resume") == []
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = programs_of(db, "killed")
+    assert "held by    no live process: `evoforge resume killed` continues it" in _cli(
+        "show", "killed", "--db", db, cwd=REPO).stdout
     resumed = _cli("resume", "killed", "--db", db, "--budget", str(len(before) + 10), "--quiet", cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr
     after = programs_of(db, "killed")
@@ -252,6 +292,8 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_the_run_resumes(tmp_path: Path, sen
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopped" in out and "Traceback" not in err
+    assert f"continue it: evoforge resume interrupted --db {db}" in out, out
+    assert f"see its best: evoforge best interrupted --db {db}" in out
     assert ("terminated (SIGTERM)" in out) == (sent == signal.SIGTERM)
     with Store(db) as store:
         run = store.get_run("interrupted")

@@ -21,6 +21,7 @@ from evoforge.db.migrations import (
     v0011_judgements,
     v0012_page_indexes,
     v0013_program_mate,
+    v0014_run_holder,
 )
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 STEPS: tuple[ModuleType, ...] = (v0001_baseline, v0002_proposal_attempts_details, v0003_program_behaviour,
                                  v0004_receipts, v0006_metrics_feedback, v0011_judgements, v0012_page_indexes,
-                                 v0013_program_mate)
+                                 v0013_program_mate, v0014_run_holder)
 """Every step in order of VERSION. Numbers may have gaps, but a new step is always numbered above LATEST as it lands:
 a database at LATEST is taken to have every step below it, so a step slipped in under it would never run there."""
 

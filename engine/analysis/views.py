@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evoforge.db import JudgementInfo, ProgramBrief, ProgramInfo, Store
+from evoforge.db import JudgementInfo, ProgramBrief, ProgramInfo, RunInfo, Store
+from evoforge.db.models import utcnow
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
 from evoforge.engine.analysis.llm_stats import ModelStats, instruction_stats
@@ -158,6 +159,16 @@ def summary_calls(models: list[ModelStats]) -> str:
     return f"{sum(m.calls for m in models)} LLM calls, {sum(m.tokens for m in models)} tokens"
 
 
+def _searched_by(store: Store, run: RunInfo) -> list[str]:
+    """For a run marked running: the process searching it, or that none is alive and how to go on."""
+    if run.status != "running":
+        return []
+    holder, now = store.run_holder(run.id), utcnow()
+    if holder is not None and holder.is_alive(now):
+        return fmt.field("held by", holder.describe(now))
+    return fmt.field("held by", f"no live process: `evoforge resume {run.name}` continues it")
+
+
 def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     """A run's summary: settings, statuses, models, islands, best programs with their held-out gap, rejections."""
     run = analysis.open_run(store, name)
@@ -190,7 +201,8 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     params = {**run.config["params"]}
     run_config = without(run.config["run"], "name", "problem", "overrides")
     settings = without(run.config["settings"], "maximize", *(() if reviews else ("judge_criteria",)))
-    lines = [f"run        {run.name}  ({run.status})", *fmt.field("problem", f"{run.problem_name}  {run.problem_path}"),
+    lines = [f"run        {run.name}  ({run.status})", *_searched_by(store, run),
+             *fmt.field("problem", f"{run.problem_name}  {run.problem_path}"),
              f"started    {fmt.when(run.created_at)}, took {fmt.duration(summary.duration_s)}",
              *fmt.field("search", ", ".join(_flat(run_config))),
              *fmt.field("settings", ", ".join([direction, *_flat(settings)])),

@@ -156,7 +156,10 @@ def _print_result(result: SearchResult, db: str) -> None:
           f"(program {result.best_program_id}); {status_line(result.stats)}")
     if result.stats.stop_reason:
         print(f"stopped early: {result.stats.stop_reason}")
-    print(f"inspect it: evoforge best {shlex.quote(result.run_name)} --db {shlex.quote(db)}")
+    where = f"{shlex.quote(result.run_name)} --db {shlex.quote(db)}"
+    if result.status == "stopped":  # Ctrl-C or SIGTERM: what the user wants next is most likely to go on
+        print(f"continue it: evoforge resume {where}   (--budget N for a new total)")
+    print(f"see its best: evoforge best {where}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

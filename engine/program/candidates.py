@@ -10,7 +10,7 @@ from pathlib import Path
 from evoforge.engine.program.source import PatchError, check_program
 from evoforge.evaluators import Problem, ProblemError
 from evoforge.evaluators.project import ProjectError, parse_markers, program_text, source_lines
-from evoforge.evaluators.validator import Refused
+from evoforge.evaluators.validator import ALLOWED_MODULES, ALLOWED_SUBMODULES, Refused, module_allowed
 
 
 def read_candidate(path: str | Path, problem: Problem) -> str:
@@ -42,6 +42,7 @@ def candidate_from_text(source: str, problem: Problem, *, where: str = "the past
         raise ProblemError(f"{path}:{exc.lineno}: syntax error: {exc.msg}\n  fix: correct the syntax") from None
     except (RecursionError, MemoryError):
         raise ProblemError(f"{path}: nests too deeply to parse\n  fix: write flatter code") from None
+    _check_imports(tree, problem, path)
     found = _function_sources(source, tree, problem.evolved_names)
     if not found:
         defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
@@ -57,6 +58,36 @@ def candidate_from_text(source: str, problem: Problem, *, where: str = "the past
         raise ProblemError(f"{path}: {exc}\n  fix: keep each evolved function a plain def with literal defaults "
                            "and plain annotations") from None
     return code
+
+
+def _check_imports(tree: ast.Module, problem: Problem, where: str) -> None:
+    """Refuse a top-level import whose names the evolved functions would not find: only the functions are kept,
+    so it would surface as a NameError in the sandbox, far from the line that caused it."""
+    given = problem.candidate_modules  # alias -> module, as the problem file names them
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+            # `import a.b` binds a; `import a.b as c` binds c to a.b
+            bound = {a.asname or a.name.partition(".")[0]: a.name if a.asname else a.name.partition(".")[0]
+                     for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules = ["." * node.level + (node.module or "")]
+            bound = {a.asname or a.name: "" for a in node.names}  # a name from a module: never the problem's
+        else:
+            continue
+        statement = ast.unparse(node)
+        refused = [m for m in modules if not module_allowed(m)]
+        if refused:
+            raise ProblemError(f"{where}:{node.lineno}: `{statement}`: the evolved code may not use the module "
+                               f"{refused[0]}\n  fix: use only {', '.join(ALLOWED_MODULES)} (and numpy's "
+                               f"{', '.join(ALLOWED_SUBMODULES['numpy'])})")
+        missing = [alias for alias, module in bound.items() if given.get(alias) != module]
+        if missing:
+            seen = ", ".join(f"{alias} ({module})" for alias, module in given.items()) or "none"
+            raise ProblemError(f"{where}:{node.lineno}: `{statement}` binds {', '.join(missing)}, which the evolved "
+                               f"code would not see (only its functions are kept; the problem file gives it {seen})"
+                               "\n  fix: import inside the function that uses it, or use the problem file's name "
+                               "for the module")
 
 
 def _function_sources(source: str, tree: ast.Module, names: Sequence[str]) -> dict[str, str]:

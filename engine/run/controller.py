@@ -232,6 +232,9 @@ class Controller:
             raise SeedFailed(f"{self.problem.path}: the seed program's evaluation is '{ev.status}': {ev.error}\n"
                              "  fix: make the @evolve seed, solve() and score() work together; try "
                              f"`evoforge eval {self.problem.path}` to see the details")
+        past = self.problem.seed_bound_warning(ev.score)
+        if past is not None:  # not fatal (the bound may be the mistake), but every improvement would be held
+            log.warning("%s", past)
         held = await self._held_out(code)
         program = NewProgram(island=0, parent_ids=[], origin="seed", code=code, code_hash=code_hash(code),
                              status="ok", score=ev.score, scores=dict(ev.scores), error=None,

@@ -7,7 +7,7 @@ from typing import Any
 
 from evoforge.engine.analysis.textfmt import printable
 from evoforge.engine.program.candidates import read_candidate
-from evoforge.evaluators import Evaluation, SandboxPool, load_problem
+from evoforge.evaluators import Evaluation, Problem, SandboxPool, load_problem
 
 PRINTED_LINES = 20  # of the candidate's output, shown by `evoforge eval` (all of it with --json)
 
@@ -45,9 +45,17 @@ def evaluate_file(problem_path: str, candidate_path: str | None, overrides: Mapp
               "held_out_score": held.score if held else None,
               "held_out_status": held.status if held else None,
               "held_out": _as_dict(held) if held else None,
-              "numba": _numba_note(train, problem.settings.numba), "warnings": list(problem.warnings),
+              "numba": _numba_note(train, problem.settings.numba),
+              "warnings": _warnings(problem, train, candidate_path),
               "stdout": train.stdout}
     return report
+
+
+def _warnings(problem: Problem, train: Evaluation, candidate_path: str | None) -> list[str]:
+    """The problem's own warnings, and one for a seed whose score is past the declared bound."""
+    past = (problem.seed_bound_warning(train.score) if candidate_path is None and train.score is not None
+            else None)
+    return [*problem.warnings, *([past] if past else [])]
 
 
 def format_report(report: Mapping[str, Any]) -> str:

@@ -29,6 +29,7 @@ from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig
 from evoforge.engine.run.controller import Controller, RunRef
 from evoforge.engine.run.errors import RunFailed, SeedFailed, StartFailed
 from evoforge.engine.run.executor import Executor, make_executor
+from evoforge.engine.run.heartbeat import heartbeat
 from evoforge.engine.run.interrupt import interrupt_on_sigterm
 from evoforge.engine.run.progress import ProgressDisplay
 from evoforge.engine.run.stats import RunStats
@@ -78,9 +79,16 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
         log.warning("%s: %s", problem.path, warning)
     store = Store(db_url, patience_s=db_patience_s)
     try:
+        # A run that failed before it recorded anything (its seed, its sandbox) would burn its name: the user who
+        # fixed the problem file expects the same command to work, and there is nothing of it to keep.
+        failed = store.discard_unstarted_run(config.name)
+        if failed is not None:
+            log.warning("run %s failed before it recorded a program (%s); starting it over", config.name,
+                        failed.splitlines()[0])
         run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
                                problem_source=problem.source, problem_hash=problem.source_hash,
                                config=stored_config(config, problem), seed=config.seed)
+        store.claim_run(run.id)
         return _drive(problem, store, run, config, fresh=True, progress=progress, proposer=proposer)
     finally:
         store.close()
@@ -107,12 +115,21 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
         problem = load_problem(run.problem_path, config.overrides)
         if problem.source_hash != run.problem_hash:
             what = f"{problem.path} (or its project folder)" if problem.project is not None else str(problem.path)
+            again = (f"run it again under its name (`evoforge run {problem.path} --name {name}`): it failed before "
+                     "recording a program, so it starts over" if run.status == "failed" and not store.attempts(run.id)
+                     else "start a new run")
             raise ProblemError(f"{what} changed since run '{name}' started, so resuming would mix two "
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
-                               "start a new run")
-        if budget is not None:
-            store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
-        store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
+                               f"{again}")
+        store.claim_run(run.id)  # refuses a run another live process searches
+        try:
+            if budget is not None:
+                store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
+            store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                store.release_run(run.id)
+            raise
         return _drive(problem, store, run, config, fresh=False, progress=progress, proposer=None)
     finally:
         store.close()
@@ -121,12 +138,20 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
 def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
            progress: bool, proposer: Proposer | None) -> SearchResult:
     """Search until the budget is spent, Ctrl-C or SIGTERM (status stopped) or a failure (status failed, its reason
-    recorded as a stop event and raised as RunFailed); the run never stays 'running' once this returns."""
+    recorded as a stop event and raised as RunFailed); the run never stays 'running' once this returns, unless
+    another process took it over (then it is theirs: this one stops and leaves the status to them).
+
+    The caller has claimed the run (Store.claim_run); the claim is kept fresh here and given up at the end."""
     stats = RunStats(budget=config.budget)
     store.set_run_status(run.id, "running")
-    status, executor = "failed", None
+    status, executor, lost = "failed", None, []
+
+    def taken_over(why: str) -> None:  # from the heartbeat thread: the controller stops before its next attempt
+        lost.append(why)
+        stats.stop_reason, stats.stopped_by_failure = why, True
+
     try:
-        with interrupt_on_sigterm() as terminated:
+        with interrupt_on_sigterm() as terminated, heartbeat(store, run.id, taken_over):
             try:
                 given = proposer
                 executor, proposer = _start(problem, config, (lambda: given) if given is not None else (
@@ -159,7 +184,9 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
     finally:
         if executor is not None:
             executor.close()
-        store.set_run_status(run.id, status)
+        if not lost:
+            store.set_run_status(run.id, status)
+            store.release_run(run.id)
     return SearchResult(run_name=run.name, status=status, best_score=stats.best_score,
                         best_program_id=stats.best_program_id, stats=stats)
 

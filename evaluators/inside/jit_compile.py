@@ -14,6 +14,7 @@ import ast
 import base64
 import hashlib
 import pickle
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numba
 from numba.core import serialize
 from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
+from numba.core.errors import TypingError
 
 from evoforge.evaluators.inside import numba_semantics
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
@@ -177,12 +179,24 @@ def compile_candidate(code: str, namespace: dict[str, Any], entries: dict[str, s
         dispatcher = jit_ns.get(name)
         if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
             raise TypeError(f"{name} is not a function of the candidate")
-        dispatcher.compile(parse_signature(text))
+        try:
+            dispatcher.compile(parse_signature(text))
+        except TypingError as exc:
+            returned = _NONE_RETURNED.search(str(exc))
+            if returned is None:
+                raise
+            raise TypeError(f"{name} returns None on some path (a branch that ends without `return`?), but the "
+                            f"compiled harness declares it as {text}: return a {returned.group(1)} on every "
+                            "path") from None
         dispatcher.disable_compile()
         dispatcher.__wrapper_address__ = _no_cfunc_wrapper
         compiled[name] = CompiledFunction(namespace[name], dispatcher)
     namespace.update(compiled)
     return list(compiled)
+
+
+# numba's words for a function that may fall off its end while its signature returns a value.
+_NONE_RETURNED = re.compile(r"No conversion from none to (\S+) for '\$\w*return_value")
 
 
 def _first_lines(exc: BaseException, count: int = 6) -> str:
@@ -255,7 +269,7 @@ class _AutoSwitch:
                     swapped[index] = self.namespace[name]
             compiled = harness.compiled_args(tuple(swapped))
             if compiled is not None:
-                return harness.dispatcher(*compiled)
+                return harness.call_compiled(compiled)
             return harness.py_func(*args)
         start = time.perf_counter()
         try:
