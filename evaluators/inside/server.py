@@ -41,7 +41,7 @@ from evoforge.evaluators.cleanup import (
     remove_owned_by,
     remove_tree,
 )
-from evoforge.evaluators.inside import harness, seccomp
+from evoforge.evaluators.inside import harness, numpy_memory, seccomp
 from evoforge.evaluators.inside.procs import (
     PR_SET_CHILD_SUBREAPER,
     kill_all_children,
@@ -70,6 +70,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = int(uid_text)
+    numpy_memory.install()  # first: no array the problem or a request makes is ever handed out again uninitialised
     zygote = Zygote(int(cpu_text))  # before the problem is loaded: its memory never holds any of it
     reader = FrameReader(req_fd, MAX_REQUEST)
     try:
