@@ -11,6 +11,7 @@ import pytest
 from in_process import in_process
 
 from evoforge.evaluators import SandboxPool, load_problem
+from evoforge.evaluators.validator import Refused, check
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 HONEST = "def predict(x):\n    return x * 0.0\n"
@@ -70,3 +71,55 @@ def test_the_sandbox_hands_out_numpy_memory_through_malloc(answers):
     assert ev.status == "ok" and ev.score == in_process(answers.problem, HONEST), ev
     assert np.isfinite(ev.score)
 
+
+# Bin packing under its default settings: numba cannot compile `resize`, so the candidate's priority runs as Python
+# in the harness's process. On the last call of an instance it resizes arrays without numpy's reference check,
+# keeping views of their freed blocks; the next instance's items array is allocated in one of them, and the first
+# calls of that instance would read every item to come (online packing, played offline).
+FUTURE_ITEMS = '''HOLES = []
+KEEP = []
+CALLS = [0]
+
+def priority(item, bins):
+    CALLS[0] += 1
+    if CALLS[0] % 1000 == 0:
+        for _ in range(6):
+            a = np.zeros(1000)
+            KEEP.append(np.zeros(1000))
+            HOLES.append(a[:])
+            a.resize(200000, REFCHECK)
+    if CALLS[0] > 1000 and CALLS[0] % 1000 == 5:
+        for v in HOLES:
+            if np.all(v >= 1.0) and np.all(v <= 100.0) and np.all(v == np.round(v)):
+                raise RuntimeError("saw every item of this instance in advance: " + str(v[:8]))
+    return -(bins - item)
+'''
+
+
+@pytest.mark.parametrize("refcheck", ["refcheck=False", "**{'refcheck': False}"], ids=["keyword", "unpacked"])
+def test_a_resize_that_frees_memory_views_still_use_is_refused(refcheck):
+    code = FUTURE_ITEMS.replace("REFCHECK", refcheck)
+    with SandboxPool(load_problem(FIXTURES.parent.parent / "problems" / "bin_packing.py", {}), 1) as pool:
+        assert pool.problem.settings.numba is True
+        ev = pool.evaluate(code)
+        assert ev.status == "error" and ev.error.startswith("refused before running") and "resize" in ev.error, ev
+        held = pool.evaluate(code.replace("a.resize(200000, " + refcheck + ")", "a = np.resize(a, 200000)"))
+        assert held.status == "ok" and held.score == in_process(pool.problem, BEST_FIT), held
+
+
+BEST_FIT = "def priority(item, bins):\n    return -(bins - item)\n"
+
+
+@pytest.mark.parametrize("code", [
+    "def f(a):\n    g = a.resize\n    g(9, refcheck=False)\n",
+    "def f(a):\n    return list(map(np.ndarray.resize, [a], [9]))\n",
+    "def f(a):\n    import functools\n    return functools.partial(a.resize, refcheck=False)\n",
+    "def f(a, kw):\n    a.resize(9, **kw)\n",
+])
+def test_resize_reached_any_other_way_is_refused(code):
+    with pytest.raises(Refused, match="resize|refcheck"):
+        check(code)
+
+
+def test_resize_called_directly_stays_allowed():
+    check("def f(a):\n    b = np.resize(a, 9)\n    a.resize(3)\n    return b\n")
