@@ -39,7 +39,7 @@ from evoforge.evaluators.cleanup import (
     remove_owned_by,
     remove_tree,
 )
-from evoforge.evaluators.inside import harness, numpy_memory, seccomp
+from evoforge.evaluators.inside import harness, numpy_memory, numpy_objects, seccomp
 from evoforge.evaluators.inside.procs import (
     PR_SET_CHILD_SUBREAPER,
     kill_all_children,
@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = int(uid_text)
     numpy_memory.install()  # first: no array the problem or a request makes is ever handed out again uninitialised
+    numpy_objects.install()  # and no array of objects over raw memory, in the zygote and every harness alike
     zygote = Zygote(int(cpu_text))  # before the problem is loaded: its memory never holds any of it
     reader = FrameReader(req_fd, MAX_REQUEST)
     try:
