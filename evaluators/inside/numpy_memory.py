@@ -39,7 +39,7 @@ def install() -> None:
     """Make this process's (and its forks') new numpy arrays allocate through malloc; raises if numpy refused."""
     import numpy as np
 
-    core = "numpy._core" if np.__version__ >= "2" else "numpy.core"
+    core = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
     umath = importlib.import_module(f"{core}._multiarray_umath")
     get_handler_name = importlib.import_module(f"{core}.multiarray").get_handler_name
     api = ctypes.pythonapi
