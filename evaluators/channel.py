@@ -72,7 +72,11 @@ def _encode(value: Any, out: list[bytes], depth: int) -> None:
         if -(1 << 63) <= value < (1 << 63):
             out.append(b"i" + _Q.pack(value))
         else:
-            text = str(int(value)).encode()
+            try:
+                text = str(int(value)).encode()
+            except ValueError:  # past Python's limit on int-to-text conversion (sys.get_int_max_str_digits())
+                raise ChannelError("an int of more than 4300 digits cannot be passed; return a float, a string "
+                                   "or a list of smaller ints") from None
             out.append(b"I" + _LEN.pack(len(text)) + text)
     elif isinstance(value, float):
         out.append(b"d" + _D.pack(value))

@@ -6,7 +6,8 @@ model that wrote the code learns it from the error. The rules are structural, no
   no attribute of frames, tracebacks, generators, coroutines or code objects (`gi_frame`, `f_back`, `co_consts`),
   none of the few public names that look attributes up by a string (`str.format`, `operator.attrgetter`,
   `functools.update_wrapper`, `singledispatch`) and none of numpy's doors to memory and files (`ctypes`,
-  `as_strided`, `load`, `fromfile`, `memmap`, ...); attributes are never assigned or deleted;
+  `as_strided`, `load`, `fromfile`, `memmap`, ...), and `.resize` only called directly, never with `refcheck`
+  (which frees memory views still use); attributes are never assigned or deleted;
 - no name that starts with `__` and none of the builtins that read or write namespaces, run strings as code,
   open files or introspect types (`getattr`, `globals`, `vars`, `eval`, `exec`, `compile`, `open`, `type`);
 - imports only of the allowed modules (`ALLOWED_MODULES`); no classes, no `async`.
@@ -49,6 +50,11 @@ NUMPY_ESCAPE_ATTRIBUTES = frozenset({
     "base",  # a view's owner: in the harness's process (numba) a slice of an input would lead to all of it
 })
 FORBIDDEN_ATTRIBUTES = INTROSPECTION_ATTRIBUTES | STRING_LOOKUP_ATTRIBUTES | NUMPY_ESCAPE_ATTRIBUTES
+# `a.resize(n, refcheck=False)` moves an array's data and frees the old block while views still point into it: a
+# view then reads (and writes) whatever the process allocates there next, in the harness's process (numba's
+# Python fallback) the inputs to come. `resize` may only be called directly (`np.resize`, which copies, or a
+# method call that numpy checks), never with `refcheck` or with keywords unpacked from a dict.
+REALLOCATING = "resize"
 
 FORBIDDEN_NAMES = frozenset({
     "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "dir", "eval", "exec", "compile",
@@ -103,6 +109,7 @@ def module_allowed(dotted: str) -> bool:
 class _Checker(ast.NodeVisitor):
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.called: set[int] = set()  # the ids of `.resize` attributes that are called right where they appear
 
     def run(self, tree: ast.AST) -> list[str]:
         self.visit(tree)
@@ -125,8 +132,17 @@ class _Checker(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         self.name(node, node.id, "the name")
 
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr == REALLOCATING:
+            self.called.add(id(node.func))
+            if any(k.arg is None for k in node.keywords):
+                self.refuse(node, f"`.{REALLOCATING}(**...)` is not allowed; name its arguments")
+        self.generic_visit(node)
+
     def visit_Attribute(self, node: ast.Attribute) -> None:
         attr = node.attr
+        if attr == REALLOCATING and id(node) not in self.called:
+            self.refuse(node, f"`.{REALLOCATING}` may only be called where it is named (`np.{REALLOCATING}(a, n)`)")
         if attr in ("format", "format_map"):
             self.refuse(node, f"`.{attr}` is not allowed (it reads attributes named in a string); use an f-string")
         elif not attribute_allowed(attr):
@@ -188,6 +204,9 @@ class _Checker(ast.NodeVisitor):
 
     def visit_keyword(self, node: ast.keyword) -> None:
         self.name(node, node.arg, "the keyword")
+        if node.arg == "refcheck":
+            self.refuse(node, "`refcheck=` is not allowed (an array resized without it frees memory its views still "
+                              "use); use `np.resize(a, n)`, which copies")
         self.generic_visit(node)
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:

@@ -15,6 +15,7 @@ The candidate's process locks itself down with the same `lock_down`, having inhe
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import fcntl
 import linecache
@@ -313,8 +314,10 @@ def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan)
     all its compiled form may see; the problem module gets only the evolved functions themselves."""
     if checked:
         validator.check(code, CANDIDATE_FILE)
+    # A copy of the exposed constants, as the candidate's own process receives them: the originals are the problem
+    # module's, which solve reads after the candidate's Python (numba's fallback) could have changed them in place.
     scope = namespace.candidate_namespace(problem.candidate_modules, problem.exposed_helpers,
-                                          problem.exposed_constants, restricted=checked)
+                                          copy.deepcopy(problem.exposed_constants), restricted=checked)
     linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
     exec(compile(code, CANDIDATE_FILE, "exec"), scope)
     evolved = problem.evolved_names

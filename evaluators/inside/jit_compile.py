@@ -211,9 +211,9 @@ class Refused(Exception):
 def install(code: str, namespace: dict[str, Any], plan: Any, fallback: str,
             send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> None:
     """Prepare a candidate for a problem with compiled harnesses. With payloads for it, or with no Python time to
-    spend first (numba=True, or "auto" when the server expects compiling to pay), compile now, before anything
-    of the candidate runs: only such a compilation is reported for keeping. Otherwise ("auto") every harness
-    runs as Python until the calls have used `plan.compile_after_s`, then compiles and runs compiled."""
+    spend first (numba=True), compile now, before anything of the candidate runs: only such a compilation is
+    reported for keeping. Otherwise ("auto") every harness runs as Python until the calls have used
+    `plan.compile_after_s`, then compiles and runs compiled."""
     if plan.entries or plan.compile_after_s <= 0:
         compile_now(code, namespace, plan.entries, fallback, send, scope)
         return

@@ -22,12 +22,10 @@ compiled is kept on the sandbox's side.
 
 from __future__ import annotations
 
-import collections
 import json
 import math
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +39,7 @@ from evoforge.evaluators.cleanup import (
     remove_owned_by,
     remove_tree,
 )
-from evoforge.evaluators.inside import harness, seccomp
+from evoforge.evaluators.inside import harness, numpy_memory, numpy_objects, seccomp
 from evoforge.evaluators.inside.procs import (
     PR_SET_CHILD_SUBREAPER,
     kill_all_children,
@@ -55,8 +53,10 @@ from evoforge.evaluators.problem_api import harnesses
 from evoforge.evaluators.wire import COMPILE_ALLOWANCE_S, FrameReader, WireError, write_frame
 
 MAX_REQUEST = 1 << 30  # a candidate's code and the inputs it runs on (from the trusted engine)
-COMPILE_ESTIMATE_S = 0.3  # what a compilation is assumed to cost under numba="auto" until this server has seen some
-COMPILE_SAMPLES = 16  # recent compile times whose median is the estimate
+# Under numba="auto", the Python time a candidate's calls may use before it compiles: about what a compilation
+# costs. A constant, not learned from earlier candidates: a candidate's evaluation (compiled or Python, which can
+# differ where int64 wraps) must not depend on what its server evaluated before it.
+COMPILE_AFTER_S = 0.3
 NOFILE_LIMIT = 64
 NPROC_LIMIT = 16  # per sandbox uid, so it only binds after the uid switch
 
@@ -70,6 +70,8 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = int(uid_text)
+    numpy_memory.install()  # first: no array the problem or a request makes is ever handed out again uninitialised
+    numpy_objects.install()  # and no array of objects over raw memory, in the zygote and every harness alike
     zygote = Zygote(int(cpu_text))  # before the problem is loaded: its memory never holds any of it
     reader = FrameReader(req_fd, MAX_REQUEST)
     try:
@@ -123,12 +125,7 @@ class Server:
         # A read-only mount (`/run/lock` under bwrap's read-only `/`) cannot gain files: it is not swept.
         self.sweep_dirs = tuple(d for d in (SHARED_TMP_DIRS if self.switch_uid else PRIVATE_SWEEP_DIRS if private_tmp
                                             else ()) if not _read_only(d))
-        self.compile_times: collections.deque[float] = collections.deque(maxlen=COMPILE_SAMPLES)
         self.harnessed = bool(harnesses(problem.module.__dict__))
-        # numba="auto" with compiled harnesses: per set of inputs, whether the last candidate that ran Python on it
-        # spent a compilation's time there (it then compiled): the next one compiles at once, so its compilation
-        # is made before any of its code runs, and kept.
-        self.compile_pays: dict[tuple[str, ...], bool] = {}
 
     def evaluate(self, request: dict[str, Any]) -> dict[str, Any]:
         code = request.get("code")
@@ -161,7 +158,7 @@ class Server:
         limits = {"as_mb": settings.memory_limit_mb, "cpu_s": cpu_s, "fsize": FILE_LIMIT, "nofile": NOFILE_LIMIT,
                   "nproc": NPROC_LIMIT, "cpu": self.cpu}
         uid = self.uid if self.switch_uid else None
-        jit = self._jit_plan(request.get("jit"), names) if settings.numba else None
+        jit = self._jit_plan(request.get("jit")) if settings.numba else None
         t_fork = time.monotonic()
         # Without numba the candidate's functions run in a process of their own, forked by the zygote; with numba
         # they are compiled in the harness's process (see harness._install), where nopython code reaches nothing.
@@ -209,22 +206,15 @@ class Server:
                 remove_owned_by(directory, self.uid if self.switch_uid else os.getuid())
         if reply["status"] == "crashed" and candidate_status is not None:
             reply.update(_candidate_ending(*candidate_status, reply["error"], settings.memory_limit_mb))
-        if reply.get("compiled") and not reply.get("jit_cached") and reply["timings"]["compile"] > 0:
-            self.compile_times.append(reply["timings"]["compile"])  # a cache hit says nothing of compile cost
-        if jit is not None and jit.compile_after_s > 0 and reply.get("status") == "ok":
-            self.compile_pays[tuple(names)] = bool(reply.get("compiled"))
         return reply
 
-    def _jit_plan(self, entries: Any, names: list[str]) -> harness.JitPlan:
+    def _jit_plan(self, entries: Any) -> harness.JitPlan:
         """The program's earlier compilations (from the engine), and (numba="auto") how long it runs as Python
-        before compiling: at once where compiling paid for the last candidate on the same inputs."""
+        before compiling: from this request alone, whatever the server ran before."""
         if not isinstance(entries, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in entries.items()):
             entries = {}
-        if self.problem.settings.numba != "auto" or (self.harnessed and self.compile_pays.get(tuple(names))):
-            return harness.JitPlan(entries, 0.0)
-        estimate = statistics.median(self.compile_times) if self.compile_times else COMPILE_ESTIMATE_S
-        return harness.JitPlan(entries, min(max(estimate, 0.02), 5.0))
+        return harness.JitPlan(entries, COMPILE_AFTER_S if self.problem.settings.numba == "auto" else 0.0)
 
 
 def _read_only(directory: str) -> bool:
