@@ -22,7 +22,9 @@ per candidate over the search loop (start-up and the seed left out), and in all;
 same last 10%, the CPU of everything the controller started (the sandboxes: servers, harnesses, candidates; or
 Ray's processes) and of the stub model, and how many CPUs all of it kept busy: on a machine with few CPUs, where
 the candidates/s are bounded. With local workers the sandboxes' CPU is also split by process: the servers', the
-harnesses' they fork, the zygotes' and the candidates' own processes the zygotes fork. The stages are the
+harnesses' they fork, the zygotes' and the candidates' own processes the zygotes fork; and so are their minor page
+faults per candidate (copy-on-write after the forks, mostly), a count that a loaded machine leaves steady where it
+swings the CPU times. The stages are the
 controller's per-candidate wall times (`RunStats.seconds`: propose, patch, sandbox start, compile, solve, score,
 database). `--profile` runs the largest size a second time with the search loop under cProfile and splits the
 controller's CPU by part of the engine (the profile's shares, scaled to the unprofiled CPU per candidate; a
@@ -239,7 +241,7 @@ def _one_run(folder: Path, problem: Path, stub: _stub_server, sizes: list[int], 
         span = stamps[size - 1] - stamps[low] if size - 1 > low else float("nan")
         count = size - 1 - low
         used = memory.cpu_between(stamps[low], stamps[size - 1])
-        cpu = {who: 1000 * seconds / count for who, seconds in used.items()}
+        cpu = {who: (1 if who.endswith(" faults") else 1000) * value / count for who, value in used.items()}
         result["sizes"][size] = {"rate": count / span if span > 0 else float("nan"),
                                  "rss_mb": memory.at(stamps[size - 1]), "cpu_ms": cpu["controller"], "cpu": cpu}
     result["steady"] = _steady_rate(stamps)
@@ -311,8 +313,8 @@ def _steady_rate(stamps: list[float]) -> float:
 
 class _ProcessWatch:
     """Samples every 0.2 s the controller's resident memory and CPU time, the CPU time of everything it started
-    (the sandboxes: their servers, harnesses and candidates, or Ray's processes) and the stub model's, for their
-    values at a moment and the peak."""
+    (the sandboxes: their servers, harnesses and candidates, or Ray's processes) and the stub model's, and the
+    sandboxes' minor page faults by process, for their values at a moment and the peak."""
 
     WHO = ("controller", "sandboxes", "stub model")
     # The sandboxes' CPU by process (local workers): each server's own, the harnesses it forked (live, and reaped:
@@ -340,13 +342,15 @@ class _ProcessWatch:
             for line in text.splitlines():
                 if line.startswith("VmRSS:"):
                     self._samples.append((now, int(line.split()[1]) / 1024))
-            own, waited, parents, started = self._processes()
+            own, waited, faults, waited_faults, parents, started = self._processes()
             below = [p for p in _tree(self._pid, parents) if p != self._pid]
             # a process's own CPU, and that of its children it has waited for (they are gone from /proc)
             self._cpu.append((now, {"controller": own.get(self._pid, 0.0),
                                     "sandboxes": sum(own.get(p, 0.0) + waited.get(p, 0.0) for p in below),
                                     "stub model": own.get(self._stub_pid, 0.0),
-                                    **self._by_role(below, own, waited, parents, started)}))
+                                    **self._by_role(below, own, waited, parents, started),
+                                    **{f"{role} faults": n for role, n in
+                                       self._by_role(below, faults, waited_faults, parents, started).items()}}))
 
     def _by_role(self, below: list[int], own: dict[int, float], waited: dict[int, float], parents: dict[int, int],
                  started: dict[int, int]) -> dict[str, float]:
@@ -373,9 +377,11 @@ class _ProcessWatch:
             totals[reaped] += waited.get(pid, 0.0)
         return totals
 
-    def _processes(self) -> tuple[dict[int, float], dict[int, float], dict[int, int], dict[int, int]]:
-        """Every process's own CPU seconds, its waited-for children's, its parent and its start time."""
-        own, waited, parents, started = {}, {}, {}, {}
+    def _processes(self) -> tuple[dict[int, float], dict[int, float], dict[int, float], dict[int, float],
+                                  dict[int, int], dict[int, int]]:
+        """Every process's own CPU seconds, its waited-for children's, its own and its waited-for children's minor
+        page faults, its parent and its start time."""
+        own, waited, faults, waited_faults, parents, started = {}, {}, {}, {}, {}, {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -387,8 +393,9 @@ class _ProcessWatch:
             parents[pid] = int(fields[1])
             own[pid] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
             waited[pid] = (int(fields[13]) + int(fields[14])) / self._tick  # cutime + cstime
+            faults[pid], waited_faults[pid] = float(fields[7]), float(fields[8])  # minflt, cminflt
             started[pid] = int(fields[19])
-        return own, waited, parents, started
+        return own, waited, faults, waited_faults, parents, started
 
     def stop(self) -> None:
         self._stop.set()
@@ -399,11 +406,13 @@ class _ProcessWatch:
         return before[-1] if before else float("nan")
 
     def cpu_between(self, start: float, end: float) -> dict[str, float]:
-        """CPU seconds the controller, the sandboxes and the stub used between two moments (nearest samples)."""
+        """CPU seconds the controller, the sandboxes and the stub used between two moments (nearest samples), and
+        the sandboxes' page faults by process (ROLES, as "ROLE faults")."""
         inside = [cpu for when, cpu in self._cpu if start <= when <= end]
+        keys = self.WHO + self.ROLES + tuple(f"{role} faults" for role in self.ROLES)
         if len(inside) < 2:
-            return dict.fromkeys(self.WHO + self.ROLES, float("nan"))
-        return {who: inside[-1][who] - inside[0][who] for who in self.WHO + self.ROLES}
+            return dict.fromkeys(keys, float("nan"))
+        return {who: inside[-1][who] - inside[0][who] for who in keys}
 
     @property
     def peak(self) -> float:
@@ -494,6 +503,14 @@ def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: d
             row = run["sizes"].get(size)
             if row:
                 print(f"{size} | " + " | ".join(f"{row['cpu'][role]:.1f}" for role in _ProcessWatch.ROLES))
+        print()
+        print("candidates | the sandboxes' minor page faults per candidate (last 10%; steadier than CPU on a loaded "
+              "machine) by process: servers | harnesses | zygotes | candidates' processes | other")
+        print("--- | --- | --- | --- | --- | ---")
+        for size in sizes:
+            row = run["sizes"].get(size)
+            if row:
+                print(f"{size} | " + " | ".join(f"{row['cpu'][role + ' faults']:.0f}" for role in _ProcessWatch.ROLES))
     evaluated = max(1, run["evaluated"])
     print()
     print("stage of a candidate (search loop; wall time, overlapping across candidates in flight) | ms per candidate "

@@ -386,6 +386,30 @@ def wait_reply(replies: Receiver) -> Any:
     raise CandidateError("the candidate's process sent a malformed reply", "crashed")
 
 
+WARM_ROUNDS = 16  # calls that warm up a function: Python 3.11 rewrites its bytecode in place after its first 8
+
+
+def warm_up() -> None:
+    """Send and receive the messages of an evaluation a few times over a pipe of this process: called where
+    processes are forked that will use the channel. Python rewrites a function's bytecode in place during its first
+    calls (and caches attribute lookups), so a child that ran the channel's code cold would write into the code
+    objects it shares with its parent, each page so written a copy-on-write fault."""
+    r, w = os.pipe()
+    try:
+        replies = Receiver(r, generators=True)
+        messages: list[tuple[Any, ...]] = [("install", "", [], {}, {}, {}, True), ("call", "f", (1, 2.5, "s"), {}),
+                                           ("batch", "f", 2, [[1, 2]]), ("error", "error", "")]
+        for _ in range(WARM_ROUNDS):
+            for message in messages:
+                send(w, message)
+                replies.receive()
+            send(w, ("ok", [1.0, None]))
+            wait_reply(replies)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def batch(fn: Callable[..., Any], calls: Iterable[Sequence[Any]]) -> list[Any]:
     """`[fn(*args) for args in calls]`, in one round trip when fn runs in the candidate's process.
 

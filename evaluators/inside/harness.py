@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from evoforge.evaluators import validator
+from evoforge.evaluators import channel, validator
 from evoforge.evaluators.channel import CandidateError, Receiver, RemoteFunction, send, wait_reply
 from evoforge.evaluators.inside import namespace, seccomp
 from evoforge.evaluators.loader import load_problem
@@ -109,6 +109,7 @@ def prepare_candidates() -> None:
     random.seed(SEED)
     _libc().prctl.restype = ctypes.c_int  # ctypes makes prctl's function object at its first lookup: here, once
     seccomp.prepare()
+    channel.warm_up()
 
 
 _LIBC: Any = None

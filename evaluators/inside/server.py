@@ -40,6 +40,7 @@ from evoforge.evaluators.cleanup import (
     remove_tree,
 )
 from evoforge.evaluators.inside import harness, numpy_memory, numpy_objects, seccomp
+from evoforge.evaluators.inside.fork import fork
 from evoforge.evaluators.inside.procs import (
     PR_SET_CHILD_SUBREAPER,
     kill_all_children,
@@ -174,7 +175,7 @@ class Server:
             os.close(call_r)
             os.close(reply_w)
             channel_fds = (call_w, reply_r)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:  # the harness: never returns
             os.close(result_r)
             os.close(out_r)

@@ -19,6 +19,8 @@ import signal
 import socket
 from typing import Any
 
+from evoforge.evaluators.inside.fork import fork
+
 MAX_REQUEST = 1 << 16
 
 
@@ -27,7 +29,7 @@ class Zygote:
 
     def __init__(self, cpu: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             keep = theirs.fileno()
             os.closerange(3, keep)  # the engine's pipes and anything else of the server's
@@ -91,7 +93,7 @@ def _loop(sock: socket.socket, cpu: int) -> None:
         if not data:
             return
         request = json.loads(data)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             sock.close()
             candidate.run(fds[0], fds[1], fds[2], request["spec"])  # never returns
