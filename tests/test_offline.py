@@ -91,8 +91,8 @@ def evolve_pool(seed: str, steps: int, rng_seed: int):
 def test_every_mutation_kind_appears_and_the_children_run():
     kinds, children = evolve_pool(BIN_SEED, 60, rng_seed=3)
     # swap and nudge need statements this seed grows rarely; the literal searches move constructions only
-    # (tests/test_offline_literals.py), so they never appear here
-    assert set(kinds) >= set(KINDS) - {"swap", "nudge", *LITERAL_KINDS}
+    # (tests/test_offline_literals.py), so they never appear here, nor extend (no list of terms)
+    assert set(kinds) >= set(KINDS) - {"swap", "nudge", "extend", *LITERAL_KINDS}
     assert not set(kinds) & LITERAL_KINDS
     failures = 0
     for _, code in children:
@@ -116,7 +116,7 @@ def test_cap_set_seed_mutates_into_varied_scalar_programs():
             failures += 1
     assert failures < 0.1 * len(codes)
     kinds, _ = evolve_pool(CAP_SEED, 50, rng_seed=2)
-    assert set(kinds) >= set(KINDS) - {"swap", "nudge", *LITERAL_KINDS}  # not a construction
+    assert set(kinds) >= set(KINDS) - {"swap", "nudge", "extend", *LITERAL_KINDS}  # not a construction
 
 
 def test_comments_elsewhere_survive_and_search_is_verbatim():
@@ -329,3 +329,32 @@ def test_when_nothing_can_change_the_reason_names_what_was_tried():
     with pytest.raises(NoMutationFound, match=r"nothing to change \(x\d+\)"):
         AstMutator(max_tries=10).propose(["def priority(item, bins):\n    return 'x'\n"], NAMES,
                                                np.random.default_rng(0))
+
+
+FEATURES_SEED = '''def features(length: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Terms for a fitted linear combination."""
+    return np.stack([np.sqrt(length) * np.ones_like(theta)], axis=1)
+'''
+PACK_SEED = '''def pack(n: int) -> np.ndarray:
+    centres = np.array([((i + 0.5) / 4, (j + 0.5) / 4) for j in range(4) for i in range(4)][:n])
+    return np.column_stack([centres, np.full(n, 0.1)])
+'''
+
+
+def test_extend_appends_a_term_to_a_list_of_terms_and_only_there():
+    proposer, rng = AstMutator(), np.random.default_rng(5)
+    extended = [p for p in (proposer.propose_detailed([FEATURES_SEED], ["features"], rng) for _ in range(120))
+                if p.kind == "extend"]
+    assert len(extended) >= 5
+    for proposal in extended:
+        assert apply_response(proposal.response, FEATURES_SEED, ["features"]) == proposal.code
+        namespace = {"np": np}
+        exec(compile(proposal.code, "<candidate>", "exec"), namespace)
+        with np.errstate(all="ignore"):
+            columns = namespace["features"](np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.5, 1.0]))
+        assert np.shape(columns) == (3, 2)  # one more term beside the one it had
+    # no list of terms (a priority function), or a construction (whose list is its output's columns): no extend
+    kinds, _ = evolve_pool(BIN_SEED, 60, rng_seed=3)
+    assert "extend" not in kinds
+    rng = np.random.default_rng(6)
+    assert all(proposer.propose_detailed([PACK_SEED], ["pack"], rng).kind != "extend" for _ in range(60))

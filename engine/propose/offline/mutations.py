@@ -19,6 +19,7 @@ import numpy as np
 
 from evoforge.engine.propose.offline.locate import (
     Edit,
+    Site,
     call_name,
     edit_for,
     indent_of,
@@ -282,6 +283,32 @@ def _mutate_insert(func: ast.FunctionDef, lines: list[str], rng: np.random.Gener
     return edit_for(site.stmt, lines, span, func)
 
 
+def term_lists(func: ast.FunctionDef, lines: list[str]) -> list[tuple[Site, tuple[int, int]]]:
+    """Lists of terms handed to a call (`np.stack([a, b], axis=1)`, `np.column_stack([...])`): their elements are
+    numeric expressions, outside integer context and comprehensions."""
+    return [(site, span) for site, span in sites_of(func, lines)
+            if isinstance(site.node, ast.List) and isinstance(site.parent, ast.Call) and not site.int_ctx
+            and not site.inner and site.node.elts and all(numeric_like(e) for e in site.node.elts)]
+
+
+def _mutate_extend(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> Edit | None:
+    """Append a term to a list of terms handed to a call: one of its elements times g(v). Where a caller combines
+    the terms (a fitted linear combination, a stack of features), one more term is a new degree of freedom that
+    an edit of the existing terms cannot give."""
+    targets = term_lists(func, lines)
+    if not targets:
+        return None
+    site, span = targets[int(rng.integers(len(targets)))]
+    assert isinstance(site.node, ast.List)  # term_lists finds only lists
+    v = _pick_value(func, site.node, site.stmt, rng)
+    if v is None:
+        return None
+    element = site.node.elts[int(rng.integers(len(site.node.elts)))]
+    term = ast.BinOp(left=copy.deepcopy(element), op=ast.Mult(), right=_vocabulary(v, rng))
+    replace_node(site.stmt, site.node, ast.List(elts=[*site.node.elts, term], ctx=ast.Load()))
+    return edit_for(site.stmt, lines, span, func)
+
+
 def _fresh(func: ast.FunctionDef, base: str) -> str:
     used = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)}
     used |= {a.arg for a in ast.walk(func) if isinstance(a, ast.arg)}
@@ -348,4 +375,5 @@ MUTATORS: dict[str, Callable[[ast.FunctionDef, list[str], np.random.Generator], 
     "operator": _mutate_operator,
     "insert": _mutate_insert,
     "condition": _mutate_condition,
+    "extend": _mutate_extend,
 }

@@ -32,7 +32,7 @@ from evoforge.engine.propose.offline.walk import CHILD_SCORE, LEVEL, WALKED, Wal
 # Mutation kinds and how often each is tried; operator swaps have few outcomes, so they get less weight.
 _WEIGHTS = {"constant": 4.0, "operator": 1.0, "insert": 4.0, "condition": 2.0, "recombine": 2.0, "crossover": 2.0,
             "delete": 0.7, "swap": 0.7, "duplicate": 0.7, "wrap": 0.7, "call": 1.0, "nudge": 2.0, "tune": 2.0,
-            "shift": 30.0, "transform": 10.0}
+            "shift": 30.0, "transform": 10.0, "extend": 3.0}
 KINDS = tuple(_WEIGHTS)
 _WITH_DONOR = ("recombine", "crossover")  # kinds that need a second parent
 # Kinds that search literals with an adapted step, offered only where a function is a construction, and then
@@ -61,6 +61,7 @@ _SAYS = {
     "shift": "move the coordinates of a construction",
     "transform": "map all points of a construction linearly",
     "step": "move one coordinate of a construction",
+    "extend": "add a term to a list of terms",
 }
 _EDITS: dict[str, Callable[..., Edit | None]] = {
     **MUTATORS, "delete": statements.delete, "swap": statements.swap, "duplicate": statements.duplicate,
@@ -137,7 +138,8 @@ class AstMutator:
         donors = [p for p in parents[:-1] if _normal_or_none(p) not in (None, best_normal)]
         tree = ast.parse(best)
         kinds = [k for k in KINDS if (k not in _WITH_DONOR or donors) and (k not in _STEPPED or construction)
-                 and (k in _WITH_DONOR or not crossover)]
+                 and (k in _WITH_DONOR or not crossover) and (k != "extend" or _has_term_list(tree, evolved_names)
+                                                              and not construction)]
         if not kinds:
             raise NoMutationFound("a crossover needs a second parent whose code differs from the first")
         lineage = literals.key_of(best)
@@ -249,6 +251,13 @@ def _names(tree: ast.AST, *, read: bool) -> set[str]:
     names |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import,
               ast.ImportFrom)) for a in n.names}
     return names
+
+
+def _has_term_list(tree: ast.Module, evolved_names: Sequence[str]) -> bool:
+    """Whether an evolved function hands a list of terms to a call (`extend` appends to one)."""
+    return any(isinstance(n, ast.List) and isinstance(p, ast.Call) and n in p.args for f in tree.body
+               if isinstance(f, ast.FunctionDef) and f.name in evolved_names for p in ast.walk(f)
+               for n in ast.iter_child_nodes(p))
 
 
 def _normal_or_none(code: str) -> str | None:
