@@ -1,6 +1,7 @@
 """The offline proposer's walk over a construction: its point accepts equal scores of moves of numbers, a walking
 proposal mutates the point and is written against the islands' parent, single-coordinate steps, the kind mix that
-follows acceptance, and a real search that records child scores, walks, and resumes exactly."""
+follows acceptance, relocations once the walk is stuck, and a real search that records child scores, walks, and
+resumes exactly."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import numpy as np
 from evoforge.db import Store
 from evoforge.engine.program.patching import apply_response
 from evoforge.engine.propose.offline import AstMutator
-from evoforge.engine.propose.offline.literals import OFFSETS, StepSizes, key_of, offsets_of, walk_step
-from evoforge.engine.propose.offline.walk import CHILD_SCORE, LEVEL, WALKED, Walk
+from evoforge.engine.propose.offline.literals import OFFSETS, StepSizes, key_of, offsets_of, relocate, walk_step
+from evoforge.engine.propose.offline.walk import CHILD_SCORE, LEVEL, STALL, WALKED, Walk
 from evoforge.engine.run.config import RunConfig
 from evoforge.engine.run.search import resume_search, run_search
 
@@ -149,3 +150,82 @@ def test_a_real_search_records_child_scores_walks_off_the_grid_and_resumes_the_s
         assert whole is not None and part is not None
         assert [(p.response, p.details) for p in store.proposals(part.id)] == \
             [(p.response, p.details) for p in store.proposals(whole.id)]
+
+
+def _stick(walk: Walk, ties: int = 0) -> None:
+    """A walk that climbed by single-point moves (and tied `ties` times), then had STALL moves refused."""
+    walk.observe(1.0, "up", 2.0, numeric=True, code="U", walked="step")
+    for i in range(ties):
+        walk.observe(2.0, f"tie{i}", 2.0, numeric=True, code="T", walked="shift")
+    for i in range(STALL):
+        walk.observe(2.0, f"no{i}", 1.5, numeric=True, code="N", walked="shift")
+
+
+def test_the_walk_is_stuck_after_refused_moves_only_where_single_points_gained_and_ties_are_rare() -> None:
+    walk = Walk(maximize=True)
+    walk.observe(1.0, "up", 2.0, numeric=True, code="U", walked="step")
+    for i in range(STALL - 1):
+        walk.observe(2.0, f"no{i}", 1.5, numeric=True, code="N", walked="shift")
+    assert not walk.stuck  # one refusal short
+    walk.observe(2.0, "last", 1.5, numeric=True, code="N", walked="transform")
+    assert walk.stuck
+    walk.observe(2.0, "better", 2.5, numeric=True, code="B", walked="transform")
+    assert not walk.stuck  # an accepted move starts the count again
+
+    plateau = Walk(maximize=True)
+    _stick(plateau, ties=1)  # as many ties as single-point gains: a plateau's walk, never stuck
+    assert not plateau.stuck
+    mapped = Walk(maximize=True)
+    mapped.observe(1.0, "map", 2.0, numeric=True, code="M", walked="transform")  # only a map of all points gained
+    for i in range(STALL):
+        mapped.observe(2.0, f"no{i}", 1.5, numeric=True, code="N", walked="step")
+    assert not mapped.stuck
+
+
+def test_relocate_puts_one_point_before_the_offsets_inside_the_widened_box() -> None:
+    rng = np.random.default_rng(4)
+    assert relocate(_statement(GRID), GRID.split("\n"), rng) is None  # no offsets yet: nothing to fine-tune it
+    lines = GRID.split("\n")
+    edit = walk_step(_statement(GRID), lines, rng, 0.1)
+    assert edit is not None
+    code = "\n".join(lines[:edit.start] + edit.new + lines[edit.end:])
+    for _ in range(20):
+        lines = code.split("\n")
+        moved = relocate(_statement(code), lines, rng)
+        assert moved is not None
+        new = "\n".join(lines[:moved.start] + moved.new + lines[moved.end:])
+        body = _statement(new).body
+        assert len(body) == len(_statement(code).body) + 1
+        placed = [i for i, s in enumerate(body)
+                  if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Subscript)]
+        assert offsets_of(body[placed[-1] + 1]) is not None  # each goes right before the offsets
+        before, after = _run(code), _run(new)
+        changed = np.flatnonzero(np.any(before != after, axis=1))
+        assert len(changed) <= 1  # one point moved (or none, where the box put it back)
+        where = [n.value for n in ast.walk(body[placed[-1]]) if isinstance(n, ast.Constant)
+                 and isinstance(n.value, float)]  # the point's place, in units of the box (|u| for a negative u)
+        assert len(where) == 2 and all(u <= 1.2 for u in where)
+        code = new
+
+
+def _run(code: str) -> np.ndarray:
+    namespace = {"np": np}
+    exec(compile(code, "<candidate>", "exec"), namespace)
+    return np.asarray(namespace["points"](16, 2))
+
+
+def test_the_proposer_relocates_only_when_its_walk_is_stuck() -> None:
+    fresh = AstMutator(maximize=True)
+    assert all(p.kind != "relocate" for p in _walked(fresh, GRID, 1.0, seed=2))
+    stuck = AstMutator(maximize=True)
+    rng = np.random.default_rng(0)
+    moved = next(p for p in iter(lambda: stuck.propose_detailed([GRID], ["points"], rng, level=1.0), None)
+                 if p.kind == "step")
+    stuck.observe({"kind": "step", **moved.details, CHILD_SCORE: 2.0}, True)  # a single-point gain: the point
+    _stick(stuck.walk)
+    stuck.walk.point = (2.0, moved.code)
+    made = _walked(stuck, GRID, 1.0, seed=2)
+    relocations = [p for p in made if p.kind == "relocate"]
+    assert relocations and all(p.details.get(WALKED) for p in relocations)
+    for p in relocations:
+        assert apply_response(p.response, GRID, ["points"]) == p.code

@@ -132,7 +132,7 @@ class OfflineProposer:
         parent's)."""
         for p in proposals:
             if isinstance(self._mutator, AstMutator) and self._mutator.walk.adopts(p.details) and p.parent_ids:
-                self._mutator.walk.point = (float(p.details[LEVEL]), code_of(p.parent_ids[-1]))
+                self._mutator.walk.adopt((float(p.details[LEVEL]), code_of(p.parent_ids[-1])))
             code = None
             if isinstance(self._mutator, AstMutator) and self._mutator.needs_code(p.details) and p.response \
                     and p.parent_ids:

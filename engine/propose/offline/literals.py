@@ -13,6 +13,8 @@ symmetric (many equal extreme distances or triangles): one point moved changes o
   and moves them, so every distance and triangle changes at once (a stretch into unused room, a rotation).
 - `walk_step` (the kind `step`): moves one offset, one coordinate; offered only on the proposer's walk (`walk`),
   where a run of neutral single-coordinate moves is what leaves a plateau such as the grid of the distance ratio.
+- `relocate`: puts one point of a construction that has offsets somewhere else in the box its points span
+  (offered on the walk only): the long move a walk of small steps cannot make.
 - `tune`: moves every float literal of one statement by a relative Gaussian step, written with six significant
   digits (a random constant change keeps three, which cannot fine-tune a fitted curve).
 
@@ -177,6 +179,26 @@ def _offsets_edit(func: ast.FunctionDef, lines: list[str], rng: np.random.Genera
     if picked is None:
         return None
     return _after_built(picked, lines, func, offset_lines, move([0.0] * OFFSETS, rng, step))
+
+
+def relocate(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> Edit | None:
+    """Put one point of a construction that has offsets (`shift`) somewhere else, drawn uniformly from the box
+    its points span, widened by a fifth on each side; the line goes before the offsets, which then fine-tune the
+    point there. Moving a point a long way (into a gap, or into room no point uses) is what a walk of small steps
+    cannot do: it settles in the nearest local optimum. The box is read from the array when the program runs, so
+    no scale of the problem is assumed."""
+    if not is_construction(func):
+        return None
+    for stmt in statements_of(func):
+        found = offsets_of(stmt)
+        span = span_of(stmt, lines) if found else None
+        if found and span:
+            name, indent = found[0], indent_of(lines[span[0]])
+            where = ", ".join(_literal(float(f"{u:.3g}")) for u in rng.uniform(-0.2, 1.2, 2))
+            line = (f"{indent}{name}[{int(rng.integers(OFFSETS))} % len({name})] = {name}.min(axis=0) + np.resize("
+                    f"np.array([{where}]), {name}.shape[1:]) * ({name}.max(axis=0) - {name}.min(axis=0))")
+            return Edit(span[0], span[1], [line, *lines[span[0]:span[1]]], func.name)
+    return None
 
 
 def _constant_lists(stmt: ast.stmt) -> list[list[float]]:

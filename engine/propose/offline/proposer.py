@@ -5,7 +5,8 @@ statement of the best parent with `ast` (see `mutations`, `statements`, `recombi
 The SEARCH section is the statement's exact source lines, so comments elsewhere survive, and every answer is checked
 with `apply_response` before it is returned. On a construction, nine proposals in ten mutate the proposer's own
 walk point instead of the islands' parent, once it has one that is at least as good (`walk`), and are written as
-the edit that turns the parent into the result.
+the edit that turns the parent into the result. A function that hands a list of terms to a call
+(`np.stack([...])`, outside constructions) may also get one more term (`extend`).
 
 The vocabulary uses `np` where the problem module imports numpy as np, as the bundled problems do. Given the
 problem module's global names, a mutation that would use a name the candidate cannot see (`np` in a problem that
@@ -40,7 +41,7 @@ _WITH_DONOR = ("recombine", "crossover")  # kinds that need a second parent
 # fine steps of a number mostly give behavioural twins, and offering them made the suite's cap set, bin packing
 # and symbolic regression rows worse (benchmarks/RESULTS.md), so those programs keep the kinds they had.
 _STEPPED = ("shift", "transform", "tune", "step")
-_WALKS = ("shift", "transform", "step")  # the moves of a walk: of the construction's points
+_WALKS = ("shift", "transform", "step", "relocate")  # the moves of a walk: of the construction's points
 # How often a proposal on a construction mutates the walk's point (`walk`) instead of the islands' parent, once
 # there is one: a plateau needs a few hundred single moves, and the rest keep the islands' search going.
 WALK_SHARE = 0.9
@@ -62,10 +63,11 @@ _SAYS = {
     "transform": "map all points of a construction linearly",
     "step": "move one coordinate of a construction",
     "extend": "add a term to a list of terms",
+    "relocate": "put one point of a construction elsewhere",
 }
 _EDITS: dict[str, Callable[..., Edit | None]] = {
     **MUTATORS, "delete": statements.delete, "swap": statements.swap, "duplicate": statements.duplicate,
-    "wrap": statements.wrap, "call": statements.swap_call,
+    "wrap": statements.wrap, "call": statements.swap_call, "relocate": literals.relocate,
 }
 
 
@@ -132,7 +134,7 @@ class AstMutator:
         walking = point is not None and rng.random() < WALK_SHARE
         best = parent  # the code the mutation changes: the parent, or the walk's point
         if walking and point is not None:
-            self.walk.point = point
+            self.walk.adopt(point)
             level, best = point
         known = {n for n in map(_normal_or_none, [*parents, best]) if n is not None}
         donors = [p for p in parents[:-1] if _normal_or_none(p) not in (None, best_normal)]
@@ -144,7 +146,7 @@ class AstMutator:
             raise NoMutationFound("a crossover needs a second parent whose code differs from the first")
         lineage = literals.key_of(best)
         if walking:  # a walk moves numbers only, each kind as often as it has been accepted
-            kinds = [k for k in _WALKS if k in kinds or k == "step"]
+            kinds = [k for k in _WALKS if k in kinds or k == "step" or k == "relocate" and self.walk.stuck]
             weights = self.walk.weights(kinds)
         else:
             weights = np.array([_WEIGHTS[k] for k in kinds])

@@ -26,6 +26,8 @@ CHILD_SCORE = "child_score"  # the detail the controller adds: the valid child's
 LEVEL = "level"  # the detail naming the score a proposal's changed code had (the walk's point, or the parent)
 WALKED = "walked"  # the detail marking a proposal that mutated the walk's point
 WAITING = 256  # children remembered until their outcome is heard; the oldest are forgotten first
+STALL = 20  # walked moves in a row refused after which the walk may be stuck (`stuck`)
+POINT_MOVES = ("shift", "step")  # the walk's moves of one point (or one coordinate)
 
 
 class Walk:
@@ -34,6 +36,9 @@ class Walk:
     def __init__(self, maximize: bool) -> None:
         self.maximize = maximize
         self.point: tuple[float, str] | None = None
+        self._since_moved = 0  # walked moves heard of since the point last changed
+        self._ties = 0  # walked moves that tied the point they were made from
+        self._point_gains = 0  # walked moves of single points (`POINT_MOVES`) that beat the point
         self._waiting: OrderedDict[str, str] = OrderedDict()  # child key -> code, until `observe` hears of it
         self._moves: dict[str, list[int]] = {}  # per kind of move made from the point: [accepted, tried]
 
@@ -55,6 +60,20 @@ class Walk:
         if self.point is not None and self.at_least(self.point[0], parent_score):
             return self.point
         return parent_score, parent
+
+    def adopt(self, point: tuple[float, str]) -> None:
+        """Go on from `point` (a parent better than the walk's point)."""
+        if point != self.point:
+            self.point, self._since_moved = point, 0
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the walk sits in a local optimum that moving one point a long way may leave
+        (`literals.relocate`): its last STALL moves were all refused, and moves of single points have beaten the
+        point more often than any move tied it. Where ties are as common (a plateau, crossed by a run of neutral
+        moves that a jump breaks) or single points never gain (a symmetric set that only a map of all points
+        improves), a jump wastes moves, and measured it cost the distance ratio and Heilbronn rows."""
+        return self._since_moved >= STALL and self._point_gains > self._ties
 
     def adopts(self, details: Mapping[str, object]) -> bool:
         """Whether a recorded proposal walked from its parent rather than the point (`start`): replaying it, the
@@ -83,7 +102,12 @@ class Walk:
             counts = self._moves.setdefault(walked, [0, 0])
             counts[0] += good
             counts[1] += 1
+            self._since_moved += 1
+            if score is not None and score == level:
+                self._ties += 1
+            elif good and walked in POINT_MOVES:
+                self._point_gains += 1
         if not numeric or code is None or score is None or not math.isfinite(score):
             return
         if self.at_least(score, level) and (self.point is None or self.at_least(score, self.point[0])):
-            self.point = (score, code)
+            self.point, self._since_moved = (score, code), 0
