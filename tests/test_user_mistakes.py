@@ -169,3 +169,13 @@ def test_a_seed_scoring_past_the_declared_bound_is_warned_about(tmp_path: Path) 
     assert "the seed scores 300, at or above Settings(bound=100)" in run.stderr
     honest = _write(tmp_path, "honest.py", bounded)
     assert not [w for w in _eval_json(tmp_path, honest)["warnings"] if "the seed scores" in w]
+
+
+def test_a_misspelt_settings_keyword_names_the_setting_meant(tmp_path: Path) -> None:
+    typo = _write(tmp_path, "typo.py", PROBLEM.replace("from evoforge import evolve",
+                                                        "from evoforge import Settings, evolve\n\n"
+                                                        "SETTINGS = Settings(maximise=False)"))
+    done = _cli("eval", typo, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{tmp_path / typo}:6: importing the problem file raised TypeError: Settings(maximise=...): no such " \
+           "setting; did you mean 'maximize'?" in done.stderr, done.stderr
