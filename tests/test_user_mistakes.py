@@ -179,3 +179,12 @@ def test_a_misspelt_settings_keyword_names_the_setting_meant(tmp_path: Path) -> 
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"{tmp_path / typo}:6: importing the problem file raised TypeError: Settings(maximise=...): no such " \
            "setting; did you mean 'maximize'?" in done.stderr, done.stderr
+
+
+def test_resume_given_a_run_setting_says_the_run_keeps_its_own(tmp_path: Path) -> None:
+    """`resume --seed 3` was answered 'did you mean --db?'; it must say that resume keeps the stored settings."""
+    seed = _cli("resume", "any", "--seed", "3", cwd=tmp_path)
+    assert seed.returncode == 2 and "did you mean" not in seed.stderr
+    assert "unrecognized arguments: --seed 3; resume continues with the settings stored with the run" in seed.stderr
+    typo = _cli("resume", "any", "--budgte", "40", cwd=tmp_path)
+    assert typo.returncode == 2 and "did you mean --budget?" in typo.stderr
