@@ -56,3 +56,13 @@ def test_a_compiled_harness_with_two_metrics_feedback_and_a_bound_evaluates(tmp_
     assert seed["status"] == "ok" and seed["held_out_status"] == "ok" and not seed["warnings"]
     assert set(seed["metrics"]) == {"ratio", "spread"} and seed["score"] == seed["metrics"]["ratio"] > 1.0
     assert "makespan" in seed["feedback"]
+
+
+def test_show_prints_a_metric_direction_that_is_false(tmp_path: Path) -> None:
+    """`show` dropped metrics_maximize={"spread": False} whole, as if it were an unset flag."""
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    done = _cli("run", str(FIXTURES / "makespan_numba_problem.py"), "--budget", "1", "--db", db, "--name", "ms",
+                "--quiet", "--set", "jobs=40", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = " ".join(_cli("show", "ms", "--db", db, cwd=tmp_path).stdout.split())
+    assert 'bound=1.0, primary_metric="ratio", metrics_maximize={"spread": false}' in shown
