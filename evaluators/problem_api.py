@@ -7,6 +7,8 @@ standard library (numba included: it is imported only where a harness is compile
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
 import inspect
 import math
@@ -71,6 +73,16 @@ class Settings:
     # What the reviewer model (--judge-model) grades a program that improved on, 0-10 overall; it also says whether
     # the program games the score (such a program is SUSPECT, like one past `bound`).
     judge_criteria: tuple[str, ...] = DEFAULT_JUDGE_CRITERIA
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Settings:
+        # A misspelt keyword (`maximise=False`) would otherwise be Python's bare TypeError, naming no setting.
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in kwargs:
+            if key not in names:
+                near = difflib.get_close_matches(key, names, n=1, cutoff=0.7)
+                meant = f"did you mean {near[0]!r}? " if near else ""
+                raise TypeError(f"Settings({key}=...): no such setting; {meant}the settings are {names}")
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         if not isinstance(self.maximize, bool):

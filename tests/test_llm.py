@@ -214,7 +214,7 @@ def test_a_401_is_not_retried_and_the_error_names_the_key(llm):
     assert "401" in result.error and "API key" in result.error and "ModelEntry.api_key" in result.error
 
 
-def test_a_missing_key_names_the_environment_variable_litellm_reads(llm, monkeypatch):
+def test_a_missing_key_names_the_environment_variable_and_how_to_set_it(llm, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with OpenAIServer("never") as server:
         result = propose(llm([spec(server, api_key=None)], backoff_s=0.01))
@@ -223,6 +223,8 @@ def test_a_missing_key_names_the_environment_variable_litellm_reads(llm, monkeyp
     assert not result.ok and result.attempts == 1
     assert server.completion_requests == []  # the client refused to send a request without a key
     assert "OPENAI_API_KEY" in result.error
+    # a local server needs no key, but the client wants one: the message says how to give one from the shell
+    assert "export OPENAI_API_KEY=none" in result.error and "litellm reads" not in result.error
     assert proposer.missing_env_keys() == {"openai/test-model": ["OPENAI_API_KEY"]}
 
 

@@ -169,3 +169,39 @@ def test_a_seed_scoring_past_the_declared_bound_is_warned_about(tmp_path: Path) 
     assert "the seed scores 300, at or above Settings(bound=100)" in run.stderr
     honest = _write(tmp_path, "honest.py", bounded)
     assert not [w for w in _eval_json(tmp_path, honest)["warnings"] if "the seed scores" in w]
+
+
+def test_a_misspelt_settings_keyword_names_the_setting_meant(tmp_path: Path) -> None:
+    typo = _write(tmp_path, "typo.py", PROBLEM.replace("from evoforge import evolve",
+                                                        "from evoforge import Settings, evolve\n\n"
+                                                        "SETTINGS = Settings(maximise=False)"))
+    done = _cli("eval", typo, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{tmp_path / typo}:6: importing the problem file raised TypeError: Settings(maximise=...): no such " \
+           "setting; did you mean 'maximize'?" in done.stderr, done.stderr
+
+
+def test_resume_given_a_run_setting_says_the_run_keeps_its_own(tmp_path: Path) -> None:
+    """`resume --seed 3` was answered 'did you mean --db?'; it must say that resume keeps the stored settings."""
+    seed = _cli("resume", "any", "--seed", "3", cwd=tmp_path)
+    assert seed.returncode == 2 and "did you mean" not in seed.stderr
+    assert "unrecognized arguments: --seed 3; resume continues with the settings stored with the run" in seed.stderr
+    typo = _cli("resume", "any", "--budgte", "40", cwd=tmp_path)
+    assert typo.returncode == 2 and "did you mean --budget?" in typo.stderr
+
+
+SLOW = PROBLEM.replace("from evoforge import evolve",
+                       "import time\n\nfrom evoforge import evolve\n\nPARAMS = {'pause': 5.0}")
+SLOW = SLOW.replace("def solve(x):\n", "def solve(x):\n    time.sleep(x[1])\n").replace("return f(x)", "return f(x[0])")
+SLOW = SLOW.replace("    return [1, 2]\n", "    return [[1, params['pause']]]\n")
+
+
+def test_a_seed_over_its_time_limit_names_the_limit_and_the_eval_with_the_runs_set_values(tmp_path: Path) -> None:
+    """The fix said only `evoforge eval PROBLEM`, which without the run's --set values shows another seed."""
+    slow = _write(tmp_path, "slow.py", SLOW)
+    done = _cli("run", slow, "--db", f"sqlite:///{tmp_path / 'r.db'}", "--budget", "1", "--quiet",
+                "--set", "time_limit_s=0.2", "--set", "pause=1.5", cwd=tmp_path)
+    assert done.returncode != 0 and "the seed program's evaluation is 'timeout'" in done.stderr, done.stderr
+    assert ("fix: make the seed's solve() lighter, or raise the limit (Settings(time_limit_s=...) in the problem "
+            f"file, or --set time_limit_s=...); try `evoforge eval {tmp_path / slow} --set time_limit_s=0.2 "
+            "--set pause=1.5` to see the details") in done.stderr, done.stderr

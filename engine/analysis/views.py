@@ -96,6 +96,18 @@ def _flat(data: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
+def _settings_flat(settings: dict[str, Any]) -> list[str]:
+    """`_flat` for the problem's settings, whose dicts are data (metrics_maximize={"spread": false}), not sections:
+    shown whole, since `_flat` drops a False leaf as an unset flag."""
+    out: list[str] = []
+    for key, value in settings.items():
+        if not isinstance(value, dict):
+            out += _flat({key: value})
+        elif value:
+            out.append(f"{key}={json.dumps(value)}")
+    return out
+
+
 def without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in keys}
 
@@ -205,7 +217,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
              *fmt.field("problem", f"{run.problem_name}  {run.problem_path}"),
              f"started    {fmt.when(run.created_at)}, took {fmt.duration(summary.duration_s)}",
              *fmt.field("search", ", ".join(_flat(run_config))),
-             *fmt.field("settings", ", ".join([direction, *_flat(settings)])),
+             *fmt.field("settings", ", ".join([direction, *_settings_flat(settings)])),
              *fmt.field("params", ", ".join(_flat(params)) or "-"),
              *fmt.field("candidates", f"{summary.candidates} recorded; "
                         + ", ".join([f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]

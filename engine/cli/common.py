@@ -7,6 +7,7 @@ import difflib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from evoforge.engine.run.options import DB_ENV, default_db
 
@@ -15,7 +16,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 class SubcommandParser(argparse.ArgumentParser):
     """A subcommand's parser: an option it does not know is refused here, with this subcommand's usage and the
-    closest option it has (argparse would leave it to the top-level parser, whose usage does not help)."""
+    closest option it has (argparse would leave it to the top-level parser, whose usage does not help). `fixed`
+    says why options another subcommand takes are not taken here (`resume` keeps the run's stored settings)."""
+
+    def __init__(self, *args: Any, fixed: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fixed = fixed
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -23,9 +29,9 @@ class SubcommandParser(argparse.ArgumentParser):
         if extras:
             options = [o for action in self._actions for o in action.option_strings]
             near = [match for extra in extras if extra.startswith("-")
-                     for match in difflib.get_close_matches(extra.split("=")[0], options, n=1)]
+                     for match in difflib.get_close_matches(extra.split("=")[0], options, n=1, cutoff=0.7)]
             self.error(f"unrecognized arguments: {' '.join(extras)}"
-                       + (f"; did you mean {' and '.join(near)}?" if near else ""))
+                       + (f"; did you mean {' and '.join(near)}?" if near else f"; {self.fixed}" if self.fixed else ""))
         return parsed, extras
 
 

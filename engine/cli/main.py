@@ -97,7 +97,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      help="override a problem parameter or setting (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
 
-    resume = sub.add_parser("resume", help="continue a stopped or killed run")
+    resume = sub.add_parser("resume", help="continue a stopped or killed run",
+                            fixed="resume continues with the settings stored with the run (seed, workers, models, "
+                            "--set values, ...); to change them, start a new run: evoforge run PROBLEM --name NEW")
     resume.add_argument("name")
     add_db_option(resume)
     resume.add_argument("--budget", type=int, help="new total budget (default: the run's own)")

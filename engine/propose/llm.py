@@ -425,7 +425,10 @@ def _key_fix(keys: list[str], spec: ModelEntry) -> str:
         return f"Check ModelEntry.api_key for {spec.name!r}: when given, it is used instead of the environment."
     if keys:
         names = " or ".join(keys)
-        return f"Set the environment variable {names} (litellm reads it for {spec.name!r}) or ModelEntry.api_key."
+        # A local server (vLLM, Ollama, the benchmarks' mutation server) usually needs no key, but the client
+        # still wants one: say so, since no --flag or models-file key can give one (keys stay out of files).
+        local = f" (any value for a server that needs none: `export {keys[0]}=none`)" if spec.api_base else ""
+        return f"Set the environment variable {names}{local}, or from Python ModelEntry.api_key."
     return (f"litellm found a key in the environment for {spec.name!r}; check that it is valid, "
             "or set ModelEntry.api_key (any non-empty string for a local server that needs none).")
 

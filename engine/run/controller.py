@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import shlex
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Mapping
@@ -67,6 +68,21 @@ class RunRef:
     id: int
     name: str
     seed: int
+
+
+# What a seed that ran out of a limit needs, besides working code: the setting that sets the limit.
+_LIMIT_OF = {"timeout": "time_limit_s", "memory": "memory_limit_mb"}
+
+
+def _seed_fix(problem: Problem, status: str) -> str:
+    """How to fix a failing seed, with the `eval` command that shows it as the run saw it (its --set values)."""
+    sets = "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in problem.overrides.items())
+    look = f"try `evoforge eval {shlex.quote(str(problem.path))}{sets}` to see the details"
+    limit = _LIMIT_OF.get(status)
+    if limit is not None:
+        return (f"make the seed's solve() lighter, or raise the limit (Settings({limit}=...) in the problem file, "
+                f"or --set {limit}=...); {look}")
+    return f"make the @evolve seed, solve() and score() work together; {look}"
 
 
 def _proposal_record(p: Proposal, island: int, parent_ids: list[int], error: str | None = None, *,
@@ -230,8 +246,7 @@ class Controller:
         self.stats.add_time("evaluate", time.perf_counter() - start)
         if ev.status != "ok" or ev.score is None:
             raise SeedFailed(f"{self.problem.path}: the seed program's evaluation is '{ev.status}': {ev.error}\n"
-                             "  fix: make the @evolve seed, solve() and score() work together; try "
-                             f"`evoforge eval {self.problem.path}` to see the details")
+                             f"  fix: {_seed_fix(self.problem, ev.status)}")
         past = self.problem.seed_bound_warning(ev.score)
         if past is not None:  # not fatal (the bound may be the mistake), but every improvement would be held
             log.warning("%s", past)

@@ -45,7 +45,7 @@ from evoforge.engine.propose.offline.locate import (
     statements_of,
 )
 from evoforge.engine.propose.offline.mutations import constant_value, number
-from evoforge.engine.propose.offline.statements import built_array
+from evoforge.engine.propose.offline.statements import builds_array, built_array
 
 OFFSETS = 64  # offsets a construction gets: offset i moves element i % size (elements past 64 stay)
 _JOINT = 0.15  # how often a shift moves every offset at once (with a quarter of the step) instead of one point
@@ -95,6 +95,14 @@ def is_construction(func: ast.FunctionDef) -> bool:
     return a.vararg is None and a.kwarg is None and returns not in SCALARS and all(
         arg.annotation is not None and ast.unparse(arg.annotation) == "int"
         for arg in a.posonlyargs + a.args + a.kwonlyargs)
+
+
+def walkable(func: ast.FunctionDef) -> bool:
+    """Whether a walk can move the construction's points: it is a construction that builds a numpy array (or
+    already has the walk's offsets or map). A construction built another way (a Golomb ruler grown as a list of
+    ints) has no points for `shift`, `transform` or `step` to move, so its proposals must use the other kinds."""
+    return is_construction(func) and (builds_array(func) or any(
+        offsets_of(s) is not None or map_of(s) is not None for s in statements_of(func)))
 
 
 def offsets_of(stmt: ast.stmt) -> tuple[str, list[float]] | None:

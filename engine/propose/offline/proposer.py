@@ -3,10 +3,10 @@
 It keeps the whole loop working (and tested) on a machine with no network and no key. Each proposal edits one
 statement of the best parent with `ast` (see `mutations`, `statements`, `recombine` and `literals` for the kinds).
 The SEARCH section is the statement's exact source lines, so comments elsewhere survive, and every answer is checked
-with `apply_response` before it is returned. On a construction, nine proposals in ten mutate the proposer's own
-walk point instead of the islands' parent, once it has one that is at least as good (`walk`), and are written as
-the edit that turns the parent into the result. A function that hands a list of terms to a call
-(`np.stack([...])`, outside constructions) may also get one more term (`extend`).
+with `apply_response` before it is returned. On a construction that builds an array (`literals.walkable`), nine
+proposals in ten mutate the proposer's own walk point instead of the islands' parent, once it has one that is at
+least as good (`walk`), and are written as the edit that turns the parent into the result. A function that hands a
+list of terms to a call (`np.stack([...])`, outside constructions) may also get one more term (`extend`).
 
 The vocabulary uses `np` where the problem module imports numpy as np, as the bundled problems do. Given the
 problem module's global names, a mutation that would use a name the candidate cannot see (`np` in a problem that
@@ -129,7 +129,7 @@ class AstMutator:
         if best_normal is None:
             raise NoMutationFound("the best parent does not parse, so it cannot be mutated")
         construction = any(isinstance(n, ast.FunctionDef) and n.name in evolved_names
-                           and literals.is_construction(n) for n in ast.parse(parent).body)
+                           and literals.walkable(n) for n in ast.parse(parent).body)
         point = None if crossover or not construction else self.walk.start(level, parent)
         walking = point is not None and rng.random() < WALK_SHARE
         best = parent  # the code the mutation changes: the parent, or the walk's point

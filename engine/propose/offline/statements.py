@@ -177,6 +177,13 @@ def _array_like(value: ast.expr) -> bool:
         and isinstance(value.func.value, ast.Name) and value.func.value.id in ("np", "numpy")
 
 
+def builds_array(func: ast.FunctionDef) -> bool:
+    """Whether the function assigns or returns a numpy array it builds (what `built_array` can pick)."""
+    return any(isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
+               and _array_like(s.value) or isinstance(s, ast.Return) and s.value is not None
+               and _array_like(s.value) for block in _blocks(func) for s in block)
+
+
 def built_array(func: ast.FunctionDef, lines: list[str],
                 rng: np.random.Generator) -> tuple[ast.Assign | ast.Return, tuple[int, int], str] | None:
     """An array the function builds (`x = np.<f>(...)`, or a returned one), its lines and the name it has or gets
