@@ -2,12 +2,14 @@
 
 `run_child` is called in a freshly forked child of the fork server and never returns. Order matters: the process
 is put in its own session, its fds are reduced to stdin (/dev/null), stdout/stderr (the capped capture pipe),
-fd 3 (the result pipe) and, without numba, the call channel to the candidate's own process
-(`evaluators.inside.candidate`); rlimits are set, no_new_privs is set, the process is made undumpable (the
-candidate's process, same uid, cannot read its memory) and the uid is dropped before anything of the candidate is
-called. Without numba the evolved functions in the problem module are replaced by `RemoteFunction`s: the candidate
-runs elsewhere and sees only each call's arguments. With numba they are compiled here, from code that passed the
-language check and in the restricted namespace (`evaluators.inside.namespace`), never in the problem module.
+fd 3 (the result pipe) and the call channel to the candidate's own process (`evaluators.inside.candidate`);
+rlimits are set, no_new_privs is set, the process is made undumpable (the candidate's process, same uid, cannot
+read its memory) and the uid is dropped before anything of the candidate is called. The evolved functions in the
+problem module are replaced by `RemoteFunction`s: the candidate's Python runs elsewhere and sees only each call's
+arguments. With numba they are also compiled here, from code that passed the language check, defined without
+running any of it (`numba_load`) in the restricted namespace (`evaluators.inside.namespace`), never in the problem
+module; where numba refuses them (or "auto" has not compiled them yet) the RemoteFunctions stay, so only compiled
+machine code of the candidate's ever runs in this process.
 Frames on fd 3 (see `evaluators.inside.watch.Watch`): loaded, compile begin/end, output per input, done or fail.
 The candidate's process locks itself down with the same `lock_down`, having inherited the steps a fork keeps
 (`lock_down_process`) from the zygote.
@@ -18,7 +20,6 @@ from __future__ import annotations
 import copy
 import ctypes
 import fcntl
-import linecache
 import os
 import random
 import resource
@@ -279,11 +280,8 @@ def _flush() -> None:
 
 
 def _install(problem: Problem, code: str, checked: bool, jit: JitPlan | None) -> None:
-    """Put the candidate's functions where `solve` calls them: in a process of their own (RemoteFunctions)
-    without numba, compiled here with numba."""
-    if problem.settings.numba:
-        _install_compiled(problem, code, checked, jit or JitPlan())
-        return
+    """Put the candidate's functions where `solve` calls them: in a process of their own (RemoteFunctions); with
+    numba, compiled here where numba compiles them, the Python ones still in their own process."""
     if problem.project is not None:
         _install_project(problem, code)
         return
@@ -293,6 +291,8 @@ def _install(problem: Problem, code: str, checked: bool, jit: JitPlan | None) ->
     wait_reply(replies)
     for name in problem.evolved_names:
         problem.module.__dict__[name] = RemoteFunction(name, CALL_FD, replies)
+    if problem.settings.numba:
+        _install_compiled(problem, code, checked, jit or JitPlan())
 
 
 def _install_project(problem: Problem, code: str) -> None:
@@ -311,37 +311,29 @@ def _install_project(problem: Problem, code: str) -> None:
 
 
 def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan) -> None:
-    """numba: the checked code runs in a fresh restricted namespace (never the problem module's), which is also
-    all its compiled form may see; the problem module gets only the evolved functions themselves."""
+    """numba: the checked code's functions are defined (never run: `numba_load`) in a fresh restricted namespace,
+    never the problem module's, which is also all their compiled form may see. Where they compile, the problem
+    module gets the compiled functions; wherever they run as Python, it keeps the RemoteFunctions `_install` put
+    there, so that no Python of the candidate's ever runs in this process."""
     if checked:
         validator.check(code, CANDIDATE_FILE)
-    # A copy of the exposed constants, as the candidate's own process receives them: the originals are the problem
-    # module's, which solve reads after the candidate's Python (numba's fallback) could have changed them in place.
+    # A copy of the exposed constants: numba freezes what it reads as constants of the compiled code.
     scope = namespace.candidate_namespace(problem.candidate_modules, problem.exposed_helpers,
                                           copy.deepcopy(problem.exposed_constants), restricted=checked)
-    linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
-    exec(compile(code, CANDIDATE_FILE, "exec"), scope)
     evolved = problem.evolved_names
-    missing = [n for n in evolved if not callable(scope.get(n))]
-    if missing:
-        raise NameError(f"the program does not define {', '.join(missing)}; it must define every evolved "
-                        f"function: {', '.join(evolved)}")
     ns = problem.module.__dict__
-    for name in evolved:
-        ns[name] = scope[name]
     if harnesses(ns):
         from evoforge.evaluators.inside import jit_compile
 
         jit_compile.install(code, ns, plan, problem.settings.numba_fallback, _send, scope=scope)
         return
-    _jit(code, scope, evolved, plan, problem.settings.numba_fallback)
-    for name in evolved:
-        ns[name] = scope[name]
+    _jit(code, ns, scope, evolved, plan, problem.settings.numba_fallback)
 
 
-def _jit(code: str, ns: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan, fallback: str) -> None:
-    """Put a guard in place of each evolved function: it compiles with numba (or falls back to Python) once
-    the plan says so; until then the function runs as Python and the guard times it."""
+def _jit(code: str, ns: dict[str, Any], scope: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan,
+         fallback: str) -> None:
+    """Put a guard in place of each evolved function in `ns`: it compiles with numba (or falls back to Python, the
+    RemoteFunction in `ns`) once the plan says so; until then the function runs as Python and the guard times it."""
     from numba.core.registry import CPUDispatcher
 
     from evoforge.evaluators.inside import jit_compile
@@ -354,7 +346,7 @@ def _jit(code: str, ns: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan,
     # The jitted copies see a namespace where every candidate function is jitted too, so they can call each
     # other; solve() sees the guards. Numba freezes globals at compile time, so the copy changes nothing for it.
     try:
-        jit_ns = jit_compile.jitted(code, ns, plan.entries, report, {"boundscheck": True})
+        jit_ns = jit_compile.jitted(code, scope, plan.entries, report, {"boundscheck": True})
     except jit_compile.numba_semantics.Divergent as exc:
         if fallback == "refuse":
             raise RuntimeError(f"numba would not compute what Python computes, and this problem refuses such "

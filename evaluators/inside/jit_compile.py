@@ -26,7 +26,7 @@ from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
 from numba.core.errors import TypingError
 
-from evoforge.evaluators.inside import numba_semantics
+from evoforge.evaluators.inside import numba_load, numba_semantics
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
@@ -147,14 +147,13 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
            options: dict[str, Any]) -> dict[str, Any]:
     """A copy of the namespace where each function of the candidate is a numba dispatcher (not compiled yet) of its
     source as numba_semantics adjusts it, so that they call each other compiled; raises Divergent where the
-    candidate must run as Python. Defining the functions runs none of the candidate's code."""
+    candidate must run as Python. Defining the functions runs none of the candidate's code (`numba_load`)."""
     source = numba_semantics.for_numba(code)
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
     jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
     tree = ast.parse(source)
-    defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
-    exec(compile(source, "<compiled candidate>", "exec"), jit_ns)
+    defined = numba_load.define(source, "<compiled candidate>", jit_ns)
     numba_semantics.refuse_python_random({node.id: jit_ns.get(node.id) for node in ast.walk(tree)
                                           if isinstance(node, ast.Name)})
     for name in defined:
