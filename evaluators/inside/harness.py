@@ -17,6 +17,7 @@ The candidate's process locks itself down with the same `lock_down`, having inhe
 
 from __future__ import annotations
 
+import ast
 import copy
 import ctypes
 import fcntl
@@ -285,14 +286,46 @@ def _install(problem: Problem, code: str, checked: bool, jit: JitPlan | None) ->
     if problem.project is not None:
         _install_project(problem, code)
         return
-    send(CALL_FD, ("install", code, list(problem.evolved_names), problem.candidate_modules,
-                   problem.exposed_helpers, problem.exposed_constants, checked))
     replies = Receiver(REPLY_FD)
-    wait_reply(replies)
+    install = _Install(("install", code, list(problem.evolved_names), problem.candidate_modules,
+                        problem.exposed_helpers, problem.exposed_constants, checked), replies)
     for name in problem.evolved_names:
-        problem.module.__dict__[name] = RemoteFunction(name, CALL_FD, replies)
-    if problem.settings.numba:
-        _install_compiled(problem, code, checked, jit or JitPlan())
+        problem.module.__dict__[name] = _Remote(name, CALL_FD, replies, install)
+    if not (problem.settings.numba and _install_compiled(problem, code, checked, jit or JitPlan())
+            and _defines(code, problem.evolved_names)):
+        install()
+
+
+def _defines(code: str, names: tuple[str, ...]) -> bool:
+    """Whether the program defines each of names with a top-level def (else its Python load fails with the reason)."""
+    return set(names) <= {node.name for node in ast.parse(code).body if isinstance(node, ast.FunctionDef)}
+
+
+class _Install:
+    """Sends the program to the candidate's process once, before its first call. With numba, a program that
+    compiles whole without load-time code is sent only if a call runs as Python after all (numba refused it at
+    its first call): its Python load then cannot fail where numba_load succeeded, so sending it late changes no
+    outcome, and a compiled candidate does not wait for its process to load it."""
+
+    def __init__(self, message: tuple[Any, ...], replies: Receiver):
+        self.message: tuple[Any, ...] | None = message
+        self.replies = replies
+
+    def __call__(self) -> None:
+        if self.message is not None:
+            message, self.message = self.message, None
+            send(CALL_FD, message)
+            wait_reply(self.replies)
+
+
+class _Remote(RemoteFunction):
+    def __init__(self, name: str, call_fd: int, replies: Receiver, install: _Install):
+        super().__init__(name, call_fd, replies)
+        self.install = install
+
+    def _request(self, message: tuple[Any, ...]) -> Any:
+        self.install()
+        return super()._request(message)
 
 
 def _install_project(problem: Problem, code: str) -> None:
@@ -310,11 +343,12 @@ def _install_project(problem: Problem, code: str) -> None:
     handle.remote_batch = lambda name, rows: remote[name].many(rows)
 
 
-def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan) -> None:
+def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan) -> bool:
     """numba: the checked code's functions are defined (never run: `numba_load`) in a fresh restricted namespace,
     never the problem module's, which is also all their compiled form may see. Where they compile, the problem
     module gets the compiled functions; wherever they run as Python, it keeps the RemoteFunctions `_install` put
-    there, so that no Python of the candidate's ever runs in this process."""
+    there, so that no Python of the candidate's ever runs in this process. True where every evolved function
+    is compiled, or will be at its first call, and the program has no load-time code."""
     if checked:
         validator.check(code, CANDIDATE_FILE)
     # A copy of the exposed constants: numba freezes what it reads as constants of the compiled code.
@@ -325,15 +359,15 @@ def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan)
     if harnesses(ns):
         from evoforge.evaluators.inside import jit_compile
 
-        jit_compile.install(code, ns, plan, problem.settings.numba_fallback, _send, scope=scope)
-        return
-    _jit(code, ns, scope, evolved, plan, problem.settings.numba_fallback)
+        return jit_compile.install(code, ns, plan, problem.settings.numba_fallback, _send, scope=scope)
+    return _jit(code, ns, scope, evolved, plan, problem.settings.numba_fallback)
 
 
 def _jit(code: str, ns: dict[str, Any], scope: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan,
-         fallback: str) -> None:
+         fallback: str) -> bool:
     """Put a guard in place of each evolved function in `ns`: it compiles with numba (or falls back to Python, the
-    RemoteFunction in `ns`) once the plan says so; until then the function runs as Python and the guard times it."""
+    RemoteFunction in `ns`) once the plan says so; until then the function runs as Python and the guard times it.
+    True where every evolved function may compile at once (numba=True, or compilations at hand)."""
     from numba.core.registry import CPUDispatcher
 
     from evoforge.evaluators.inside import jit_compile
@@ -352,10 +386,11 @@ def _jit(code: str, ns: dict[str, Any], scope: dict[str, Any], evolved: tuple[st
             raise RuntimeError(f"numba would not compute what Python computes, and this problem refuses such "
                                f"programs (numba_fallback='refuse'): {exc}") from None
         print(f"[evoforge] numba does not compile this program; it ran as plain Python: {exc}", file=sys.stderr)
-        return
+        return False
     python = {n: ns[n] for n in evolved}
     for name in evolved:
         ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher, after_s, fallback)
+    return after_s <= 0 and all(isinstance(jit_ns.get(name), CPUDispatcher) for name in evolved)
 
 
 class _FirstCall:

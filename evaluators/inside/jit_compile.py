@@ -208,17 +208,17 @@ class Refused(Exception):
 
 
 def install(code: str, namespace: dict[str, Any], plan: Any, fallback: str,
-            send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> None:
+            send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> bool:
     """Prepare a candidate for a problem with compiled harnesses. With payloads for it, or with no Python time to
     spend first (numba=True), compile now, before anything of the candidate runs: only such a compilation is
     reported for keeping. Otherwise ("auto") every harness runs as Python until the calls have used
-    `plan.compile_after_s`, then compiles and runs compiled."""
+    `plan.compile_after_s`, then compiles and runs compiled. True where it compiled now."""
     if plan.entries or plan.compile_after_s <= 0:
-        compile_now(code, namespace, plan.entries, fallback, send, scope)
-        return
+        return compile_now(code, namespace, plan.entries, fallback, send, scope)
     switch = _AutoSwitch(code, namespace, plan, fallback, send, scope)
     for harness in harnesses(namespace).values():
         harness.hook = switch
+    return False
 
 
 def compile_now(code: str, namespace: dict[str, Any], entries: dict[str, str], fallback: str,
