@@ -22,6 +22,9 @@ DECORATOR = ("import numpy as np\n\ndef mark(f):\n    np.random.seed(12345)\n   
              "def predict(x):\n    return x * 0.0\n")
 # a default argument is evaluated at load time
 DEFAULT = "import numpy as np\n\ndef predict(x, k=np.random.seed(12345)):\n    return x * 0.0\n"
+# no load-time code, but numba cannot type int(str): it falls back when it compiles
+TYPING = ("import numpy as np\n\ndef predict(x):\n    np.random.seed(12345)\n"
+          "    return x * 0.0 + float(int('1')) * 0.0\n")
 
 
 @pytest.fixture(scope="module", params=[
@@ -35,8 +38,8 @@ def pool(request):
         yield pool
 
 
-@pytest.mark.parametrize("code", [REFUSED, AT_LOAD, DECORATOR, DEFAULT],
-                         ids=["refused", "at-load", "decorator", "default"])
+@pytest.mark.parametrize("code", [REFUSED, AT_LOAD, DECORATOR, DEFAULT, TYPING],
+                         ids=["refused", "at-load", "decorator", "default", "typing"])
 def test_the_candidates_python_cannot_touch_the_harness_processs_rng(pool, code):
     honest = pool.evaluate(HONEST)
     assert honest.status == "ok", honest
@@ -54,3 +57,8 @@ def test_constants_at_load_time_still_compile(pool):
     assert ev.status == "ok" and ev.score == pool.evaluate(HONEST).score, ev
     if pool.problem.settings.numba is True:
         assert ev.compiled is True, ev
+
+
+def test_a_missing_evolved_function_is_an_error(pool):
+    ev = pool.evaluate("import numpy as np\n\ndef other(x):\n    return x * 0.0\n")
+    assert ev.status == "error", ev
