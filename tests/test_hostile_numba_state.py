@@ -1,6 +1,5 @@
-"""With numba the candidate's Python (numba's fallback) runs in the harness's process: what the problem exposes to
-it must reach it as a copy, as it does the candidate's own process, so that changing it in place changes nothing
-solve reads, in a real sandbox."""
+"""With numba, what the problem exposes reaches the candidate as a copy, compiled (numba freezes a copy) or as Python
+(in the candidate's own process), so that changing it in place changes nothing solve reads, in a real sandbox."""
 
 from __future__ import annotations
 

@@ -2,12 +2,14 @@
 
 `run_child` is called in a freshly forked child of the fork server and never returns. Order matters: the process
 is put in its own session, its fds are reduced to stdin (/dev/null), stdout/stderr (the capped capture pipe),
-fd 3 (the result pipe) and, without numba, the call channel to the candidate's own process
-(`evaluators.inside.candidate`); rlimits are set, no_new_privs is set, the process is made undumpable (the
-candidate's process, same uid, cannot read its memory) and the uid is dropped before anything of the candidate is
-called. Without numba the evolved functions in the problem module are replaced by `RemoteFunction`s: the candidate
-runs elsewhere and sees only each call's arguments. With numba they are compiled here, from code that passed the
-language check and in the restricted namespace (`evaluators.inside.namespace`), never in the problem module.
+fd 3 (the result pipe) and the call channel to the candidate's own process (`evaluators.inside.candidate`);
+rlimits are set, no_new_privs is set, the process is made undumpable (the candidate's process, same uid, cannot
+read its memory) and the uid is dropped before anything of the candidate is called. The evolved functions in the
+problem module are replaced by `RemoteFunction`s: the candidate's Python runs elsewhere and sees only each call's
+arguments. With numba they are also compiled here, from code that passed the language check, defined without
+running any of it (`numba_load`) in the restricted namespace (`evaluators.inside.namespace`), never in the problem
+module; where numba refuses them (or "auto" has not compiled them yet) the RemoteFunctions stay, so only compiled
+machine code of the candidate's ever runs in this process.
 Frames on fd 3 (see `evaluators.inside.watch.Watch`): loaded, compile begin/end, output per input, done or fail.
 The candidate's process locks itself down with the same `lock_down`, having inherited the steps a fork keeps
 (`lock_down_process`) from the zygote.
@@ -15,10 +17,10 @@ The candidate's process locks itself down with the same `lock_down`, having inhe
 
 from __future__ import annotations
 
+import ast
 import copy
 import ctypes
 import fcntl
-import linecache
 import os
 import random
 import resource
@@ -279,20 +281,51 @@ def _flush() -> None:
 
 
 def _install(problem: Problem, code: str, checked: bool, jit: JitPlan | None) -> None:
-    """Put the candidate's functions where `solve` calls them: in a process of their own (RemoteFunctions)
-    without numba, compiled here with numba."""
-    if problem.settings.numba:
-        _install_compiled(problem, code, checked, jit or JitPlan())
-        return
+    """Put the candidate's functions where `solve` calls them: in a process of their own (RemoteFunctions); with
+    numba, compiled here where numba compiles them, the Python ones still in their own process."""
     if problem.project is not None:
         _install_project(problem, code)
         return
-    send(CALL_FD, ("install", code, list(problem.evolved_names), problem.candidate_modules,
-                   problem.exposed_helpers, problem.exposed_constants, checked))
     replies = Receiver(REPLY_FD)
-    wait_reply(replies)
+    install = _Install(("install", code, list(problem.evolved_names), problem.candidate_modules,
+                        problem.exposed_helpers, problem.exposed_constants, checked), replies)
     for name in problem.evolved_names:
-        problem.module.__dict__[name] = RemoteFunction(name, CALL_FD, replies)
+        problem.module.__dict__[name] = _Remote(name, CALL_FD, replies, install)
+    if not (problem.settings.numba and _install_compiled(problem, code, checked, jit or JitPlan())
+            and _defines(code, problem.evolved_names)):
+        install()
+
+
+def _defines(code: str, names: tuple[str, ...]) -> bool:
+    """Whether the program defines each of names with a top-level def (else its Python load fails with the reason)."""
+    return set(names) <= {node.name for node in ast.parse(code).body if isinstance(node, ast.FunctionDef)}
+
+
+class _Install:
+    """Sends the program to the candidate's process once, before its first call. With numba, a program that
+    compiles whole without load-time code is sent only if a call runs as Python after all (numba refused it at
+    its first call): its Python load then cannot fail where numba_load succeeded, so sending it late changes no
+    outcome, and a compiled candidate does not wait for its process to load it."""
+
+    def __init__(self, message: tuple[Any, ...], replies: Receiver):
+        self.message: tuple[Any, ...] | None = message
+        self.replies = replies
+
+    def __call__(self) -> None:
+        if self.message is not None:
+            message, self.message = self.message, None
+            send(CALL_FD, message)
+            wait_reply(self.replies)
+
+
+class _Remote(RemoteFunction):
+    def __init__(self, name: str, call_fd: int, replies: Receiver, install: _Install):
+        super().__init__(name, call_fd, replies)
+        self.install = install
+
+    def _request(self, message: tuple[Any, ...]) -> Any:
+        self.install()
+        return super()._request(message)
 
 
 def _install_project(problem: Problem, code: str) -> None:
@@ -310,38 +343,31 @@ def _install_project(problem: Problem, code: str) -> None:
     handle.remote_batch = lambda name, rows: remote[name].many(rows)
 
 
-def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan) -> None:
-    """numba: the checked code runs in a fresh restricted namespace (never the problem module's), which is also
-    all its compiled form may see; the problem module gets only the evolved functions themselves."""
+def _install_compiled(problem: Problem, code: str, checked: bool, plan: JitPlan) -> bool:
+    """numba: the checked code's functions are defined (never run: `numba_load`) in a fresh restricted namespace,
+    never the problem module's, which is also all their compiled form may see. Where they compile, the problem
+    module gets the compiled functions; wherever they run as Python, it keeps the RemoteFunctions `_install` put
+    there, so that no Python of the candidate's ever runs in this process. True where every evolved function
+    is compiled, or will be at its first call, and the program has no load-time code."""
     if checked:
         validator.check(code, CANDIDATE_FILE)
-    # A copy of the exposed constants, as the candidate's own process receives them: the originals are the problem
-    # module's, which solve reads after the candidate's Python (numba's fallback) could have changed them in place.
+    # A copy of the exposed constants: numba freezes what it reads as constants of the compiled code.
     scope = namespace.candidate_namespace(problem.candidate_modules, problem.exposed_helpers,
                                           copy.deepcopy(problem.exposed_constants), restricted=checked)
-    linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
-    exec(compile(code, CANDIDATE_FILE, "exec"), scope)
     evolved = problem.evolved_names
-    missing = [n for n in evolved if not callable(scope.get(n))]
-    if missing:
-        raise NameError(f"the program does not define {', '.join(missing)}; it must define every evolved "
-                        f"function: {', '.join(evolved)}")
     ns = problem.module.__dict__
-    for name in evolved:
-        ns[name] = scope[name]
     if harnesses(ns):
         from evoforge.evaluators.inside import jit_compile
 
-        jit_compile.install(code, ns, plan, problem.settings.numba_fallback, _send, scope=scope)
-        return
-    _jit(code, scope, evolved, plan, problem.settings.numba_fallback)
-    for name in evolved:
-        ns[name] = scope[name]
+        return jit_compile.install(code, ns, plan, problem.settings.numba_fallback, _send, scope=scope)
+    return _jit(code, ns, scope, evolved, plan, problem.settings.numba_fallback)
 
 
-def _jit(code: str, ns: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan, fallback: str) -> None:
-    """Put a guard in place of each evolved function: it compiles with numba (or falls back to Python) once
-    the plan says so; until then the function runs as Python and the guard times it."""
+def _jit(code: str, ns: dict[str, Any], scope: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan,
+         fallback: str) -> bool:
+    """Put a guard in place of each evolved function in `ns`: it compiles with numba (or falls back to Python, the
+    RemoteFunction in `ns`) once the plan says so; until then the function runs as Python and the guard times it.
+    True where every evolved function may compile at once (numba=True, or compilations at hand)."""
     from numba.core.registry import CPUDispatcher
 
     from evoforge.evaluators.inside import jit_compile
@@ -354,16 +380,17 @@ def _jit(code: str, ns: dict[str, Any], evolved: tuple[str, ...], plan: JitPlan,
     # The jitted copies see a namespace where every candidate function is jitted too, so they can call each
     # other; solve() sees the guards. Numba freezes globals at compile time, so the copy changes nothing for it.
     try:
-        jit_ns = jit_compile.jitted(code, ns, plan.entries, report, {"boundscheck": True})
+        jit_ns = jit_compile.jitted(code, scope, plan.entries, report, {"boundscheck": True})
     except jit_compile.numba_semantics.Divergent as exc:
         if fallback == "refuse":
             raise RuntimeError(f"numba would not compute what Python computes, and this problem refuses such "
                                f"programs (numba_fallback='refuse'): {exc}") from None
         print(f"[evoforge] numba does not compile this program; it ran as plain Python: {exc}", file=sys.stderr)
-        return
+        return False
     python = {n: ns[n] for n in evolved}
     for name in evolved:
         ns[name] = _FirstCall(ns, name, jit_ns.get(name), python[name], CPUDispatcher, after_s, fallback)
+    return after_s <= 0 and all(isinstance(jit_ns.get(name), CPUDispatcher) for name in evolved)
 
 
 class _FirstCall:

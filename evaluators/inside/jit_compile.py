@@ -26,7 +26,7 @@ from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
 from numba.core.errors import TypingError
 
-from evoforge.evaluators.inside import numba_semantics
+from evoforge.evaluators.inside import numba_load, numba_semantics
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
@@ -147,14 +147,13 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
            options: dict[str, Any]) -> dict[str, Any]:
     """A copy of the namespace where each function of the candidate is a numba dispatcher (not compiled yet) of its
     source as numba_semantics adjusts it, so that they call each other compiled; raises Divergent where the
-    candidate must run as Python. Defining the functions runs none of the candidate's code."""
+    candidate must run as Python. Defining the functions runs none of the candidate's code (`numba_load`)."""
     source = numba_semantics.for_numba(code)
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
     jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
     tree = ast.parse(source)
-    defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
-    exec(compile(source, "<compiled candidate>", "exec"), jit_ns)
+    defined = numba_load.define(source, "<compiled candidate>", jit_ns)
     numba_semantics.refuse_python_random({node.id: jit_ns.get(node.id) for node in ast.walk(tree)
                                           if isinstance(node, ast.Name)})
     for name in defined:
@@ -209,17 +208,17 @@ class Refused(Exception):
 
 
 def install(code: str, namespace: dict[str, Any], plan: Any, fallback: str,
-            send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> None:
+            send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> bool:
     """Prepare a candidate for a problem with compiled harnesses. With payloads for it, or with no Python time to
     spend first (numba=True), compile now, before anything of the candidate runs: only such a compilation is
     reported for keeping. Otherwise ("auto") every harness runs as Python until the calls have used
-    `plan.compile_after_s`, then compiles and runs compiled."""
+    `plan.compile_after_s`, then compiles and runs compiled. True where it compiled now."""
     if plan.entries or plan.compile_after_s <= 0:
-        compile_now(code, namespace, plan.entries, fallback, send, scope)
-        return
+        return compile_now(code, namespace, plan.entries, fallback, send, scope)
     switch = _AutoSwitch(code, namespace, plan, fallback, send, scope)
     for harness in harnesses(namespace).values():
         harness.hook = switch
+    return False
 
 
 def compile_now(code: str, namespace: dict[str, Any], entries: dict[str, str], fallback: str,

@@ -1,12 +1,12 @@
 """numpy's array data in the sandbox comes straight from malloc, never from numpy's cache of freed small blocks.
 
 The sandbox's malloc overwrites what is freed and tcache is off (`isolation.MALLOC_TUNABLES`), so memory handed out
-uninitialised (`np.ndarray(shape)`, `np.ma.masked_all(n).data`) holds no earlier data. numpy keeps its own cache
-of freed data blocks under 1 KiB, which malloc never sees: with numba, where a candidate's Python runs in the
-harness's process, `np.ndarray((n,))` would hand back an array the problem module or an earlier input freed (its
-private data, another input's answers). `install` gives numpy a data allocator of Python's raw malloc functions
-(a `PyDataMem_Handler`, numpy's documented hook) instead of its caching default; arrays made before keep theirs,
-and a block freed into the cache is never handed out again.
+uninitialised (`np.ndarray(shape)`, `np.ma.masked_all(n).data`) holds no earlier data. numpy keeps its own cache of
+freed data blocks under 1 KiB, which malloc never sees: in the harness's process (where numba's Python fallback ran
+before it moved to the candidate's own; this stays as a second wall) `np.ndarray((n,))` would hand back an array the
+problem module or an earlier input freed (its private data, another input's answers). `install` gives numpy a data
+allocator of Python's raw malloc functions (a `PyDataMem_Handler`, numpy's documented hook) instead of its caching
+default; arrays made before keep theirs, and a block freed into the cache is never handed out again.
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
 numpy refuses `np.frombuffer(b, dtype=object)` but not the ndarray constructor given a buffer, nor what calls it
 (`np.recarray(buf=...)`, `np.rec.array(bytes, ...)`): each element of such an array is whatever pointer the bytes
 hold, handed back as an object. Bytes laid out as a fake bytearray that spans all memory, at an address that any
-repr shows (`repr(b.hex)`), give code that passes the language check every byte of its process and the real
-builtins: in the harness's process (numba's Python fallback) the problem module, its inputs and its scorer. The
-check cannot see a dtype made at run time, and the real ndarray type is reached many ways (a subclass's `mro()`,
-`np.ndarray[int]`, `MaskedArray.baseclass`); all of them construct through ndarray's `tp_new`. `install` gives
-ndarray a Python `__new__` (the slot every class with one uses) that calls the original and refuses an array that
-holds objects in memory it does not own. Arrays numpy makes itself (`np.zeros`, views, numba's) never pass here.
+repr shows (`repr(b.hex)`), give code that passes the language check every byte of its process and the real builtins
+(in the harness's process, where numba's Python fallback ran before it moved to the candidate's own, the problem
+module, its inputs and its scorer; it stays as a second wall). The check cannot see a dtype made at run time, and
+the real ndarray type is reached many ways (a subclass's `mro()`, `np.ndarray[int]`, `MaskedArray.baseclass`); all
+of them construct through ndarray's `tp_new`. `install` gives ndarray a Python `__new__` (the slot every class with
+one uses) that calls the original and refuses an array that holds objects in memory it does not own. Arrays numpy
+makes itself (`np.zeros`, views, numba's) never pass here.
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@ PROBLEM OVERRIDES_JSON UID LEVEL SCRATCH WORKDIR CPU`.
 
 Before anything else it forks the zygote (`evaluators.inside.zygote`), a clean process that forks the candidates'
 own processes; then it loads the problem's module once (its inputs come from the engine with each request). For
-each request it forks a harness child that runs `solve` on the request's inputs. Without numba the candidate's
+each request it forks a harness child that runs `solve` on the request's inputs. The candidate's Python
 functions run in a process of their own, which the zygote forks, and the harness calls them over a pipe
-(`evaluators.channel`): the candidate sees its arguments and nothing else. With numba they are compiled in the
-harness's process (nopython code reaches no interpreter state; what falls back to Python runs there under the
-language check and the restricted namespace). Every candidate process gets a new session, rlimits, a private
+(`evaluators.channel`): the candidate sees its arguments and nothing else. With numba, what compiles runs in the
+harness's process (nopython code reaches no interpreter state); what does not, or not yet, still runs as Python in
+the candidate's own process. Every candidate process gets a new session, rlimits, a private
 scratch directory, an unprivileged uid, captured and capped stdout/stderr and seeded RNGs. The server alone enforces
 the wall-clock deadline per input (it does not rely on the candidate's cooperation) and, when the candidate is done
 or out of time, kills it and every process it left behind: the server is a child subreaper, so orphans come back to
@@ -161,27 +161,25 @@ class Server:
         uid = self.uid if self.switch_uid else None
         jit = self._jit_plan(request.get("jit")) if settings.numba else None
         t_fork = time.monotonic()
-        # Without numba the candidate's functions run in a process of their own, forked by the zygote; with numba
-        # they are compiled in the harness's process (see harness._install), where nopython code reaches nothing.
-        candidate_pid, channel_fds = None, None
-        if not settings.numba:
-            call_r, call_w = os.pipe()
-            reply_r, reply_w = os.pipe()
-            candidate_pid = self.zygote.spawn([call_r, reply_w, out_w], {
-                "scratch": scratch, "uid": uid, "limits": limits,
-                # a project runs from memory: its process opens no file, checked or not
-                "no_files": checked or project is not None,
-                "preload": project.imports() if project is not None else []})
-            os.close(call_r)
-            os.close(reply_w)
-            channel_fds = (call_w, reply_r)
+        # The candidate's Python runs in a process of its own, forked by the zygote; with numba its compiled
+        # functions run in the harness's process (see harness._install), where nopython code reaches nothing.
+        call_r, call_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        candidate_pid = self.zygote.spawn([call_r, reply_w, out_w], {
+            "scratch": scratch, "uid": uid, "limits": limits,
+            # a project runs from memory: its process opens no file, checked or not
+            "no_files": checked or project is not None,
+            "preload": project.imports() if project is not None else []})
+        os.close(call_r)
+        os.close(reply_w)
+        channel_fds = (call_w, reply_r)
         pid = fork()
         if pid == 0:  # the harness: never returns
             os.close(result_r)
             os.close(out_r)
             harness.run_child(self.problem, code, values, names, result_w, out_w, channel_fds, scratch,
                               uid=uid, limits=limits, checked=checked, jit=jit)
-        for fd in (result_w, out_w, *(channel_fds or ())):
+        for fd in (result_w, out_w, *channel_fds):
             os.close(fd)
         candidate_status: tuple[int, int] | None = None
         try:
@@ -196,9 +194,8 @@ class Server:
                           late_payloads=late, not_counted=self.zygote.pid)
             reply = watch.run()
         finally:
-            if candidate_pid is not None:
-                kill_group(candidate_pid)
-                candidate_status = self.zygote.reaped()
+            kill_group(candidate_pid)
+            candidate_status = self.zygote.reaped()
             kill_all_children(pid, keep=self.zygote.pid)
             os.close(result_r)
             os.close(out_r)
