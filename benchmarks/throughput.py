@@ -475,6 +475,18 @@ def _cpu_split(profile: Path, profiled: dict) -> dict[str, float]:
     return split
 
 
+def _by_process(run: dict, sizes: list[int], what: str, suffix: str, decimals: int) -> None:
+    """One table of the sandboxes' `what` per candidate, a column per process role (`role + suffix` in the rows)."""
+    print()
+    print(f"candidates | the sandboxes' {what}")
+    print("--- | --- | --- | --- | --- | ---")
+    for size in sizes:
+        row = run["sizes"].get(size)
+        if row:
+            cells = (f"{row['cpu'][role + suffix]:.{decimals}f}" for role in _ProcessWatch.ROLES)
+            print(f"{size} | " + " | ".join(cells))
+
+
 def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: dict,
                 split: dict[str, float] | None) -> None:
     where = "Ray actors (local Ray)" if args.ray else "local sandbox workers"
@@ -495,22 +507,10 @@ def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: d
                   f"{cpu['stub model']:.1f} | {whole:.1f} ({whole * row['rate'] / 1000:.2f} CPUs) | "
                   f"{row['rss_mb']:.0f}")
     if not args.ray:
-        print()
-        print("candidates | the sandboxes' CPU ms per candidate (last 10%) by process: servers | harnesses (forked by "
-              "the servers) | zygotes | candidates' processes (forked by the zygotes) | other (bwrap)")
-        print("--- | --- | --- | --- | --- | ---")
-        for size in sizes:
-            row = run["sizes"].get(size)
-            if row:
-                print(f"{size} | " + " | ".join(f"{row['cpu'][role]:.1f}" for role in _ProcessWatch.ROLES))
-        print()
-        print("candidates | the sandboxes' minor page faults per candidate (last 10%; steadier than CPU on a loaded "
-              "machine) by process: servers | harnesses | zygotes | candidates' processes | other")
-        print("--- | --- | --- | --- | --- | ---")
-        for size in sizes:
-            row = run["sizes"].get(size)
-            if row:
-                print(f"{size} | " + " | ".join(f"{row['cpu'][role + ' faults']:.0f}" for role in _ProcessWatch.ROLES))
+        _by_process(run, sizes, "CPU ms per candidate (last 10%) by process: servers | harnesses (forked by the "
+                    "servers) | zygotes | candidates' processes (forked by the zygotes) | other (bwrap)", "", 1)
+        _by_process(run, sizes, "minor page faults per candidate (last 10%; steadier than CPU on a loaded machine) "
+                    "by process: servers | harnesses | zygotes | candidates' processes | other", " faults", 0)
     evaluated = max(1, run["evaluated"])
     print()
     print("stage of a candidate (search loop; wall time, overlapping across candidates in flight) | ms per candidate "

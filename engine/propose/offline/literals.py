@@ -176,13 +176,10 @@ def _offsets_edit(func: ast.FunctionDef, lines: list[str], rng: np.random.Genera
                   move: Callable[[list[float], np.random.Generator, float], list[float]]) -> Edit | None:
     if not is_construction(func):
         return None
-    for stmt in statements_of(func):
-        found = offsets_of(stmt)
-        span = span_of(stmt, lines) if found else None
-        if found and span:
-            name, values = found
-            return Edit(span[0], span[1], offset_lines(indent_of(lines[span[0]]), name, move(values, rng, step)),
-                        func.name)
+    found = _offsets_statement(func, lines)
+    if found is not None:
+        (name, values), (start, end) = found
+        return Edit(start, end, offset_lines(indent_of(lines[start]), name, move(values, rng, step)), func.name)
     picked = built_array(func, lines, rng)
     if picked is None:
         return None
@@ -195,17 +192,24 @@ def relocate(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) 
     point there. Moving a point a long way (into a gap, or into room no point uses) is what a walk of small steps
     cannot do: it settles in the nearest local optimum. The box is read from the array when the program runs, so
     no scale of the problem is assumed."""
-    if not is_construction(func):
+    found = _offsets_statement(func, lines) if is_construction(func) else None
+    if found is None:
         return None
+    (name, _), (start, end) = found
+    where = ", ".join(_literal(float(f"{u:.3g}")) for u in rng.uniform(-0.2, 1.2, 2))
+    line = (f"{indent_of(lines[start])}{name}[{int(rng.integers(OFFSETS))} % len({name})] = {name}.min(axis=0) + "
+            f"np.resize(np.array([{where}]), {name}.shape[1:]) * ({name}.max(axis=0) - {name}.min(axis=0))")
+    return Edit(start, end, [line, *lines[start:end]], func.name)
+
+
+def _offsets_statement(func: ast.FunctionDef, lines: list[str]
+                       ) -> tuple[tuple[str, list[float]], tuple[int, int]] | None:
+    """The construction's offsets statement (`shift`'s): the array's name and the offsets, and its lines."""
     for stmt in statements_of(func):
         found = offsets_of(stmt)
         span = span_of(stmt, lines) if found else None
         if found and span:
-            name, indent = found[0], indent_of(lines[span[0]])
-            where = ", ".join(_literal(float(f"{u:.3g}")) for u in rng.uniform(-0.2, 1.2, 2))
-            line = (f"{indent}{name}[{int(rng.integers(OFFSETS))} % len({name})] = {name}.min(axis=0) + np.resize("
-                    f"np.array([{where}]), {name}.shape[1:]) * ({name}.max(axis=0) - {name}.min(axis=0))")
-            return Edit(span[0], span[1], [line, *lines[span[0]:span[1]]], func.name)
+            return found, span
     return None
 
 
