@@ -327,14 +327,29 @@ class SandboxPool:
 
     # -- evaluation
 
+    def refusal(self, code: str) -> Evaluation | None:
+        """The language check's refusal of `code` as an evaluation (status 'error'), or None when it passes.
+
+        The engine calls it on its event loop's thread and then `evaluate(..., checked=True)` in a worker thread:
+        CPython 3.11 keeps one recursion count for building `ast` objects per interpreter, so two threads parsing
+        at once can fail with "AST constructor recursion depth mismatch"; only one thread of the engine parses."""
+        try:
+            if self.problem.project is not None:  # nothing outside the blocks may change, checked or not
+                self.problem.project.check(code, language=self.check_code)
+            elif self.check_code:
+                validator.check(code, "<candidate>")
+        except validator.Refused as exc:  # the model learns the rule from the error, as from any other
+            return Evaluation("error", None, {}, str(exc), _timings(), None)
+        return None
+
     def evaluate(self, code: str, input_names: Sequence[str] | None = None, *, held_out: bool = False,
-                 cascade: bool = True, probe: BehaviourProbe | None = None) -> Evaluation:
+                 cascade: bool = True, probe: BehaviourProbe | None = None, checked: bool = False) -> Evaluation:
         """Run `code` (the evolved function(s)) on the named inputs in a sandbox and score it on the trusted side.
 
         A training evaluation of all inputs follows the problem's cascade (`cascade=False` turns that off): its
         stages run first, and a stage whose score misses its threshold stops the candidate with status 'culled'.
         `probe`, given the digest of the outputs on the first inputs, names a program that behaved the same; the
-        candidate then stops there with status 'duplicate'.
+        candidate then stops there with status 'duplicate'. `checked`: `refusal` has passed it already.
         """
         if self._closed:
             raise RuntimeError("this SandboxPool is closed")
@@ -345,13 +360,9 @@ class SandboxPool:
             kind = "held-out inputs" if held_out else "inputs"
             raise ValueError(f"unknown {kind} {unknown} for {self.problem.path}; it has {list(source)}"
                              if unknown else f"no {kind} to evaluate on")
-        try:
-            if self.problem.project is not None:  # nothing outside the blocks may change, checked or not
-                self.problem.project.check(code, language=self.check_code)
-            elif self.check_code:
-                validator.check(code, "<candidate>")
-        except validator.Refused as exc:  # the model learns the rule from the error, as from any other
-            return Evaluation("error", None, {}, str(exc), _timings(), None)
+        refused = None if checked else self.refusal(code)
+        if refused is not None:
+            return refused
         try:
             values = self._values(names, held_out)
         except WireError as exc:

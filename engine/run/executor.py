@@ -33,7 +33,9 @@ class LocalExecutor:
 
     async def evaluate(self, code: str, *, held_out: bool = False, probe: BehaviourProbe | None = None
                        ) -> NodeEvaluation:
-        evaluation = await asyncio.to_thread(self.pool.evaluate, code, held_out=held_out, probe=probe)
+        # The language check parses the code: here, on the loop's thread, never beside another parse (refusal)
+        evaluation = self.pool.refusal(code) or await asyncio.to_thread(self.pool.evaluate, code, held_out=held_out,
+                                                                         probe=probe, checked=True)
         return NodeEvaluation.of(evaluation, self.node)
 
     def close(self) -> None:
