@@ -478,10 +478,14 @@ class Controller:
     def _give_up(self, pending: set[asyncio.Task[int]]) -> None:
         for task in pending:
             task.cancel()  # never recorded: a resume makes these attempts again
-        if self.stats.stop_reason is None:
-            self.stats.stop_reason = "wall time limit reached"
-            self.store.record_event(self.run.id, "stop", {"reason": self.stats.stop_reason,
-                                                          "attempts": self.stats.attempts})
+        self._stop("wall time limit reached")
+
+    def _stop(self, reason: str, *, by_failure: bool = False) -> None:
+        """Note why the run stops (the first reason wins) in its stats and as a "stop" event."""
+        if self.stats.stop_reason is not None:
+            return
+        self.stats.stop_reason, self.stats.stopped_by_failure = reason, by_failure
+        self.store.record_event(self.run.id, "stop", {"reason": reason, "attempts": self.stats.attempts})
 
     def _may_start(self) -> bool:
         """Whether another candidate may start: budget left and no spending limit reached (which is noted).
@@ -493,19 +497,24 @@ class Controller:
             return False
         hopeless = getattr(self.proposer, "stop_reason", lambda: None)()  # custom proposers may not say
         if hopeless is not None:
-            self.stats.stop_reason, self.stats.stopped_by_failure = hopeless, True
-            self.store.record_event(self.run.id, "stop", {"reason": hopeless, "attempts": self.stats.attempts})
+            self._stop(hopeless, by_failure=True)
             return False
-        limits, stats, waiting = self.limits, self.stats, self._proposing + self._judging
+        stats, waiting = self.stats, self._proposing + self._judging
         reached = self._limits_reached(waiting)
         if reached and waiting:
             return False  # the calls in flight may leave room: decide when they are back
         if reached:
-            stats.stop_reason = f"{reached[0]} limit reached"
-            self.store.record_event(self.run.id, "stop", {"reason": stats.stop_reason, "attempts": stats.attempts})
+            self._stop(f"{reached[0]} limit reached")
             return False
         # Nothing measured yet bounds what a call in flight will spend: under a token or cost limit, one at a time.
-        return not (waiting and (limits.max_tokens is not None or limits.max_cost is not None) and stats.calls == 0)
+        # (_admit holds this too; checking here as well keeps later prompts from being built, their parents drawn,
+        # before the first call has said what a call costs.)
+        return not (waiting and self._limits_spending and stats.calls == 0)
+
+    @property
+    def _limits_spending(self) -> bool:
+        """Whether a token or cost limit holds, so calls in flight need estimates (spending.py)."""
+        return self.limits.max_tokens is not None or self.limits.max_cost is not None
 
     def _limits_reached(self, waiting: int, unknown: int | None = None) -> list[str]:
         """The limits reached, counting `waiting` calls in flight as made; for tokens and cost an admitted call
@@ -532,7 +541,7 @@ class Controller:
         back; when nothing is in flight and the limit is reached, the run stops. Nothing measured bounds a call
         before the first one came back, so until then they go out one at a time.
         """
-        if self.limits.max_tokens is None and self.limits.max_cost is None:
+        if not self._limits_spending:
             return True
         while True:
             others = len(self._admitted) + self._judging
@@ -543,10 +552,7 @@ class Controller:
                     self._admitted[prompt] = self._sizes.estimate(material)
                     return True
                 if not others:
-                    if self.stats.stop_reason is None:
-                        self.stats.stop_reason = f"{reached[0]} limit reached"
-                        self.store.record_event(self.run.id, "stop", {"reason": self.stats.stop_reason,
-                                                                      "attempts": self.stats.attempts})
+                    self._stop(f"{reached[0]} limit reached")
                     return False
             await self._call_back.wait()
 
@@ -576,7 +582,9 @@ class Controller:
             if self.improvements is not None:
                 extra["improvements"] = self.improvements.recent()
             shown = [*views, *extra.get("inspirations", ()), *([extra["mate"]] if mate is not None else [])]
-            material = prompt_material(shown, self._feedback[island], extra.get("improvements", ()))
+            # Only a token or cost limit needs the prompt's size (spending.py); without one it is not measured.
+            material = (prompt_material(shown, self._feedback[island], extra.get("improvements", ()))
+                        if self._limits_spending else 0)
             if not await self._admit(prompt, material):
                 self.stats.attempts -= asked  # never asked: its budget stays unspent, as at the time limit
                 return 0
