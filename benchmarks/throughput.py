@@ -371,7 +371,7 @@ class _ProcessWatch:
         self._tick = os.sysconf("SC_CLK_TCK")
         self._samples: list[tuple[float, float]] = []
         self._cpu: list[tuple[float, dict[str, float]]] = []
-        self._role: dict[int, str] = {}  # pid -> role, decided once per process
+        self._role: dict[tuple[int, int], str] = {}  # (pid, start time) -> role, decided once per live process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -401,12 +401,19 @@ class _ProcessWatch:
         """The sandboxes' CPU by role (ROLES): a server's waited-for children are harnesses, a zygote's are
         candidates' processes."""
         totals = dict.fromkeys(self.ROLES, 0.0)
+        # Only live processes keep a role: a 100k run forks far more processes than pid_max (often 32768), and
+        # the dict would grow with each one (and the zygote look-up below with it).
+        self._role = {key: role for key, role in self._role.items() if started.get(key[0]) == key[1]}
+
+        def key(pid: int) -> tuple[int, int]:  # a pid is reused once freed: with its start time, it is one process
+            return pid, started.get(pid, 0)
+
         for pid in sorted(below, key=lambda p: started.get(p, 0)):  # parents first, and a server's zygote first
-            role = self._role.get(pid)
+            role = self._role.get(key(pid))
             if role is None:
-                parent = self._role.get(parents.get(pid, 0))
+                parent = self._role.get(key(parents.get(pid, 0)))
                 if parent == "server":
-                    siblings = [p for p, r in self._role.items() if r == "zygote" and parents.get(p) == parents[pid]]
+                    siblings = [k for k, r in self._role.items() if r == "zygote" and parents.get(k[0]) == parents[pid]]
                     role = "harness" if siblings else "zygote"  # the zygote is a server's first child
                 elif parent in ("zygote", "candidate"):
                     role = "candidate"
@@ -415,7 +422,7 @@ class _ProcessWatch:
                 else:
                     role = "server" if _is_server(pid) else "other"
                 if role != "other":  # bwrap, or unshare's shell until it becomes the server: looked at again
-                    self._role[pid] = role
+                    self._role[key(pid)] = role
             totals[role] += own.get(pid, 0.0)
             reaped = {"server": "harness", "zygote": "candidate"}.get(role, role)
             totals[reaped] += waited.get(pid, 0.0)
