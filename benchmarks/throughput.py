@@ -15,7 +15,8 @@ is new, valid and costs ~nothing to evaluate; `--llm-client` chooses how the eng
 default, which picks the direct client for this stub; litellm; direct), and the output says which. One
 `evoforge run` (the CLI, in a fresh process: start-up counts) goes to the largest size; candidates/s is measured
 over the last 10% before each size (from the
-programs' timestamps in the database), with the controller's CPU per candidate and resident memory there (the CPU
+programs' timestamps in the database; each size's row is also printed as soon as the run passes it, so a run stopped
+early still says what it reached), with the controller's CPU per candidate and resident memory there (the CPU
 is the figure a loaded machine disturbs least). Time to first candidate is from the
 process's start to the first proposed program's record. CPU is the controller process's own (user + system):
 per candidate over the search loop (start-up and the seed left out), and in all; beside it, per candidate over the
@@ -219,7 +220,7 @@ def _one_run(folder: Path, problem: Path, stub: _stub_server, sizes: list[int], 
     process = subprocess.Popen(child, env=env, stdout=subprocess.DEVNULL, cwd=folder)
     memory = _ProcessWatch(process.pid, stub.pid)
     try:
-        process.wait()
+        _print_as_reached(process, db, sizes, memory, live=profile is None)
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         process.wait()
@@ -235,15 +236,8 @@ def _one_run(folder: Path, problem: Path, stub: _stub_server, sizes: list[int], 
               "wall_s": stamps[-1] - started, "sizes": {}, "stages": stats["stages"],
               "evaluated": stats["evaluated"]}
     for size in sizes:
-        if size > len(stamps):
-            continue
-        low = max(0, size - max(1, size // 10))
-        span = stamps[size - 1] - stamps[low] if size - 1 > low else float("nan")
-        count = size - 1 - low
-        used = memory.cpu_between(stamps[low], stamps[size - 1])
-        cpu = {who: (1 if who.endswith(" faults") else 1000) * value / count for who, value in used.items()}
-        result["sizes"][size] = {"rate": count / span if span > 0 else float("nan"),
-                                 "rss_mb": memory.at(stamps[size - 1]), "cpu_ms": cpu["controller"], "cpu": cpu}
+        if size <= len(stamps):
+            result["sizes"][size] = _size_row(stamps, size, memory)
     result["steady"] = _steady_rate(stamps)
     result["peak_rss_mb"] = memory.peak
     return result
@@ -293,6 +287,56 @@ sys.exit(code)
 '''
 
 
+def _size_row(stamps: list[float], size: int, memory: _ProcessWatch) -> dict:
+    """Candidates/s, CPU per candidate by process and the controller's RSS over the last 10% before `size`."""
+    low = max(0, size - max(1, size // 10))
+    span = stamps[size - 1] - stamps[low] if size - 1 > low else float("nan")
+    count = size - 1 - low
+    used = memory.cpu_between(stamps[low], stamps[size - 1])
+    cpu = {who: (1 if who.endswith(" faults") else 1000) * value / count for who, value in used.items()}
+    return {"rate": count / span if span > 0 else float("nan"), "rss_mb": memory.at(stamps[size - 1]),
+            "cpu_ms": cpu["controller"], "cpu": cpu}
+
+
+def _print_as_reached(process: subprocess.Popen[bytes], db: Path, sizes: list[int], memory: _ProcessWatch,
+                      live: bool) -> None:
+    """Wait for the run; with `live`, print each size's row as soon as the run has passed it, so that a run
+    stopped early (a 100k run on a loaded machine) still tells what it reached."""
+    waiting = list(sizes) if live else []
+    while True:
+        try:
+            process.wait(timeout=2.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if not waiting or _recorded(db) < waiting[0]:
+            continue
+        stamps, _first = _record_times(db)
+        size = waiting[0]
+        if time.time() < stamps[size - 1] + 1.0:  # the watch's samples must reach past the size's moment
+            continue
+        waiting.pop(0)
+        if size == sizes[0]:
+            print(f"as reached (the whole report follows at the end): {_ROW_HEADER}", flush=True)
+        row = _size_row(stamps, size, memory)
+        roles = " | ".join(f"{row['cpu'][role]:.1f}" for role in _ProcessWatch.ROLES)
+        print(f"{_row_cells(size, row)} | sandboxes by process (servers | harnesses | zygotes | candidates | other): "
+              f"{roles} | load {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
+
+
+def _recorded(db: Path) -> int:
+    """Proposals the run has recorded so far (0 before its database exists); read-only, beside the writer."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            return int(connection.execute("SELECT count(*) FROM proposals").fetchone()[0])
+    except sqlite3.Error:  # not created yet, or busy: look again at the next poll
+        return 0
+
+
 def _record_times(db: Path) -> tuple[list[float], float]:
     """Wall-clock times (epoch seconds) at which each proposed candidate was recorded, in order; and the first."""
     import sqlite3
@@ -327,7 +371,7 @@ class _ProcessWatch:
         self._tick = os.sysconf("SC_CLK_TCK")
         self._samples: list[tuple[float, float]] = []
         self._cpu: list[tuple[float, dict[str, float]]] = []
-        self._role: dict[int, str] = {}  # pid -> role, decided once per process
+        self._role: dict[tuple[int, int], str] = {}  # (pid, start time) -> role, decided once per live process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -357,12 +401,19 @@ class _ProcessWatch:
         """The sandboxes' CPU by role (ROLES): a server's waited-for children are harnesses, a zygote's are
         candidates' processes."""
         totals = dict.fromkeys(self.ROLES, 0.0)
+        # Only live processes keep a role: a 100k run forks far more processes than pid_max (often 32768), and
+        # the dict would grow with each one (and the zygote look-up below with it).
+        self._role = {key: role for key, role in self._role.items() if started.get(key[0]) == key[1]}
+
+        def key(pid: int) -> tuple[int, int]:  # a pid is reused once freed: with its start time, it is one process
+            return pid, started.get(pid, 0)
+
         for pid in sorted(below, key=lambda p: started.get(p, 0)):  # parents first, and a server's zygote first
-            role = self._role.get(pid)
+            role = self._role.get(key(pid))
             if role is None:
-                parent = self._role.get(parents.get(pid, 0))
+                parent = self._role.get(key(parents.get(pid, 0)))
                 if parent == "server":
-                    siblings = [p for p, r in self._role.items() if r == "zygote" and parents.get(p) == parents[pid]]
+                    siblings = [k for k, r in self._role.items() if r == "zygote" and parents.get(k[0]) == parents[pid]]
                     role = "harness" if siblings else "zygote"  # the zygote is a server's first child
                 elif parent in ("zygote", "candidate"):
                     role = "candidate"
@@ -371,7 +422,7 @@ class _ProcessWatch:
                 else:
                     role = "server" if _is_server(pid) else "other"
                 if role != "other":  # bwrap, or unshare's shell until it becomes the server: looked at again
-                    self._role[pid] = role
+                    self._role[key(pid)] = role
             totals[role] += own.get(pid, 0.0)
             reaped = {"server": "harness", "zygote": "candidate"}.get(role, role)
             totals[reaped] += waited.get(pid, 0.0)
@@ -487,6 +538,18 @@ def _by_process(run: dict, sizes: list[int], what: str, suffix: str, decimals: i
             print(f"{size} | " + " | ".join(cells))
 
 
+_ROW_HEADER = ("candidates | cand/s (last 10%) | CPU ms per candidate (last 10%): controller | sandboxes | "
+               "stub model | all, and CPUs busy | controller RSS MB")
+
+
+def _row_cells(size: int, row: dict) -> str:
+    """One size's row of the main table (_ROW_HEADER)."""
+    cpu = row["cpu"]
+    whole = sum(cpu[who] for who in _ProcessWatch.WHO)
+    return (f"{size} | {row['rate']:.1f} | {cpu['controller']:.1f} | {cpu['sandboxes']:.1f} | "
+            f"{cpu['stub model']:.1f} | {whole:.1f} ({whole * row['rate'] / 1000:.2f} CPUs) | {row['rss_mb']:.0f}")
+
+
 def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: dict,
                 split: dict[str, float] | None) -> None:
     where = "Ray actors (local Ray)" if args.ray else "local sandbox workers"
@@ -495,17 +558,12 @@ def _print_stub(args: argparse.Namespace, sizes: list[int], workers: int, run: d
     print(f"stub model (answers after {args.delay:g} s) called with --llm-client {args.llm_client}"
           f"{' (the direct client)' if args.llm_client == 'auto' else ''}, trivial problem, {workers} workers, "
           f"{where}, concurrency {args.concurrency or 'default'}; one run of {sizes[-1]} candidates")
-    print("candidates | cand/s (last 10%) | CPU ms per candidate (last 10%): controller | sandboxes | stub model | "
-          "all, and CPUs busy | controller RSS MB")
+    print(_ROW_HEADER)
     print("--- | --- | --- | --- | --- | --- | ---")
     for size in sizes:
         row = run["sizes"].get(size)
         if row:
-            cpu = row["cpu"]
-            whole = sum(cpu[who] for who in _ProcessWatch.WHO)
-            print(f"{size} | {row['rate']:.1f} | {cpu['controller']:.1f} | {cpu['sandboxes']:.1f} | "
-                  f"{cpu['stub model']:.1f} | {whole:.1f} ({whole * row['rate'] / 1000:.2f} CPUs) | "
-                  f"{row['rss_mb']:.0f}")
+            print(_row_cells(size, row))
     if not args.ray:
         _by_process(run, sizes, "CPU ms per candidate (last 10%) by process: servers | harnesses (forked by the "
                     "servers) | zygotes | candidates' processes (forked by the zygotes) | other (bwrap)", "", 1)
