@@ -70,7 +70,8 @@ def test_call_options_apply_to_models_file_entries_or_are_refused(tmp_path: Path
     a, b = config.models.models
     assert (a.api_base, a.temperature, a.timeout_s) == ("http://127.0.0.1:9/v1", 0.1, 7.0)
     assert (b.api_base, b.temperature, b.timeout_s, b.max_tokens) == ("http://127.0.0.1:9/v1", 0.1, 7.0, 50)
-    with pytest.raises(ConfigError, match=r"--max-tokens 80 disagrees with model openai/b's max_tokens 50"):
+    with pytest.raises(ConfigError,
+                       match=r"max_tokens \(--max-tokens\) 80 disagrees with model openai/b's max_tokens 50"):
         run_config(BIN_PACKING, SearchOptions(models=file, max_tokens=80), db)
 
 

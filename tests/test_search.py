@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -194,7 +195,7 @@ def test_a_sandbox_that_cannot_start_fails_the_run_with_its_reason_and_no_traceb
 def test_a_replay_of_a_missing_run_fails_the_run_instead_of_leaving_it_running(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     models = ModelConfig(models=(ModelEntry(name="openai/m", api_base="http://127.0.0.1:9/v1"),), replay="nope")
-    with pytest.raises(RunFailed, match="--replay nope: no such run"):
+    with pytest.raises(RunFailed, match=re.escape("replay (--replay) nope: no such run")):
         run_search(small_config("replaying", 2, models=models), db, progress=False)
     assert_failed_with(db, "replaying", "--replay nope")
 

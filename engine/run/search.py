@@ -25,7 +25,7 @@ from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.judge import Judge, JudgeReplay
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache
 from evoforge.engine.propose.proposers import OfflineProposer, Proposer, make_proposer
-from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig
+from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig, named
 from evoforge.engine.run.controller import Controller, RunRef
 from evoforge.engine.run.errors import RunFailed, SeedFailed, StartFailed
 from evoforge.engine.run.executor import Executor, make_executor
@@ -260,7 +260,7 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     if models.replay:
         source = store.get_run(models.replay)
         if source is None:
-            raise ProblemError(f"--replay {models.replay}: no such run in {store.url}")
+            raise ProblemError(f"{named('--replay')} {models.replay}: no such run in {store.url}")
         replay = ReplaySource(source.name, store.proposals(source.id))
     instructions = None
     if models.evolve_instructions:
@@ -293,7 +293,7 @@ def _judge(config: RunConfig, store: Store) -> Judge | None:
     if config.models.replay:
         source = store.get_run(config.models.replay)
         if source is None:
-            raise ProblemError(f"--replay {config.models.replay}: no such run in {store.url}")
+            raise ProblemError(f"{named('--replay')} {config.models.replay}: no such run in {store.url}")
         replay = JudgeReplay(source.name, store.judgements(source.id))
     judge = Judge(entry, retries=config.models.retries, backoff_s=config.models.backoff_s, replay=replay,
                   direct=config.models.client == "direct")
