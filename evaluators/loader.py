@@ -314,13 +314,19 @@ def _settings_from(path: Path, module: ModuleType) -> Settings:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS has unknown key(s) {unknown}",
-                         f"use only {sorted(known)}")
+                         _did_you_mean(unknown, sorted(known)) + f"use only {sorted(known)}")
         try:
             return Settings(**raw)
         except ValueError as exc:
             raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS: {exc}", "correct that value") from None
     raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS is a {type(raw).__name__}",
                  "set SETTINGS = Settings(...) or a dict")
+
+
+def _did_you_mean(unknown: list[str], known: list[str]) -> str:
+    """'did you mean ...? ' for the keys that look like a misspelling of a known one (`size` for `sizes`), else ''."""
+    near = [f"{key!r} -> {guess!r}" for key in unknown if (guess := closest(str(key), known)) is not None]
+    return f"did you mean {', '.join(near)}? " if near else ""
 
 
 def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
@@ -336,7 +342,7 @@ def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
         else:
             valid = sorted(params) + sorted(setting_names)
             raise _error(path, None, f"--set {key}: no such parameter or setting",
-                         f"use one of {valid}")
+                         _did_you_mean([key], valid) + f"use one of {valid}")
     try:
         return dataclasses.replace(settings, **new_settings), params
     except ValueError as exc:
