@@ -10,6 +10,7 @@ import heapq
 import json
 import logging
 import os
+import shlex
 import threading
 import time
 import uuid
@@ -148,7 +149,7 @@ class Store:
 
         def create(c: Connection) -> RunInfo:
             if c.execute(select(Run.c.id).where(Run.c.name == name)).first() is not None:
-                raise _run_exists(name)
+                raise _run_exists(name, self.url)
             run_id = inserted_id(c.execute(
                 insert(Run).values(
                     name=name,
@@ -171,7 +172,7 @@ class Store:
         except StoreError as err:
             # Another process created the same name between our check and insert (PostgreSQL; SQLite serialises).
             if isinstance(err.__cause__, exc.IntegrityError) and self.get_run(name) is not None:
-                raise _run_exists(name) from err
+                raise _run_exists(name, self.url) from err
             raise
 
     def discard_unstarted_run(self, name: str) -> str | None:
@@ -854,9 +855,12 @@ def _installed_version() -> str:
         return "unknown"
 
 
-def _run_exists(name: str) -> StoreError:
+def _run_exists(name: str, url: str) -> StoreError:
+    """Names the database it collided in: with several databases (EVOFORGE_DB, --db), 'DB' leaves the user guessing
+    which one holds the run, and the resume command must name it too."""
     return StoreError(
-        f"run '{name}' already exists in DB; resume it with `evoforge resume {name}` or choose another --name"
+        f"run '{name}' already exists in {url}; resume it with `evoforge resume {shlex.quote(name)} --db "
+        f"{shlex.quote(url)}` or choose another name (--name)"
     )
 
 
