@@ -53,7 +53,7 @@ def test_three_slashes_get_the_four_slash_hint_and_run_creates_no_folder(capsys,
                                              ("--max-calls", "0"), ("--max-cost", "0.0")])
 def test_a_spending_limit_error_names_its_own_flag(capsys, tmp_path: Path, flag: str, value: str) -> None:
     err = refused(capsys, "run", BIN_PACKING, "--db", f"sqlite:///{tmp_path / 'r.db'}", flag, value)
-    assert f"{flag} {value}: must be > 0" in err
+    assert f"({flag}) {value}: must be > 0" in err
 
 
 def _models(tmp_path: Path, entries: list[dict]) -> str:

@@ -171,10 +171,12 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                             on_progress=display.update)
                     asyncio.run(_search(controller, fresh))
                 status = "failed" if stats.stopped_by_failure else "finished"
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # said with the run, so `show` and the last lines tell it stopped early
                 status = "stopped"
-                if terminated():
-                    stats.stop_reason = "terminated (SIGTERM)"
+                stats.stop_reason = (f"{'terminated (SIGTERM)' if terminated() else 'interrupted (Ctrl-C)'} after "
+                                     f"{stats.attempts} of {stats.budget} candidates")
+                with contextlib.suppress(StoreError):
+                    store.record_event(run.id, "stop", {"reason": stats.stop_reason, "attempts": stats.attempts})
     except Exception as exc:
         reason = _reason(exc)
         _record_failure(store, run, reason, stats)
