@@ -161,6 +161,8 @@ def test_a_run_whose_seed_failed_gives_its_name_back_once_the_file_is_fixed(tmp_
     second = _cli(*command, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "run again failed before it recorded a program (" in second.stderr and "starting it over" in second.stderr
+    warning = next(line for line in second.stderr.splitlines() if "failed before it recorded" in line)
+    assert "ZeroDivisionError: division by zero); starting it over" in warning, warning  # not the traceback's header
     with Store(db) as store:
         run = store.get_run("again")
         assert run is not None and run.status == "finished" and store.attempts(run.id) == 3

@@ -84,7 +84,7 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
         failed = store.discard_unstarted_run(config.name)
         if failed is not None:
             log.warning("run %s failed before it recorded a program (%s); starting it over", config.name,
-                        failed.splitlines()[0])
+                        _gist(failed))
         run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
                                problem_source=problem.source, problem_hash=problem.source_hash,
                                config=stored_config(config, problem), seed=config.seed)
@@ -133,6 +133,21 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
         return _drive(problem, store, run, config, fresh=False, progress=progress, proposer=None)
     finally:
         store.close()
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _gist(reason: str) -> str:
+    """A failure's reason in one line: its first, where a traceback's header gives way to the exception it ends
+    with (the header alone says nothing of what failed)."""
+    lines = [line for line in reason.splitlines() if line.strip()]
+    head = lines[0] if lines else reason
+    if head.rstrip().endswith(_TRACEBACK):
+        raised = [line for line in lines[1:] if not line[0].isspace()]  # frames and `fix:` are indented
+        if raised:
+            head = head.rstrip().removesuffix(_TRACEBACK) + raised[-1].strip()
+    return head
 
 
 def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
