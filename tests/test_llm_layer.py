@@ -16,6 +16,7 @@ from openai_server import Fault, OpenAIServer
 
 from evoforge.db import Store
 from evoforge.engine.analysis.llm_stats import instruction_stats, model_stats
+from evoforge.engine.analysis.views import program
 from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.model_choice import BanditChoice
 from evoforge.engine.propose.model_health import ModelHealth
@@ -267,6 +268,8 @@ def test_same_behaviour_on_the_first_inputs_is_rejected_before_the_rest(tmp_path
     assert len(rest) == 6 and all(p.status == "duplicate" and p.duplicate_of == seed.id for p in rest)
     with Store(db) as store:
         assert all(not store.evaluations(p.id) for p in rest)  # stopped after the first input, never recorded
+        assert (f"duplicate behaves as program {seed.id} does on the first inputs (the same outputs there), so the "
+                "rest were not run") in " ".join(program(store, rest[0].id, as_json=False).split())
 
     with OpenAIServer(counter_responder(make)) as server:
         kept = RunConfig.from_dict({**config("kept", 3, server).to_dict(), "same_behaviour": "keep"})

@@ -379,8 +379,10 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
         crossed = f"; a crossover with {p.mate_id}" if p.mate_id is not None else ""
         lines += fmt.field("parents", f"{', '.join(map(str, p.parent_ids))} (the change was made to "
                            f"{p.parent_ids[-1]}{crossed})")
-    if p.duplicate_of is not None:
-        lines += [f"duplicate  of program {p.duplicate_of}: not evaluated again"]
+    if p.duplicate_of is not None:  # a twin in behaviour ran on the first inputs, and stopped there
+        lines += fmt.field("duplicate", f"behaves as program {p.duplicate_of} does on the first inputs (the same "
+                           "outputs there), so the rest were not run" if p.behaviour is not None else
+                           f"of program {p.duplicate_of}: not evaluated again")
     if suspect:
         lines += fmt.field("SUSPECT", f"{analysis.held(store, d.run, p)}: out of selection until `evoforge accept "
                            f"{p.id}` or `evoforge reject {p.id}`")
