@@ -485,6 +485,11 @@ class Store:
         infos = [_event_info(r) for r in event_rows]
         return list(heapq.merge(summaries, infos, key=attrgetter("seq")))
 
+    def proposal_count(self, run_id: int) -> int:
+        """Proposals made so far (applied or not), which is what a run's budget counts."""
+        query = select(func.count()).select_from(Proposal).where(Proposal.c.run_id == run_id)
+        return self._read(lambda c: c.execute(query).scalar_one())
+
     def attempts(self, run_id: int) -> int:
         """Candidates recorded so far, which is what the attempt budget counts: every proposal (applied or
         failed) plus every program recorded without one (seed and human programs)."""

@@ -128,3 +128,15 @@ def test_version_is_the_package_version(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"evoforge {evoforge.__version__}"
+
+
+def test_resuming_with_a_budget_already_spent_says_so_and_keeps_the_runs_budget(tmp_path: Path, caplog) -> None:
+    """`resume --budget 20` on a run of 61 candidates ended at once with nothing said, and stored 20 as its
+    budget (so `show` said budget=20 beside 61 candidates)."""
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    run = evoforge.run("bin_packing", budget=3, db=db, overrides=SMALL, name="spent")
+    with caplog.at_level(logging.WARNING, logger="evoforge"):
+        run.resume(budget=2)
+    assert ("run spent has already proposed 3 candidates, so a budget of 2 (the new total, not more) leaves nothing to "
+            "do; give a larger total, e.g. --budget 5") in caplog.text
+    assert evoforge.load_run("spent", db=db).config.budget == 3

@@ -121,9 +121,13 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
             raise ProblemError(f"{what} changed since run '{name}' started, so resuming would mix two "
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
                                f"{again}")
+        made = store.proposal_count(run.id)
+        if budget is not None and budget <= made:  # the run ends at once: say why, and keep the budget it had
+            log.warning("run %s has already proposed %d candidates, so a budget of %d (the new total, not more) leaves "
+                        "nothing to do; give a larger total, e.g. --budget %d", name, made, budget, made + budget)
         store.claim_run(run.id)  # refuses a run another live process searches
         try:
-            if budget is not None:
+            if budget is not None and budget > made:
                 store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
             store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
         except BaseException:
