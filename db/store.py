@@ -10,6 +10,7 @@ import heapq
 import json
 import logging
 import os
+import shlex
 import threading
 import time
 import uuid
@@ -148,7 +149,7 @@ class Store:
 
         def create(c: Connection) -> RunInfo:
             if c.execute(select(Run.c.id).where(Run.c.name == name)).first() is not None:
-                raise _run_exists(name)
+                raise _run_exists(name, self.url)
             run_id = inserted_id(c.execute(
                 insert(Run).values(
                     name=name,
@@ -171,7 +172,7 @@ class Store:
         except StoreError as err:
             # Another process created the same name between our check and insert (PostgreSQL; SQLite serialises).
             if isinstance(err.__cause__, exc.IntegrityError) and self.get_run(name) is not None:
-                raise _run_exists(name) from err
+                raise _run_exists(name, self.url) from err
             raise
 
     def discard_unstarted_run(self, name: str) -> str | None:
@@ -483,6 +484,11 @@ class Store:
                                     tuple(r[10] or ()), r[11] or {}) for r in program_rows]
         infos = [_event_info(r) for r in event_rows]
         return list(heapq.merge(summaries, infos, key=attrgetter("seq")))
+
+    def proposal_count(self, run_id: int) -> int:
+        """Proposals made so far (applied or not), which is what a run's budget counts."""
+        query = select(func.count()).select_from(Proposal).where(Proposal.c.run_id == run_id)
+        return self._read(lambda c: c.execute(query).scalar_one())
 
     def attempts(self, run_id: int) -> int:
         """Candidates recorded so far, which is what the attempt budget counts: every proposal (applied or
@@ -854,9 +860,12 @@ def _installed_version() -> str:
         return "unknown"
 
 
-def _run_exists(name: str) -> StoreError:
+def _run_exists(name: str, url: str) -> StoreError:
+    """Names the database it collided in: with several databases (EVOFORGE_DB, --db), 'DB' leaves the user guessing
+    which one holds the run, and the resume command must name it too."""
     return StoreError(
-        f"run '{name}' already exists in DB; resume it with `evoforge resume {name}` or choose another --name"
+        f"run '{name}' already exists in {url}; resume it with `evoforge resume {shlex.quote(name)} --db "
+        f"{shlex.quote(url)}` or choose another name (--name)"
     )
 
 

@@ -31,6 +31,7 @@ from evoforge.evaluators.problem_api import (
     Project,
     Settings,
     Stage,
+    declared_arity,
     evolve,
     evolved_signatures,
     harnesses,
@@ -203,6 +204,21 @@ def _check_harnesses(path: Path, module: ModuleType, evolved: set[str]) -> None:
             raise _error(path, line, f"the compiled harness {name} declares {', '.join(unknown)}, which "
                          f"{'is' if len(unknown) == 1 else 'are'} not @evolve function(s)",
                          f"name only evolved functions ({', '.join(sorted(evolved))}) in compiled_harness")
+        for func_name, declared in harness.evolved.items():  # numba would only say "mismatch of arguments number"
+            takes, params = declared_arity(declared), _parameters(getattr(module, func_name, None))
+            if takes is not None and params is not None and takes != len(params):
+                line = getattr(getattr(harness.py_func, "__code__", None), "co_firstlineno", None)
+                raise _error(path, line, f"the compiled harness {name} declares {func_name}={declared!r}, which "
+                             f"takes {takes} argument(s), but {func_name}({', '.join(params)}) takes {len(params)}",
+                             f"give {func_name} one type per parameter in compiled_harness(..., {func_name}=...)")
+
+
+def _parameters(func: object) -> list[str] | None:
+    """The parameter names of a plain function (the evolved seed), or None for anything else."""
+    try:
+        return list(inspect.signature(func).parameters) if callable(func) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _require_callable(path: Path, module: ModuleType, name: str, fix: str) -> None:
@@ -314,13 +330,19 @@ def _settings_from(path: Path, module: ModuleType) -> Settings:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS has unknown key(s) {unknown}",
-                         f"use only {sorted(known)}")
+                         _did_you_mean(unknown, sorted(known)) + f"use only {sorted(known)}")
         try:
             return Settings(**raw)
         except ValueError as exc:
             raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS: {exc}", "correct that value") from None
     raise _error(path, _assigned_at(path, "SETTINGS"), f"SETTINGS is a {type(raw).__name__}",
                  "set SETTINGS = Settings(...) or a dict")
+
+
+def _did_you_mean(unknown: list[str], known: list[str]) -> str:
+    """'did you mean ...? ' for the keys that look like a misspelling of a known one (`size` for `sizes`), else ''."""
+    near = [f"{key!r} -> {guess!r}" for key in unknown if (guess := closest(str(key), known)) is not None]
+    return f"did you mean {', '.join(near)}? " if near else ""
 
 
 def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
@@ -336,7 +358,7 @@ def _apply_overrides(path: Path, settings: Settings, params: dict[str, Any],
         else:
             valid = sorted(params) + sorted(setting_names)
             raise _error(path, None, f"--set {key}: no such parameter or setting",
-                         f"use one of {valid}")
+                         _did_you_mean([key], valid) + f"use one of {valid}")
     try:
         return dataclasses.replace(settings, **new_settings), params
     except ValueError as exc:

@@ -313,6 +313,20 @@ def _split_types(signature: str) -> list[str]:
     return [*parts, current.strip()] if current.strip() else parts
 
 
+def declared_arity(signature: str) -> int | None:
+    """How many arguments an evolved function's declared signature takes ("float64[:](float64, float64[::1])": 2);
+    None when the text does not end in an argument list."""
+    text = signature.strip()
+    if not text.endswith(")"):
+        return None
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        depth += {")": 1, "]": 1, "(": -1, "[": -1}.get(text[i], 0)
+        if depth == 0:
+            return len(_split_types(text[i:]))
+    return None
+
+
 def compiled_harness(signature: str, **evolved: str) -> Callable[[Callable[..., Any]], CompiledHarness]:
     """Mark the loop that calls the evolved functions for numba: `signature` lists the harness's argument types in
     order, naming an evolved function where that argument is one (`"(priority, float64[::1], float64)"`), and each

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_a_calls_tokens_and_cost_are_shared_among_its_answers_and_add_up_to_the_
 
 
 def test_the_answers_setting_is_checked_and_stored_with_the_run() -> None:
-    with pytest.raises(ConfigError, match="--answers 0"):
+    with pytest.raises(ConfigError, match=re.escape("answers (--answers) 0")):
         RunConfig(problem="p.py", name="x", answers=0)
     stored = RunConfig(problem="p.py", name="x", answers=4).to_dict()
     assert stored["answers"] == 4 and RunConfig.from_dict(stored).answers == 4

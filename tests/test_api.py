@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +93,13 @@ def test_mistakes_are_refused_with_the_fix(tmp_path: Path) -> None:
         evoforge.run("bin_packing", budgt=3, db=db)
     with pytest.raises(ProblemError, match="bundled problems: bin_packing, cap_set"):
         evoforge.run("bin_pakcing", budget=3, db=db)
-    with pytest.raises(ConfigError, match="--budget -1"):
+    with pytest.raises(ConfigError, match=re.escape("budget (--budget) -1")):
         evoforge.run("bin_packing", budget=-1, db=db)
+    # an island setting is named as the caller gave it (the keyword, and the flag), not as IslandConfig's field
+    with pytest.raises(ConfigError, match=re.escape("islands (--islands) must be >= 1, got 0")):
+        evoforge.run("bin_packing", budget=3, islands=0, db=db)
+    with pytest.raises(ConfigError, match=re.escape("elite_share (--elite-share) must be a number in [0, 1.0]")):
+        evoforge.run("bin_packing", budget=3, elite_share=2.0, db=db)
     evoforge.run("bin_packing", budget=1, db=db, overrides=SMALL, name="one")
     with pytest.raises(ProblemError, match=r"no run named 'two'.*runs there: one"):
         evoforge.load_run("two", db=db)
@@ -122,3 +128,15 @@ def test_version_is_the_package_version(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"evoforge {evoforge.__version__}"
+
+
+def test_resuming_with_a_budget_already_spent_says_so_and_keeps_the_runs_budget(tmp_path: Path, caplog) -> None:
+    """`resume --budget 20` on a run of 61 candidates ended at once with nothing said, and stored 20 as its
+    budget (so `show` said budget=20 beside 61 candidates)."""
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    run = evoforge.run("bin_packing", budget=3, db=db, overrides=SMALL, name="spent")
+    with caplog.at_level(logging.WARNING, logger="evoforge"):
+        run.resume(budget=2)
+    assert ("run spent has already proposed 3 candidates, so a budget of 2 (the new total, not more) leaves nothing to "
+            "do; give a larger total, e.g. --budget 5") in caplog.text
+    assert evoforge.load_run("spent", db=db).config.budget == 3

@@ -53,7 +53,7 @@ def test_three_slashes_get_the_four_slash_hint_and_run_creates_no_folder(capsys,
                                              ("--max-calls", "0"), ("--max-cost", "0.0")])
 def test_a_spending_limit_error_names_its_own_flag(capsys, tmp_path: Path, flag: str, value: str) -> None:
     err = refused(capsys, "run", BIN_PACKING, "--db", f"sqlite:///{tmp_path / 'r.db'}", flag, value)
-    assert f"{flag} {value}: must be > 0" in err
+    assert f"({flag}) {value}: must be > 0" in err
 
 
 def _models(tmp_path: Path, entries: list[dict]) -> str:
@@ -70,7 +70,8 @@ def test_call_options_apply_to_models_file_entries_or_are_refused(tmp_path: Path
     a, b = config.models.models
     assert (a.api_base, a.temperature, a.timeout_s) == ("http://127.0.0.1:9/v1", 0.1, 7.0)
     assert (b.api_base, b.temperature, b.timeout_s, b.max_tokens) == ("http://127.0.0.1:9/v1", 0.1, 7.0, 50)
-    with pytest.raises(ConfigError, match=r"--max-tokens 80 disagrees with model openai/b's max_tokens 50"):
+    with pytest.raises(ConfigError,
+                       match=r"max_tokens \(--max-tokens\) 80 disagrees with model openai/b's max_tokens 50"):
         run_config(BIN_PACKING, SearchOptions(models=file, max_tokens=80), db)
 
 

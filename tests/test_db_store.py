@@ -112,7 +112,8 @@ def test_run_name_conflict_says_how_to_resume(store: Store) -> None:
     with pytest.raises(StoreError) as info:
         make_run(store)
     assert str(info.value) == (
-        "run 'capset-1' already exists in DB; resume it with `evoforge resume capset-1` or choose another --name"
+        f"run 'capset-1' already exists in {store.url}; resume it with `evoforge resume capset-1 --db {store.url}` "
+        "or choose another name (--name)"
     )
 
 

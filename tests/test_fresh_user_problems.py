@@ -66,3 +66,6 @@ def test_show_prints_a_metric_direction_that_is_false(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     shown = " ".join(_cli("show", "ms", "--db", db, cwd=tmp_path).stdout.split())
     assert 'bound=1.0, primary_metric="ratio", metrics_maximize={"spread": false}' in shown
+    # an offline run called no model: how models would be called (client, retries, cache) is not shown as if one
+    # had been, nor map_bins without map_elites
+    assert 'proposer="offline"' in shown and "models." not in shown and "map_bins" not in shown, shown

@@ -15,6 +15,7 @@ from evoforge.db import Store
 from evoforge.engine.analysis import report, web
 from evoforge.engine.analysis.web import pages
 from evoforge.engine.cli.main import main
+from evoforge.engine.propose.fencing import run_output
 from evoforge.engine.propose.judge import JUDGE_METRIC, Review, VerdictError, build_messages, parse_verdict
 
 CLIMB = Path(__file__).parent / "fixtures" / "climb_problem.py"
@@ -175,7 +176,7 @@ def test_the_critique_reaches_the_prompts_of_the_childrens_model(judged) -> None
         assert json.loads(proposal.prompt)[-1]["content"] == prompt
         for parent in proposal.parent_ids:
             if parent in critiques:
-                assert "Reviewer's critique:\n" + critiques[parent] in prompt
+                assert "Reviewer's critique:\n" + run_output(critiques[parent]) in prompt  # fenced as data
                 shown += 1
     assert shown >= 5
 

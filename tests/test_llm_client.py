@@ -132,7 +132,7 @@ def test_a_direct_run_with_a_model_it_cannot_call_is_refused_before_it_starts(
         assert main(["run", "bin_packing", "--budget", "3", *model, "--llm-client", "direct", "--db", db,
                      "--quiet"]) == 2
         err = capsys.readouterr().err
-        assert "--llm-client direct" in err and ("--llm-client litellm" in err or "no model is given" in err)
+        assert "(--llm-client) direct" in err and ("--llm-client litellm" in err or "no model is given" in err)
     assert not (tmp_path / "r.db").exists()  # refused before any run was made
 
 

@@ -96,7 +96,7 @@ def test_the_size_is_validated(bad: int) -> None:
 
 
 def test_offline_it_is_refused_since_no_model_reads_it() -> None:
-    with pytest.raises(ConfigError, match="--meta-summary lists recent improvements"):
+    with pytest.raises(ConfigError, match=r"meta_summary \(--meta-summary\) lists recent improvements"):
         RunConfig(problem="p.py", name="x", meta_summary=3)
 
 

@@ -230,7 +230,8 @@ def test_feedback_reaches_the_prompts_of_the_children(searched: str) -> None:
             prompt = json.loads(proposal.prompt)[-1]["content"]
             for parent in store.get_programs(list(proposal.parent_ids)):
                 assert parent.feedback
-                assert "Evaluator feedback:\n" + parent.feedback.splitlines()[0] in prompt
+                assert "Evaluator feedback:\n<run-output id=" in prompt  # fenced as data
+                assert "\n| " + parent.feedback.splitlines()[0] + "\n" in prompt
                 assert "Metrics: late_jobs " in prompt
                 checked += 1
     assert checked >= len(proposals) > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -358,3 +359,51 @@ def test_extend_appends_a_term_to_a_list_of_terms_and_only_there():
     assert "extend" not in kinds
     rng = np.random.default_rng(6)
     assert all(proposer.propose_detailed([PACK_SEED], ["pack"], rng).kind != "extend" for _ in range(60))
+
+
+WHILE_SEED = '''def priority(item: float, bins: np.ndarray) -> np.ndarray:
+    score = np.zeros_like(bins)
+    k = 0
+    while k < len(bins):
+        score[k] = item - bins[k]
+        k += 1
+    return score
+'''
+
+
+class _Endless(Exception):
+    pass
+
+
+def _ends(code: str, lines: int = 20_000) -> bool:
+    """Whether the child's priority returns within `lines` traced lines (a loop that never ends does not)."""
+    seen = [0]
+
+    def trace(frame, event, arg):
+        if frame.f_code.co_filename == "<candidate>" and event == "line":
+            seen[0] += 1
+            if seen[0] > lines:
+                raise _Endless
+        return trace
+
+    sys.settrace(trace)
+    try:
+        run_bin(code)
+    except _Endless:
+        return False
+    except Exception:  # a child may fail in other ways; this test is about loops that never end
+        return True
+    finally:
+        sys.settrace(None)
+    return True
+
+
+def test_a_while_loop_keeps_what_makes_it_end():
+    """Deleting `k += 1`, putting it under an `if`, changing its step or replacing the test's `k` by a number made
+    children that never end, each costing the whole time limit offline; the loop's test and progress stay as they
+    are, and the rest of the body still changes."""
+    made = detailed(WHILE_SEED, NAMES, 300, rng_seed=3)
+    endless = [p.code for p in made if not _ends(p.code)]
+    assert endless == [], endless[0]
+    assert all("    while k < len(bins):\n" in p.code and "\n        k += 1\n" in p.code for p in made)
+    assert sum("score[k] = item - bins[k]" not in p.code for p in made) > 30  # the body still varies

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -62,12 +63,14 @@ def test_overrides_reach_params_and_settings_with_types(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("pairs, message", [
     (["nope=1"], "no such parameter or setting"),
+    (["flags=1"], "did you mean 'flags' -> 'flag'? use one of"),
+    (["time_limit=3"], "did you mean 'time_limit' -> 'time_limit_s'?"),
     (["k=seven"], "give k a value of type int"),
     (["flag=maybe"], "expected true or false"),
     (["numba=maybe"], "give numba true, false or auto"),
 ])
 def test_bad_overrides_are_named(tmp_path: Path, pairs: list[str], message: str) -> None:
-    with pytest.raises(ProblemError, match=message):
+    with pytest.raises(ProblemError, match=re.escape(message)):
         load_problem(write(tmp_path, GOOD), parse_overrides(pairs))
 
 
@@ -93,6 +96,8 @@ def test_malformed_set_pair() -> None:
     (lambda s: s.replace('params["k"]', 'params["kk"]'), "did you mean 'k'", ":18:"),
     (lambda s: s.replace("SETTINGS = Settings(maximize=True, time_limit_s=5.0)", 'SETTINGS = {"maximise": True}'),
      "SETTINGS has unknown key", ":5:"),
+    (lambda s: s.replace("SETTINGS = Settings(maximize=True, time_limit_s=5.0)", 'SETTINGS = {"maximise": True}'),
+     "did you mean 'maximise' -> 'maximize'?", ":5:"),
 ])
 def test_broken_problem_files_get_one_clear_message(tmp_path: Path, edit, message: str, line: str | None) -> None:
     path = write(tmp_path, edit(GOOD))

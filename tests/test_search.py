@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -160,6 +161,8 @@ def test_a_run_whose_seed_failed_gives_its_name_back_once_the_file_is_fixed(tmp_
     second = _cli(*command, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "run again failed before it recorded a program (" in second.stderr and "starting it over" in second.stderr
+    warning = next(line for line in second.stderr.splitlines() if "failed before it recorded" in line)
+    assert "ZeroDivisionError: division by zero); starting it over" in warning, warning  # not the traceback's header
     with Store(db) as store:
         run = store.get_run("again")
         assert run is not None and run.status == "finished" and store.attempts(run.id) == 3
@@ -194,9 +197,9 @@ def test_a_sandbox_that_cannot_start_fails_the_run_with_its_reason_and_no_traceb
 def test_a_replay_of_a_missing_run_fails_the_run_instead_of_leaving_it_running(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     models = ModelConfig(models=(ModelEntry(name="openai/m", api_base="http://127.0.0.1:9/v1"),), replay="nope")
-    with pytest.raises(RunFailed, match="--replay nope: no such run"):
+    with pytest.raises(RunFailed, match=re.escape("replay (--replay) nope: no such run")):
         run_search(small_config("replaying", 2, models=models), db, progress=False)
-    assert_failed_with(db, "replaying", "--replay nope")
+    assert_failed_with(db, "replaying", "replay (--replay) nope")
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -227,6 +230,9 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_re
         assert "Traceback" not in twice.stderr
         shown = _cli("show", "killed", "--db", db, cwd=REPO).stdout
         assert f"held by    process {proc.pid} on host {socket.gethostname()}" in shown, shown
+        held = json.loads(_cli("show", "killed", "--db", db, "--json", cwd=REPO).stdout)["held_by"]
+        assert (held["pid"], held["host"], held["alive"]) == (proc.pid, socket.gethostname(), True), held
+        assert held["heartbeat_age_s"] >= 0 and held["heartbeat_at"]
         with Store(db) as store:
             run = store.get_run("killed")
             assert run is not None and store.events(run.id, "resume") == []
@@ -236,6 +242,7 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_re
     before = programs_of(db, "killed")
     assert "held by    no live process: `evoforge resume killed` continues it" in _cli(
         "show", "killed", "--db", db, cwd=REPO).stdout
+    assert json.loads(_cli("show", "killed", "--db", db, "--json", cwd=REPO).stdout)["held_by"]["alive"] is False
     resumed = _cli("resume", "killed", "--db", db, "--budget", str(len(before) + 10), "--quiet", cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr
     after = programs_of(db, "killed")
@@ -295,6 +302,11 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_the_run_resumes(tmp_path: Path, sen
     assert f"continue it: evoforge resume interrupted --db {db}" in out, out
     assert f"see its best: evoforge best interrupted --db {db}" in out
     assert ("terminated (SIGTERM)" in out) == (sent == signal.SIGTERM)
+    why = "terminated (SIGTERM)" if sent == signal.SIGTERM else "interrupted (Ctrl-C)"
+    # the last lines and `show` say the run stopped early, why, and how far it got
+    assert re.search(rf"stopped early: {re.escape(why)} after \d+ of 100000 candidates", out), out
+    assert re.search(rf"stopped +{re.escape(why)} after \d+ of 100000", _cli("show", "interrupted", "--db", db,
+                                                                            cwd=REPO).stdout)
     with Store(db) as store:
         run = store.get_run("interrupted")
         assert run is not None and run.status == "stopped"
@@ -303,6 +315,7 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_the_run_resumes(tmp_path: Path, sen
     resumed = _cli("resume", "interrupted", "--db", db, "--budget", str(len(before) + 5), "--quiet", cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr
     assert programs_of(db, "interrupted")[: len(before)] == before
+    assert why not in _cli("show", "interrupted", "--db", db, cwd=REPO).stdout  # the resume went past that stop
 
 
 @pytest.mark.parametrize("level", ["bwrap", "unshare", "rlimits-only"])

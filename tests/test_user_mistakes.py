@@ -137,6 +137,14 @@ def _eval_json(tmp_path: Path, *args: str) -> dict:
 def test_numba_mistakes_are_said_in_the_problem_files_terms(tmp_path: Path) -> None:
     good = _write(tmp_path, "good.py", HARNESS)
     assert _eval_json(tmp_path, good)["score"] == 20.0
+    # a declared signature with another number of arguments than the seed has: said when the file loads, by name
+    # (numba said only "mismatch of arguments number: 1 vs 2", when the sandbox started)
+    two = 'weight="float64(float64, int64)"'
+    short = _write(tmp_path, "short.py", HARNESS.replace('weight="float64(float64)"', two))
+    out = _cli("eval", short, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert (f"{short}:14: the compiled harness total declares weight='float64(float64, int64)', which takes 2 "
+            "argument(s), but weight(x) takes 1") in out.stderr, out.stderr
     wrong_type = _write(tmp_path, "wrong_type.py", HARNESS.replace("np.arange(n, dtype=np.float64)", "np.arange(n)"))
     report = _eval_json(tmp_path, wrong_type)
     assert report["status"] == "error" and "No matching definition" not in report["error"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evoforge.db import JudgementInfo, ProgramBrief, ProgramInfo, RunInfo, Store
+from evoforge.db import EventInfo, JudgementInfo, ProgramBrief, ProgramInfo, RunInfo, Store
 from evoforge.db.models import utcnow
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.analysis import textfmt as fmt
@@ -112,6 +112,20 @@ def without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in keys}
 
 
+def _in_effect(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings less those that did nothing in it: an offline run calls no model, so how models are
+    called (client, retries, cache, strong_prob) would read as if one had been; map_bins needs map_elites."""
+    shown: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "models" and isinstance(value, dict) and not value.get("models"):
+            shown["proposer"] = "offline"
+            if value.get("judge"):
+                shown["models"] = {"judge": value["judge"]}
+        elif not (key == "map_bins" and not config.get("map_elites")):
+            shown[key] = value
+    return shown
+
+
 def _best_rows(ranked: list[analysis.Ranked]) -> list[list[str]]:
     return [[str(r.rank), str(r.program.id), fmt.score(r.program.score),
              r.gap.held_out_text(fmt.score(r.program.held_out_score)),
@@ -181,6 +195,25 @@ def _searched_by(store: Store, run: RunInfo) -> list[str]:
     return fmt.field("held by", f"no live process: `evoforge resume {run.name}` continues it")
 
 
+def _stops_since_resume(store: Store, run: RunInfo) -> list[EventInfo]:
+    """Why the run stopped, if it stopped since it last resumed: a stop that a resume went past is history."""
+    stops, resumes = store.events(run.id, "stop"), store.events(run.id, "resume")
+    return [e for e in stops if not resumes or e.seq > resumes[-1].seq]
+
+
+def _holder_json(store: Store, run: RunInfo) -> dict[str, Any] | None:
+    """For a run marked running, what `held by` says as data: the holder's host, pid, heartbeat and whether it is
+    alive (False: no live process, `evoforge resume` continues it); None for any other run."""
+    if run.status != "running":
+        return None
+    holder, now = store.run_holder(run.id), utcnow()
+    if holder is None:
+        return {"host": None, "pid": None, "heartbeat_at": None, "heartbeat_age_s": None, "alive": False}
+    return {"host": holder.host, "pid": holder.pid, "heartbeat_at": holder.heartbeat_at.isoformat(),
+            "heartbeat_age_s": round(max(0.0, (now - holder.heartbeat_at).total_seconds()), 1),
+            "alive": holder.is_alive(now)}
+
+
 def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     """A run's summary: settings, statuses, models, islands, best programs with their held-out gap, rejections."""
     run = analysis.open_run(store, name)
@@ -195,7 +228,8 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
     flight = analysis.in_flight(store, run)
     reviews = store.judgements(run.id) if analysis.judged(run) else []
     if as_json:
-        return _dumps({**summary.to_dict(), "problem_path": run.problem_path, "config": run.config,
+        return _dumps({**summary.to_dict(), "held_by": _holder_json(store, run), "problem_path": run.problem_path,
+                       "config": run.config,
                        "statuses": counts, "models": [vars(m) for m in models],
                        "islands": [vars(i) for i in islands], "seed_gap": baseline,
                        "best": [{"rank": r.rank, "id": r.program.id, "score": r.program.score,
@@ -208,10 +242,10 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                        "in_flight": flight.to_dict() if flight else None})
     direction = "maximise" if analysis.maximize(run) else "minimise"
     unapplied = summary.candidates - sum(counts.values())  # proposals that gave no program (failed calls, bad diffs)
-    stops = store.events(run.id, "stop")
+    stops = _stops_since_resume(store, run)
     fewer = {e.data["model"]: e.data for e in store.events(run.id, analysis.FEWER_ANSWERS_EVENT)}
     params = {**run.config["params"]}
-    run_config = without(run.config["run"], "name", "problem", "overrides")
+    run_config = _in_effect(without(run.config["run"], "name", "problem", "overrides"))
     settings = without(run.config["settings"], "maximize", *(() if reviews else ("judge_criteria",)))
     lines = [f"run        {run.name}  ({run.status})", *_searched_by(store, run),
              *fmt.field("problem", f"{run.problem_name}  {run.problem_path}"),
@@ -345,8 +379,10 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
         crossed = f"; a crossover with {p.mate_id}" if p.mate_id is not None else ""
         lines += fmt.field("parents", f"{', '.join(map(str, p.parent_ids))} (the change was made to "
                            f"{p.parent_ids[-1]}{crossed})")
-    if p.duplicate_of is not None:
-        lines += [f"duplicate  of program {p.duplicate_of}: not evaluated again"]
+    if p.duplicate_of is not None:  # a twin in behaviour ran on the first inputs, and stopped there
+        lines += fmt.field("duplicate", f"behaves as program {p.duplicate_of} does on the first inputs (the same "
+                           "outputs there), so the rest were not run" if p.behaviour is not None else
+                           f"of program {p.duplicate_of}: not evaluated again")
     if suspect:
         lines += fmt.field("SUSPECT", f"{analysis.held(store, d.run, p)}: out of selection until `evoforge accept "
                            f"{p.id}` or `evoforge reject {p.id}`")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from evoforge.engine.propose.fencing import code_block
 from evoforge.evaluators.project import START, ProjectSource
 from evoforge.evaluators.validator import RULES_HINT, Refused
 
@@ -33,8 +34,7 @@ def _marked_files(project: ProjectSource, code: str) -> list[tuple[str, str]]:
 
 def best_files(project: ProjectSource, code: str, label: str) -> str:
     """The version the answer edits (its program `code`, labelled "Version 3" or "Parent A") as whole files."""
-    parts = [f"### {path} ({label})\n```python\n{text}\n```"
-             for path, text in _marked_files(project, code)]
+    parts = [f"### {path} ({label})\n{code_block(text)}" for path, text in _marked_files(project, code)]
     others = sorted(p for p in project.files if p not in {b.file for b in project.blocks})
     if others:
         parts.append("The project's other files, which have no blocks: " + ", ".join(others) + ".")

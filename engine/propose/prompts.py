@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from evoforge.engine.program.source import names_text
 from evoforge.engine.propose import block_prompts
+from evoforge.engine.propose.fencing import DATA_NOTE, code_block, run_output, shows_run_output
 from evoforge.engine.propose.improvements import Improvement
+from evoforge.evaluators.problem import escape_controls
 from evoforge.evaluators.project import ProjectSource
 
 __all__ = ["ERROR_CHARS", "FEEDBACK_CHARS", "SYSTEM_PROMPT", "ParentView", "build_messages"]
@@ -41,37 +43,52 @@ def _score_text(score: float | None) -> str:
 
 
 def _error_text(error: str) -> str:
-    error = error.strip()
+    error = escape_controls(error.strip())  # before the cut: the escapes count against the bound
     if len(error) > ERROR_CHARS:
         error = "..." + error[-ERROR_CHARS:]
     return error
 
 
 def _cut(text: str) -> str:
+    text = escape_controls(text)
     return text if len(text) <= FEEDBACK_CHARS else text[:FEEDBACK_CHARS] + " [...]"
 
 
-def _version(label: str, parent: ParentView) -> str:
+def _version_head(label: str, parent: ParentView) -> str:
+    """A version's heading, scores and what its evaluation said (the candidate's text fenced as data), no code."""
     if parent.status == "ok":
         header = f"## {label} ({_score_text(parent.score)})"
     else:
         header = f"## {label} (failed: {parent.status})"
     parts = [header]
     if parent.status != "ok" and parent.error:
-        parts.append(f"Error: {_error_text(parent.error)}")
+        parts.append("Error:\n" + run_output(_error_text(parent.error)))
     if parent.metrics:
         parts.append("Metrics: " + ", ".join(f"{name} {value:.6g}" for name, value in sorted(parent.metrics.items())))
     if parent.feedback and parent.feedback.strip():
-        text = _cut(parent.feedback.strip())
-        parts.append(f"Evaluator feedback:\n{text}")
+        parts.append("Evaluator feedback:\n" + run_output(_cut(parent.feedback.strip())))
     if parent.critique and parent.critique.strip():
-        parts.append(f"Reviewer's critique:\n{_cut(parent.critique.strip())}")
-    parts.append("```python\n" + parent.code.strip("\n") + "\n```")
+        parts.append("Reviewer's critique:\n" + run_output(_cut(parent.critique.strip())))
     return "\n".join(parts)
 
 
+def _version(label: str, parent: ParentView) -> str:
+    return _version_head(label, parent) + "\n" + code_block(parent.code.strip("\n"))
+
+
 def _inspiration(label: str, program: ParentView) -> str:
-    return f"### Inspiration {label} ({_score_text(program.score)})\n```python\n{program.code.strip(chr(10))}\n```"
+    return f"### Inspiration {label} ({_score_text(program.score)})\n{code_block(program.code.strip(chr(10)))}"
+
+
+def _failed_attempts(feedback: Sequence[str]) -> str:
+    return "## Recent failed attempts\n" + run_output("\n".join(f"- {_error_text(item)}" for item in feedback))
+
+
+def _messages(sections: list[str]) -> list[dict]:
+    """The chat messages; a prompt that shows run output (fenced as data) has a system prompt that says so."""
+    user = "\n\n".join(sections)
+    system = f"{SYSTEM_PROMPT} {DATA_NOTE}" if shows_run_output(user) else SYSTEM_PROMPT
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def _improvements(recent: Sequence[Improvement]) -> str:
@@ -152,11 +169,11 @@ def build_messages(description: str, evolved_names: Sequence[str], parents: Sequ
     sections = _context(description, inspirations, improvements, "programs")
     sections += [intro, *shown]
     if feedback:
-        sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
+        sections.append(_failed_attempts(feedback))
     sections.append(task)
     if instructions and instructions.strip():
         sections.append("## Further instructions\n" + instructions.strip())
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]
+    return _messages(sections)
 
 
 def _block_messages(description: str, project: ProjectSource, parents: Sequence[ParentView], *,
@@ -170,15 +187,15 @@ def _block_messages(description: str, project: ProjectSource, parents: Sequence[
     else:
         sections.append(block_prompts.intro(project, len(parents)))
         sections += [_version(f"Version {i}", p) for i, p in enumerate(parents[:-1])]
-    last = _version(best, parents[-1])
-    sections.append(last[: last.index("```python")] + "\n" + block_prompts.best_files(project, parents[-1].code, best))
+    sections.append(_version_head(best, parents[-1]) + "\n\n" + block_prompts.best_files(project, parents[-1].code,
+                                                                                          best))
     if feedback:
-        sections.append("## Recent failed attempts\n" + "\n".join(f"- {_error_text(item)}" for item in feedback))
+        sections.append(_failed_attempts(feedback))
     sections.append(block_prompts.task(project, best, maximize=maximize, full_rewrite=full_rewrite,
                                        crossover=mate is not None))
     if instructions and instructions.strip():
         sections.append("## Further instructions\n" + instructions.strip())
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(sections)}]
+    return _messages(sections)
 
 
 def _two_formats(rules: list[str], best: str, plural: bool) -> str:

@@ -19,6 +19,12 @@ class ConfigError(ValueError):
     """A setting, or a combination of settings, that cannot work; the message says which and what to use."""
 
 
+def named(flag: str) -> str:
+    """An option as both its callers know it, the Python API's keyword and the command line's flag
+    (`budget (--budget)`): the same ConfigError reaches `evoforge.run(...)` and `evoforge run`."""
+    return f"{flag.removeprefix('--').replace('-', '_')} ({flag})"
+
+
 MODEL_TIERS = ("cheap", "strong")
 LLM_CLIENTS = ("auto", "litellm", "direct")
 """How the models are called (--llm-client): through litellm (any provider), or by evoforge's own HTTP client
@@ -114,24 +120,26 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
         if self.judge is not None and not isinstance(self.judge, ModelEntry):
-            raise ConfigError(f"judge {self.judge!r}: give a ModelEntry (or --judge-model NAME)")
+            raise ConfigError(f"judge {self.judge!r}: give a ModelEntry (or {named('--judge-model')} NAME)")
         if self.client not in LLM_CLIENTS:
-            raise ConfigError(f"--llm-client {self.client!r}: use one of {', '.join(LLM_CLIENTS)}")
+            raise ConfigError(f"{named('--llm-client')} {self.client!r}: use one of {', '.join(LLM_CLIENTS)}")
         if self.client == "auto":
             object.__setattr__(self, "client", "direct" if self._direct_can_call() else "litellm")
         if self.client == "direct":
             self._check_direct()
         if not 0.0 <= self.strong_prob <= 1.0:
-            raise ConfigError(f"--strong-prob {self.strong_prob}: must lie in [0, 1]")
+            raise ConfigError(f"{named('--strong-prob')} {self.strong_prob}: must lie in [0, 1]")
         tiers = {m.tier for m in self.models}
         if self.strong_prob > 0 and "strong" not in tiers:
-            raise ConfigError("--strong-prob > 0 needs --strong-model")
+            raise ConfigError(f"{named('--strong-prob')} > 0 needs {named('--strong-model')}")
         if self.models and "cheap" not in tiers:
-            raise ConfigError("--strong-model needs --model (the cheap model used the rest of the time)")
+            raise ConfigError(f"{named('--strong-model')} needs {named('--model')} (the cheap model used the rest "
+                              "of the time)")
         if self.retries < 0 or self.backoff_s < 0:
-            raise ConfigError("--llm-retries and the backoff must be >= 0")
+            raise ConfigError(f"{named('--llm-retries')} and the backoff must be >= 0")
         if self.offline and (self.bandit or self.full_rewrite or self.evolve_instructions or self.replay):
-            raise ConfigError("--bandit, --full-rewrite, --evolve-instructions and --replay need an LLM (--model)")
+            raise ConfigError(", ".join(named(f) for f in ("--bandit", "--full-rewrite", "--evolve-instructions"))
+                              + f" and {named('--replay')} need an LLM ({named('--model')})")
 
     def _direct_can_call(self) -> bool:
         return not self.offline and all(m.on_openai_server for m in (*self.models, *((self.judge,) if self.judge
@@ -139,15 +147,15 @@ class ModelConfig:
 
     def _check_direct(self) -> None:
         if self.offline:
-            raise ConfigError("--llm-client direct calls LLMs, and no model is given: give --model openai/NAME with "
-                              "--api-base, or leave --llm-client out")
+            raise ConfigError(f"{named('--llm-client')} direct calls LLMs, and no model is given: give "
+                              f"{named('--model')} openai/NAME with {named('--api-base')}, or leave it out")
         others = [m.name for m in (*self.models, *((self.judge,) if self.judge else ())) if not m.on_openai_server]
         if others:
             raise ConfigError(
-                f"--llm-client direct only calls an OpenAI-compatible server (a model named openai/NAME with an "
-                f"api_base), and {', '.join(repr(n) for n in others)} is not one: rename it openai/NAME and give "
-                "--api-base (or api_base in its --models entry), or use --llm-client litellm, which calls any "
-                "provider")
+                f"{named('--llm-client')} direct only calls an OpenAI-compatible server (a model named openai/NAME "
+                f"with an api_base), and {', '.join(repr(n) for n in others)} is not one: rename it openai/NAME and "
+                f"give {named('--api-base')} (or api_base in its model entry), or use llm_client='litellm' "
+                "(--llm-client litellm), which calls any provider")
 
     @property
     def offline(self) -> bool:
@@ -180,7 +188,7 @@ class Limits:
         for name, flag in self.FLAGS.items():
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ConfigError(f"{flag} {value}: must be > 0")
+                raise ConfigError(f"{named(flag)} {value}: must be > 0")
 
 
 @dataclass(frozen=True)
@@ -192,9 +200,10 @@ class ExecutorSettings:
 
     def __post_init__(self) -> None:
         if self.ray_address is not None and not self.ray:
-            raise ConfigError(f"ray_address {self.ray_address!r} needs ray=True (--ray-address implies it)")
+            raise ConfigError(f"{named('--ray-address')} {self.ray_address!r} needs ray=True (given through "
+                              "evoforge.run or --ray-address, it is implied)")
         if self.ray_address is not None and not self.ray_address.strip():
-            raise ConfigError("--ray-address is empty: give HOST:PORT of the cluster's head, or 'auto'")
+            raise ConfigError(f"{named('--ray-address')} is empty: give HOST:PORT of the cluster's head, or 'auto'")
 
 
 SAME_BEHAVIOUR = ("reject", "keep", "parent")
@@ -242,35 +251,40 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.budget < 0:
-            raise ConfigError(f"--budget {self.budget}: must be >= 0")
+            raise ConfigError(f"{named('--budget')} {self.budget}: must be >= 0")
         if self.workers < 1:
-            raise ConfigError(f"--workers {self.workers}: must be >= 1")
+            raise ConfigError(f"{named('--workers')} {self.workers}: must be >= 1")
         if self.concurrency is not None and self.concurrency < 1:
-            raise ConfigError(f"--concurrency {self.concurrency}: must be >= 1")
+            raise ConfigError(f"{named('--concurrency')} {self.concurrency}: must be >= 1")
         if self.same_behaviour not in (None, *SAME_BEHAVIOUR):
-            raise ConfigError(f"--same-behaviour {self.same_behaviour}: use one of {', '.join(SAME_BEHAVIOUR)}")
+            raise ConfigError(f"{named('--same-behaviour')} {self.same_behaviour}: use one of "
+                              f"{', '.join(SAME_BEHAVIOUR)}")
         if self.inspirations is not None and (isinstance(self.inspirations, bool) or self.inspirations < 0):
-            raise ConfigError(f"--inspirations {self.inspirations}: must be a whole number >= 0")
+            raise ConfigError(f"{named('--inspirations')} {self.inspirations}: must be a whole number >= 0")
         if isinstance(self.crossover, bool) or not (isinstance(self.crossover, (int, float))
                                                     and 0.0 <= self.crossover <= 1.0):
-            raise ConfigError(f"--crossover {self.crossover}: must be a share in [0, 1] (0.2: one prompt in five)")
+            raise ConfigError(f"{named('--crossover')} {self.crossover}: must be a share in [0, 1] (0.2: one "
+                              "prompt in five)")
         if self.meta_summary is None:
             object.__setattr__(self, "meta_summary", 0 if self.models.offline else DEFAULT_META_SUMMARY)
         if (isinstance(self.meta_summary, bool) or not isinstance(self.meta_summary, int)
                 or not 0 <= self.meta_summary <= MAX_META_SUMMARY):
-            raise ConfigError(f"--meta-summary {self.meta_summary}: must be a whole number from 0 (off) to "
+            raise ConfigError(f"{named('--meta-summary')} {self.meta_summary}: must be a whole number from 0 (off) to "
                               f"{MAX_META_SUMMARY}")
         if self.meta_summary and self.models.offline:
-            raise ConfigError("--meta-summary lists recent improvements in the prompt, which only an LLM reads: "
-                              "give a model (--model) or leave it out")
+            raise ConfigError(f"{named('--meta-summary')} lists recent improvements in the prompt, which only an "
+                              f"LLM reads: give a model ({named('--model')}) or leave it out")
         if isinstance(self.answers, bool) or not isinstance(self.answers, int) or self.answers < 1:
-            raise ConfigError(f"--answers {self.answers}: must be a whole number >= 1 (answers per prompt)")
+            raise ConfigError(f"{named('--answers')} {self.answers}: must be a whole number >= 1 (answers per prompt)")
         object.__setattr__(self, "map_elites", tuple(self.map_elites))  # stored as a JSON list
         if self.map_elites:
             try:
                 validate_map_elites(self.map_elites, self.map_bins)
             except MapElitesError as exc:
-                raise ConfigError(str(exc)) from None
+                # the islands package names the flags; the API's caller knows the keywords
+                flag = str(exc).split(" ", 1)[0]
+                raise ConfigError(str(exc).replace(flag, named(flag), 1) if flag.startswith("--") else str(exc)
+                                  ) from None
 
     @property
     def duplicates(self) -> str:

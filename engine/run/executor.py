@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Protocol
 
-from evoforge.engine.run.config import ConfigError, RunConfig
+from evoforge.engine.run.config import ConfigError, RunConfig, named
 from evoforge.engine.run.node_evaluation import NodeEvaluation
 from evoforge.evaluators import Evaluation, Problem, SandboxPool
 from evoforge.evaluators.scoring import BehaviourProbe
@@ -49,5 +49,6 @@ def make_executor(problem: Problem, config: RunConfig) -> Executor:
     try:
         from evoforge.engine.run.ray_executor import RayExecutor
     except ImportError as err:
-        raise ConfigError(f"--ray needs Ray, which is not installed ({err}); pip install 'evoforge[ray]'") from err
+        raise ConfigError(f"{named('--ray')} needs Ray, which is not installed ({err}); "
+                          "pip install 'evoforge[ray]'") from err
     return RayExecutor.start(problem, config.overrides, config.workers, address=config.executor.ray_address)

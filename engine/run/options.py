@@ -23,8 +23,9 @@ from evoforge.engine.run.config import (
     ModelConfig,
     ModelEntry,
     RunConfig,
+    named,
 )
-from evoforge.islands import IslandConfig
+from evoforge.islands import IslandConfig, IslandConfigError
 
 DB_ENV = "EVOFORGE_DB"
 """The environment variable that sets the default database of the CLI and the Python API."""
@@ -113,10 +114,7 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
     path = str(problem_path(problem))
     return RunConfig(problem=path, name=options.name or default_run_name(path), budget=options.budget,
                      seed=options.seed, workers=options.workers, overrides=overrides(options.overrides),
-                     islands=IslandConfig(num_islands=options.islands, parents_per_prompt=options.parents,
-                                          reset_period=options.reset_period, selection=options.selection,
-                                          elite_share=options.elite_share, elite_member=options.elite_member,
-                                          elite_scope=options.elite_scope),
+                     islands=island_config(options),
                      models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
                      inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
@@ -124,6 +122,27 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
                      answers=options.answers,
                      executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
                                                ray_address=options.ray_address))
+
+
+_ISLAND_OPTIONS = {"num_islands": "--islands", "parents_per_prompt": "--parents", "reset_period": "--reset-period",
+                   "selection": "--selection", "elite_share": "--elite-share", "elite_member": "--elite-member",
+                   "elite_scope": "--elite-scope"}
+"""The IslandConfig fields the options set, by the flag that sets each."""
+
+
+def island_config(options: SearchOptions) -> IslandConfig:
+    """The island model's settings; a refused value is named as the option that gave it (`islands (--islands)`),
+    not as IslandConfig's field, which neither the command line nor the Python API shows."""
+    try:
+        return IslandConfig(num_islands=options.islands, parents_per_prompt=options.parents,
+                            reset_period=options.reset_period, selection=options.selection,
+                            elite_share=options.elite_share, elite_member=options.elite_member,
+                            elite_scope=options.elite_scope)
+    except IslandConfigError as exc:
+        message = str(exc)
+        for field_name, flag in _ISLAND_OPTIONS.items():
+            message = message.replace(f"IslandConfig.{field_name}", named(flag))
+        raise ConfigError(message) from None
 
 
 def map_descriptors(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -147,7 +166,7 @@ def replayed_models(replay: str | None, db: str) -> ModelConfig | None:
     with Store(db, create=False) as store:
         run = store.get_run(replay)
     if run is None:
-        raise ConfigError(f"--replay {replay}: no run of that name in {db}")
+        raise ConfigError(f"{named('--replay')} {replay}: no run of that name in {db}")
     return RunConfig.from_dict(run.config["run"]).models
 
 
@@ -168,9 +187,9 @@ def _entries_from_file(path: str) -> tuple[ModelEntry, ...]:
     try:
         raw = json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--models {path}: {exc}; give a JSON list of model entries") from None
+        raise ConfigError(f"{named('--models')} {path}: {exc}; give a JSON list of model entries") from None
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        raise ConfigError(f"--models {path}: expected a JSON list of objects, e.g. "
+        raise ConfigError(f"{named('--models')} {path}: expected a JSON list of objects, e.g. "
                           '[{"name": "gpt-4o-mini", "weight": 3}, {"name": "gpt-4o", "tier": "strong"}]')
     return tuple(ModelEntry.from_dict(item) for item in raw)
 
@@ -224,7 +243,7 @@ def _with_call(entry: ModelEntry, call: Mapping[str, Any]) -> ModelEntry:
     for key, value in call.items():
         own = getattr(entry, key)
         if own != getattr(_MODEL_DEFAULTS, key) and own != value:
-            raise ConfigError(f"{_CALL_FLAGS[key]} {value} disagrees with model {entry.name}'s {key} {own} in "
+            raise ConfigError(f"{named(_CALL_FLAGS[key])} {value} disagrees with model {entry.name}'s {key} {own} in "
                               f"--models; drop one of them (the flag applies to every model)")
     return dataclasses.replace(entry, **call)
 

@@ -25,7 +25,7 @@ from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.judge import Judge, JudgeReplay
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache
 from evoforge.engine.propose.proposers import OfflineProposer, Proposer, make_proposer
-from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig
+from evoforge.engine.run.config import ConfigError, ExecutorSettings, RunConfig, named
 from evoforge.engine.run.controller import Controller, RunRef
 from evoforge.engine.run.errors import RunFailed, SeedFailed, StartFailed
 from evoforge.engine.run.executor import Executor, make_executor
@@ -84,7 +84,7 @@ def run_search(config: RunConfig, db_url: str, *, progress: bool = True,
         failed = store.discard_unstarted_run(config.name)
         if failed is not None:
             log.warning("run %s failed before it recorded a program (%s); starting it over", config.name,
-                        failed.splitlines()[0])
+                        _gist(failed))
         run = store.create_run(name=config.name, problem_name=problem.name, problem_path=str(problem.path),
                                problem_source=problem.source, problem_hash=problem.source_hash,
                                config=stored_config(config, problem), seed=config.seed)
@@ -121,9 +121,13 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
             raise ProblemError(f"{what} changed since run '{name}' started, so resuming would mix two "
                                "problems\n  fix: restore the file (its original text is stored with the run) or "
                                f"{again}")
+        made = store.proposal_count(run.id)
+        if budget is not None and budget <= made:  # the run ends at once: say why, and keep the budget it had
+            log.warning("run %s has already proposed %d candidates, so a budget of %d (the new total, not more) leaves "
+                        "nothing to do; give a larger total, e.g. --budget %d", name, made, budget, made + budget)
         store.claim_run(run.id)  # refuses a run another live process searches
         try:
-            if budget is not None:
+            if budget is not None and budget > made:
                 store.set_run_config(run.id, {**run.config, "run": config.to_dict()})
             store.record_event(run.id, "resume", {"budget": config.budget})  # where the run's active time restarts
         except BaseException:
@@ -133,6 +137,21 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
         return _drive(problem, store, run, config, fresh=False, progress=progress, proposer=None)
     finally:
         store.close()
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _gist(reason: str) -> str:
+    """A failure's reason in one line: its first, where a traceback's header gives way to the exception it ends
+    with (the header alone says nothing of what failed)."""
+    lines = [line for line in reason.splitlines() if line.strip()]
+    head = lines[0] if lines else reason
+    if head.rstrip().endswith(_TRACEBACK):
+        raised = [line for line in lines[1:] if not line[0].isspace()]  # frames and `fix:` are indented
+        if raised:
+            head = head.rstrip().removesuffix(_TRACEBACK) + raised[-1].strip()
+    return head
 
 
 def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, fresh: bool,
@@ -171,10 +190,12 @@ def _drive(problem: Problem, store: Store, run: RunInfo, config: RunConfig, *, f
                                             on_progress=display.update)
                     asyncio.run(_search(controller, fresh))
                 status = "failed" if stats.stopped_by_failure else "finished"
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # said with the run, so `show` and the last lines tell it stopped early
                 status = "stopped"
-                if terminated():
-                    stats.stop_reason = "terminated (SIGTERM)"
+                stats.stop_reason = (f"{'terminated (SIGTERM)' if terminated() else 'interrupted (Ctrl-C)'} after "
+                                     f"{stats.attempts} of {stats.budget} candidates")
+                with contextlib.suppress(StoreError):
+                    store.record_event(run.id, "stop", {"reason": stats.stop_reason, "attempts": stats.attempts})
     except Exception as exc:
         reason = _reason(exc)
         _record_failure(store, run, reason, stats)
@@ -260,7 +281,7 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     if models.replay:
         source = store.get_run(models.replay)
         if source is None:
-            raise ProblemError(f"--replay {models.replay}: no such run in {store.url}")
+            raise ProblemError(f"{named('--replay')} {models.replay}: no such run in {store.url}")
         replay = ReplaySource(source.name, store.proposals(source.id))
     instructions = None
     if models.evolve_instructions:
@@ -293,7 +314,7 @@ def _judge(config: RunConfig, store: Store) -> Judge | None:
     if config.models.replay:
         source = store.get_run(config.models.replay)
         if source is None:
-            raise ProblemError(f"--replay {config.models.replay}: no such run in {store.url}")
+            raise ProblemError(f"{named('--replay')} {config.models.replay}: no such run in {store.url}")
         replay = JudgeReplay(source.name, store.judgements(source.id))
     judge = Judge(entry, retries=config.models.retries, backoff_s=config.models.backoff_s, replay=replay,
                   direct=config.models.client == "direct")

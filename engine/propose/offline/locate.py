@@ -98,6 +98,23 @@ def statements_of(func: ast.FunctionDef) -> list[ast.stmt]:
             and not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
 
+def loop_progress(func: ast.FunctionDef) -> set[int]:
+    """The ids of what makes a `while` loop end: the loop itself (its test) and the statements in its body that
+    assign a name the test reads (`i += 1` under `while i < n`). Deleting one, putting it under a condition,
+    changing its step or replacing the test's `i` by a number turns a loop that ends into one that never does, and
+    such a child costs the whole time limit to learn nothing; the offline proposer leaves them as they are (the
+    rest of the body stays open to its edits)."""
+    found: set[int] = set()
+    for loop in (n for n in ast.walk(func) if isinstance(n, ast.While)):
+        found.add(id(loop))
+        read = {n.id for n in ast.walk(loop.test) if isinstance(n, ast.Name)}
+        for stmt in (n for body in loop.body for n in ast.walk(body) if isinstance(n, ast.stmt)):
+            if not isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)) and read & {
+                    n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}:
+                found.add(id(stmt))
+    return found
+
+
 def owned_exprs(stmt: ast.stmt) -> list[ast.expr]:
     if isinstance(stmt, (ast.Return, ast.Assign, ast.AugAssign, ast.AnnAssign)):
         return [stmt.value] if stmt.value is not None else []
@@ -139,9 +156,10 @@ def walk_sites(node: ast.AST, parent: ast.AST | None, int_ctx: bool, inner: bool
 
 def sites_of(func: ast.FunctionDef, lines: list[str]) -> list[tuple[Site, tuple[int, int]]]:
     found: list[tuple[Site, tuple[int, int]]] = []
+    progress = loop_progress(func)
     for stmt in statements_of(func):
         span = span_of(stmt, lines)
-        if span is None:
+        if span is None or id(stmt) in progress:
             continue
         for root in owned_exprs(stmt):
             found.extend((site, span) for site in walk_sites(root, stmt, False, False, stmt))

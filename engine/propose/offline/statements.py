@@ -21,6 +21,7 @@ from evoforge.engine.propose.offline.locate import (
     edit_for,
     end_of,
     indent_of,
+    loop_progress,
     sites_of,
     span_of,
 )
@@ -83,9 +84,10 @@ def _pick(items: list, rng: np.random.Generator):
 
 
 def delete(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> Edit | None:
-    """Remove a statement that only updates names that exist without it."""
+    """Remove a statement that only updates names that exist without it (never a while loop's progress)."""
+    progress = loop_progress(func)
     choices = [(s, span) for block in _blocks(func) if len(block) > 1 for s in block
-               if (span := _simple(s, lines)) is not None and _rebinds(func, s)]
+               if (span := _simple(s, lines)) is not None and _rebinds(func, s) and id(s) not in progress]
     picked = _pick(choices, rng)
     return None if picked is None else Edit(picked[1][0], picked[1][1], [], func.name)
 
@@ -133,9 +135,10 @@ def _scalar_conditions(func: ast.FunctionDef, rng: np.random.Generator) -> list[
 
 
 def wrap(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> Edit | None:
-    """Put an update inside `if <condition>:` or `for _ in range(2):`."""
+    """Put an update inside `if <condition>:` or `for _ in range(2):` (never a while loop's progress)."""
+    progress = loop_progress(func)
     choices = [(s, span) for block in _blocks(func) for s in block
-               if (span := _simple(s, lines)) is not None and _rebinds(func, s)]
+               if (span := _simple(s, lines)) is not None and _rebinds(func, s) and id(s) not in progress]
     picked = _pick(choices, rng)
     if picked is None:
         return None
