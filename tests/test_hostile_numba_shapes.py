@@ -1,0 +1,112 @@
+"""A compiled candidate that makes a view larger than the memory it covers, by a reshape whose size overflows.
+
+numba checked `a.reshape(shape)` by comparing the product of the new dimensions with the array's size, in
+arithmetic that wraps: `seen[:1].reshape((7905747460161236407, 7))` (7 times 7905747460161236407 is 1 modulo
+2**64) passed, and every index into that view passed `boundscheck`, so compiled code read (and could write) the
+harness's memory beyond its argument. `evaluators/inside/numba_shapes.py` refuses such a shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evoforge.evaluators import SandboxPool, load_problem
+
+REPO = Path(__file__).resolve().parent.parent
+WIDE = "(7905747460161236407, 7)"  # its size wraps to 1; element r of the view is at (r // 7, r % 7)
+
+# Each call sees the values before the one to guess, as a view of the whole input, which the harness holds.
+PROBLEM = '''"""Guess each value from the values before it."""
+import numpy as np
+
+from evoforge import Settings, compiled_harness, evolve
+
+SETTINGS = Settings(maximize=True, numba=True)
+
+
+@evolve
+def guess(seen):
+    return float(seen[-1]) if len(seen) else 0.0
+
+
+{runner}
+
+
+def score(values, output):
+    return -float(np.abs(np.asarray(output) - np.asarray(values)).sum())
+
+
+def inputs(params):
+    return {{"a": [float(x) for x in np.random.default_rng(0).random(50)]}}
+'''
+RUNNERS = {
+    "compiled harness": '''@compiled_harness("(guess, float64[::1])", guess="float64(float64[::1])")
+def run(guess, values):
+    out = np.zeros(len(values))
+    for i in range(len(values)):
+        out[i] = guess(values[:i])
+    return out
+
+
+def solve(values):
+    return run(guess, np.asarray(values, dtype=np.float64))''',
+    "called from solve": '''def solve(values):
+    values = np.asarray(values, dtype=np.float64)
+    return [guess(values[:i]) for i in range(len(values))]''',
+}
+HONEST = "def guess(seen):\n    return float(seen[-1]) if len(seen) else 0.0\n"
+AHEAD = f"""def guess(seen):
+    if len(seen) == 0:
+        return 0.0
+    wide = seen[:1].reshape({WIDE})
+    return float(wide[len(seen) // 7, len(seen) % 7])
+"""
+
+
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_a_reshape_whose_size_overflows_reads_nothing_ahead(tmp_path, runner):
+    path = tmp_path / "ahead.py"
+    path.write_text(PROBLEM.format(runner=RUNNERS[runner]))
+    with SandboxPool(load_problem(path, {}), 1) as pool:
+        honest = pool.evaluate(HONEST)
+        assert honest.status == "ok" and honest.compiled is True and honest.score < -5.0, honest
+        ev = pool.evaluate(AHEAD)
+    assert ev.status != "ok" or ev.score <= honest.score, ev  # the leak: every value but the first, exactly
+    assert ev.status == "error" and "too big" in ev.error, ev
+
+
+# Bin packing as it ships (numba on): the first element past the bins it was given, read through such a view.
+PAST_THE_END = f"""def priority(item, bins):
+    n = bins.shape[0]
+    wide = bins[:1].reshape({WIDE})
+    past = wide[n // 7, n % 7]
+    if past == past:
+        return bins - item
+    return -(bins - item)
+"""
+RESHAPES = """def priority(item, bins):
+    grid = np.zeros(bins.shape[0] * 2).reshape((-1, 2))
+    grid[:, 0] = bins
+    return -(grid.reshape(2 * bins.shape[0])[::2] - item) + 0.0 * grid.reshape(bins.shape[0], 2)[0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def bins():
+    small = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
+    with SandboxPool(load_problem(REPO / "problems" / "bin_packing.py", small), 1) as pool:
+        assert pool.problem.settings.numba is True
+        yield pool
+
+
+def test_bin_packing_reads_nothing_past_its_bins_through_a_reshape(bins):
+    ev = bins.evaluate(PAST_THE_END)
+    assert ev.status == "error" and "too big" in ev.error, ev
+
+
+def test_reshapes_that_fit_stay_compiled(bins):
+    best_fit = bins.evaluate("def priority(item, bins):\n    return -(bins - item)\n")
+    ev = bins.evaluate(RESHAPES)
+    assert ev.status == "ok" and ev.compiled is True and ev.score == best_fit.score, ev
