@@ -32,7 +32,7 @@ from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, h
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
 # Part of every candidate's payload key: raise it when a change to what compiled code may do (numba_shapes, a
 # check numba_semantics adds) leaves the adjusted source unchanged, so that no payload compiled without it loads.
-CHECKS_VERSION = 1
+CHECKS_VERSION = 2
 
 numba_shapes.install()  # here, so that it precedes every compilation in the sandbox
 
@@ -158,6 +158,7 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
     jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
+    jit_ns[numba_semantics.MUL] = numba_semantics.evoforge_mul
     tree = ast.parse(source)
     defined = numba_load.define(source, "<compiled candidate>", jit_ns)
     numba_semantics.refuse_python_random({node.id: jit_ns.get(node.id) for node in ast.walk(tree)

@@ -1,9 +1,12 @@
-"""A compiled candidate that makes a view larger than the memory it covers, by a reshape whose size overflows.
+"""Compiled candidates whose sizes wrap around 2**64, reaching the harness's memory past their own.
 
-numba checked `a.reshape(shape)` by comparing the product of the new dimensions with the array's size, in
-arithmetic that wraps: `seen[:1].reshape((7905747460161236407, 7))` (7 times 7905747460161236407 is 1 modulo
-2**64) passed, and every index into that view passed `boundscheck`, so compiled code read (and could write) the
-harness's memory beyond its argument. `evaluators/inside/numba_shapes.py` refuses such a shape.
+- numba checked `a.reshape(shape)` by comparing the product of the new dimensions with the array's size, in
+  arithmetic that wraps: `seen[:1].reshape((7905747460161236407, 7))` (7 times 7905747460161236407 is 1 modulo
+  2**64) passed, and every index into that view passed `boundscheck`, so compiled code read (and could write) the
+  harness's memory beyond its argument. `evaluators/inside/numba_shapes.py` refuses such a shape.
+- numba's `seq * n` for a list or a string allocates `len(seq) * n` items, wrapped, and copies `len(seq)` per
+  repetition: `[x] * 7 * 7905747460161236407` allocates one item and writes seven, past the allocation.
+  `numba_semantics.evoforge_mul` (and `evoforge_fit` for `*=`) refuse it as Python does.
 """
 
 from __future__ import annotations
@@ -109,4 +112,32 @@ def test_bin_packing_reads_nothing_past_its_bins_through_a_reshape(bins):
 def test_reshapes_that_fit_stay_compiled(bins):
     best_fit = bins.evaluate("def priority(item, bins):\n    return -(bins - item)\n")
     ev = bins.evaluate(RESHAPES)
+    assert ev.status == "ok" and ev.compiled is True and ev.score == best_fit.score, ev
+
+
+# Seven items written where one was allocated, each repetition; Python refuses the length, and so must numba.
+REPEATS = {
+    "list": ("    spill = [item, item, item, item, item, item, item] * TIMES\n", "memory", "MemoryError"),
+    "list in place": ("    spill = [item, item, item, item, item, item, item]\n    spill *= TIMES + 1\n",
+                      "memory", "MemoryError"),
+    "string": ("    spill = 'abcdefg' * TIMES\n", "error", "repeated string is too long"),
+    "string on the left": ("    spill = TIMES * 'abcdefg'\n", "error", "repeated string is too long"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REPEATS))
+def test_a_repetition_whose_length_wraps_writes_nothing_past_it(bins, kind):
+    body, status, words = REPEATS[kind]
+    code = (f"TIMES = 7905747460161236407\n\n\ndef priority(item, bins):\n{body}"
+            "    return -(bins - item) + 0.0 * len(spill)\n")
+    ev = bins.evaluate(code)
+    assert ev.status == status and words in ev.error, ev
+
+
+def test_repetitions_that_fit_stay_compiled(bins):
+    code = ("def priority(item, bins):\n    k = bins.shape[0]\n    ones = [1.0] * k\n    ones *= 2\n"
+            "    pad = (0.0,) * 3\n    tag = 'ab' * k\n"
+            "    return -(bins - item) * ones[0] + 0.0 * (len(ones) + len(pad) + len(tag) + 2 * k)\n")
+    best_fit = bins.evaluate("def priority(item, bins):\n    return -(bins - item)\n")
+    ev = bins.evaluate(code)
     assert ev.status == "ok" and ev.compiled is True and ev.score == best_fit.score, ev
