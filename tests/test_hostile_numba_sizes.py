@@ -3,10 +3,13 @@
 - numba checked `a.reshape(shape)` by comparing the product of the new dimensions with the array's size, in
   arithmetic that wraps: `seen[:1].reshape((7905747460161236407, 7))` (7 times 7905747460161236407 is 1 modulo
   2**64) passed, and every index into that view passed `boundscheck`, so compiled code read (and could write) the
-  harness's memory beyond its argument. `evaluators/inside/numba_shapes.py` refuses such a shape.
+  harness's memory beyond its argument. `evaluators/inside/numba_overflow.py` refuses such a shape.
 - numba's `seq * n` for a list or a string allocates `len(seq) * n` items, wrapped, and copies `len(seq)` per
   repetition: `[x] * 7 * 7905747460161236407` allocates one item and writes seven, past the allocation.
   `numba_semantics.evoforge_mul` (and `evoforge_fit` for `*=`) refuse it as Python does.
+- numba's loop over a list's slice adds the step to the index until it passes the stop: with a step near 2**63
+  the index wrapped below the stop, and `sink[5:6:2**63 - 1] = [x]` went on reading past `[x]` and writing
+  below `sink`. `numba_overflow.for_range_slice` ends the loop where the index overflows.
 """
 
 from __future__ import annotations
@@ -138,6 +141,25 @@ def test_repetitions_that_fit_stay_compiled(bins):
     code = ("def priority(item, bins):\n    k = bins.shape[0]\n    ones = [1.0] * k\n    ones *= 2\n"
             "    pad = (0.0,) * 3\n    tag = 'ab' * k\n"
             "    return -(bins - item) * ones[0] + 0.0 * (len(ones) + len(pad) + len(tag) + 2 * k)\n")
+    best_fit = bins.evaluate("def priority(item, bins):\n    return -(bins - item)\n")
+    ev = bins.evaluate(code)
+    assert ev.status == "ok" and ev.compiled is True and ev.score == best_fit.score, ev
+
+
+# Python assigns sink[5] alone (the slice has one element) and copies one element out; whatever else reaches
+# `sink` or `out` came from the harness's memory, and the candidate then packs worst-fit.
+SLICES = {
+    "assigned": "    sink[5:6:STEP] = [item]\n    seen = sink\n",
+    "read": "    seen = sink[5:6:STEP]\n    seen = seen + sink[6:7:STEP]\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SLICES))
+def test_a_list_slice_with_a_step_near_2_63_stays_inside_its_lists(bins, kind):
+    code = ("STEP = 9223372036854775807\n\n\ndef priority(item, bins):\n"
+            "    sink = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]\n" + SLICES[kind]
+            + "    for v in seen:\n        if v != 0.0 and v != item:\n            return bins - item\n"
+            "    return -(bins - item)\n")
     best_fit = bins.evaluate("def priority(item, bins):\n    return -(bins - item)\n")
     ev = bins.evaluate(code)
     assert ev.status == "ok" and ev.compiled is True and ev.score == best_fit.score, ev

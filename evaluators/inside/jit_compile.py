@@ -26,15 +26,15 @@ from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
 from numba.core.errors import TypingError
 
-from evoforge.evaluators.inside import numba_load, numba_semantics, numba_shapes
+from evoforge.evaluators.inside import numba_load, numba_overflow, numba_semantics
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
-# Part of every candidate's payload key: raise it when a change to what compiled code may do (numba_shapes, a
+# Part of every candidate's payload key: raise it when a change to what compiled code may do (numba_overflow, a
 # check numba_semantics adds) leaves the adjusted source unchanged, so that no payload compiled without it loads.
-CHECKS_VERSION = 2
+CHECKS_VERSION = 3
 
-numba_shapes.install()  # here, so that it precedes every compilation in the sandbox
+numba_overflow.install()  # here, so that it precedes every compilation in the sandbox
 
 
 class PayloadCache(_Cache):
