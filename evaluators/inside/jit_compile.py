@@ -26,10 +26,15 @@ from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
 from numba.core.errors import TypingError
 
-from evoforge.evaluators.inside import numba_load, numba_semantics
+from evoforge.evaluators.inside import numba_load, numba_overflow, numba_semantics
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
+# Part of every candidate's payload key: raise it when a change to what compiled code may do (numba_overflow, a
+# check numba_semantics adds) leaves the adjusted source unchanged, so that no payload compiled without it loads.
+CHECKS_VERSION = 3
+
+numba_overflow.install()  # here, so that it precedes every compilation in the sandbox
 
 
 class PayloadCache(_Cache):
@@ -140,7 +145,8 @@ def candidate_cache_name(source: str, name: str, options: dict[str, Any]) -> str
     """What a candidate function's compilations are keyed by: its name, the options, and the whole source as adjusted
     for numba, so a compilation is loaded only for the very code it was compiled from (not for a program planted
     under another's name, nor after evoforge changed how it adjusts programs)."""
-    return f"candidate:{name}:{sorted(options.items())}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+    return (f"candidate:{name}:{sorted(options.items())}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+            f":checks{CHECKS_VERSION}")
 
 
 def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_save: Callable[[str, str], None],
@@ -152,6 +158,7 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
     jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
+    jit_ns[numba_semantics.MUL] = numba_semantics.evoforge_mul
     tree = ast.parse(source)
     defined = numba_load.define(source, "<compiled candidate>", jit_ns)
     numba_semantics.refuse_python_random({node.id: jit_ns.get(node.id) for node in ast.walk(tree)

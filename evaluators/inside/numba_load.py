@@ -17,13 +17,14 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from evoforge.evaluators.inside.numba_semantics import POW, Divergent
+from evoforge.evaluators.inside.numba_semantics import MUL, POW, Divergent
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 MAX_EXPONENT = 64  # `2 ** 10 ** 9` must not take the harness's time
+_SPELLED = {POW: ast.Pow, MUL: ast.Mult}  # the calls numba_semantics writes for these operators
 MAX_DIGITS = 400  # nor a chain of large products
 
 
@@ -75,9 +76,9 @@ def _constant(node: ast.expr, scope: dict[str, Any]) -> Any:
         return _number(_UNARY[type(node.op)](_number(_constant(node.operand, scope), node)), node)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         return _binary(type(node.op), _constant(node.left, scope), _constant(node.right, scope), node)
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == POW
-            and len(node.args) == 2 and not node.keywords):  # numba_semantics' spelling of **
-        return _binary(ast.Pow, _constant(node.args[0], scope), _constant(node.args[1], scope), node)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SPELLED
+            and len(node.args) == 2 and not node.keywords):  # numba_semantics' spelling of ** and *
+        return _binary(_SPELLED[node.func.id], _constant(node.args[0], scope), _constant(node.args[1], scope), node)
     if isinstance(node, ast.Name) and isinstance(scope.get(node.id), (int, float, complex, str, tuple)):
         return scope[node.id]
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):

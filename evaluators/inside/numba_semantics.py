@@ -9,6 +9,10 @@ for compiling, or not compiled at all (it then runs as Python), so that compiled
 - Python's `random`: numba's has a seeding of its own (`random.seed(3)` starts another sequence) and, unseeded, a
   state of its own in each process, so compiled draws differ from Python's and between runs. Code that uses it
   is not compiled (`refuse_python_random`); np.random draws the same numbers compiled, and is seeded in the sandbox.
+- `seq * n` for a list or a string: numba computes the length in arithmetic that wraps and copies past what it
+  allocated (`[x] * 7 * 7905747460161236407` is one item long and writes seven). The compiled source calls
+  `evoforge_mul`, which refuses a length past an intp as Python does (MemoryError for a list, OverflowError for a
+  string), and `seq *= n` checks the same first (`evoforge_fit`). A literal factor up to SMALL_REPEAT stays `*`.
 - Memory: compiled code runs inside the harness's process, next to the inputs, and numba checks only plain
   indexing (`boundscheck`); parts of its library read and write past an array's end (`a.flat[i]`,
   `np.take_along_axis`, `np.bincount` of negatives, a ufunc's positional `out`, `np.round(scalar, 0, out)` into
@@ -28,12 +32,17 @@ from typing import Any
 
 import numpy as np
 from numba.core import types
-from numba.extending import overload
+from numba.core.types.containers import List, ListType
+from numba.core.types.misc import UnicodeType
+from numba.extending import overload, register_jitable
 
 POW = "evoforge_pow"
 FIT = "evoforge_fit"
+MUL = "evoforge_mul"
 UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
-                          "lib", "objmode", "literally", "address_as_void_pointer", POW, FIT})
+                          "lib", "objmode", "literally", "address_as_void_pointer", POW, FIT, MUL})
+MAX_ITEMS = (1 << 63) - 1  # the most items a list or string can have (an intp)
+SMALL_REPEAT = 1 << 16  # x * n with a literal n this small stays `*`: x would need 2**47 items to wrap
 # Attributes and imported names compiled code may use: numpy functions and array members whose numba versions
 # check their memory accesses (np.random's draws among them), the scalar functions of math, and containers' methods.
 _NUMPY = """
@@ -76,13 +85,61 @@ def _pow(base, exponent):  # unannotated: numba wants the plain signature of evo
     return lambda base, exponent: base ** exponent
 
 
+def evoforge_mul(left, right):  # unannotated: the overload must match it exactly
+    """`left * right`, where a list or string repeated is first checked to have a length an intp holds; compiled
+    only."""
+    return left * right
+
+
+_REPEATED = (List, ListType, UnicodeType)
+
+
+@overload(evoforge_mul)
+def _mul(left, right):  # unannotated: numba wants the plain signature of evoforge_mul
+    if isinstance(left, _REPEATED) and isinstance(right, types.Integer):
+        string = isinstance(left, UnicodeType)
+
+        def repeat(left, right):
+            _check_repeat(len(left), right, string)
+            return left * right
+        return repeat
+    if isinstance(left, types.Integer) and isinstance(right, _REPEATED):
+        string = isinstance(right, UnicodeType)
+
+        def repeat_right(left, right):
+            _check_repeat(len(right), left, string)
+            return left * right
+        return repeat_right
+    return lambda left, right: left * right
+
+
+@register_jitable
+def _check_repeat(length, times, string):  # unannotated: compiled inside the overloads
+    """numba computes a repetition's length as length * times in wrapping arithmetic, allocates that many items
+    and copies `length` items per repetition: a product that wraps to a small number (7 * 7905747460161236407 is
+    1 modulo 2**64) writes past the allocation, into the harness's memory. Refuse it as Python does."""
+    if times > 0 and length > MAX_ITEMS // times:
+        if string:
+            raise OverflowError("repeated string is too long")
+        raise MemoryError("repeated sequence is too long")
+
+
+
 def evoforge_fit(target, value):  # unannotated: the overload must match it exactly
-    """The right side of `target op= value`, once it is known to broadcast to target's shape; compiled only."""
+    """The right side of `target op= value`, once it is known to broadcast to target's shape (an array) or to
+    repeat to a length an intp holds (`seq *= n`); compiled only."""
     return value
 
 
 @overload(evoforge_fit)
 def _fit(target, value):  # unannotated: numba wants the plain signature of evoforge_fit
+    if isinstance(target, _REPEATED) and isinstance(value, types.Integer):
+        string = isinstance(target, UnicodeType)
+
+        def repeat(target, value):
+            _check_repeat(len(target), value, string)
+            return value
+        return repeat
     if not (isinstance(target, types.Array) and isinstance(value, types.Array)):
         return lambda target, value: value
     if value.ndim > target.ndim:
@@ -108,7 +165,7 @@ def for_numba(code: str) -> str:
         raise Divergent(f"compiled code may not use {', '.join(unsafe)}")
     _refuse_unchecked_memory(tree)
     _refuse_overlapping_updates(tree)
-    tree = _FitInPlace().visit(_PowCalls().visit(tree))
+    tree = _FitInPlace().visit(_OperatorCalls().visit(tree))
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
@@ -219,11 +276,15 @@ def _as_load(node: ast.expr) -> ast.expr:
     return ast.copy_location(copy, node)
 
 
-class _PowCalls(ast.NodeTransformer):
+class _OperatorCalls(ast.NodeTransformer):
+    """`a ** b` and `a * b` become calls of evoforge_pow and evoforge_mul (see the module docstring)."""
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.op, ast.Pow):
             return ast.copy_location(ast.Call(ast.Name(POW, ast.Load()), [node.left, node.right], []), node)
+        if isinstance(node.op, ast.Mult) and not (_small_int(node.left) or _small_int(node.right)):
+            return ast.copy_location(ast.Call(ast.Name(MUL, ast.Load()), [node.left, node.right], []), node)
         return node
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
@@ -231,6 +292,13 @@ class _PowCalls(ast.NodeTransformer):
         if isinstance(node.op, ast.Pow):
             raise Divergent(f"line {node.lineno}: `**=` is not compiled; write x = x ** y")
         return node
+
+
+def _small_int(node: ast.expr) -> bool:
+    """A literal int too small to repeat anything that fits in memory past an intp's length. `(0,) * 3` stays as
+    written: numba repeats a tuple only by a constant, which a call's argument no longer is."""
+    return (isinstance(node, ast.Constant) and type(node.value) is int
+            and abs(node.value) <= SMALL_REPEAT)
 
 
 def refuse_python_random(bound: dict[str, Any]) -> None:
