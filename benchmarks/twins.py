@@ -13,9 +13,10 @@ outputs' digest is kept per input. Three sources of candidates:
   of each run that are not the seed's twins (`--parents`, `--per-parent` mutants each);
 - the duplicates those runs recorded (`--duplicates`), each beside the program it was taken as a twin of.
 
-Printed per source: the candidates, how many are twins of their parent (or original) on the first input, how many
-of those differ from it on another input, how many of those score better and worse, and the wall time of a full
-evaluation (numba compiles each new `priority`).
+Printed per source: the candidates, the valid ones, how many score better than their parent (or original), how
+many are twins of it on the first input, how many of those differ from it on another input, how many of those
+score better and worse, and the wall time of a full evaluation (numba compiles each new `priority`); then each
+false twin's scores per input beside its reference's.
 """
 
 from __future__ import annotations
@@ -112,16 +113,20 @@ class Tally:
     better: int = 0
     worse: int = 0
     equal_score: int = 0
-    seconds: list[float] | None = None
+    improved: int = 0  # valid and better than the reference, twin or not
+    seconds: list[float] = field(default_factory=list)
     first_differs: Counter[int] = field(default_factory=Counter)  # false twins by the first input they differ on
+    details: list[str] = field(default_factory=list)  # one line per false twin: scores per input, its and the ref's
 
     def add(self, ref: Full, child: Full, maximize: bool) -> None:
         """Count `child` against the program it is compared with (its parent, or its twin)."""
         self.candidates += 1
-        self.seconds = (self.seconds or []) + [child.seconds]
+        self.seconds.append(child.seconds)
         if child.status != "ok" or child.score is None or ref.score is None:
             return
         self.valid += 1
+        sign = 1.0 if maximize else -1.0
+        self.improved += sign * child.score > sign * ref.score
         if child.outputs[0] != ref.outputs[0]:
             return
         self.twins += 1
@@ -129,7 +134,7 @@ class Tally:
             return
         self.false_twins += 1
         self.first_differs[next(i for i in range(1, len(ref.outputs)) if child.outputs[i] != ref.outputs[i])] += 1
-        sign = 1.0 if maximize else -1.0
+        self.details.append(f"{child.score:.4f} {child.scores} against {ref.score:.4f} {ref.scores}")
         if sign * child.score > sign * ref.score:
             self.better += 1
         elif sign * child.score < sign * ref.score:
@@ -139,8 +144,9 @@ class Tally:
 
     def row(self, name: str) -> str:
         secs = self.seconds or [0.0]
-        return (f"{name} | {self.candidates} | {self.valid} | {self.twins} | {self.false_twins} | {self.better} | "
-                f"{self.worse} | {self.equal_score} | {statistics.median(secs):.2f} | {statistics.mean(secs):.2f}")
+        return (f"{name} | {self.candidates} | {self.valid} | {self.improved} | {self.twins} | {self.false_twins} | "
+                f"{self.better} | {self.worse} | {self.equal_score} | {statistics.median(secs):.2f} | "
+                f"{statistics.mean(secs):.2f}")
 
 
 def run_programs(db: Path, problem: Problem) -> tuple[list[Any], dict[int, Any]]:
@@ -213,15 +219,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"problem {args.problem} ({', '.join(args.set) or 'defaults'}), mutation seed {args.seed}, "
           f"took {time.perf_counter() - start:.0f} s")
     print()
-    print("source | candidates | valid | twins on input 1 | differ elsewhere | better | worse | same score | "
-          "median s | mean s")
-    print("--- | --- | --- | --- | --- | --- | --- | --- | --- | ---")
+    print("source | candidates | valid | better than ref | twins on input 1 | differ elsewhere | better | worse | "
+          "same score | median s | mean s")
+    print("--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---")
     for name, tally in tallies.items():
         print(tally.row(name))
     print()
     for name, tally in tallies.items():
         print(f"{name}: false twins by the first input (1-based) they differ on: "
               + ", ".join(f"input {i + 1}: {n}" for i, n in sorted(tally.first_differs.items())))
+        for line in tally.details:
+            print(f"  false twin: {line}")
 
 
 if __name__ == "__main__":
