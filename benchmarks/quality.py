@@ -46,6 +46,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dup-keep": ("behavioural duplicates evaluated in full and kept", {"same_behaviour": "keep"}),
     "dup-parent": ("behavioural duplicates kept as parents with their twin's score, not evaluated further",
                    {"same_behaviour": "parent"}),
+    "twins-all": ("twins judged on every input's outputs, not the first input's: each candidate is evaluated in full",
+                  {"behaviour_inputs": "all"}),
     "power-law": ("power-law rank selection with an offspring penalty",
                   {"islands": {"selection": "power_law", "offspring_penalty": 0.5}}),
     "no-elite": ("FunSearch's sampling alone, no elite exploitation", {"islands": {"elite_share": 0.0}}),

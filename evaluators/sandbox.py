@@ -28,7 +28,7 @@ from evoforge.evaluators.cleanup import SHARED_TMP_DIRS, remove_owned_by, remove
 from evoforge.evaluators.compile_store import CompileStore
 from evoforge.evaluators.cpus import CpuClaim, claim_cpu
 from evoforge.evaluators.problem import Problem
-from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
+from evoforge.evaluators.scoring import BEHAVIOUR_INPUTS, BehaviourProbe, StreamScorer, plan_steps
 from evoforge.evaluators.statuses import EVALUATION_STATUSES
 from evoforge.evaluators.wire import COMPILE_ALLOWANCE_S, FrameReader, WireError, encode_value, write_frame
 
@@ -274,13 +274,18 @@ class SandboxPool:
     isolation: str  # 'bwrap' | 'unshare' | 'rlimits-only': what this machine gave us
     seccomp: bool  # whether candidates also run under the seccomp filter (x86_64 only)
 
-    def __init__(self, problem: Problem, workers: int, *, level: str | None = None, check_code: bool = True):
+    def __init__(self, problem: Problem, workers: int, *, level: str | None = None, check_code: bool = True,
+                 behaviour_inputs: str = "first"):
         """`check_code=False` skips the language check and gives candidates the full builtins (their process and
-        its limits stay): only for code a person vouches for, and for testing the operating-system layers."""
+        its limits stay): only for code a person vouches for, and for testing the operating-system layers.
+        `behaviour_inputs`: the inputs whose outputs fingerprint a candidate, "first" or "all" (scoring.py)."""
         if workers < 1:
             raise ValueError(f"workers={workers}: a sandbox pool needs at least one worker")
+        if behaviour_inputs not in BEHAVIOUR_INPUTS:
+            raise ValueError(f"behaviour_inputs={behaviour_inputs!r}: use one of {', '.join(BEHAVIOUR_INPUTS)}")
         self.problem = problem
         self.check_code = check_code
+        self.behaviour_inputs = behaviour_inputs
         self.isolation = isolation.detect_level(problem.path, level)
         self._encoded: dict[tuple[bool, str], Any] = {}  # (held out, name) -> the input as plain data
         self._encode_lock = threading.Lock()
@@ -369,7 +374,8 @@ class SandboxPool:
             raise ValueError(f"{self.problem.path}: input values must be plain data to reach the sandbox: {exc}"
                              ) from None
         steps = plan_steps(self.problem, names, cascade and not held_out and input_names is None)
-        scorer = StreamScorer(self.problem, source, steps, probe=None if held_out else probe)
+        scorer = StreamScorer(self.problem, source, steps, probe=None if held_out else probe,
+                              behaviour_inputs=self.behaviour_inputs)
         worker = self._free.get()
         t0 = time.perf_counter()
         try:

@@ -59,8 +59,18 @@ BehaviourProbe = Callable[[str], "int | None"]
 """Given a behaviour digest, the id of a program that behaved the same, or None."""
 
 
-def behaviour_window(problem: Problem, steps: Sequence[Step]) -> tuple[str, ...]:
-    """The inputs whose outputs fingerprint a candidate: the first cascade stage, else the first input."""
+BEHAVIOUR_INPUTS = ("first", "all")
+"""Which inputs' outputs fingerprint a candidate: the first ones (cheap: a twin stops there), or every input."""
+
+
+def behaviour_window(problem: Problem, steps: Sequence[Step], inputs: str = "first") -> tuple[str, ...]:
+    """The inputs whose outputs fingerprint a candidate: every input planned ("all"), else the first cascade stage,
+    else the first input. With "first", two programs that answer the first inputs alike are twins even where they
+    answer the others differently; with "all" a twin scores exactly as its original."""
+    if inputs not in BEHAVIOUR_INPUTS:
+        raise ValueError(f"behaviour inputs {inputs!r}: use one of {', '.join(BEHAVIOUR_INPUTS)}")
+    if inputs == "all":
+        return tuple(name for step in steps for name in step.inputs)
     if problem.cascade and len(steps) > 1:
         return steps[0].inputs
     return steps[0].inputs[:1]
@@ -69,18 +79,19 @@ def behaviour_window(problem: Problem, steps: Sequence[Step]) -> tuple[str, ...]
 class StreamScorer:
     """Scores outputs in the planned order; `add` returns False as soon as the candidate should be stopped.
 
-    It also fingerprints the candidate's behaviour: a digest of its encoded outputs on the first inputs. Two
-    programs with the same digest answer those inputs identically; with a `probe` the candidate stops there as a
-    near-duplicate of the program the probe names, before the expensive inputs run.
+    It also fingerprints the candidate's behaviour: a digest of its encoded outputs on the first inputs (on every
+    input with `behaviour_inputs="all"`). Two programs with the same digest answer those inputs identically; with a
+    `probe` the candidate stops there as a near-duplicate of the program the probe names, before the expensive
+    inputs run (with "all" nothing is saved, and a twin is a true one).
     """
 
     def __init__(self, problem: Problem, source: Mapping[str, Any], steps: Sequence[Step], *,
-                 probe: BehaviourProbe | None = None):
+                 probe: BehaviourProbe | None = None, behaviour_inputs: str = "first"):
         self.problem = problem
         self.source = source
         self.steps = list(steps)
         self.order = [name for step in self.steps for name in step.inputs]
-        self.window = behaviour_window(problem, self.steps)
+        self.window = behaviour_window(problem, self.steps, behaviour_inputs)
         self.behaviour: str | None = None
         self._probe = probe
         self._digests: list[str] = []

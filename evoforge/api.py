@@ -116,8 +116,8 @@ def run(problem: str | Path, /, *, budget: int = SearchOptions.budget, db: str |
     `db` defaults to $EVOFORGE_DB, else sqlite:///runs/evoforge.db. `model` is one litellm model string or a list
     (none: the offline proposer). `options` are the other options of `evoforge run` by their flag names:
     name, islands, parents, reset_period, concurrency, answers (per prompt), ray, ray_address, same_behaviour,
-    overrides (the --set values as a dict), strong_model, strong_prob, models (a JSON file or a list of model
-    entries), api_base, temperature, max_tokens, llm_timeout, bandit, full_rewrite, evolve_instructions,
+    behaviour_inputs, overrides (the --set values as a dict), strong_model, strong_prob, models (a JSON file or a
+    list of model entries), api_base, temperature, max_tokens, llm_timeout, bandit, full_rewrite, evolve_instructions,
     llm_retries, llm_client ("auto", "litellm", or "direct" for openai/NAME models at an api_base), cache, replay,
     max_calls, max_total_tokens, max_cost, max_time, judge_model (the reviewer model: a model string, or a model
     entry as a dict or ModelEntry).

@@ -24,6 +24,7 @@ from evoforge.engine.run.config import DEFAULT_DB_URL, DEFAULT_META_SUMMARY, Con
 from evoforge.engine.run.errors import RunFailed, SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
+from evoforge.evaluators.scoring import BEHAVIOUR_INPUTS
 from evoforge.islands import IslandConfigError
 from evoforge.islands.config import ELITE_MEMBERS, ELITE_SCOPES, SELECTIONS
 
@@ -62,6 +63,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
                      help="a candidate whose outputs on the first inputs equal an earlier program's: reject it "
                      "before its other inputs run, keep evaluating it, or stop evaluating it and keep it as a "
                      "parent with its twin's score (the default)")
+    run.add_argument("--behaviour-inputs", choices=BEHAVIOUR_INPUTS, default=defaults.behaviour_inputs,
+                     help="whose outputs make a candidate a twin of an earlier program: the first inputs (the "
+                     "first cascade stage, else the first input; a twin stops there), or all of them (each "
+                     f"candidate runs every input; default {defaults.behaviour_inputs})")
     run.add_argument("--selection", choices=SELECTIONS, default=defaults.selection,
                      help="parent selection: FunSearch's score clusters, or power-law ranks (default clusters)")
     run.add_argument("--elite-share", type=float, default=defaults.elite_share,

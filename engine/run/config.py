@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency
+from evoforge.evaluators.scoring import BEHAVIOUR_INPUTS
 from evoforge.islands import IslandConfig
 from evoforge.islands.map_elites import MapElitesError
 from evoforge.islands.map_elites import validate as validate_map_elites
@@ -208,6 +209,7 @@ class ExecutorSettings:
 
 SAME_BEHAVIOUR = ("reject", "keep", "parent")
 DEFAULT_SAME_BEHAVIOUR = "parent"  # chosen by benchmarks/quality.py (QUALITY.md)
+DEFAULT_BEHAVIOUR_INPUTS = "first"  # QUALITY.md, "False twins"
 DEFAULT_INSPIRATIONS = 0  # chosen by benchmarks/quality.py (QUALITY.md)
 MAX_META_SUMMARY = 20  # improvements a prompt may list: each is up to ten lines
 DEFAULT_META_SUMMARY = 5  # chosen by benchmarks/quality.py (QUALITY.md, "Small budgets ...")
@@ -231,6 +233,10 @@ class RunConfig:
     # run, "keep" evaluating it in full, or make it a "parent" at no further cost (it joins its island with its
     # twin's score, so the search can drift across neutral variants). None: the default, "parent" (QUALITY.md).
     same_behaviour: str | None = None  # "reject" | "keep" | "parent" | None
+    # Whose outputs make two programs twins: the "first" inputs (the first cascade stage, else the first input: a
+    # twin stops there, cheaply, though it may answer the other inputs differently), or "all" (each candidate is
+    # evaluated in full, and a twin answers every input as its original does).
+    behaviour_inputs: str = DEFAULT_BEHAVIOUR_INPUTS
     inspirations: int | None = None  # other islands' best programs shown in each prompt; None: the default
     # A MAP-Elites archive beside the islands (off: empty): descriptors (`code_length` or metric names), each binned
     # into `map_bins` equal-width bins over the values seen; half the prompts then improve an archive elite.
@@ -259,6 +265,9 @@ class RunConfig:
         if self.same_behaviour not in (None, *SAME_BEHAVIOUR):
             raise ConfigError(f"{named('--same-behaviour')} {self.same_behaviour}: use one of "
                               f"{', '.join(SAME_BEHAVIOUR)}")
+        if self.behaviour_inputs not in BEHAVIOUR_INPUTS:
+            raise ConfigError(f"{named('--behaviour-inputs')} {self.behaviour_inputs}: use one of "
+                              f"{', '.join(BEHAVIOUR_INPUTS)}")
         if self.inspirations is not None and (isinstance(self.inspirations, bool) or self.inspirations < 0):
             raise ConfigError(f"{named('--inspirations')} {self.inspirations}: must be a whole number >= 0")
         if isinstance(self.crossover, bool) or not (isinstance(self.crossover, (int, float))
@@ -322,6 +331,7 @@ class RunConfig:
         """Rebuild a stored config; an unknown key means a newer evoforge wrote it, so refuse rather than guess."""
         data = dict(_known_keys(cls, data, None))
         data.setdefault("meta_summary", 0)  # stored before the summary existed: those runs ran without it
+        data.setdefault("behaviour_inputs", "first")  # stored before it was a setting: twins were on the first inputs
         islands = IslandConfig(**_known_keys(IslandConfig, data.pop("islands", {}), "islands"))
         models = ModelConfig.from_dict(data.pop("models", {}))
         limits = Limits(**_known_keys(Limits, data.pop("limits", {}), "limits"))

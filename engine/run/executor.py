@@ -45,10 +45,11 @@ class LocalExecutor:
 def make_executor(problem: Problem, config: RunConfig) -> Executor:
     """The executor the run's settings name: sandbox workers here, or Ray actors (Ray is imported only then)."""
     if not config.executor.ray:
-        return LocalExecutor(SandboxPool(problem, config.workers))
+        return LocalExecutor(SandboxPool(problem, config.workers, behaviour_inputs=config.behaviour_inputs))
     try:
         from evoforge.engine.run.ray_executor import RayExecutor
     except ImportError as err:
         raise ConfigError(f"{named('--ray')} needs Ray, which is not installed ({err}); "
                           "pip install 'evoforge[ray]'") from err
-    return RayExecutor.start(problem, config.overrides, config.workers, address=config.executor.ray_address)
+    return RayExecutor.start(problem, config.overrides, config.workers, address=config.executor.ray_address,
+                             behaviour_inputs=config.behaviour_inputs)

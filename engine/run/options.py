@@ -57,6 +57,7 @@ class SearchOptions:
     ray: bool = False
     ray_address: str | None = None
     same_behaviour: str | None = None
+    behaviour_inputs: str = RunConfig.behaviour_inputs
     selection: str = IslandConfig.selection
     elite_share: float = IslandConfig.elite_share
     elite_member: str = IslandConfig.elite_member
@@ -117,6 +118,7 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
                      islands=island_config(options),
                      models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
+                     behaviour_inputs=options.behaviour_inputs,
                      inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
                      map_bins=options.map_bins, crossover=options.crossover, meta_summary=options.meta_summary,
                      answers=options.answers,

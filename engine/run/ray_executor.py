@@ -42,12 +42,13 @@ _LOST = (RayActorError, ObjectLostError)
 class EvaluationActor:
     """Holds one sandbox worker on its node and evaluates candidates there, one at a time."""
 
-    def __init__(self, problem_path: str, overrides: Mapping[str, str], source_hash: str) -> None:
+    def __init__(self, problem_path: str, overrides: Mapping[str, str], source_hash: str,
+                 behaviour_inputs: str = "first") -> None:
         problem = load_problem(problem_path, dict(overrides))
         if problem.source_hash != source_hash:
             raise ProblemError(f"{problem_path} on node {socket.gethostname()} differs from the controller's copy; "
                                "give every node the same problem file at the same path")
-        self.pool = SandboxPool(problem, 1)
+        self.pool = SandboxPool(problem, 1, behaviour_inputs=behaviour_inputs)
         self.node = _node_label()
 
     def where(self) -> str:
@@ -62,12 +63,12 @@ class RayExecutor:
     """`workers` Ray actors evaluating candidates; a dead actor's candidate is retried on another actor."""
 
     def __init__(self, problem: Problem, overrides: Mapping[str, str], workers: int, *, max_attempts: int = 3,
-                 start_timeout_s: float = 300.0, owns_ray: bool = False) -> None:
+                 start_timeout_s: float = 300.0, owns_ray: bool = False, behaviour_inputs: str = "first") -> None:
         """Start the actors on the Ray this process is connected to; ``owns_ray``: shut Ray down on close."""
         if workers < 1 or max_attempts < 1:
             raise ValueError("a RayExecutor needs workers >= 1 and max_attempts >= 1")
         self._owns_ray = owns_ray
-        self._args = (str(problem.path), dict(overrides), problem.source_hash)
+        self._args = (str(problem.path), dict(overrides), problem.source_hash, behaviour_inputs)
         self.max_attempts = max_attempts
         self.replaced = 0
         """Actors replaced after dying, over the executor's life."""
@@ -80,12 +81,12 @@ class RayExecutor:
 
     @classmethod
     def start(cls, problem: Problem, overrides: Mapping[str, str], workers: int, *,
-              address: str | None = None) -> RayExecutor:
+              address: str | None = None, behaviour_inputs: str = "first") -> RayExecutor:
         """Join the cluster at ``address`` (or start a local Ray, or use the one already running) and start the
         actors; closing shuts down the Ray this call started."""
         owns_ray = start_ray(address, workers)
         try:
-            return cls(problem, overrides, workers, owns_ray=owns_ray)
+            return cls(problem, overrides, workers, owns_ray=owns_ray, behaviour_inputs=behaviour_inputs)
         except BaseException:
             if owns_ray:
                 ray.shutdown()
