@@ -28,8 +28,8 @@ from evoforge.evaluators.cleanup import SHARED_TMP_DIRS, remove_owned_by, remove
 from evoforge.evaluators.compile_store import CompileStore
 from evoforge.evaluators.cpus import CpuClaim, claim_cpu
 from evoforge.evaluators.problem import Problem
-from evoforge.evaluators.scoring import BEHAVIOUR_INPUTS, BehaviourProbe, StreamScorer, plan_steps
-from evoforge.evaluators.statuses import EVALUATION_STATUSES
+from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
+from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS, EVALUATION_STATUSES
 from evoforge.evaluators.wire import COMPILE_ALLOWANCE_S, FrameReader, WireError, encode_value, write_frame
 
 MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)

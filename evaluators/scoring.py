@@ -18,6 +18,7 @@ from typing import Any
 
 from evoforge.evaluators.problem import Problem, bounded
 from evoforge.evaluators.problem_api import InvalidOutput, Stage
+from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS
 from evoforge.evaluators.wire import WireError, decode_value
 
 
@@ -57,10 +58,6 @@ def plan_steps(problem: Problem, names: Sequence[str], cascade: bool) -> list[St
 
 BehaviourProbe = Callable[[str], "int | None"]
 """Given a behaviour digest, the id of a program that behaved the same, or None."""
-
-
-BEHAVIOUR_INPUTS = ("first", "all")
-"""Which inputs' outputs fingerprint a candidate: the first ones (cheap: a twin stops there), or every input."""
 
 
 def behaviour_window(problem: Problem, steps: Sequence[Step], inputs: str = "first") -> tuple[str, ...]:

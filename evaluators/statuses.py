@@ -10,3 +10,8 @@ STATUSES = ("ok", "invalid", "error", "timeout", "memory", "crashed", "culled", 
 # What the store records for one evaluation: a duplicate is recorded as a program pointing at its original, with
 # no evaluation of its own.
 EVALUATION_STATUSES = tuple(status for status in STATUSES if status != "duplicate")
+
+# Which inputs' outputs fingerprint a candidate for "duplicate": the first ones (cheap: a twin stops there), or every
+# input (a twin then scores exactly as its original). Here, with no imports, so the settings can name the choices
+# without loading the sandbox and numpy.
+BEHAVIOUR_INPUTS = ("first", "all")

@@ -52,7 +52,7 @@ def test_a_probe_stops_only_a_twin_on_the_inputs_compared(inputs: str) -> None:
 
 
 def test_unknown_behaviour_inputs_are_refused_and_old_runs_compared_the_first() -> None:
-    with pytest.raises(ConfigError, match="--behaviour-inputs last: use one of first, all"):
+    with pytest.raises(ConfigError, match=r"behaviour_inputs \(--behaviour-inputs\) last: use one of first, all"):
         RunConfig(problem="p.py", name="x", behaviour_inputs="last")
     stored = RunConfig(problem="p.py", name="x", behaviour_inputs="all").to_dict()
     assert RunConfig.from_dict(stored).behaviour_inputs == "all"

@@ -24,7 +24,7 @@ from evoforge.engine.run.config import DEFAULT_DB_URL, DEFAULT_META_SUMMARY, Con
 from evoforge.engine.run.errors import RunFailed, SeedFailed
 from evoforge.engine.run.options import SearchOptions, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
-from evoforge.evaluators.scoring import BEHAVIOUR_INPUTS
+from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS
 from evoforge.islands import IslandConfigError
 from evoforge.islands.config import ELITE_MEMBERS, ELITE_SCOPES, SELECTIONS
 

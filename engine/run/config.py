@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency
-from evoforge.evaluators.scoring import BEHAVIOUR_INPUTS
+from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS
 from evoforge.islands import IslandConfig
 from evoforge.islands.map_elites import MapElitesError
 from evoforge.islands.map_elites import validate as validate_map_elites
