@@ -104,12 +104,7 @@ def _mul(left, right):  # unannotated: numba wants the plain signature of evofor
             return left * right
         return repeat
     if isinstance(left, types.Integer) and isinstance(right, _REPEATED):
-        string = isinstance(right, UnicodeType)
-
-        def repeat_right(left, right):
-            _check_repeat(len(right), left, string)
-            return left * right
-        return repeat_right
+        return lambda left, right: evoforge_mul(right, left)  # n * seq is seq * n, checked as above
     return lambda left, right: left * right
 
 
@@ -122,7 +117,6 @@ def _check_repeat(length, times, string):  # unannotated: compiled inside the ov
         if string:
             raise OverflowError("repeated string is too long")
         raise MemoryError("repeated sequence is too long")
-
 
 
 def evoforge_fit(target, value):  # unannotated: the overload must match it exactly
