@@ -29,7 +29,7 @@ from evoforge.evaluators.compile_store import CompileStore
 from evoforge.evaluators.cpus import CpuClaim, claim_cpu
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.scoring import BehaviourProbe, StreamScorer, plan_steps
-from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS, EVALUATION_STATUSES
+from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS, DEFAULT_BEHAVIOUR_INPUTS, EVALUATION_STATUSES
 from evoforge.evaluators.wire import COMPILE_ALLOWANCE_S, FrameReader, WireError, encode_value, write_frame
 
 MAX_REPLY = 512 * 1024 * 1024  # all outputs of one candidate (each one is capped at 64 MiB by the server)
@@ -275,7 +275,7 @@ class SandboxPool:
     seccomp: bool  # whether candidates also run under the seccomp filter (x86_64 only)
 
     def __init__(self, problem: Problem, workers: int, *, level: str | None = None, check_code: bool = True,
-                 behaviour_inputs: str = "first"):
+                 behaviour_inputs: str = DEFAULT_BEHAVIOUR_INPUTS):
         """`check_code=False` skips the language check and gives candidates the full builtins (their process and
         its limits stay): only for code a person vouches for, and for testing the operating-system layers.
         `behaviour_inputs`: the inputs whose outputs fingerprint a candidate, "first" or "all" (scoring.py)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from evoforge.evaluators.problem import Problem, bounded
 from evoforge.evaluators.problem_api import InvalidOutput, Stage
-from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS
+from evoforge.evaluators.statuses import DEFAULT_BEHAVIOUR_INPUTS
 from evoforge.evaluators.wire import WireError, decode_value
 
 
@@ -60,12 +60,11 @@ BehaviourProbe = Callable[[str], "int | None"]
 """Given a behaviour digest, the id of a program that behaved the same, or None."""
 
 
-def behaviour_window(problem: Problem, steps: Sequence[Step], inputs: str = "first") -> tuple[str, ...]:
+def behaviour_window(problem: Problem, steps: Sequence[Step],
+                     inputs: str = DEFAULT_BEHAVIOUR_INPUTS) -> tuple[str, ...]:
     """The inputs whose outputs fingerprint a candidate: every input planned ("all"), else the first cascade stage,
     else the first input. With "first", two programs that answer the first inputs alike are twins even where they
     answer the others differently; with "all" a twin scores exactly as its original."""
-    if inputs not in BEHAVIOUR_INPUTS:
-        raise ValueError(f"behaviour inputs {inputs!r}: use one of {', '.join(BEHAVIOUR_INPUTS)}")
     if inputs == "all":
         return tuple(name for step in steps for name in step.inputs)
     if problem.cascade and len(steps) > 1:
@@ -83,7 +82,7 @@ class StreamScorer:
     """
 
     def __init__(self, problem: Problem, source: Mapping[str, Any], steps: Sequence[Step], *,
-                 probe: BehaviourProbe | None = None, behaviour_inputs: str = "first"):
+                 probe: BehaviourProbe | None = None, behaviour_inputs: str = DEFAULT_BEHAVIOUR_INPUTS):
         self.problem = problem
         self.source = source
         self.steps = list(steps)

@@ -15,3 +15,4 @@ EVALUATION_STATUSES = tuple(status for status in STATUSES if status != "duplicat
 # input (a twin then scores exactly as its original). Here, with no imports, so the settings can name the choices
 # without loading the sandbox and numpy.
 BEHAVIOUR_INPUTS = ("first", "all")
+DEFAULT_BEHAVIOUR_INPUTS = "first"  # benchmarks/QUALITY.md, "False twins"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrency
-from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS
+from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS, DEFAULT_BEHAVIOUR_INPUTS
 from evoforge.islands import IslandConfig
 from evoforge.islands.map_elites import MapElitesError
 from evoforge.islands.map_elites import validate as validate_map_elites
@@ -209,7 +209,6 @@ class ExecutorSettings:
 
 SAME_BEHAVIOUR = ("reject", "keep", "parent")
 DEFAULT_SAME_BEHAVIOUR = "parent"  # chosen by benchmarks/quality.py (QUALITY.md)
-DEFAULT_BEHAVIOUR_INPUTS = "first"  # QUALITY.md, "False twins"
 DEFAULT_INSPIRATIONS = 0  # chosen by benchmarks/quality.py (QUALITY.md)
 MAX_META_SUMMARY = 20  # improvements a prompt may list: each is up to ten lines
 DEFAULT_META_SUMMARY = 5  # chosen by benchmarks/quality.py (QUALITY.md, "Small budgets ...")

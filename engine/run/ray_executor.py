@@ -28,6 +28,7 @@ from evoforge.engine.run.config import ConfigError
 from evoforge.engine.run.node_evaluation import NodeEvaluation
 from evoforge.evaluators import Evaluation, Problem, ProblemError, SandboxPool, load_problem
 from evoforge.evaluators.scoring import BehaviourProbe
+from evoforge.evaluators.statuses import DEFAULT_BEHAVIOUR_INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class EvaluationActor:
     """Holds one sandbox worker on its node and evaluates candidates there, one at a time."""
 
     def __init__(self, problem_path: str, overrides: Mapping[str, str], source_hash: str,
-                 behaviour_inputs: str = "first") -> None:
+                 behaviour_inputs: str = DEFAULT_BEHAVIOUR_INPUTS) -> None:
         problem = load_problem(problem_path, dict(overrides))
         if problem.source_hash != source_hash:
             raise ProblemError(f"{problem_path} on node {socket.gethostname()} differs from the controller's copy; "
@@ -63,7 +64,8 @@ class RayExecutor:
     """`workers` Ray actors evaluating candidates; a dead actor's candidate is retried on another actor."""
 
     def __init__(self, problem: Problem, overrides: Mapping[str, str], workers: int, *, max_attempts: int = 3,
-                 start_timeout_s: float = 300.0, owns_ray: bool = False, behaviour_inputs: str = "first") -> None:
+                 start_timeout_s: float = 300.0, owns_ray: bool = False,
+                 behaviour_inputs: str = DEFAULT_BEHAVIOUR_INPUTS) -> None:
         """Start the actors on the Ray this process is connected to; ``owns_ray``: shut Ray down on close."""
         if workers < 1 or max_attempts < 1:
             raise ValueError("a RayExecutor needs workers >= 1 and max_attempts >= 1")
@@ -81,7 +83,7 @@ class RayExecutor:
 
     @classmethod
     def start(cls, problem: Problem, overrides: Mapping[str, str], workers: int, *,
-              address: str | None = None, behaviour_inputs: str = "first") -> RayExecutor:
+              address: str | None = None, behaviour_inputs: str = DEFAULT_BEHAVIOUR_INPUTS) -> RayExecutor:
         """Join the cluster at ``address`` (or start a local Ray, or use the one already running) and start the
         actors; closing shuts down the Ray this call started."""
         owns_ray = start_ray(address, workers)
