@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 
 class IslandConfigError(ValueError):
-    """An `IslandConfig` field has an unusable value; the message names the field and the fix."""
+    """An `IslandConfig` field has an unusable value; the message names the field and the fix.
+
+    `field` and `problem` (the message after the field's name) let a caller name the setting as its user knows it,
+    e.g. the command-line flag, without rewriting the text."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"IslandConfig.{field} {problem}")
+        self.field = field
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -65,18 +73,18 @@ class IslandConfig:
         _positive_int("reset_period", self.reset_period)
         _positive_float("length_temperature", self.length_temperature)
         if self.selection not in SELECTIONS:
-            raise IslandConfigError(f"IslandConfig.selection must be one of {SELECTIONS}, got {self.selection!r}")
+            raise IslandConfigError("selection", f"must be one of {SELECTIONS}, got {self.selection!r}")
         _positive_float("power_alpha", self.power_alpha)
         _share("offspring_penalty", self.offspring_penalty, upper=math.inf)
         if self.offspring_penalty > 0 and self.selection != "power_law":
-            raise IslandConfigError("IslandConfig.offspring_penalty only applies to selection='power_law'; set "
+            raise IslandConfigError("offspring_penalty", "only applies to selection='power_law'; set "
                                     "selection='power_law' or offspring_penalty=0")
         _share("elite_share", self.elite_share, upper=1.0)
         if self.elite_member not in ELITE_MEMBERS:
-            raise IslandConfigError(f"IslandConfig.elite_member must be one of {ELITE_MEMBERS}, got "
+            raise IslandConfigError("elite_member", f"must be one of {ELITE_MEMBERS}, got "
                                     f"{self.elite_member!r}")
         if self.elite_scope not in ELITE_SCOPES:
-            raise IslandConfigError(f"IslandConfig.elite_scope must be one of {ELITE_SCOPES}, got {self.elite_scope!r}")
+            raise IslandConfigError("elite_scope", f"must be one of {ELITE_SCOPES}, got {self.elite_scope!r}")
 
 
 SELECTIONS = ("clusters", "power_law")
@@ -87,23 +95,23 @@ ELITE_SCOPES = ("island", "all")
 def _share(name: str, value: object, *, upper: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= upper \
             or math.isnan(value):
-        raise IslandConfigError(f"IslandConfig.{name} must be a number in [0, {upper}], got {value!r}")
+        raise IslandConfigError(name, f"must be a number in [0, {upper}], got {value!r}")
 
 
 def _positive_int(name: str, value: object) -> None:
     # bool is an int subclass; `num_islands=True` is a typo, not a count.
     if isinstance(value, bool) or not isinstance(value, int):
         raise IslandConfigError(
-            f"IslandConfig.{name} must be an int, got {type(value).__name__} {value!r}; pass a whole number >= 1"
+            name, f"must be an int, got {type(value).__name__} {value!r}; pass a whole number >= 1"
         )
     if value < 1:
-        raise IslandConfigError(f"IslandConfig.{name} must be >= 1, got {value}; pass a whole number >= 1")
+        raise IslandConfigError(name, f"must be >= 1, got {value}; pass a whole number >= 1")
 
 
 def _positive_float(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise IslandConfigError(
-            f"IslandConfig.{name} must be a number, got {type(value).__name__} {value!r}; pass a finite number > 0"
+            name, f"must be a number, got {type(value).__name__} {value!r}; pass a finite number > 0"
         )
     if not math.isfinite(value) or value <= 0:
-        raise IslandConfigError(f"IslandConfig.{name} must be finite and > 0, got {value!r}; pass e.g. 0.1")
+        raise IslandConfigError(name, f"must be finite and > 0, got {value!r}; pass e.g. 0.1")

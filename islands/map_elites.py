@@ -26,7 +26,15 @@ Cell = tuple[int, ...]
 
 
 class MapElitesError(ValueError):
-    """A descriptor or a bin count is unusable; the message names it and the fix."""
+    """A descriptor or a bin count is unusable; the message names it and the fix.
+
+    `flag` is the command-line flag that gave the value and `problem` the rest of the message, so a caller can name
+    the setting as its user knows it (the Python API's keyword) without rewriting the text."""
+
+    def __init__(self, flag: str, problem: str) -> None:
+        super().__init__(f"{flag} {problem}")
+        self.flag = flag
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -127,10 +135,10 @@ class MapElitesArchive:
 def validate(descriptors: Sequence[str], bins: int) -> None:
     """Refuse an empty or repeated descriptor list, or a bin count below 2 (one bin is no grid)."""
     if isinstance(descriptors, str) or not descriptors:
-        raise MapElitesError(f"--map-elites {descriptors!r}: give one or more descriptors, e.g. "
+        raise MapElitesError("--map-elites", f"{descriptors!r}: give one or more descriptors, e.g. "
                              f"'{CODE_LENGTH}' or the name of a metric the problem's score returns")
     if any(not isinstance(d, str) or not d.strip() for d in descriptors) or len(set(descriptors)) != len(descriptors):
-        raise MapElitesError(f"--map-elites {','.join(map(str, descriptors))}: descriptors must be distinct, "
+        raise MapElitesError("--map-elites", f"{','.join(map(str, descriptors))}: descriptors must be distinct, "
                              "non-empty names")
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise MapElitesError(f"--map-bins {bins!r}: must be a whole number >= 2")
+        raise MapElitesError("--map-bins", f"{bins!r}: must be a whole number >= 2")

@@ -290,9 +290,7 @@ class RunConfig:
                 validate_map_elites(self.map_elites, self.map_bins)
             except MapElitesError as exc:
                 # the islands package names the flags; the API's caller knows the keywords
-                flag = str(exc).split(" ", 1)[0]
-                raise ConfigError(str(exc).replace(flag, named(flag), 1) if flag.startswith("--") else str(exc)
-                                  ) from None
+                raise ConfigError(f"{named(exc.flag)} {exc.problem}") from None
 
     @property
     def duplicates(self) -> str:

@@ -141,10 +141,8 @@ def island_config(options: SearchOptions) -> IslandConfig:
                             elite_share=options.elite_share, elite_member=options.elite_member,
                             elite_scope=options.elite_scope)
     except IslandConfigError as exc:
-        message = str(exc)
-        for field_name, flag in _ISLAND_OPTIONS.items():
-            message = message.replace(f"IslandConfig.{field_name}", named(flag))
-        raise ConfigError(message) from None
+        flag = _ISLAND_OPTIONS.get(exc.field)
+        raise ConfigError(f"{named(flag)} {exc.problem}" if flag else str(exc)) from None
 
 
 def map_descriptors(value: str | Sequence[str] | None) -> tuple[str, ...]:
