@@ -266,6 +266,20 @@ def test_export_is_a_problem_file_that_scores_alone(capsys, db: str, tmp_path: P
     assert held and float(held.group(1)) == pytest.approx(best.held_out_score, rel=1e-5)
 
 
+def test_export_never_overwrites_another_file_unless_forced(capsys, db: str, tmp_path: Path) -> None:
+    """Exporting beside the original problem must not replace the user's file by accident."""
+    path = tmp_path / "mine.py"
+    path.write_text("# the user's own problem file\n")
+    rc, _, err = cli(capsys, "export", "insp", "--db", db, "-o", str(path))
+    assert rc != 0 and "already exists" in err and "--force" in err
+    assert path.read_text() == "# the user's own problem file\n"
+    rc, _, _ = cli(capsys, "export", "insp", "--db", db, "-o", str(path), "--force")
+    assert rc == 0 and "def " in path.read_text()
+    exported = path.read_text()
+    rc, _, _ = cli(capsys, "export", "insp", "--db", db, "-o", str(path))  # the same text again: nothing to lose
+    assert rc == 0 and path.read_text() == exported
+
+
 # ----------------------------------------------------------------------------------------------- oversight
 
 

@@ -90,22 +90,42 @@ def project_files(run: RunInfo, program: ProgramInfo) -> dict[str, str]:
         raise ProblemError(f"program {program.id} is not a program of run {run.name}'s project: {exc}") from None
 
 
-def write(run: RunInfo, program: ProgramInfo, path: str | Path) -> Path:
+def write(run: RunInfo, program: ProgramInfo, path: str | Path, *, replace: bool = False) -> Path:
     """Write the exported problem file to `path` (a .py file) and return it; for a project's run, its folder
-    goes beside the file, with the program's blocks in place and every other byte as the run stored it."""
+    goes beside the file, with the program's blocks in place and every other byte as the run stored it.
+
+    A file already there with other content is kept, and nothing is written, unless `replace`: exporting beside
+    the original problem would otherwise overwrite the user's own problem file, or a project's sources."""
     path = Path(path)
     if path.suffix != ".py":
         raise ValueError(f"{path}: the export is a Python problem file; name it with .py")
     text = exported_source(run, program)
     ast.parse(text, filename=str(path))  # a bug here must not leave a broken file behind
     files = project_files(run, program) if "project" in run.config else {}
+    folder = path.parent / run.config["project"]["folder"] if files else path.parent
+    planned = {path: text, **{folder / name: content for name, content in files.items()}}
+    if not replace:
+        _refuse_overwrites(planned)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if files:
-        folder = path.parent / run.config["project"]["folder"]
-        for name, content in files.items():
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "w", newline="") as handle:  # the stored bytes, no newline translation
-                handle.write(content)
-    path.write_text(text)
+    for target, content in planned.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "w", newline="") as handle:  # the stored bytes, no newline translation
+            handle.write(content)
     return path
+
+
+def _refuse_overwrites(planned: dict[Path, str]) -> None:
+    """Raise ProblemError naming the files the export would change; one that already holds the same text is fine."""
+    changed = [target for target, content in planned.items() if target.exists() and _differs(target, content)]
+    if changed:
+        listed = ", ".join(str(target) for target in changed[:3]) + (" ..." if len(changed) > 3 else "")
+        raise ProblemError(f"export would overwrite {listed}, which already exists with other content: give another "
+                           "-o FILE.py (a new folder keeps a project's files apart), or --force to replace it")
+
+
+def _differs(target: Path, content: str) -> bool:
+    try:
+        with open(target, newline="") as handle:
+            return handle.read() != content
+    except (OSError, UnicodeDecodeError):
+        return True

@@ -70,6 +70,8 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     export.add_argument("name")
     export.add_argument("-o", "--output", required=True, type=_output((".py",)), help="FILE.py to write")
     export.add_argument("--program", type=int, help="export this program of the run instead of the best")
+    export.add_argument("--force", action="store_true",
+                        help="replace files already there (by default an export never overwrites a file)")
     add = command("add", "evaluate your own version and put it into a run (origin 'human')")
     add.add_argument("name")
     add.add_argument("file", help="a .py file defining some or all of the evolved functions")
@@ -198,7 +200,7 @@ def _export(args: argparse.Namespace) -> int:
             program = store.get_program(args.program)
             if program.run_id != run.id:
                 raise ProblemError(f"program {program.id} belongs to another run, not to {run.name}")
-    path = export.write(run, program, args.output)
+    path = export.write(run, program, args.output, replace=args.force)
     folder = run.config.get("project", {}).get("folder")
     beside = f", its blocks in {path.parent / folder}/ beside it" if folder else ""
     print(f"{path}\nprogram {program.id} (score {fmt.score(program.score)}) in the problem file of run {run.name}"
