@@ -67,5 +67,6 @@ def test_show_prints_a_metric_direction_that_is_false(tmp_path: Path) -> None:
     shown = " ".join(_cli("show", "ms", "--db", db, cwd=tmp_path).stdout.split())
     assert 'bound=1.0, primary_metric="ratio", metrics_maximize={"spread": false}' in shown
     # an offline run called no model: how models would be called (client, retries, cache) is not shown as if one
-    # had been, nor map_bins without map_elites
+    # had been, nor map_bins without map_elites, nor the summary of improvements that only a model's prompt shows
     assert 'proposer="offline"' in shown and "models." not in shown and "map_bins" not in shown, shown
+    assert "meta_summary" not in shown and "crossover=0.0" in shown, shown

@@ -114,14 +114,17 @@ def without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 def _in_effect(config: dict[str, Any]) -> dict[str, Any]:
     """The run's settings less those that did nothing in it: an offline run calls no model, so how models are
-    called (client, retries, cache, strong_prob) would read as if one had been; map_bins needs map_elites."""
+    called (client, retries, cache, strong_prob) would read as if one had been, and the summary of improvements
+    (meta_summary) is for a model's prompts only; map_bins needs map_elites."""
+    models = config.get("models")
+    offline = isinstance(models, dict) and not models.get("models")
     shown: dict[str, Any] = {}
     for key, value in config.items():
-        if key == "models" and isinstance(value, dict) and not value.get("models"):
+        if key == "models" and offline:
             shown["proposer"] = "offline"
             if value.get("judge"):
                 shown["models"] = {"judge": value["judge"]}
-        elif not (key == "map_bins" and not config.get("map_elites")):
+        elif not ((key == "map_bins" and not config.get("map_elites")) or (key == "meta_summary" and offline)):
             shown[key] = value
     return shown
 
