@@ -36,6 +36,7 @@ as "other threads").
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import pstats
@@ -292,8 +293,12 @@ def _size_row(stamps: list[float], size: int, memory: _ProcessWatch) -> dict:
     low = max(0, size - max(1, size // 10))
     span = stamps[size - 1] - stamps[low] if size - 1 > low else float("nan")
     count = size - 1 - low
-    used = memory.cpu_between(stamps[low], stamps[size - 1])
-    cpu = {who: (1 if who.endswith(" faults") else 1000) * value / count for who, value in used.items()}
+    used, first, last = memory.cpu_between(stamps[low], stamps[size - 1])
+    # The samples (one every 0.2 s) cover less than the window: per candidate recorded between the two samples,
+    # not over the whole window, or a short window (100 candidates in 0.6 s at 1k) reads a third too low.
+    sampled = bisect.bisect_right(stamps, last) - bisect.bisect_right(stamps, first)
+    cpu = {who: (1 if who.endswith(" faults") else 1000) * value / sampled if sampled else float("nan")
+           for who, value in used.items()}
     return {"rate": count / span if span > 0 else float("nan"), "rss_mb": memory.at(stamps[size - 1]),
             "cpu_ms": cpu["controller"], "cpu": cpu}
 
@@ -456,14 +461,16 @@ class _ProcessWatch:
         before = [mb for when, mb in self._samples if when <= moment]
         return before[-1] if before else float("nan")
 
-    def cpu_between(self, start: float, end: float) -> dict[str, float]:
-        """CPU seconds the controller, the sandboxes and the stub used between two moments (nearest samples), and
-        the sandboxes' page faults by process (ROLES, as "ROLE faults")."""
-        inside = [cpu for when, cpu in self._cpu if start <= when <= end]
+    def cpu_between(self, start: float, end: float) -> tuple[dict[str, float], float, float]:
+        """CPU seconds the controller, the sandboxes and the stub used between the first and the last sample
+        inside two moments, the sandboxes' page faults by process (ROLES, as "ROLE faults"), and those samples'
+        times (NaN with fewer than two samples)."""
+        inside = [(when, cpu) for when, cpu in self._cpu if start <= when <= end]
         keys = self.WHO + self.ROLES + tuple(f"{role} faults" for role in self.ROLES)
         if len(inside) < 2:
-            return dict.fromkeys(keys, float("nan"))
-        return {who: inside[-1][who] - inside[0][who] for who in keys}
+            return dict.fromkeys(keys, float("nan")), float("nan"), float("nan")
+        (first, before), (last, after) = inside[0], inside[-1]
+        return {who: after[who] - before[who] for who in keys}, first, last
 
     @property
     def peak(self) -> float:

@@ -436,3 +436,44 @@ def test_pools_in_one_machine_pin_their_workers_to_different_cpus(problem):
     with SandboxPool(problem, 1, check_code=False) as first, SandboxPool(problem, 1, check_code=False) as second:
         cpus = [pool.evaluate(code).scores["a"] // 1000 for pool in (first, second)]
     assert cpus[0] != cpus[1]
+
+
+DEFAULT_HANDLERS_PROBLEM = '''"""The signals a candidate-grade process resets: 1000 for each the harness has not,
+1 for each the candidate's process has not."""
+import signal
+
+from evoforge import evolve
+
+SETTINGS = {"time_limit_s": 5.0, "memory_limit_mb": 1024}
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE)
+
+
+@evolve
+def f(x):
+    return x
+
+
+def solve(x):  # runs in the harness's process
+    return f(x) + sum(1000 for s in SIGNALS if signal.getsignal(s) is not signal.SIG_DFL)
+
+
+def score(x, out):
+    return float(out)
+
+
+def inputs(params):
+    return {"a": 0}
+'''
+
+
+def test_harness_and_candidate_processes_have_default_signal_handlers(tmp_path):
+    """The server's Python handlers (SIGINT's, SIGPIPE ignored) are reset in each harness, and in the zygote that
+    every candidate's process inherits them from."""
+    path = tmp_path / "handlers.py"
+    path.write_text(DEFAULT_HANDLERS_PROBLEM)
+    with SandboxPool(load_problem(path), 1, check_code=False) as pool:
+        ev = pool.evaluate("import signal\n\n\ndef f(x):\n    return x + sum(1 for s in SIGNALS if "
+                           "signal.getsignal(s) is not signal.SIG_DFL)\n\n\n"
+                           "SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD,\n"
+                           "           signal.SIGPIPE)\n")
+        assert ev.status == "ok" and ev.score == 0.0, ev

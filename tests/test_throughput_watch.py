@@ -1,4 +1,5 @@
-"""benchmarks/throughput.py's process watch splits the sandboxes' CPU by process role over a 100k-candidate run.
+"""benchmarks/throughput.py's process watch splits the sandboxes' CPU by process role over a 100k-candidate run,
+and a size's row divides what was used between two samples by the candidates recorded between them.
 
 Such a run forks far more processes than pid_max (32768 on many machines), so pids come back: a pid that was a
 harness later belongs to a candidate. The watch must classify the new process afresh and keep roles only for live
@@ -8,6 +9,7 @@ a real process: the watch recognises a server by its command line.
 
 from __future__ import annotations
 
+import bisect
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
-from throughput import _ProcessWatch  # noqa: E402  (benchmarks/ is not a package)
+from throughput import _ProcessWatch, _size_row  # noqa: E402  (benchmarks/ is not a package)
 
 ZYGOTE, HARNESS, CANDIDATE = 4_000_001, 4_000_002, 4_000_003  # above any pid_max: no live process has them
 
@@ -68,3 +70,19 @@ def test_roles_are_kept_for_live_processes_only(server: int, watch: _ProcessWatc
                                {}, parents, started)
         assert set(split) == set(_ProcessWatch.ROLES)
     assert sorted(watch._role.values()) == ["candidate", "harness", "server", "zygote"]
+
+
+def test_a_short_window_counts_per_candidate_between_its_samples(watch: _ProcessWatch) -> None:
+    """1,000 candidates at 100/s, each costing 2 ms of the controller's CPU and 5 of a server's page faults; the
+    watch samples every 0.2 s. The last 10% spans 0.99 s, its samples only 0.8 s of it: divided by the whole
+    window's candidates, each would read a fifth too low (the rise from 1k to 5k that was no rise)."""
+    stamps = [0.01 * i for i in range(1000)]
+    keys = _ProcessWatch.WHO + _ProcessWatch.ROLES + tuple(f"{role} faults" for role in _ProcessWatch.ROLES)
+    for tick in range(60):
+        when = 0.13 + 0.2 * tick
+        done = bisect.bisect_right(stamps, when)
+        watch._cpu.append((when, dict.fromkeys(keys, 0.0) | {"controller": 0.002 * done, "server faults": 5.0 * done}))
+    row = _size_row(stamps, 1000, watch)
+    assert row["cpu_ms"] == pytest.approx(2.0)
+    assert row["cpu"]["server faults"] == pytest.approx(5.0)
+    assert row["cpu"]["harness faults"] == 0.0

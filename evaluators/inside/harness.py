@@ -17,6 +17,7 @@ The candidate's process locks itself down with the same `lock_down`, having inhe
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module (no stub): see lock_down_process
 import ast
 import copy
 import ctypes
@@ -178,7 +179,9 @@ def lock_down_process(cpu: int) -> None:
     The zygote takes these steps once, before it forks any candidate; a harness takes them in `lock_down`."""
     libc = _libc()
     for sig in DEFAULT_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
+        # _signal's own function: `signal.signal` turns the old handler into an enum member, which for Python's
+        # SIGINT handler raises and catches a ValueError, writing ~30 pages (copy-on-write faults) of each harness
+        _signal.signal(sig, _signal.SIG_DFL)
     os.sched_setaffinity(0, {cpu})
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
@@ -193,7 +196,7 @@ def _check_process_lock_down(libc: Any, cpu: int) -> None:
         raise OSError(f"inherited CPU affinity {sorted(os.sched_getaffinity(0))}, not [{cpu}]")
     if libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
         raise OSError("no_new_privs was not inherited")
-    if any(signal.getsignal(sig) is not signal.SIG_DFL for sig in DEFAULT_SIGNALS):
+    if any(_signal.getsignal(sig) != _signal.SIG_DFL for sig in DEFAULT_SIGNALS):  # as in lock_down_process
         raise OSError("the default signal handlers were not inherited")
 
 
