@@ -38,7 +38,7 @@ from evoforge.evaluators.problem_api import (
 )
 from evoforge.evaluators.problem_names import closest, reached_from, undefined, unseen_by_candidate
 from evoforge.evaluators.project import ProjectError, ProjectSource, read_project
-from evoforge.evaluators.validator import module_allowed
+from evoforge.evaluators.validator import module_allowed, runs_at_definition
 
 
 class ProblemError(Exception):
@@ -183,12 +183,33 @@ def _find_evolved(path: Path, source: str, module: ModuleType) -> tuple[EvolvedF
             continue
         if not getattr(getattr(module, node.name, None), EVOLVE_MARK, False):
             continue
+        _check_seed_def(path, node)
         body = "\n".join(lines[node.lineno - 1 : node.end_lineno])
         found.append(EvolvedFunction(name=node.name, source=body, lineno=node.lineno))
     if not found:
         raise _error(path, None, "no function is marked @evolve, so there is nothing to evolve",
                      "add `from evoforge import evolve` and put `@evolve` on the function(s) the search should rewrite")
     return tuple(found)
+
+
+def _check_seed_def(path: Path, node: ast.FunctionDef) -> None:
+    """Refuse a seed whose def line no candidate could keep: the program is the def alone (decorators are not part
+    of it), and a candidate whose defaults or annotations run code is refused, so with such a seed every mutation
+    would fail and the search would stall with nothing said about why."""
+    others = [d for d in node.decorator_list  # @evolve, or @evoforge.evolve
+              if (d.id if isinstance(d, ast.Name) else d.attr if isinstance(d, ast.Attribute) else None) != "evolve"]
+    if others:
+        raise _error(path, others[0].lineno, f"the @evolve function {node.name} has the decorator "
+                     f"@{ast.unparse(others[0])}, which the search would drop: a program is the def alone",
+                     "take the decorator off and do what it does inside the function (or in solve)")
+    eager = runs_at_definition(node)
+    if eager:
+        line, what = eager[0]
+        raise _error(path, line, f"the seed {node.name} has {what}; every candidate copies "
+                     "the def line, and one whose defaults or annotations run code is refused, so the search "
+                     "could change nothing",
+                     "give each default a literal value (a number, a string, a tuple of them) and each annotation a "
+                     "plain type; compute anything else inside the function")
 
 
 def _check_harnesses(path: Path, module: ModuleType, evolved: set[str]) -> None:

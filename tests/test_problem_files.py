@@ -98,6 +98,12 @@ def test_malformed_set_pair() -> None:
      "SETTINGS has unknown key", ":5:"),
     (lambda s: s.replace("SETTINGS = Settings(maximize=True, time_limit_s=5.0)", 'SETTINGS = {"maximise": True}'),
      "did you mean 'maximise' -> 'maximize'?", ":5:"),
+    # A seed def no candidate may keep: every mutation would be refused, and the search would stall unexplained.
+    (lambda s: s.replace("def f(x):", "def f(x, scale=abs(-2)):"), "default value of `f` that is not a literal",
+     ":8:"),
+    (lambda s: s.replace("def f(x):", "def f(x: print('loaded')):"), "annotation of `f` that is not a plain type",
+     ":8:"),
+    (lambda s: s.replace("@evolve\n", "@evolve\n@staticmethod\n"), "has the decorator @staticmethod", ":8:"),
 ])
 def test_broken_problem_files_get_one_clear_message(tmp_path: Path, edit, message: str, line: str | None) -> None:
     path = write(tmp_path, edit(GOOD))
