@@ -145,6 +145,17 @@ def test_numba_mistakes_are_said_in_the_problem_files_terms(tmp_path: Path) -> N
     assert out.returncode == 2, out.stderr
     assert (f"{short}:14: the compiled harness total declares weight='float64(float64, int64)', which takes 2 "
             "argument(s), but weight(x) takes 1") in out.stderr, out.stderr
+    # the evolved function misspelt in the argument types, or a type left out: numba said "name 'wieght' is not
+    # defined" when the sandbox started, with no file or line
+    for typo, said in (('"(wieght, float64[::1])"', "declares 'wieght' for its parameter weight, which takes the "
+                        "evolved function weight\n  fix: name the evolved function there: '(weight, float64[::1])'"),
+                       ('"(float64[::1])"', "declares 1 argument type(s), '(float64[::1])', but total(weight, xs) "
+                        "takes 2\n  fix: give one type per parameter, in order, the evolved function(s) by name: "
+                        "e.g. '(weight, <type of xs>)'")):
+        misspelt = _write(tmp_path, "misspelt.py", HARNESS.replace('"(weight, float64[::1])"', typo))
+        out = _cli("eval", misspelt, cwd=tmp_path)
+        assert out.returncode == 2 and f"{tmp_path / misspelt}:14: the compiled harness total {said}" in out.stderr, \
+            out.stderr
     wrong_type = _write(tmp_path, "wrong_type.py", HARNESS.replace("np.arange(n, dtype=np.float64)", "np.arange(n)"))
     report = _eval_json(tmp_path, wrong_type)
     assert report["status"] == "error" and "No matching definition" not in report["error"]
