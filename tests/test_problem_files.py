@@ -139,6 +139,19 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
         load_problem(tmp_path / "missing.py")
 
 
+@pytest.mark.parametrize("returned, said", [
+    ("None", "score() returned NoneType as the score, not a number; does a path of score() end without `return`? "
+             "(prob.py:14)"),
+    ("float(out), 'fine'", "score() returned tuple as the score, not a number; return one number, a dict of named "
+                           "metrics, or Scored(value, feedback=...) (from evoforge) for a number with text"),
+])
+def test_a_score_that_is_not_a_number_says_what_to_return(tmp_path: Path, returned: str, said: str) -> None:
+    problem = load_problem(write(tmp_path, GOOD.replace("    return float(out)\n", f"    return {returned}\n")))
+    with pytest.raises(InvalidOutput) as info:
+        problem.score_output(1, 2)
+    assert said in str(info.value)
+
+
 def test_score_must_be_finite(tmp_path: Path) -> None:
     problem = load_problem(write(tmp_path, GOOD))
     with pytest.raises(InvalidOutput, match="not a finite number"):
