@@ -415,6 +415,9 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
             lines += ["  feedback from score()", *("    " + line for line in ev.feedback.rstrip().splitlines())]
         timing = ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items())
         lines += fmt.field("  timings", timing or "-")
+        if ev.compiled is not None:  # numba on: whether it was used is what a person checking the setting asks
+            lines += fmt.field("  numba", "compiled" if ev.compiled else "ran as Python (`evoforge eval` on the "
+                               "program's code prints numba's reason)")
     if judgement is not None:
         lines += judgement_lines(judgement)
     if d.proposal:
