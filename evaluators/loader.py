@@ -27,6 +27,7 @@ from typing import Any
 from evoforge.evaluators.problem import EvolvedFunction, Problem, line_in_file
 from evoforge.evaluators.problem_api import (
     EVOLVE_MARK,
+    CompiledHarness,
     HarnessError,
     Project,
     Settings,
@@ -38,7 +39,7 @@ from evoforge.evaluators.problem_api import (
 )
 from evoforge.evaluators.problem_names import closest, reached_from, undefined, unseen_by_candidate
 from evoforge.evaluators.project import ProjectError, ProjectSource, read_project
-from evoforge.evaluators.validator import module_allowed
+from evoforge.evaluators.validator import module_allowed, runs_at_definition
 
 
 class ProblemError(Exception):
@@ -183,12 +184,33 @@ def _find_evolved(path: Path, source: str, module: ModuleType) -> tuple[EvolvedF
             continue
         if not getattr(getattr(module, node.name, None), EVOLVE_MARK, False):
             continue
+        _check_seed_def(path, node)
         body = "\n".join(lines[node.lineno - 1 : node.end_lineno])
         found.append(EvolvedFunction(name=node.name, source=body, lineno=node.lineno))
     if not found:
         raise _error(path, None, "no function is marked @evolve, so there is nothing to evolve",
                      "add `from evoforge import evolve` and put `@evolve` on the function(s) the search should rewrite")
     return tuple(found)
+
+
+def _check_seed_def(path: Path, node: ast.FunctionDef) -> None:
+    """Refuse a seed whose def line no candidate could keep: the program is the def alone (decorators are not part
+    of it), and a candidate whose defaults or annotations run code is refused, so with such a seed every mutation
+    would fail and the search would stall with nothing said about why."""
+    others = [d for d in node.decorator_list  # @evolve, or @evoforge.evolve
+              if (d.id if isinstance(d, ast.Name) else d.attr if isinstance(d, ast.Attribute) else None) != "evolve"]
+    if others:
+        raise _error(path, others[0].lineno, f"the @evolve function {node.name} has the decorator "
+                     f"@{ast.unparse(others[0])}, which the search would drop: a program is the def alone",
+                     "take the decorator off and do what it does inside the function (or in solve)")
+    eager = runs_at_definition(node)
+    if eager:
+        line, what = eager[0]
+        raise _error(path, line, f"the seed {node.name} has {what}; every candidate copies "
+                     "the def line, and one whose defaults or annotations run code is refused, so the search "
+                     "could change nothing",
+                     "give each default a literal value (a number, a string, a tuple of them) and each annotation a "
+                     "plain type; compute anything else inside the function")
 
 
 def _check_harnesses(path: Path, module: ModuleType, evolved: set[str]) -> None:
@@ -198,19 +220,38 @@ def _check_harnesses(path: Path, module: ModuleType, evolved: set[str]) -> None:
     except HarnessError as exc:
         raise _error(path, None, str(exc), "give the function the same signature in every compiled harness") from None
     for name, harness in harnesses(vars(module)).items():
+        line = getattr(getattr(harness.py_func, "__code__", None), "co_firstlineno", None)
+        _check_harness_types(path, line, name, harness)
         unknown = sorted(set(harness.evolved) - evolved)
         if unknown:
-            line = getattr(getattr(harness.py_func, "__code__", None), "co_firstlineno", None)
             raise _error(path, line, f"the compiled harness {name} declares {', '.join(unknown)}, which "
                          f"{'is' if len(unknown) == 1 else 'are'} not @evolve function(s)",
                          f"name only evolved functions ({', '.join(sorted(evolved))}) in compiled_harness")
         for func_name, declared in harness.evolved.items():  # numba would only say "mismatch of arguments number"
             takes, params = declared_arity(declared), _parameters(getattr(module, func_name, None))
             if takes is not None and params is not None and takes != len(params):
-                line = getattr(getattr(harness.py_func, "__code__", None), "co_firstlineno", None)
                 raise _error(path, line, f"the compiled harness {name} declares {func_name}={declared!r}, which "
                              f"takes {takes} argument(s), but {func_name}({', '.join(params)}) takes {len(params)}",
                              f"give {func_name} one type per parameter in compiled_harness(..., {func_name}=...)")
+
+
+def _check_harness_types(path: Path, line: int | None, name: str, harness: CompiledHarness) -> None:
+    """The declared argument types must be one per parameter, the evolved functions by their names: numba would say
+    only "name 'prioity' is not defined" or "Signature mismatch" when the sandbox starts, naming neither."""
+    counted = len(harness.types) == len(harness.params)
+    meant = "'({})'".format(", ".join(
+        p if i in harness.positions else harness.types[i] if counted else f"<type of {p}>"
+        for i, p in enumerate(harness.params)))
+    if not counted:
+        raise _error(path, line, f"the compiled harness {name} declares {len(harness.types)} argument type(s), "
+                     f"{harness.signature!r}, but {name}({', '.join(harness.params)}) takes {len(harness.params)}",
+                     f"give one type per parameter, in order, the evolved function(s) by name: e.g. {meant}")
+    for position in harness.positions:
+        func_name = harness.params[position]
+        if harness.types[position] != func_name:
+            raise _error(path, line, f"the compiled harness {name} declares {harness.types[position]!r} for its "
+                         f"parameter {func_name}, which takes the evolved function {func_name}",
+                         f"name the evolved function there: {meant}")
 
 
 def _parameters(func: object) -> list[str] | None:

@@ -140,7 +140,10 @@ class Problem:
 
     def _number(self, value: Any, what: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-            raise InvalidOutput(self._where(f"score() returned {type(value).__name__} as {what}, not a number"))
+            hint = ("; does a path of score() end without `return`?" if value is None else
+                    "; return one number, a dict of named metrics, or Scored(value, feedback=...) (from evoforge) "
+                    "for a number with text" if isinstance(value, (tuple, list)) else "")
+            raise InvalidOutput(self._where(f"score() returned {type(value).__name__} as {what}, not a number{hint}"))
         try:
             value = float(value)
         except Exception as exc:  # a numpy array of several values, an object whose __float__ raises

@@ -244,7 +244,7 @@ class CompiledHarness:
         # How many positional arguments a call may pass (None: *args takes any number)
         self.arity = None if any(p.kind is p.VAR_POSITIONAL for p in kinds) else (
             sum(p.default is p.empty for p in kinds), len(params))
-        self._declared = _split_types(signature)
+        self.types = tuple(_split_types(signature))  # one per argument: a numba type, or an evolved function's name
         self.dispatcher: Any = None  # the compiled harness, set in the sandbox server
         self.hook: Callable[[CompiledHarness, tuple[Any, ...]], Any] | None = None
 
@@ -279,7 +279,7 @@ class CompiledHarness:
 
     def declared(self) -> str:
         """`name(param: type, ...)` as the declaration gives it."""
-        parts = [name if i in self.positions or i >= len(self._declared) else f"{name}: {self._declared[i]}"
+        parts = [name if i in self.positions or i >= len(self.types) else f"{name}: {self.types[i]}"
                  for i, name in enumerate(self.params)]
         return f"{self.py_func.__name__}({', '.join(parts)})"
 

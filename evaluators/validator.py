@@ -66,6 +66,36 @@ RULES_HINT = ("evolved code may use its arguments, numpy as `np`, the modules " 
               + " and the helpers the problem names; no introspection, files or private attributes")
 
 
+# Node types a type annotation may use: names, dotted names, subscripts, strings, `|` and tuples of those.
+_ANNOTATION_NODES = (ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.Tuple, ast.List, ast.BinOp,
+                     ast.BitOr, ast.Load)
+
+
+def runs_at_definition(func: ast.FunctionDef) -> list[tuple[int, str]]:
+    """What in a def would run code when the program is loaded rather than when the function is called: (line,
+    what) for each default that is not a literal and each annotation that is not a plain type.
+
+    Default values and annotations are evaluated by the `def` statement itself, before solve() calls anything:
+    code there could replace solve() or read the held-out inputs. Defaults must be literals and annotations
+    plain type expressions.
+    """
+    found: list[tuple[int, str]] = []
+    args = func.args
+    for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+        try:
+            ast.literal_eval(default)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            found.append((default.lineno, f"a default value of `{func.name}` that is not a literal"))
+    annotations = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+                   if a is not None and a.annotation is not None]
+    if func.returns is not None:
+        annotations.append(func.returns)
+    for annotation in annotations:
+        if not all(isinstance(n, _ANNOTATION_NODES) for n in ast.walk(annotation)):
+            found.append((annotation.lineno, f"an annotation of `{func.name}` that is not a plain type"))
+    return found
+
+
 class Refused(Exception):
     """The candidate breaks a rule of the language subset; the message names the line and the rule."""
 

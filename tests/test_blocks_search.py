@@ -157,5 +157,10 @@ def test_a_project_run_resumes_and_refuses_a_project_changed_since(tmp_path: Pat
     assert resume_search("r", db, budget=5, progress=False).status == "finished"
     merging = tmp_path / "sort_project" / "merging.py"
     merging.write_text(merging.read_text().replace("into one", "into a single one"))  # outside the blocks
-    with pytest.raises(ProblemError, match="changed since run 'r' started"):
+    with pytest.raises(ProblemError, match="changed since run 'r' started") as refused:
         resume_search("r", db, budget=8, progress=False)
+    assert f"evoforge export r --original -o {tmp_path / 'merge_sort.py'}" in str(refused.value)
+    with Store(db) as store:  # what that command does: the file and the folder back as the run stored them
+        export.write_original(store.get_run("r"), tmp_path / "merge_sort.py", replace=True)
+    assert "into one" in merging.read_text() and "into a single one" not in merging.read_text()
+    assert resume_search("r", db, budget=8, progress=False).status == "finished"

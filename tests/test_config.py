@@ -84,6 +84,10 @@ def test_a_model_entry_with_a_key_nothing_reads_is_refused() -> None:
     (lambda: RunConfig(problem="p", name="n", budget=-1), "budget (--budget) -1"),
     (lambda: RunConfig(problem="p", name="n", workers=0), "workers (--workers) 0"),
     (lambda: RunConfig(problem="p", name="n", concurrency=0), "concurrency (--concurrency) 0"),
+    (lambda: RunConfig(problem="p", name="n", seed=-1), "seed (--seed) -1: must be a whole number >= 0"),
+    (lambda: RunConfig(problem="p", name="n", budget="10"), "budget (--budget) '10': must be a whole number >= 0"),
+    (lambda: RunConfig(problem="p", name="n", workers=2.0), "workers (--workers) 2.0: must be a whole number >= 1"),
+    (lambda: RunConfig(problem="p", name="n", budget=True), "budget (--budget) True"),
     (lambda: RunConfig(problem="p", name="n", answers=0), "answers (--answers) 0: must be a whole number >= 1"),
     (lambda: RunConfig(problem="p", name="n", answers=True), "answers (--answers) True"),
     (lambda: RunConfig(problem="p", name="n", same_behaviour="drop"),
@@ -181,3 +185,11 @@ def test_a_config_is_frozen() -> None:
         config.budget = 1  # type: ignore[misc]
     assert isinstance(config.models.models, tuple)
     assert ModelConfig(models=[CHEAP]).models == (CHEAP,)  # type: ignore[arg-type]  # a list is kept as a tuple
+
+
+def test_a_numpy_integer_seed_from_a_notebook_loop_is_taken_as_a_plain_int() -> None:
+    import numpy as np
+
+    config = RunConfig(problem="p", name="n", seed=np.arange(5)[3], budget=np.int64(20))
+    assert config.seed == 3 and type(config.seed) is int and type(config.budget) is int
+    assert RunConfig.from_dict(config.to_dict()) == config

@@ -154,6 +154,7 @@ def test_best_program_and_lineage(capsys, db: str) -> None:
 
     rc, out, _ = cli(capsys, "program", str(proposed), "--db", db)
     assert rc == 0
+    text_out = out
     for expected in (f"program {proposed} of run insp", f"diff against program {chain[-2]['id']}", "+++",
                      "weibull_train_0", "proposal   offline", "-- response", "def priority"):
         assert expected in out, expected
@@ -161,6 +162,9 @@ def test_best_program_and_lineage(capsys, db: str) -> None:
     data = json.loads(out)
     assert data["proposal"]["model"] == "offline" and data["evaluations"][0]["kind"] == "train"
     assert data["diff"].startswith(f"--- program {chain[-2]['id']}")
+    # bin packing sets numba=True: whether numba was used for each evaluation is in the text too, not only the JSON
+    said = re.findall(r"^  numba +(compiled|ran as Python)", text_out, re.M)
+    assert said == [{True: "compiled", False: "ran as Python"}[e["compiled"]] for e in data["evaluations"]]
 
     rc, _, err = cli(capsys, "show", "nope", "--db", db)
     assert rc == 2 and "no run named 'nope'" in err and "insp" in err

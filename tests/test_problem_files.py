@@ -98,6 +98,12 @@ def test_malformed_set_pair() -> None:
      "SETTINGS has unknown key", ":5:"),
     (lambda s: s.replace("SETTINGS = Settings(maximize=True, time_limit_s=5.0)", 'SETTINGS = {"maximise": True}'),
      "did you mean 'maximise' -> 'maximize'?", ":5:"),
+    # A seed def no candidate may keep: every mutation would be refused, and the search would stall unexplained.
+    (lambda s: s.replace("def f(x):", "def f(x, scale=abs(-2)):"), "default value of `f` that is not a literal",
+     ":8:"),
+    (lambda s: s.replace("def f(x):", "def f(x: print('loaded')):"), "annotation of `f` that is not a plain type",
+     ":8:"),
+    (lambda s: s.replace("@evolve\n", "@evolve\n@staticmethod\n"), "has the decorator @staticmethod", ":8:"),
 ])
 def test_broken_problem_files_get_one_clear_message(tmp_path: Path, edit, message: str, line: str | None) -> None:
     path = write(tmp_path, edit(GOOD))
@@ -131,6 +137,19 @@ def test_a_misspelt_optional_name_is_warned_about_not_silently_ignored(tmp_path:
 def test_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ProblemError, match="no such problem file"):
         load_problem(tmp_path / "missing.py")
+
+
+@pytest.mark.parametrize("returned, said", [
+    ("None", "score() returned NoneType as the score, not a number; does a path of score() end without `return`? "
+             "(prob.py:14)"),
+    ("float(out), 'fine'", "score() returned tuple as the score, not a number; return one number, a dict of named "
+                           "metrics, or Scored(value, feedback=...) (from evoforge) for a number with text"),
+])
+def test_a_score_that_is_not_a_number_says_what_to_return(tmp_path: Path, returned: str, said: str) -> None:
+    problem = load_problem(write(tmp_path, GOOD.replace("    return float(out)\n", f"    return {returned}\n")))
+    with pytest.raises(InvalidOutput) as info:
+        problem.score_output(1, 2)
+    assert said in str(info.value)
 
 
 def test_score_must_be_finite(tmp_path: Path) -> None:

@@ -105,3 +105,21 @@ def test_the_plot_marks_a_best_whose_held_out_evaluation_failed(tmp_path: Path) 
     held_out_panel = figure(c, "fails-held-out").axes[3]
     assert "held-out evaluation FAILED" in held_out_panel.get_legend_handles_labels()[1]
     assert main(["plot", "fails-held-out", "-o", str(tmp_path / "curve.png"), "--db", url]) == 0
+
+
+def test_a_seed_whose_held_out_evaluation_failed_says_so_beside_the_best(tmp_path: Path) -> None:
+    """The seed line read 'held-out -' (which the legend calls 'not scored yet') and the legend said the problem
+    defines no held_out_inputs, though it does and the seed failed on them."""
+    problem = tmp_path / "seed_fails_held_out.py"
+    problem.write_text(BOUNDED.read_text().replace("    return x * 2\n",
+                                                   "    if x == 3:\n        raise ValueError('too big')\n"
+                                                   "    return x * 2\n"))
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    config = RunConfig(problem=str(problem), name="seed-fails", budget=0, workers=1,
+                       islands=IslandConfig(num_islands=1, reset_period=10))
+    assert run_search(config, url, progress=False).status == "finished"
+    for command in ("best", "show"):
+        text = " ".join(_out([command, "seed-fails", "--db", url]).split())
+        assert "seed score 3, held-out FAILED error" in text, text
+        assert "defines no held_out_inputs" not in text
+        assert "the seed's own held-out evaluation failed (error), so there is no seed's gap" in text

@@ -145,6 +145,17 @@ def test_numba_mistakes_are_said_in_the_problem_files_terms(tmp_path: Path) -> N
     assert out.returncode == 2, out.stderr
     assert (f"{short}:14: the compiled harness total declares weight='float64(float64, int64)', which takes 2 "
             "argument(s), but weight(x) takes 1") in out.stderr, out.stderr
+    # the evolved function misspelt in the argument types, or a type left out: numba said "name 'wieght' is not
+    # defined" when the sandbox started, with no file or line
+    for typo, said in (('"(wieght, float64[::1])"', "declares 'wieght' for its parameter weight, which takes the "
+                        "evolved function weight\n  fix: name the evolved function there: '(weight, float64[::1])'"),
+                       ('"(float64[::1])"', "declares 1 argument type(s), '(float64[::1])', but total(weight, xs) "
+                        "takes 2\n  fix: give one type per parameter, in order, the evolved function(s) by name: "
+                        "e.g. '(weight, <type of xs>)'")):
+        misspelt = _write(tmp_path, "misspelt.py", HARNESS.replace('"(weight, float64[::1])"', typo))
+        out = _cli("eval", misspelt, cwd=tmp_path)
+        assert out.returncode == 2 and f"{tmp_path / misspelt}:14: the compiled harness total {said}" in out.stderr, \
+            out.stderr
     wrong_type = _write(tmp_path, "wrong_type.py", HARNESS.replace("np.arange(n, dtype=np.float64)", "np.arange(n)"))
     report = _eval_json(tmp_path, wrong_type)
     assert report["status"] == "error" and "No matching definition" not in report["error"]
@@ -213,3 +224,30 @@ def test_a_seed_over_its_time_limit_names_the_limit_and_the_eval_with_the_runs_s
     assert ("fix: make the seed's solve() lighter, or raise the limit (Settings(time_limit_s=...) in the problem "
             f"file, or --set time_limit_s=...); try `evoforge eval {tmp_path / slow} --set time_limit_s=0.2 "
             "--set pause=1.5` to see the details") in done.stderr, done.stderr
+
+
+def test_a_run_whose_problem_file_was_deleted_or_edited_is_resumed_from_the_text_it_stored(tmp_path: Path) -> None:
+    """A deleted file was answered 'fix: pass the path of a .py problem file, e.g. problems/bin_packing.py', and an
+    edited one 'restore the file (its original text is stored with the run)' with no way to get that text."""
+    problem = _write(tmp_path, "add.py", PROBLEM)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _cli("run", problem, "--name", "r", "--db", db, "--budget", "2", "--quiet", cwd=tmp_path).returncode == 0
+    restore = f"`evoforge export r --original -o {tmp_path / problem} --db {db}"
+    (tmp_path / problem).unlink()
+    gone = _cli("resume", "r", "--db", db, "--budget", "4", cwd=tmp_path)
+    assert gone.returncode == 2 and "e.g. problems/bin_packing.py" not in gone.stderr
+    assert f"{tmp_path / problem}: the problem file of run 'r' is gone\n  fix: write it back as the run stored it, " \
+           f"{restore}`, then resume" in gone.stderr, gone.stderr
+    (tmp_path / problem).write_text(PROBLEM.replace("return [1, 2]", "return [1, 2, 3]"))
+    mine = _write(tmp_path, "mine.py", "def f(x):\n    return x + 2\n")
+    for edited in (_cli("resume", "r", "--db", db, "--budget", "4", cwd=tmp_path),
+                   _cli("add", "r", mine, "--db", db, cwd=tmp_path)):
+        assert edited.returncode == 2 and "changed since run 'r' started" in edited.stderr
+        assert f"{restore} --force`" in edited.stderr, edited.stderr  # it replaces the edited file
+    kept = _cli("export", "r", "--original", "-o", str(tmp_path / problem), "--db", db, cwd=tmp_path)
+    assert kept.returncode == 2 and "--force to replace it" in kept.stderr  # export never overwrites unasked
+    back = _cli("export", "r", "--original", "-o", str(tmp_path / problem), "--db", db, "--force", cwd=tmp_path)
+    assert back.returncode == 0 and "`evoforge resume r` reads it there" in back.stdout, back.stderr
+    assert (tmp_path / problem).read_text() == PROBLEM
+    resumed = _cli("resume", "r", "--db", db, "--budget", "4", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr

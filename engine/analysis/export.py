@@ -4,12 +4,14 @@ The result is the problem as the run stored it, so it needs neither the database
 problem file in its own right (`evoforge eval` or `evoforge run` it, the exported program becomes the seed), with
 the run's `--set` values written into its PARAMS and SETTINGS, and `python FILE.py` scores the program on the
 run's inputs directly, in-process and without a sandbox. A project's run also writes its folder beside the file:
-the project's files with the program's blocks in place, which import and run like the originals.
+the project's files with the program's blocks in place, which import and run like the originals. `--original`
+writes the problem file (and folder) byte for byte as the run stored it, which `resume` accepts again.
 """
 
 from __future__ import annotations
 
 import ast
+import shlex
 from pathlib import Path
 
 from evoforge.db import ProgramInfo, RunInfo
@@ -102,6 +104,29 @@ def write(run: RunInfo, program: ProgramInfo, path: str | Path, *, replace: bool
     text = exported_source(run, program)
     ast.parse(text, filename=str(path))  # a bug here must not leave a broken file behind
     files = project_files(run, program) if "project" in run.config else {}
+    return _write_files(run, path, text, files, replace)
+
+
+def write_original(run: RunInfo, path: str | Path, *, replace: bool = False) -> Path:
+    """Write the problem file exactly as the run stored it when it started (a project's run: its folder beside it,
+    as the run saw it), so that a run whose file was edited or deleted can be resumed from it; `replace` as for
+    `write`."""
+    path = Path(path)
+    if path.suffix != ".py":
+        raise ValueError(f"{path}: the export is a Python problem file; name it with .py")
+    files = dict(run.config["project"]["files"]) if "project" in run.config else {}
+    return _write_files(run, path, run.problem_source, files, replace)
+
+
+def restore_command(run_name: str, path: str | Path, db_url: str, *, replace: bool) -> str:
+    """The command that writes a run's problem file back where the run found it (`replace`: over an edited one)."""
+    return (f"evoforge export {shlex.quote(run_name)} --original -o {shlex.quote(str(path))} --db "
+            f"{shlex.quote(db_url)}" + (" --force" if replace else ""))
+
+
+def _write_files(run: RunInfo, path: Path, text: str, files: dict[str, str], replace: bool) -> Path:
+    """Write the problem file and a project's files beside it; a file already there with other content is kept,
+    and nothing is written, unless `replace`."""
     folder = path.parent / run.config["project"]["folder"] if files else path.parent
     planned = {path: text, **{folder / name: content for name, content in files.items()}}
     if not replace:

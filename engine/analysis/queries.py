@@ -281,6 +281,13 @@ def seed_program(store: Store, run: RunInfo) -> ProgramBrief | None:
     return next(iter(store.program_briefs(run.id, origin="seed")), None)
 
 
+def seed_held_out_failure(store: Store, run: RunInfo, seed: ProgramBrief | None = None) -> str | None:
+    """How the seed's held-out evaluation failed ('timeout', 'error', ...), or None: it passed or has not run."""
+    seed = seed or seed_program(store, run)
+    status = None if seed is None else store.held_out_statuses(run.id, [seed.id]).get(seed.id)
+    return status if status not in (None, "ok") else None
+
+
 @dataclass(frozen=True)
 class IslandRow:
     """An island's valid programs (the seed counts on every island) and its best one."""

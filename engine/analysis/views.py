@@ -21,17 +21,22 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
-def gap_legend(baseline: float | None) -> str:
+def gap_legend(baseline: float | None, seed_failure: str | None = None) -> str:
+    """The legend of the held-out columns; `seed_failure`: how the seed's own held-out evaluation failed, if it did
+    (then there is no baseline, though the problem has held-out inputs)."""
+    rest = ("FAILED: its held-out evaluation failed (it scores nothing there); '-': no held-out score yet (the search "
+            "scores them for each new best only; `evoforge best --held-out` scores the rest); SUSPECT: past the best "
+            "score an honest program can reach (the problem's bound) or judged by the reviewer model to game the "
+            "score, out of selection until `evoforge accept ID` or `evoforge reject ID`")
+    if baseline is None and seed_failure is not None:
+        return (f"gap: how far held-out falls behind training, in % of training; the seed's own held-out evaluation "
+                f"failed ({seed_failure}), so there is no seed's gap to flag a wider one against (no OVERFIT?); {rest}")
     if baseline is None:  # the seed is always scored on the held-out inputs, when the problem has any
         return ("held-out: the run's problem defines no held_out_inputs, so no gap between training and held-out "
                 "scores can show overfitting")
     seed = f"{baseline:+.1%}"
     return (f"gap: how far held-out falls behind training, in % of training (the seed's: {seed}); OVERFIT? "
-            f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; FAILED: its held-out evaluation "
-            "failed (it scores nothing there); '-': no held-out score yet (the search scores them for each new best "
-            "only; `evoforge best --held-out` scores the rest); SUSPECT: past the best score an honest program can "
-            "reach (the problem's bound) or judged by the reviewer model to game the score, out of selection until "
-            "`evoforge accept ID` or `evoforge reject ID`")
+            f"when over {WIDENING_LIMIT * 100:.0f} points wider than the seed's; {rest}")
 
 
 def _seed_json(seed: ProgramBrief | None) -> dict[str, Any] | None:
@@ -136,11 +141,16 @@ def _best_rows(ranked: list[analysis.Ranked]) -> list[list[str]]:
             for r in ranked]
 
 
-def seed_line(seed: ProgramBrief | None) -> str:
-    """The seed's training and held-out scores: what the best's are read against."""
+def seed_lines(store: Store, run: RunInfo, seed: ProgramBrief | None, baseline: float | None) -> list[str]:
+    """The seed's training and held-out scores (what the best's are read against), then the legend. A held-out
+    evaluation of the seed that failed says so, as the best's rows do, rather than '-' (not scored yet) and a
+    legend saying the problem has no held-out inputs."""
     if seed is None:
-        return "seed       -"
-    return f"seed       score {fmt.score(seed.score)}, held-out {fmt.score(seed.held_out_score)}"
+        return ["seed       -", *fmt.field("", gap_legend(baseline), label_width=0)]
+    failure = analysis.seed_held_out_failure(store, run, seed)
+    held_out = f"FAILED {failure}" if failure else fmt.score(seed.held_out_score)
+    return [f"seed       score {fmt.score(seed.score)}, held-out {held_out}",
+            *fmt.field("", gap_legend(baseline, failure), label_width=0)]
 
 
 def metric_rows(spec: MetricSpec, ranked: list[analysis.Ranked]) -> tuple[list[str], list[list[str]]]:
@@ -281,8 +291,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
                                "-" if i.best_program_id is None else str(i.best_program_id)] for i in islands], left=0)]
     lines += ["", f"best {len(ranked)} ({'higher' if analysis.maximize(run) else 'lower'} is better):"]
     lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0) if ranked else ["(no valid program yet)"]
-    lines += [seed_line(analysis.seed_program(store, run))]
-    lines += fmt.field("", gap_legend(baseline), label_width=0)
+    lines += seed_lines(store, run, analysis.seed_program(store, run), baseline)
     lines += _metric_lines(MetricSpec.of(run), ranked)
     for p in rejected:
         info = store.get_program(p.id)
@@ -340,8 +349,7 @@ def best(store: Store, name: str, n: int, *, as_json: bool, by: str | None = Non
     lines = [f"run {run.name}: {what}" + (f"; rejected, not shown: {', '.join(str(p.id) for p in hidden)}"
                                           if hidden else "")]
     lines += fmt.table(_BEST_HEADER, _best_rows(ranked), left=0)
-    lines += [seed_line(seed)]
-    lines += fmt.field("", gap_legend(analysis.seed_gap(store, run)), label_width=0)
+    lines += seed_lines(store, run, seed, analysis.seed_gap(store, run))
     lines += _metric_lines(spec, ranked)
     for r in ranked:
         lines += ["", fmt.section(f"{r.rank}. program {r.program.id}, score {fmt.score(r.program.score)}"),
@@ -407,6 +415,9 @@ def program(store: Store, program_id: int, *, as_json: bool) -> str:
             lines += ["  feedback from score()", *("    " + line for line in ev.feedback.rstrip().splitlines())]
         timing = ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in ev.timings.items())
         lines += fmt.field("  timings", timing or "-")
+        if ev.compiled is not None:  # numba on: whether it was used is what a person checking the setting asks
+            lines += fmt.field("  numba", "compiled" if ev.compiled else "ran as Python (`evoforge eval` on the "
+                               "program's code prints numba's reason)")
     if judgement is not None:
         lines += judgement_lines(judgement)
     if d.proposal:

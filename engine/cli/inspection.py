@@ -4,6 +4,7 @@ export (they read the database), add, reject (a person's changes to a run) and s
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,11 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                               "beside it), runnable alone")
     export.add_argument("name")
     export.add_argument("-o", "--output", required=True, type=_output((".py",)), help="FILE.py to write")
-    export.add_argument("--program", type=int, help="export this program of the run instead of the best")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--program", type=int, help="export this program of the run instead of the best")
+    which.add_argument("--original", action="store_true",
+                       help="write the problem file exactly as the run stored it when it started (to resume a run "
+                            "whose file was edited or deleted, write it to the run's own path)")
     export.add_argument("--force", action="store_true",
                         help="replace files already there (by default an export never overwrites a file)")
     add = command("add", "evaluate your own version and put it into a run (origin 'human')")
@@ -191,6 +196,13 @@ def _export(args: argparse.Namespace) -> int:
 
     with Store(args.db, create=False) as store:
         run = analysis.open_run(store, args.name)
+        if args.original:
+            path = export.write_original(run, args.output, replace=args.force)
+            same = Path(path).resolve() == Path(run.problem_path)
+            print(f"{path}\nthe problem file of run {run.name} as it started" + (
+                f"; `evoforge resume {shlex.quote(run.name)}` reads it there" if same else
+                f"; the run reads {run.problem_path}: write it there to resume the run"))
+            return 0
         if args.program is None:
             ranked = analysis.best(store, run, 1)
             if not ranked:

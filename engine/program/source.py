@@ -14,7 +14,7 @@ import textwrap
 from collections.abc import Sequence
 
 from evoforge.evaluators.project import is_block_program, split_program
-from evoforge.evaluators.validator import Refused
+from evoforge.evaluators.validator import Refused, runs_at_definition
 
 
 class PatchError(ValueError):
@@ -103,35 +103,6 @@ def _describe(node: ast.stmt) -> str:
     return f"statement `{text}`"
 
 
-# Node types a type annotation may use: names, dotted names, subscripts, strings, `|` and tuples of those.
-_ANNOTATION_NODES = (ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.Tuple, ast.List, ast.BinOp,
-                     ast.BitOr, ast.Load)
-
-
-def _runs_at_definition(func: ast.FunctionDef) -> list[str]:
-    """What in a def would run code when the program is loaded rather than when the function is called.
-
-    Default values and annotations are evaluated by the `def` statement itself, before solve() calls anything:
-    code there could replace solve() or read the held-out inputs. Defaults must be literals and annotations
-    plain type expressions.
-    """
-    found = []
-    args = func.args
-    for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
-        try:
-            ast.literal_eval(default)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            found.append(f"line {default.lineno}: a default value of `{func.name}` that is not a literal")
-    annotations = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-                   if a is not None and a.annotation is not None]
-    if func.returns is not None:
-        annotations.append(func.returns)
-    for annotation in annotations:
-        if not all(isinstance(n, _ANNOTATION_NODES) for n in ast.walk(annotation)):
-            found.append(f"line {annotation.lineno}: an annotation of `{func.name}` that is not a plain type")
-    return found
-
-
 def check_program(code: str, evolved_names: Sequence[str]) -> None:
     """Raise PatchError unless code parses and is exactly one plain `def` per evolved name, with nothing else."""
     tree = parse_code(code, "the new code")
@@ -147,7 +118,7 @@ def check_program(code: str, evolved_names: Sequence[str]) -> None:
                 seen[node.name] = node.lineno
             if node.decorator_list:
                 problems.append(f"line {node.decorator_list[0].lineno}: a decorator on `{node.name}`")
-            eager.extend(_runs_at_definition(node))
+            eager.extend(f"line {line}: {what}" for line, what in runs_at_definition(node))
         else:
             problems.append(f"line {node.lineno}: top-level {_describe(node)}")
     for name in wanted:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -255,12 +256,16 @@ class RunConfig:
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
-        if self.budget < 0:
-            raise ConfigError(f"{named('--budget')} {self.budget}: must be >= 0")
-        if self.workers < 1:
-            raise ConfigError(f"{named('--workers')} {self.workers}: must be >= 1")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ConfigError(f"{named('--concurrency')} {self.concurrency}: must be >= 1")
+        # A string from Python (budget="10") met `<` with a TypeError, and a negative seed numpy's "expected
+        # non-negative integer" as a traceback from inside a run it had already created.
+        for flag, least in (("--budget", 0), ("--seed", 0), ("--workers", 1), ("--concurrency", 1)):
+            field_name = flag.removeprefix("--")
+            value = getattr(self, field_name)
+            if value is None and field_name == "concurrency":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ConfigError(f"{named(flag)} {value!r}: must be a whole number >= {least}")
+            object.__setattr__(self, field_name, int(value))  # a numpy integer too, stored as JSON
         if self.same_behaviour not in (None, *SAME_BEHAVIOUR):
             raise ConfigError(f"{named('--same-behaviour')} {self.same_behaviour}: use one of "
                               f"{', '.join(SAME_BEHAVIOUR)}")

@@ -7,6 +7,7 @@ rejected ones (also as founders of island resets).
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import socket
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evoforge.db import NewProgram, ProgramInfo, RunInfo, Store
+from evoforge.engine.analysis import export
 from evoforge.engine.analysis import queries as analysis
 from evoforge.engine.program.candidates import candidate_from_text, read_candidate
 from evoforge.engine.program.source import code_hash
@@ -34,11 +36,15 @@ def run_problem(store: Store, name: str) -> tuple[RunInfo, Problem]:
     """The run and its problem loaded from its path, refused if the file changed since the run started."""
     run = analysis.open_run(store, name)
     stored = run.config["run"]
+    restore = functools.partial(export.restore_command, name, stored["problem"], store.url)
+    if not Path(stored["problem"]).is_file():
+        raise ProblemError(f"{stored['problem']}: the problem file of run '{name}' is gone\n  fix: write it back as "
+                           f"the run stored it: `{restore(replace=False)}`")
     problem = load_problem(stored["problem"], stored.get("overrides", {}))
     if problem.source_hash != run.problem_hash:
         raise ProblemError(f"{problem.path} changed since run '{name}' started, so its scores would not compare\n"
-                           "  fix: restore the file (`evoforge export` writes the stored version with a program "
-                           "in it) or start a new run")
+                           "  fix: put back the text the run stored (keep your edited file under another name "
+                           f"first): `{restore(replace=True)}`, or start a new run")
     return run, problem
 
 

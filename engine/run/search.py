@@ -18,9 +18,11 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store, StoreError
+from evoforge.engine.analysis import export
 from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.judge import Judge, JudgeReplay
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache
@@ -52,8 +54,6 @@ class SearchResult:
 
 
 def default_run_name(problem_path: str) -> str:
-    from pathlib import Path
-
     return f"{Path(problem_path).stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -112,6 +112,10 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
         if executor is not None:
             config = dataclasses.replace(config, executor=executor)
         # The absolute path the run recorded: a relative one would mean another file from another folder.
+        restore = functools.partial(export.restore_command, name, run.problem_path, store.url)
+        if not Path(run.problem_path).is_file():
+            raise ProblemError(f"{run.problem_path}: the problem file of run '{name}' is gone\n  fix: write it back "
+                               f"as the run stored it, `{restore(replace=False)}`, then resume")
         problem = load_problem(run.problem_path, config.overrides)
         if problem.source_hash != run.problem_hash:
             what = f"{problem.path} (or its project folder)" if problem.project is not None else str(problem.path)
@@ -119,8 +123,8 @@ def resume_search(name: str, db_url: str, *, budget: int | None = None, progress
                      "recording a program, so it starts over" if run.status == "failed" and not store.attempts(run.id)
                      else "start a new run")
             raise ProblemError(f"{what} changed since run '{name}' started, so resuming would mix two "
-                               "problems\n  fix: restore the file (its original text is stored with the run) or "
-                               f"{again}")
+                               f"problems\n  fix: {again}, or put back the text the run stored (keep your edited "
+                               f"file under another name first): `{restore(replace=True)}`")
         made = store.proposal_count(run.id)
         if budget is not None and budget <= made:  # the run ends at once: say why, and keep the budget it had
             log.warning("run %s has already proposed %d candidates, so a budget of %d (the new total, not more) leaves "

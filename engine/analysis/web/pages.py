@@ -123,8 +123,9 @@ def run_view(store: Store, run: RunInfo, *, top: int = 5, stats: list[ModelStats
     spec = MetricSpec.of(run)
     if any(r.program.metrics for r in ranked):
         facts.append(("metrics", metric_legend(spec)))
+    legend = gap_legend(analysis.seed_gap(store, run), analysis.seed_held_out_failure(store, run))
     return {"run": run, "name": run.name, "facts": facts, "best": _best_rows(spec, ranked),
-            "legend": gap_legend(analysis.seed_gap(store, run)), "models_header": MODEL_HEADER, "models": models,
+            "legend": legend, "models_header": MODEL_HEADER, "models": models,
             "islands": islands, "rejected": rejected, "notes": notes, "ranked": ranked}
 
 
