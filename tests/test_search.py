@@ -240,8 +240,9 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_re
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = programs_of(db, "killed")
-    assert "held by    no live process: `evoforge resume killed` continues it" in _cli(
-        "show", "killed", "--db", db, cwd=REPO).stdout
+    shown = _cli("show", "killed", "--db", db, cwd=REPO).stdout
+    assert f"held by    no live process; this command continues it:\n           evoforge resume killed --db {db}\n" \
+        in shown, shown
     assert json.loads(_cli("show", "killed", "--db", db, "--json", cwd=REPO).stdout)["held_by"]["alive"] is False
     resumed = _cli("resume", "killed", "--db", db, "--budget", str(len(before) + 10), "--quiet", cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr

@@ -6,6 +6,7 @@ Each view takes an open Store and returns the whole output as one string, so tes
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from evoforge.db import EventInfo, JudgementInfo, ProgramBrief, ProgramInfo, RunInfo, Store
@@ -205,7 +206,9 @@ def _searched_by(store: Store, run: RunInfo) -> list[str]:
     holder, now = store.run_holder(run.id), utcnow()
     if holder is not None and holder.is_alive(now):
         return fmt.field("held by", holder.describe(now))
-    return fmt.field("held by", f"no live process: `evoforge resume {run.name}` continues it")
+    # On a line of its own, never wrapped (a path broken in two could not be copied), with --db: from any folder
+    command = f"evoforge resume {shlex.quote(run.name)} --db {shlex.quote(store.url)}"
+    return [*fmt.field("held by", "no live process; this command continues it:"), " " * 11 + command]
 
 
 def _stops_since_resume(store: Store, run: RunInfo) -> list[EventInfo]:
