@@ -230,6 +230,7 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_re
         assert "Traceback" not in twice.stderr
         shown = _cli("show", "killed", "--db", db, cwd=REPO).stdout
         assert f"held by    process {proc.pid} on host {socket.gethostname()}" in shown, shown
+        assert "running*" not in _cli("runs", "--db", db, cwd=REPO).stdout  # a live search is not marked
         held = json.loads(_cli("show", "killed", "--db", db, "--json", cwd=REPO).stdout)["held_by"]
         assert (held["pid"], held["host"], held["alive"]) == (proc.pid, socket.gethostname(), True), held
         assert held["heartbeat_age_s"] >= 0 and held["heartbeat_at"]
@@ -240,6 +241,8 @@ def test_kill_dash_nine_then_resume_loses_nothing_committed_and_a_live_run_is_re
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = programs_of(db, "killed")
+    listed = _cli("runs", "--db", db, cwd=REPO).stdout
+    assert "running*" in listed and "no live process searches it" in listed, listed
     shown = _cli("show", "killed", "--db", db, cwd=REPO).stdout
     assert f"held by    no live process; this command continues it:\n           evoforge resume killed --db {db}\n" \
         in shown, shown

@@ -54,17 +54,23 @@ def _program_json(p: ProgramInfo, gap: Gap | None = None) -> dict[str, Any]:
 
 def runs(store: Store, *, as_json: bool) -> str:
     """Every run in the database, oldest first."""
-    summaries = [analysis.summarize(store, run) for run in store.list_runs()]
+    listed = store.list_runs()
+    summaries = [analysis.summarize(store, run) for run in listed]
     if as_json:
         return _dumps([s.to_dict() for s in summaries])
     if not summaries:
         return f"no runs in {store.url}"
+    orphaned = {run.name for run in listed if _holder_alive(store, run) is False}
     header = ["problem", "status", "cands", "best", "valid", "cost", "started", "took"]
-    rows = [[fmt.fit(s.problem, 14), s.status, str(s.candidates), _best_cell(s), f"{s.valid_rate:.0%}",
-             fmt.cost(s.cost), f"{s.started:%m-%d %H:%M}", fmt.duration(s.duration_s)] for s in summaries]
+    rows = [[fmt.fit(s.problem, 14), s.status + ("*" if s.name in orphaned else ""), str(s.candidates),
+             _best_cell(s), f"{s.valid_rate:.0%}", fmt.cost(s.cost), f"{s.started:%m-%d %H:%M}",
+             fmt.duration(s.duration_s)] for s in summaries]
     names = [s.name for s in summaries]
     legend = ([f"!: the best's held-out evaluation failed ({', '.join(sorted(failed))}); `evoforge best NAME`"]
               if (failed := {str(s.best_held_out_status) for s in summaries if _held_out_failed(s)}) else [])
+    if orphaned:
+        legend.append("*: marked running, but no live process searches it (killed?): `evoforge resume NAME` "
+                      "continues it, `evoforge show NAME` gives the command")
     if any(s.best_suspect for s in summaries):
         legend.append("?: the best is SUSPECT (past the problem's bound, or judged to game the score): "
                       "`evoforge accept ID` or `evoforge reject ID`")
@@ -215,6 +221,14 @@ def _stops_since_resume(store: Store, run: RunInfo) -> list[EventInfo]:
     """Why the run stopped, if it stopped since it last resumed: a stop that a resume went past is history."""
     stops, resumes = store.events(run.id, "stop"), store.events(run.id, "resume")
     return [e for e in stops if not resumes or e.seq > resumes[-1].seq]
+
+
+def _holder_alive(store: Store, run: RunInfo) -> bool | None:
+    """For a run marked running, whether a live process searches it; None for any other run."""
+    if run.status != "running":
+        return None
+    holder = store.run_holder(run.id)
+    return holder is not None and holder.is_alive(utcnow())
 
 
 def _holder_json(store: Store, run: RunInfo) -> dict[str, Any] | None:
