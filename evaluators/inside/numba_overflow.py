@@ -9,8 +9,16 @@ Compiled candidates run in the harness's process, so a size or index that wraps 
   stop: with a step near 2**63 the index wraps below the stop and the loop goes on, reading and writing at
   indices far outside both lists. `for_range_slice` ends the loop where the addition overflows, which is where
   the true index has passed the stop.
-`install` puts both where numba looks them up each time it compiles (module globals of numba's `arrayobj` and
-`cgutils`), so they hold for every compilation after it, numba's own library's included.
+- a float converted to an integer (`int(x)`, `round(x)`, `np.int64(x)`, `math.floor(x)`, casts) is LLVM's `fptosi`,
+  whose result is poison where the float is out of range or NaN. Where LLVM can see that (a constant such as
+  `int(1e300)`, a branch that bounds the float), it treats whatever uses the result as undefined behaviour: the
+  bounds check of `s[int(1e300)]` was dropped and the character read through a pointer nothing wrote, and
+  `a.reshape((int(1e300), 7))` compiled to a function with no body, so a call ran on into the code after it.
+  `saturating_conversions` makes every such conversion LLVM's saturating one (`llvm.fptosi.sat`: NaN is 0, a
+  float past the integer's range its nearest end), defined for every float, so no check depends on poison.
+`install` puts them where numba looks them up each time it compiles (module globals of numba's `arrayobj` and
+`cgutils`, and llvmlite's `IRBuilder`, which every lowering writes through), so they hold for every compilation
+after it, numba's own library's included.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from llvmlite import ir
 
 MAX_SIZE = (1 << 63) - 1  # the largest intp: no array has more elements
 
@@ -92,6 +102,29 @@ def for_range_slice(builder: Any, start: Any, stop: Any, step: Any, intp: Any = 
     builder.position_at_end(bbend)
 
 
+_FLOAT_NAMES = {ir.HalfType: "f16", ir.FloatType: "f32", ir.DoubleType: "f64"}
+
+
+def saturating_conversions(builder_type: type[ir.IRBuilder]) -> None:
+    """Make `builder_type.fptosi` and `.fptoui` of a scalar float to an integer call LLVM's saturating conversion
+    (see the module docstring); other operands keep the original instruction."""
+    for op in ("fptosi", "fptoui"):
+        original = getattr(builder_type, op)
+
+        def convert(self: ir.IRBuilder, value: Any, typ: Any, name: str = "", op: str = op,
+                    original: Any = original) -> Any:
+            suffix = _FLOAT_NAMES.get(type(value.type))
+            if suffix is None or not isinstance(typ, ir.IntType):
+                return original(self, value, typ, name)
+            intrinsic = f"llvm.{op}.sat.i{typ.width}.{suffix}"
+            function = self.module.globals.get(intrinsic)
+            if function is None:
+                function = ir.Function(self.module, ir.FunctionType(typ, [value.type]), intrinsic)
+            return self.call(function, [value], name=name)
+
+        setattr(builder_type, op, convert)
+
+
 def install() -> None:
     """Make every later compilation in this process use the versions above; raises if this numba no longer has
     what they replace (then nothing compiled here could be trusted with a reshape or a list slice)."""
@@ -102,5 +135,8 @@ def install() -> None:
         if not callable(getattr(module, name, None)):
             raise RuntimeError(f"{module.__name__}.{name} is gone: evoforge's overflow check for it needs updating "
                                "for this numba version")
+    if not all(callable(getattr(ir.IRBuilder, op, None)) for op in ("fptosi", "fptoui")):
+        raise RuntimeError("llvmlite's IRBuilder has no fptosi/fptoui: evoforge's conversion check needs updating")
     arrayobj.normalize_reshape_value = checked_reshape_value
     cgutils.for_range_slice = for_range_slice
+    saturating_conversions(ir.IRBuilder)
