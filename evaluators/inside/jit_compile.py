@@ -32,7 +32,7 @@ from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, h
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
 # Part of every candidate's payload key: raise it when a change to what compiled code may do (numba_overflow, a
 # check numba_semantics adds) leaves the adjusted source unchanged, so that no payload compiled without it loads.
-CHECKS_VERSION = 5
+CHECKS_VERSION = 6
 
 numba_overflow.install()  # here, so that it precedes every compilation in the sandbox
 

@@ -16,6 +16,10 @@ Compiled candidates run in the harness's process, so a size or index that wraps 
   `a.reshape((int(1e300), 7))` compiled to a function with no body, so a call ran on into the code after it.
   `saturating_conversions` makes every such conversion LLVM's saturating one (`llvm.fptosi.sat`: NaN is 0, a
   float past the integer's range its nearest end), defined for every float, so no check depends on poison.
+- a shift (`x << n`, `x >> n`) is LLVM's `shl`/`lshr`/`ashr`, poison where n is not below the width: with `n = 64`
+  the bounds check of `s[(x | 1) << n]` was dropped the same way. `defined_shifts` shifts by n modulo the width
+  and then picks, for n out of range, what shifting one bit at a time gives (0, or the sign for `>>` of a
+  signed integer), as numba's other integer arithmetic wraps.
 `install` puts them where numba looks them up each time it compiles (module globals of numba's `arrayobj` and
 `cgutils`, and llvmlite's `IRBuilder`, which every lowering writes through), so they hold for every compilation
 after it, numba's own library's included.
@@ -125,6 +129,28 @@ def saturating_conversions(builder_type: type[ir.IRBuilder]) -> None:
         setattr(builder_type, op, convert)
 
 
+def defined_shifts(builder_type: type[ir.IRBuilder]) -> None:
+    """Make `builder_type.shl`, `.lshr` and `.ashr` of integers defined for every amount (see the module docstring);
+    flags that make an overflow poison (`nuw`, `nsw`, `exact`) are dropped."""
+    for op in ("shl", "lshr", "ashr"):
+        original = getattr(builder_type, op)
+
+        def shift(self: ir.IRBuilder, lhs: Any, rhs: Any, name: str = "", flags: Any = (), op: str = op,
+                  original: Any = original) -> Any:
+            if not isinstance(lhs.type, ir.IntType) or lhs.type != rhs.type:
+                return original(self, lhs, rhs, name, flags)
+            width = ir.Constant(lhs.type, lhs.type.width)
+            inside = self.icmp_unsigned("<", rhs, width)
+            shifted = original(self, lhs, self.urem(rhs, width))
+            if op == "ashr":
+                out_of_range = original(self, lhs, ir.Constant(lhs.type, lhs.type.width - 1))
+            else:
+                out_of_range = ir.Constant(lhs.type, 0)
+            return self.select(inside, shifted, out_of_range, name=name)
+
+        setattr(builder_type, op, shift)
+
+
 def install() -> None:
     """Make every later compilation in this process use the versions above; raises if this numba no longer has
     what they replace (then nothing compiled here could be trusted with a reshape or a list slice)."""
@@ -135,8 +161,10 @@ def install() -> None:
         if not callable(getattr(module, name, None)):
             raise RuntimeError(f"{module.__name__}.{name} is gone: evoforge's overflow check for it needs updating "
                                "for this numba version")
-    if not all(callable(getattr(ir.IRBuilder, op, None)) for op in ("fptosi", "fptoui")):
-        raise RuntimeError("llvmlite's IRBuilder has no fptosi/fptoui: evoforge's conversion check needs updating")
+    if not all(callable(getattr(ir.IRBuilder, op, None)) for op in ("fptosi", "fptoui", "shl", "lshr", "ashr")):
+        raise RuntimeError("llvmlite's IRBuilder lacks a conversion or shift evoforge makes defined: update "
+                           "evaluators/inside/numba_overflow.py for this llvmlite")
     arrayobj.normalize_reshape_value = checked_reshape_value
     cgutils.for_range_slice = for_range_slice
     saturating_conversions(ir.IRBuilder)
+    defined_shifts(ir.IRBuilder)
