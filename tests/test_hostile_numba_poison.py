@@ -6,9 +6,12 @@ LLVM may treat every use of poison as undefined behaviour wherever it can see it
 check and read its character through a pointer nothing wrote (the candidate scored as if nothing happened, where
 Python raises), and `bins[:1].reshape((int(1e300), 7))` compiled to a function with no body, so the harness ran on
 into whatever code followed it (the evaluation 'crashed', the process exiting with status 0).
+numba also adds with `nsw`, which makes a signed overflow poison: after `if n < 0`, `seen[n + C]` lost the lower
+half of its bounds check, and an index that wrapped to -2**63 passed and read the start of the array `seen` views
+(the harness's whole input) where seen was empty: the value to guess, exactly.
 A shift by 64 (`shl`, `lshr`, `ashr`) is poison too, and `'abcdef'[(k | 1) >> n]` with `n = 64` lost its check
 the same way. `evaluators/inside/numba_overflow.py` makes every such conversion the saturating one, defined for
-every float, and every shift defined for every amount.
+every float, every shift defined for every amount, and integer arithmetic wrapping.
 """
 
 from __future__ import annotations
@@ -67,3 +70,52 @@ def test_a_shift_past_the_width_reads_inside_its_string(bins):
     best_fit = bins.evaluate(BEST_FIT)
     ev = bins.evaluate(SHIFTED)
     assert ev.status == "ok" and ev.compiled is True and ev.score == best_fit.score, ev
+
+
+# Each call sees the values before the one to guess, as a view of the whole input (which the harness holds), and
+# an int the harness passes (8, as cap set passes n).
+GUESS = '''"""Guess each value from the values before it."""
+import numpy as np
+
+from evoforge import Settings, evolve
+
+SETTINGS = Settings(maximize=True, numba=True)
+
+
+@evolve
+def guess(seen, n):
+    return float(seen[-1]) if len(seen) else 0.0
+
+
+def solve(values):
+    values = np.asarray(values, dtype=np.float64)
+    return [guess(values[:i], 8) for i in range(len(values))]
+
+
+def score(values, output):
+    return -float(np.abs(np.asarray(output) - np.asarray(values)).sum())
+
+
+def inputs(params):
+    return {"a": [float(x) for x in np.random.default_rng(0).random(50)]}
+'''
+HONEST = "def guess(seen, n):\n    return float(seen[-1]) if len(seen) else 0.0\n"
+# n + 9223372036854775800 is 2**63, which wraps to -2**63, and seen[-2**63] lies 8 * -2**63 bytes (0, as 2**66
+# wraps) from seen's start; LLVM took `n >= 0` and the `nsw` add to mean the index cannot be negative, so only
+# `index < len(seen)` was checked. On the first call seen is empty, and its start is the value it must guess.
+AHEAD = """def guess(seen, n):
+    if n < 0:
+        return 0.0
+    return seen[n + 9223372036854775800]
+"""
+
+
+def test_an_index_that_overflows_reads_nothing_ahead(tmp_path):
+    path = tmp_path / "guess.py"
+    path.write_text(GUESS)
+    with SandboxPool(load_problem(path, {}), 1) as pool:
+        honest = pool.evaluate(HONEST)
+        assert honest.status == "ok" and honest.compiled is True, honest
+        ev = pool.evaluate(AHEAD)
+    assert ev.status != "ok" or ev.score <= honest.score, ev  # the leak: the first value, exactly
+    assert ev.status == "error" and "out of bounds" in (ev.error or ""), ev

@@ -20,6 +20,12 @@ Compiled candidates run in the harness's process, so a size or index that wraps 
   the bounds check of `s[(x | 1) << n]` was dropped the same way. `defined_shifts` shifts by n modulo the width
   and then picks, for n out of range, what shifting one bit at a time gives (0, or the sign for `>>` of a
   signed integer), as numba's other integer arithmetic wraps.
+- numba adds, subtracts and multiplies signed integers with LLVM's `nsw` flag, which makes an overflow poison
+  ("to optimise away the check for a negative i+1"): after `if k < 0: return`, `a[k + 10]` lost the lower half of
+  its bounds check, and with k = 2**63 - 1 the index wrapped to -2**63 + 9, which passed and read 9 elements on
+  from the array's start, past its end (72 bytes: a wrapped index times the item size lands anywhere).
+  `wrapping_arithmetic` drops the flags that make an overflow poison (`nsw`, `nuw`, `exact`): integers wrap, as
+  numba says they do, and no check is dropped for it.
 `install` puts them where numba looks them up each time it compiles (module globals of numba's `arrayobj` and
 `cgutils`, and llvmlite's `IRBuilder`, which every lowering writes through), so they hold for every compilation
 after it, numba's own library's included.
@@ -151,6 +157,22 @@ def defined_shifts(builder_type: type[ir.IRBuilder]) -> None:
         setattr(builder_type, op, shift)
 
 
+POISONING_FLAGS = frozenset({"nsw", "nuw", "exact"})
+
+
+def wrapping_arithmetic(builder_type: type[ir.IRBuilder]) -> None:
+    """Make `builder_type`'s integer arithmetic drop the flags that make an overflow poison (see the module
+    docstring)."""
+    for op in ("add", "sub", "mul", "sdiv", "udiv"):
+        original = getattr(builder_type, op)
+
+        def arithmetic(self: ir.IRBuilder, lhs: Any, rhs: Any, name: str = "", flags: Any = (),
+                       original: Any = original) -> Any:
+            return original(self, lhs, rhs, name, tuple(f for f in flags if f not in POISONING_FLAGS))
+
+        setattr(builder_type, op, arithmetic)
+
+
 def install() -> None:
     """Make every later compilation in this process use the versions above; raises if this numba no longer has
     what they replace (then nothing compiled here could be trusted with a reshape or a list slice)."""
@@ -161,10 +183,12 @@ def install() -> None:
         if not callable(getattr(module, name, None)):
             raise RuntimeError(f"{module.__name__}.{name} is gone: evoforge's overflow check for it needs updating "
                                "for this numba version")
-    if not all(callable(getattr(ir.IRBuilder, op, None)) for op in ("fptosi", "fptoui", "shl", "lshr", "ashr")):
+    if not all(callable(getattr(ir.IRBuilder, op, None))
+               for op in ("fptosi", "fptoui", "shl", "lshr", "ashr", "add", "sub", "mul", "sdiv", "udiv")):
         raise RuntimeError("llvmlite's IRBuilder lacks a conversion or shift evoforge makes defined: update "
                            "evaluators/inside/numba_overflow.py for this llvmlite")
     arrayobj.normalize_reshape_value = checked_reshape_value
     cgutils.for_range_slice = for_range_slice
     saturating_conversions(ir.IRBuilder)
     defined_shifts(ir.IRBuilder)
+    wrapping_arithmetic(ir.IRBuilder)
