@@ -30,9 +30,10 @@ from evoforge.evaluators.inside import numba_load, numba_overflow, numba_semanti
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
-# Part of every candidate's payload key: raise it when a change to what compiled code may do (numba_overflow, a
-# check numba_semantics adds) leaves the adjusted source unchanged, so that no payload compiled without it loads.
-CHECKS_VERSION = 3
+# Part of every payload key (candidates' and harnesses'): raise it when a change to what compiled code may do
+# (numba_overflow, a check numba_semantics adds) leaves the adjusted source unchanged, so that no payload compiled
+# without it loads.
+CHECKS_VERSION = 7
 
 numba_overflow.install()  # here, so that it precedes every compilation in the sandbox
 
@@ -107,7 +108,7 @@ def compile_harnesses(namespace: dict[str, Any], entries: dict[str, str]) -> dic
     for name, harness in found.items():
         sig = parse_signature(harness.signature, ftypes)
         dispatcher = numba.njit(harness.py_func)
-        dispatcher._cache = PayloadCache(f"harness:{name}", entries, new.__setitem__)
+        dispatcher._cache = PayloadCache(f"harness:{name}:checks{CHECKS_VERSION}", entries, new.__setitem__)
         try:
             dispatcher.compile(sig)
         except Exception as exc:

@@ -13,6 +13,11 @@ for compiling, or not compiled at all (it then runs as Python), so that compiled
   allocated (`[x] * 7 * 7905747460161236407` is one item long and writes seven). The compiled source calls
   `evoforge_mul`, which refuses a length past an intp as Python does (MemoryError for a list, OverflowError for a
   string), and `seq *= n` checks the same first (`evoforge_fit`). A literal factor up to SMALL_REPEAT stays `*`.
+- Text of a number (`str(n)`, `repr(n)`, an f-string): numba sizes an integer's text by `floor(log10(n))` in
+  floating point, one character too long where the float rounds up to a power of ten (`str(10**17 - 1)`), and
+  leaves that first character as the allocator left it (in the harness's process); `str(-2**63)` asks for a
+  negative length and `str(1.5)` is a placeholder ('<object type:float64>'). Code that makes such text is not
+  compiled (`_refuse_number_text`).
 - Memory: compiled code runs inside the harness's process, next to the inputs, and numba checks only plain
   indexing (`boundscheck`); parts of its library read and write past an array's end (`a.flat[i]`,
   `np.take_along_axis`, `np.bincount` of negatives, a ufunc's positional `out`, `np.round(scalar, 0, out)` into
@@ -42,6 +47,8 @@ MUL = "evoforge_mul"
 UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
                           "lib", "objmode", "literally", "address_as_void_pointer", POW, FIT, MUL})
 MAX_ITEMS = (1 << 63) - 1  # the most items a list or string can have (an intp)
+# Builtins that make text of a value, and so of a number (see the module docstring); f-strings do the same.
+TEXT_OF = frozenset({"str", "repr", "format", "ascii"})
 SMALL_REPEAT = 1 << 16  # x * n with a literal n this small stays `*`: x would need 2**47 items to wrap
 # Attributes and imported names compiled code may use: numpy functions and array members whose numba versions
 # check their memory accesses (np.random's draws among them), the scalar functions of math, and containers' methods.
@@ -158,6 +165,7 @@ def for_numba(code: str) -> str:
     if unsafe:
         raise Divergent(f"compiled code may not use {', '.join(unsafe)}")
     _refuse_unchecked_memory(tree)
+    _refuse_number_text(tree)
     _refuse_overlapping_updates(tree)
     tree = _FitInPlace().visit(_OperatorCalls().visit(tree))
     return ast.unparse(ast.fix_missing_locations(tree))
@@ -188,6 +196,18 @@ def _refuse_unchecked_memory(tree: ast.AST) -> None:
                      or any(isinstance(a, ast.Starred) for a in node.args)
                      or any(k.arg in ("out", None) for k in node.keywords))):
             raise Divergent(f"line {node.lineno}: `{node.func.attr}` with an output argument is not compiled")
+
+
+def _refuse_number_text(tree: ast.AST) -> None:
+    """Divergent where the code makes text of a value (`TEXT_OF`, f-strings): numba's text of a number is not
+    Python's, and an integer's can hold a character nothing wrote (see the module docstring)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in TEXT_OF:
+            raise Divergent(f"line {node.lineno}: `{node.id}` is not compiled (numba's text of a number differs "
+                            "from Python's)")
+        if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
+            raise Divergent(f"line {node.lineno}: an f-string is not compiled (numba's text of a number differs "
+                            "from Python's)")
 
 
 def _name_of(node: ast.AST) -> str | None:
