@@ -53,7 +53,8 @@ class Watch:
         self.numba = numba  # compile frames (which pause the clock) are only accepted when numba is on
         # Compile payloads are kept only from compilations no code of the candidate ran before: those before its
         # `loaded` frame, and (late_payloads: every evolved function compiles at its first call) later ones until a
-        # function falls back to Python, whose code could then forge frames.
+        # function falls back to Python: from then on the candidate's own code has run (in its own process), and
+        # nothing compiled after that is trusted for another evaluation (README: compilations are kept by the engine).
         self.late_payloads = late_payloads
         self.payloads: dict[str, str] = {}
         self.payload_chars = 0
