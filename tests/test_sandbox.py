@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from untouched import MARKER, Untouched
 
@@ -477,3 +479,48 @@ def test_harness_and_candidate_processes_have_default_signal_handlers(tmp_path):
                            "SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD,\n"
                            "           signal.SIGPIPE)\n")
         assert ev.status == "ok" and ev.score == 0.0, ev
+
+
+SEEDED_PROBLEM = '''"""Each process draws from `random` and numpy's global RNG: the candidate's in f, the harness's
+in solve, the server's at load time (which no candidate-grade process may see)."""
+import random
+
+import numpy as np
+
+from evoforge import evolve
+
+SETTINGS = {"time_limit_s": 5.0, "memory_limit_mb": 1024}
+AT_LOAD = random.random() + np.random.random()
+
+
+@evolve
+def f(x):
+    return x
+
+
+def solve(x):  # runs in the harness's process
+    return f(x) + 10 * random.random() + 100 * np.random.random()
+
+
+def score(x, out):
+    return float(out)
+
+
+def inputs(params):
+    return {"a": 0}
+'''
+
+
+def test_every_process_draws_from_the_seeded_rngs(tmp_path):
+    """The harness and the candidate's process start from `random` and numpy's global RNG seeded with
+    harness.SEED, whatever the server drew while loading the problem and however many candidates ran before."""
+    path = tmp_path / "seeded.py"
+    path.write_text(SEEDED_PROBLEM)
+    code = ("import random\nimport numpy as np\n\n\ndef f(x):\n"
+            "    return x + random.random() + 1000 * np.random.random()\n")
+    candidate = 0 + random.Random(0).random() + 1000 * np.random.RandomState(0).random_sample()
+    expected = candidate + 10 * random.Random(0).random() + 100 * np.random.RandomState(0).random_sample()
+    with SandboxPool(load_problem(path), 1, check_code=False) as pool:
+        for _ in range(3):
+            ev = pool.evaluate(code)
+            assert ev.status == "ok" and ev.score == expected, ev
