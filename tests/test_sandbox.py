@@ -9,12 +9,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from untouched import MARKER, Untouched
 
 from evoforge.evaluators import SandboxPool, load_problem
+from evoforge.evaluators.inside import server
 from evoforge.evaluators.isolation import available_levels
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -524,3 +526,57 @@ def test_every_process_draws_from_the_seeded_rngs(tmp_path):
         for _ in range(3):
             ev = pool.evaluate(code)
             assert ev.status == "ok" and ev.score == expected, ev
+
+
+HOME_PROBLEM = '''"""HOME, TMPDIR and the working directory of the harness's and the candidate's processes: 0 where all
+three are the candidate's own empty scratch directory in both."""
+import os
+
+from evoforge import evolve
+
+SETTINGS = {"time_limit_s": 5.0, "memory_limit_mb": 1024}
+
+
+@evolve
+def f(where):
+    return where
+
+
+def solve(x):  # runs in the harness's process, before the candidate's has written anything
+    here = os.getcwd()
+    wrong = 1000 * (os.environ["HOME"] != here or os.environ["TMPDIR"] != here or os.listdir(here) != [])
+    wrong += f(here)  # the candidate checks its own and leaves a file
+    return wrong + 10 * (not os.path.exists("mark"))
+
+
+def score(x, out):
+    return float(out)
+
+
+def inputs(params):
+    return {"a": 0}
+'''
+
+
+def test_home_and_tmpdir_are_each_candidates_own_empty_scratch(tmp_path):
+    """The server and the zygote set HOME and TMPDIR once, for the path every candidate's scratch directory has:
+    both processes of each candidate still find them and their cwd at a new empty directory, removed after it."""
+    path = tmp_path / "home.py"
+    path.write_text(HOME_PROBLEM)
+    code = ("import os\n\n\ndef f(where):\n    here = os.getcwd()\n    open('mark', 'w').write('x')\n"
+            "    return 100 * (here != where or os.environ['HOME'] != here or os.environ['TMPDIR'] != here)\n")
+    with SandboxPool(load_problem(path), 1, check_code=False) as pool:
+        for _ in range(3):
+            ev = pool.evaluate(code)
+            assert ev.status == "ok" and ev.score == 0.0, ev
+        assert not list(Path(pool.host_scratch).glob("**/cand-*"))
+
+
+def test_a_left_over_scratch_directory_gives_way_to_a_new_one(tmp_path):
+    """Where the last candidate's directory could not be removed, the next gets a directory of its own (and its
+    processes set HOME and TMPDIR to it themselves: `harness.lock_down`)."""
+    fixed = tmp_path / server.SCRATCH_NAME
+    first = server.Server._scratch(SimpleNamespace(scratch_root=str(tmp_path)))  # type: ignore[arg-type]
+    assert first == str(fixed) and fixed.is_dir() and not any(fixed.iterdir())
+    second = server.Server._scratch(SimpleNamespace(scratch_root=str(tmp_path)))  # type: ignore[arg-type]
+    assert second != first and Path(second).parent == tmp_path and Path(second).is_dir()
