@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from untouched import MARKER, Untouched
 
 from evoforge.evaluators import SandboxPool, load_problem
+from evoforge.evaluators.inside import server
 from evoforge.evaluators.isolation import available_levels
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -477,3 +481,102 @@ def test_harness_and_candidate_processes_have_default_signal_handlers(tmp_path):
                            "SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD,\n"
                            "           signal.SIGPIPE)\n")
         assert ev.status == "ok" and ev.score == 0.0, ev
+
+
+SEEDED_PROBLEM = '''"""Each process draws from `random` and numpy's global RNG: the candidate's in f, the harness's
+in solve, the server's at load time (which no candidate-grade process may see)."""
+import random
+
+import numpy as np
+
+from evoforge import evolve
+
+SETTINGS = {"time_limit_s": 5.0, "memory_limit_mb": 1024}
+AT_LOAD = random.random() + np.random.random()
+
+
+@evolve
+def f(x):
+    return x
+
+
+def solve(x):  # runs in the harness's process
+    return f(x) + 10 * random.random() + 100 * np.random.random()
+
+
+def score(x, out):
+    return float(out)
+
+
+def inputs(params):
+    return {"a": 0}
+'''
+
+
+def test_every_process_draws_from_the_seeded_rngs(tmp_path):
+    """The harness and the candidate's process start from `random` and numpy's global RNG seeded with
+    harness.SEED, whatever the server drew while loading the problem and however many candidates ran before."""
+    path = tmp_path / "seeded.py"
+    path.write_text(SEEDED_PROBLEM)
+    code = ("import random\nimport numpy as np\n\n\ndef f(x):\n"
+            "    return x + random.random() + 1000 * np.random.random()\n")
+    candidate = 0 + random.Random(0).random() + 1000 * np.random.RandomState(0).random_sample()
+    expected = candidate + 10 * random.Random(0).random() + 100 * np.random.RandomState(0).random_sample()
+    with SandboxPool(load_problem(path), 1, check_code=False) as pool:
+        for _ in range(3):
+            ev = pool.evaluate(code)
+            assert ev.status == "ok" and ev.score == expected, ev
+
+
+HOME_PROBLEM = '''"""HOME, TMPDIR and the working directory of the harness's and the candidate's processes: 0 where all
+three are the candidate's own empty scratch directory in both."""
+import os
+
+from evoforge import evolve
+
+SETTINGS = {"time_limit_s": 5.0, "memory_limit_mb": 1024}
+
+
+@evolve
+def f(where):
+    return where
+
+
+def solve(x):  # runs in the harness's process, before the candidate's has written anything
+    here = os.getcwd()
+    wrong = 1000 * (os.environ["HOME"] != here or os.environ["TMPDIR"] != here or os.listdir(here) != [])
+    wrong += f(here)  # the candidate checks its own and leaves a file
+    return wrong + 10 * (not os.path.exists("mark"))
+
+
+def score(x, out):
+    return float(out)
+
+
+def inputs(params):
+    return {"a": 0}
+'''
+
+
+def test_home_and_tmpdir_are_each_candidates_own_empty_scratch(tmp_path):
+    """The server and the zygote set HOME and TMPDIR once, for the path every candidate's scratch directory has:
+    both processes of each candidate still find them and their cwd at a new empty directory, removed after it."""
+    path = tmp_path / "home.py"
+    path.write_text(HOME_PROBLEM)
+    code = ("import os\n\n\ndef f(where):\n    here = os.getcwd()\n    open('mark', 'w').write('x')\n"
+            "    return 100 * (here != where or os.environ['HOME'] != here or os.environ['TMPDIR'] != here)\n")
+    with SandboxPool(load_problem(path), 1, check_code=False) as pool:
+        for _ in range(3):
+            ev = pool.evaluate(code)
+            assert ev.status == "ok" and ev.score == 0.0, ev
+        assert not list(Path(pool.host_scratch).glob("**/cand-*"))
+
+
+def test_a_left_over_scratch_directory_gives_way_to_a_new_one(tmp_path):
+    """Where the last candidate's directory could not be removed, the next gets a directory of its own (and its
+    processes set HOME and TMPDIR to it themselves: `harness.lock_down`)."""
+    fixed = tmp_path / server.SCRATCH_NAME
+    first = server.Server._scratch(SimpleNamespace(scratch_root=str(tmp_path)))  # type: ignore[arg-type]
+    assert first == str(fixed) and fixed.is_dir() and not any(fixed.iterdir())
+    second = server.Server._scratch(SimpleNamespace(scratch_root=str(tmp_path)))  # type: ignore[arg-type]
+    assert second != first and Path(second).parent == tmp_path and Path(second).is_dir()

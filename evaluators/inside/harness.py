@@ -36,7 +36,7 @@ import numpy as np
 
 from evoforge.evaluators import channel, validator
 from evoforge.evaluators.channel import CandidateError, Receiver, RemoteFunction, send, wait_reply
-from evoforge.evaluators.inside import namespace, seccomp
+from evoforge.evaluators.inside import fork, namespace, seccomp
 from evoforge.evaluators.loader import load_problem
 from evoforge.evaluators.problem import Problem
 from evoforge.evaluators.problem_api import harnesses
@@ -101,6 +101,7 @@ def load(problem_path: str, overrides: dict[str, str], jit_entries: dict[str, st
         jit_compile.warm_payloads()
         new = jit_compile.compile_harnesses(problem.module.__dict__, jit_entries or {})
     namespace.prepare()  # the module views numba's candidates are compiled against
+    seed_globals()  # last: the harnesses inherit these states (nothing in the server draws from them)
     return problem, new
 
 
@@ -108,11 +109,19 @@ def prepare_candidates() -> None:
     """Warm up everything a candidate process would otherwise pay for (in the server and in the zygote)."""
     for name in PRELOAD:
         __import__(name)
-    np.random.seed(SEED)  # numpy.random loads lazily: load it here, not in every candidate
-    random.seed(SEED)
+    seed_globals()  # numpy.random loads lazily: load it here, not in every candidate
     _libc().prctl.restype = ctypes.c_int  # ctypes makes prctl's function object at its first lookup: here, once
     seccomp.prepare()
     channel.warm_up()
+
+
+def seed_globals() -> None:
+    """Seed `random` and numpy's global RNG, in the server and the zygote, once: the harnesses and candidates they
+    fork inherit these states, and the forking processes never draw from them, so each candidate-grade process
+    starts from the same seeded state without the writes (copy-on-write faults) of seeding it again. `lock_down`
+    reseeds `random` only where `os.fork`'s callbacks reseeded it from the OS (`fork.ran_callbacks`)."""
+    np.random.seed(SEED)
+    random.seed(SEED)
 
 
 _LIBC: Any = None
@@ -149,8 +158,8 @@ def lock_down(fds: dict[int, int], out_w: int, scratch: str, uid: int | None, li
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
     os.chdir(scratch)
-    os.environ["HOME"] = scratch
-    os.environ["TMPDIR"] = scratch
+    if os.environ.get("HOME") != scratch or os.environ.get("TMPDIR") != scratch:  # not inherited (see set_home)
+        set_home(scratch)
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:  # no /proc/<pid>/mem or ptrace for other processes
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
     if uid is not None:
@@ -161,7 +170,8 @@ def lock_down(fds: dict[int, int], out_w: int, scratch: str, uid: int | None, li
         if os.getuid() != uid or os.geteuid() != uid:
             raise OSError("the uid switch did not take")
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it
-    random.seed(SEED)  # `random` reseeds itself from the OS in every fork
+    if fork.ran_callbacks:  # `random` reseeded itself from the OS in this fork (else it has the seeded state)
+        random.seed(SEED)
     if _numba_seed is not None:
         _numba_seed(SEED)
     if inherited:
@@ -173,9 +183,18 @@ def lock_down(fds: dict[int, int], out_w: int, scratch: str, uid: int | None, li
             seccomp.install(libc, files=True, inherited=True)
 
 
+def set_home(scratch: str) -> None:
+    """Point HOME and TMPDIR at the candidate's scratch directory. The server and the zygote do it once for the path
+    each candidate's directory has (`server.SCRATCH_NAME`): setting the environment in every forked process wrote
+    ~20 pages of each (copy-on-write faults)."""
+    os.environ["HOME"] = scratch
+    os.environ["TMPDIR"] = scratch
+
+
 def lock_down_process(cpu: int) -> None:
     """The lock-down a fork inherits and cannot undo: default signal handlers, one CPU (for the process and all it
-    starts), no_new_privs, numpy's global RNG seeded, and last the seccomp filter (it denies sched_setaffinity).
+    starts), no_new_privs, and last the seccomp filter (it denies sched_setaffinity). numpy's global RNG is seeded
+    already (`seed_globals`), and no fork reseeds it.
     The zygote takes these steps once, before it forks any candidate; a harness takes them in `lock_down`."""
     libc = _libc()
     for sig in DEFAULT_SIGNALS:
@@ -185,13 +204,11 @@ def lock_down_process(cpu: int) -> None:
     os.sched_setaffinity(0, {cpu})
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-    np.random.seed(SEED)
     seccomp.install(libc)
 
 
 def _check_process_lock_down(libc: Any, cpu: int) -> None:
-    """Refuse to go on unless this process inherited `lock_down_process`'s steps (numpy's RNG: the zygote never
-    draws from it)."""
+    """Refuse to go on unless this process inherited `lock_down_process`'s steps."""
     if os.sched_getaffinity(0) != {cpu}:
         raise OSError(f"inherited CPU affinity {sorted(os.sched_getaffinity(0))}, not [{cpu}]")
     if libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:

@@ -60,6 +60,9 @@ MAX_REQUEST = 1 << 30  # a candidate's code and the inputs it runs on (from the 
 COMPILE_AFTER_S = 0.3
 NOFILE_LIMIT = 64
 NPROC_LIMIT = 16  # per sandbox uid, so it only binds after the uid switch
+# Each candidate's scratch directory: made afresh for it and removed after it, at one path per server, so that
+# HOME and TMPDIR (this path) are set once in the server and the zygote and inherited (see harness.set_home).
+SCRATCH_NAME = "cand-scratch"
 
 
 def main(argv: list[str]) -> int:
@@ -73,7 +76,8 @@ def main(argv: list[str]) -> int:
     uid = int(uid_text)
     numpy_memory.install()  # first: no array the problem or a request makes is ever handed out again uninitialised
     numpy_objects.install()  # and no array of objects over raw memory, in the zygote and every harness alike
-    zygote = Zygote(int(cpu_text))  # before the problem is loaded: its memory never holds any of it
+    scratch = os.path.join(scratch_root, SCRATCH_NAME)
+    zygote = Zygote(int(cpu_text), scratch)  # before the problem is loaded: its memory never holds any of it
     reader = FrameReader(req_fd, MAX_REQUEST)
     try:
         init = reader.read(None)  # the engine's first frame: the compiled harnesses it kept, if any
@@ -84,6 +88,7 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:  # the engine loaded the same file, so this is rare: report it and stop
         write_frame(resp_fd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
+    harness.set_home(scratch)  # after the load (the problem's own code saw the engine's): what the harnesses inherit
     vm_mb = vm_size_mb()
     write_frame(resp_fd, {"ready": True, "pid": os.getpid(), "level": level, "uid": uid,
                           "seccomp": seccomp.supported(), "baseline_mb": vm_mb, "source_hash": problem.source_hash,
@@ -149,7 +154,7 @@ class Server:
             return {"status": "error", "error": str(exc), "timings": {}, "input_seconds": {}, "compiled": None,
                     "stdout": "", "outputs": 0}
         settings = self.problem.settings
-        scratch = tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root)
+        scratch = self._scratch()
         if self.switch_uid:
             os.chown(scratch, self.uid, self.uid)
         os.chmod(scratch, 0o700)
@@ -205,6 +210,16 @@ class Server:
         if reply["status"] == "crashed" and candidate_status is not None:
             reply.update(_candidate_ending(*candidate_status, reply["error"], settings.memory_limit_mb))
         return reply
+
+    def _scratch(self) -> str:
+        """A new empty directory for this candidate: the one path its processes inherit as HOME and TMPDIR, or, where
+        that is left over (the last candidate's could not all be removed), one of its own (`lock_down` sets them)."""
+        path = os.path.join(self.scratch_root, SCRATCH_NAME)
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except OSError:
+            return tempfile.mkdtemp(prefix="cand-", dir=self.scratch_root)
 
     def _jit_plan(self, entries: Any) -> harness.JitPlan:
         """The program's earlier compilations (from the engine), and (numba="auto") how long it runs as Python

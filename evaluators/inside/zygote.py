@@ -32,14 +32,14 @@ ANSWER = struct.Struct("=qq")  # (the candidate's pid, 0) once forked; (its wait
 class Zygote:
     """The server's handle on its zygote process."""
 
-    def __init__(self, cpu: int) -> None:
+    def __init__(self, cpu: int, home: str) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = fork()
         if pid == 0:
             keep = theirs.fileno()
             os.closerange(3, keep)  # the engine's pipes and anything else of the server's
             os.closerange(keep + 1, 1 << 16)
-            _main(theirs, cpu)  # never returns
+            _main(theirs, cpu, home)  # never returns
         theirs.close()
         self.pid = pid
         self.sock = ours
@@ -71,19 +71,20 @@ class Zygote:
         return first, second
 
 
-def _main(sock: socket.socket, cpu: int) -> None:
+def _main(sock: socket.socket, cpu: int, home: str) -> None:
     status = 0
     try:
-        _loop(sock, cpu)
+        _loop(sock, cpu, home)
     except BaseException:
         status = 1
     os._exit(status)
 
 
-def _loop(sock: socket.socket, cpu: int) -> None:
+def _loop(sock: socket.socket, cpu: int, home: str) -> None:
     from evoforge.evaluators.inside import candidate, harness, namespace
 
     harness.die_with_parent()
+    harness.set_home(home)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     harness.prepare_candidates()
     namespace.prepare()
