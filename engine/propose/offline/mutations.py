@@ -2,7 +2,9 @@
 adjustment before a return. Each returns an `Edit` of the parent's lines, or None when the function offers no site.
 
 Names used as values come from the function's arguments and its own sub-expressions; a builtin (`float`, `len`)
-or a module (`np`) is never one of them, since `float ** 2` is no number.
+or a module (`np`) is never one of them, since `float ** 2` is no number. Where the function holds numpy arrays
+(`array_names`), values that read them are preferred and their thresholds may lie in their own range (`_cut`): a
+priority used through argmax ignores whatever moves all its elements alike.
 """
 
 from __future__ import annotations
