@@ -48,3 +48,15 @@ def repo() -> Path:
 def bin_packing_data() -> Path:
     """The folder of or3.json and weibull_5k.json (installed with evoforge, so never missing)."""
     return REPO / "problems" / "data"
+
+
+@pytest.fixture(scope="module")
+def compiled_bin_packing() -> Iterator[object]:
+    """One sandbox worker on a small bin packing whose candidates are compiled (numba=True): what the hostile numba
+    tests attack, since a compiled candidate runs in the harness's process beside the inputs."""
+    from evoforge.evaluators import SandboxPool, load_problem
+
+    small = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
+    with SandboxPool(load_problem(REPO / "problems" / "bin_packing.py", small), 1) as pool:
+        assert pool.problem.settings.numba is True
+        yield pool

@@ -31,11 +31,8 @@ POISONED = {  # the candidate's line, and words of the error Python (and now com
 
 
 @pytest.fixture(scope="module")
-def bins():
-    small = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
-    with SandboxPool(load_problem(REPO / "problems" / "bin_packing.py", small), 1) as pool:
-        assert pool.problem.settings.numba is True
-        yield pool
+def bins(compiled_bin_packing):
+    return compiled_bin_packing
 
 
 @pytest.mark.parametrize("kind", sorted(POISONED))

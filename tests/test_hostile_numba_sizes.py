@@ -100,11 +100,8 @@ RESHAPES = """def priority(item, bins):
 
 
 @pytest.fixture(scope="module")
-def bins():
-    small = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
-    with SandboxPool(load_problem(REPO / "problems" / "bin_packing.py", small), 1) as pool:
-        assert pool.problem.settings.numba is True
-        yield pool
+def bins(compiled_bin_packing):
+    return compiled_bin_packing
 
 
 def test_bin_packing_reads_nothing_past_its_bins_through_a_reshape(bins):
