@@ -186,7 +186,6 @@ class Server:
                               uid=uid, limits=limits, checked=checked, jit=jit)
         for fd in (result_w, out_w, *channel_fds):
             os.close(fd)
-        candidate_status: tuple[int, int] | None = None
         try:
             request_id = request.get("id")
 
@@ -207,7 +206,7 @@ class Server:
             remove_tree(scratch)
             for directory in self.sweep_dirs:
                 remove_owned_by(directory, self.uid if self.switch_uid else os.getuid())
-        if reply["status"] == "crashed" and candidate_status is not None:
+        if reply["status"] == "crashed":
             reply.update(_candidate_ending(*candidate_status, reply["error"], settings.memory_limit_mb))
         return reply
 
