@@ -2,7 +2,9 @@
 adjustment before a return. Each returns an `Edit` of the parent's lines, or None when the function offers no site.
 
 Names used as values come from the function's arguments and its own sub-expressions; a builtin (`float`, `len`)
-or a module (`np`) is never one of them, since `float ** 2` is no number.
+or a module (`np`) is never one of them, since `float ** 2` is no number. Where the function holds numpy arrays
+(`array_names`), values that read them are preferred and their thresholds may lie in their own range (`_cut`): a
+priority used through argmax ignores whatever moves all its elements alike.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import builtins
 import copy
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import cast
 
 import numpy as np
@@ -46,6 +48,7 @@ _CMP_SWAPS: dict[type, tuple[type, ...]] = {
     ast.NotIn: (ast.In,), ast.Is: (ast.IsNot,), ast.IsNot: (ast.Is,)}
 _NUMERIC_ANNOTATION = re.compile(r"^(int|float|complex|bool|(np|numpy)\.\w+|ndarray|Number|Real)$")
 _SEQUENCE_ANNOTATION = re.compile(r"^(typing\.)?(tuple|list|Tuple|List|Sequence|Iterable)\b")
+_ARRAY_ANNOTATION = re.compile(r"^((np|numpy|npt)\.)?(ndarray|NDArray)\b")
 
 
 # --- numbers ---------------------------------------------------------------------------------------------------
@@ -71,6 +74,42 @@ def _threshold(rng: np.random.Generator, allow_zero: bool = True) -> float:
     if allow_zero and rng.random() < 0.15:
         return 0.0
     return _round3(10 ** rng.uniform(-1, 2))
+
+
+def _step_coefficient(rng: np.random.Generator) -> float:
+    # The c of a step factor `x * (1 + c * (v < t))` is a ratio whatever the scale of x: from 0.03 (a nudge) to 20
+    # (the elements past t fall far behind or ahead; above 1 with a minus, they change sign).
+    return _round3(10 ** rng.uniform(-1.5, 1.3))
+
+
+def array_names(func: ast.FunctionDef) -> frozenset[str]:
+    """The names that hold arrays in `func`, by their annotations: the arguments annotated as numpy arrays, and
+    the names assigned from an expression that reads one of them."""
+    names = {a.arg for a in func.args.posonlyargs + func.args.args + func.args.kwonlyargs
+             if a.annotation is not None and _ARRAY_ANNOTATION.match(ast.unparse(a.annotation))}
+    for stmt in sorted(statements_of(func), key=lambda n: (n.lineno, n.col_offset)):
+        if isinstance(stmt, ast.Assign) and names and reads_any(stmt.value, names):
+            names |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+    return frozenset(names)
+
+
+def reads_any(node: ast.AST, names: Collection[str]) -> bool:
+    """Whether the expression reads one of `names`."""
+    return any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names for n in ast.walk(node))
+
+
+def _cut(v: ast.expr, arrays: frozenset[str], rng: np.random.Generator) -> ast.expr:
+    """A threshold to compare v with. Where v reads an array, half the time a point of its own range,
+    `np.min(v) + q * (np.max(v) - np.min(v))`: it lies among v's elements whatever their scale, where a number
+    drawn on a log scale mostly misses them, and a comparison that is the same for every element changes no ranking
+    (a priority used through argmax gave a behavioural twin). Otherwise, or for a scalar, a number. The spread is
+    spelled max - min, not `np.ptp`, which the sandbox does not compile (evaluators/numba_semantics.py)."""
+    if reads_any(v, arrays) and rng.random() < 0.5:
+        q = _round3(rng.uniform(0.05, 0.95))
+        spread = ast.BinOp(left=_np("max", copy.deepcopy(v)), op=ast.Sub(), right=_np("min", copy.deepcopy(v)))
+        return ast.BinOp(left=_np("min", copy.deepcopy(v)), op=ast.Add(),
+                         right=ast.BinOp(left=ast.Constant(q), op=ast.Mult(), right=spread))
+    return number(_threshold(rng))
 
 
 def constant_value(node: ast.AST) -> float | int | None:
@@ -223,16 +262,24 @@ def _subexpressions(root: ast.AST, stmt: ast.stmt) -> list[ast.expr]:
 
 
 def _pick_value(func: ast.FunctionDef, root: ast.AST, stmt: ast.stmt, rng: np.random.Generator) -> ast.expr | None:
+    """A value for a new term: an argument or a sub-expression. Where the function holds arrays, mostly one that
+    reads an array: a term in values alone that are the same for every element (`item` beside `bins`) moves all
+    elements alike, which leaves their ranking, and so a priority's choice, as it was."""
     arguments = _argument_values(func, rng)
     subs = _subexpressions(root, stmt)
     pool = subs if subs and (not arguments or rng.random() < 0.5) else arguments
     if not pool:
         return None
+    arrays = array_names(func)
+    varying = [v for v in pool if reads_any(v, arrays)]
+    if varying and len(varying) < len(pool) and rng.random() < 0.8:
+        pool = varying
     return copy.deepcopy(pool[int(rng.integers(len(pool)))])
 
 
-def _vocabulary(v: ast.expr, rng: np.random.Generator) -> ast.expr:
-    """g(v) for a term `c * g(v)`: each works on numpy arrays and scalars alike."""
+def _vocabulary(v: ast.expr, rng: np.random.Generator, arrays: frozenset[str] = frozenset()) -> ast.expr:
+    """g(v) for a term `c * g(v)`: each works on numpy arrays and scalars alike. `arrays`: the names holding
+    arrays, whose thresholds may lie in their range (`_cut`)."""
     k = int(rng.integers(8))
     if k == 0:
         return v
@@ -243,21 +290,25 @@ def _vocabulary(v: ast.expr, rng: np.random.Generator) -> ast.expr:
     if k == 3:
         return _np("log1p", _np("abs", v))
     if k == 4:
-        return ast.Compare(left=v, ops=[ast.Gt()], comparators=[number(_threshold(rng))])
+        return ast.Compare(left=v, ops=[ast.Gt()], comparators=[_cut(v, arrays, rng)])
     if k == 5:
-        return ast.Compare(left=v, ops=[ast.Lt()], comparators=[number(_threshold(rng))])
+        return ast.Compare(left=v, ops=[ast.Lt()], comparators=[_cut(v, arrays, rng)])
     if k == 6:
-        return _np("minimum", v, number(_threshold(rng)))
+        return _np("minimum", v, _cut(v, arrays, rng))
     return _np("exp", ast.BinOp(left=ast.UnaryOp(op=ast.USub(), operand=_np("abs", v)), op=ast.Div(),
                                 right=number(_threshold(rng, allow_zero=False))))
 
 
 def _term(base: ast.expr, g: ast.expr, rng: np.random.Generator) -> ast.expr:
-    """`base + c * g` or `base * (1 + c * g)`, with a random sign."""
-    scaled = ast.BinOp(left=ast.Constant(_coefficient(rng, g)), op=ast.Mult(), right=g)
+    """`base + c * g` or `base * (1 + c * g)`, with a random sign; a factor with a comparison g is a step, whose c
+    is a ratio (`_step_coefficient`)."""
+    c = _coefficient(rng, g)
     sign = ast.Add() if rng.random() < 0.5 else ast.Sub()
     if rng.random() < 0.6:
-        return ast.BinOp(left=base, op=sign, right=scaled)
+        return ast.BinOp(left=base, op=sign, right=ast.BinOp(left=ast.Constant(c), op=ast.Mult(), right=g))
+    if isinstance(g, ast.Compare):
+        c = _step_coefficient(rng)
+    scaled = ast.BinOp(left=ast.Constant(c), op=ast.Mult(), right=g)
     return ast.BinOp(left=base, op=ast.Mult(), right=ast.BinOp(left=ast.Constant(1), op=sign, right=scaled))
 
 
@@ -278,7 +329,7 @@ def _mutate_insert(func: ast.FunctionDef, lines: list[str], rng: np.random.Gener
     if v is None:
         return None
     assert isinstance(site.node, ast.expr)  # numeric_like holds only for expressions
-    new = _term(site.node, _vocabulary(v, rng), rng)
+    new = _term(site.node, _vocabulary(v, rng, array_names(func)), rng)
     replace_node(site.stmt, site.node, new)
     return edit_for(site.stmt, lines, span, func)
 
@@ -304,7 +355,7 @@ def _mutate_extend(func: ast.FunctionDef, lines: list[str], rng: np.random.Gener
     if v is None:
         return None
     element = site.node.elts[int(rng.integers(len(site.node.elts)))]
-    term = ast.BinOp(left=copy.deepcopy(element), op=ast.Mult(), right=_vocabulary(v, rng))
+    term = ast.BinOp(left=copy.deepcopy(element), op=ast.Mult(), right=_vocabulary(v, rng, array_names(func)))
     replace_node(site.stmt, site.node, ast.List(elts=[*site.node.elts, term], ctx=ast.Load()))
     return edit_for(site.stmt, lines, span, func)
 
@@ -348,9 +399,11 @@ def _mutate_condition(func: ast.FunctionDef, lines: list[str], rng: np.random.Ge
     if v is None:
         return None
     body: list[ast.stmt] = []
+    arrays = array_names(func)
     if not isinstance(v, ast.Name) and any(ast.dump(n) == ast.dump(v) for n in ast.walk(value)):
         local = _fresh(func, "r")  # name the shared subexpression, as a person would
         body.append(_assign(local, v))
+        arrays = arrays | {local} if reads_any(v, arrays) else arrays
         value = cast(ast.expr, _Substitute(v, local).visit(copy.deepcopy(value)))  # an expression stays one
         v = ast.Name(local, ast.Load())
     if isinstance(value, ast.Name):
@@ -359,7 +412,7 @@ def _mutate_condition(func: ast.FunctionDef, lines: list[str], rng: np.random.Ge
         result = _fresh(func, "result")  # not "score": that is the problem's trusted function
         body.append(_assign(result, value))
     op = (ast.Lt, ast.Gt, ast.LtE, ast.GtE)[int(rng.integers(4))]()
-    condition = ast.Compare(left=v, ops=[op], comparators=[number(_threshold(rng))])
+    condition = ast.Compare(left=v, ops=[op], comparators=[_cut(v, arrays, rng)])
     adjusted = _term(ast.Name(result, ast.Load()), condition, rng)
     body.append(_assign(result, adjusted))
     body.append(ast.Return(value=ast.Name(result, ast.Load())))
