@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numba
+import numpy as np
 from numba.core import serialize
 from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
@@ -142,6 +143,14 @@ def _no_cfunc_wrapper() -> int:
     return 1
 
 
+def numeric_arguments(signatures: dict[str, str]) -> dict[str, frozenset[int]]:
+    """For each evolved function, the positions of the arguments its declared signature types as a number or an
+    array (numba_semantics keeps products of those as plain `*`)."""
+    numeric = (numba.types.Number, numba.types.Boolean, numba.types.Array)
+    return {name: frozenset(i for i, arg in enumerate(parse_signature(text).args) if isinstance(arg, numeric))
+            for name, text in signatures.items()}
+
+
 def candidate_cache_name(source: str, name: str, options: dict[str, Any]) -> str:
     """What a candidate function's compilations are keyed by: its name, the options, and the whole source as adjusted
     for numba, so a compilation is loaded only for the very code it was compiled from (not for a program planted
@@ -151,11 +160,13 @@ def candidate_cache_name(source: str, name: str, options: dict[str, Any]) -> str
 
 
 def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_save: Callable[[str, str], None],
-           options: dict[str, Any]) -> dict[str, Any]:
+           options: dict[str, Any], signatures: dict[str, str] | None = None) -> dict[str, Any]:
     """A copy of the namespace where each function of the candidate is a numba dispatcher (not compiled yet) of its
     source as numba_semantics adjusts it, so that they call each other compiled; raises Divergent where the
-    candidate must run as Python. Defining the functions runs none of the candidate's code (`numba_load`)."""
-    source = numba_semantics.for_numba(code)
+    candidate must run as Python. Defining the functions runs none of the candidate's code (`numba_load`).
+    `signatures`: the evolved functions' declared signatures, where the harness declares them."""
+    numpy_names = [name for name, value in namespace.items() if value is np]
+    source = numba_semantics.for_numba(code, numeric_arguments(signatures or {}), numpy_names)
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
     jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
@@ -180,7 +191,7 @@ def compile_candidate(code: str, namespace: dict[str, Any], entries: dict[str, s
     signatures = evolved_signatures(namespace)
     # `scope`: what the compiled code may see besides its arguments (numba freezes each global it reads as a
     # constant), where a restricted namespace for candidates is built; by default the namespace the code was run in
-    jit_ns = jitted(code, namespace if scope is None else scope, entries, on_save, CANDIDATE_OPTIONS)
+    jit_ns = jitted(code, namespace if scope is None else scope, entries, on_save, CANDIDATE_OPTIONS, signatures)
     compiled = {}
     for name, text in signatures.items():
         dispatcher = jit_ns.get(name)

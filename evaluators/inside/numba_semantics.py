@@ -12,7 +12,9 @@ for compiling, or not compiled at all (it then runs as Python), so that compiled
 - `seq * n` for a list or a string: numba computes the length in arithmetic that wraps and copies past what it
   allocated (`[x] * 7 * 7905747460161236407` is one item long and writes seven). The compiled source calls
   `evoforge_mul`, which refuses a length past an intp as Python does (MemoryError for a list, OverflowError for a
-  string), and `seq *= n` checks the same first (`evoforge_fit`). A literal factor up to SMALL_REPEAT stays `*`.
+  string), and `seq *= n` checks the same first (`evoforge_fit`). A product that cannot repeat a sequence (a float
+  or small literal on one side, numbers and the harness's numeric arguments on both) stays `*`, so that numba
+  still fuses array expressions (plain_products.py).
 - Text of a number (`str(n)`, `repr(n)`, an f-string): numba sizes an integer's text by `floor(log10(n))` in
   floating point, one character too long where the float rounds up to a power of ten (`str(10**17 - 1)`), and
   leaves that first character as the allocator left it (in the harness's process); `str(-2**63)` asks for a
@@ -33,6 +35,7 @@ from __future__ import annotations
 import ast
 import math
 import random
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,8 @@ from numba.core import types
 from numba.core.types.containers import List, ListType
 from numba.core.types.misc import UnicodeType
 from numba.extending import overload, register_jitable
+
+from evoforge.evaluators.inside.plain_products import numeric_names, stays_plain
 
 POW = "evoforge_pow"
 FIT = "evoforge_fit"
@@ -49,7 +54,6 @@ UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "far
 MAX_ITEMS = (1 << 63) - 1  # the most items a list or string can have (an intp)
 # Builtins that make text of a value, and so of a number (see the module docstring); f-strings do the same.
 TEXT_OF = frozenset({"str", "repr", "format", "ascii"})
-SMALL_REPEAT = 1 << 16  # x * n with a literal n this small stays `*`: x would need 2**47 items to wrap
 # Attributes and imported names compiled code may use: numpy functions and array members whose numba versions
 # check their memory accesses (np.random's draws among them), the scalar functions of math, and containers' methods.
 _NUMPY = """
@@ -158,8 +162,12 @@ def _fit(target, value):  # unannotated: numba wants the plain signature of evof
     return checked
 
 
-def for_numba(code: str) -> str:
-    """The candidate's source as it is compiled; raises Divergent where it must run as Python instead."""
+def for_numba(code: str, numeric_args: Mapping[str, Collection[int]] | None = None,
+              numpy_globals: Collection[str] = ()) -> str:
+    """The candidate's source as it is compiled; raises Divergent where it must run as Python instead.
+    `numeric_args`: for each evolved function the harness calls, the positions of its arguments whose declared
+    type is a number or an array; `numpy_globals`: the names of numpy in the candidate's namespace (both tell
+    plain_products.py where a product may stay `*`)."""
     tree = ast.parse(code)
     unsafe = sorted({name for node in ast.walk(tree) for name in [_name_of(node)] if name in UNSAFE_NAMES})
     if unsafe:
@@ -167,7 +175,8 @@ def for_numba(code: str) -> str:
     _refuse_unchecked_memory(tree)
     _refuse_number_text(tree)
     _refuse_overlapping_updates(tree)
-    tree = _FitInPlace().visit(_OperatorCalls().visit(tree))
+    numeric = numeric_names(tree, numeric_args or {}, numpy_globals)
+    tree = _FitInPlace().visit(_OperatorCalls(numeric).visit(tree))
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
@@ -291,13 +300,27 @@ def _as_load(node: ast.expr) -> ast.expr:
 
 
 class _OperatorCalls(ast.NodeTransformer):
-    """`a ** b` and `a * b` become calls of evoforge_pow and evoforge_mul (see the module docstring)."""
+    """`a ** b` becomes a call of evoforge_pow, and `a * b` of evoforge_mul unless it cannot repeat a sequence
+    (plain_products.py; see the module docstring). `numeric`: each evolved function's numeric parameters, which
+    count as numbers inside that function only."""
+
+    def __init__(self, numeric: Mapping[str, frozenset[str]]) -> None:
+        self._numeric = numeric
+        self._inside: frozenset[str] = frozenset()
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        for i, statement in enumerate(node.body):  # a top-level function's names hold in it and its nested ones
+            self._inside = (self._numeric.get(statement.name, frozenset())
+                            if isinstance(statement, ast.FunctionDef) else frozenset())
+            node.body[i] = self.visit(statement)
+        self._inside = frozenset()
+        return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.op, ast.Pow):
             return ast.copy_location(ast.Call(ast.Name(POW, ast.Load()), [node.left, node.right], []), node)
-        if isinstance(node.op, ast.Mult) and not (_small_int(node.left) or _small_int(node.right)):
+        if isinstance(node.op, ast.Mult) and not stays_plain(node, self._inside, POW):
             return ast.copy_location(ast.Call(ast.Name(MUL, ast.Load()), [node.left, node.right], []), node)
         return node
 
@@ -306,13 +329,6 @@ class _OperatorCalls(ast.NodeTransformer):
         if isinstance(node.op, ast.Pow):
             raise Divergent(f"line {node.lineno}: `**=` is not compiled; write x = x ** y")
         return node
-
-
-def _small_int(node: ast.expr) -> bool:
-    """A literal int too small to repeat anything that fits in memory past an intp's length. `(0,) * 3` stays as
-    written: numba repeats a tuple only by a constant, which a call's argument no longer is."""
-    return (isinstance(node, ast.Constant) and type(node.value) is int
-            and abs(node.value) <= SMALL_REPEAT)
 
 
 def refuse_python_random(bound: dict[str, Any]) -> None:
