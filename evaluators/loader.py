@@ -504,8 +504,9 @@ def _check_names(path: Path, module: ModuleType, evolved: tuple[EvolvedFunction,
                                  "gives them")
                 else:
                     what, fix = ("which the evolved code does not see (it sees its arguments, the allowed modules "
-                                 "and what EXPOSE names)", f"add it to EXPOSE: EXPOSE = [{used!r}] (a plain "
-                                 "top-level def or plain data), or inline it")
+                                 "and what EXPOSE names)",
+                                 f"add it to EXPOSE: EXPOSE = {[*helpers, *constants, used]!r} (a plain top-level "
+                                 "def or plain data), or inline it")
                 raise _error(path, func.__code__.co_firstlineno, f"the {kind} {owner} uses {used!r}, {what}", fix)
     warnings = []
     for owner, func in vars(module).items():
@@ -556,6 +557,14 @@ def _project_from(path: Path, module: ModuleType, settings: Settings) -> Project
     return project
 
 
+def _near_file(path: Path) -> str:
+    """'is it FILE?' for the file of the same folder whose name is closest to a missing one, else ''."""
+    folder = path.parent
+    names = sorted(p.name for p in folder.glob("*.py")) if folder.is_dir() else []
+    guess = closest(path.name, names)
+    return f"is it {folder / guess}? " if guess else ""
+
+
 def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *,
                  with_inputs: bool = True) -> Problem:
     """Load a problem file, apply `--set` overrides, and check that it has everything a search needs.
@@ -565,8 +574,8 @@ def load_problem(path: str | Path, overrides: Mapping[str, str] | None = None, *
     """
     path = Path(path).resolve()
     if not path.is_file():
-        raise ProblemError(f"{path}: no such problem file\n  fix: pass the path of a .py problem file, "
-                           "e.g. problems/bin_packing.py")
+        raise ProblemError(f"{path}: no such problem file\n  fix: {_near_file(path)}pass the path of a .py "
+                           "problem file, or a bundled problem's name (bin_packing)")
     source = path.read_text()
     module = _exec_module(path, source)
     description = (module.__doc__ or "").strip()

@@ -5,13 +5,24 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from evoforge.engine.run.options import DB_ENV, default_db
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The top-level parser: a mistyped subcommand is refused with the closest one, as a mistyped option is."""
+
+    def error(self, message: str) -> NoReturn:
+        typed = re.match(r"argument command: invalid choice: '([^']*)'", message)
+        commands = [c for a in self._actions if isinstance(a, argparse._SubParsersAction) for c in a.choices]
+        near = difflib.get_close_matches(typed.group(1), commands, n=1, cutoff=0.6) if typed else []
+        super().error(message + (f"; did you mean {near[0]}?" if near else ""))
 
 
 class SubcommandParser(argparse.ArgumentParser):

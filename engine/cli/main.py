@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from evoforge import __version__
 from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_database
-from evoforge.engine.cli.common import Handler, SubcommandParser, add_db_option, configure_logging
+from evoforge.engine.cli.common import CommandParser, Handler, SubcommandParser, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options
 from evoforge.engine.run.config import DEFAULT_DB_URL, DEFAULT_META_SUMMARY, ConfigError, ExecutorSettings
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
-    parser = argparse.ArgumentParser(prog="evoforge", description="Evolutionary program search with LLMs.")
+    parser = CommandParser(prog="evoforge", description="Evolutionary program search with LLMs.")
     parser.add_argument("--version", action="version", version=f"evoforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
 

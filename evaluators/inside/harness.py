@@ -403,7 +403,7 @@ def _jit(code: str, ns: dict[str, Any], scope: dict[str, Any], evolved: tuple[st
         jit_ns = jit_compile.jitted(code, scope, plan.entries, report, {"boundscheck": True})
     except jit_compile.numba_semantics.Divergent as exc:
         if fallback == "refuse":
-            raise RuntimeError(f"numba would not compute what Python computes, and this problem refuses such "
+            raise CandidateError(f"numba would not compute what Python computes, and this problem refuses such "
                                f"programs (numba_fallback='refuse'): {exc}") from None
         print(f"[evoforge] numba does not compile this program; it ran as plain Python: {exc}", file=sys.stderr)
         return False
@@ -512,7 +512,7 @@ class _FirstCall:
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         detail = "\n".join(lines[:6])[:800] or type(exc).__name__
         if self.fallback == "refuse":
-            raise RuntimeError(f"numba could not compile {self.name} in nopython mode, and this problem refuses such "
+            raise CandidateError(f"numba could not compile {self.name} in nopython mode, and this problem refuses such "
                                f"programs (numba_fallback='refuse'). {type(exc).__name__}: {detail}")
         print(f"[evoforge] numba could not compile {self.name}; it ran as plain Python. {type(exc).__name__}: "
               f"{detail}", file=sys.stderr)

@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -27,6 +28,7 @@ from numba.core.caching import _Cache
 from numba.core.compiler import CompileResult
 from numba.core.errors import TypingError
 
+from evoforge.evaluators.channel import CandidateError
 from evoforge.evaluators.inside import numba_load, numba_overflow, numba_semantics
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
@@ -113,11 +115,21 @@ def compile_harnesses(namespace: dict[str, Any], entries: dict[str, str]) -> dic
         try:
             dispatcher.compile(sig)
         except Exception as exc:
-            raise RuntimeError(f"the compiled harness {name} does not compile with numba: "
-                               f"{type(exc).__name__}: {_first_lines(exc)}") from None
+            raise RuntimeError(f"the compiled harness {name} does not compile with numba{_where(exc, harness.py_func)}"
+                               f": {type(exc).__name__}: {_first_lines(exc)}\n  fix: write it in what numba's "
+                               "nopython mode compiles (numpy arrays, scalars, loops; no Python objects)") from None
         dispatcher.disable_compile()  # a call with other types is an error, never a silent recompilation
         harness.dispatcher = dispatcher
     return new
+
+
+def _where(exc: BaseException, func: Callable[..., Any]) -> str:
+    """' at FILE:LINE', the last line of `func`'s file that numba's error points to (its first lines, which the
+    message keeps, name numba's own files), else ''."""
+    path = func.__code__.co_filename
+    lines = [line for file, line in re.findall(r'File "([^"]+)", line (\d+):', str(exc))
+             if Path(file).name == Path(path).name]
+    return f" at {path}:{lines[-1]}" if lines else ""
 
 
 # A compiled candidate is only ever called by compiled harnesses, through its native entry point: it needs neither
@@ -222,10 +234,6 @@ def _first_lines(exc: BaseException, count: int = 6) -> str:
     return "\n".join(lines[:count])[:800] or type(exc).__name__
 
 
-class Refused(Exception):
-    """numba could not compile the candidate and the problem refuses candidates that do not compile."""
-
-
 def install(code: str, namespace: dict[str, Any], plan: Any, fallback: str,
             send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> bool:
     """Prepare a candidate for a problem with compiled harnesses. With payloads for it, or with no Python time to
@@ -243,7 +251,8 @@ def install(code: str, namespace: dict[str, Any], plan: Any, fallback: str,
 def compile_now(code: str, namespace: dict[str, Any], entries: dict[str, str], fallback: str,
                 send: Callable[[dict[str, Any]], None], scope: dict[str, Any] | None = None) -> bool:
     """Compile the candidate's functions for the harnesses; False (and the reason printed) if numba refused and
-    the problem falls back to Python; raises Refused if it refuses such candidates."""
+    the problem falls back to Python; raises CandidateError (the reason alone, with no traceback of evoforge's
+    own code) if it refuses such candidates."""
     saved: dict[str, str] = {}
     send({"t": "compile", "phase": "begin"})
     try:
@@ -254,7 +263,7 @@ def compile_now(code: str, namespace: dict[str, Any], entries: dict[str, str], f
         send({"t": "compile", "phase": "end", "ok": False})
         reason = f"{type(exc).__name__}: {_first_lines(exc)}"
         if fallback == "refuse":
-            raise Refused(f"numba could not compile the evolved function(s) in nopython mode, and this problem "
+            raise CandidateError(f"numba could not compile the evolved function(s) in nopython mode, and this problem "
                           f"refuses such programs (numba_fallback='refuse'). {reason}") from None
         print(f"[evoforge] numba could not compile the evolved function(s); they ran as plain Python. {reason}",
               file=sys.stderr)

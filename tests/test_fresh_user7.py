@@ -1,0 +1,109 @@
+"""Three problem files a new user wrote from the README alone, and the mistakes made with them.
+
+The files (tests/fixtures/): a greedy knapsack with per-item scalar arguments and held-out data, a greedy tour
+whose loop is a compiled harness of the user's own, and points on a sphere returned as coordinates with two
+exposed helpers and a dict of metrics. Each must search, export and score as the README says; each mistake must
+end in a message that says what to do, never a traceback of evoforge's own code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evoforge
+from evoforge.engine.cli.main import main
+from evoforge.evaluators import ProblemError, SandboxError, SandboxPool
+from evoforge.evaluators.loader import load_problem
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+KNAPSACK = FIXTURES / "knapsack_heldout_problem.py"
+TOUR = FIXTURES / "greedy_tour_harness_problem.py"
+SPHERE = FIXTURES / "sphere_points_problem.py"
+
+# nopython mode cannot type a dict whose keys are an int and then a str: numba refuses it, at the first call
+DICT_OF_MIXED_KEYS = "    d = {}\n    d[1] = 'a'\n    d['b'] = 2\n"
+
+
+@pytest.mark.parametrize("problem, overrides", [(KNAPSACK, {"n": "40"}), (TOUR, {"n": "60"}), (SPHERE, {})])
+def test_each_problem_searches_and_its_export_scores_the_best(tmp_path, problem, overrides):
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    run = evoforge.run(str(problem), budget=6, db=db, seed=1, overrides=overrides, name="r")
+    assert run.status == "finished"
+    best, seed = run.best(1)[0], [p for p in run.programs() if p["origin"] == "seed"][0]
+    maximize = load_problem(problem, overrides).settings.maximize
+    assert (best.score >= seed["score"]) if maximize else (best.score <= seed["score"])
+    out = tmp_path / "best.py"
+    assert main(["export", "r", "--db", db, "-o", str(out)]) == 0
+    printed = subprocess.run([sys.executable, str(out)], capture_output=True, text=True, check=True).stdout
+    assert f"training score {best.score:g} " in printed, printed
+
+
+def test_the_held_out_inputs_are_scored_for_the_seed(tmp_path):
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    run = evoforge.run(str(KNAPSACK), budget=1, db=db, seed=1, overrides={"n": "30"})
+    (seed,) = [p for p in run.programs() if p["origin"] == "seed"]
+    assert seed["held_out_score"] is not None and seed["held_out_score"] > 0
+
+
+def _edited(tmp_path: Path, source: Path, old: str, new: str) -> Path:
+    text = source.read_text()
+    assert old in text
+    path = tmp_path / source.name
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_a_refused_compilation_is_the_reason_alone_not_evoforges_traceback():
+    """numba_fallback='refuse', on a problem without a harness (the function compiles at its first call)."""
+    problem = load_problem(KNAPSACK, {"n": "20", "numba": "True", "numba_fallback": "refuse"})
+    candidate = problem.seed_code.replace("    return value / weight", DICT_OF_MIXED_KEYS + "    return value / weight")
+    with SandboxPool(problem, 1) as pool:
+        refused = pool.evaluate(candidate)
+        text = pool.evaluate(problem.seed_code.replace("value / weight", "value / weight + len(str(room))"))
+    for result in (refused, text):
+        assert result.status == "error" and "numba_fallback='refuse'" in (result.error or ""), result
+        assert "Traceback" not in (result.error or "") and "evoforge/" not in (result.error or ""), result.error
+
+
+def test_a_refused_compilation_under_a_compiled_harness_is_the_reason_alone():
+    problem = load_problem(TOUR, {"n": "20", "numba_fallback": "refuse"})
+    candidate = problem.seed_code.replace("    return d\n", DICT_OF_MIXED_KEYS + "    return d\n")
+    with SandboxPool(problem, 1) as pool:
+        refused = pool.evaluate(candidate)
+    assert refused.status == "error" and "numba_fallback='refuse'" in (refused.error or ""), refused
+    assert "Traceback" not in (refused.error or ""), refused.error
+
+
+def test_a_harness_numba_refuses_is_named_with_its_line(tmp_path):
+    path = _edited(tmp_path, TOUR, "    order[0] = 0\n", DICT_OF_MIXED_KEYS + "    order[0] = len(d) - 2\n")
+    line = path.read_text().splitlines().index("    d['b'] = 2") + 1
+    problem = load_problem(path, {"n": "20"})
+    with pytest.raises(SandboxError, match=f"harness tour does not compile with numba at {path}:{line}:"), \
+            SandboxPool(problem, 1) as pool:
+        pool.evaluate(problem.seed_code)
+
+
+def test_the_expose_fix_keeps_the_names_already_exposed(tmp_path):
+    path = _edited(tmp_path, SPHERE, 'EXPOSE = ["spiral", "jitter"]', 'EXPOSE = ["spiral"]')
+    with pytest.raises(ProblemError, match=r"fix: add it to EXPOSE: EXPOSE = \['spiral', 'jitter'\]"):
+        load_problem(path)
+
+
+def test_a_misspelt_problem_file_is_answered_with_the_file_beside_it(tmp_path):
+    (tmp_path / "knapsack.py").write_text(KNAPSACK.read_text())
+    with pytest.raises(ProblemError, match=f"is it {tmp_path / 'knapsack.py'}\\?"):
+        load_problem(tmp_path / "knapsak.py")
+    with pytest.raises(ProblemError) as nothing_near:
+        load_problem(tmp_path / "tour.py")
+    assert "is it" not in str(nothing_near.value)
+
+
+@pytest.mark.parametrize("typed, meant", [("shw", "show"), ("rnus", "runs"), ("exprot", "export")])
+def test_a_misspelt_command_is_answered_with_the_closest(capsys, typed, meant):
+    with pytest.raises(SystemExit):
+        main([typed, "x"])
+    assert f"did you mean {meant}?" in capsys.readouterr().err
