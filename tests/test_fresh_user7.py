@@ -42,6 +42,15 @@ def test_each_problem_searches_and_its_export_scores_the_best(tmp_path, problem,
     assert f"training score {best.score:g} " in printed, printed
 
 
+def test_the_metrics_legend_says_the_primary_metric_and_its_direction(tmp_path, capsys):
+    """It printed a bare 'primary score' under the metrics table when no metric declared a direction."""
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    evoforge.run(str(SPHERE), budget=2, db=db, seed=1, name="s")
+    capsys.readouterr()
+    assert main(["best", "s", "--db", db, "--by", "mean_nn"]) == 0
+    assert "primary metric score (higher is better)" in capsys.readouterr().out
+
+
 def test_the_held_out_inputs_are_scored_for_the_seed(tmp_path):
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     run = evoforge.run(str(KNAPSACK), budget=1, db=db, seed=1, overrides={"n": "30"})

@@ -178,7 +178,8 @@ def metric_legend(spec: MetricSpec) -> str:
     """Each metric's direction and limit, as the run's problem declared them."""
     directions = ", ".join(f"{name} {'higher' if up else 'lower'} is better" for name, up in spec.directions.items())
     limits = ", ".join(f"{name} <= {limit:g}" for name, limit in spec.constraints.items())
-    return "; ".join(part for part in (f"primary {spec.primary}", directions,
+    primary = f"primary metric {spec.primary} ({'higher' if spec.maximize else 'lower'} is better)"
+    return "; ".join(part for part in (primary, directions,
                                        f"constraints {limits} (a program over one ranks after those within)"
                                        if limits else "") if part)
 
