@@ -58,7 +58,7 @@ class Settings:
     # so that only candidates evaluated over large inputs pay for numba; False never compiles.
     numba: bool | str = False
     # Where numba refuses a candidate (nopython mode cannot compile it): "python" runs it as Python (the reason is
-    # printed in its output), "refuse" ends it with status error and the reason.
+    # printed in its output), "refuse" ends it with status error and the reason (only with numba=True).
     numba_fallback: str = "python"
     # The best score an honest program can reach (an L1 lower bound, a noise floor, accuracy 1.0): a program that
     # reaches it or goes past it is SUSPECT, held out of selection until a person accepts or rejects it.
@@ -95,6 +95,11 @@ class Settings:
             raise ValueError(f"Settings(numba={self.numba!r}): use True, False or 'auto'")
         if self.numba_fallback not in NUMBA_FALLBACKS:
             raise ValueError(f"Settings(numba_fallback={self.numba_fallback!r}): use 'python' or 'refuse'")
+        if self.numba_fallback == "refuse" and self.numba is not True:
+            # False compiles nothing, so nothing is refused; "auto" compiles a candidate only once its calls have
+            # taken a compilation's time, so whether it is refused would follow the machine's speed
+            raise ValueError(f"Settings(numba_fallback='refuse') needs numba=True, not {self.numba!r}: only there "
+                             "is every candidate compiled, so that a refusal does not depend on how long it ran")
         if self.bound is not None and (isinstance(self.bound, bool) or not isinstance(self.bound, (int, float))
                                        or not math.isfinite(self.bound)):
             raise ValueError(f"Settings(bound={self.bound!r}): use a finite number, or None for no bound")

@@ -78,6 +78,14 @@ def test_a_refused_compilation_is_the_reason_alone_not_evoforges_traceback():
         assert "Traceback" not in (result.error or "") and "evoforge/" not in (result.error or ""), result.error
 
 
+@pytest.mark.parametrize("numba", ["auto", "False"])
+def test_refusing_what_numba_cannot_compile_needs_numba_on_for_every_candidate(numba):
+    """Under "auto" the same uncompilable program ran as Python (ok) when its calls were quick and was refused
+    when they were slow; under False nothing compiles, so the setting did nothing."""
+    with pytest.raises(ProblemError, match=r"numba_fallback='refuse'\) needs numba=True"):
+        load_problem(KNAPSACK, {"numba": numba, "numba_fallback": "refuse"})
+
+
 def test_a_refused_compilation_under_a_compiled_harness_is_the_reason_alone():
     problem = load_problem(TOUR, {"n": "20", "numba_fallback": "refuse"})
     candidate = problem.seed_code.replace("    return d\n", DICT_OF_MIXED_KEYS + "    return d\n")
