@@ -8,6 +8,7 @@ end in a message that says what to do, never a traceback of evoforge's own code.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from evoforge.engine.cli.main import main
 from evoforge.evaluators import ProblemError, SandboxError, SandboxPool
 from evoforge.evaluators.loader import load_problem
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
 KNAPSACK = FIXTURES / "knapsack_heldout_problem.py"
 TOUR = FIXTURES / "greedy_tour_harness_problem.py"
 SPHERE = FIXTURES / "sphere_points_problem.py"
@@ -117,6 +119,14 @@ def test_a_misspelt_problem_file_is_answered_with_the_file_beside_it(tmp_path):
     with pytest.raises(ProblemError) as nothing_near:
         load_problem(tmp_path / "tour.py")
     assert "is it" not in str(nothing_near.value)
+
+
+def test_every_make_target_the_readme_names_exists():
+    """The README's commands use .venv/bin/evoforge, which only `make setup` (or search/test) creates."""
+    readme = (REPO / "README.md").read_text()
+    targets = set(re.findall(r"^([a-z]+):", (REPO / "Makefile").read_text(), flags=re.M))
+    named = set(re.findall(r"`make ([a-z]+)", readme)) | set(re.findall(r"^make ([a-z]+)", readme, flags=re.M))
+    assert "setup" in named and named <= targets, named - targets
 
 
 @pytest.mark.parametrize("typed, meant", [("shw", "show"), ("rnus", "runs"), ("exprot", "export")])
