@@ -19,7 +19,7 @@ from evoforge.db import DEFAULT_PATIENCE_S, ProgramBrief, ProgramInfo, RunInfo, 
 from evoforge.engine.analysis import queries
 from evoforge.engine.analysis.queries import Curve
 from evoforge.engine.run.config import RunConfig
-from evoforge.engine.run.options import SearchOptions, default_db, run_config
+from evoforge.engine.run.options import SearchOptions, default_db, refuse_missing_folder, run_config
 from evoforge.engine.run.search import SearchResult, resume_search, run_search
 from evoforge.evaluators import ProblemError
 
@@ -126,6 +126,7 @@ def run(problem: str | Path, /, *, budget: int = SearchOptions.budget, db: str |
     given = SearchOptions.from_keywords({**options, "budget": budget, "model": model, "seed": seed,
                                          "workers": workers})
     config = run_config(problem, given, url)
+    refuse_missing_folder(url)
     result = run_search(config, url, progress=progress, db_patience_s=db_patience_s)
     return Run(result.run_name, url, result)
 

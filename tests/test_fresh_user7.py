@@ -17,6 +17,7 @@ import pytest
 
 import evoforge
 from evoforge.engine.cli.main import main
+from evoforge.engine.run.config import ConfigError
 from evoforge.evaluators import ProblemError, SandboxError, SandboxPool
 from evoforge.evaluators.loader import load_problem
 
@@ -104,6 +105,16 @@ def test_a_harness_numba_refuses_is_named_with_its_line(tmp_path):
     with pytest.raises(SandboxError, match=f"harness tour does not compile with numba at {path}:{line}:"), \
             SandboxPool(problem, 1) as pool:
         pool.evaluate(problem.seed_code)
+
+
+def test_a_database_in_a_missing_folder_is_refused_from_python_as_from_the_command_line(tmp_path, capsys):
+    """`evoforge run` refused it; `evoforge.run` made the folder, so a mistyped path became a new database."""
+    db = f"sqlite:///{tmp_path / 'no_such_folder' / 'runs.db'}"
+    with pytest.raises(ConfigError, match="no_such_folder of database .* does not exist; create it first"):
+        evoforge.run(str(SPHERE), budget=1, db=db)
+    assert main(["run", str(SPHERE), "--budget", "1", "--db", db]) != 0
+    assert "create it first" in capsys.readouterr().err
+    assert not (tmp_path / "no_such_folder").exists()
 
 
 def test_the_expose_fix_keeps_the_names_already_exposed(tmp_path):

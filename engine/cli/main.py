@@ -20,9 +20,9 @@ from evoforge.db import DEFAULT_PATIENCE_S, SCHEMA_VERSION, StoreError, upgrade_
 from evoforge.engine.cli.common import CommandParser, Handler, SubcommandParser, add_db_option, configure_logging
 from evoforge.engine.cli.inspection import add_inspect_commands
 from evoforge.engine.cli.models import add_model_options
-from evoforge.engine.run.config import DEFAULT_DB_URL, DEFAULT_META_SUMMARY, ConfigError, ExecutorSettings
+from evoforge.engine.run.config import DEFAULT_META_SUMMARY, ConfigError, ExecutorSettings
 from evoforge.engine.run.errors import RunFailed, SeedFailed
-from evoforge.engine.run.options import SearchOptions, run_config
+from evoforge.engine.run.options import SearchOptions, refuse_missing_folder, run_config
 from evoforge.evaluators import ProblemError, parse_overrides
 from evoforge.evaluators.statuses import BEHAVIOUR_INPUTS
 from evoforge.islands import IslandConfigError
@@ -134,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchOptions)}
     options = SearchOptions(**{**given, "overrides": parse_overrides(args.overrides)})
     config = run_config(args.problem, options, args.db)
-    _refuse_missing_folder(args.db)
+    refuse_missing_folder(args.db)
     result = run_search(config, args.db, progress=not args.quiet, db_patience_s=args.db_patience)
     _print_result(result, args.db)
     return _exit_code(result.status)
@@ -187,16 +187,6 @@ def _add_patience_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-patience", type=float, default=DEFAULT_PATIENCE_S, metavar="SECONDS",
                         help="how long the run waits (retrying) for a database that stopped answering "
                              f"(default {DEFAULT_PATIENCE_S:g})")
-
-
-def _refuse_missing_folder(db: str) -> None:
-    """A new database goes into an existing folder: a missing one is more likely a mistyped path than a wish, so
-    only the default database's folder (runs/) is made."""
-    from evoforge.db.connection import missing_folder
-
-    folder = missing_folder(db)
-    if folder is not None and db != DEFAULT_DB_URL:
-        raise ConfigError(f"--db {db}: {folder}; create it first (mkdir -p) or fix the URL")
 
 
 def _cmd_upgrade(args: argparse.Namespace) -> int:

@@ -106,6 +106,16 @@ class SearchOptions:
         return cls(**options)
 
 
+def refuse_missing_folder(db: str) -> None:
+    """A new database goes into an existing folder: a missing one is more likely a mistyped path than a wish, so
+    only the default database's folder (runs/) is made. For `evoforge run` and `evoforge.run` alike."""
+    from evoforge.db.connection import missing_folder
+
+    folder = missing_folder(db)
+    if folder is not None and db != DEFAULT_DB_URL:
+        raise ConfigError(f"{named('--db')} {db}: {folder}; create it first (mkdir -p) or fix the URL")
+
+
 def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfig:
     """The RunConfig the options describe for `problem` (a path or a bundled problem's name); `db` is where the
     run of a --replay is found."""
