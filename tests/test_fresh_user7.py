@@ -98,6 +98,18 @@ def test_a_refused_compilation_under_a_compiled_harness_is_the_reason_alone():
     assert "Traceback" not in (refused.error or ""), refused.error
 
 
+def test_a_harness_called_with_other_types_shows_solves_line_not_evoforges_frames(tmp_path):
+    path = _edited(tmp_path, TOUR, "np.ascontiguousarray(np.asarray(xy, dtype=np.float64))",
+                   "np.asarray(xy, dtype=np.float32)")
+    problem = load_problem(path, {"n": "20"})
+    with SandboxPool(problem, 1) as pool:
+        called = pool.evaluate(problem.seed_code)
+    error = called.error or ""
+    assert called.status == "error" and "HarnessCallError: solve called the compiled harness tour" in error, called
+    assert f'File "{path}", line' in error and "in solve" in error, error
+    assert not re.search(r'File "[^"]*/evaluators/', error), error
+
+
 def test_a_harness_numba_refuses_is_named_with_its_line(tmp_path):
     path = _edited(tmp_path, TOUR, "    order[0] = 0\n", DICT_OF_MIXED_KEYS + "    order[0] = len(d) - 2\n")
     line = path.read_text().splitlines().index("    d['b'] = 2") + 1

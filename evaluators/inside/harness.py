@@ -217,6 +217,9 @@ def _check_process_lock_down(libc: Any, cpu: int) -> None:
         raise OSError("the default signal handlers were not inherited")
 
 
+_EVALUATORS = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # no problem file lives here
+
+
 def die_with_parent() -> None:
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -226,12 +229,15 @@ def _send(payload: dict[str, Any]) -> None:
 
 
 def _tail(exc: BaseException) -> str:
-    """The traceback from the first frame that is not the harness: what a program author needs to see."""
+    """The traceback from the first frame that is not the harness, without evoforge's own frames (a compiled
+    harness's call check, the pipe to the candidate): what a program author needs to see."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    return text[-4000:]
+    shown = traceback.TracebackException(type(exc), exc, tb)
+    shown.stack = traceback.StackSummary.from_list(
+        [frame for frame in shown.stack if not frame.filename.startswith(_EVALUATORS)])
+    return "".join(shown.format())[-4000:]
 
 
 def run_child(problem: Problem, code: str, values: dict[str, Any], names: list[str], result_w: int, out_w: int,
