@@ -54,6 +54,19 @@ def test_the_metrics_legend_says_the_primary_metric_and_its_direction(tmp_path, 
     assert "primary metric score (higher is better)" in capsys.readouterr().out
 
 
+def test_adding_to_a_finished_run_says_the_resume_that_raises_its_budget(tmp_path, capsys):
+    """A plain `evoforge resume` of a run whose budget is spent ends at once: the printed command must go on."""
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    evoforge.run(str(SPHERE), budget=2, db=db, seed=1, name="s")
+    mine = tmp_path / "mine.py"
+    mine.write_text("def points(n: int) -> np.ndarray:\n    return jitter(spiral(n), 0.01731)\n")
+    capsys.readouterr()
+    assert main(["add", "s", str(mine), "--db", db]) == 0
+    (command,) = re.findall(r"evoforge (resume s --budget \d+) --db", capsys.readouterr().out)
+    assert main([*command.split(), "--db", db, "--quiet"]) == 0
+    assert len(evoforge.load_run("s", db=db).programs()) > 4  # seed, two candidates, the human one, and more
+
+
 def test_the_held_out_inputs_are_scored_for_the_seed(tmp_path):
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     run = evoforge.run(str(KNAPSACK), budget=1, db=db, seed=1, overrides={"n": "30"})

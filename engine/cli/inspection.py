@@ -225,12 +225,18 @@ def _add(args: argparse.Namespace) -> int:
 
     with Store(args.db, create=False) as store:
         added = oversight.add_program(store, args.name, args.file, island=args.island, note=_note)
+        run = store.get_run(added.run_name)
+        assert run is not None, "add_program found it"
+        made, budget = store.proposal_count(run.id), int(run.config["run"]["budget"])
     p = added.program
     print(f"program {p.id} added to run {added.run_name}, island {p.island}: {p.status}\n"
           f"score {fmt.score(p.score)}, held-out {fmt.score(p.held_out_score)}"
           + (f"\nerror: {p.error}" if p.error else ""))
     if p.status == "ok":
-        print(f"it enters selection when the run resumes: evoforge resume {added.run_name} --db {args.db}")
+        # a run whose budget is spent ends at once on a plain resume: the command must raise the total
+        more = f" --budget {made + max(budget, 1)}" if made >= budget else ""
+        print(f"it enters selection when the run resumes: evoforge resume {added.run_name}{more} --db {args.db}"
+              + (f" (its budget of {budget} is spent; --budget is the new total)" if more else ""))
     else:
         print(f"it stays out of selection: only valid programs are chosen as parents (this one is {p.status})")
     return 0 if p.status == "ok" else 1
