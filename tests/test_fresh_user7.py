@@ -67,6 +67,20 @@ def test_adding_to_a_finished_run_says_the_resume_that_raises_its_budget(tmp_pat
     assert len(evoforge.load_run("s", db=db).programs()) > 4  # seed, two candidates, the human one, and more
 
 
+def test_a_run_whose_seed_numba_refuses_says_so(tmp_path, caplog):
+    """numba=True with a seed that ran as Python made every candidate slow, and only `eval` said why."""
+    path = _edited(tmp_path, TOUR, "    return d\n", "    return d + len(str(step))\n")
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    with caplog.at_level("WARNING", logger="evoforge"):
+        evoforge.run(str(path), budget=1, db=db, seed=1, overrides={"n": "20"}, name="slow")
+    (said,) = [r.getMessage() for r in caplog.records if "seed program ran as Python" in r.getMessage()]
+    assert "`str` is not compiled" in said and str(path) in said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evoforge"):
+        evoforge.run(str(TOUR), budget=1, db=db, seed=1, overrides={"n": "20"}, name="fast")
+    assert not [r for r in caplog.records if "ran as Python" in r.getMessage()]
+
+
 def test_the_held_out_inputs_are_scored_for_the_seed(tmp_path):
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     run = evoforge.run(str(KNAPSACK), budget=1, db=db, seed=1, overrides={"n": "30"})

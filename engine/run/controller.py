@@ -250,6 +250,12 @@ class Controller:
         past = self.problem.seed_bound_warning(ev.score)
         if past is not None:  # not fatal (the bound may be the mistake), but every improvement would be held
             log.warning("%s", past)
+        if self.problem.settings.numba is True and ev.compiled is False:  # the whole run would be slow, unsaid
+            why = " ".join(line.removeprefix("[evoforge] ") for line in ev.stdout.splitlines()
+                           if line.startswith("[evoforge] numba"))
+            log.warning("%s: numba=True, but the seed program ran as Python%s; every candidate that keeps what "
+                        "numba refuses will too, each call through a pipe; fix the seed so that it compiles",
+                        self.problem.path, f" ({why})" if why else "")
         held = await self._held_out(code)
         program = NewProgram(island=0, parent_ids=[], origin="seed", code=code, code_hash=code_hash(code),
                              status="ok", score=ev.score, scores=dict(ev.scores), error=None,
