@@ -6,6 +6,7 @@ dataclasses, and every command opens the database without importing the ORM (a t
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 
@@ -43,6 +45,26 @@ def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
     return CheckConstraint(f"{column} IN ({quoted})", name=column)
 
 
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` with each NUL and lone surrogate as U+FFFD: a Python str may hold them (a candidate's error, a model's
+    answer decoded from JSON's `\\ud800`), but SQLite's UTF-8 and PostgreSQL's text refuse them, and the refused
+    write failed the whole record, and with it the search."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+class Chars(TypeDecorator[str]):
+    """A text column that stores any str (see `storable`); the same TEXT in the schema."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else storable(value)
+
+
 metadata = MetaData(naming_convention={"ck": "ck_%(table_name)s_%(constraint_name)s"})
 """Every evoforge table."""
 
@@ -61,7 +83,7 @@ Meta = Table(
     "evoforge_meta", metadata,
     # Key/value facts about the database itself, above all ``schema_version``.
     Column("key", String(64), primary_key=True),
-    _required("value", Text),
+    _required("value", Chars),
 )
 
 Run = Table(
@@ -70,8 +92,8 @@ Run = Table(
     Column("id", Integer, primary_key=True),
     _required("name", String(200), unique=True),
     _required("problem_name", String(200)),
-    _required("problem_path", Text),
-    _required("problem_source", Text),
+    _required("problem_path", Chars),
+    _required("problem_source", Chars),
     _required("problem_hash", String(128)),
     _required("config", JSON),
     _required("seed", Integer),
@@ -99,13 +121,13 @@ Proposal = Table(
     _required("island", Integer),
     _required("parent_ids", JSON),
     _required("model", String(200)),
-    _required("prompt", Text),
-    _optional("response", Text),
+    _required("prompt", Chars),
+    _optional("response", Chars),
     _required("prompt_tokens", Integer, default=0),
     _required("completion_tokens", Integer, default=0),
     _required("cost", Float, default=0.0),
     _required("latency_s", Float, default=0.0),
-    _optional("error", Text),
+    _optional("error", Chars),
     _required("applied", Boolean),
     _required("attempts", Integer, default=1),  # calls made for it, retries included
     # How it was made: model choice (and the bandit's values), instruction id, cache or replay hit, outcome.
@@ -126,26 +148,26 @@ Program = Table(
     _required("island", Integer),
     _required("parent_ids", JSON),
     _required("origin", String(16)),
-    _required("code", Text),
+    _required("code", Chars),
     _required("code_hash", String(128)),
     _required("code_length", Integer),
     _required("status", String(16)),
     _optional("score", Float),
     _required("scores", JSON),
     _optional("held_out_score", Float),
-    _optional("error", Text),
+    _optional("error", Chars),
     _optional("duplicate_of", Integer, ForeignKey("programs.id")),
     _required("created_at", _WHEN, default=utcnow),
     # A person took this program out of selection (a reward hack, say): who, why and when.
     _optional("rejected_by", String(200)),
-    _optional("rejected_reason", Text),
+    _optional("rejected_reason", Chars),
     _optional("rejected_at", _WHEN),
     # Digest of its outputs on the first inputs: a later candidate with the same one is a near-duplicate.
     _optional("behaviour", String(64)),
     # Named metrics over every input, when score() returns several (NULL: one score, or recorded before v6).
     _optional("metrics", JSON),
     # What score() said about its outputs, shown to its children's model (bounded, control characters escaped).
-    _optional("feedback", Text),
+    _optional("feedback", Chars),
     # A crossover's second parent (v13): its prompt asked to combine the primary parent with this program, which
     # parent_ids also lists (before the primary, the last); NULL for every other program. Like parent_ids, it names
     # a program of the same run without a foreign key.
@@ -174,13 +196,13 @@ Evaluation = Table(
     _required("status", String(16)),
     _optional("score", Float),
     _required("scores", JSON),
-    _optional("error", Text),
+    _optional("error", Chars),
     _required("timings", JSON),
     _optional("compiled", Boolean),
     _optional("node", String(200)),
     _optional("stage", Integer),  # the cascade stage that culled it; None if none did
     _optional("metrics", JSON),  # named metrics over every input (see programs.metrics)
-    _optional("feedback", Text),  # what score() said about the outputs
+    _optional("feedback", Chars),  # what score() said about the outputs
     _required("created_at", _WHEN, default=utcnow),
     Index("ix_evaluations_program", "program_id"),
     _one_of("kind", EVALUATION_KINDS),
@@ -207,17 +229,17 @@ Judgement = Table(
     _required("run_id", Integer, ForeignKey("runs.id")),
     _required("program_id", Integer, ForeignKey("programs.id")),
     _required("model", String(200)),
-    _required("prompt", Text),
-    _optional("response", Text),
+    _required("prompt", Chars),
+    _optional("response", Chars),
     _required("prompt_tokens", Integer, default=0),
     _required("completion_tokens", Integer, default=0),
     _required("cost", Float, default=0.0),
     _required("latency_s", Float, default=0.0),
     _required("attempts", Integer, default=1),  # calls made, retries included; 0: answered by a replayed run
-    _optional("error", Text),  # why no verdict: the call failed, or the answer was not in the asked format
+    _optional("error", Chars),  # why no verdict: the call failed, or the answer was not in the asked format
     _optional("grade", Float),  # 0-10 on the problem's judge_criteria
     _optional("gaming", Boolean),  # the reviewer says it games the score: SUSPECT until a person decides
-    _optional("critique", Text),  # shown in the prompts of the program's children (bounded, escaped)
+    _optional("critique", Chars),  # shown in the prompts of the program's children (bounded, escaped)
     _required("details", JSON, default=dict),
     _required("created_at", _WHEN, default=utcnow),
     Index("ix_judgements_run_program", "run_id", "program_id"),

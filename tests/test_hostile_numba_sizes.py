@@ -134,6 +134,19 @@ def test_a_repetition_whose_length_wraps_writes_nothing_past_it(bins, kind):
     assert ev.status == status and words in ev.error, ev
 
 
+# numba's np.sort of a list returns a list (numpy's, an array): a product of it judged numeric (plain_products: "numpy's
+# functions return no list") stayed a plain `*`, and the wrapped repetition wrote past its allocation in the
+# harness's process (glibc aborted it: 'crashed'). Python multiplies an array here; compiled, the product is checked.
+SORTED_LIST = ("import numpy as np\n\n\ndef priority(item, bins):\n    ordered = np.sort([item])\n"
+               "    seven = ordered * 7\n    spill = seven * 7905747460161236407\n"
+               "    return -(bins - item) + 0.0 * len(spill)\n")
+
+
+def test_a_list_from_numpy_is_repeated_with_the_check(bins):
+    ev = bins.evaluate(SORTED_LIST)
+    assert ev.status == "memory" and "MemoryError" in ev.error, ev
+
+
 def test_repetitions_that_fit_stay_compiled(bins):
     code = ("def priority(item, bins):\n    k = bins.shape[0]\n    ones = [1.0] * k\n    ones *= 2\n"
             "    pad = (0.0,) * 3\n    tag = 'ab' * k\n"

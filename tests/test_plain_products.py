@@ -36,6 +36,9 @@ def test_products_of_numbers_and_arrays_stay_plain(body):
     "np = [1.0]\n\n\n" + PRIORITY + "    return np.copy() * bins\n",
     # a local assigned from a call that is not numpy's
     PRIORITY + "    r = helper(item)\n    return r * bins\n\n\ndef helper(x):\n    return [x]\n",
+    # numba's np.sort of a list is a list, and so is what a numpy call makes of any argument that is not numeric
+    PRIORITY + "    r = np.sort([item])\n    return r * bins.shape[0]\n",
+    PRIORITY + "    return np.sort([item, 2.0], kind='quicksort') * bins.shape[0]\n",
     # a walrus binding besides the plain assignment
     PRIORITY + "    r = bins\n    if (r := [item]):\n        pass\n    return r * bins.shape[0]\n",
 ])

@@ -37,6 +37,9 @@ def parse_code(code: str, what: str = "the code") -> ast.Module:
         line = (exc.text or "").rstrip("\n")
         shown = f": `{line.strip()}`" if line.strip() else ""
         raise PatchError(f"{what} does not parse: {exc.msg} at line {exc.lineno}{shown}") from None
+    except UnicodeEncodeError as exc:  # a lone surrogate (JSON's `\ud800`), which Python's parser cannot encode
+        raise PatchError(f"{what} holds {exc.object[exc.start:exc.end]!r} at character {exc.start}, a lone "
+                         "surrogate, which is not text; write the character itself or an escape") from None
     except (RecursionError, MemoryError):
         raise PatchError(f"{what} nests too deeply to parse (an expression or statement about a thousand levels "
                          "deep); write flatter code") from None

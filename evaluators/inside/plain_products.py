@@ -10,7 +10,8 @@ the other a large integer, so it stays `*` where
   repetition) or a true division (a float): neither a sequence nor a large count; or
 - both sides are numeric: literals, the evolved function's own parameters whose declared type (the compiled
   harness's signature) is a number or an array and which nothing in the program rebinds, and operators, subscripts
-  and conditionals of numeric values.
+  and conditionals of numeric values, and calls of numpy or of an array's methods whose arguments are all numeric
+  (numba's versions may return what they were given: its `np.sort` of a list is a list).
 
 Names are judged only inside the evolved function that declares them (a helper's parameter of the same name, or a
 global, may be a list), only when the name is bound exactly once in the whole program (as that parameter), and
@@ -32,8 +33,8 @@ def numeric_names(tree: ast.Module, declared: Mapping[str, Collection[int]],
     """For each evolved function (by name), the names that hold only numbers or arrays inside it: its parameters at
     the `declared` positions and its locals that only plain assignments of numeric values bind, where nothing else
     in the program binds them; and numpy itself (`numpy_globals`, names of the numpy module nothing in the program
-    rebinds, or that only `import numpy as ...` binds), whose functions return no list or string. A function
-    defined twice, or named anywhere in the program but its `def`, gets none."""
+    rebinds, or that only `import numpy as ...` binds), whose functions return no list or string when given numbers
+    and arrays (`_argument`). A function defined twice, or named anywhere in the program but its `def`, gets none."""
     bindings = _bindings(tree)
     read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store)}
     imported = Counter((a.asname or a.name) for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -149,8 +150,17 @@ def _numeric(node: ast.expr, numeric: Collection[str], pow_name: str) -> bool:
     if isinstance(node, ast.Subscript | ast.Attribute):  # an array's items, views, members (shape: a tuple, which
         return _numeric(node.value, numeric, pow_name)  # numba repeats by a literal count only)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):  # numpy's functions, arrays' methods
-        return _numeric(node.func.value, numeric, pow_name)
+        return _numeric(node.func.value, numeric, pow_name) and all(
+            _argument(arg, numeric, pow_name) for arg in [*node.args, *(k.value for k in node.keywords)])
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == pow_name
             and not node.keywords):
         return all(_numeric(arg, numeric, pow_name) for arg in node.args)
     return False
+
+
+def _argument(node: ast.expr, numeric: Collection[str], pow_name: str) -> bool:
+    """An argument after which a numpy function or an array's method returns a number or an array: numeric, or a
+    tuple of numerics (a shape). numba's versions may return what they were given: `np.sort` of a list is a list."""
+    if isinstance(node, ast.Tuple):
+        return all(_numeric(item, numeric, pow_name) for item in node.elts)
+    return _numeric(node, numeric, pow_name)
