@@ -9,8 +9,9 @@ the other a large integer, so it stays `*` where
 - one side is a float or complex literal, an integer literal up to SMALL_REPEAT, a comparison (a bool: at most one
   repetition) or a true division (a float): neither a sequence nor a large count; or
 - both sides are numeric: literals, the evolved function's own parameters whose declared type (the compiled
-  harness's signature) is a number or an array and which nothing in the program rebinds, and operators, subscripts
-  and conditionals of numeric values.
+  harness's signature) is a number or an array of numbers and which nothing in the program rebinds, numpy's
+  functions and arrays' methods called with numeric arguments only (numpy makes arrays of text from text, and
+  numba repeats an item of one as a string), and operators, subscripts and conditionals of numeric values.
 
 Names are judged only inside the evolved function that declares them (a helper's parameter of the same name, or a
 global, may be a list), only when the name is bound exactly once in the whole program (as that parameter), and
@@ -32,8 +33,8 @@ def numeric_names(tree: ast.Module, declared: Mapping[str, Collection[int]],
     """For each evolved function (by name), the names that hold only numbers or arrays inside it: its parameters at
     the `declared` positions and its locals that only plain assignments of numeric values bind, where nothing else
     in the program binds them; and numpy itself (`numpy_globals`, names of the numpy module nothing in the program
-    rebinds, or that only `import numpy as ...` binds), whose functions return no list or string. A function
-    defined twice, or named anywhere in the program but its `def`, gets none."""
+    rebinds, or that only `import numpy as ...` binds), whose functions return no list or string (nor text, called
+    with numeric arguments). A function defined twice, or named anywhere in the program but its `def`, gets none."""
     bindings = _bindings(tree)
     read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store)}
     imported = Counter((a.asname or a.name) for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -149,8 +150,22 @@ def _numeric(node: ast.expr, numeric: Collection[str], pow_name: str) -> bool:
     if isinstance(node, ast.Subscript | ast.Attribute):  # an array's items, views, members (shape: a tuple, which
         return _numeric(node.value, numeric, pow_name)  # numba repeats by a literal count only)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):  # numpy's functions, arrays' methods
-        return _numeric(node.func.value, numeric, pow_name)
+        return _numeric(node.func.value, numeric, pow_name) and _numeric_arguments(node, numeric, pow_name)
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == pow_name
             and not node.keywords):
         return all(_numeric(arg, numeric, pow_name) for arg in node.args)
     return False
+
+
+def _numeric_arguments(call: ast.Call, numeric: Collection[str], pow_name: str) -> bool:
+    """Whether every argument of a numpy function or array method is a number, an array or a list or tuple of
+    them: numpy makes arrays of text from text (`np.full(1, 'abc')`, `np.asarray('abc')`, a dtype 'U7'), and an
+    item of one, times an integer, is numba's repetition of a string."""
+    values = [*call.args, *(keyword.value for keyword in call.keywords)]
+    return all(_numeric_argument(value, numeric, pow_name) for value in values)
+
+
+def _numeric_argument(node: ast.expr, numeric: Collection[str], pow_name: str) -> bool:
+    if isinstance(node, ast.List | ast.Tuple):
+        return all(_numeric_argument(item, numeric, pow_name) for item in node.elts)
+    return _numeric(node, numeric, pow_name)
