@@ -54,6 +54,9 @@ MUL = "evoforge_mul"
 UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
                           "lib", "objmode", "literally", "address_as_void_pointer", POW, FIT, MUL})
 MAX_ITEMS = (1 << 63) - 1  # the most items a list or string can have (an intp)
+# The most characters numba's string allocation holds: it asks for (length + 1) * 4 bytes for 4-byte characters
+# in arithmetic that wraps, so `'\U0001F600' * 2**62` allocated 4 bytes and copied past them.
+MAX_TEXT = MAX_ITEMS // 4 - 1
 # Builtins that make text of a value, and so of a number (see the module docstring); f-strings do the same.
 TEXT_OF = frozenset({"str", "repr", "format", "ascii"})
 # Attributes and imported names compiled code may use: numpy functions and array members whose numba versions
@@ -133,14 +136,16 @@ def _mul(left, right):  # unannotated: numba wants the plain signature of evofor
 def _check_repeat(length, times, kind):  # unannotated: compiled inside the overloads
     """numba computes a repetition's length as length * times in wrapping arithmetic, allocates that many items
     and copies `length` items per repetition: a product that wraps to a small number (7 * 7905747460161236407 is
-    1 modulo 2**64) writes past the allocation, into the harness's memory. Refuse it as Python does (`kind`:
-    see _kind)."""
+    1 modulo 2**64) writes past the allocation, into the harness's memory; a string's bytes wrap before its
+    length does (MAX_TEXT). Refuse it as Python does (`kind`: see _kind)."""
     if times > 0 and length > MAX_ITEMS // times:
         if kind == 1:
             raise OverflowError("repeated string is too long")
         if kind == 2:
             raise OverflowError("repeated bytes are too long")
         raise MemoryError("repeated sequence is too long")
+    if kind != 0 and times > 0 and length > MAX_TEXT // times:  # Python cannot allocate that much either
+        raise MemoryError("repeated string is too long")
 
 
 def evoforge_fit(target, value):  # unannotated: the overload must match it exactly
