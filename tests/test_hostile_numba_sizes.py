@@ -122,6 +122,10 @@ REPEATS = {
                       "memory", "MemoryError"),
     "string": ("    spill = 'abcdefg' * TIMES\n", "error", "repeated string is too long"),
     "string on the left": ("    spill = TIMES * 'abcdefg'\n", "error", "repeated string is too long"),
+    # numba allocates (length + 1) * 4 bytes for 4-byte characters, which wraps to 4 here (and to 0 for 2-byte
+    # ones times 2**63 - 1); Python refuses the allocation
+    "string of 4-byte characters": ("    spill = '\\U0001F600' * 4611686018427387904\n", "memory", "MemoryError"),
+    "string of 2-byte characters": ("    spill = '\\u0100' * 9223372036854775807\n", "memory", "MemoryError"),
 }
 
 

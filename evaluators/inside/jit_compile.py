@@ -36,7 +36,7 @@ MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
 # Part of every payload key (candidates' and harnesses'): raise it when a change to what compiled code may do
 # (numba_overflow, a check numba_semantics adds) leaves the adjusted source unchanged, so that no payload compiled
 # without it loads.
-CHECKS_VERSION = 7
+CHECKS_VERSION = 8
 
 numba_overflow.install()  # here, so that it precedes every compilation in the sandbox
 
@@ -157,9 +157,11 @@ def _no_cfunc_wrapper() -> int:
 
 def numeric_arguments(signatures: dict[str, str]) -> dict[str, frozenset[int]]:
     """For each evolved function, the positions of the arguments its declared signature types as a number or an
-    array (numba_semantics keeps products of those as plain `*`)."""
-    numeric = (numba.types.Number, numba.types.Boolean, numba.types.Array)
-    return {name: frozenset(i for i, arg in enumerate(parse_signature(text).args) if isinstance(arg, numeric))
+    array of numbers (numba_semantics keeps products of those as plain `*`; an item of an array of text or records
+    may be text, which numba repeats)."""
+    numbers = (numba.types.Number, numba.types.Boolean)
+    return {name: frozenset(i for i, arg in enumerate(parse_signature(text).args)
+                            if isinstance(arg.dtype if isinstance(arg, numba.types.Array) else arg, numbers))
             for name, text in signatures.items()}
 
 

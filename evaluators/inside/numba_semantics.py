@@ -12,9 +12,10 @@ for compiling, or not compiled at all (it then runs as Python), so that compiled
 - `seq * n` for a list or a string: numba computes the length in arithmetic that wraps and copies past what it
   allocated (`[x] * 7 * 7905747460161236407` is one item long and writes seven). The compiled source calls
   `evoforge_mul`, which refuses a length past an intp as Python does (MemoryError for a list, OverflowError for a
-  string), and `seq *= n` checks the same first (`evoforge_fit`). A product that cannot repeat a sequence (a float
-  or small literal on one side, numbers and the harness's numeric arguments on both) stays `*`, so that numba
-  still fuses array expressions (plain_products.py).
+  string or bytes; an item of an array of text, `np.asarray('abc')[()]`, is repeated as a string), and `seq *= n`
+  checks the same first (`evoforge_fit`). A product that cannot repeat a sequence (a float or small literal on one
+  side, numbers and the harness's numeric arguments on both) stays `*`, so that numba still fuses array
+  expressions (plain_products.py).
 - Text of a number (`str(n)`, `repr(n)`, an f-string): numba sizes an integer's text by `floor(log10(n))` in
   floating point, one character too long where the float rounds up to a power of ten (`str(10**17 - 1)`), and
   leaves that first character as the allocator left it (in the harness's process); `str(-2**63)` asks for a
@@ -40,8 +41,9 @@ from typing import Any
 
 import numpy as np
 from numba.core import types
-from numba.core.types.containers import List, ListType
+from numba.core.types.containers import Bytes, List, ListType
 from numba.core.types.misc import UnicodeType
+from numba.core.types.npytypes import CharSeq, UnicodeCharSeq
 from numba.extending import overload, register_jitable
 
 from evoforge.evaluators.inside.plain_products import numeric_names, stays_plain
@@ -52,6 +54,9 @@ MUL = "evoforge_mul"
 UNSAFE_NAMES = frozenset({"numba", "ctypes", "ctypeslib", "cffi", "carray", "farray", "as_strided", "stride_tricks",
                           "lib", "objmode", "literally", "address_as_void_pointer", POW, FIT, MUL})
 MAX_ITEMS = (1 << 63) - 1  # the most items a list or string can have (an intp)
+# The most characters numba's string allocation holds: it asks for (length + 1) * 4 bytes for 4-byte characters
+# in arithmetic that wraps, so `'\U0001F600' * 2**62` allocated 4 bytes and copied past them.
+MAX_TEXT = MAX_ITEMS // 4 - 1
 # Builtins that make text of a value, and so of a number (see the module docstring); f-strings do the same.
 TEXT_OF = frozenset({"str", "repr", "format", "ascii"})
 # Attributes and imported names compiled code may use: numpy functions and array members whose numba versions
@@ -102,16 +107,24 @@ def evoforge_mul(left, right):  # unannotated: the overload must match it exactl
     return left * right
 
 
-_REPEATED = (List, ListType, UnicodeType)
+# What numba repeats by an integer, by kind: a list (MemoryError past an intp, as Python), text (an item of an array
+# of text, `np.asarray('abc')[()]`, is a UnicodeCharSeq, which numba repeats as a str) and bytes (OverflowError).
+_LISTS, _TEXT, _BYTES = (List, ListType), (UnicodeType, UnicodeCharSeq), (CharSeq, Bytes)
+_REPEATED = (*_LISTS, *_TEXT, *_BYTES)
+
+
+def _kind(seq: Any) -> int:
+    """_check_repeat's kind of a repeated type: 0 a list, 1 text, 2 bytes."""
+    return 1 if isinstance(seq, _TEXT) else 2 if isinstance(seq, _BYTES) else 0
 
 
 @overload(evoforge_mul)
 def _mul(left, right):  # unannotated: numba wants the plain signature of evoforge_mul
     if isinstance(left, _REPEATED) and isinstance(right, types.Integer):
-        string = isinstance(left, UnicodeType)
+        kind = _kind(left)
 
         def repeat(left, right):
-            _check_repeat(len(left), right, string)
+            _check_repeat(len(left), right, kind)
             return left * right
         return repeat
     if isinstance(left, types.Integer) and isinstance(right, _REPEATED):
@@ -120,14 +133,19 @@ def _mul(left, right):  # unannotated: numba wants the plain signature of evofor
 
 
 @register_jitable
-def _check_repeat(length, times, string):  # unannotated: compiled inside the overloads
+def _check_repeat(length, times, kind):  # unannotated: compiled inside the overloads
     """numba computes a repetition's length as length * times in wrapping arithmetic, allocates that many items
     and copies `length` items per repetition: a product that wraps to a small number (7 * 7905747460161236407 is
-    1 modulo 2**64) writes past the allocation, into the harness's memory. Refuse it as Python does."""
+    1 modulo 2**64) writes past the allocation, into the harness's memory; a string's bytes wrap before its
+    length does (MAX_TEXT). Refuse it as Python does (`kind`: see _kind)."""
     if times > 0 and length > MAX_ITEMS // times:
-        if string:
+        if kind == 1:
             raise OverflowError("repeated string is too long")
+        if kind == 2:
+            raise OverflowError("repeated bytes are too long")
         raise MemoryError("repeated sequence is too long")
+    if kind != 0 and times > 0 and length > MAX_TEXT // times:  # Python cannot allocate that much either
+        raise MemoryError("repeated string is too long")
 
 
 def evoforge_fit(target, value):  # unannotated: the overload must match it exactly
@@ -139,10 +157,10 @@ def evoforge_fit(target, value):  # unannotated: the overload must match it exac
 @overload(evoforge_fit)
 def _fit(target, value):  # unannotated: numba wants the plain signature of evoforge_fit
     if isinstance(target, _REPEATED) and isinstance(value, types.Integer):
-        string = isinstance(target, UnicodeType)
+        kind = _kind(target)
 
         def repeat(target, value):
-            _check_repeat(len(target), value, string)
+            _check_repeat(len(target), value, kind)
             return value
         return repeat
     if not (isinstance(target, types.Array) and isinstance(value, types.Array)):

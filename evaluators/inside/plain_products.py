@@ -9,9 +9,10 @@ the other a large integer, so it stays `*` where
 - one side is a float or complex literal, an integer literal up to SMALL_REPEAT, a comparison (a bool: at most one
   repetition) or a true division (a float): neither a sequence nor a large count; or
 - both sides are numeric: literals, the evolved function's own parameters whose declared type (the compiled
-  harness's signature) is a number or an array and which nothing in the program rebinds, and operators, subscripts
-  and conditionals of numeric values, and calls of numpy or of an array's methods whose arguments are all numeric
-  (numba's versions may return what they were given: its `np.sort` of a list is a list).
+  harness's signature) is a number or an array of numbers and which nothing in the program rebinds, and operators,
+  subscripts and conditionals of numeric values, and calls of numpy or of an array's methods whose arguments are all
+  numeric or tuples of numerics (numba's versions may return what they were given: its `np.sort` of a list is a
+  list; and numpy makes arrays of text from text, an item of which, times an integer, numba repeats as a string).
 
 Names are judged only inside the evolved function that declares them (a helper's parameter of the same name, or a
 global, may be a list), only when the name is bound exactly once in the whole program (as that parameter), and
