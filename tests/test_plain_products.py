@@ -83,3 +83,14 @@ def test_a_helper_repeating_a_list_under_a_declared_name_is_still_refused(compil
     assert f"{MUL}(bins, item)" in for_numba(HELPER_REPEAT, BOTH, ["np"])
     ev = compiled_bin_packing.evaluate(HELPER_REPEAT)
     assert ev.status == "memory" and "MemoryError" in ev.error, ev
+
+
+def test_numpy_is_recognised_as_the_sandbox_shows_it_to_candidates():
+    """The restricted namespace holds a view of numpy (module_copy), not numpy itself; both count, nothing else."""
+    import numpy as np
+
+    from evoforge.evaluators.inside.jit_compile import numpy_names
+    from evoforge.evaluators.inside.namespace import module_copy
+
+    namespace = {"np": module_copy("numpy"), "numpy": np, "math": module_copy("math"), "bins": [1.0]}
+    assert numpy_names(namespace) == ["np", "numpy"]

@@ -30,6 +30,7 @@ from numba.core.errors import TypingError
 
 from evoforge.evaluators.channel import CandidateError
 from evoforge.evaluators.inside import numba_load, numba_overflow, numba_semantics
+from evoforge.evaluators.inside.namespace import module_copy
 from evoforge.evaluators.problem_api import COMPILED_MARK, evolved_signatures, harnesses
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # one compilation; a larger one is not kept
@@ -165,6 +166,13 @@ def numeric_arguments(signatures: dict[str, str]) -> dict[str, frozenset[int]]:
             for name, text in signatures.items()}
 
 
+def numpy_names(namespace: dict[str, Any]) -> list[str]:
+    """The names under which the namespace holds numpy: the module itself, or the candidates' view of it
+    (`namespace.module_copy`), which is what the sandbox's restricted namespace holds."""
+    views = (np, module_copy("numpy"))
+    return [name for name, value in namespace.items() if any(value is view for view in views)]
+
+
 def candidate_cache_name(source: str, name: str, options: dict[str, Any]) -> str:
     """What a candidate function's compilations are keyed by: its name, the options, and the whole source as adjusted
     for numba, so a compilation is loaded only for the very code it was compiled from (not for a program planted
@@ -179,8 +187,7 @@ def jitted(code: str, namespace: dict[str, Any], entries: dict[str, str], on_sav
     source as numba_semantics adjusts it, so that they call each other compiled; raises Divergent where the
     candidate must run as Python. Defining the functions runs none of the candidate's code (`numba_load`).
     `signatures`: the evolved functions' declared signatures, where the harness declares them."""
-    numpy_names = [name for name, value in namespace.items() if value is np]
-    source = numba_semantics.for_numba(code, numeric_arguments(signatures or {}), numpy_names)
+    source = numba_semantics.for_numba(code, numeric_arguments(signatures or {}), numpy_names(namespace))
     jit_ns = dict(namespace)
     jit_ns[numba_semantics.POW] = numba_semantics.evoforge_pow
     jit_ns[numba_semantics.FIT] = numba_semantics.evoforge_fit
