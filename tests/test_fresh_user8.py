@@ -7,11 +7,13 @@ cascade; a shortest-superstring merge rule over strings with held-out data.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from openai_server import OpenAIServer
 
 import evoforge
 from evoforge.db import Store
@@ -69,3 +71,23 @@ def test_the_other_two_problems_search_and_export_their_best(tmp_path: Path, pro
     assert main(["export", "r", "--db", db, "-o", str(out)]) == 0
     printed = subprocess.run([sys.executable, str(out)], capture_output=True, text=True, check=True).stdout
     assert f"training score {run.best(1)[0].score:.6g}" in printed
+
+
+def test_show_says_why_proposals_gave_no_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # 40 of 40 proposals gave 'no program 40' in show and nothing said why: the reason was only in the database
+    monkeypatch.setenv("OPENAI_API_KEY", "none")
+    server = OpenAIServer("I see no program to improve.").start()
+    try:
+        db = f"sqlite:///{tmp_path / 'r.db'}"
+        evoforge.run(str(COLORING), budget=3, db=db, seed=1, model="openai/mutation", api_base=server.base_url,
+                     name="c", concurrency=1)
+    finally:
+        server.stop()
+    assert main(["show", "c", "--db", db]) == 0
+    text = capsys.readouterr().out
+    assert "no program 3" in text
+    assert "no program 3 x response could not be applied: no SEARCH/REPLACE block" in text
+    assert main(["show", "c", "--db", db, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["no_program"]
+    assert [f["count"] for f in shown] == [3] and "no SEARCH/REPLACE block" in shown[0]["reason"]
