@@ -91,3 +91,13 @@ def test_show_says_why_proposals_gave_no_program(tmp_path: Path, monkeypatch: py
     assert main(["show", "c", "--db", db, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["no_program"]
     assert [f["count"] for f in shown] == [3] and "no SEARCH/REPLACE block" in shown[0]["reason"]
+
+
+def test_a_str_annotation_does_not_keep_a_program_from_numba(capsys: pytest.CaptureFixture[str]) -> None:
+    # merge_score(left: str, right: str, overlap: int) under numba=True ran as Python, with the reason "`str` is not
+    # compiled (numba's text of a number differs from Python's)": the annotation was read as a call of str()
+    assert main(["eval", str(SUPERSTRING), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(SUPERSTRING), "--set", "numba=true", "--json"]) == 0
+    compiled = json.loads(capsys.readouterr().out)
+    assert compiled["numba"] == "compiled" and compiled["scores"] == plain["scores"]
