@@ -39,7 +39,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from openai_server import OpenAIServer  # noqa: E402  (the tests' real HTTP server, reused as is)
 
-_VERSION = re.compile(r"^## (Version \d+|Parent [AB])[^\n]*\n(?:Error:[^\n]*\n)?```python\n(.*?)\n```", re.S | re.M)
+# A version's heading, then whatever the prompt says of it (an error, metrics, the evaluator's feedback, a critique:
+# lines that never open a fence), then its code.
+_VERSION = re.compile(r"^## (Version \d+|Parent [AB])[^\n]*\n(?:(?!```|## )[^\n]*\n)*?```python\n(.*?)\n```",
+                      re.S | re.M)
 _INSPIRATION = re.compile(r"^### Inspiration \w+[^\n]*\n```python\n(.*?)\n```", re.S | re.M)
 _TARGET = re.compile(r"better than (Version \d+)|start from (Parent A)")
 _ADDED = re.compile(r"^   \+ (.*)$", re.M)  # a line a recent improvement added (the meta-summary section)

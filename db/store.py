@@ -466,6 +466,15 @@ class Store:
         query = _PROPOSAL_COLUMNS.where(Proposal.c.run_id == run_id).order_by(Proposal.c.seq)
         return [_proposal_info(r) for r in self._read(lambda c: c.execute(query).all())]
 
+    def proposal_failures(self, run_id: int, limit: int = 3) -> list[tuple[str, int]]:
+        """The commonest reasons the run's proposals gave no program (a failed call, an answer that did not apply),
+        most frequent first, with their counts: `show` counts such proposals and should say why."""
+        count = func.count().label("n")
+        query = (select(Proposal.c.error, count)
+                 .where(Proposal.c.run_id == run_id, Proposal.c.applied.is_(False), Proposal.c.error.is_not(None))
+                 .group_by(Proposal.c.error).order_by(count.desc(), Proposal.c.error).limit(limit))
+        return [(str(error), int(n)) for error, n in self._read(lambda c: c.execute(query).all())]
+
     def history(self, run_id: int) -> list[HistoryItem]:
         """The run's programs (without code) and events in seq order, for rebuilding island state on resume."""
         programs = select(

@@ -262,6 +262,7 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
         return _dumps({**summary.to_dict(), "held_by": _holder_json(store, run), "problem_path": run.problem_path,
                        "config": run.config,
                        "statuses": counts, "models": [vars(m) for m in models],
+                       "no_program": [{"reason": e, "count": n} for e, n in store.proposal_failures(run.id)],
                        "islands": [vars(i) for i in islands], "seed_gap": baseline,
                        "best": [{"rank": r.rank, "id": r.program.id, "score": r.program.score,
                                  "metrics": r.program.metrics, "held_out_score": r.program.held_out_score,
@@ -287,6 +288,8 @@ def show(store: Store, name: str, *, as_json: bool, top: int = 5) -> str:
              *fmt.field("candidates", f"{summary.candidates} recorded; "
                         + ", ".join([f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
                                     + ([f"no program {unapplied}"] if unapplied else []))),
+             *[line for error, n in (store.proposal_failures(run.id) if unapplied else [])
+               for line in fmt.field("no program", f"{n} x {error}")],
              *(fmt.field("failed" if stops[-1].data.get("failed") else "stopped",
                          stops[-1].data.get("reason", "?")) if stops else []),
              f"valid      {summary.valid_rate:.0%} of {summary.evaluated} evaluated",

@@ -227,9 +227,11 @@ def _refuse_unchecked_memory(tree: ast.AST) -> None:
 
 def _refuse_number_text(tree: ast.AST) -> None:
     """Divergent where the code makes text of a value (`TEXT_OF`, f-strings): numba's text of a number is not
-    Python's, and an integer's can hold a character nothing wrote (see the module docstring)."""
+    Python's, and an integer's can hold a character nothing wrote (see the module docstring). An annotation
+    (`word: str`) makes no text and is never compiled."""
+    annotations = {id(sub) for node in ast.walk(tree) for note in _annotations(node) for sub in ast.walk(note)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in TEXT_OF:
+        if isinstance(node, ast.Name) and node.id in TEXT_OF and id(node) not in annotations:
             raise Divergent(f"line {node.lineno}: `{node.id}` is not compiled (numba's text of a number differs "
                             "from Python's)")
         if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
