@@ -144,17 +144,47 @@ def _new_constant(value: float | int, int_ctx: bool, rng: np.random.Generator) -
 
 # --- mutations -------------------------------------------------------------------------------------------------
 
-def _mutate_constant(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> Edit | None:
+def constant_targets(func: ast.FunctionDef, lines: list[str]) -> list[tuple[Site, tuple[int, int], float | int]]:
+    """The constants a `constant` mutation may change, in source order, with their values."""
     targets = []
     for site, span in sites_of(func, lines):
         value = constant_value(site.node)
         if value is None or isinstance(site.parent, ast.UnaryOp) and constant_value(site.parent) is not None:
             continue  # `-1` is mutated as one constant, not as the 1 inside it
         targets.append((site, span, value))
+    return targets
+
+
+def _mutate_constant(func: ast.FunctionDef, lines: list[str], rng: np.random.Generator) -> Edit | None:
+    targets = constant_targets(func, lines)
     if not targets:
         return None
     site, span, value = targets[int(rng.integers(len(targets)))]
     new = _new_constant(value, site.int_ctx, rng)
+    replace_node(site.stmt, site.node, number(new))
+    return edit_for(site.stmt, lines, span, func)
+
+
+def repeat_constant(func: ast.FunctionDef, lines: list[str], index: int, before: float,
+                    after: float) -> Edit | None:
+    """Move constant `index` on as a move from `before` to `after` did: by the same ratio where both have one
+    sign, else by the same difference (an integer stays one). None where the constant is gone or would not change."""
+    targets = constant_targets(func, lines)
+    if not 0 <= index < len(targets):
+        return None
+    site, span, value = targets[index]
+    if value != after:
+        return None  # another edit moved it since
+    if isinstance(value, int) and float(before).is_integer():
+        new: float | int = value + int(after - before)
+        if site.int_ctx and new < 0:
+            return None
+    elif before * after > 0:
+        new = _round3(after * (after / before))
+    else:
+        new = _round3(after + (after - before))
+    if new == value:
+        return None
     replace_node(site.stmt, site.node, number(new))
     return edit_for(site.stmt, lines, span, func)
 

@@ -7,6 +7,7 @@ with `apply_response` before it is returned. On a construction that builds an ar
 proposals in ten mutate the proposer's own walk point instead of the islands' parent, once it has one that is at
 least as good (`walk`), and are written as the edit that turns the parent into the result. A function that hands a
 list of terms to a call (`np.stack([...])`, outside constructions) may also get one more term (`extend`).
+A constant move that improved on its parent is repeated from the child, once, half the time (`repeat_constant`).
 
 The vocabulary uses `np` where the problem module imports numpy as np, as the bundled problems do. Given the
 problem module's global names, a mutation that would use a name the candidate cannot see (`np` in a problem that
@@ -26,7 +27,7 @@ from evoforge.engine.program.patching import apply_response
 from evoforge.engine.program.source import PatchError, normalize_code
 from evoforge.engine.propose.offline import literals, statements
 from evoforge.engine.propose.offline.locate import Edit, common_ends
-from evoforge.engine.propose.offline.mutations import BUILTIN_NAMES, MUTATORS
+from evoforge.engine.propose.offline.mutations import BUILTIN_NAMES, MUTATORS, constant_targets, repeat_constant
 from evoforge.engine.propose.offline.recombine import crossover_edit, recombine_edit
 from evoforge.engine.propose.offline.walk import CHILD_SCORE, LEVEL, WALKED, Walk
 
@@ -45,6 +46,9 @@ _WALKS = ("shift", "transform", "step", "relocate")  # the moves of a walk: of t
 # How often a proposal on a construction mutates the walk's point (`walk`) instead of the islands' parent, once
 # there is one: a plateau needs a few hundred single moves, and the rest keep the islands' search going.
 WALK_SHARE = 0.9
+# How often a proposal from a program whose last constant move improved on its parent repeats that move (`repeat`):
+# a smooth score (a learning rate, a weight) is then climbed in a few proposals where independent draws need many.
+REPEAT_SHARE = 0.5
 _SAYS = {
     "constant": "perturb a numeric constant",
     "operator": "swap an operator",
@@ -108,6 +112,8 @@ class AstMutator:
                       "step": literals.StepSizes(0.1, 0.005, 1.0, rate=0.1)}  # a plateau has few neutral moves
         self.global_names = None if global_names is None else frozenset(global_names) | BUILTIN_NAMES
         self.walk = Walk(maximize)
+        # child key -> the constant move that made it and improved on its parent: (function, index, before, after)
+        self.repeats: dict[str, tuple[str, int, float, float]] = {}
 
     def propose(self, parents: Sequence[str], evolved_names: Sequence[str], rng: np.random.Generator) -> str:
         """A SEARCH/REPLACE answer that changes the last (best) parent; parents are ordered worst to best."""
@@ -152,6 +158,11 @@ class AstMutator:
             weights = np.array([_WEIGHTS[k] for k in kinds])
         weights = weights / weights.sum()
         misses: Counter[str] = Counter()  # why tries failed, for the message when all of them do
+        repeat = None if walking or crossover else self.repeats.get(lineage)
+        if repeat is not None and rng.random() < REPEAT_SHARE:
+            made = self._repeat(best, parents, repeat, evolved_names, known, level)
+            if made is not None:
+                return made
         for _ in range(self.max_tries):
             kind = kinds[int(rng.choice(len(kinds), p=weights))]
             tree = ast.parse(best)
@@ -193,6 +204,8 @@ class AstMutator:
                 details: dict[str, float | str] = {"child": child}
                 if kind in _STEPPED:
                     details.update(step=step, parent=lineage)
+                if kind == "constant":
+                    details.update(_constant_move(best, proposal.code, edit.function))
                 if level is not None and not crossover:
                     details[LEVEL] = level
                     if walking:
@@ -201,6 +214,27 @@ class AstMutator:
                 return OfflineProposal(kind, proposal.response, proposal.code, details)
         why = "; ".join(f"{reason} (x{count})" for reason, count in misses.most_common(4))
         raise NoMutationFound(f"no valid new program from {len(parents)} parent(s) in {self.max_tries} tries: {why}")
+
+    def _repeat(self, best: str, parents: Sequence[str], move: tuple[str, int, float, float],
+                evolved_names: Sequence[str], known: set[str], level: float | None) -> OfflineProposal | None:
+        """The constant move that made `best` from its parent, made once more (`mutations.repeat_constant`), or
+        None where it no longer applies."""
+        function, index, before, after = move
+        tree = ast.parse(best)
+        func = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function), None)
+        if func is None or best != parents[-1]:
+            return None
+        lines = best.split("\n")
+        edit = repeat_constant(func, lines, index, before, after)
+        proposal = None if edit is None else _emit("constant", edit, best, lines, evolved_names)
+        if proposal is None or normalize_code(proposal.code) in known or _divides_by_zero(ast.parse(proposal.code)):
+            return None
+        details: dict[str, float | str] = {"child": literals.key_of(proposal.code), "repeat": 1,
+                                           "parent": literals.key_of(best),
+                                           **_constant_move(best, proposal.code, function)}
+        if level is not None:
+            details[LEVEL] = level
+        return OfflineProposal("constant", proposal.response, proposal.code, details)
 
     def observe(self, details: Mapping[str, object], improved: bool, code: str | None = None) -> None:
         """A proposal's outcome on the trusted score, from the details it was recorded with: nudges and the
@@ -213,8 +247,15 @@ class AstMutator:
         if isinstance(level, (int, float)) and isinstance(score, (int, float)):
             improved = score != level and self.walk.at_least(float(score), float(level))
             tied = score == level and kind in _WALKS  # a neutral move of the walk counts as a success
+        if kind == "constant" and details.get("repeat"):
+            self.repeats.pop(str(details.get("parent")), None)  # a move is repeated once from each program
         if kind == "nudge":
             self.observe_nudge(improved)
+        elif kind == "constant" and improved and {"child", "function", "index", "before", "after"} <= details.keys():
+            index, before, after = details["index"], details["before"], details["after"]
+            assert isinstance(index, (int, float)) and isinstance(before, (int, float)) \
+                and isinstance(after, (int, float))  # recorded by `_constant_move`
+            self.repeats[str(details["child"])] = (str(details["function"]), int(index), before, after)
         elif kind in _STEPPED and {"step", "parent", "child"} <= details.keys():
             step = details["step"]
             assert isinstance(step, (int, float))  # recorded by `propose_detailed`
@@ -288,6 +329,23 @@ def _emit(kind: str, edit: Edit, best: str, lines: list[str], names: Sequence[st
         start -= 1
         new.insert(0, lines[start])
     return None
+
+
+def _constant_move(old: str, new: str, function: str) -> dict[str, float | str]:
+    """Which constant of `function` a constant mutation changed, from what to what (for `repeat_constant`); empty
+    where the two programs do not differ in exactly one of its constants."""
+    found = []
+    for code in (old, new):
+        func = next((n for n in ast.parse(code).body if isinstance(n, ast.FunctionDef) and n.name == function), None)
+        if func is None:
+            return {}
+        found.append([value for _, _, value in constant_targets(func, code.split("\n"))])
+    a, b = found
+    changed = [i for i, (x, y) in enumerate(zip(a, b)) if x != y or type(x) is not type(y)]
+    if len(a) != len(b) or len(changed) != 1:
+        return {}
+    i = changed[0]
+    return {"function": function, "index": i, "before": a[i], "after": b[i]}
 
 
 def _difference(old: str, new: str, function: str) -> Edit:
