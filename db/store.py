@@ -58,6 +58,7 @@ from evoforge.db.records import (
     ProgramInfo,
     ProgramSummary,
     ProposalInfo,
+    ProposalOutcome,
     RecordedCandidate,
     RunInfo,
     Spend,
@@ -465,6 +466,15 @@ class Store:
         """All proposals of a run, in seq order, prompts and responses included."""
         query = _PROPOSAL_COLUMNS.where(Proposal.c.run_id == run_id).order_by(Proposal.c.seq)
         return [_proposal_info(r) for r in self._read(lambda c: c.execute(query).all())]
+
+    def proposal_outcomes(self, run_id: int) -> list[ProposalOutcome]:
+        """How each proposal ended (its error, or its program's status, score and error), in seq order, without
+        prompts, responses or code."""
+        query = (select(Proposal.c.island, Proposal.c.error, Program.c.id, Program.c.status, Program.c.score,
+                        Program.c.origin, Program.c.error)
+                 .outerjoin(Program, and_(Program.c.run_id == run_id, Program.c.proposal_id == Proposal.c.id))
+                 .where(Proposal.c.run_id == run_id).order_by(Proposal.c.seq))
+        return [ProposalOutcome(*row) for row in self._read(lambda c: c.execute(query).all())]
 
     def history(self, run_id: int) -> list[HistoryItem]:
         """The run's programs (without code) and events in seq order, for rebuilding island state on resume."""
