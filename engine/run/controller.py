@@ -612,7 +612,8 @@ class Controller:
         self.stats.attempts -= asked - len(proposals)
         seconds = time.perf_counter() - start
         self.stats.add_time("propose", seconds)
-        self.concurrency.observe_proposal(seconds, len(proposals))
+        if proposals[0].model != "offline":  # calls in flight follow the model's latency, not the mutator's
+            self.concurrency.observe_proposal(seconds, len(proposals))
         self._count_spend(proposals, material)
         self._note_fewer(proposals, asked)
         for index, proposal in enumerate(proposals):  # one after another: the order is the proposer's, not timing's
