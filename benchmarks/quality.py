@@ -11,8 +11,9 @@ proposals paid for (model calls) alone, each search runs until `--max-calls` of 
 free proposal counts with the paid one after it (what a run stopped by `--max-calls b` made). Printed per variant
 and budget: the mean best with a 95% interval (Student t over the seeds); then the valid rate (evaluated programs
 that scored), the share of candidates that ended `duplicate`, the LLM tokens paid per paid proposal (prompt and
-completion; what `--answers` saves), the candidates proposed (paid or not) and evaluated in the sandbox, and the
-mean wall time: what the budgets cost apart from calls.
+completion; what `--answers` saves), the candidates proposed (paid or not) and those evaluated in full (neither a
+failed proposal nor a duplicate of code or of behaviour, which stops after the first input), and the mean wall
+time: what the budgets cost apart from calls.
 
 Proposal sources: `mutation` (default) is benchmarks/mutation_server.py, an OpenAI-compatible server answering each
 prompt with a random AST mutation of the version it asks to improve, so litellm, prompts and patching run as with
@@ -89,7 +90,7 @@ class Outcome:
     wall_s: float
     tokens_per_proposal: float = 0.0  # outcomes saved before it was measured read as 0
     candidates: int = 0  # proposals of any kind (offline ones too); 0: saved before it was measured
-    evaluated: int = 0  # candidates evaluated in the sandbox (not duplicates of code, not failed proposals)
+    evaluated: int = 0  # candidates evaluated in full: not failed, not a duplicate of code or of behaviour
 
 
 @dataclass(frozen=True)
