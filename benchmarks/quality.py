@@ -6,9 +6,14 @@
 
 What a user pays for is proposals, so each variant runs `--seeds` searches of the largest budget and the running
 best is read back from the database after every budget's worth of proposals (failed and duplicate proposals
-count). Printed per variant and budget: the mean best with a 95% interval (Student t over the seeds); then the
-valid rate (evaluated programs that scored), the share of proposals that ended `duplicate`, the LLM tokens paid per
-proposal (prompt and completion; what `--answers` saves) and the mean wall time.
+count). A `hybrid-F` variant (`--offline-share F`) also proposes offline, at no call: its budgets count the
+proposals paid for (model calls) alone, each search runs until `--max-calls` of the largest budget stops it, and a
+free proposal counts with the paid one after it (what a run stopped by `--max-calls b` made). Printed per variant
+and budget: the mean best with a 95% interval (Student t over the seeds); then the valid rate (evaluated programs
+that scored), the share of candidates that ended `duplicate`, the LLM tokens paid per paid proposal (prompt and
+completion; what `--answers` saves), the candidates proposed (paid or not) and those evaluated in full (neither a
+failed proposal nor a duplicate of code or of behaviour, which stops after the first input), and the mean wall
+time: what the budgets cost apart from calls.
 
 Proposal sources: `mutation` (default) is benchmarks/mutation_server.py, an OpenAI-compatible server answering each
 prompt with a random AST mutation of the version it asks to improve, so litellm, prompts and patching run as with
@@ -66,6 +71,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no-meta": ("no summary of recent improvements in the prompt (the default until it was measured)",
                 {"meta_summary": 0}),
     "answers": ("four answers per prompt: one call asks for n=4 choices", {"answers": 4}),
+    "hybrid-0.5": ("half the prompts answered by the offline mutator (no call), the other half by the model",
+                   {"offline_share": 0.5}),
+    "hybrid-0.75": ("three prompts in four answered by the offline mutator (no call), one by the model",
+                    {"offline_share": 0.75}),
 }
 
 
@@ -80,6 +89,8 @@ class Outcome:
     duplicate_share: float
     wall_s: float
     tokens_per_proposal: float = 0.0  # outcomes saved before it was measured read as 0
+    candidates: int = 0  # proposals of any kind (offline ones too); 0: saved before it was measured
+    evaluated: int = 0  # candidates evaluated in full: not failed, not a duplicate of code or of behaviour
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,10 @@ def run_job(job: Job) -> Outcome:
                      budget=max(job.budgets), seed=job.seed, workers=job.workers, concurrency=1,
                      overrides=job.overrides, models=models)
     config = RunConfig.from_dict(_merge(base.to_dict(), VARIANTS[job.variant][1]))
+    if config.offline_share:  # budgets count calls: the calls limit ends the run, the candidate budget never does
+        paid = max(job.budgets)
+        config = RunConfig.from_dict(_merge(config.to_dict(), {
+            "budget": 2 * math.ceil(paid / (1 - config.offline_share)) + 10, "limits": {"max_calls": paid}}))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             db_url = f"sqlite:///{tmp}/q.db" if job.keep is None else f"sqlite:///{job.keep}/{config.name}.db"
@@ -127,21 +142,36 @@ def run_job(job: Job) -> Outcome:
                 run = store.get_run(config.name)
                 assert run is not None
                 maximize = bool(run.config["settings"]["maximize"])
-                best = running_best(store.program_briefs(run.id), [p.id for p in store.proposals(run.id)],
-                                    job.budgets, maximize)
+                proposals = store.proposals(run.id)
+                paid = None if job.source == "offline" else [p.id for p in proposals if p.model != "offline"]
+                if paid is not None and len(paid) < max(job.budgets):
+                    raise RuntimeError(f"{config.name}: {len(paid)} paid proposals, fewer than the largest budget")
+                best = running_best(store.program_briefs(run.id), [p.id for p in proposals], job.budgets, maximize,
+                                    paid=paid)
                 statuses = store.status_counts(run.id)
     finally:
         if server is not None:
             server.stop()
-    proposals = max(1, result.stats.done)
-    return Outcome(job.variant, job.seed, best, result.stats.valid_rate,
-                   statuses.get("duplicate", 0) / proposals, wall, result.stats.tokens / proposals)
+    done = max(1, result.stats.done)
+    return Outcome(job.variant, job.seed, best, result.stats.valid_rate, statuses.get("duplicate", 0) / done, wall,
+                   result.stats.tokens / max(1, done if paid is None else len(paid)), candidates=result.stats.done,
+                   evaluated=result.stats.evaluated)
 
 
 def running_best(briefs: Sequence[Any], proposal_ids: Sequence[int], budgets: Sequence[int],
-                 maximize: bool) -> tuple[float, ...]:
-    """The best valid score among the seed and the programs of the first b proposals, for each budget b."""
-    rank = {pid: i + 1 for i, pid in enumerate(sorted(proposal_ids))}
+                 maximize: bool, *, paid: Sequence[int] | None = None) -> tuple[float, ...]:
+    """The best valid score among the seed and the programs of the first b proposals, for each budget b.
+
+    With `paid` (the ids of the proposals a model made), b counts those alone: a free (offline) proposal counts
+    with the paid one after it, so budget b holds what a run stopped by `--max-calls b` made."""
+    ordered = sorted(proposal_ids)
+    if paid is None:
+        rank = {pid: i + 1 for i, pid in enumerate(ordered)}
+    else:
+        calls, rank, made = set(paid), {}, 0
+        for pid in ordered:
+            rank[pid] = made + 1
+            made += pid in calls
     sign = 1.0 if maximize else -1.0
     steps: list[tuple[int, float]] = []
     for b in briefs:
@@ -203,8 +233,8 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
 def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequence[int]) -> str:
     """One Markdown row per variant: mean best +- 95% interval per budget, valid rate, duplicates, tokens per
     proposal, wall time."""
-    header = ["variant", *[f"best @{b}" for b in budgets], "valid", "duplicates", "tokens/proposal", "wall s",
-              "seeds"]
+    header = ["variant", *[f"best @{b}" for b in budgets], "valid", "duplicates", "tokens/proposal", "candidates",
+              "evaluated", "wall s", "seeds"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for v in variants:
         mine = [o for o in outcomes if o.variant == v]
@@ -219,9 +249,16 @@ def table(outcomes: Sequence[Outcome], variants: Sequence[str], budgets: Sequenc
         cells += [f"{np.mean([o.valid_rate for o in mine]):.0%}",
                   "-" if math.isnan(duplicates) else f"{duplicates:.0%}",
                   "-" if math.isnan(tokens) else f"{tokens:.0f}",
+                  _count(mine, "candidates"), _count(mine, "evaluated"),
                   f"{np.mean([o.wall_s for o in mine]):.0f}", str(len(mine))]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
+
+
+def _count(outcomes: Sequence[Outcome], what: str) -> str:
+    """The mean of a count over the seeds; '-' where outcomes saved before it was measured hold none."""
+    values = [getattr(o, what) for o in outcomes]
+    return "-" if not all(values) else f"{np.mean(values):.0f}"
 
 
 def main() -> None:

@@ -415,6 +415,19 @@ HistoryItem = ProgramSummary | EventInfo
 
 
 @dataclass(frozen=True)
+class ProposalOutcome:
+    """How a proposal ended, without its prompt or code: what the islands' feedback is rebuilt from on resume."""
+
+    island: int
+    error: str | None  # why it gave no program (its answer could not be applied, or the proposer failed)
+    program_id: int | None
+    status: str | None  # its program's status; None: it gave none
+    score: float | None
+    origin: str | None
+    program_error: str | None
+
+
+@dataclass(frozen=True)
 class Spend:
     """What a run's LLM calls have used so far."""
 

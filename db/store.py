@@ -58,6 +58,7 @@ from evoforge.db.records import (
     ProgramInfo,
     ProgramSummary,
     ProposalInfo,
+    ProposalOutcome,
     RecordedCandidate,
     RunInfo,
     Spend,
@@ -474,6 +475,15 @@ class Store:
                  .where(Proposal.c.run_id == run_id, Proposal.c.applied.is_(False), Proposal.c.error.is_not(None))
                  .group_by(Proposal.c.error).order_by(count.desc(), Proposal.c.error).limit(limit))
         return [(str(error), int(n)) for error, n in self._read(lambda c: c.execute(query).all())]
+
+    def proposal_outcomes(self, run_id: int) -> list[ProposalOutcome]:
+        """How each proposal ended (its error, or its program's status, score and error), in seq order, without
+        prompts, responses or code."""
+        query = (select(Proposal.c.island, Proposal.c.error, Program.c.id, Program.c.status, Program.c.score,
+                        Program.c.origin, Program.c.error)
+                 .outerjoin(Program, and_(Program.c.run_id == run_id, Program.c.proposal_id == Proposal.c.id))
+                 .where(Proposal.c.run_id == run_id).order_by(Proposal.c.seq))
+        return [ProposalOutcome(*row) for row in self._read(lambda c: c.execute(query).all())]
 
     def history(self, run_id: int) -> list[HistoryItem]:
         """The run's programs (without code) and events in seq order, for rebuilding island state on resume."""

@@ -30,6 +30,7 @@ def everything_set() -> RunConfig:
         limits=Limits(max_calls=10, max_tokens=1000, max_cost=0.5, max_wall_s=60.0),
         concurrency=4, same_behaviour="keep", behaviour_inputs="all", inspirations=2,
         map_elites=("code_length", "late_jobs"), map_bins=4, crossover=0.2, meta_summary=3, answers=3,
+        offline_share=0.25,
         executor=ExecutorSettings(ray=True, ray_address="10.0.0.1:6379"),
     )
     defaults = RunConfig(problem="p", name="n")

@@ -127,7 +127,8 @@ def without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
 def _in_effect(config: dict[str, Any]) -> dict[str, Any]:
     """The run's settings less those that did nothing in it: an offline run calls no model, so how models are
     called (client, retries, cache, strong_prob) would read as if one had been, and the summary of improvements
-    (meta_summary) is for a model's prompts only; map_bins needs map_elites."""
+    (meta_summary) is for a model's prompts only, as is the offline share beside a model; map_bins needs
+    map_elites."""
     models = config.get("models")
     offline = isinstance(models, dict) and not models.get("models")
     shown: dict[str, Any] = {}
@@ -136,7 +137,8 @@ def _in_effect(config: dict[str, Any]) -> dict[str, Any]:
             shown["proposer"] = "offline"
             if value.get("judge"):
                 shown["models"] = {"judge": value["judge"]}
-        elif not ((key == "map_bins" and not config.get("map_elites")) or (key == "meta_summary" and offline)):
+        elif not ((key == "map_bins" and not config.get("map_elites"))
+                  or (key in ("meta_summary", "offline_share") and offline)):
             shown[key] = value
     return shown
 

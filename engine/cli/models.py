@@ -40,6 +40,11 @@ def add_model_options(run: argparse.ArgumentParser) -> None:
                      "--api-base only (an OpenAI-compatible server such as vLLM or Ollama), with far less CPU per "
                      "call and no litellm import; litellm: any provider; auto (the default): direct when every "
                      "model of the run is one it can call, else litellm")
+    llm.add_argument("--offline-share", type=float, default=_DEFAULT.offline_share, metavar="F",
+                     help="share of prompts answered by the offline mutator instead of the model, drawn per prompt "
+                     "from the seed: no call, no token, same evaluation and record (model 'offline'); they count "
+                     "against --budget like the model's, and --max-calls, --max-total-tokens and --max-cost count "
+                     "the calls alone (default 0: the model answers every prompt)")
     llm.add_argument("--no-cache", dest="cache", action="store_false",
                      help="pay again for identical temperature-0 requests")
     llm.add_argument("--replay", metavar="RUN",

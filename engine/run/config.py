@@ -221,7 +221,9 @@ class RunConfig:
 
     problem: str
     name: str
-    budget: int = 200  # candidates proposed (successful or not), the seed excluded
+    # Candidates proposed (successful or not), the seed excluded; with offline_share, offline and model candidates
+    # alike (--max-calls bounds the calls alone).
+    budget: int = 200
     seed: int = 0
     workers: int = 1  # sandbox workers evaluating at once
     overrides: dict[str, str] = field(default_factory=dict)
@@ -253,6 +255,10 @@ class RunConfig:
     # choices in one call (litellm's `n`), the offline proposer makes this many mutations of the same parents. Each
     # answer is a candidate of its own and counts once against the budget; a call counts once against the limits.
     answers: int = 1
+    # With a model: the share of prompts answered by the offline mutator instead (no call, no token), drawn per
+    # prompt from its seeded Generator; 0: the model answers every prompt. Offline candidates count against the
+    # budget like the model's; the spending limits (--max-calls, tokens, cost) count the calls alone.
+    offline_share: float = 0.0
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
@@ -287,6 +293,15 @@ class RunConfig:
         if self.meta_summary and self.models.offline:
             raise ConfigError(f"{named('--meta-summary')} lists recent improvements in the prompt, which only an "
                               f"LLM reads: give a model ({named('--model')}) or leave it out")
+        if isinstance(self.offline_share, bool) or not (isinstance(self.offline_share, (int, float))
+                                                        and 0.0 <= self.offline_share < 1.0):
+            raise ConfigError(f"{named('--offline-share')} {self.offline_share}: must be a share in [0, 1) (0.5: "
+                              "half the prompts answered offline; for all of them leave out the model)")
+        if self.offline_share and self.models.offline:
+            raise ConfigError(f"{named('--offline-share')} mixes offline proposals into a run with a model, and "
+                              f"none is given: give {named('--model')}, or leave it out (with no model every "
+                              "proposal is offline)")
+        object.__setattr__(self, "offline_share", float(self.offline_share))
         if isinstance(self.answers, bool) or not isinstance(self.answers, int) or self.answers < 1:
             raise ConfigError(f"{named('--answers')} {self.answers}: must be a whole number >= 1 (answers per prompt)")
         object.__setattr__(self, "map_elites", tuple(self.map_elites))  # stored as a JSON list

@@ -49,6 +49,7 @@ from evoforge.engine.run.concurrency import AdaptiveConcurrency, FixedConcurrenc
 from evoforge.engine.run.config import Limits
 from evoforge.engine.run.errors import SeedFailed
 from evoforge.engine.run.executor import Executor
+from evoforge.engine.run.feedback import UNAPPLIED, Feedback
 from evoforge.engine.run.recorder import BatchRecorder
 from evoforge.engine.run.records import evaluation_record
 from evoforge.engine.run.spending import CallSizes, prompt_material
@@ -117,7 +118,6 @@ MAP_SHARE = 0.5
 """With a MAP-Elites archive: the share of prompts whose parents are archive elites (the rest use the islands).
 As parents rather than inspirations, since MAP-Elites' gain comes from improving the elite of a sparse niche, which
 an inspiration beside the island's parents never is; half keeps the islands' exploitation for the other prompts."""
-FEEDBACK_ITEMS = 3  # recent failures per island shown in the next prompt
 PARENT_CACHE = 4096  # programs kept for prompts; selection favours few, so most parents come from here
 
 
@@ -208,7 +208,7 @@ class Controller:
         self._parents = _ParentCache(store)
         self._hashes: dict[int, int] = {}  # normalised-code hash (64 bits) -> first program with it
         # Why recent candidates from each island failed: shown in the island's next prompts as feedback.
-        self._feedback: dict[int, deque[str]] = defaultdict(lambda: deque(maxlen=FEEDBACK_ITEMS))
+        self._feedback = Feedback()
         self._on_progress = on_progress or (lambda _stats: None)
         self._in_flight_hashes: dict[str, asyncio.Future[int | None]] = {}
         # Behaviour digest (outputs on the first inputs) -> the first valid program that showed it.
@@ -308,6 +308,7 @@ class Controller:
         for judgement in self.store.judgements(self.run.id):
             self._note_judgement(judgement.program_id, judgement.gaming, judgement.critique)
         self._restore_improvements(history, rejected)
+        self._feedback.restore(self.store.proposal_outcomes(self.run.id), self._held_why)
         for item in history:
             if isinstance(item, EventInfo):
                 if item.kind == "reset":
@@ -399,6 +400,10 @@ class Controller:
     def _held(self, program_id: int, score: float, origin: str) -> bool:
         """SUSPECT: past the bound, or judged to game the score; out of selection until a person accepts it."""
         return self._suspect(score, origin) or program_id in self._gaming
+
+    def _held_why(self, program_id: int, score: float, origin: str) -> str | None:
+        """Why a valid program was held for a person when it was recorded ("gaming" or "bound"), or None."""
+        return "gaming" if program_id in self._gaming else "bound" if self._suspect(score, origin) else None
 
     def _note_judgement(self, program_id: int, gaming: bool | None, critique: str | None) -> None:
         if gaming:
@@ -589,7 +594,7 @@ class Controller:
                 extra["improvements"] = self.improvements.recent()
             shown = [*views, *extra.get("inspirations", ()), *([extra["mate"]] if mate is not None else [])]
             # Only a token or cost limit needs the prompt's size (spending.py); without one it is not measured.
-            material = (prompt_material(shown, self._feedback[island], extra.get("improvements", ()))
+            material = (prompt_material(shown, self._feedback.of(island), extra.get("improvements", ()))
                         if self._limits_spending else 0)
             if not await self._admit(prompt, material):
                 self.stats.attempts -= asked  # never asked: its budget stays unspent, as at the time limit
@@ -597,7 +602,7 @@ class Controller:
             start = time.perf_counter()
             self.calls_in_flight.change(+1)
             try:
-                proposals = await self.proposer.propose(views, rng, feedback=tuple(self._feedback[island]),
+                proposals = await self.proposer.propose(views, rng, feedback=tuple(self._feedback.of(island)),
                                                         answers=asked, **extra)
             finally:
                 self.calls_in_flight.change(-1)
@@ -613,7 +618,8 @@ class Controller:
         self.stats.attempts -= asked - len(proposals)
         seconds = time.perf_counter() - start
         self.stats.add_time("propose", seconds)
-        self.concurrency.observe_proposal(seconds, len(proposals))
+        if proposals[0].model != "offline":  # calls in flight follow the model's latency, not the mutator's
+            self.concurrency.observe_proposal(seconds, len(proposals))
         self._count_spend(proposals, material)
         self._note_fewer(proposals, asked)
         for index, proposal in enumerate(proposals):  # one after another: the order is the proposer's, not timing's
@@ -650,8 +656,8 @@ class Controller:
                                   self.problem.project)
         except PatchError as exc:
             self.stats.add_time("patch", time.perf_counter() - start)
-            await self._record_failed(proposal, island, parent_ids, f"response could not be applied: {exc}")
-            self._feedback[island].append(f"an answer could not be applied: {exc}")
+            await self._record_failed(proposal, island, parent_ids, f"{UNAPPLIED}{exc}")
+            self._feedback.unapplied(island, str(exc))
             self.proposer.observe(proposal, False, rng)
             return
         self.stats.add_time("patch", time.perf_counter() - start)
@@ -807,12 +813,10 @@ class Controller:
                 self._note_judgement(recorded.program_id, judgement.gaming, judgement.critique)
             if ev.status == "ok" and ev.score is not None and gaming:
                 self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
-                self._feedback[island].append(f"a version scored {ev.score:g}, but the reviewer judged that it games "
-                                              "the score; it waits for a person's review")
+                self._feedback.held(island, ev.score, gaming=True)
             elif ev.status == "ok" and ev.score is not None and self._suspect(ev.score, program.origin):
                 self.stats.valid += 1  # held for a person, out of selection: listings mark it SUSPECT
-                self._feedback[island].append(f"a version scored {ev.score:g}, past what an honest program can "
-                                              "reach; it waits for a person's review")
+                self._feedback.held(island, ev.score, gaming=False)
             elif ev.status == "ok" and ev.score is not None:
                 self.stats.valid += 1
                 self.islands.register(recorded.program_id, island, self._signature(ev.scores), ev.score, len(code))
@@ -825,7 +829,7 @@ class Controller:
                     self.improvements.add(Improvement(recorded.program_id, parents[-1].id, best_parent, ev.score,
                                                       changed_lines(parents[-1].code, code)))
             else:
-                self._feedback[island].append(f"a version was {ev.status}: {ev.error or 'no reason given'}")
+                self._feedback.failed(island, ev.status, ev.error)
 
         start = time.perf_counter()
         recorded = await self._recorder.record(

@@ -68,6 +68,7 @@ class SearchOptions:
     crossover: float = RunConfig.crossover  # --crossover SHARE
     meta_summary: int | None = RunConfig.meta_summary  # --meta-summary K; None: the default
     answers: int = RunConfig.answers
+    offline_share: float = RunConfig.offline_share  # --offline-share F: with a model, the prompts answered offline
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
     strong_model: str | Sequence[str] = ()
@@ -131,7 +132,7 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
                      behaviour_inputs=options.behaviour_inputs,
                      inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
                      map_bins=options.map_bins, crossover=options.crossover, meta_summary=options.meta_summary,
-                     answers=options.answers,
+                     answers=options.answers, offline_share=options.offline_share,
                      executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
                                                ray_address=options.ray_address))
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from evoforge.db import DEFAULT_PATIENCE_S, RunInfo, Store, StoreError
 from evoforge.engine.analysis import export
+from evoforge.engine.propose.hybrid import HybridProposer
 from evoforge.engine.propose.instructions import InstructionPool
 from evoforge.engine.propose.judge import Judge, JudgeReplay
 from evoforge.engine.propose.memory import ReplaySource, ResponseCache
@@ -273,12 +274,9 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     """The configured proposer, with its memory of this run (cache, instructions) and any run it replays."""
     models = config.models
     if models.offline:
-        offline = make_proposer(models, problem.description, problem.evolved_names,
-                                global_names=vars(problem.module).keys(), project=problem.project,
-                                maximize=problem.settings.maximize)
-        if not fresh and isinstance(offline, OfflineProposer):
-            # a walk mutates one point many times: each parent's code is read once, when first needed
-            offline.restore(store.proposals(run.id), functools.cache(lambda pid: store.get_programs([pid])[0].code))
+        offline = _offline_proposer(problem)
+        if not fresh:
+            offline.restore(store.proposals(run.id), _code_reader(store))
         return offline
     own = [] if fresh else store.proposals(run.id)
     replay = None
@@ -306,7 +304,22 @@ def _llm_aware_proposer(config: RunConfig, problem: Problem, store: Store, run: 
     if llm is not None and replay is None:
         for model, keys in llm.missing_env_keys().items():  # said before the first call, not after it fails
             log.warning("model %r expects %s in the environment, which is not set", model, " or ".join(keys))
-    return proposer
+    if not config.offline_share:
+        return proposer
+    offline = _offline_proposer(problem)
+    if own:  # a resume: the offline mutator's recorded proposals replay its adapted steps and walks
+        offline.restore([p for p in own if p.model == "offline"], _code_reader(store))
+    return HybridProposer(proposer, offline, config.offline_share)
+
+
+def _offline_proposer(problem: Problem) -> OfflineProposer:
+    return OfflineProposer(problem.evolved_names, vars(problem.module).keys(), problem.project,
+                           problem.settings.maximize)
+
+
+def _code_reader(store: Store) -> Callable[[int], str]:
+    """A program's code by id; a walk mutates one point many times, so each parent's code is read once."""
+    return functools.cache(lambda pid: store.get_programs([pid])[0].code)
 
 
 def _judge(config: RunConfig, store: Store) -> Judge | None:
