@@ -46,7 +46,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 # Variant name -> (what it tests, RunConfig overrides as stored-config dicts). "default" changes nothing.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("evoforge's defaults", {}),
-    "no-search": ("no evolution: every proposal mutates the seed", {"meta_summary": 0}),
+    "no-search": ("no evolution: every proposal mutates the seed", {"meta_summary": 0, "offline_share": 0.0}),
+    "model-only": ("the model answers every prompt, no offline proposal beside it (the default until measured)",
+                   {"offline_share": 0.0}),
     "dup-reject": ("behavioural duplicates rejected", {"same_behaviour": "reject"}),
     "dup-keep": ("behavioural duplicates evaluated in full and kept", {"same_behaviour": "keep"}),
     "dup-parent": ("behavioural duplicates kept as parents with their twin's score, not evaluated further",

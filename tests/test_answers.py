@@ -45,7 +45,8 @@ def config(name: str, budget: int, server: OpenAIServer | None, *, answers: int,
         "openai/cheap", api_base=server.base_url, timeout_s=10, temperature=temperature,
         input_cost_per_token=INPUT_PRICE, output_cost_per_token=OUTPUT_PRICE),), backoff_s=0.05)
     islands = IslandConfig(num_islands=3, reset_period=5)
-    return RunConfig(problem=BIN_PACKING, name=name, budget=budget, seed=seed, overrides=dict(SMALL), concurrency=1,
+    return RunConfig(offline_share=0.0, problem=BIN_PACKING, name=name, budget=budget, seed=seed,
+                     overrides=dict(SMALL), concurrency=1,
                      islands=islands, models=models, answers=answers, **options)  # type: ignore[arg-type]
 
 

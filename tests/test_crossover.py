@@ -122,7 +122,7 @@ def test_a_project_crossover_shows_parent_b_as_blocks_and_parent_a_as_the_files_
 
 def climb_config(name: str, budget: int, server: OpenAIServer, **options: object) -> RunConfig:
     entry = ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=10)
-    return RunConfig(problem=CLIMB, name=name, budget=budget, seed=3, concurrency=1,
+    return RunConfig(offline_share=0.0, problem=CLIMB, name=name, budget=budget, seed=3, concurrency=1,
                      islands=IslandConfig(num_islands=2, reset_period=1000),
                      models=ModelConfig(models=(entry,), backoff_s=0.05), **options)
 

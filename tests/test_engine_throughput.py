@@ -52,7 +52,7 @@ def new_versions(delay: float = 0.0):
 def llm_config(name: str, budget: int, server: OpenAIServer, *, concurrency: int | None = None,
                limits: Limits | None = None) -> RunConfig:
     model = ModelEntry("openai/stub", api_base=server.base_url, timeout_s=60)
-    return RunConfig(problem=TOY, name=name, budget=budget, workers=1, concurrency=concurrency,
+    return RunConfig(offline_share=0.0, problem=TOY, name=name, budget=budget, workers=1, concurrency=concurrency,
                      limits=limits or Limits(), islands=IslandConfig(num_islands=1, reset_period=1000),
                      models=ModelConfig(models=(model,), backoff_s=0.05))
 

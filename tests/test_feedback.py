@@ -49,7 +49,8 @@ def test_a_resumed_llm_run_shows_the_failures_the_uninterrupted_run_showed(tmp_p
 
     def config(name: str, budget: int, server: OpenAIServer) -> RunConfig:
         model = ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=10)
-        return RunConfig(problem=str(REPO / "problems" / "min_max_distance.py"), name=name, budget=budget, seed=0,
+        return RunConfig(offline_share=0.0, problem=str(REPO / "problems" / "min_max_distance.py"), name=name,
+                         budget=budget, seed=0,
                          concurrency=1, models=ModelConfig(models=(model,), backoff_s=0.05))
 
     with OpenAIServer(MutationResponder(2)) as whole:

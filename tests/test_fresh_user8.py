@@ -81,7 +81,7 @@ def test_show_says_why_proposals_gave_no_program(tmp_path: Path, monkeypatch: py
     try:
         db = f"sqlite:///{tmp_path / 'r.db'}"
         evoforge.run(str(COLORING), budget=3, db=db, seed=1, model="openai/mutation", api_base=server.base_url,
-                     name="c", concurrency=1)
+                     name="c", concurrency=1, offline_share=0)
     finally:
         server.stop()
     assert main(["show", "c", "--db", db]) == 0

@@ -19,7 +19,7 @@ from evoforge.engine.analysis.views import show
 from evoforge.engine.propose.hybrid import HybridProposer
 from evoforge.engine.propose.prompts import ParentView
 from evoforge.engine.propose.proposers import LLMProposer, OfflineProposer
-from evoforge.engine.run.config import ConfigError, Limits, ModelConfig, ModelEntry, RunConfig
+from evoforge.engine.run.config import DEFAULT_OFFLINE_SHARE, ConfigError, Limits, ModelConfig, ModelEntry, RunConfig
 from evoforge.engine.run.search import resume_search, run_search
 from evoforge.evaluators import load_problem
 from evoforge.islands import IslandConfig
@@ -98,6 +98,33 @@ def test_a_share_outside_0_to_1_is_refused_by_the_proposer_and_the_config(share:
 def test_an_offline_share_without_a_model_is_refused_rather_than_ignored() -> None:
     with pytest.raises(ConfigError, match="--offline-share.*--model"):
         RunConfig(problem=BIN_PACKING, name="x", offline_share=0.5)
+
+
+def test_a_run_with_a_model_answers_half_its_prompts_offline_by_default_and_an_older_stored_run_none() -> None:
+    entry = ModelEntry("openai/cheap", api_base="http://localhost:1/v1")
+    with_model = RunConfig(problem=BIN_PACKING, name="x", models=ModelConfig(models=(entry,)))
+    assert with_model.offline_share == DEFAULT_OFFLINE_SHARE == 0.5
+    assert RunConfig.from_dict(with_model.to_dict()).offline_share == 0.5  # stored resolved
+    assert RunConfig(problem=BIN_PACKING, name="x").offline_share == 0.0  # offline: every prompt is offline anyway
+    assert RunConfig(problem=BIN_PACKING, name="x", models=ModelConfig(models=(entry,)),
+                     offline_share=0).offline_share == 0.0
+    older = with_model.to_dict()
+    del older["offline_share"]  # stored before the setting existed: the model answered every prompt
+    assert RunConfig.from_dict(older).offline_share == 0.0
+
+
+def test_a_replay_asks_the_model_what_the_replayed_run_did_whatever_the_default(tmp_path: Path) -> None:
+    from evoforge.engine.run.options import SearchOptions, run_config
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(MutationResponder(1)) as server:
+        run_search(config("model-only", 6, server, share=0.0), db, progress=False)
+        run_search(config("hybrid", 6, server, share=0.7), db, progress=False)
+    for replayed, share in (("model-only", 0.0), ("hybrid", 0.7)):
+        options = SearchOptions(name=f"again-{replayed}", replay=replayed)
+        assert run_config(BIN_PACKING, options, db).offline_share == share
+    options = SearchOptions(name="told", replay="hybrid", offline_share=0.25)  # given, it wins
+    assert run_config(BIN_PACKING, options, db).offline_share == 0.25
 
 
 # ---- searches --------------------------------------------------------------------------------------------------

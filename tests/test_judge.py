@@ -89,7 +89,8 @@ def judged(tmp_path_factory: pytest.TempPathFactory):
             common = ["--db", db, "--quiet"]
             assert main(["run", str(CLIMB), "--name", "judged", "--budget", "9", "--model", "openai/proposer",
                          "--judge-model", "openai/judge", "--api-base", server.base_url, "--llm-timeout", "2",
-                         "--llm-retries", "0", "--islands", "1", "--concurrency", "1", *common]) == 0
+                         "--llm-retries", "0", "--islands", "1", "--concurrency", "1", "--offline-share", "0",
+                         *common]) == 0
             before = len(_requests(server, "judge"))
             assert main(["resume", "judged", "--budget", "11", *common]) == 0
             yield db, server, before
@@ -259,7 +260,8 @@ def test_the_reviewers_cost_counts_toward_max_cost(tmp_path: Path, monkeypatch: 
         judge = {"name": "openai/judge", "api_base": server.base_url, "input_cost_per_token": 0.001,
                  "output_cost_per_token": 0.001}
         run = evoforge.run(str(CLIMB), budget=20, db=db, name="priced", model="openai/proposer",
-                           api_base=server.base_url, judge_model=judge, max_cost=0.5, islands=1, concurrency=1)
+                           api_base=server.base_url, judge_model=judge, max_cost=0.5, islands=1, concurrency=1,
+                           offline_share=0)
         assert run.result is not None
         assert run.result.stats.stop_reason == "cost limit reached"
         judged = len(_requests(server, "judge"))
@@ -319,7 +321,7 @@ def test_a_review_a_reached_limit_would_pass_is_not_asked(tmp_path: Path, monkey
         # proposal 1, its review, proposal 2: the third call reaches --max-calls, so the second review is not asked
         run = evoforge.run(str(CLIMB), budget=10, db=db, name="capped", model="openai/proposer",
                            api_base=server.base_url, judge_model="openai/judge", max_calls=3, islands=1,
-                           concurrency=1)
+                           concurrency=1, offline_share=0)
         requests = [r.body["model"] for r in server.completion_requests]
     assert run.result is not None and run.result.stats.stop_reason == "calls limit reached"
     assert requests == ["proposer", "judge", "proposer"]

@@ -53,7 +53,8 @@ class FaultyMutations:
 def search(db: str, name: str, client: str, server: OpenAIServer, **options: Any) -> RunConfig:
     entry = ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=10, input_cost_per_token=1e-6,
                        output_cost_per_token=4e-6)
-    config = RunConfig(problem=BIN_PACKING, name=name, budget=9, seed=3, overrides=dict(SMALL), concurrency=1,
+    config = RunConfig(offline_share=0.0, problem=BIN_PACKING, name=name, budget=9, seed=3, overrides=dict(SMALL),
+                       concurrency=1,
                        islands=IslandConfig(num_islands=2, reset_period=5), answers=2,
                        models=ModelConfig(models=(entry,), backoff_s=0.01, client=client), **options)
     assert run_search(config, db, progress=False).status == "finished"
@@ -145,7 +146,7 @@ def test_a_run_against_an_openai_compatible_server_never_imports_litellm_by_defa
         "import evoforge\n"
         "with OpenAIServer(MutationResponder(0)) as server:\n"
         f"    run = evoforge.run('bin_packing', budget=4, model='openai/local-llama', api_base=server.base_url,\n"
-        f"                       db='sqlite:///{tmp_path / 'r.db'}', overrides={SMALL!r})\n"
+        f"                       db='sqlite:///{tmp_path / 'r.db'}', overrides={SMALL!r}, offline_share=0)\n"
         "print(run.result.status, run.result.stats.calls, 'litellm' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

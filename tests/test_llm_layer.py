@@ -58,7 +58,7 @@ def config(name: str, budget: int, server: OpenAIServer, *, models: tuple[str, .
                                temperature=model_options.pop("temperature", 0.8)) for m in models)
     limits = model_options.pop("limits", Limits())
     overrides = dict(SMALL) if problem == BIN_PACKING else {}
-    return RunConfig(problem=problem, name=name, budget=budget, overrides=overrides, concurrency=1,
+    return RunConfig(offline_share=0.0, problem=problem, name=name, budget=budget, overrides=overrides, concurrency=1,
                      islands=IslandConfig(num_islands=1, reset_period=1000), limits=limits,
                      models=ModelConfig(models=entries, backoff_s=0.05, **model_options))
 

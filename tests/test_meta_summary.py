@@ -117,7 +117,7 @@ def test_the_summary_is_on_with_a_model_off_offline_and_kept_with_the_run() -> N
 
 def climb_config(name: str, budget: int, server: OpenAIServer, **options: object) -> RunConfig:
     entry = ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=10)
-    return RunConfig(problem=CLIMB, name=name, budget=budget, seed=5, concurrency=1,
+    return RunConfig(offline_share=0.0, problem=CLIMB, name=name, budget=budget, seed=5, concurrency=1,
                      islands=IslandConfig(num_islands=1, reset_period=1000),
                      models=ModelConfig(models=(entry,), backoff_s=0.05), meta_summary=3, **options)
 

@@ -132,7 +132,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> str:
     try:
         with OpenAIServer(lambda request: _answer(next(answers))) as server:
             models = ModelConfig(models=(ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=10),))
-            config = RunConfig(problem=JOBS, name="jobs", budget=12, models=models,
+            config = RunConfig(offline_share=0.0, problem=JOBS, name="jobs", budget=12, models=models,
                                islands=IslandConfig(num_islands=1, parents_per_prompt=2))
             assert run_search(config, db, progress=False).status == "finished"
     finally:

@@ -27,7 +27,7 @@ SMALL = {"num_items": "300", "num_instances": "3", "held_out_instances": "2"}
 
 
 def small_config(name: str, budget: int, **kwargs) -> RunConfig:
-    return RunConfig(problem=BIN_PACKING, name=name, budget=budget, overrides=dict(SMALL),
+    return RunConfig(offline_share=0.0, problem=BIN_PACKING, name=name, budget=budget, overrides=dict(SMALL),
                      islands=IslandConfig(num_islands=2, reset_period=15), **kwargs)
 
 

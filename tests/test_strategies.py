@@ -178,7 +178,8 @@ def dead_variable_answer(i: int) -> str:
 def config(name: str, budget: int, server: OpenAIServer, **options: object) -> RunConfig:
     entry = ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=5)
     islands = options.pop("islands", IslandConfig(num_islands=1, reset_period=1000))
-    return RunConfig(problem=BIN_PACKING, name=name, budget=budget, overrides=dict(SMALL), concurrency=1,
+    return RunConfig(offline_share=0.0, problem=BIN_PACKING, name=name, budget=budget, overrides=dict(SMALL),
+                     concurrency=1,
                      islands=islands, models=ModelConfig(models=(entry,), backoff_s=0.05), **options)
 
 

@@ -73,7 +73,8 @@ def test_a_search_evaluates_a_false_twin_in_full_only_when_twins_are_judged_on_e
     db = f"sqlite:///{tmp_path / 'r.db'}"
     with OpenAIServer(respond) as server:
         entry = ModelEntry("openai/cheap", api_base=server.base_url, timeout_s=5)
-        config = RunConfig(problem=TOY, name=inputs, budget=2, concurrency=1, behaviour_inputs=inputs,
+        config = RunConfig(offline_share=0.0, problem=TOY, name=inputs, budget=2, concurrency=1,
+                           behaviour_inputs=inputs,
                            islands=IslandConfig(num_islands=1, reset_period=1000),
                            models=ModelConfig(models=(entry,), backoff_s=0.05))
         run_search(config, db, progress=False)

@@ -44,7 +44,7 @@ def add_model_options(run: argparse.ArgumentParser) -> None:
                      help="share of prompts answered by the offline mutator instead of the model, drawn per prompt "
                      "from the seed: no call, no token, same evaluation and record (model 'offline'); they count "
                      "against --budget like the model's, and --max-calls, --max-total-tokens and --max-cost count "
-                     "the calls alone (default 0: the model answers every prompt)")
+                     "the calls alone (default 0.5 with a model; 0: the model answers every prompt)")
     llm.add_argument("--no-cache", dest="cache", action="store_false",
                      help="pay again for identical temperature-0 requests")
     llm.add_argument("--replay", metavar="RUN",

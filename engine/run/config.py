@@ -213,6 +213,9 @@ DEFAULT_SAME_BEHAVIOUR = "parent"  # chosen by benchmarks/quality.py (QUALITY.md
 DEFAULT_INSPIRATIONS = 0  # chosen by benchmarks/quality.py (QUALITY.md)
 MAX_META_SUMMARY = 20  # improvements a prompt may list: each is up to ten lines
 DEFAULT_META_SUMMARY = 5  # chosen by benchmarks/quality.py (QUALITY.md, "Small budgets ...")
+# With a model, half the prompts answered offline at no call: chosen by benchmarks/quality.py (QUALITY.md, "Offline
+# proposals beside the model"), the best score per call on the reference setting.
+DEFAULT_OFFLINE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -256,9 +259,10 @@ class RunConfig:
     # answer is a candidate of its own and counts once against the budget; a call counts once against the limits.
     answers: int = 1
     # With a model: the share of prompts answered by the offline mutator instead (no call, no token), drawn per
-    # prompt from its seeded Generator; 0: the model answers every prompt. Offline candidates count against the
-    # budget like the model's; the spending limits (--max-calls, tokens, cost) count the calls alone.
-    offline_share: float = 0.0
+    # prompt from its seeded Generator; 0: the model answers every prompt. None: the default, resolved when the
+    # config is made (and stored so): DEFAULT_OFFLINE_SHARE with a model, 0 offline. Offline candidates count
+    # against the budget like the model's; the spending limits (--max-calls, tokens, cost) count the calls alone.
+    offline_share: float | None = None
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     def __post_init__(self) -> None:
@@ -293,6 +297,8 @@ class RunConfig:
         if self.meta_summary and self.models.offline:
             raise ConfigError(f"{named('--meta-summary')} lists recent improvements in the prompt, which only an "
                               f"LLM reads: give a model ({named('--model')}) or leave it out")
+        if self.offline_share is None:
+            object.__setattr__(self, "offline_share", 0.0 if self.models.offline else DEFAULT_OFFLINE_SHARE)
         if isinstance(self.offline_share, bool) or not (isinstance(self.offline_share, (int, float))
                                                         and 0.0 <= self.offline_share < 1.0):
             raise ConfigError(f"{named('--offline-share')} {self.offline_share}: must be a share in [0, 1) (0.5: "
@@ -348,6 +354,7 @@ class RunConfig:
         """Rebuild a stored config; an unknown key means a newer evoforge wrote it, so refuse rather than guess."""
         data = dict(_known_keys(cls, data, None))
         data.setdefault("meta_summary", 0)  # stored before the summary existed: those runs ran without it
+        data.setdefault("offline_share", 0.0)  # stored before it was a setting: the model answered every prompt
         data.setdefault("behaviour_inputs", "first")  # stored before it was a setting: twins were on the first inputs
         islands = IslandConfig(**_known_keys(IslandConfig, data.pop("islands", {}), "islands"))
         models = ModelConfig.from_dict(data.pop("models", {}))

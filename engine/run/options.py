@@ -68,7 +68,7 @@ class SearchOptions:
     crossover: float = RunConfig.crossover  # --crossover SHARE
     meta_summary: int | None = RunConfig.meta_summary  # --meta-summary K; None: the default
     answers: int = RunConfig.answers
-    offline_share: float = RunConfig.offline_share  # --offline-share F: with a model, the prompts answered offline
+    offline_share: float | None = RunConfig.offline_share  # --offline-share F; None: default, or the replayed run's
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set KEY=VALUE
     model: str | Sequence[str] = ()
     strong_model: str | Sequence[str] = ()
@@ -124,15 +124,20 @@ def run_config(problem: str | Path, options: SearchOptions, db: str) -> RunConfi
     from evoforge.problems import problem_path
 
     path = str(problem_path(problem))
+    replayed = replayed_config(options.replay, db)
+    offline_share = options.offline_share
+    if offline_share is None and replayed is not None:  # a replay asks the model the prompts the replayed run did
+        offline_share = replayed.offline_share
     return RunConfig(problem=path, name=options.name or default_run_name(path), budget=options.budget,
                      seed=options.seed, workers=options.workers, overrides=overrides(options.overrides),
                      islands=island_config(options),
-                     models=model_config(options, replayed_models(options.replay, db)), limits=limits(options),
+                     models=model_config(options, None if replayed is None else replayed.models),
+                     limits=limits(options),
                      concurrency=options.concurrency, same_behaviour=options.same_behaviour,
                      behaviour_inputs=options.behaviour_inputs,
                      inspirations=options.inspirations, map_elites=map_descriptors(options.map_elites),
                      map_bins=options.map_bins, crossover=options.crossover, meta_summary=options.meta_summary,
-                     answers=options.answers, offline_share=options.offline_share,
+                     answers=options.answers, offline_share=offline_share,
                      executor=ExecutorSettings(ray=options.ray or options.ray_address is not None,
                                                ray_address=options.ray_address))
 
@@ -168,8 +173,9 @@ def overrides(values: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): v if isinstance(v, str) else repr(v) for k, v in values.items()}
 
 
-def replayed_models(replay: str | None, db: str) -> ModelConfig | None:
-    """The models of the run that --replay names, so a replay needs no model options of its own."""
+def replayed_config(replay: str | None, db: str) -> RunConfig | None:
+    """The config of the run that --replay names: its models, so a replay needs no model options of its own, and its
+    offline share, so the same prompts go to the model."""
     if not replay:
         return None
     from evoforge.db import Store
@@ -178,7 +184,7 @@ def replayed_models(replay: str | None, db: str) -> ModelConfig | None:
         run = store.get_run(replay)
     if run is None:
         raise ConfigError(f"{named('--replay')} {replay}: no run of that name in {db}")
-    return RunConfig.from_dict(run.config["run"]).models
+    return RunConfig.from_dict(run.config["run"])
 
 
 def _names(value: str | Sequence[str]) -> tuple[str, ...]:
