@@ -184,8 +184,8 @@ def for_numba(code: str, numeric_args: Mapping[str, Collection[int]] | None = No
               numpy_globals: Collection[str] = ()) -> str:
     """The candidate's source as it is compiled; raises Divergent where it must run as Python instead.
     `numeric_args`: for each evolved function the harness calls, the positions of its arguments whose declared
-    type is a number or an array; `numpy_globals`: the names of numpy in the candidate's namespace (both tell
-    plain_products.py where a product may stay `*`)."""
+    type is a number or an array of numbers; `numpy_globals`: the names of numpy in the candidate's namespace
+    (both tell plain_products.py where a product may stay `*`)."""
     tree = ast.parse(code)
     unsafe = sorted({name for node in ast.walk(tree) for name in [_name_of(node)] if name in UNSAFE_NAMES})
     if unsafe:
