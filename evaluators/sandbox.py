@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import secrets
 import signal
 import subprocess
@@ -68,6 +69,16 @@ class SandboxError(RuntimeError):
 
 class _WorkerDied(Exception):
     pass
+
+
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+
+
+def without_addresses(error: str) -> str:
+    """An error with each memory address (`<function f at 0x7f3a...>`) written `0x...`: the error is recorded and
+    shown in the island's next prompts, and an address differs from run to run (each server process is laid out
+    anew), so with it a seed would not fix the prompts, nor a replay find the recorded answers."""
+    return _ADDRESS.sub("0x...", error)
 
 
 def _timings(**values: float) -> dict[str, float]:
@@ -434,6 +445,7 @@ class SandboxPool:
 
         def result(status: str, error: str | None, score: float | None = None, stage: int | None = None
                    ) -> Evaluation:
+            error = None if error is None else without_addresses(error)
             timings["score"] = scorer.seconds
             timings["total"] = time.perf_counter() - t0
             scores = dict(scorer.scores) if status in ("ok", "culled") else {}

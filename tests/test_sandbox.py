@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -229,6 +230,13 @@ def test_exception_is_error_with_traceback(pool):
     ev = pool.evaluate(fn("raise ValueError('boom from candidate')"))
     assert ev.status == "error"
     assert "boom from candidate" in ev.error and "<candidate>" in ev.error
+
+
+def test_an_error_shows_no_memory_address_so_a_seed_fixes_the_prompts_that_quote_it(pool):
+    ev = pool.evaluate(fn("raise ValueError(repr(object()) + ' ' + repr(len) + ' ' + hex(id(x)))"))
+    assert ev.status == "error"
+    assert "<object object at 0x...>" in ev.error and "<built-in function len>" in ev.error
+    assert re.search(r"0x[0-9a-fA-F]{6,}", ev.error) is None, ev.error
 
 
 def test_syntax_error_and_missing_function(pool):
