@@ -150,6 +150,7 @@ class LLMEnsemble:
             self._litellm.load_in_background()
         self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
         self._answered: set[str] = set()  # models that have answered at least once
+        self._gave_up: set[str] = set()  # models warned about: a call failed after its retries (said once each)
         self._takes_n: dict[str, bool] = {}  # model -> whether litellm lets it give several choices per request
 
     def choose(self, rng: np.random.Generator) -> ModelEntry:
@@ -193,6 +194,9 @@ class LLMEnsemble:
         elif result.permanent and spec.name not in self._unfixable:
             self._unfixable[spec.name] = result.error or ""
             log.error("%s", result.error)  # at once: it will not fix itself
+        elif not result.permanent and spec.name not in self._gave_up:
+            self._gave_up.add(spec.name)
+            log.warning("%s", _gave_up_warning(spec, result.error or "", spec.name in self._answered))
         return result
 
     def supports_n(self, spec: ModelEntry) -> bool:
@@ -382,6 +386,18 @@ class _Failure:
     transient: bool
     message: str
     retry_after_s: float | None = None
+
+
+def _gave_up_warning(spec: ModelEntry, error: str, answered: bool) -> str:
+    """The one warning for a model's first call that failed after its retries: a wrong --api-base or a stopped
+    server fails this way on every call, and the run (half of whose prompts the offline proposer may answer) would
+    otherwise go on looking healthy."""
+    if answered:
+        return (f"{error}; the run goes on (the model rests after three failures in a row), and its later failures "
+                "are recorded without a warning (`evoforge show RUN` counts them)")
+    check = "--api-base and that the server is running" if spec.api_base else "the network and the model's provider"
+    return (f"{error}; the model has not answered yet: check {check}. The run goes on, trying the model again "
+            "after a rest, and its later failures are recorded without a warning (`evoforge show RUN` counts them)")
 
 
 def _classify(litellm: ModuleType | None, spec: ModelEntry, exc: Exception,
