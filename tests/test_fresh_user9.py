@@ -148,3 +148,22 @@ def test_every_option_of_the_python_api_is_named_in_the_readme() -> None:
     missing = [name for name in SearchOptions.__dataclass_fields__ if f"`{name}`" not in section
                and name not in ("budget", "seed", "workers", "model", "overrides")]
     assert missing == []
+
+
+def test_a_replay_that_misses_says_so_once_and_what_an_answer_needs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Replaying a run made at the default concurrency, or with another seed or --set, left most proposals as
+    # 'replay of run ... has no answer to this request' in `show`, and nothing at all on the terminal
+    monkeypatch.setenv("OPENAI_API_KEY", "none")
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    with OpenAIServer(REWRITE) as server:
+        assert main(["run", str(JUSTIFY), "--db", db, "--model", "openai/m", "--api-base", server.base_url,
+                     "--budget", "4", "--concurrency", "1", "--offline-share", "0", "--name", "made"]) == 0
+    capsys.readouterr()
+    replay = ["run", str(JUSTIFY), "--db", db, "--replay", "made", "--budget", "4", "--concurrency", "1"]
+    assert main([*replay, "--name", "same"]) == 0
+    assert "has no answer" not in capsys.readouterr().err
+    assert main([*replay, "--name", "other", "--set", "seed=4"]) == 0  # other inputs: other prompts
+    err = capsys.readouterr().err
+    assert err.count("replay of run 'made' has no answer to a request") == 1 and "--concurrency 1" in err
+    assert _proposal_models(db, "other") == ["openai/m"] * 4
