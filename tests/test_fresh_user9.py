@@ -46,16 +46,19 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("evoforge")]
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "litellm"])
 def test_a_model_at_a_wrong_api_base_is_warned_about_once_naming_the_api_base(
-        caplog: pytest.LogCaptureFixture) -> None:
-    # A wrong --api-base failed every call in silence: the run 'finished', half its prompts answered offline
+        direct: bool, caplog: pytest.LogCaptureFixture) -> None:
+    # A wrong --api-base failed every call in silence: the run 'finished', half its prompts answered offline; and
+    # through litellm the refused connection read 'HTTP 500 InternalServerError', as if a server had answered
     with OpenAIServer("unused") as server:
         dead = server.base_url
-    ensemble = LLMEnsemble([ModelEntry("openai/m", api_base=dead, api_key="k")], max_retries=0, direct=True)
+    ensemble = LLMEnsemble([ModelEntry("openai/m", api_base=dead, api_key="k")], max_retries=0, direct=direct)
     with caplog.at_level(logging.WARNING, logger="evoforge"):
         assert _call_twice(ensemble) == [False, False]
     [warning] = _warnings(caplog)
-    assert dead in warning and "has not answered yet: check --api-base and that the server is running" in warning
+    assert warning.startswith(f"model 'openai/m' at {dead}: connection failed: ") and "HTTP 500" not in warning
+    assert "has not answered yet: check --api-base and that the server is running" in warning
 
 
 def test_a_model_that_answered_before_is_warned_about_once_without_blaming_the_api_base(

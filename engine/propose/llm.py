@@ -419,15 +419,31 @@ def _classify(litellm: ModuleType | None, spec: ModelEntry, exc: Exception,
         return _Failure(False, f"{where}: not found (HTTP 404): {detail}. Check the model name (a litellm model "
                                "string such as 'gpt-4o-mini', 'anthropic/NAME', or 'openai/NAME' with api_base for "
                                "an OpenAI-compatible server) and api_base.")
+    connection = isinstance(exc, (ConnectionError, *((litellm.APIConnectionError,) if litellm else ())))
     if status in _TRANSIENT_STATUSES or (status is not None and status >= 500):
-        return _Failure(True, f"{where}: HTTP {status} {type(exc).__name__}: {detail}", _retry_after_s(exc))
-    if isinstance(exc, (ConnectionError, *((litellm.APIConnectionError,) if litellm else ()))):
+        if not (connection or _caused_by_connection(exc)):  # litellm calls a refused connection HTTP 500
+            return _Failure(True, f"{where}: HTTP {status} {type(exc).__name__}: {detail}", _retry_after_s(exc))
+        connection = True
+    if connection:
         return _Failure(True, f"{where}: connection failed: {detail}")
     if isinstance(exc, BadAnswer):
         return _Failure(True, f"{where}: {detail}")
     if status is not None:
         return _Failure(False, f"{where}: the request was rejected (HTTP {status}): {detail}")
     return _Failure(False, f"{where}: {type(exc).__name__}: {detail}")
+
+
+def _caused_by_connection(exc: BaseException) -> bool:
+    """Whether a connection that failed (refused, reset) lies under `exc`: litellm wraps the openai client's
+    connection error in an InternalServerError with status 500, where no server answered at all."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _is_missing_credentials(detail: str) -> bool:
