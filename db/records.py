@@ -434,3 +434,5 @@ class Spend:
     calls: int
     tokens: int
     cost: float
+    offline: int = 0
+    """Proposals the offline proposer answered beside the model (--offline-share): no call, no spend."""

@@ -533,16 +533,20 @@ class Store:
 
     def llm_spend(self, run_id: int) -> Spend:
         """LLM calls made for the run, proposals and reviews (judgements) alike (cache and replay hits excluded:
-        they made none, nor did the later answers of a call that gave several), their tokens and cost."""
+        they made none, nor did the later answers of a call that gave several), their tokens and cost, and how many
+        proposals the offline proposer answered instead."""
         queries = [select(
             func.coalesce(func.sum(case((model.c.attempts > 0, 1), else_=0)), 0),
             func.coalesce(func.sum(model.c.prompt_tokens + model.c.completion_tokens), 0),
             func.coalesce(func.sum(model.c.cost), 0.0),
         ).where(model.c.run_id == run_id, model.c.model != "offline")
             for model in (Proposal, Judgement)]
-        rows = self._read(lambda c: [c.execute(query).one() for query in queries])
+        offline = select(func.count()).select_from(Proposal).where(Proposal.c.run_id == run_id,
+                                                                   Proposal.c.model == "offline")
+        rows, offline_count = self._read(lambda c: ([c.execute(query).one() for query in queries],
+                                                    int(c.execute(offline).scalar_one())))
         return Spend(calls=sum(int(r[0]) for r in rows), tokens=sum(int(r[1]) for r in rows),
-                     cost=sum(float(r[2]) for r in rows))
+                     cost=sum(float(r[2]) for r in rows), offline=offline_count)
 
     def gaming_programs(self, run_id: int) -> set[int]:
         """The run's programs the reviewer model judged to game the score (without reading the calls' text)."""

@@ -166,7 +166,25 @@ def _print_result(result: SearchResult, db: str) -> None:
     where = f"{shlex.quote(result.run_name)} --db {shlex.quote(db)}"
     if result.status == "stopped":  # Ctrl-C or SIGTERM: what the user wants next is most likely to go on
         print(f"continue it: evoforge resume {where}   (--budget N for a new total)")
+    elif result.stats.stop_reason and not result.stats.stopped_by_failure:
+        print(_after_limit(result.stats.stop_reason, result.run_name, db))
     print(f"see its best: evoforge best {where}")
+
+
+_SPENDING_FLAGS = {"calls": "--max-calls", "tokens": "--max-total-tokens", "cost": "--max-cost"}
+
+
+def _after_limit(reason: str, name: str, db: str) -> str:
+    """How to go on after a limit stopped the run: a resume keeps the run's limits, and the calls, tokens and cost
+    count over the whole run (a resume would end at once), while the wall time counts per process."""
+    where = f"{shlex.quote(name)} --db {shlex.quote(db)}"
+    flag = _SPENDING_FLAGS.get(reason.removesuffix(" limit reached"))
+    if flag is None:
+        return f"continue it: evoforge resume {where}   (it searches for --max-time again; --budget N for a new total)"
+    best = shlex.quote(f"{name}-best.py")
+    return (f"a resume keeps the run's {flag}, which counts the whole run, so it would end at once; to spend more, "
+            f"search on from its best in a new run: evoforge export {where} -o {best}, then evoforge run {best} "
+            f"{flag} N (with the models and options you want)")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

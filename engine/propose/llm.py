@@ -150,6 +150,7 @@ class LLMEnsemble:
             self._litellm.load_in_background()
         self._unfixable: dict[str, str] = {}  # model -> its first failure that retrying cannot fix
         self._answered: set[str] = set()  # models that have answered at least once
+        self._gave_up: set[str] = set()  # models warned about: a call failed after its retries (said once each)
         self._takes_n: dict[str, bool] = {}  # model -> whether litellm lets it give several choices per request
 
     def choose(self, rng: np.random.Generator) -> ModelEntry:
@@ -193,6 +194,9 @@ class LLMEnsemble:
         elif result.permanent and spec.name not in self._unfixable:
             self._unfixable[spec.name] = result.error or ""
             log.error("%s", result.error)  # at once: it will not fix itself
+        elif not result.permanent and spec.name not in self._gave_up:
+            self._gave_up.add(spec.name)
+            log.warning("%s", _gave_up_warning(spec, result.error or "", spec.name in self._answered))
         return result
 
     def supports_n(self, spec: ModelEntry) -> bool:
@@ -384,6 +388,18 @@ class _Failure:
     retry_after_s: float | None = None
 
 
+def _gave_up_warning(spec: ModelEntry, error: str, answered: bool) -> str:
+    """The one warning for a model's first call that failed after its retries: a wrong --api-base or a stopped
+    server fails this way on every call, and the run (half of whose prompts the offline proposer may answer) would
+    otherwise go on looking healthy."""
+    if answered:
+        return (f"{error}; the run goes on (the model rests after three failures in a row), and its later failures "
+                "are recorded without a warning (`evoforge show RUN` counts them)")
+    check = "--api-base and that the server is running" if spec.api_base else "the network and the model's provider"
+    return (f"{error}; the model has not answered yet: check {check}. The run goes on, trying the model again "
+            "after a rest, and its later failures are recorded without a warning (`evoforge show RUN` counts them)")
+
+
 def _classify(litellm: ModuleType | None, spec: ModelEntry, exc: Exception,
               env_keys: Callable[[], list[str]]) -> _Failure:
     """Whether `exc` is worth retrying, and a message that names the model, the fault and the fix (`litellm`: the
@@ -403,15 +419,31 @@ def _classify(litellm: ModuleType | None, spec: ModelEntry, exc: Exception,
         return _Failure(False, f"{where}: not found (HTTP 404): {detail}. Check the model name (a litellm model "
                                "string such as 'gpt-4o-mini', 'anthropic/NAME', or 'openai/NAME' with api_base for "
                                "an OpenAI-compatible server) and api_base.")
+    connection = isinstance(exc, (ConnectionError, *((litellm.APIConnectionError,) if litellm else ())))
     if status in _TRANSIENT_STATUSES or (status is not None and status >= 500):
-        return _Failure(True, f"{where}: HTTP {status} {type(exc).__name__}: {detail}", _retry_after_s(exc))
-    if isinstance(exc, (ConnectionError, *((litellm.APIConnectionError,) if litellm else ()))):
+        if not (connection or _caused_by_connection(exc)):  # litellm calls a refused connection HTTP 500
+            return _Failure(True, f"{where}: HTTP {status} {type(exc).__name__}: {detail}", _retry_after_s(exc))
+        connection = True
+    if connection:
         return _Failure(True, f"{where}: connection failed: {detail}")
     if isinstance(exc, BadAnswer):
         return _Failure(True, f"{where}: {detail}")
     if status is not None:
         return _Failure(False, f"{where}: the request was rejected (HTTP {status}): {detail}")
     return _Failure(False, f"{where}: {type(exc).__name__}: {detail}")
+
+
+def _caused_by_connection(exc: BaseException) -> bool:
+    """Whether a connection that failed (refused, reset) lies under `exc`: litellm wraps the openai client's
+    connection error in an InternalServerError with status 500, where no server answered at all."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _is_missing_credentials(detail: str) -> bool:

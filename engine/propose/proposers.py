@@ -10,6 +10,7 @@ proposer how each child did (`observe`), which is how model choice and instructi
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,8 @@ from evoforge.engine.propose.prompts import ParentView, build_messages
 from evoforge.engine.propose.shares import answer_details, split_call
 from evoforge.engine.run.config import ModelConfig
 from evoforge.evaluators.project import ProjectSource
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class LLMProposer:
         self._temperature = {m.name: m.temperature for m in models.models}
         self._cache = cache
         self._replay = replay
+        self._replay_missed = False  # warned about the first request the replayed run has no answer to
         self.instructions = instructions
 
         cheap = [m for m in models.models if m.tier == "cheap"]
@@ -231,6 +235,9 @@ class LLMProposer:
         assert self._replay is not None
         recorded = self._replay.take(key)
         if recorded is None:
+            if not self._replay_missed:  # a replay that misses only records failed proposals: say why, once
+                self._replay_missed = True
+                log.warning("%s", replay_miss_warning(self._replay.run_name))
             return [Proposal(model=model, prompt=json.dumps(messages), text="", attempts=0,
                              error=f"replay of run '{self._replay.run_name}' has no answer to this request",
                              details={**details, "replay": "miss", "llm_error": True})]
@@ -242,6 +249,14 @@ class LLMProposer:
         instruction = proposal.details.get("instruction")
         if self.instructions is not None and instruction is not None:
             self.instructions.observe(int(instruction), improved, rng)
+
+
+def replay_miss_warning(run_name: str) -> str:
+    """The one warning of a replay whose replayed run has no answer to a request."""
+    return (f"replay of run {run_name!r} has no answer to a request: a replay answers only requests identical to "
+            "the replayed run's, so give the same problem, --set values, options and --seed (an exact reproduction "
+            f"needs both runs at --concurrency 1; `evoforge show {run_name}` lists its settings). The run goes on; "
+            "each request without an answer is a failed proposal (no call is made), recorded without a warning")
 
 
 def _from_memory(model: str, messages: list[dict[str, Any]], recorded: Answers, details: dict[str, Any],

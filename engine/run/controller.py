@@ -338,6 +338,7 @@ class Controller:
         self._prompts = self.store.prompts(self.run.id)
         spend = self.store.llm_spend(self.run.id)
         self.stats.calls, self.stats.tokens, self.stats.cost = spend.calls, spend.tokens, spend.cost
+        self.stats.offline = spend.offline
         for digest, program_id in self.store.code_hashes(self.run.id):
             self._hashes.setdefault(_hash_key(digest), program_id)
         return found
@@ -709,6 +710,8 @@ class Controller:
         `material`: what its prompt showed (spending.prompt_material), for the estimates of later calls."""
         self.stats.cost += sum(p.cost for p in proposals)
         first = proposals[0]
+        if first.model == "offline":
+            self.stats.offline += len(proposals)
         if first.is_call:
             tokens = sum(p.prompt_tokens + p.completion_tokens for p in proposals)
             cost = sum(p.cost for p in proposals)

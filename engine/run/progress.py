@@ -17,8 +17,15 @@ def format_score(score: float | None) -> str:
 
 
 def status_line(stats: RunStats) -> str:
-    """One line: best score, valid rate, throughput and cost so far."""
-    spend = f"${stats.cost:.4f}" + (f" ({stats.calls} calls)" if stats.calls else "")
+    """One line: best score, valid rate, throughput and cost so far; with a model, the calls (and how many failed
+    after their retries, so a dead server shows) and the proposals answered offline beside it, so that a budget
+    that is not all calls reads as such."""
+    parts = [f"{stats.calls} calls"] if stats.calls else []
+    if stats.failed_calls:
+        parts.append(f"{stats.failed_calls} failed")
+    if 0 < stats.offline < stats.done:  # beside a model; a run with no model is offline throughout
+        parts.append(f"{stats.offline} offline")
+    spend = f"${stats.cost:.4f}" + (f" ({', '.join(parts)})" if parts else "")
     valid = f"{stats.valid_rate:.0%}" if stats.evaluated else "-"  # duplicates only: nothing failed yet either
     return (f"best {format_score(stats.best_score)} | valid {valid} | "
             f"{stats.throughput:.2f} cand/s | {spend}")

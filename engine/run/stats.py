@@ -34,6 +34,7 @@ class RunStats:
     tokens: int = 0  # prompt plus completion tokens of those calls
     retries: int = 0  # extra requests made by retrying transient faults (this process)
     failed_calls: int = 0  # calls that failed after their retries (this process)
+    offline: int = 0  # proposals the offline proposer answered beside a model (including before a resume)
     stop_reason: str | None = None  # why the run stopped early (a spending limit), None if it ran its budget
     stopped_by_failure: bool = False  # the stop was a failure (no model can answer), not a limit reached
     started: float = field(default_factory=time.perf_counter)
