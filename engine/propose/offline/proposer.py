@@ -5,7 +5,8 @@ statement of the best parent with `ast` (see `mutations`, `statements`, `recombi
 The SEARCH section is the statement's exact source lines, so comments elsewhere survive, and every answer is checked
 with `apply_response` before it is returned. On a construction that builds an array (`literals.walkable`), nine
 proposals in ten mutate the proposer's own walk point instead of the islands' parent, once it has one that is at
-least as good (`walk`), and are written as the edit that turns the parent into the result. A function that hands a
+least as good (`walk`), and are written as the edit that turns the parent into the result; after a walked move of
+single points the next one follows it up (`follow`). A function that hands a
 list of terms to a call (`np.stack([...])`, outside constructions) may also get one more term (`extend`).
 A constant move that improved on its parent is repeated from the child, once, half the time (`repeat_constant`).
 
@@ -25,11 +26,11 @@ import numpy as np
 
 from evoforge.engine.program.patching import apply_response
 from evoforge.engine.program.source import PatchError, normalize_code
-from evoforge.engine.propose.offline import literals, statements
+from evoforge.engine.propose.offline import follow, literals, statements
 from evoforge.engine.propose.offline.locate import Edit, common_ends
 from evoforge.engine.propose.offline.mutations import BUILTIN_NAMES, MUTATORS, constant_targets, repeat_constant
 from evoforge.engine.propose.offline.recombine import crossover_edit, recombine_edit
-from evoforge.engine.propose.offline.walk import CHILD_SCORE, LEVEL, WALKED, Walk
+from evoforge.engine.propose.offline.walk import AGAIN, CHILD_SCORE, LEVEL, MOVE, WALKED, Walk
 
 # Mutation kinds and how often each is tried; operator swaps have few outcomes, so they get less weight.
 _WEIGHTS = {"constant": 4.0, "operator": 1.0, "insert": 4.0, "condition": 2.0, "recombine": 2.0, "crossover": 2.0,
@@ -43,6 +44,9 @@ _WITH_DONOR = ("recombine", "crossover")  # kinds that need a second parent
 # and symbolic regression rows worse (benchmarks/RESULTS.md), so those programs keep the kinds they had.
 _STEPPED = ("shift", "transform", "tune", "step")
 _WALKS = ("shift", "transform", "step", "relocate")  # the moves of a walk: of the construction's points
+# The walk's moves that are followed up (`follow`): moves of single points. Following the linear map too gained on
+# Heilbronn but cost the distance ratio (seed 2 of the suite: 16.84848 -> 17.34902), see benchmarks/RESULTS.md.
+_FOLLOWED = ("shift", "step")
 # How often a proposal on a construction mutates the walk's point (`walk`) instead of the islands' parent, once
 # there is one: a plateau needs a few hundred single moves, and the rest keep the islands' search going.
 WALK_SHARE = 0.9
@@ -151,6 +155,11 @@ class AstMutator:
         if not kinds:
             raise NoMutationFound("a crossover needs a second parent whose code differs from the first")
         lineage = literals.key_of(best)
+        planned = self.walk.next_move(lineage) if walking else None
+        if planned is not None and level is not None:
+            made = self._follow_up(best, parent, planned, evolved_names, known, level)
+            if made is not None:
+                return made
         if walking:  # a walk moves numbers only, each kind as often as it has been accepted
             kinds = [k for k in _WALKS if k in kinds or k == "step" or k == "relocate" and self.walk.stuck]
             weights = self.walk.weights(kinds)
@@ -210,10 +219,34 @@ class AstMutator:
                     details[LEVEL] = level
                     if walking:
                         details[WALKED] = 1
+                        move = follow.between(best, proposal.code, edit.function) if kind in _FOLLOWED else None
+                        if move is not None:
+                            details.update({"parent": lineage, MOVE: move})
                     self.walk.made(child, proposal.code)
                 return OfflineProposal(kind, proposal.response, proposal.code, details)
         why = "; ".join(f"{reason} (x{count})" for reason, count in misses.most_common(4))
         raise NoMutationFound(f"no valid new program from {len(parents)} parent(s) in {self.max_tries} tries: {why}")
+
+    def _follow_up(self, best: str, parent: str, planned: tuple[str, str], evolved_names: Sequence[str],
+                   known: set[str], level: float) -> OfflineProposal | None:
+        """The walk's follow-up move (`follow`) made from its point `best` and written against the islands'
+        `parent`, or None where it no longer applies or gives a known program."""
+        kind, move = planned
+        func = next((n for n in ast.parse(best).body if isinstance(n, ast.FunctionDef)
+                     and n.name == follow.function_of(move) and n.name in evolved_names), None)
+        lines = best.split("\n")
+        edit = None if func is None else follow.made(func, lines, move)
+        proposal = None if edit is None else _emit(kind, edit, best, lines, evolved_names)
+        if edit is not None and proposal is not None and best is not parent:
+            proposal = _emit(kind, _difference(parent, proposal.code, edit.function), parent, parent.split("\n"),
+                             evolved_names)
+        if proposal is None or normalize_code(proposal.code) in known:
+            return None
+        child = literals.key_of(proposal.code)
+        details: dict[str, float | str] = {"child": child, "parent": literals.key_of(best), LEVEL: level,
+                                           WALKED: 1, AGAIN: 1, MOVE: move}
+        self.walk.made(child, proposal.code)
+        return OfflineProposal(kind, proposal.response, proposal.code, details)
 
     def _repeat(self, best: str, parents: Sequence[str], move: tuple[str, int, float, float],
                 evolved_names: Sequence[str], known: set[str], level: float | None) -> OfflineProposal | None:
@@ -262,9 +295,13 @@ class AstMutator:
             self.steps[str(kind)].observe(str(details["parent"]), str(details["child"]), float(step), improved,
                                           tied)
         if isinstance(level, (int, float)) and "child" in details:
-            self.walk.observe(float(level), str(details["child"]),
-                              float(score) if isinstance(score, (int, float)) else None, kind in _WALKS, code,
-                              str(kind) if details.get(WALKED) else None)
+            taken = self.walk.observe(float(level), str(details["child"]),
+                                      float(score) if isinstance(score, (int, float)) else None, kind in _WALKS,
+                                      code, str(kind) if details.get(WALKED) else None)
+            if details.get(WALKED):
+                move = details.get(MOVE)
+                self.walk.follow(str(kind), str(details.get("parent")), str(details["child"]),
+                                 move if isinstance(move, str) else None, taken, bool(details.get(AGAIN)))
 
     def needs_code(self, details: Mapping[str, object]) -> bool:
         """Whether replaying this recorded proposal needs its child's code: a valid move that the walk may take."""

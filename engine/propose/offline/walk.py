@@ -22,9 +22,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from evoforge.engine.propose.offline import follow
+
 CHILD_SCORE = "child_score"  # the detail the controller adds: the valid child's trusted score
 LEVEL = "level"  # the detail naming the score a proposal's changed code had (the walk's point, or the parent)
 WALKED = "walked"  # the detail marking a proposal that mutated the walk's point
+MOVE = "move"  # the detail holding a walked move of numbers (`follow`), so it can be followed up
+AGAIN = "again"  # the detail marking a walked move that followed up an earlier one (`follow`)
 WAITING = 256  # children remembered until their outcome is heard; the oldest are forgotten first
 STALL = 20  # walked moves in a row refused after which the walk may be stuck (`stuck`)
 POINT_MOVES = ("shift", "step")  # the walk's moves of one point (or one coordinate)
@@ -41,6 +45,7 @@ class Walk:
         self._point_gains = 0  # walked moves of single points (`POINT_MOVES`) that beat the point
         self._waiting: OrderedDict[str, str] = OrderedDict()  # child key -> code, until `observe` hears of it
         self._moves: dict[str, list[int]] = {}  # per kind of move made from the point: [accepted, tried]
+        self._next: tuple[str, str, str] | None = None  # the follow-up: (from which code's key, kind, move)
 
     def weights(self, kinds: list[str]) -> np.ndarray:
         """How often to try each kind of move on the walk: its acceptance rate so far, from a prior of one in
@@ -89,12 +94,13 @@ class Walk:
             self._waiting.popitem(last=False)
 
     def observe(self, level: float, child: str, score: float | None, numeric: bool, code: str | None = None,
-                walked: str | None = None) -> None:
+                walked: str | None = None) -> bool:
         """A child's outcome: made from code scoring `level`, it scored `score` (None: no valid score). A move of
         the construction's numbers (`numeric`) that is as good as both becomes the point; a code edit never does
         (its ties mostly add code that changes nothing, and the walk's moves need the numbers they made).
         `code`: the child's code when a resumed run replays children this proposer never made (otherwise the
-        remembered code is used). `walked`: the kind of move, when the child was made from the walk's point."""
+        remembered code is used). `walked`: the kind of move, when the child was made from the walk's point.
+        Returns whether the child became the point."""
         waiting = self._waiting.pop(child, None)
         code = code if code is not None else waiting
         good = score is not None and math.isfinite(score) and self.at_least(score, level)
@@ -108,6 +114,28 @@ class Walk:
             elif good and walked in POINT_MOVES:
                 self._point_gains += 1
         if not numeric or code is None or score is None or not math.isfinite(score):
-            return
+            return False
         if self.at_least(score, level) and (self.point is None or self.at_least(score, self.point[0])):
             self.point, self._since_moved = (score, code), 0
+            return True
+        return False
+
+    def follow(self, kind: str, source: str, child: str, move: str | None, taken: bool, again: bool) -> None:
+        """A walked move's outcome sets the next one (`follow`): made again from the child, `follow.GROW` times
+        as long, where the child became the point; mirrored from `source` (the key of the code it was made from)
+        where it was refused, unless it was itself a follow-up. Only the last walked move counts, so a resumed
+        run, which replays outcomes and never proposals, ends with the follow-up an uninterrupted one had."""
+        self._next = None
+        if move is not None and taken:
+            self._next = child, kind, follow.scaled(move, follow.GROW)
+        elif move is not None and not again:
+            self._next = source, kind, follow.scaled(move, -1.0)
+
+    def next_move(self, point: str) -> tuple[str, str] | None:
+        """The follow-up (kind, move) to make from the code whose key is `point`, if the last walked move left
+        one for it; taken once, so proposals made before the next outcome is heard (several in flight, several
+        answers to one prompt) draw fresh moves instead of making it again."""
+        if self._next is None or self._next[0] != point:
+            return None
+        planned, self._next = self._next, None
+        return planned[1], planned[2]
