@@ -20,9 +20,9 @@ symmetric (many equal extreme distances or triangles): one point moved changes o
 
 The proposer offers them on constructions only (see `proposer`). Each lineage (a program and the children that
 were accepted from it) keeps its own step size, adapted by the 1/5 success rule of evolution strategies
-(`StepSizes`; a child that ties counts as accepted, and `step` aims at one in ten, as few moves on a plateau are
-neutral): with the walk's point, these edits are a (1+1) evolution strategy over the literals. Only the programs'
-code and their trusted scores are used, never the problem.
+(`StepSizes`; a child that ties is accepted and keeps the step, and `step` aims at one in ten, as few moves on a
+plateau are neutral): with the walk's point, these edits are a (1+1) evolution strategy over the literals. Only the
+programs' code and their trusted scores are used, never the problem.
 """
 
 from __future__ import annotations
