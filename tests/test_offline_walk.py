@@ -72,12 +72,17 @@ def test_the_walk_tries_each_kind_of_move_as_often_as_it_was_accepted() -> None:
     assert step == (10 + 1) / (20 + 5) and shift == 1 / (20 + 5)
 
 
-def test_step_sizes_count_a_tie_as_a_success_and_settle_at_their_rate() -> None:
+def test_step_sizes_accept_a_tie_at_the_same_step_and_settle_at_their_rate() -> None:
     steps = StepSizes(0.1, 0.001, 1.0, rate=0.1)
     steps.observe("p", "tie", 0.1, improved=False, tied=True)
-    assert steps.step("tie") == 0.1 * 1.5  # the tied child walks on with a larger step
-    steps.observe("tie", "worse", 0.15, improved=False)
-    assert np.isclose(steps.step("tie"), 0.15 * 1.5 ** (-0.1 / 0.9))  # nine failures undo one success
+    assert steps.step("tie") == 0.1  # the tied child walks on, with the step that made it
+    for i in range(50):  # a plateau: ties alone neither grow nor shrink the step
+        steps.observe("tie", f"tie{i}", steps.step("tie"), improved=False, tied=True)
+    assert steps.step("tie49") == 0.1
+    steps.observe("tie49", "better", 0.1, improved=True)
+    assert steps.step("better") == 0.1 * 1.5
+    steps.observe("better", "worse", 0.15, improved=False)
+    assert np.isclose(steps.step("better"), 0.15 * 1.5 ** (-0.1 / 0.9))  # nine failures undo one success
 
 
 def test_a_step_moves_exactly_one_offset() -> None:

@@ -20,9 +20,9 @@ symmetric (many equal extreme distances or triangles): one point moved changes o
 
 The proposer offers them on constructions only (see `proposer`). Each lineage (a program and the children that
 were accepted from it) keeps its own step size, adapted by the 1/5 success rule of evolution strategies
-(`StepSizes`; a child that ties counts as accepted, and `step` aims at one in ten, as few moves on a plateau are
-neutral): with the walk's point, these edits are a (1+1) evolution strategy over the literals. Only the programs'
-code and their trusted scores are used, never the problem.
+(`StepSizes`; a child that ties is accepted and keeps the step, and `step` aims at one in ten, as few moves on a
+plateau are neutral): with the walk's point, these edits are a (1+1) evolution strategy over the literals. Only the
+programs' code and their trusted scores are used, never the problem.
 """
 
 from __future__ import annotations
@@ -73,11 +73,13 @@ class StepSizes:
         return self._by_program.get(program, self.recent)
 
     def observe(self, parent: str, child: str, step: float, improved: bool, tied: bool = False) -> None:
-        """The trusted outcome of a child made with `step` from `parent`. A child that tied its parent counts as a
-        success: it is accepted, as the head of a walk on the plateau (`walk`), and counted as failures a plateau's
-        ties would shrink the step to its floor, where a walk hardly moves."""
+        """The trusted outcome of a child made with `step` from `parent`. A child that tied its parent is accepted,
+        as the head of a walk on the plateau (`walk`), and leaves the step as it was: counted as failures, a
+        plateau's ties would shrink the step to its floor, where a walk hardly moves; counted as successes, they
+        grew it to most of a grid spacing on the distance ratio's plateau, where a move that long mostly worsens
+        (benchmarks/RESULTS.md)."""
         accepted = improved or tied
-        factor = self.grow if accepted else self.shrink
+        factor = self.grow if improved else 1.0 if tied else self.shrink
         new = min(self.high, max(self.low, step * factor))
         self._by_program[child if accepted else parent] = new
         self.recent = new
