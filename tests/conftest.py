@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from model_searches import openai_test_key  # noqa: F401 - the fixture, for every test module
 from openai_server import openai_server  # noqa: F401 - the fixture, for every test module
 from postgres_db import db_url, postgres_url  # noqa: F401 - the database fixtures, for every test module
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_searches import BIN_PACKING, REPO, SMALL  # puts benchmarks/ on the import path
+from mutation_server import MutationResponder
 from openai_server import Fault, OpenAIServer, RecordedRequest
 
 from evoforge.db import Store
@@ -23,16 +25,7 @@ from evoforge.engine.run.config import ModelConfig, ModelEntry, RunConfig
 from evoforge.engine.run.search import run_search
 from evoforge.islands import IslandConfig
 
-REPO = Path(__file__).resolve().parent.parent
-BIN_PACKING = str(REPO / "problems" / "bin_packing.py")
-SMALL = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
-sys.path.insert(0, str(REPO / "benchmarks"))
-from mutation_server import MutationResponder  # noqa: E402  (benchmarks/ is not a package)
-
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+pytestmark = pytest.mark.usefixtures("openai_test_key")
 
 
 class FaultyMutations:

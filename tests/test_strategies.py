@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_searches import BIN_PACKING, REPO, SMALL
 from openai_server import OpenAIServer
 
 from evoforge.db import Store
@@ -22,15 +23,7 @@ from evoforge.engine.run.config import ConfigError, ModelConfig, ModelEntry, Run
 from evoforge.engine.run.search import resume_search, run_search
 from evoforge.islands import IslandConfig, IslandConfigError, IslandModel, softmax
 
-REPO = Path(__file__).resolve().parent.parent
-BIN_PACKING = str(REPO / "problems" / "bin_packing.py")
-SMALL = {"num_items": "200", "num_instances": "2", "held_out_instances": "1"}
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+pytestmark = pytest.mark.usefixtures("openai_test_key")
 
 
 def model(scores: list[float], **config: object) -> IslandModel:
