@@ -244,7 +244,9 @@ def test_the_token_limit_holds_while_prompts_grow(tmp_path: Path):
         spent = [p.prompt_tokens + p.completion_tokens
                  for p in store.proposals(analysis.open_run(store, "growing").id)]
     assert result.stats.stop_reason == "tokens limit reached"
-    assert prompts[-1] > 2 * prompts[0]  # the prompts did grow
+    # The prompts did grow. By how much depends on how many answers were recorded before the last prompt was
+    # made, which is timing: 2x on an idle machine, 1.57x once in CI (154 -> 242 tokens), so no factor is asked.
+    assert prompts[-1] > prompts[0]
     assert sum(spent) == result.stats.tokens and sum(spent) < limit + max(spent)
 
 
